@@ -13,7 +13,9 @@
 #   actor/*.c           -> build/actor
 #   reward_server/*.c   -> build/reward_server
 #   tools/rlhf-*.c      -> build/rlhf-*         (one program per file)
-#   tests/test_*.c      -> build/tests/test_*   (one test program per file)
+#   tests/test_*.c      -> build/tests/test_*   (one test program per file, run by tests/run.sh)
+#   tests/mpi_*.c, fx_*.c -> build/tests/...    (helpers that tests/t_*.sh scripts launch,
+#                                                 e.g. under mpirun; not run on their own)
 #   bench/bench_*.c     -> build/bench/bench_*
 
 CC       ?= gcc
@@ -38,7 +40,7 @@ COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIB         := $(BUILD)/librlhf.a
 ROLE_BINS   := $(foreach r,learner actor reward_server,$(if $(wildcard $(r)/*.c),$(BUILD)/$(r)))
 TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
-TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
 .PHONY: all deps test demo bench asan clean format

@@ -1,0 +1,146 @@
+/*
+ * common/gpt.h — GPT-2 in C on OpenBLAS: the one model every role of rlhf-c runs.
+ *
+ * Architecture (Radford et al. 2019, "Language Models are Unsupervised Multitask
+ * Learners"; the Hugging Face `GPT2Model`): token + learned position embeddings,
+ * pre-LayerNorm blocks of causal multi-head self-attention and a GELU(tanh) MLP with
+ * residuals, a final LayerNorm, and one head:
+ *   GPT_HEAD_LM     LM head tied to the token embedding (policy, reference model);
+ *   GPT_HEAD_SCORE  scalar at the last non-pad token, `score.weight` (1,C), no bias — the
+ *                   layout of HF `GPT2ForSequenceClassification` with one label (reward);
+ *   GPT_HEAD_VALUE  scalar per token, `v_head.summary.weight` (1,C) + `.bias` (1) — TRL's
+ *                   value-head layout (PPO critic).
+ * fp32 throughout.
+ *
+ * Parameters: ONE table of (name, shape) built from the config (gpt_tensors), in this
+ * order: wte.weight (V,C), wpe.weight (maxT,C), then per layer l
+ *   h.l.ln_1.weight (C)  h.l.ln_1.bias (C)
+ *   h.l.attn.c_attn.weight (C,3C)  h.l.attn.c_attn.bias (3C)
+ *   h.l.attn.c_proj.weight (C,C)   h.l.attn.c_proj.bias (C)
+ *   h.l.ln_2.weight (C)  h.l.ln_2.bias (C)
+ *   h.l.mlp.c_fc.weight (C,4C)     h.l.mlp.c_fc.bias (4C)
+ *   h.l.mlp.c_proj.weight (4C,C)   h.l.mlp.c_proj.bias (C)
+ * then ln_f.weight (C), ln_f.bias (C), then the head tensors. Names are Hugging Face
+ * GPT-2's (without the "transformer." prefix) and linear weights are stored in HF's Conv1D
+ * layout (in, out), row-major, so y = x W + b and a checkpoint <-> HF conversion is a
+ * rename. Parameters, gradients (and AdamW m, v in adamw.c) are each one contiguous
+ * float buffer laid out by this table; GPTWeights holds pointers into a buffer.
+ *
+ * Ownership: gpt_init allocates and gpt_free releases everything; gpt_free(NULL) is a
+ * no-op. Functions abort (util.h fatal) only on out-of-memory or a violated invariant
+ * (a B/T larger than reserved, a head call on the wrong head); recoverable problems (a
+ * bad config from a user) are reported by gpt_config_validate.
+ */
+#ifndef RLHF_GPT_H
+#define RLHF_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { GPT_HEAD_LM = 0, GPT_HEAD_SCORE = 1, GPT_HEAD_VALUE = 2 } GPTHead;
+
+typedef struct {
+    int vocab_size;  /* V */
+    int max_seq_len; /* maxT, HF n_positions */
+    int n_layer;     /* L */
+    int n_head;      /* NH */
+    int n_embd;      /* C, divisible by NH */
+    GPTHead head;
+} GPTConfig;
+
+#define GPT_NAME_LEN 64
+#define GPT_LN_EPS 1e-5f
+
+typedef struct {
+    char name[GPT_NAME_LEN]; /* HF name, e.g. "h.0.attn.c_attn.weight" */
+    int ndim;                /* 1 or 2 */
+    int shape[2];            /* HF shape (Conv1D weights are (in, out)) */
+    size_t offset;           /* in floats, into the parameter buffer */
+    size_t numel;
+} GPTTensor;
+
+typedef struct {
+    float *ln_1_w, *ln_1_b;           /* (C) (C) */
+    float *attn_w, *attn_b;           /* (C,3C) (3C): q,k,v column blocks of C each */
+    float *attn_proj_w, *attn_proj_b; /* (C,C) (C) */
+    float *ln_2_w, *ln_2_b;           /* (C) (C) */
+    float *fc_w, *fc_b;               /* (C,4C) (4C) */
+    float *fc_proj_w, *fc_proj_b;     /* (4C,C) (C) */
+} GPTBlock;
+
+typedef struct {
+    float *wte;              /* (V,C) */
+    float *wpe;              /* (maxT,C) */
+    GPTBlock *h;             /* [L] */
+    float *ln_f_w, *ln_f_b;  /* (C) (C) */
+    float *head_w, *head_b;  /* score: (1,C), NULL; value: (1,C), (1); LM: NULL, NULL */
+} GPTWeights;
+
+struct GPTActs;  /* training activations, private to gpt.c */
+struct GPTCache; /* KV cache for generation, private to gpt.c */
+
+typedef struct {
+    GPTConfig config;
+    int num_tensors;
+    GPTTensor *tensors; /* the parameter table */
+    size_t num_params;
+    float *params;      /* (num_params) */
+    GPTWeights w;
+    float *grads;       /* (num_params), NULL until gpt_alloc_grads */
+    GPTWeights g;
+    /* logits are divided by this before every softmax of the LM head (training and
+     * generation alike), so behaviour and learner log-probs use the same distribution */
+    float temperature;
+    /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
+    float *logits;   /* (B,T,V) LM head */
+    float *logprobs; /* (B,T)   LM head: log p(targets[b,t] | tokens[b,0..t]) */
+    float *entropy;  /* (B,T)   LM head: entropy of the next-token distribution */
+    float *values;   /* (B,T)   value head */
+    float *scores;   /* (B)     score head */
+    int max_B, max_T;
+    struct GPTActs *acts;
+    struct GPTCache *cache;
+} GPT;
+
+/* Check a config a user gave (sizes positive, C % NH == 0, ...). 0 or -1 with err. */
+int gpt_config_validate(const GPTConfig *c, char *err);
+/* Presets: "tiny" (V512 L4 NH4 C128 T128) and "gpt2" (124M: V50257 L12 NH12 C768 T1024).
+ * Returns -1 for an unknown name. */
+int gpt_config_preset(const char *name, GPTConfig *out);
+size_t gpt_config_num_params(const GPTConfig *c);
+
+/* Build the parameter table for c into out (max entries); returns the count. */
+int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max);
+/* Fill a GPTWeights with pointers into buf laid out by m's table. */
+void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w);
+
+void gpt_init(GPT *m, const GPTConfig *c); /* params zeroed; no activations yet */
+void gpt_free(GPT *m);
+/* GPT-2 initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)), LN weight
+ * 1, biases 0, head N(0, 1/sqrt(C+1)) for score/value heads. Deterministic in seed. */
+void gpt_init_weights(GPT *m, uint64_t seed);
+const GPTTensor *gpt_find_tensor(const GPT *m, const char *name);
+void gpt_alloc_grads(GPT *m);
+void gpt_zero_grad(GPT *m);
+/* Size the activation and output buffers for batches up to B x T (grows, never shrinks;
+ * call once with the largest shape to keep allocation out of the hot path). */
+void gpt_reserve(GPT *m, int B, int T);
+
+/* ---- training path --------------------------------------------------------------
+ * tokens (B,T) row-major. gpt_forward runs the trunk to the final LayerNorm; then one
+ * head forward. Each head backward accumulates into m->grads through the whole network
+ * (the trunk backward included), so a training step is: zero_grad, forward, head
+ * forward, loss (loss.c, in terms of the head's outputs), head backward. */
+void gpt_forward(GPT *m, const int *tokens, int B, int T);
+/* targets (B,T): the token whose log-prob is wanted at each position (normally
+ * tokens[b,t+1]), or -1 to skip (logprobs/entropy 0 there, no gradient). */
+void gpt_lm_forward(GPT *m, const int *targets, int B, int T);
+/* dlogprobs, dentropy (B,T): dLoss/dlogprobs and dLoss/dentropy (dentropy may be NULL). */
+void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int B, int T);
+/* lengths (B): the score is read at position lengths[b]-1 (the last non-pad token). */
+void gpt_score_forward(GPT *m, const int *lengths, int B, int T);
+void gpt_score_backward(GPT *m, const float *dscores, int B, int T);
+void gpt_value_forward(GPT *m, int B, int T);
+void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
+
+#endif
