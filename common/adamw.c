@@ -1,0 +1,212 @@
+/*
+ * common/adamw.c — AdamW, gradient clipping and the learning-rate schedule (adamw.h has
+ * the formulas and the conventions). The update is one loop over the decay table's
+ * ranges; per-element arithmetic is float (like the parameters), the bias corrections
+ * and every reduction are computed in double.
+ */
+#include "adamw.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// config and lifetime
+
+AdamWConfig adamw_config_default(void) {
+    return (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+}
+
+int adamw_config_validate(const AdamWConfig *c, char *err) {
+    if (!(isfinite(c->beta1) && c->beta1 >= 0.0f && c->beta1 < 1.0f))
+        return errf(err, "adamw beta1 = %g: must be in [0, 1)", (double)c->beta1);
+    if (!(isfinite(c->beta2) && c->beta2 >= 0.0f && c->beta2 < 1.0f))
+        return errf(err, "adamw beta2 = %g: must be in [0, 1)", (double)c->beta2);
+    if (!(isfinite(c->eps) && c->eps > 0.0f))
+        return errf(err, "adamw eps = %g: must be a positive number (e.g. 1e-8)",
+                    (double)c->eps);
+    if (!(isfinite(c->weight_decay) && c->weight_decay >= 0.0f))
+        return errf(err, "adamw weight_decay = %g: must be >= 0 (e.g. 0.1)",
+                    (double)c->weight_decay);
+    return 0;
+}
+
+void adamw_init(AdamW *o, size_t n, const AdamWConfig *c) {
+    memset(o, 0, sizeof *o);
+    o->cfg = *c;
+    o->n = n;
+    o->m = xalloc_floats(n > 0 ? n : 1);
+    o->v = xalloc_floats(n > 0 ? n : 1);
+    o->step = 0;
+    o->num_ranges = n > 0 ? 1 : 0;
+    o->ranges = xcalloc(1, sizeof(AdamWRange));
+    o->ranges[0] = (AdamWRange){.offset = 0, .numel = n, .decay = 1};
+}
+
+void adamw_free(AdamW *o) {
+    if (!o) return;
+    free(o->m);
+    free(o->v);
+    free(o->ranges);
+    memset(o, 0, sizeof *o);
+}
+
+void adamw_reset(AdamW *o) {
+    memset(o->m, 0, o->n * sizeof(float));
+    memset(o->v, 0, o->n * sizeof(float));
+    o->step = 0;
+}
+
+// ----------------------------------------------------------------------------
+// decay table
+
+static int range_cmp(const void *a, const void *b) {
+    size_t x = ((const AdamWRange *)a)->offset, y = ((const AdamWRange *)b)->offset;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+int adamw_set_decay_table(AdamW *o, const AdamWRange *ranges, int num_ranges, char *err) {
+    if (num_ranges < 0 || (num_ranges == 0 && o->n > 0))
+        return errf(err, "adamw decay table: %d rows cannot cover %zu parameters",
+                    num_ranges, o->n);
+    for (int i = 0; i < num_ranges; i++) {
+        if (ranges[i].numel == 0)
+            return errf(err, "adamw decay table row %d (offset %zu): numel is 0", i,
+                        ranges[i].offset);
+        if (ranges[i].offset > o->n || ranges[i].numel > o->n - ranges[i].offset)
+            return errf(err,
+                        "adamw decay table row %d: [%zu, %zu + %zu) is outside the %zu "
+                        "parameters",
+                        i, ranges[i].offset, ranges[i].offset, ranges[i].numel, o->n);
+    }
+    AdamWRange *r = xmalloc((size_t)(num_ranges > 0 ? num_ranges : 1) * sizeof *r);
+    if (num_ranges > 0) memcpy(r, ranges, (size_t)num_ranges * sizeof *r);
+    qsort(r, (size_t)num_ranges, sizeof *r, range_cmp);
+    size_t expect = 0;
+    for (int i = 0; i < num_ranges; i++) {
+        if (r[i].offset != expect) {
+            int rc = errf(err,
+                          "adamw decay table: %s at parameter %zu (a row starts at %zu); "
+                          "the rows must tile [0, %zu) exactly",
+                          r[i].offset < expect ? "rows overlap" : "gap", expect, r[i].offset,
+                          o->n);
+            free(r);
+            return rc;
+        }
+        expect = r[i].offset + r[i].numel;
+    }
+    if (expect != o->n) {
+        free(r);
+        return errf(err, "adamw decay table covers [0, %zu) but there are %zu parameters",
+                    expect, o->n);
+    }
+    for (int i = 0; i < num_ranges; i++) r[i].decay = r[i].decay ? 1 : 0;
+    free(o->ranges);
+    o->ranges = r;
+    o->num_ranges = num_ranges;
+    return 0;
+}
+
+int adamw_decay_table_gpt(AdamWRange *out, const GPTTensor *tensors, int n) {
+    for (int i = 0; i < n; i++)
+        out[i] = (AdamWRange){.offset = tensors[i].offset,
+                              .numel = tensors[i].numel,
+                              .decay = tensors[i].ndim == 2};
+    return n;
+}
+
+int adamw_decays(const AdamW *o, size_t i) {
+    ASSERT(i < o->n);
+    for (int k = 0; k < o->num_ranges; k++)
+        if (i >= o->ranges[k].offset && i - o->ranges[k].offset < o->ranges[k].numel)
+            return o->ranges[k].decay;
+    ASSERT(0 && "decay table does not cover parameter");
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// the update
+
+void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
+    o->step++;
+    const double t = (double)o->step;
+    const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
+    /* bias corrections in double: 1 - b^t loses everything in float for b2 near 1 */
+    const float inv_bc1 = (float)(1.0 / (1.0 - pow((double)b1, t)));
+    const float inv_bc2 = (float)(1.0 / (1.0 - pow((double)b2, t)));
+    for (int k = 0; k < o->num_ranges; k++) {
+        const size_t lo = o->ranges[k].offset, hi = lo + o->ranges[k].numel;
+        const float wd = o->ranges[k].decay ? o->cfg.weight_decay : 0.0f;
+        float *restrict p = params, *restrict m = o->m, *restrict v = o->v;
+        const float *restrict g = grads;
+        for (size_t i = lo; i < hi; i++) {
+            float gi = g[i];
+            float mi = b1 * m[i] + (1.0f - b1) * gi;
+            float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            float mhat = mi * inv_bc1, vhat = vi * inv_bc2;
+            p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// gradients
+
+double adamw_grad_norm(const float *grads, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)grads[i] * (double)grads[i];
+    return sqrt(s);
+}
+
+double adamw_clip_grad_norm(float *grads, size_t n, float max_norm) {
+    double norm = adamw_grad_norm(grads, n);
+    if (!isfinite(norm)) return norm;
+    if (max_norm > 0.0f && norm > (double)max_norm) {
+        float scale = (float)((double)max_norm / norm);
+        for (size_t i = 0; i < n; i++) grads[i] *= scale;
+    }
+    return norm;
+}
+
+int adamw_grads_finite(const float *grads, size_t n, size_t *first_bad) {
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(grads[i])) {
+            if (first_bad) *first_bad = i;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// learning-rate schedule
+
+int adamw_schedule_validate(const AdamWSchedule *s, char *err) {
+    if (!(isfinite(s->max_lr) && s->max_lr >= 0.0f))
+        return errf(err, "lr schedule: max_lr = %g must be a finite number >= 0",
+                    (double)s->max_lr);
+    if (!(isfinite(s->min_lr) && s->min_lr >= 0.0f && s->min_lr <= s->max_lr))
+        return errf(err, "lr schedule: min_lr = %g must be in [0, max_lr = %g]",
+                    (double)s->min_lr, (double)s->max_lr);
+    if (s->warmup < 0) return errf(err, "lr schedule: warmup = %ld must be >= 0", s->warmup);
+    if (s->total < 0 || (s->total > 0 && s->total <= s->warmup))
+        return errf(err,
+                    "lr schedule: total = %ld must be 0 (no decay) or larger than warmup = %ld",
+                    s->total, s->warmup);
+    return 0;
+}
+
+float adamw_schedule_lr(const AdamWSchedule *s, long step) {
+    const double max_lr = s->max_lr, min_lr = s->min_lr;
+    if (step < 0) step = 0;
+    if (step < s->warmup) return (float)(max_lr * (double)(step + 1) / (double)s->warmup);
+    if (s->total <= 0) return (float)max_lr;
+    if (step >= s->total) return (float)min_lr;
+    double r = (double)(step - s->warmup) / (double)(s->total - s->warmup);
+    double coeff = 0.5 * (1.0 + cos(M_PI * r));
+    return (float)(min_lr + coeff * (max_lr - min_lr));
+}
