@@ -1,0 +1,131 @@
+/*
+ * common/config_keys.h — THE list of every configuration key of rlhf-c (one source of
+ * truth). config.h turns it into the typed struct RlhfConfig (cfg.<section>.<name>), and
+ * config.c into the parser, the range checks, the dumper (config_to_text), the help
+ * printer and the Markdown reference docs/config.md (test_config fails when that file is
+ * out of date; regenerate it with `build/tests/test_config --markdown > docs/config.md`).
+ *
+ * One row per key:   X(section, name, TYPE, default, lo, hi, "help")
+ *   INT    C int;    default, inclusive range [lo, hi]
+ *   FLOAT  C double; default, inclusive range [lo, hi] (values must also be finite)
+ *   BOOL   C bool;   default true/false; lo, hi unused (write 0, 1); accepts
+ *                    true/false/yes/no/on/off/1/0
+ *   STR    char[CONFIG_STR_MAX]; default "..."; lo, hi unused (write 0, 0)
+ *   ENUM   char[CONFIG_ENUM_MAX]; default "...", lo = the allowed values "a|b|c"; hi unused
+ *
+ * To add a key, add one row to its section's list (the section must match the list's
+ * name). To add a section, write a new RLHF_CONFIG_KEYS_<name> list and add S(<name>) to
+ * RLHF_CONFIG_SECTIONS. Cross-key rules (min_lr <= lr, ...) live in config_validate
+ * (config.c). This header only defines macros; include config.h to use them.
+ */
+#ifndef RLHF_CONFIG_KEYS_H
+#define RLHF_CONFIG_KEYS_H
+
+#include <limits.h>
+
+#define RLHF_CONFIG_SECTIONS(S)                                                           \
+    S(run) S(model) S(tokenizer) S(data) S(optim) S(rm) S(gen) S(ppo) S(dpo) S(grpo)      \
+    S(judge)
+
+/* clang-format off */
+#define RLHF_CONFIG_KEYS_run(X) \
+    X(run, seed, INT, 1234, 0, INT_MAX, "seed of every random stream (weight init, data order, sampling)") \
+    X(run, out_dir, STR, "runs/default", 0, 0, "folder for checkpoints, logs and metrics of this run") \
+    X(run, resume, STR, "none", 0, 0, "none = start fresh; auto = latest checkpoint in out_dir if any; otherwise the path of a checkpoint") \
+    X(run, log_every, INT, 10, 1, 1000000000, "print and log metrics every N steps") \
+    X(run, eval_every, INT, 100, 0, 1000000000, "evaluate every N steps (0 = only at the end)") \
+    X(run, ckpt_every, INT, 100, 0, 1000000000, "write a checkpoint every N steps (0 = only at the end)") \
+    X(run, keep_last, INT, 3, 1, 1000000, "keep the last K checkpoints, delete older ones") \
+    X(run, threads, INT, 1, 1, 1024, "OpenBLAS threads per rank") \
+    X(run, bad_data, ENUM, "skip", "skip|fail", 0, "a bad dataset line: skip it (warn with file:line, count) or fail the run") \
+    X(run, max_nonfinite, INT, 5, 0, 1000000, "consecutive steps with a non-finite loss or gradient that are skipped before the run stops")
+
+#define RLHF_CONFIG_KEYS_model(X) \
+    X(model, preset, ENUM, "tiny", "tiny|gpt2|custom", 0, "architecture preset: tiny (L4 NH4 C128 T128), gpt2 (124M), custom (set every size below)") \
+    X(model, init, STR, "", 0, 0, "checkpoint to start from (empty = random initialisation)") \
+    X(model, n_layer, INT, 0, 0, 256, "transformer blocks (0 = from preset)") \
+    X(model, n_head, INT, 0, 0, 256, "attention heads (0 = from preset)") \
+    X(model, n_embd, INT, 0, 0, 16384, "embedding width, divisible by n_head (0 = from preset)") \
+    X(model, max_seq_len, INT, 0, 0, 65536, "longest sequence, prompt + response (0 = from preset)") \
+    X(model, vocab_size, INT, 0, 0, 16777216, "vocabulary size (0 = from the tokenizer)")
+
+#define RLHF_CONFIG_KEYS_tokenizer(X) \
+    X(tokenizer, path, STR, "", 0, 0, "folder with vocab.json + merges.txt (empty = the tokenizer stored in the checkpoint)") \
+    X(tokenizer, train_vocab_size, INT, 512, 257, 16777216, "vocabulary size when training a tokenizer (256 bytes + merges + <|endoftext|>)") \
+    X(tokenizer, train_files, STR, "", 0, 0, "comma-separated text files to train the tokenizer on")
+
+#define RLHF_CONFIG_KEYS_data(X) \
+    X(data, train, STR, "", 0, 0, "training JSONL (SFT, preference or prompt records by stage)") \
+    X(data, eval, STR, "", 0, 0, "held-out JSONL (empty = split from train where the stage supports it)") \
+    X(data, max_prompt_len, INT, 64, 1, 65536, "prompt tokens kept (see truncate_prompt)") \
+    X(data, max_response_len, INT, 64, 1, 65536, "response tokens kept (the end is cut)") \
+    X(data, truncate_prompt, ENUM, "left", "left|right", 0, "which end of a long prompt is cut: left keeps the end of the prompt, right keeps its start") \
+    X(data, shuffle, BOOL, true, 0, 1, "a fresh seeded permutation every epoch (false = file order)") \
+    X(data, max_line_bytes, INT, 1048576, 64, 1073741824, "longest JSONL line accepted; longer lines are bad data")
+
+#define RLHF_CONFIG_KEYS_optim(X) \
+    X(optim, lr, FLOAT, 3e-4, 0.0, 10.0, "peak learning rate (AdamW)") \
+    X(optim, min_lr, FLOAT, 3e-5, 0.0, 10.0, "learning rate at the end of the cosine decay") \
+    X(optim, warmup_steps, INT, 20, 0, 1000000000, "linear warm-up steps") \
+    X(optim, weight_decay, FLOAT, 0.0, 0.0, 10.0, "decoupled weight decay (Loshchilov & Hutter 2019) on 2-D weights") \
+    X(optim, beta1, FLOAT, 0.9, 0.0, 0.999999, "AdamW first-moment decay") \
+    X(optim, beta2, FLOAT, 0.999, 0.0, 0.99999999, "AdamW second-moment decay") \
+    X(optim, eps, FLOAT, 1e-8, 1e-30, 1.0, "AdamW epsilon") \
+    X(optim, grad_clip, FLOAT, 1.0, 0.0, 1e9, "clip the global gradient L2 norm to this (0 = off)") \
+    X(optim, batch_size, INT, 16, 1, 16777216, "global batch: records per optimizer step over all ranks") \
+    X(optim, micro_batch_size, INT, 0, 0, 16777216, "records per forward/backward on a rank, gradients accumulated (0 = the rank's whole share)") \
+    X(optim, steps, INT, 200, 0, 1000000000, "optimizer steps (used when epochs = 0)") \
+    X(optim, epochs, INT, 0, 0, 1000000, "passes over the training data (0 = run by steps)")
+
+#define RLHF_CONFIG_KEYS_rm(X) \
+    X(rm, margin, FLOAT, 0.0, 0.0, 1000.0, "Bradley-Terry margin m: loss -log sigmoid(r_w - r_l - m)") \
+    X(rm, normalize, BOOL, false, 0, 1, "after training, shift/scale the reward head so training rewards have mean 0, std 1") \
+    X(rm, eval_split, FLOAT, 0.1, 0.0, 0.9, "fraction of train records held out (by hash of record index) when data.eval is empty")
+
+#define RLHF_CONFIG_KEYS_gen(X) \
+    X(gen, max_new_tokens, INT, 48, 1, 65536, "tokens generated per response at most") \
+    X(gen, temperature, FLOAT, 1.0, 1e-3, 100.0, "softmax temperature of sampling (and of the policy's log-probs)") \
+    X(gen, top_k, INT, 0, 0, 16777216, "sample from the k most likely tokens (0 = off)") \
+    X(gen, top_p, FLOAT, 1.0, 1e-6, 1.0, "nucleus sampling mass (1 = off)")
+
+#define RLHF_CONFIG_KEYS_ppo(X) \
+    X(ppo, rollout_batch, INT, 64, 1, 16777216, "responses per PPO update (over all actors)") \
+    X(ppo, epochs, INT, 4, 1, 1000, "optimisation passes over each rollout batch") \
+    X(ppo, minibatch, INT, 16, 1, 16777216, "responses per PPO minibatch (global)") \
+    X(ppo, clip, FLOAT, 0.2, 1e-6, 10.0, "policy ratio clip epsilon (Schulman et al. 2017, eq. 7)") \
+    X(ppo, vf_clip, FLOAT, 0.2, 0.0, 1e6, "value clip epsilon around the old values") \
+    X(ppo, vf_coef, FLOAT, 0.5, 0.0, 1000.0, "value loss weight") \
+    X(ppo, gamma, FLOAT, 1.0, 0.0, 1.0, "discount") \
+    X(ppo, lam, FLOAT, 0.95, 0.0, 1.0, "GAE lambda (Schulman et al. 2016)") \
+    X(ppo, kl_coef, FLOAT, 0.05, 0.0, 1000.0, "initial KL penalty beta per token") \
+    X(ppo, kl_target, FLOAT, 6.0, 1e-6, 1e6, "adaptive KL target (Ziegler et al. 2019)") \
+    X(ppo, kl_horizon, INT, 10000, 1, 1000000000, "adaptive KL horizon in responses") \
+    X(ppo, adaptive_kl, BOOL, true, 0, 1, "adapt kl_coef towards kl_target") \
+    X(ppo, whiten, BOOL, true, 0, 1, "whiten advantages over the batch") \
+    X(ppo, ent_coef, FLOAT, 0.0, 0.0, 100.0, "entropy bonus weight") \
+    X(ppo, no_eos_penalty, FLOAT, 0.0, 0.0, 1e6, "subtracted from the score of a response that ends without EOS") \
+    X(ppo, max_staleness, INT, 0, 0, 1000000, "rollouts from policies older than this many versions are dropped (0 = synchronous, reproducible)") \
+    X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
+    X(ppo, reward_ckpt, STR, "", 0, 0, "reward model checkpoint") \
+    X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy checkpoint (empty = model.init)") \
+    X(ppo, updates, INT, 20, 1, 1000000000, "PPO updates (rollout batches) to run")
+
+#define RLHF_CONFIG_KEYS_dpo(X) \
+    X(dpo, beta, FLOAT, 0.1, 1e-6, 1000.0, "DPO temperature beta (Rafailov et al. 2023)") \
+    X(dpo, loss, ENUM, "sigmoid", "sigmoid|ipo|cdpo", 0, "sigmoid = DPO; ipo = Azar et al. 2023; cdpo = conservative DPO with label_smoothing") \
+    X(dpo, label_smoothing, FLOAT, 0.0, 0.0, 0.5, "assumed label-flip rate for cdpo") \
+    X(dpo, ref_cache, BOOL, true, 0, 1, "compute reference log-probs once and keep them")
+
+#define RLHF_CONFIG_KEYS_grpo(X) \
+    X(grpo, group_size, INT, 4, 2, 4096, "samples per prompt G") \
+    X(grpo, kl_coef, FLOAT, 0.04, 0.0, 1000.0, "KL to the reference weight") \
+    X(grpo, kl_in, ENUM, "loss", "loss|reward", 0, "KL as a loss term (k3 estimator) or as a per-token reward penalty") \
+    X(grpo, advantage, ENUM, "grpo", "grpo|rloo", 0, "grpo = (s - mean)/(std + eps) over the group; rloo = leave-one-out baseline") \
+    X(grpo, eps, FLOAT, 1e-4, 0.0, 1.0, "added to the group std")
+
+#define RLHF_CONFIG_KEYS_judge(X) \
+    X(judge, kind, ENUM, "rm", "rm|rule|gold", 0, "what scores responses: the reward model, a rule, or the gold judge") \
+    X(judge, rule, STR, "", 0, 0, "rule name or spec for kind = rule")
+/* clang-format on */
+
+#endif
