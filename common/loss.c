@@ -376,12 +376,9 @@ int loss_dpo_config_validate(const LossDPOConfig *cfg, char *err) {
     if (!(isfinite(cfg->beta) && cfg->beta > 0.0f))
         return errf(err, "dpo beta = %g: must be > 0 (e.g. 0.1)", (double)cfg->beta);
     if (!(isfinite(cfg->label_smoothing) && cfg->label_smoothing >= 0.0f &&
-          cfg->label_smoothing < 0.5f))
-        return errf(err, "dpo label_smoothing = %g: must be in [0, 0.5)",
+          cfg->label_smoothing <= 0.5f))
+        return errf(err, "dpo label_smoothing = %g: must be in [0, 0.5]",
                     (double)cfg->label_smoothing);
-    if (cfg->type == LOSS_DPO_IPO && cfg->label_smoothing != 0.0f)
-        return errf(err, "dpo label_smoothing = %g applies to the sigmoid loss only; set it "
-                         "to 0 for ipo", (double)cfg->label_smoothing);
     return 0;
 }
 

@@ -173,7 +173,7 @@ typedef enum { LOSS_DPO_SIGMOID = 0, LOSS_DPO_IPO = 1 } LossDPOType;
 typedef struct {
     LossDPOType type;
     float beta;            /* > 0, e.g. 0.1 */
-    float label_smoothing; /* eps in [0, 0.5), sigmoid type only */
+    float label_smoothing; /* eps in [0, 0.5]; sigmoid type only, ignored by ipo */
     double denom;          /* <= 0: P */
 } LossDPOConfig;
 
@@ -186,8 +186,8 @@ typedef struct {
     double n_pairs;
 } LossDPOStats;
 
-/* Returns -1 and fills err on a bad config (beta <= 0, eps outside [0, 0.5), unknown
- * type); callers validate once at start-up, the forward/backward ASSERT it. */
+/* Returns -1 and fills err on a bad config (beta <= 0, eps outside [0, 0.5], unknown
+ * type); callers validate once at start-up; forward/backward abort (fatal) on one. */
 int loss_dpo_config_validate(const LossDPOConfig *cfg, char *err);
 double loss_dpo_forward(LossDPOStats *stats, const float *pi_w, const float *pi_l,
                         const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
