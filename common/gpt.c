@@ -1,7 +1,11 @@
 /*
  * common/gpt.c — GPT-2: the parameter table, allocation, initialisation, and the
- * forward/backward of the whole network and its heads. The per-op kernels live in
- * ops.c; this file wires them into the model described in gpt.h.
+ * forward/backward of the whole network and its heads, and the KV-cache decoding path.
+ * The per-op kernels live in ops.c; this file wires them into the model described in
+ * gpt.h. It owns every buffer of a GPT (parameters, gradients, activations, cache) and
+ * allocates only in gpt_init / gpt_alloc_grads / gpt_reserve / gpt_cache_reserve (and
+ * once, on the first backward, the activation-gradient scratch): never per step.
+ * Sampling is in sample.c, the generation loop in generate.c.
  */
 #include "gpt.h"
 
@@ -10,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
 #include "rng.h"
 #include "util.h"
 
@@ -192,4 +197,363 @@ void gpt_alloc_grads(GPT *m) {
 
 void gpt_zero_grad(GPT *m) {
     if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+}
+
+// ----------------------------------------------------------------------------
+// activations
+
+/* Everything the training path keeps between a forward and its backward. Per-layer
+ * tensors hold L slices laid out for the B, T of the current call (slice l starts at
+ * l*B*T*width), inside buffers sized for the reserved max_B x max_T. */
+struct GPTActs {
+    int B, T;         /* reserved */
+    int fwd_B, fwd_T; /* shape of the last gpt_forward, 0 before the first */
+    int head_fwd;     /* 1 once the head forward ran on the current trunk forward */
+    int *tokens;      /* (B,T) copy of the last gpt_forward's tokens */
+    int *targets;     /* (B,T) copy of the last gpt_lm_forward's targets */
+    int *lengths;     /* (B)   copy of the last gpt_score_forward's lengths */
+    float *encoded;                  /* (B,T,C) */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
+    float *qkv;                      /* (L,B,T,3C) */
+    float *atty;                     /* (L,B,T,C) attention output before c_proj */
+    float *att;                      /* (L,B,NH,T,T) softmax probabilities */
+    float *res2;                     /* (L,B,T,C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
+    float *fch, *fch_gelu;           /* (L,B,T,4C) */
+    float *res3;                     /* (L,B,T,C) residual after the MLP (block output) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C) (B,T) (B,T) */
+    float *proj;                     /* (B,T,C) c_proj outputs before the residual add */
+    float *lse;                      /* (B,T) logsumexp of the LM head rows */
+    /* backward scratch (allocated on the first backward) */
+    float *dres;      /* (B,T,C) gradient of the residual stream */
+    float *dbtc;      /* (B,T,C) */
+    float *dqkv;      /* (B,T,3C) */
+    float *dfch, *dfch_gelu; /* (B,T,4C) */
+    float *datt;      /* (T,T) */
+    float *dlnf;      /* (B,T,C) */
+    float *drow;      /* (V) one row of dlogits */
+};
+
+static void acts_free(struct GPTActs *a) {
+    if (!a) return;
+    free(a->tokens);
+    free(a->targets);
+    free(a->lengths);
+    float *bufs[] = {a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
+                     a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
+                     a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd, a->proj,
+                     a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,     a->dfch_gelu,
+                     a->datt,    a->dlnf, a->drow};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(a);
+}
+
+static void outputs_free(GPT *m) {
+    free(m->logits);
+    free(m->logprobs);
+    free(m->entropy);
+    free(m->values);
+    free(m->scores);
+    m->logits = m->logprobs = m->entropy = m->values = m->scores = NULL;
+}
+
+/* The activation-gradient scratch, allocated once on the first backward. */
+static void grad_scratch_reserve(GPT *m) {
+    struct GPTActs *a = m->acts;
+    if (a->dres) return;
+    size_t C = (size_t)m->config.n_embd, BT = (size_t)a->B * (size_t)a->T;
+    a->dres = xalloc_floats(BT * C);
+    a->dbtc = xalloc_floats(BT * C);
+    a->dqkv = xalloc_floats(BT * 3 * C);
+    a->dfch = xalloc_floats(BT * 4 * C);
+    a->dfch_gelu = xalloc_floats(BT * 4 * C);
+    a->datt = xalloc_floats((size_t)a->T * (size_t)a->T);
+    a->dlnf = xalloc_floats(BT * C);
+    a->drow = xalloc_floats((size_t)m->config.vocab_size);
+}
+
+void gpt_reserve(GPT *m, int B, int T) {
+    const GPTConfig *c = &m->config;
+    ASSERT(B >= 1 && T >= 1 && T <= c->max_seq_len);
+    if (m->acts && B <= m->max_B && T <= m->max_T) return;
+    if (B < m->max_B) B = m->max_B;
+    if (T < m->max_T) T = m->max_T;
+    int had_grad_scratch = m->acts && m->acts->dres;
+    acts_free(m->acts);
+    outputs_free(m);
+    struct GPTActs *a = xcalloc(1, sizeof *a);
+    size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, NH = (size_t)c->n_head;
+    size_t BT = (size_t)B * (size_t)T;
+    a->B = B;
+    a->T = T;
+    a->tokens = xcalloc(BT, sizeof(int));
+    a->targets = xcalloc(BT, sizeof(int));
+    a->lengths = xcalloc((size_t)B, sizeof(int));
+    a->encoded = xalloc_floats(BT * C);
+    a->ln1 = xalloc_floats(L * BT * C);
+    a->ln1_mean = xalloc_floats(L * BT);
+    a->ln1_rstd = xalloc_floats(L * BT);
+    a->qkv = xalloc_floats(L * BT * 3 * C);
+    a->atty = xalloc_floats(L * BT * C);
+    a->att = xalloc_floats(L * (size_t)B * NH * (size_t)T * (size_t)T);
+    a->res2 = xalloc_floats(L * BT * C);
+    a->ln2 = xalloc_floats(L * BT * C);
+    a->ln2_mean = xalloc_floats(L * BT);
+    a->ln2_rstd = xalloc_floats(L * BT);
+    a->fch = xalloc_floats(L * BT * 4 * C);
+    a->fch_gelu = xalloc_floats(L * BT * 4 * C);
+    a->res3 = xalloc_floats(L * BT * C);
+    a->lnf = xalloc_floats(BT * C);
+    a->lnf_mean = xalloc_floats(BT);
+    a->lnf_rstd = xalloc_floats(BT);
+    a->proj = xalloc_floats(BT * C);
+    a->lse = xalloc_floats(BT);
+    m->acts = a;
+    m->max_B = B;
+    m->max_T = T;
+    if (c->head == GPT_HEAD_LM) {
+        m->logits = xalloc_floats(BT * (size_t)c->vocab_size);
+        m->logprobs = xalloc_floats(BT);
+        m->entropy = xalloc_floats(BT);
+    } else if (c->head == GPT_HEAD_VALUE) {
+        m->values = xalloc_floats(BT);
+    } else {
+        m->scores = xalloc_floats((size_t)B);
+    }
+    /* a model that trained before keeps its gradient scratch: no allocation in the
+     * next step after a regrow */
+    if (had_grad_scratch) grad_scratch_reserve(m);
+}
+
+
+// ----------------------------------------------------------------------------
+// forward
+
+/* Per-layer slices of the activations for the current B x T (see struct GPTActs). */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *res2, *ln2, *ln2_mean, *ln2_rstd,
+        *fch, *fch_gelu, *res3;
+    const float *res_in; /* the block input: encoded or the previous res3 */
+} LayerActs;
+
+static LayerActs layer_acts(const GPT *m, int l, int B, int T) {
+    const struct GPTActs *a = m->acts;
+    size_t C = (size_t)m->config.n_embd, NH = (size_t)m->config.n_head;
+    size_t BT = (size_t)B * (size_t)T, lz = (size_t)l;
+    LayerActs la;
+    la.ln1 = a->ln1 + lz * BT * C;
+    la.ln1_mean = a->ln1_mean + lz * BT;
+    la.ln1_rstd = a->ln1_rstd + lz * BT;
+    la.qkv = a->qkv + lz * BT * 3 * C;
+    la.atty = a->atty + lz * BT * C;
+    la.att = a->att + lz * (size_t)B * NH * (size_t)T * (size_t)T;
+    la.res2 = a->res2 + lz * BT * C;
+    la.ln2 = a->ln2 + lz * BT * C;
+    la.ln2_mean = a->ln2_mean + lz * BT;
+    la.ln2_rstd = a->ln2_rstd + lz * BT;
+    la.fch = a->fch + lz * BT * 4 * C;
+    la.fch_gelu = a->fch_gelu + lz * BT * 4 * C;
+    la.res3 = a->res3 + lz * BT * C;
+    la.res_in = l == 0 ? a->encoded : a->res3 + (lz - 1) * BT * C;
+    return la;
+}
+
+static void check_shape(const GPT *m, int B, int T) {
+    if (!m->acts || B < 1 || T < 1 || B > m->max_B || T > m->max_T)
+        fatal("gpt: batch %d x %d exceeds the reserved %d x %d (call gpt_reserve first)", B, T,
+              m->max_B, m->max_T);
+}
+
+void gpt_forward(GPT *m, const int *tokens, int B, int T) {
+    check_shape(m, B, T);
+    const GPTConfig *c = &m->config;
+    int C = c->n_embd, NH = c->n_head, V = c->vocab_size, L = c->n_layer;
+    size_t BT = (size_t)B * (size_t)T;
+    struct GPTActs *a = m->acts;
+    for (size_t i = 0; i < BT; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            fatal("gpt_forward: token %d at position %zu of the batch is outside the "
+                  "vocabulary [0, %d)", tokens[i], i, V);
+    memcpy(a->tokens, tokens, BT * sizeof(int));
+    encoder_forward(a->encoded, tokens, m->w.wte, m->w.wpe, B, T, C);
+    for (int l = 0; l < L; l++) {
+        const GPTBlock *w = &m->w.h[l];
+        LayerActs la = layer_acts(m, l, B, T);
+        int N = (int)BT;
+        layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.res_in, w->ln_1_w, w->ln_1_b, N, C);
+        matmul_forward(la.qkv, la.ln1, w->attn_w, w->attn_b, N, C, 3 * C);
+        attention_forward(la.atty, la.att, la.qkv, B, T, C, NH);
+        matmul_forward(a->proj, la.atty, w->attn_proj_w, w->attn_proj_b, N, C, C);
+        residual_forward(la.res2, la.res_in, a->proj, BT * C);
+        layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.res2, w->ln_2_w, w->ln_2_b, N, C);
+        matmul_forward(la.fch, la.ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+        gelu_forward(la.fch_gelu, la.fch, BT * 4 * (size_t)C);
+        matmul_forward(a->proj, la.fch_gelu, w->fc_proj_w, w->fc_proj_b, N, 4 * C, C);
+        residual_forward(la.res3, la.res2, a->proj, BT * C);
+    }
+    LayerActs last = layer_acts(m, L - 1, B, T);
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last.res3, m->w.ln_f_w, m->w.ln_f_b,
+                      (int)BT, C);
+    a->fwd_B = B;
+    a->fwd_T = T;
+    a->head_fwd = 0;
+}
+
+// ----------------------------------------------------------------------------
+// backward of the trunk, from a->dlnf (dLoss/d final LayerNorm output) to m->grads
+
+static void check_head_call(const GPT *m, GPTHead head, const char *fn, int B, int T) {
+    if (m->config.head != head) fatal("%s called on a model whose head is %d", fn, (int)m->config.head);
+    if (!m->acts || m->acts->fwd_B != B || m->acts->fwd_T != T)
+        fatal("%s: B x T = %d x %d does not match the last gpt_forward (%d x %d)", fn, B, T,
+              m->acts ? m->acts->fwd_B : 0, m->acts ? m->acts->fwd_T : 0);
+}
+
+static void backward_begin(GPT *m, const char *fn) {
+    if (!m->acts->head_fwd) fatal("%s: the head forward has not run on the last gpt_forward", fn);
+    gpt_alloc_grads(m);
+    grad_scratch_reserve(m);
+}
+
+static void trunk_backward(GPT *m, int B, int T) {
+    const GPTConfig *c = &m->config;
+    int C = c->n_embd, NH = c->n_head, L = c->n_layer;
+    size_t BT = (size_t)B * (size_t)T, BTC = BT * (size_t)C;
+    int N = (int)BT;
+    struct GPTActs *a = m->acts;
+    GPTWeights *g = &m->g;
+    LayerActs last = layer_acts(m, L - 1, B, T);
+    memset(a->dres, 0, BTC * sizeof(float));
+    layernorm_backward(a->dres, g->ln_f_w, g->ln_f_b, a->dlnf, last.res3, m->w.ln_f_w,
+                       a->lnf_mean, a->lnf_rstd, N, C);
+    /* a->dres is the gradient of the residual stream: a residual add passes it unchanged
+     * to both branches, so it flows down in place and each branch's input gradient is
+     * accumulated into it (residual_backward done implicitly) */
+    for (int l = L - 1; l >= 0; l--) {
+        const GPTBlock *w = &m->w.h[l];
+        GPTBlock *gw = &g->h[l];
+        LayerActs la = layer_acts(m, l, B, T);
+        memset(a->dfch_gelu, 0, BTC * 4 * sizeof(float));
+        matmul_backward(a->dfch_gelu, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
+                        w->fc_proj_w, N, 4 * C, C);
+        memset(a->dfch, 0, BTC * 4 * sizeof(float));
+        gelu_backward(a->dfch, la.fch, a->dfch_gelu, BTC * 4);
+        memset(a->dbtc, 0, BTC * sizeof(float));
+        matmul_backward(a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);
+        layernorm_backward(a->dres, gw->ln_2_w, gw->ln_2_b, a->dbtc, la.res2, w->ln_2_w,
+                           la.ln2_mean, la.ln2_rstd, N, C);
+        memset(a->dbtc, 0, BTC * sizeof(float));
+        matmul_backward(a->dbtc, gw->attn_proj_w, gw->attn_proj_b, a->dres, la.atty,
+                        w->attn_proj_w, N, C, C);
+        memset(a->dqkv, 0, BTC * 3 * sizeof(float));
+        attention_backward(a->dqkv, a->datt, a->dbtc, la.qkv, la.att, B, T, C, NH);
+        memset(a->dbtc, 0, BTC * sizeof(float));
+        matmul_backward(a->dbtc, gw->attn_w, gw->attn_b, a->dqkv, la.ln1, w->attn_w, N, C, 3 * C);
+        layernorm_backward(a->dres, gw->ln_1_w, gw->ln_1_b, a->dbtc, la.res_in, w->ln_1_w,
+                           la.ln1_mean, la.ln1_rstd, N, C);
+    }
+    encoder_backward(g->wte, g->wpe, a->dres, a->tokens, B, T, C);
+}
+
+// ----------------------------------------------------------------------------
+// heads
+
+void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
+    check_head_call(m, GPT_HEAD_LM, "gpt_lm_forward", B, T);
+    const GPTConfig *c = &m->config;
+    int V = c->vocab_size, C = c->n_embd, N = B * T;
+    if (!(m->temperature > 0.0f) || !isfinite(m->temperature))
+        fatal("gpt_lm_forward: temperature %g must be a positive finite number", (double)m->temperature);
+    struct GPTActs *a = m->acts;
+    for (int i = 0; i < N; i++)
+        if (targets[i] < -1 || targets[i] >= V)
+            fatal("gpt_lm_forward: target %d at position %d is outside [-1, %d)", targets[i], i, V);
+    memcpy(a->targets, targets, (size_t)N * sizeof(int));
+    lmhead_forward(m->logits, a->lnf, m->w.wte, N, C, V);
+    logprob_forward(m->logprobs, m->entropy, a->lse, m->logits, targets, m->temperature, N, V);
+    a->head_fwd = 1;
+}
+
+void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int B, int T) {
+    check_head_call(m, GPT_HEAD_LM, "gpt_lm_backward", B, T);
+    backward_begin(m, "gpt_lm_backward");
+    const GPTConfig *c = &m->config;
+    int V = c->vocab_size, C = c->n_embd, N = B * T;
+    struct GPTActs *a = m->acts;
+    /* dlogits replace the logits in place, one row at a time through a->drow */
+    for (int n = 0; n < N; n++) {
+        float *row = m->logits + (size_t)n * V;
+        if (a->targets[n] < 0) {
+            memset(row, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        memset(a->drow, 0, (size_t)V * sizeof(float));
+        logprob_backward(a->drow, dlogprobs + n, dentropy ? dentropy + n : NULL, row, a->lse + n,
+                         m->entropy + n, a->targets + n, m->temperature, 1, V);
+        memcpy(row, a->drow, (size_t)V * sizeof(float));
+    }
+    memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
+    lmhead_backward(a->dlnf, m->g.wte, m->logits, a->lnf, m->w.wte, N, C, V);
+    trunk_backward(m, B, T);
+    a->head_fwd = 0;
+}
+
+void gpt_score_forward(GPT *m, const int *lengths, int B, int T) {
+    check_head_call(m, GPT_HEAD_SCORE, "gpt_score_forward", B, T);
+    int C = m->config.n_embd;
+    struct GPTActs *a = m->acts;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] < 1 || lengths[b] > T)
+            fatal("gpt_score_forward: lengths[%d] = %d is outside [1, %d]", b, lengths[b], T);
+        a->lengths[b] = lengths[b];
+        rowdot_forward(m->scores + b, a->lnf + ((size_t)b * T + lengths[b] - 1) * C, m->w.head_w,
+                       NULL, 1, C);
+    }
+    a->head_fwd = 1;
+}
+
+void gpt_score_backward(GPT *m, const float *dscores, int B, int T) {
+    check_head_call(m, GPT_HEAD_SCORE, "gpt_score_backward", B, T);
+    backward_begin(m, "gpt_score_backward");
+    int C = m->config.n_embd;
+    struct GPTActs *a = m->acts;
+    memset(a->dlnf, 0, (size_t)B * T * C * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        size_t row = ((size_t)b * T + a->lengths[b] - 1) * C;
+        rowdot_backward(a->dlnf + row, m->g.head_w, NULL, dscores + b, a->lnf + row, m->w.head_w, 1, C);
+    }
+    trunk_backward(m, B, T);
+    a->head_fwd = 0;
+}
+
+void gpt_value_forward(GPT *m, int B, int T) {
+    check_head_call(m, GPT_HEAD_VALUE, "gpt_value_forward", B, T);
+    rowdot_forward(m->values, m->acts->lnf, m->w.head_w, m->w.head_b, B * T, m->config.n_embd);
+    m->acts->head_fwd = 1;
+}
+
+void gpt_value_backward(GPT *m, const float *dvalues, int B, int T) {
+    check_head_call(m, GPT_HEAD_VALUE, "gpt_value_backward", B, T);
+    backward_begin(m, "gpt_value_backward");
+    int C = m->config.n_embd;
+    struct GPTActs *a = m->acts;
+    memset(a->dlnf, 0, (size_t)B * T * C * sizeof(float));
+    rowdot_backward(a->dlnf, m->g.head_w, m->g.head_b, dvalues, a->lnf, m->w.head_w, B * T, C);
+    trunk_backward(m, B, T);
+    a->head_fwd = 0;
+}
+
+// ----------------------------------------------------------------------------
+// teardown
+
+void gpt_free(GPT *m) {
+    if (!m) return;
+    acts_free(m->acts);
+    outputs_free(m);
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    free(m->w.h);
+    free(m->g.h);
+    memset(m, 0, sizeof *m);
 }

@@ -1,0 +1,486 @@
+/*
+ * common/ops.c — GPT-2 kernels (see ops.h for the contract of each op).
+ *
+ * Linear layers, the LM head and the two products of attention go through cblas_sgemm;
+ * the element-wise and row-wise ops are plain loops written so that GCC vectorises them
+ * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses.
+ * This file allocates nothing and keeps no state besides OpenBLAS's thread setting.
+ */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "gpt.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// BLAS set-up
+
+const char *ops_blas_setup(int threads) {
+    if (threads > 0) openblas_set_num_threads(threads);
+    return openblas_get_corename();
+}
+
+int ops_blas_threads(void) { return openblas_get_num_threads(); }
+
+// ----------------------------------------------------------------------------
+// embedding
+
+void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe,
+                     int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((size_t)b * T + t) * C;
+            const float *we = wte + (size_t)tokens[b * T + t] * C;
+            const float *pe = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) o[i] = we[i] + pe[i];
+        }
+    }
+}
+
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
+                      int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            float *dwe = dwte + (size_t)tokens[b * T + t] * C;
+            float *dpe = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                dwe[i] += d[i];
+                dpe[i] += d[i];
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// layernorm
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double s = 0.0;
+        for (int i = 0; i < C; i++) s += x[i];
+        float m = (float)(s / C);
+        double v = 0.0;
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += (double)d * d;
+        }
+        float r = (float)(1.0 / sqrt(v / C + (double)GPT_LN_EPS));
+        float *o = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        const float *d = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float m = mean[n], r = rstd[n];
+        double dn_mean = 0.0, dn_norm_mean = 0.0;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * r;
+            float dnorm = weight[i] * d[i];
+            dn_mean += dnorm;
+            dn_norm_mean += (double)dnorm * norm;
+        }
+        float a = (float)(dn_mean / C), bb = (float)(dn_norm_mean / C);
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * r;
+            float dnorm = weight[i] * d[i];
+            dbias[i] += d[i];
+            dweight[i] += norm * d[i];
+            dx[i] += (dnorm - a - norm * bb) * r;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// matmul
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC) {
+    float beta = 0.0f;
+    if (bias) {
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC,
+                beta, out, OC);
+}
+
+void matmul_forward_naive(float *out, const float *inp, const float *weight,
+                          const float *bias, int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int i = 0; i < C; i++) s += (double)inp[(size_t)n * C + i] * weight[(size_t)i * OC + o];
+            out[(size_t)n * OC + o] = (float)s;
+        }
+    }
+}
+
+/* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x nj columns (1..MM_CB) starting
+ * at column j0. For every element: acc = bias; for k in 0..C-1: acc += x[k] * w[k] —
+ * the same sequence of roundings whatever nr and the tile position are. */
+#define MM_RB 4
+#define MM_CB 64
+static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
+                                                               const float *W,
+                                                               const float *bias, int nr,
+                                                               int C, int OC, int j0,
+                                                               int nj) {
+    float acc[MM_RB][MM_CB];
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < MM_CB; j++) acc[r][j] = (bias && j < nj) ? bias[j0 + j] : 0.0f;
+    if (nj == MM_CB) {
+        for (int k = 0; k < C; k++) {
+            const float *w = W + (size_t)k * OC + j0;
+            for (int r = 0; r < nr; r++) {
+                float x = inp[(size_t)r * C + k];
+                for (int j = 0; j < MM_CB; j++) acc[r][j] += x * w[j];
+            }
+        }
+    } else {
+        for (int k = 0; k < C; k++) {
+            const float *w = W + (size_t)k * OC + j0;
+            for (int r = 0; r < nr; r++) {
+                float x = inp[(size_t)r * C + k];
+                for (int j = 0; j < nj; j++) acc[r][j] += x * w[j];
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) memcpy(out + (size_t)r * OC + j0, acc[r], (size_t)nj * sizeof(float));
+}
+
+void matmul_forward_rows(float *out, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC) {
+    for (int j0 = 0; j0 < OC; j0 += MM_CB) {
+        int nj = OC - j0 < MM_CB ? OC - j0 : MM_CB;
+        int n = 0;
+        for (; n + MM_RB <= N; n += MM_RB)
+            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, MM_RB, C, OC,
+                         j0, nj);
+        for (; n < N; n++)
+            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, 1, C, OC, j0,
+                         nj);
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC,
+                1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f,
+                dweight, OC);
+    if (dbias) {
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = 0; o < OC; o++) dbias[o] += d[o];
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// LM head
+
+void lmhead_forward(float *logits, const float *inp, const float *wte, int N, int C, int V) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, wte, C, 0.0f,
+                logits, V);
+}
+
+/* Batch-invariant dot products: 16 fixed lanes (lane l sums k = l, l+16, ...), then a
+ * fixed pairwise reduction of the lanes. nr rows share each wte row load. */
+#define LM_RB 8
+#define LM_LANES 16
+static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
+                                                               const float *wte, int nr, int C,
+                                                               int V) {
+    int Cv = C - C % LM_LANES;
+    for (int v = 0; v < V; v++) {
+        const float *w = wte + (size_t)v * C;
+        float acc[LM_RB][LM_LANES];
+        for (int r = 0; r < nr; r++)
+            for (int l = 0; l < LM_LANES; l++) acc[r][l] = 0.0f;
+        for (int k = 0; k < Cv; k += LM_LANES) {
+            for (int r = 0; r < nr; r++) {
+                const float *x = inp + (size_t)r * C + k;
+                for (int l = 0; l < LM_LANES; l++) acc[r][l] += x[l] * w[k + l];
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            const float *x = inp + (size_t)r * C;
+            for (int k = Cv; k < C; k++) acc[r][k - Cv] += x[k] * w[k];
+            float s8[8], s4[4], s2[2];
+            for (int l = 0; l < 8; l++) s8[l] = acc[r][l] + acc[r][l + 8];
+            for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+            for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
+            logits[(size_t)r * V + v] = s2[0] + s2[1];
+        }
+    }
+}
+
+void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
+                         int V) {
+    int n = 0;
+    for (; n + LM_RB <= N; n += LM_RB)
+        lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, LM_RB, C, V);
+    for (; n < N; n++) lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, 1, C, V);
+}
+
+void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,
+                     const float *wte, int N, int C, int V) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C,
+                1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, inp, C,
+                1.0f, dwte, C);
+}
+
+// ----------------------------------------------------------------------------
+// attention
+
+/* In-place causal softmax of the T x T score rows (row t keeps columns 0..t). */
+static void causal_softmax_rows(float *a, int T) {
+    for (int t = 0; t < T; t++) {
+        float *row = a + (size_t)t * T;
+        float mx = row[0];
+        for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
+        double sum = 0.0;
+        for (int s = 0; s <= t; s++) {
+            row[s] = expf(row[s] - mx);
+            sum += row[s];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int s = 0; s <= t; s++) row[s] *= inv;
+        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+    }
+}
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                       int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+            const float *k = q + C, *v = q + 2 * C;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, a, T);
+            causal_softmax_rows(a, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
+                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+        }
+    }
+}
+
+static double naive_dot(const float *a, const float *b, int n) {
+    double d = 0.0;
+    for (int i = 0; i < n; i++) d += (double)a[i] * b[i];
+    return d;
+}
+
+void attention_forward_naive(float *out, float *att, const float *qkv, int B, int T, int C,
+                             int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int b = 0; b < B; b++) {
+        const float *base = qkv + (size_t)b * T * C3;
+        for (int h = 0; h < NH; h++) {
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (size_t)t * C3 + (size_t)h * hs;
+                double mx = -INFINITY, sum = 0.0;
+                for (int s = 0; s <= t; s++) {
+                    double d = scale * naive_dot(q, base + (size_t)s * C3 + C + h * hs, hs);
+                    mx = d > mx ? d : mx;
+                }
+                for (int s = 0; s <= t; s++)
+                    sum += exp(scale * naive_dot(q, base + (size_t)s * C3 + C + h * hs, hs) - mx);
+                for (int s = 0; s < T; s++) {
+                    double p = 0.0;
+                    if (s <= t)
+                        p = exp(scale * naive_dot(q, base + (size_t)s * C3 + C + h * hs, hs) -
+                                mx) / sum;
+                    a[(size_t)t * T + s] = (float)p;
+                }
+                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) {
+                    double y = 0.0;
+                    for (int s = 0; s <= t; s++)
+                        y += (double)a[(size_t)t * T + s] * base[(size_t)s * C3 + 2 * C + h * hs + i];
+                    o[i] = (float)y;
+                }
+            }
+        }
+    }
+}
+
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * C3 + (size_t)h * hs;
+            const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+            const float *a = att + ((size_t)b * NH + h) * T * T;
+            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+            float *ds = scratch;
+            // dP = dY V^T, dV += P^T dY
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
+                        0.0f, ds, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C,
+                        1.0f, dv, C3);
+            // softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal
+            for (int t = 0; t < T; t++) {
+                const float *pr = a + (size_t)t * T;
+                float *dr = ds + (size_t)t * T;
+                double dot = 0.0;
+                for (int s = 0; s <= t; s++) dot += (double)pr[s] * dr[s];
+                float fdot = (float)dot;
+                for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - fdot);
+                for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
+            }
+            // S = scale Q K^T: dQ += scale dS K, dK += scale dS^T Q
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T, k, C3,
+                        1.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T, q, C3,
+                        1.0f, dk, C3);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// GELU
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_CUBE 0.044715f
+
+void gelu_forward(float *out, const float *inp, size_t N) {
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
+        out[i] = 0.5f * x * (1.0f + tanhf(u));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
+        float th = tanhf(u);
+        float du = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
+        float g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+        dinp[i] += g * dout[i];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// residual
+
+void residual_forward(float *out, const float *a, const float *b, size_t N) {
+    for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float *da, float *db, const float *dout, size_t N) {
+    for (size_t i = 0; i < N; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// scalar heads
+
+void rowdot_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                    int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double s = b ? *b : 0.0;
+        for (int i = 0; i < C; i++) s += (double)x[i] * w[i];
+        out[n] = (float)s;
+    }
+}
+
+void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        float d = dout[n];
+        const float *x = inp + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        for (int i = 0; i < C; i++) {
+            dx[i] += d * w[i];
+            dw[i] += d * x[i];
+        }
+        if (db) *db += d;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// fused log-softmax / log-prob / entropy
+
+void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
+                     const int *targets, float temperature, int N, int V) {
+    float inv_t = 1.0f / temperature;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            logprobs[n] = entropy[n] = lse[n] = 0.0f;
+            continue;
+        }
+        const float *x = logits + (size_t)n * V;
+        float mx = x[0] * inv_t;
+        for (int i = 1; i < V; i++) {
+            float z = x[i] * inv_t;
+            mx = z > mx ? z : mx;
+        }
+        double sum = 0.0, sumz = 0.0;
+        for (int i = 0; i < V; i++) {
+            float zc = x[i] * inv_t - mx;
+            float e = expf(zc);
+            sum += e;
+            sumz += (double)e * zc;
+        }
+        double log_sum = log(sum);
+        logprobs[n] = (float)((double)(x[targets[n]] * inv_t - mx) - log_sum);
+        entropy[n] = (float)(log_sum - sumz / sum);
+        lse[n] = (float)(mx + log_sum);
+    }
+}
+
+void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy,
+                      const float *logits, const float *lse, const float *entropy,
+                      const int *targets, float temperature, int N, int V) {
+    float inv_t = 1.0f / temperature;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        const float *x = logits + (size_t)n * V;
+        float *dx = dlogits + (size_t)n * V;
+        float dlp = dlogprobs ? dlogprobs[n] : 0.0f;
+        float dent = dentropy ? dentropy[n] : 0.0f;
+        float l = lse[n], H = entropy[n];
+        if (dent == 0.0f) {
+            for (int i = 0; i < V; i++) {
+                float p = expf(x[i] * inv_t - l);
+                dx[i] += -dlp * p * inv_t;
+            }
+        } else {
+            for (int i = 0; i < V; i++) {
+                float lp = x[i] * inv_t - l;
+                float p = expf(lp);
+                dx[i] += (-dlp * p - dent * p * (lp + H)) * inv_t;
+            }
+        }
+        dx[targets[n]] += dlp * inv_t;
+    }
+}

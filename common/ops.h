@@ -1,0 +1,145 @@
+/*
+ * common/ops.h — the kernels of GPT-2 in fp32 on OpenBLAS: every op is a
+ * `_forward`/`_backward` pair (outputs first, then inputs, then sizes), the llm.c way.
+ *
+ * Used by gpt.c (training path and KV-cache decoding) and by sample.c (the log-softmax
+ * row). Shapes are given in comments; all tensors are dense row-major fp32.
+ *
+ * Conventions:
+ *   - `_backward` functions ACCUMULATE (+=) into every gradient they produce, so the
+ *     caller zeroes gradient buffers explicitly (gpt.c does, per step);
+ *   - linear weights are in Hugging Face Conv1D layout (in, out): y = x W + b;
+ *   - a `_naive` function is the scalar reference of the optimised kernel of the same
+ *     name: tests compare one against the other, the model never calls it;
+ *   - no function allocates memory: scratch space is passed in by the caller.
+ * Nothing here checks user input: sizes and token ids are the caller's invariants
+ * (gpt.c validates them) and a violation is undefined behaviour, not an error code.
+ */
+#ifndef RLHF_OPS_H
+#define RLHF_OPS_H
+
+#include <stddef.h>
+
+// ----------------------------------------------------------------------------
+// BLAS set-up
+
+/* Set the OpenBLAS thread count (threads <= 0: leave what OPENBLAS_NUM_THREADS or the
+ * library default chose) and return the name of the core OpenBLAS dispatched to
+ * (e.g. "Haswell"; OPENBLAS_CORETYPE overrides the detection). */
+const char *ops_blas_setup(int threads);
+/* The number of threads OpenBLAS uses now. */
+int ops_blas_threads(void);
+
+// ----------------------------------------------------------------------------
+// embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+
+void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe,
+                     int B, int T, int C);
+/* out (B,T,C); tokens (B,T) in [0,V); wte (V,C); wpe (>=T,C) */
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
+                      int T, int C);
+
+// ----------------------------------------------------------------------------
+// layer normalisation (Ba, Kiros & Hinton 2016), eps = GPT_LN_EPS, over the last dim
+
+/* out (N,C), mean (N), rstd (N) = 1/sqrt(var + eps) (saved for the backward);
+ * inp (N,C); weight, bias (C) */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C);
+
+// ----------------------------------------------------------------------------
+// linear layer, HF Conv1D layout: out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC)
+
+/* cblas_sgemm; bias may be NULL. */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC);
+/* scalar triple loop (double accumulation): the reference for matmul_forward */
+void matmul_forward_naive(float *out, const float *inp, const float *weight,
+                          const float *bias, int N, int C, int OC);
+/* Batch-invariant kernel for generation: each output element is accumulated in the
+ * same fixed order (k = 0..C-1, one multiply then one add, starting from the bias)
+ * whatever N is and whichever rows share the call, so a row's result depends only on
+ * that row. OpenBLAS sgemm does not have this property (its micro-kernels round
+ * differently for edge blocks of rows), which would make sampled tokens depend on the
+ * batch a sequence was generated in. Rows are processed in register blocks; W is
+ * streamed once per block of rows. */
+void matmul_forward_rows(float *out, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC);
+/* dinp (N,C) += dout @ weight^T; dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum.
+ * dbias may be NULL (no bias). */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC);
+
+// ----------------------------------------------------------------------------
+// LM head tied to the token embedding: logits (N,V) = inp (N,C) @ wte (V,C)^T
+
+void lmhead_forward(float *logits, const float *inp, const float *wte, int N, int C, int V);
+/* batch-invariant variant for generation (see matmul_forward_rows) */
+void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
+                         int V);
+/* dinp (N,C) += dlogits @ wte; dwte (V,C) += dlogits^T @ inp */
+void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,
+                     const float *wte, int N, int C, int V);
+
+// ----------------------------------------------------------------------------
+// causal multi-head self-attention (Vaswani et al. 2017, eq. 1) on the fused qkv buffer
+// qkv (B,T,3C): for token (b,t) the q, k, v of head h are the hs = C/NH floats at
+// offsets h*hs, C + h*hs, 2C + h*hs. Scores are scaled by 1/sqrt(hs) and masked so that
+// position t attends to positions 0..t only.
+
+/* out (B,T,C): head h writes columns h*hs..; att (B,NH,T,T): the softmax probabilities
+ * (zero above the diagonal), saved for the backward. Per (b,h): two cblas_sgemm reading
+ * q, k, v in place with leading dimension 3C. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                       int NH);
+/* scalar reference (double accumulation) of attention_forward */
+void attention_forward_naive(float *out, float *att, const float *qkv, int B, int T, int C,
+                             int NH);
+/* dqkv (B,T,3C) +=; scratch (T,T) is overwritten */
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH);
+
+// ----------------------------------------------------------------------------
+// GELU, tanh approximation (Hendrycks & Gimpel 2016, sec. 2):
+// gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+
+void gelu_forward(float *out, const float *inp, size_t N);
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
+
+// ----------------------------------------------------------------------------
+// residual: out = a + b
+
+void residual_forward(float *out, const float *a, const float *b, size_t N);
+void residual_backward(float *da, float *db, const float *dout, size_t N);
+
+// ----------------------------------------------------------------------------
+// scalar projection of rows (score and value heads): out[n] = inp[n,:] . w + (b ? *b : 0)
+
+void rowdot_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                    int C);
+/* dinp (N,C) += dout[n] w; dw (C) += sum_n dout[n] inp[n]; db (1) += sum dout (if not NULL) */
+void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, int N, int C);
+
+// ----------------------------------------------------------------------------
+// fused log-softmax at a temperature: with z = logits / temperature,
+//   lse = logsumexp(z), logprob = z[target] - lse, entropy = -sum p log p = lse - sum p z.
+// One pass over each row (after its max); rows whose target is < 0 are skipped
+// (logprob = entropy = 0, lse = 0, no gradient). temperature > 0.
+
+/* logprobs, entropy, lse (N); logits (N,V); targets (N) */
+void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
+                     const int *targets, float temperature, int N, int V);
+/* dlogits (N,V) += d/dlogits of sum_n dlogprobs[n] logprob[n] + dentropy[n] entropy[n]:
+ *   dz_i = dlogprob (1[i = target] - p_i) - dentropy p_i (log p_i + entropy),
+ *   dlogits = dz / temperature.
+ * dentropy may be NULL. dlogits must not alias logits. lse and entropy are the outputs
+ * of logprob_forward on the same inputs. */
+void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy,
+                      const float *logits, const float *lse, const float *entropy,
+                      const int *targets, float temperature, int N, int V);
+
+#endif

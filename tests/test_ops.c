@@ -1,0 +1,552 @@
+/*
+ * tests/test_ops.c — the kernels of ops.c against references:
+ *   - the sgemm matmul and LM head and the batch-invariant `_rows` kernels against a
+ *     scalar triple loop; the `_rows` kernels bit-for-bit independent of the batch;
+ *   - sgemm attention against the scalar attention (outputs and probabilities);
+ *   - layernorm, GELU, log-softmax/entropy forward against double-precision formulas;
+ *   - every `_backward` against central finite differences of its `_forward`, with the
+ *     scalar loss sum_i r_i out_i for a fixed random projection r, plus the check that
+ *     backward accumulates (running it twice doubles the gradients).
+ * Dimensions are small; prints the max errors it measured.
+ */
+#include <cblas.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "rng.h"
+#include "test.h"
+#include "util.h"
+
+static Rng g_rng;
+
+static float *rand_buf(size_t n, float scale) {
+    float *p = xalloc_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = scale * rng_normal(&g_rng);
+    return p;
+}
+
+/* max |a-b| / max(max|b|, floor): error normalised by the size of the reference */
+static double norm_err(const float *a, const float *b, size_t n, double floor) {
+    double mx = floor, err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > err) err = d;
+        if (fabs(b[i]) > mx) mx = fabs(b[i]);
+    }
+    return err / mx;
+}
+
+// ----------------------------------------------------------------------------
+// a generic finite-difference gradient check
+
+#define GC_MAX_IN 4
+typedef struct {
+    const char *name;
+    int nin;
+    float *in[GC_MAX_IN];  /* inputs that are differentiated */
+    float *din[GC_MAX_IN]; /* their gradients (filled by grad) */
+    size_t n[GC_MAX_IN];
+    double (*loss)(void *ctx);  /* forward, returns sum_i r_i out_i (in double) */
+    void (*grad)(void *ctx);    /* forward + backward with dout = r, accumulating into din */
+    void *ctx;
+    float eps;
+    double tol;      /* on the normalised error of each input */
+} GradCase;
+
+/* Returns the worst normalised error over all inputs; CHECKs each against tol and the
+ * doubling of the gradients when backward runs twice. */
+static double grad_check_impl(GradCase *gc, int quiet);
+static double grad_check(GradCase *gc) { return grad_check_impl(gc, 0); }
+static double grad_check_impl(GradCase *gc, int quiet) {
+    double worst = 0.0;
+    for (int k = 0; k < gc->nin; k++) memset(gc->din[k], 0, gc->n[k] * sizeof(float));
+    gc->grad(gc->ctx);
+    float *first[GC_MAX_IN];
+    for (int k = 0; k < gc->nin; k++) {
+        first[k] = xalloc_floats(gc->n[k]);
+        memcpy(first[k], gc->din[k], gc->n[k] * sizeof(float));
+    }
+    gc->grad(gc->ctx); /* accumulates: din must now be 2x first */
+    for (int k = 0; k < gc->nin; k++) {
+        int accum_ok = 1;
+        for (size_t i = 0; i < gc->n[k]; i++)
+            if (fabsf(gc->din[k][i] - 2.0f * first[k][i]) > 1e-5f * (1.0f + fabsf(first[k][i])))
+                accum_ok = 0;
+        if (!quiet) CHECK_MSG(accum_ok, "%s input %d: backward does not accumulate", gc->name, k);
+        float *num = xalloc_floats(gc->n[k]);
+        for (size_t i = 0; i < gc->n[k]; i++) {
+            float x0 = gc->in[k][i];
+            gc->in[k][i] = x0 + gc->eps;
+            double lp = gc->loss(gc->ctx);
+            gc->in[k][i] = x0 - gc->eps;
+            double lm = gc->loss(gc->ctx);
+            gc->in[k][i] = x0;
+            /* the step actually taken in fp32 */
+            double h = (double)(x0 + gc->eps) - (double)(x0 - gc->eps);
+            num[i] = (float)((lp - lm) / h);
+        }
+        double e = norm_err(first[k], num, gc->n[k], 1e-6);
+        if (!quiet)
+            CHECK_MSG(e <= gc->tol, "%s input %d: normalised gradient error %.3g > %.3g", gc->name,
+                      k, e, gc->tol);
+        fprintf(stderr, "    grad %-10s input %d (%6zu elems): normalised err %.2e\n", gc->name, k,
+                gc->n[k], e);
+        if (e > worst) worst = e;
+        free(num);
+        free(first[k]);
+    }
+    return worst;
+}
+
+static double dot_d(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// references
+
+static void test_matmul_reference(void) {
+    int shapes[][3] = {{1, 1, 1}, {7, 13, 29}, {33, 64, 96}, {5, 128, 384}, {64, 70, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        float *x = rand_buf((size_t)N * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.2f);
+        float *b = rand_buf((size_t)OC, 1.0f);
+        float *ref = xalloc_floats((size_t)N * OC), *out = xalloc_floats((size_t)N * OC);
+        float *rows = xalloc_floats((size_t)N * OC);
+        matmul_forward_naive(ref, x, w, b, N, C, OC);
+        matmul_forward(out, x, w, b, N, C, OC);
+        matmul_forward_rows(rows, x, w, b, N, C, OC);
+        double e1 = norm_err(out, ref, (size_t)N * OC, 1e-6);
+        double e2 = norm_err(rows, ref, (size_t)N * OC, 1e-6);
+        CHECK_MSG(e1 < 2e-6, "sgemm matmul %dx%dx%d err %.3g", N, C, OC, e1);
+        CHECK_MSG(e2 < 2e-6, "rows matmul %dx%dx%d err %.3g", N, C, OC, e2);
+        /* without bias */
+        matmul_forward_naive(ref, x, w, NULL, N, C, OC);
+        matmul_forward(out, x, w, NULL, N, C, OC);
+        CHECK(norm_err(out, ref, (size_t)N * OC, 1e-6) < 2e-6);
+        fprintf(stderr, "    matmul %dx%dx%d: sgemm err %.2e, rows err %.2e\n", N, C, OC, e1, e2);
+        free(x), free(w), free(b), free(ref), free(out), free(rows);
+    }
+}
+
+static void test_lmhead_reference(void) {
+    int N = 11, C = 40, V = 57;
+    float *x = rand_buf((size_t)N * C, 1.0f), *wte = rand_buf((size_t)V * C, 0.3f);
+    float *ref = xalloc_floats((size_t)N * V), *out = xalloc_floats((size_t)N * V);
+    float *rows = xalloc_floats((size_t)N * V);
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < V; v++)
+            ref[n * V + v] = (float)dot_d(x + (size_t)n * C, wte + (size_t)v * C, (size_t)C);
+    lmhead_forward(out, x, wte, N, C, V);
+    lmhead_forward_rows(rows, x, wte, N, C, V);
+    CHECK(norm_err(out, ref, (size_t)N * V, 1e-6) < 2e-6);
+    CHECK(norm_err(rows, ref, (size_t)N * V, 1e-6) < 2e-6);
+    free(x), free(wte), free(ref), free(out), free(rows);
+}
+
+/* The `_rows` kernels: a row's output is bit-identical whatever the batch around it.
+ * (OpenBLAS sgemm is not: the same check on matmul_forward is printed, not required.) */
+static void test_rows_batch_invariance(void) {
+    int C = 96, OC = 200, V = 300, NMAX = 19;
+    float *x = rand_buf((size_t)NMAX * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.2f);
+    float *b = rand_buf((size_t)OC, 1.0f), *wte = rand_buf((size_t)V * C, 0.2f);
+    float *alone = xalloc_floats((size_t)OC > (size_t)V ? (size_t)OC : (size_t)V);
+    float *batch = xalloc_floats((size_t)NMAX * (OC > V ? OC : V));
+    int bad_rows = 0, bad_lm = 0, bad_sgemm = 0;
+    for (int N = 1; N <= NMAX; N++) {
+        matmul_forward_rows(batch, x, w, b, N, C, OC);
+        for (int r = 0; r < N; r++) {
+            matmul_forward_rows(alone, x + (size_t)r * C, w, b, 1, C, OC);
+            bad_rows += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
+        }
+        lmhead_forward_rows(batch, x, wte, N, C, V);
+        for (int r = 0; r < N; r++) {
+            lmhead_forward_rows(alone, x + (size_t)r * C, wte, 1, C, V);
+            bad_lm += memcmp(alone, batch + (size_t)r * V, (size_t)V * sizeof(float)) != 0;
+        }
+        matmul_forward(batch, x, w, b, N, C, OC);
+        for (int r = 0; r < N; r++) {
+            matmul_forward(alone, x + (size_t)r * C, w, b, 1, C, OC);
+            bad_sgemm += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
+        }
+    }
+    CHECK_EQ_INT(bad_rows, 0);
+    CHECK_EQ_INT(bad_lm, 0);
+    fprintf(stderr, "    sgemm rows differing from the row computed alone: %d of %d\n", bad_sgemm,
+            NMAX * (NMAX + 1) / 2);
+    free(x), free(w), free(b), free(wte), free(alone), free(batch);
+}
+
+static void test_attention_reference(void) {
+    int shapes[][4] = {{2, 9, 24, 3}, {1, 1, 8, 2}, {3, 17, 32, 4}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], NH = shapes[s][3];
+        float *qkv = rand_buf((size_t)B * T * 3 * C, 1.0f);
+        float *out = xalloc_floats((size_t)B * T * C), *ref = xalloc_floats((size_t)B * T * C);
+        size_t na = (size_t)B * NH * T * T;
+        float *att = xalloc_floats(na), *att_ref = xalloc_floats(na);
+        attention_forward(out, att, qkv, B, T, C, NH);
+        attention_forward_naive(ref, att_ref, qkv, B, T, C, NH);
+        double eo = norm_err(out, ref, (size_t)B * T * C, 1e-6);
+        double ea = norm_err(att, att_ref, na, 1e-6);
+        CHECK_MSG(eo < 2e-6 && ea < 2e-6, "attention %dx%dx%dx%d: out err %.3g att err %.3g", B,
+                  T, C, NH, eo, ea);
+        /* rows of att sum to 1, zero above the diagonal */
+        int ok = 1;
+        for (size_t bh = 0; bh < (size_t)B * NH; bh++)
+            for (int t = 0; t < T; t++) {
+                double sum = 0;
+                for (int u = 0; u < T; u++) {
+                    float p = att[(bh * T + t) * T + u];
+                    if (u > t && p != 0.0f) ok = 0;
+                    sum += p;
+                }
+                if (fabs(sum - 1.0) > 1e-5) ok = 0;
+            }
+        CHECK(ok);
+        fprintf(stderr, "    attention %dx%dx%dx%d: out err %.2e, att err %.2e\n", B, T, C, NH, eo, ea);
+        free(qkv), free(out), free(ref), free(att), free(att_ref);
+    }
+}
+
+static void test_pointwise_reference(void) {
+    /* GELU against the formula in double */
+    float xs[] = {-6.0f, -3.0f, -1.0f, -0.5f, 0.0f, 0.3f, 1.0f, 2.5f, 8.0f};
+    float out[9];
+    gelu_forward(out, xs, 9);
+    for (int i = 0; i < 9; i++) {
+        double x = xs[i];
+        double ref = 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+        CHECK_NEAR(out[i], ref, 1e-6, 1e-6);
+    }
+    /* layernorm: output has mean 0 and variance ~1 before the affine part */
+    int N = 3, C = 50;
+    float *x = rand_buf((size_t)N * C, 3.0f), *y = xalloc_floats((size_t)N * C);
+    float *w = xalloc_floats((size_t)C), *b = xalloc_floats((size_t)C);
+    float mean[3], rstd[3];
+    for (int i = 0; i < C; i++) w[i] = 1.0f;
+    for (int i = 0; i < N * C; i++) x[i] += 5.0f;
+    layernorm_forward(y, mean, rstd, x, w, b, N, C);
+    for (int n = 0; n < N; n++) {
+        double m = 0, v = 0, ym = 0, yv = 0;
+        for (int i = 0; i < C; i++) m += x[n * C + i];
+        m /= C;
+        for (int i = 0; i < C; i++) v += (x[n * C + i] - m) * (x[n * C + i] - m);
+        v /= C;
+        for (int i = 0; i < C; i++) ym += y[n * C + i];
+        ym /= C;
+        for (int i = 0; i < C; i++) yv += (y[n * C + i] - ym) * (y[n * C + i] - ym);
+        yv /= C;
+        CHECK_NEAR(mean[n], m, 1e-5, 1e-6);
+        CHECK_NEAR(rstd[n], 1.0 / sqrt(v + 1e-5), 0, 1e-5);
+        CHECK_NEAR(ym, 0.0, 1e-5, 0);
+        CHECK_NEAR(yv, v / (v + 1e-5), 1e-5, 0);
+    }
+    free(x), free(y), free(w), free(b);
+}
+
+static void test_logprob_reference(void) {
+    int N = 4, V = 37;
+    float *logits = rand_buf((size_t)N * V, 3.0f);
+    int targets[4] = {0, 36, -1, 11};
+    float lp[4], ent[4], lse[4];
+    float temps[] = {1.0f, 0.7f, 2.0f};
+    for (int ti = 0; ti < 3; ti++) {
+        float temp = temps[ti];
+        logprob_forward(lp, ent, lse, logits, targets, temp, N, V);
+        for (int n = 0; n < N; n++) {
+            if (targets[n] < 0) {
+                CHECK(lp[n] == 0.0f && ent[n] == 0.0f);
+                continue;
+            }
+            double mx = -INFINITY, s = 0, h = 0;
+            for (int i = 0; i < V; i++) mx = fmax(mx, (double)logits[n * V + i] / temp);
+            for (int i = 0; i < V; i++) s += exp((double)logits[n * V + i] / temp - mx);
+            double l = mx + log(s);
+            for (int i = 0; i < V; i++) {
+                double lpi = (double)logits[n * V + i] / temp - l;
+                h -= exp(lpi) * lpi;
+            }
+            CHECK_NEAR(lp[n], (double)logits[n * V + targets[n]] / temp - l, 1e-5, 1e-6);
+            CHECK_NEAR(ent[n], h, 1e-5, 1e-5);
+            CHECK_NEAR(lse[n], l, 1e-5, 1e-6);
+        }
+    }
+    free(logits);
+}
+
+// ----------------------------------------------------------------------------
+// gradient checks, one context struct per op
+
+typedef struct {
+    int B, T, C, V, N, OC, NH;
+    float temp;
+    int *tokens, *targets;
+    float *a, *b, *c, *d;         /* inputs (meaning per op) */
+    float *da, *db, *dc, *dd;     /* their gradients */
+    float *out, *out2, *r, *r2;   /* outputs and projections */
+    float *s1, *s2, *s3;          /* saved intermediates / scratch */
+} OpCtx;
+
+static OpCtx *ctx_new(void) { return xcalloc(1, sizeof(OpCtx)); }
+static void ctx_free(OpCtx *x) {
+    free(x->tokens), free(x->targets);
+    float *bufs[] = {x->a, x->b, x->c, x->d, x->da, x->db, x->dc, x->dd,
+                     x->out, x->out2, x->r, x->r2, x->s1, x->s2, x->s3};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(x);
+}
+
+/* encoder: a = wte (V,C), b = wpe (T,C) */
+static double enc_loss(void *p) {
+    OpCtx *x = p;
+    encoder_forward(x->out, x->tokens, x->a, x->b, x->B, x->T, x->C);
+    return dot_d(x->out, x->r, (size_t)x->B * x->T * x->C);
+}
+static void enc_grad(void *p) {
+    OpCtx *x = p;
+    enc_loss(p);
+    encoder_backward(x->da, x->db, x->r, x->tokens, x->B, x->T, x->C);
+}
+
+/* layernorm: a = inp (N,C), b = weight, c = bias */
+static double ln_loss(void *p) {
+    OpCtx *x = p;
+    layernorm_forward(x->out, x->s1, x->s2, x->a, x->b, x->c, x->N, x->C);
+    return dot_d(x->out, x->r, (size_t)x->N * x->C);
+}
+static void ln_grad(void *p) {
+    OpCtx *x = p;
+    ln_loss(p);
+    layernorm_backward(x->da, x->db, x->dc, x->r, x->a, x->b, x->s1, x->s2, x->N, x->C);
+}
+
+/* matmul: a = inp (N,C), b = weight (C,OC), c = bias (OC) */
+static double mm_loss(void *p) {
+    OpCtx *x = p;
+    matmul_forward(x->out, x->a, x->b, x->c, x->N, x->C, x->OC);
+    return dot_d(x->out, x->r, (size_t)x->N * x->OC);
+}
+static void mm_grad(void *p) {
+    OpCtx *x = p;
+    mm_loss(p);
+    matmul_backward(x->da, x->db, x->dc, x->r, x->a, x->b, x->N, x->C, x->OC);
+}
+
+/* lm head: a = inp (N,C), b = wte (V,C) */
+static double lmh_loss(void *p) {
+    OpCtx *x = p;
+    lmhead_forward(x->out, x->a, x->b, x->N, x->C, x->V);
+    return dot_d(x->out, x->r, (size_t)x->N * x->V);
+}
+static void lmh_grad(void *p) {
+    OpCtx *x = p;
+    lmh_loss(p);
+    lmhead_backward(x->da, x->db, x->r, x->a, x->b, x->N, x->C, x->V);
+}
+
+/* attention: a = qkv (B,T,3C); s1 = att, s2 = scratch */
+static double att_loss(void *p) {
+    OpCtx *x = p;
+    attention_forward(x->out, x->s1, x->a, x->B, x->T, x->C, x->NH);
+    return dot_d(x->out, x->r, (size_t)x->B * x->T * x->C);
+}
+static void att_grad(void *p) {
+    OpCtx *x = p;
+    att_loss(p);
+    attention_backward(x->da, x->s2, x->r, x->a, x->s1, x->B, x->T, x->C, x->NH);
+}
+
+/* gelu: a = inp (N) */
+static double gelu_loss(void *p) {
+    OpCtx *x = p;
+    gelu_forward(x->out, x->a, (size_t)x->N);
+    return dot_d(x->out, x->r, (size_t)x->N);
+}
+static void gelu_grad(void *p) {
+    OpCtx *x = p;
+    gelu_loss(p);
+    gelu_backward(x->da, x->a, x->r, (size_t)x->N);
+}
+
+/* residual: a, b (N) */
+static double res_loss(void *p) {
+    OpCtx *x = p;
+    residual_forward(x->out, x->a, x->b, (size_t)x->N);
+    return dot_d(x->out, x->r, (size_t)x->N);
+}
+static void res_grad(void *p) {
+    OpCtx *x = p;
+    res_loss(p);
+    residual_backward(x->da, x->db, x->r, (size_t)x->N);
+}
+
+/* rowdot: a = inp (N,C), b = w (C), c = bias (1) */
+static double rd_loss(void *p) {
+    OpCtx *x = p;
+    rowdot_forward(x->out, x->a, x->b, x->c, x->N, x->C);
+    return dot_d(x->out, x->r, (size_t)x->N);
+}
+static void rd_grad(void *p) {
+    OpCtx *x = p;
+    rd_loss(p);
+    rowdot_backward(x->da, x->db, x->dc, x->r, x->a, x->b, x->N, x->C);
+}
+
+/* logprob: a = logits (N,V); out = logprobs, out2 = entropy, s1 = lse; r, r2 */
+static double lp_loss(void *p) {
+    OpCtx *x = p;
+    logprob_forward(x->out, x->out2, x->s1, x->a, x->targets, x->temp, x->N, x->V);
+    return dot_d(x->out, x->r, (size_t)x->N) + (x->r2 ? dot_d(x->out2, x->r2, (size_t)x->N) : 0.0);
+}
+static void lp_grad(void *p) {
+    OpCtx *x = p;
+    lp_loss(p);
+    logprob_backward(x->da, x->r, x->r2, x->a, x->s1, x->out2, x->targets, x->temp, x->N, x->V);
+}
+
+/* a gradient that is 1% off: the checker must see it */
+static void gelu_grad_wrong(void *p) {
+    OpCtx *x = p;
+    gelu_grad(p);
+    for (int i = 0; i < x->N; i++) x->da[i] *= 1.01f;
+}
+
+static void test_grad_check_can_fail(void) {
+    OpCtx *x = ctx_new();
+    x->N = 40;
+    x->a = rand_buf(40, 2.0f), x->da = xalloc_floats(40);
+    x->out = xalloc_floats(40), x->r = rand_buf(40, 1.0f);
+    GradCase gc = {"gelu-1%", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad_wrong, x, 1e-2f, 5e-4};
+    double e = grad_check_impl(&gc, 1);
+    CHECK_MSG(e > 5e-3, "a 1%% gradient error was measured as %.3g", e);
+    ctx_free(x);
+}
+
+static void test_grad_ops(void) {
+    double worst = 0.0;
+    {
+        OpCtx *x = ctx_new();
+        x->B = 2, x->T = 3, x->C = 5, x->V = 7;
+        x->tokens = xcalloc(6, sizeof(int));
+        int toks[6] = {1, 6, 1, 0, 3, 1};
+        memcpy(x->tokens, toks, sizeof toks);
+        x->a = rand_buf(35, 1.0f), x->b = rand_buf(15, 1.0f);
+        x->da = xalloc_floats(35), x->db = xalloc_floats(15);
+        x->out = xalloc_floats(30), x->r = rand_buf(30, 1.0f);
+        GradCase gc = {"encoder", 2, {x->a, x->b}, {x->da, x->db}, {35, 15}, enc_loss, enc_grad, x,
+                       1e-2f, 1e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 4, x->C = 16;
+        x->a = rand_buf(64, 2.0f), x->b = rand_buf(16, 1.0f), x->c = rand_buf(16, 1.0f);
+        x->da = xalloc_floats(64), x->db = xalloc_floats(16), x->dc = xalloc_floats(16);
+        x->out = xalloc_floats(64), x->r = rand_buf(64, 1.0f);
+        x->s1 = xalloc_floats(4), x->s2 = xalloc_floats(4);
+        GradCase gc = {"layernorm", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {64, 16, 16},
+                       ln_loss, ln_grad, x, 1e-2f, 5e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 5, x->C = 7, x->OC = 9;
+        x->a = rand_buf(35, 1.0f), x->b = rand_buf(63, 1.0f), x->c = rand_buf(9, 1.0f);
+        x->da = xalloc_floats(35), x->db = xalloc_floats(63), x->dc = xalloc_floats(9);
+        x->out = xalloc_floats(45), x->r = rand_buf(45, 1.0f);
+        GradCase gc = {"matmul", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {35, 63, 9},
+                       mm_loss, mm_grad, x, 1e-2f, 1e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 4, x->C = 6, x->V = 11;
+        x->a = rand_buf(24, 1.0f), x->b = rand_buf(66, 1.0f);
+        x->da = xalloc_floats(24), x->db = xalloc_floats(66);
+        x->out = xalloc_floats(44), x->r = rand_buf(44, 1.0f);
+        GradCase gc = {"lmhead", 2, {x->a, x->b}, {x->da, x->db}, {24, 66}, lmh_loss, lmh_grad, x,
+                       1e-2f, 1e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->B = 2, x->T = 5, x->C = 8, x->NH = 2;
+        size_t nq = 2 * 5 * 24;
+        x->a = rand_buf(nq, 1.0f), x->da = xalloc_floats(nq);
+        x->out = xalloc_floats(80), x->r = rand_buf(80, 1.0f);
+        x->s1 = xalloc_floats(2 * 2 * 25), x->s2 = xalloc_floats(25);
+        GradCase gc = {"attention", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 40;
+        x->a = rand_buf(40, 2.0f), x->da = xalloc_floats(40);
+        x->out = xalloc_floats(40), x->r = rand_buf(40, 1.0f);
+        GradCase gc = {"gelu", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad, x, 1e-2f, 5e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 12;
+        x->a = rand_buf(12, 1.0f), x->b = rand_buf(12, 1.0f);
+        x->da = xalloc_floats(12), x->db = xalloc_floats(12);
+        x->out = xalloc_floats(12), x->r = rand_buf(12, 1.0f);
+        GradCase gc = {"residual", 2, {x->a, x->b}, {x->da, x->db}, {12, 12}, res_loss, res_grad, x,
+                       1e-2f, 1e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        OpCtx *x = ctx_new();
+        x->N = 3, x->C = 10;
+        x->a = rand_buf(30, 1.0f), x->b = rand_buf(10, 1.0f), x->c = rand_buf(1, 1.0f);
+        x->da = xalloc_floats(30), x->db = xalloc_floats(10), x->dc = xalloc_floats(1);
+        x->out = xalloc_floats(3), x->r = rand_buf(3, 1.0f);
+        GradCase gc = {"rowdot", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {30, 10, 1},
+                       rd_loss, rd_grad, x, 1e-2f, 1e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    /* log-prob + entropy at temperature 0.7 and 1, with and without the entropy term */
+    for (int variant = 0; variant < 3; variant++) {
+        OpCtx *x = ctx_new();
+        x->N = 4, x->V = 13, x->temp = variant == 1 ? 1.0f : 0.7f;
+        x->targets = xcalloc(4, sizeof(int));
+        int tg[4] = {3, -1, 12, 0};
+        memcpy(x->targets, tg, sizeof tg);
+        x->a = rand_buf(52, 2.0f), x->da = xalloc_floats(52);
+        x->out = xalloc_floats(4), x->out2 = xalloc_floats(4), x->s1 = xalloc_floats(4);
+        x->r = rand_buf(4, 1.0f);
+        x->r2 = variant == 2 ? NULL : rand_buf(4, 1.0f);
+        GradCase gc = {"logprob", 1, {x->a}, {x->da}, {52}, lp_loss, lp_grad, x, 1e-2f, 5e-4};
+        worst = fmax(worst, grad_check(&gc));
+        /* masked row: no gradient */
+        for (int i = 0; i < 13; i++) CHECK(x->da[13 + i] == 0.0f);
+        ctx_free(x);
+    }
+    fprintf(stderr, "    worst normalised gradient error over all ops: %.2e\n", worst);
+}
+
+int main(void) {
+    rng_init(&g_rng, 20240601);
+    ops_blas_setup(0);
+    TEST_RUN(test_matmul_reference);
+    TEST_RUN(test_lmhead_reference);
+    TEST_RUN(test_rows_batch_invariance);
+    TEST_RUN(test_attention_reference);
+    TEST_RUN(test_pointwise_reference);
+    TEST_RUN(test_logprob_reference);
+    TEST_RUN(test_grad_check_can_fail);
+    TEST_RUN(test_grad_ops);
+    return TEST_EXIT();
+}
