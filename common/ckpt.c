@@ -85,6 +85,8 @@ static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
     H5ErrText *t = data;
     if (!t->found && e->desc && e->desc[0]) {
         snprintf(t->msg, sizeof t->msg, "%s", e->desc);
+        for (char *p = t->msg; *p; p++)
+            if ((unsigned char)*p < 32) *p = ' '; /* HDF5 puts newlines in some messages */
         t->found = 1;
     }
     return 0;
@@ -184,14 +186,17 @@ static int abs_path_ok(const char *path) {
 // ----------------------------------------------------------------------------
 // property lists
 
-/* File access: the 1.8 object format (checksummed metadata, readable by HDF5 >= 1.8),
- * strong close (closing the file closes whatever an error path left open), and for
- * images the core driver without a backing store. */
+/* File access: strong close (closing the file closes whatever an error path left open);
+ * files use the 1.8 object format (checksummed metadata, readable by HDF5 >= 1.8); images
+ * use the core driver without a backing store and the default (earliest) format, because
+ * with HDF5 1.10.8 an image taken by H5Fget_file_image from a 1.8-format file fails its own
+ * superblock checksum on reopening (the tensors keep their crc32 either way). */
 static hid_t make_fapl(int core, char *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5TRY(fapl, "cannot create an HDF5 file access property list");
-    H5TRY(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18),
-            "cannot set the HDF5 format version bounds");
+    if (!core)
+        H5TRY(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18),
+              "cannot set the HDF5 format version bounds");
     H5TRY(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "cannot set the close degree");
     if (core) H5TRY(H5Pset_fapl_core(fapl, 1 << 20, 0), "cannot select the core driver");
     return fapl;
@@ -677,7 +682,7 @@ static int list_ckpts(const char *dir, CkptEntry **out, int *count, char *err) {
         if (s < 0 || strlen(de->d_name) >= sizeof e[0].name) continue;
         if (n == cap) e = xrealloc(e, (size_t)(cap *= 2) * sizeof *e);
         e[n].step = s;
-        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        memcpy(e[n].name, de->d_name, strlen(de->d_name) + 1);
         n++;
     }
     closedir(d);
