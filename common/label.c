@@ -419,6 +419,10 @@ int label_log_apply(LabelLog *log, const char *text, size_t len, int file, int l
     const char *annotator, *label, *tm;
     char id[LABEL_ID_MAX];
     int has_id;
+    if (!json_object_get(o, "undo") && !json_object_get(o, "label")) {
+        errf(err, "not a rlhf-label record (no \"label\" or \"undo\" field)");
+        goto fail;
+    }
     if (get_string(o, "annotator", &annotator, err)) goto fail;
     if (!annotator || !*annotator) {
         errf(err, "missing field \"annotator\"");
@@ -448,7 +452,7 @@ int label_log_apply(LabelLog *log, const char *text, size_t len, int file, int l
     }
     if (get_string(o, "label", &label, err)) goto fail;
     if (!label) {
-        errf(err, "not a rlhf-label record (no \"label\" or \"undo\" field)");
+        errf(err, "field \"label\" must be a string");
         goto fail;
     }
     int k = label_kind_parse(label);
