@@ -518,9 +518,9 @@ static int msg_scan(const uint8_t *p, size_t len, char *err) {
         /* every pending object needs at least one byte */
         if (pending > len - off)
             return errf(err,
-                        "msg: truncated message: the container at offset %zu needs %llu "
-                        "more objects but only %zu bytes are left",
-                        off - hdr - (size_t)body, (unsigned long long)pending, len - off);
+                        "msg: truncated message of %zu bytes: %llu more msgpack objects "
+                        "expected after offset %zu, only %zu bytes left",
+                        len, (unsigned long long)pending, off, len - off);
     }
     if (off != len)
         return errf(err, "msg: %zu trailing bytes after the message end at offset %zu",
@@ -806,7 +806,17 @@ static int dec_score_req(Dec *d, Msg *m) {
     if (get_int(d, K_POLICY_VERSION, 0, INT64_MAX, &pv)) return -1;
     m->policy_version = pv;
     if (get_bool(d, K_WANT_REF, &m->want_ref)) return -1;
-    return dec_seqs(d, &m->batch);
+    MsgBatch *b = &m->batch;
+    if (dec_seqs(d, b)) return -1;
+    /* the values a request does not carry start at 0, as after msg_batch_append_seq, so
+     * a reward server can fill this batch in and send it back as the reply */
+    memset(b->scores, 0, (size_t)b->n * sizeof(float));
+    memset(b->finished, 0, (size_t)b->n);
+    if (b->n_resp) {
+        memset(b->logprobs, 0, b->n_resp * sizeof(float));
+        memset(b->ref_logprobs, 0, b->n_resp * sizeof(float));
+    }
+    return 0;
 }
 
 static int dec_score_rep(Dec *d, Msg *m) {
@@ -823,6 +833,10 @@ static int dec_score_rep(Dec *d, Msg *m) {
     b->n_tokens = 0;
     msg_batch_reserve(b, b->n, 0, b->n_resp);
     if (get_floats(d, K_SCORES, (size_t)b->n, "n x f32", INFINITY, b->scores)) return -1;
+    if (b->n_resp) {
+        memset(b->logprobs, 0, b->n_resp * sizeof(float));
+        memset(b->ref_logprobs, 0, b->n_resp * sizeof(float));
+    }
     if (d->f[K_REF_LOGPROBS]) {
         if (get_floats(d, K_REF_LOGPROBS, b->n_resp, "4 bytes x sum(resp_lens)", 0.0f,
                        b->ref_logprobs))
