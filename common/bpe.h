@@ -1,0 +1,154 @@
+/*
+ * common/bpe.h — byte-level BPE tokenizer (GPT-2's): train, encode, decode, load, save.
+ *
+ * Byte-level BPE (Sennrich et al. 2016, "Neural Machine Translation of Rare Words with
+ * Subword Units"; byte-level as in Radford et al. 2019, GPT-2): text is UTF-8 bytes; it is
+ * split into pre-tokens with GPT-2's pattern
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * (implemented by hand, no regex library; \p{L}, \p{N} and \s are the Unicode classes of
+ * unicode_tables.h, with \s as JavaScript defines it); each pre-token starts as one token
+ * per byte, and merges are applied lowest rank first, all occurrences of the best pair
+ * left to right, until no adjacent pair has a rank — exactly GPT-2's encoder.py. So any
+ * byte string encodes (bytes that are not valid UTF-8 are "other" characters, one byte
+ * each) and decode(encode(s)) == s always.
+ *
+ * Ids: the 256 one-byte tokens, the merge results, and the special tokens. A tokenizer
+ * trained here numbers them like GPT-2: ids 0..255 are the bytes in GPT-2's
+ * bytes_to_unicode order (id 0 is "!", id 220 is " "), then one id per merge result in
+ * rank order, then the special tokens. Loaded files keep their own ids.
+ *
+ * Special tokens and padding (the convention every module follows):
+ *   - "<|endoftext|>" (BPE_EOS_TOKEN) is always present; eos_id is its id (50256 in GPT-2,
+ *     the first id after the merge results in a trained tokenizer).
+ *   - Padding uses eos_id unless a separate pad token is configured (BPETrainConfig
+ *     pad_token when training; when loading, a vocabulary entry that is neither a byte
+ *     nor a merge result nor "<|endoftext|>" is the pad token; at most one may exist). A
+ *     pad token gets the id right after eos_id when trained here. pad_id == eos_id means
+ *     "no separate pad token".
+ *   - Text that contains the string "<|endoftext|>" (or the pad token's string) encodes to
+ *     the special id only with BPE_ENCODE_SPECIAL; otherwise it is plain text. Training
+ *     always treats special-token strings in the corpus as separators, never as text.
+ *
+ * Files: GPT-2's encoder.json + vocab.bpe (OpenAI) and Hugging Face vocab.json +
+ * merges.txt are the same two formats: a JSON object {token: id} whose keys are token
+ * bytes written through bytes_to_unicode (special tokens as themselves), and a text file
+ * with an optional first line "#version..." then one merge "left right" per line in
+ * rank order. bpe_save_strings writes exactly these, so a checkpoint stores a tokenizer
+ * as two strings. Loading validates everything (JSON syntax with line:column, ids dense
+ * and unique, every byte present, every merge line has two parts that are bytes or
+ * results of earlier merges and whose concatenation is in the vocabulary, no duplicate
+ * merge, "<|endoftext|>" present) and reports file:line and what to fix.
+ *
+ * Ownership and errors: a BPE is a plain struct the caller declares; the load and train
+ * functions fill it (after bpe_free of its old contents is the caller's job) and on
+ * failure leave it zeroed, return -1 and write the reason into err (ERRBUF_LEN bytes).
+ * bpe_free releases it and zeroes it; bpe_free(NULL) is a no-op. Encoding cannot fail;
+ * decoding fails only on an out-of-range id. Out of memory is fatal (util.h). A loaded
+ * BPE is read-only during encode/decode, so one BPE may be shared by threads.
+ *
+ * Not here: Unicode normalisation (GPT-2 does none), other pre-tokenizers (GPT-4's
+ * cl100k), WordPiece/Unigram, added tokens beyond EOS and one pad.
+ */
+#ifndef RLHF_BPE_H
+#define RLHF_BPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "unicode_tables.h"
+
+#define BPE_EOS_TOKEN "<|endoftext|>"
+#define BPE_MAX_VOCAB (1 << 24) /* ids must fit comfortably in int32 message fields */
+
+typedef struct {
+    int vocab_size;   /* number of ids: one-byte tokens + merge results + specials */
+    int num_merges;   /* ranks 0..num_merges-1 */
+    int eos_id;       /* id of "<|endoftext|>" */
+    int pad_id;       /* == eos_id unless a separate pad token exists */
+    int byte_id[256]; /* byte value -> id of its one-byte token */
+    /* token bytes, by id: token id is tok_data[tok_off[id] .. tok_off[id+1]) (raw bytes;
+     * for a special token its UTF-8 string) */
+    size_t *tok_off;            /* (vocab_size + 1) */
+    unsigned char *tok_data;
+    unsigned char *tok_special; /* (vocab_size) 1 for special tokens */
+    /* merges by rank: merge r joins (merge_left[r], merge_right[r]) into merge_result[r] */
+    int *merge_left, *merge_right, *merge_result; /* (num_merges) */
+    /* (left,right) -> rank, open addressing; key left<<32|right, empty slot = UINT64_MAX */
+    uint64_t *pair_key; /* (pair_cap) */
+    int *pair_rank;     /* (pair_cap) */
+    size_t pair_cap;    /* power of two */
+} BPE;
+
+void bpe_free(BPE *t);
+
+/* ---- loading and saving -------------------------------------------------------------
+ * vocab: JSON object text; merges: merges text (see top). The file variants name the
+ * files in errors; the string variants call them "vocab" and "merges". */
+int bpe_load_strings(BPE *t, const char *vocab_json, const char *merges_txt, char *err);
+int bpe_load_files(BPE *t, const char *vocab_path, const char *merges_path, char *err);
+/* Both strings are malloc'd, NUL-terminated, owned by the caller. Returns 0. */
+int bpe_save_strings(const BPE *t, char **vocab_json, char **merges_txt);
+/* Writes both files atomically (util.h file_write_atomic). 0 or -1 with err. */
+int bpe_save_files(const BPE *t, const char *vocab_path, const char *merges_path, char *err);
+
+/* ---- training ------------------------------------------------------------------------
+ * Counts the corpus's pre-tokens, then repeatedly merges the most frequent adjacent pair
+ * (pair counts kept incrementally: only the words that contain the merged pair are
+ * touched). Ties are broken deterministically: among pairs with the highest count, the
+ * one whose (left token bytes, right token bytes) is smallest, comparing bytes as
+ * unsigned with a prefix before its extensions. The result depends only on the multiset
+ * of pre-tokens, not on the order of texts. A merge whose result string is already a
+ * token reuses that id (so merges can outnumber new ids). Stops when the vocabulary has
+ * vocab_size ids (specials included), when no pair occurs min_frequency times, or when
+ * no pair is left; the last two may end below vocab_size (check t->vocab_size). */
+typedef struct {
+    int vocab_size;        /* target number of ids, specials included: >= 257 (258 with pad) */
+    int min_frequency;     /* stop when the best pair occurs fewer times; values < 1 mean 1 */
+    const char *pad_token; /* NULL: pad with EOS; else a separate pad token (non-empty) */
+    int verbose;           /* progress lines on stderr */
+} BPETrainConfig;
+
+/* texts[i] has lens[i] bytes (lens NULL: NUL-terminated). */
+int bpe_train(BPE *t, const char *const *texts, const size_t *lens, size_t n_texts,
+              const BPETrainConfig *cfg, char *err);
+/* Each file's whole content is one text. Unreadable file -> -1 with err. */
+int bpe_train_files(BPE *t, const char *const *paths, int n_paths, const BPETrainConfig *cfg,
+                    char *err);
+
+/* ---- encode / decode ----------------------------------------------------------------- */
+#define BPE_ENCODE_SPECIAL 1u        /* special-token strings in text become their ids */
+#define BPE_DECODE_SKIP_SPECIAL 1u   /* special ids produce no text */
+#define BPE_DECODE_REPLACE_INVALID 2u /* invalid UTF-8 in the output becomes U+FFFD, one per
+                                       * maximal invalid subpart (the WHATWG / JavaScript
+                                       * TextDecoder rule), so the text is valid UTF-8 */
+
+/* Encode len bytes of text. Ids go to (*ids)[0..n), the buffer grown with realloc as
+ * needed (*ids may be NULL with *cap 0; the caller frees it); returns n. Never fails. */
+size_t bpe_encode(const BPE *t, const char *text, size_t len, unsigned flags, int **ids,
+                  size_t *cap);
+
+/* Decode n ids to a malloc'd NUL-terminated string (*out; *out_len bytes, NUL not
+ * counted). An id outside [0, vocab_size) -> -1, err names its position, *out NULL. */
+int bpe_decode(const BPE *t, const int *ids, size_t n, unsigned flags, char **out,
+               size_t *out_len, char *err);
+
+/* The bytes of one token (len in *len), or NULL for an out-of-range id. */
+const unsigned char *bpe_token_bytes(const BPE *t, int id, size_t *len);
+int bpe_is_special(const BPE *t, int id);
+
+/* ---- the pieces, public for tests and tools ------------------------------------------ */
+/* GPT-2's bytes_to_unicode: the code point byte b is written as in vocab/merges files. */
+uint32_t bpe_byte_to_unicode(unsigned char b);
+/* Inverse: the byte for a code point, or -1 if cp is not one of the 256. */
+int bpe_unicode_to_byte(uint32_t cp);
+/* Class of a code point (unicode_tables.h). */
+UnicodeClass bpe_char_class(uint32_t cp);
+/* GPT-2 pre-tokenization: the end of the pre-token that starts at byte i of s[0..n),
+ * i < n. Iterating i = end covers s exactly. */
+size_t bpe_pretoken_end(const char *s, size_t n, size_t i);
+/* Apply the merges to one pre-token's symbols ids[0..n) in place; returns the new count.
+ * naive = 1 runs the direct GPT-2 loop (O(n^2), the reference), 0 the heap version that
+ * bpe_encode uses for long pre-tokens; both give the same result. */
+int bpe_merge_ids(const BPE *t, int *ids, int n, int naive);
+
+#endif
