@@ -23,7 +23,8 @@ static void test_two_steps_by_hand(void) {
     AdamWConfig c = cfg_095();
     AdamW o;
     adamw_init(&o, 4, &c);
-    AdamWRange table[2] = {{.offset = 2, .numel = 2, .decay = 0}, {.offset = 0, .numel = 2, .decay = 1}};
+    AdamWRange table[2] = {{.offset = 2, .numel = 2, .decay = 0},
+                           {.offset = 0, .numel = 2, .decay = 1}};
     char err[ERRBUF_LEN];
     CHECK(adamw_set_decay_table(&o, table, 2, err) == 0);
     float p[4] = {1.0f, -2.0f, 0.5f, 3.0f};

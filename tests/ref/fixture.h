@@ -1,8 +1,8 @@
 /*
  * tests/ref/fixture.h — reader for the reference fixtures in tests/ref/ (adamw.txt,
- * loss.txt, rl.txt), which tests/ref/gen_ref.py writes with PyTorch (autograd in float64, torch.optim.AdamW) as an
- * implementation independent of ours. Dev-time only: the fixtures are committed, and no
- * test runs Python.
+ * loss.txt, rl.txt), which tests/ref/gen_ref.py writes with PyTorch (autograd in
+ * float64, torch.optim.AdamW) as an implementation independent of ours. Dev-time only:
+ * the fixtures are committed, and no test runs Python.
  *
  * Format (text, one array per record):  <name> <count>\n<count numbers>\n
  * Numbers are printed with 17 significant digits (doubles round-trip). Inputs are
