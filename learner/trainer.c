@@ -1,0 +1,461 @@
+/*
+ * learner/trainer.c — the shared training harness of the offline learner stages: set-up,
+ * data-parallel step, checkpoints and resume, metrics. See trainer.h.
+ */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h"
+#include "ops.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// errors
+
+void trainer_fail(const Trainer *t, int all, const char *fmt, ...) {
+    if (all || t->rank == 0) {
+        va_list ap;
+        fflush(stdout);
+        fprintf(stderr, "rlhf-c: learner %s: error: ", t->stage ? t->stage : "");
+        if (all && t->nranks > 1) fprintf(stderr, "[rank %d] ", t->rank);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        fflush(stderr);
+    }
+    if (all) MPI_Abort(MPI_COMM_WORLD, 1); /* only this rank knows: take the job down */
+    MPI_Barrier(t->comm);                  /* every rank reached the same verdict */
+    MPI_Finalize();
+    exit(1);
+}
+
+/* A decision one rank made (e.g. rank 0 read a file) becomes every rank's: returns the
+ * maximum of ok-codes (0 ok, 1 failed) over ranks. */
+static int any_failed(const Trainer *t, int failed) {
+    int any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, t->comm);
+    return any;
+}
+
+// ----------------------------------------------------------------------------
+// set-up
+
+static void load_tokenizer(Trainer *t, const char *init_path) {
+    char err[ERRBUF_LEN] = "";
+    const RlhfConfig *c = &t->cfg;
+    int rc = 0;
+    if (c->tokenizer.path[0]) {
+        char vp[CONFIG_STR_MAX + 32], mp[CONFIG_STR_MAX + 32];
+        snprintf(vp, sizeof vp, "%s/vocab.json", c->tokenizer.path);
+        snprintf(mp, sizeof mp, "%s/merges.txt", c->tokenizer.path);
+        rc = bpe_load_files(&t->tok, vp, mp, err);
+        if (rc == 0) bpe_save_strings(&t->tok, &t->tok_vocab, &t->tok_merges);
+    } else if (init_path[0]) {
+        CkptReader *r = ckpt_reader_open(init_path, err);
+        if (!r) {
+            rc = -1;
+        } else {
+            const CkptMeta *meta = ckpt_reader_meta(r);
+            if (!meta->tok_vocab || !meta->tok_merges) {
+                rc = errf(err, "%s holds no tokenizer: set tokenizer.path=DIR (a folder "
+                               "with vocab.json + merges.txt)", init_path);
+            } else {
+                rc = bpe_load_strings(&t->tok, meta->tok_vocab, meta->tok_merges, err);
+                t->tok_vocab = xstrdup(meta->tok_vocab);
+                t->tok_merges = xstrdup(meta->tok_merges);
+            }
+            ckpt_reader_free(r);
+        }
+    } else {
+        rc = errf(err, "no tokenizer: set tokenizer.path=DIR (vocab.json + merges.txt, e.g. "
+                       "from `build/rlhf-tokenize train`) or model.init=CKPT.h5");
+    }
+    if (rc != 0) trainer_fail(t, 0, "%s", err);
+}
+
+/* The checkpoint group holding a model in file r: the preferred one if present, else
+ * policy, reward, value in that order. */
+static const char *init_group(CkptReader *r, const char *preferred) {
+    static const char *groups[] = {"policy", "reward", "value", "reference"};
+    if (preferred && ckpt_has(r, preferred)) return preferred;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        if (ckpt_has(r, groups[i])) return groups[i];
+    return NULL;
+}
+
+static void build_model(Trainer *t, GPTHead head, const char *init_path) {
+    char err[ERRBUF_LEN] = "";
+    GPTConfig mc;
+    if (init_path[0]) {
+        CkptReader *r = ckpt_reader_open(init_path, err);
+        if (!r) trainer_fail(t, 0, "model.init: %s", err);
+        const char *grp = init_group(r, t->group);
+        if (!grp) trainer_fail(t, 0, "model.init: %s holds no model group (policy/reward/value)",
+                               init_path);
+        if (ckpt_read_model_config(r, grp, &mc, err) != 0)
+            trainer_fail(t, 0, "model.init: %s", err);
+        GPTHead src_head = mc.head;
+        mc.head = head;
+        gpt_init(&t->model, &mc);
+        int n_trunk = t->model.num_tensors - (head == GPT_HEAD_SCORE   ? 1
+                                              : head == GPT_HEAD_VALUE ? 2
+                                                                       : 0);
+        int rc;
+        if (src_head == head) {
+            rc = ckpt_read_model(r, grp, &t->model, err);
+        } else {
+            /* a new head on a trained trunk: the trunk tensors come first in the table */
+            gpt_init_weights(&t->model, (uint64_t)t->cfg.run.seed);
+            rc = ckpt_read_table(r, grp, t->model.tensors, n_trunk, t->model.params, err);
+        }
+        ckpt_reader_free(r);
+        if (rc != 0) trainer_fail(t, 0, "model.init: %s", err);
+        if (t->rank == 0)
+            printf("learner %s: model from %s (/%s, %s head%s)\n", t->stage, init_path, grp,
+                   ckpt_head_name(src_head), src_head == head ? "" : ", new head initialised");
+    } else {
+        if (config_model(&t->cfg, t->tok.vocab_size, &mc, err) != 0)
+            trainer_fail(t, 0, "%s", err);
+        mc.head = head;
+        if (gpt_config_validate(&mc, err) != 0) trainer_fail(t, 0, "model: %s", err);
+        gpt_init(&t->model, &mc);
+        gpt_init_weights(&t->model, (uint64_t)t->cfg.run.seed);
+    }
+    if (t->tok.vocab_size > t->model.config.vocab_size)
+        trainer_fail(t, 0, "the tokenizer has %d ids but the model only %d (model.vocab_size)",
+                     t->tok.vocab_size, t->model.config.vocab_size);
+    int need = t->cfg.data.max_prompt_len + t->cfg.data.max_response_len + 1;
+    if (need > t->model.config.max_seq_len)
+        trainer_fail(t, 0,
+                     "data.max_prompt_len + data.max_response_len + 1 (EOS) = %d exceeds the "
+                     "model's max_seq_len %d: lower them",
+                     need, t->model.config.max_seq_len);
+    gpt_alloc_grads(&t->model);
+}
+
+void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head,
+                  const char *cfg_path, int n_over, char *const *overrides, MPI_Comm comm) {
+    char err[ERRBUF_LEN] = "";
+    memset(t, 0, sizeof *t);
+    t->stage = stage;
+    t->group = group;
+    t->comm = comm;
+    MPI_Comm_rank(comm, &t->rank);
+    MPI_Comm_size(comm, &t->nranks);
+    if (config_load(&t->cfg, cfg_path, n_over, overrides, err) != 0)
+        trainer_fail(t, 0, "%s", err);
+    t->cfg_text = config_to_text(&t->cfg);
+    const char *core = ops_blas_setup(t->cfg.run.threads);
+    if (t->rank == 0)
+        printf("learner %s: %d rank%s, OpenBLAS core %s, %d thread%s per rank\n", stage,
+               t->nranks, t->nranks == 1 ? "" : "s", core, t->cfg.run.threads,
+               t->cfg.run.threads == 1 ? "" : "s");
+    rng_init_keyed(&t->rng, (uint64_t)t->cfg.run.seed, 0x6c6561726eULL, (uint64_t)t->rank);
+
+    load_tokenizer(t, t->cfg.model.init);
+    build_model(t, head, t->cfg.model.init);
+
+    AdamWConfig ac = {.beta1 = (float)t->cfg.optim.beta1,
+                      .beta2 = (float)t->cfg.optim.beta2,
+                      .eps = (float)t->cfg.optim.eps,
+                      .weight_decay = (float)t->cfg.optim.weight_decay};
+    if (adamw_config_validate(&ac, err) != 0) trainer_fail(t, 0, "optim: %s", err);
+    adamw_init(&t->opt, t->model.num_params, &ac);
+    AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
+    int nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
+    if (adamw_set_decay_table(&t->opt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
+    free(ranges);
+
+    if (t->rank == 0) {
+        if (file_mkdirs(t->cfg.run.out_dir, err) != 0) trainer_fail(t, 0, "run.out_dir: %s", err);
+        char path[CONFIG_STR_MAX + 32];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg.run.out_dir);
+        t->metrics = fopen(path, "a");
+        if (!t->metrics) trainer_fail(t, 0, "cannot open %s for appending", path);
+    }
+    t->t_start = t->t_last_log = time_now();
+}
+
+void trainer_free(Trainer *t) {
+    if (t->metrics) fclose(t->metrics);
+    gpt_free(&t->model);
+    adamw_free(&t->opt);
+    bpe_free(&t->tok);
+    free(t->tok_vocab);
+    free(t->tok_merges);
+    free(t->cfg_text);
+    memset(t, 0, sizeof *t);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints
+
+void trainer_save(Trainer *t) {
+    char err[ERRBUF_LEN] = "";
+    /* every rank's RNG state goes into the checkpoint */
+    uint64_t *states = NULL;
+    if (t->rank == 0) states = xmalloc(sizeof(uint64_t) * RNG_STATE_WORDS * (size_t)t->nranks);
+    MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
+               MPI_UINT64_T, 0, t->comm);
+    int failed = 0;
+    if (t->rank == 0) {
+        CkptWriter *w = ckpt_writer_open_dir(t->cfg.run.out_dir, t->step, t->cfg.run.keep_last,
+                                             err);
+        CkptMeta meta = {.step = t->step,
+                         .policy_version = t->step,
+                         .model = t->model.config,
+                         .config = t->cfg_text,
+                         .tok_vocab = t->tok_vocab,
+                         .tok_merges = t->tok_merges};
+        snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
+        int rc = w ? 0 : -1;
+        if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
+        if (rc == 0) rc = ckpt_write_model(w, t->group, &t->model, err);
+        if (rc == 0)
+            rc = ckpt_write_adamw(w, t->group, t->opt.m, t->opt.v, t->opt.n, t->opt.step, err);
+        for (int r = 0; rc == 0 && r < t->nranks; r++) {
+            Rng g;
+            memcpy(g.s, states + (size_t)r * RNG_STATE_WORDS, sizeof g.s);
+            rc = ckpt_write_rng(w, r, &g, err);
+        }
+        if (rc == 0 && t->sampler) {
+            int64_t cur[DATA_CURSOR_WORDS];
+            data_cursor_save(t->sampler, cur);
+            rc = ckpt_write_i64(w, "/data/train", cur, DATA_CURSOR_WORDS, err);
+        }
+        int64_t counters[2] = {t->skipped_steps, t->nonfinite_streak};
+        if (rc == 0) rc = ckpt_write_i64(w, "/train/counters", counters, 2, err);
+        char path[CKPT_PATH_LEN] = "";
+        if (w) snprintf(path, sizeof path, "%s", ckpt_writer_path(w));
+        if (rc == 0) {
+            rc = ckpt_writer_commit(w, err);
+        } else if (w) {
+            ckpt_writer_free(w);
+        }
+        if (rc != 0) {
+            fprintf(stderr, "rlhf-c: learner %s: error: checkpoint at step %ld failed: %s "
+                            "(the previous checkpoint is untouched)\n", t->stage, t->step, err);
+            failed = 1;
+        } else {
+            printf("learner %s: checkpoint %s\n", t->stage, path);
+            fflush(stdout);
+        }
+        free(states);
+    }
+    if (any_failed(t, failed)) trainer_fail(t, 0, "stopping: cannot write checkpoints");
+}
+
+void trainer_maybe_save(Trainer *t) {
+    int every = t->cfg.run.ckpt_every;
+    if (every > 0 && t->step % every == 0 && t->step < t->total_steps) trainer_save(t);
+}
+
+void trainer_resume(Trainer *t) {
+    char err[ERRBUF_LEN] = "", path[CKPT_PATH_LEN] = "";
+    const char *how = t->cfg.run.resume;
+    if (strcmp(how, "none") == 0) return;
+    int rc;
+    if (strcmp(how, "auto") == 0) {
+        rc = ckpt_resolve(t->cfg.run.out_dir, "auto", path, sizeof path, err);
+        if (rc == 1) {
+            if (t->rank == 0) printf("learner %s: no checkpoint in %s: starting fresh\n",
+                                     t->stage, t->cfg.run.out_dir);
+            return;
+        }
+    } else {
+        rc = ckpt_resolve(how, "auto", path, sizeof path, err);
+        if (rc == 1) rc = errf(err, "run.resume = %s: no checkpoint there", how);
+    }
+    if (rc < 0) trainer_fail(t, 0, "resume: %s", err);
+    if (err[0] && t->rank == 0) fprintf(stderr, "learner %s: warning: %s\n", t->stage, err);
+
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) trainer_fail(t, 0, "resume: %s", err);
+    const CkptMeta *meta = ckpt_reader_meta(r);
+    if (strcmp(meta->stage, t->stage) != 0) {
+        ckpt_reader_free(r);
+        trainer_fail(t, 0, "resume: %s is a '%s' checkpoint, this is a '%s' run (use it as "
+                           "model.init instead)", path, meta->stage, t->stage);
+    }
+    if (t->rank == 0 && meta->config) {
+        RlhfConfig old;
+        char diff[2048];
+        if (config_from_text(&old, meta->config, path, err) == 0 &&
+            config_diff(&old, &t->cfg, diff, sizeof diff) > 0)
+            printf("learner %s: resuming with config changes:\n%s", t->stage, diff);
+    }
+    Rng g;
+    int64_t counters[2] = {0, 0};
+    int64_t cur[DATA_CURSOR_WORDS];
+    rc = ckpt_read_model(r, t->group, &t->model, err);
+    long ostep = 0;
+    if (rc == 0) {
+        int64_t s64 = 0;
+        rc = ckpt_read_adamw(r, t->group, t->opt.m, t->opt.v, t->opt.n, &s64, err);
+        ostep = (long)s64;
+    }
+    if (rc == 0 && t->rank < 1024) rc = ckpt_read_rng(r, t->rank, &g, err);
+    if (rc == 0 && ckpt_has(r, "/train/counters"))
+        rc = ckpt_read_i64(r, "/train/counters", counters, 2, err);
+    if (rc == 0 && t->sampler) {
+        rc = ckpt_read_i64(r, "/data/train", cur, DATA_CURSOR_WORDS, err);
+        if (rc == 0) rc = data_cursor_restore(t->sampler, cur, err);
+    }
+    long step = (long)meta->step;
+    ckpt_reader_free(r);
+    if (rc != 0)
+        trainer_fail(t, 0, "resume from %s: %s (a checkpoint from a run with a different "
+                           "number of learner ranks keeps RNG states per rank: resume with "
+                           "the same -np)", path, err);
+    t->opt.step = ostep;
+    t->rng = g;
+    t->step = step;
+    t->skipped_steps = counters[0];
+    t->nonfinite_streak = (int)counters[1];
+    if (t->rank == 0) printf("learner %s: resumed from %s at step %ld\n", t->stage, path, step);
+}
+
+// ----------------------------------------------------------------------------
+// the data-parallel step
+
+void trainer_allreduce_sum(Trainer *t, double *x, int n) {
+    if (t->nranks > 1) MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, t->comm);
+}
+
+int trainer_step(Trainer *t, double *gnorm, float *lr) {
+    GPT *m = &t->model;
+    if (t->nranks > 1)
+        MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM, t->comm);
+    double norm = adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
+    *gnorm = norm;
+    *lr = adamw_schedule_lr(&t->sched, t->opt.step);
+    if (!isfinite(norm)) {
+        /* every rank sees the same reduced gradients, so every rank skips together */
+        t->nonfinite_streak++;
+        t->skipped_steps++;
+        if (t->rank == 0)
+            fprintf(stderr, "learner %s: warning: non-finite gradient at step %ld: update "
+                            "skipped (%d in a row)\n", t->stage, t->step + 1, t->nonfinite_streak);
+        if (t->nonfinite_streak > t->cfg.run.max_nonfinite)
+            trainer_fail(t, 0, "%d consecutive non-finite gradients (run.max_nonfinite = %d): "
+                               "lower optim.lr or check the data; the last checkpoint is intact",
+                         t->nonfinite_streak, t->cfg.run.max_nonfinite);
+        t->step++;
+        return 0;
+    }
+    t->nonfinite_streak = 0;
+    adamw_step(&t->opt, m->params, m->grads, *lr);
+    t->step++;
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// metrics and progress
+
+void trainer_log_json(Trainer *t, const char *fields) {
+    if (t->rank != 0 || !t->metrics) return;
+    fprintf(t->metrics, "{\"stage\": \"%s\", \"step\": %ld, \"time\": %.3f, %s}\n", t->stage,
+            t->step, time_now() - t->t_start, fields);
+    fflush(t->metrics);
+}
+
+void trainer_progress(Trainer *t, const char *text) {
+    if (t->rank != 0) return;
+    double now = time_now(), dt = now - t->t_last_log;
+    double tps = dt > 0 ? (double)t->tokens_since_log / dt : 0;
+    double elapsed = now - t->t_start;
+    long done = t->step, total = t->total_steps;
+    double eta = done > 0 && total > done ? elapsed / (double)done * (double)(total - done) : 0;
+    printf("%s step %ld/%ld | %s | %.0f tok/s | eta %dm%02ds\n", t->stage, done, total, text,
+           tps, (int)(eta / 60), (int)eta % 60);
+    fflush(stdout);
+    t->t_last_log = now;
+    t->tokens_since_log = 0;
+}
+
+int trainer_encode(const Trainer *t, const char *text, int **ids, size_t *cap) {
+    return (int)bpe_encode(&t->tok, text, strlen(text), 0, ids, cap);
+}
+
+// ----------------------------------------------------------------------------
+// padded (prompt, response) batches
+
+void seq_batch_init(SeqBatch *b, int max_B, int max_T) {
+    memset(b, 0, sizeof *b);
+    b->cap_B = max_B;
+    b->cap_T = max_T;
+    size_t n = (size_t)max_B * (size_t)max_T;
+    b->tokens = xmalloc(n * sizeof(int));
+    b->targets = xmalloc(n * sizeof(int));
+    b->mask = xalloc_floats(n);
+    b->lengths = xmalloc((size_t)max_B * sizeof(int));
+    b->prompt_len = xmalloc((size_t)max_B * sizeof(int));
+}
+
+void seq_batch_free(SeqBatch *b) {
+    free(b->tokens);
+    free(b->targets);
+    free(b->mask);
+    free(b->lengths);
+    free(b->prompt_len);
+    free(b->scratch_p);
+    free(b->scratch_r);
+    memset(b, 0, sizeof *b);
+}
+
+void seq_batch_clear(SeqBatch *b) {
+    b->B = 0;
+    b->T = 0;
+}
+
+int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char *response) {
+    ASSERT(b->B < b->cap_B);
+    const RlhfConfig *c = &t->cfg;
+    int np = trainer_encode(t, prompt, &b->scratch_p, &b->cap_p);
+    int nr = trainer_encode(t, response, &b->scratch_r, &b->cap_r);
+    if ((size_t)nr + 1 > b->cap_r) {
+        b->cap_r = (size_t)nr + 1;
+        b->scratch_r = xrealloc(b->scratch_r, b->cap_r * sizeof(int));
+    }
+    b->scratch_r[nr++] = t->tok.eos_id; /* the model learns to stop */
+    data_truncate(b->scratch_p, &np, c->data.max_prompt_len,
+                  strcmp(c->data.truncate_prompt, "left") == 0, b->scratch_r, &nr,
+                  c->data.max_response_len);
+    int len = np + nr;
+    ASSERT(len <= b->cap_T);
+    int *row = b->tokens + (size_t)b->B * b->cap_T;
+    memcpy(row, b->scratch_p, (size_t)np * sizeof(int));
+    memcpy(row + np, b->scratch_r, (size_t)nr * sizeof(int));
+    b->lengths[b->B] = len;
+    b->prompt_len[b->B] = np;
+    b->B++;
+    if (len > b->T) b->T = len;
+    return nr;
+}
+
+void seq_batch_finish(SeqBatch *b, const Trainer *t) {
+    int T = b->T;
+    /* repack rows from stride cap_T to stride T (rows move towards the front: safe) */
+    for (int r = 0; r < b->B; r++) {
+        int *src = b->tokens + (size_t)r * b->cap_T, *dst = b->tokens + (size_t)r * T;
+        memmove(dst, src, (size_t)b->lengths[r] * sizeof(int));
+    }
+    for (int r = 0; r < b->B; r++) {
+        int *row = b->tokens + (size_t)r * T, *tg = b->targets + (size_t)r * T;
+        float *mk = b->mask + (size_t)r * T;
+        int len = b->lengths[r], np = b->prompt_len[r];
+        for (int i = len; i < T; i++) row[i] = t->tok.pad_id;
+        for (int i = 0; i < T; i++) {
+            /* position i predicts token i+1; only response tokens are targets */
+            int is_target = i + 1 < len && i + 1 >= np;
+            tg[i] = is_target ? row[i + 1] : -1;
+            mk[i] = is_target ? 1.0f : 0.0f;
+        }
+    }
+}

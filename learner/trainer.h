@@ -1,0 +1,124 @@
+/*
+ * learner/trainer.h — the training harness every offline learner stage shares (SFT,
+ * reward model, DPO): tokenizer and model set-up, data-parallel gradient all-reduce,
+ * clipping + non-finite guard + AdamW with the warmup/cosine schedule, HDF5 checkpoints
+ * with exact resume, metrics JSONL and the progress line.
+ *
+ * A stage (sft.c, rm.c, ...) calls trainer_init, opens its data, points t->sampler at
+ * its DataSampler, calls trainer_resume, then loops: zero grads, forward/backward its
+ * loss on this rank's slice of the global batch, trainer_step (all-reduce + update),
+ * trainer_log / trainer_maybe_save. Ranks of the learner communicator are identical
+ * replicas (data parallel): every rank holds the same weights and optimizer state, so
+ * rank 0 alone writes checkpoints (gathering every rank's RNG state).
+ *
+ * What is guaranteed across rank counts: each optimizer step sees the same global batch
+ * of records whatever the number of ranks (the data cursor is global; ranks take fixed
+ * slices), and the loss is normalised by global counts, so runs with 1, 2 or 4 ranks
+ * compute the same update up to float summation order (the all-reduce and the per-rank
+ * partial sums); with a fixed rank count a run is bit-for-bit reproducible and a resumed
+ * run is bit-identical to an uninterrupted one.
+ *
+ * Errors: a user's mistake (missing file, bad checkpoint, bad config) is reported by
+ * rank 0 with what to do and the job exits non-zero on every rank (trainer_fail).
+ */
+#ifndef RLHF_LEARNER_TRAINER_H
+#define RLHF_LEARNER_TRAINER_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+#include "adamw.h"
+#include "bpe.h"
+#include "config.h"
+#include "dataset.h"
+#include "gpt.h"
+#include "rng.h"
+
+typedef struct {
+    RlhfConfig cfg;
+    char *cfg_text;          /* config_to_text(&cfg): stored in every checkpoint */
+    const char *stage;       /* "sft", "rm", "dpo", ... */
+    const char *group;       /* checkpoint group of the trained model: policy, reward */
+    MPI_Comm comm;
+    int rank, nranks;
+    BPE tok;
+    char *tok_vocab, *tok_merges; /* the tokenizer as text, for checkpoints */
+    GPT model;
+    AdamW opt;
+    AdamWSchedule sched;
+    long step;               /* optimizer steps done */
+    long total_steps;
+    Rng rng;                 /* this rank's generator (checkpointed per rank) */
+    DataSampler *sampler;    /* the stage's training-data cursor (checkpointed) */
+    FILE *metrics;           /* rank 0: out_dir/metrics.jsonl */
+    double t_start, t_last_log;
+    long tokens_since_log;
+    int nonfinite_streak;
+    long skipped_steps;
+} Trainer;
+
+/* Print the message (rank 0 only, or any rank when `all` is set) as
+ * "rlhf-c: learner <stage>: error: ..." and end the job with exit status 1 on every rank
+ * (MPI_Abort when not every rank is known to fail together). */
+_Noreturn void trainer_fail(const Trainer *t, int all, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Load the config (path + overrides), set OpenBLAS threads, load the tokenizer
+ * (tokenizer.path, else the model.init checkpoint's), build the model with the given head
+ * (from model.init — whose trunk is loaded, and whose head too when it has the same kind —
+ * or a fresh GPT-2 initialisation) and the optimizer. Exits through trainer_fail on any
+ * user error. */
+void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head,
+                  const char *cfg_path, int n_over, char *const *overrides, MPI_Comm comm);
+void trainer_free(Trainer *t);
+
+/* run.resume: none (fresh), auto (newest good checkpoint in run.out_dir, if any) or a
+ * path. Restores weights, optimizer, step, this rank's RNG and the sampler cursor. */
+void trainer_resume(Trainer *t);
+
+/* Sum gradients over ranks, check they are finite (a non-finite step is skipped and
+ * counted; run.max_nonfinite in a row stop the run), clip to optim.grad_clip, apply
+ * AdamW at the scheduled rate. Returns 1 if the step was applied, 0 if skipped; *gnorm
+ * gets the pre-clip global norm and *lr the rate used. */
+int trainer_step(Trainer *t, double *gnorm, float *lr);
+
+/* Sum doubles over ranks in place. */
+void trainer_allreduce_sum(Trainer *t, double *x, int n);
+
+/* Write a checkpoint now (rank 0 writes; collective). */
+void trainer_save(Trainer *t);
+/* Save when run.ckpt_every divides the step (collective). */
+void trainer_maybe_save(Trainer *t);
+
+/* Rank 0: append one JSON object line {"stage":..,"step":..,<fields>} to metrics.jsonl;
+ * fields is the inside of a JSON object ("\"loss\": 1.2, ..."). */
+void trainer_log_json(Trainer *t, const char *fields);
+/* Rank 0: the progress line "<stage> step s/total | <text> | tok/s | eta". */
+void trainer_progress(Trainer *t, const char *text);
+
+/* Encode text with the run's tokenizer into a growable buffer; returns the count. */
+int trainer_encode(const Trainer *t, const char *text, int **ids, size_t *cap);
+
+/* A padded batch of (prompt, response) token sequences, reused across steps. */
+typedef struct {
+    int B, T;                 /* rows, padded length */
+    int cap_B, cap_T;
+    int *tokens;              /* (B,T) */
+    int *targets;             /* (B,T) next token where it is a response token, else -1 */
+    float *mask;              /* (B,T) 1 where targets >= 0 */
+    int *lengths;             /* (B) tokens in row b (prompt + response) */
+    int *prompt_len;          /* (B) */
+    int *scratch_p, *scratch_r;
+    size_t cap_p, cap_r;
+} SeqBatch;
+
+void seq_batch_init(SeqBatch *b, int max_B, int max_T);
+void seq_batch_free(SeqBatch *b);
+void seq_batch_clear(SeqBatch *b);
+/* Append prompt + response (+ EOS) as one row, truncated by the [data] policy; returns
+ * the number of response tokens (targets) in the row. */
+int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char *response);
+/* Pad every row to the longest (pad id = tokenizer pad); call before using the batch. */
+void seq_batch_finish(SeqBatch *b, const Trainer *t);
+
+#endif
