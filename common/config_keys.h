@@ -42,7 +42,7 @@
 
 #define RLHF_CONFIG_KEYS_model(X) \
     X(model, preset, ENUM, "tiny", "tiny|gpt2|custom", 0, "architecture preset: tiny (L4 NH4 C128 T128), gpt2 (124M), custom (set every size below)") \
-    X(model, init, STR, "", 0, 0, "checkpoint to start from (empty = random initialisation)") \
+    X(model, init, STR, "", 0, 0, "checkpoint file, or run directory (its latest checkpoint), to start from (empty = random initialisation)") \
     X(model, n_layer, INT, 0, 0, 256, "transformer blocks (0 = from preset)") \
     X(model, n_head, INT, 0, 0, 256, "attention heads (0 = from preset)") \
     X(model, n_embd, INT, 0, 0, 16384, "embedding width, divisible by n_head (0 = from preset)") \
@@ -106,8 +106,8 @@
     X(ppo, no_eos_penalty, FLOAT, 0.0, 0.0, 1e6, "subtracted from the score of a response that ends without EOS") \
     X(ppo, max_staleness, INT, 0, 0, 1000000, "rollouts from policies older than this many versions are dropped (0 = synchronous, reproducible)") \
     X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
-    X(ppo, reward_ckpt, STR, "", 0, 0, "reward model checkpoint") \
-    X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy checkpoint (empty = model.init)") \
+    X(ppo, reward_ckpt, STR, "", 0, 0, "reward model: checkpoint file or run directory (its latest checkpoint)") \
+    X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy: checkpoint file or run directory (empty = model.init)") \
     X(ppo, updates, INT, 20, 1, 1000000000, "PPO updates (rollout batches) to run")
 
 #define RLHF_CONFIG_KEYS_dpo(X) \

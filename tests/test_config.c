@@ -6,6 +6,7 @@
  * `build/tests/test_config --markdown` prints the Markdown reference instead of testing
  * (that output is docs/config.md).
  */
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +403,29 @@ static void test_help_and_docs(void) {
     free(md);
 }
 
+/* Every example config in configs/ loads and validates (tests run from the repo root). */
+static void test_example_configs(void) {
+    glob_t g;
+    int rc = glob("configs/*.ini", 0, NULL, &g);
+    CHECK_MSG(rc == 0 && g.gl_pathc >= 5, "configs/*.ini: %d files", rc == 0 ? (int)g.gl_pathc : 0);
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++) {
+        RlhfConfig c;
+        err[0] = 0;
+        CHECK_MSG(config_load(&c, g.gl_pathv[i], 0, NULL, err) == 0, "%s", err);
+    }
+    if (rc == 0) globfree(&g);
+    RlhfConfig c;
+    if (config_load(&c, "configs/ppo.ini", 0, NULL, err) == 0) {
+        CHECK(strcmp(c.ppo.reward_ckpt, "runs/rm") == 0);
+        CHECK(strcmp(c.model.init, "runs/sft") == 0);
+        CHECK(strcmp(c.data.train, "data/task/prompts_train.jsonl") == 0);
+    }
+    if (config_load(&c, "configs/sft.ini", 0, NULL, err) == 0) {
+        CHECK(strcmp(c.model.init, "") == 0);
+        CHECK_EQ_INT(c.optim.steps, 600);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--markdown") == 0) {
         config_write_markdown(stdout);
@@ -416,5 +440,6 @@ int main(int argc, char **argv) {
     TEST_RUN(test_roundtrip);
     TEST_RUN(test_diff);
     TEST_RUN(test_help_and_docs);
+    TEST_RUN(test_example_configs);
     return TEST_EXIT();
 }
