@@ -17,7 +17,6 @@
 
 #include <math.h>
 #include <msgpack.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1034,26 +1033,10 @@ int msg_check_score_rep(const Msg *rep, uint64_t req_id, int want_ref, const Msg
     return 0;
 }
 
-// ----------------------------------------------------------------------------------------
-// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), table-driven.
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_table_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int j = 0; j < 8; j++) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
-    }
+size_t msg_max_bytes(const MsgLimits *lim) {
+    /* per sequence: ids 16, lengths 8, category 4, score 4, finished 1, extras 4 each;
+     * per token: 4 (tokens) + 8 (two log-prob arrays) at most; plus keys, scalars, bin
+     * headers and a stop reason, well under 4 KiB */
+    size_t per_seq = 33 + 4 * MSG_MAX_EXTRA + 12 * (size_t)lim->max_seq_len;
+    return 4096 + (size_t)lim->max_batch * per_seq;
 }
-
-uint32_t msg_crc32_update(uint32_t crc, const void *data, size_t len) {
-    pthread_once(&crc_once, crc_table_init);
-    const uint8_t *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < len; i++) crc = crc_table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
-    return ~crc;
-}
-
-uint32_t msg_crc32(const void *data, size_t len) { return msg_crc32_update(0, data, len); }

@@ -32,7 +32,7 @@
  *                seconds >= 0: generating, waiting for scores, whole batch)
  *              O categories i32[n], extra map {name -> f32[n]}
  *   weights    R policy_version int>=0, nbytes u64 (> 0), crc32 u32 (CRC-32/IEEE of the
- *                payload, msg_crc32), format str "hdf5-image". This is only the header:
+ *                payload, ckpt_crc32(0, payload, nbytes)), format str "hdf5-image". This is only the header:
  *                the nbytes payload follows as a separate MPI message / broadcast.
  *   stop       R reason str (valid UTF-8, < MSG_REASON_LEN bytes)
  * Keys may come in any order; a key given twice is an error.
@@ -158,7 +158,7 @@ typedef struct {
     int want_ref;                /* score_req */
     MsgRolloutInfo rollout;      /* rollout */
     uint64_t nbytes;             /* weights: payload size */
-    uint32_t crc32;              /* weights: msg_crc32 of the payload */
+    uint32_t crc32;              /* weights: CRC-32 of the payload (ckpt_crc32) */
     char format[MSG_NAME_LEN];   /* weights: MSG_WEIGHTS_FORMAT */
     char reason[MSG_REASON_LEN]; /* stop */
     MsgBatch batch;              /* score_req, score_rep, rollout */
@@ -202,9 +202,7 @@ int msg_decode(const void *buf, size_t len, const MsgLimits *lim, Msg *out, char
 int msg_check_score_rep(const Msg *rep, uint64_t req_id, int want_ref,
                         const MsgBatch *req, char *err);
 
-/* CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's crc32): msg_crc32(p, n) ==
- * msg_crc32_update(0, p, n); chain updates over the pieces of a payload. */
-uint32_t msg_crc32_update(uint32_t crc, const void *data, size_t len);
-uint32_t msg_crc32(const void *data, size_t len);
+/* An upper bound on the encoded size of any message valid under lim (a receive-size cap). */
+size_t msg_max_bytes(const MsgLimits *lim);
 
 #endif

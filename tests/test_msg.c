@@ -9,8 +9,8 @@
  * dropped / duplicated, bins one element short or long, forged lengths far beyond the
  * buffer, token ids outside the vocabulary, lengths above the model limits, NaN scores,
  * positive log-probs, a wrong schema version, an unknown type — and survives 100k random
- * byte strings and 100k random mutations of valid messages from a seeded RNG. Also the
- * CRC-32 check value, msg_check_score_rep, and that steady-state decoding reuses memory.
+ * byte strings and 100k random mutations of valid messages from a seeded RNG. Also
+ * msg_max_bytes, msg_check_score_rep, and that steady-state decoding reuses memory.
  */
 #include <msgpack.h>
 #include <stdint.h>
@@ -788,13 +788,43 @@ static void test_steady_state(void) {
     msg_batch_free(NULL);
 }
 
-static void test_crc32(void) {
-    CHECK(msg_crc32("123456789", 9) == 0xCBF43926u); /* the CRC-32/IEEE check value */
-    CHECK(msg_crc32("", 0) == 0);
-    const char *s = "The quick brown fox jumps over the lazy dog";
-    CHECK(msg_crc32(s, strlen(s)) == 0x414FA339u);
-    uint32_t c = msg_crc32_update(0, s, 10);
-    CHECK(msg_crc32_update(c, s + 10, strlen(s) - 10) == 0x414FA339u);
+/* msg_max_bytes really bounds the largest messages the limits allow. */
+static void test_max_bytes(void) {
+    MsgBatch b;
+    MsgBuf buf;
+    Msg m;
+    char err[ERRBUF_LEN];
+    msg_batch_init(&b);
+    msg_buf_init(&buf);
+    msg_init(&m);
+    int32_t tok[64];
+    for (int t = 0; t < 64; t++) tok[t] = LIM.vocab_size - 1;
+    for (int i = 0; i < LIM.max_batch; i++)
+        msg_batch_append_seq(&b, UINT64_MAX, UINT64_MAX, tok, 1, tok, LIM.max_seq_len - 1);
+    b.has_ref = b.has_categories = 1;
+    for (int k = 0; k < MSG_MAX_EXTRA; k++) {
+        char name[MSG_NAME_LEN];
+        snprintf(name, sizeof name, "judge_%d_with_a_long_name_x", k);
+        msg_batch_extra(&b, name);
+    }
+    MsgRolloutInfo info = example_info();
+    info.actor_rank = INT32_MAX;
+    info.batch_id = UINT64_MAX;
+    msg_encode_rollout(&buf, INT64_MAX, &info, &b);
+    CHECK_MSG(msg_decode(buf.data, buf.len, &LIM, &m, err) == 0, "%s", err);
+    CHECK_MSG(buf.len <= msg_max_bytes(&LIM), "%zu > %zu", buf.len, msg_max_bytes(&LIM));
+    msg_encode_score_req(&buf, UINT64_MAX, INT64_MAX, 1, &b);
+    CHECK(buf.len <= msg_max_bytes(&LIM));
+    msg_encode_score_rep(&buf, UINT64_MAX, &b);
+    CHECK(buf.len <= msg_max_bytes(&LIM));
+    char reason[MSG_REASON_LEN + 10];
+    memset(reason, 'r', sizeof reason - 1);
+    reason[sizeof reason - 1] = '\0';
+    msg_encode_stop(&buf, reason);
+    CHECK(buf.len <= msg_max_bytes(&LIM));
+    msg_free(&m);
+    msg_buf_free(&buf);
+    msg_batch_free(&b);
 }
 
 int main(void) {
@@ -810,6 +840,6 @@ int main(void) {
     TEST_RUN(test_fuzz);
     TEST_RUN(test_check_score_rep);
     TEST_RUN(test_steady_state);
-    TEST_RUN(test_crc32);
+    TEST_RUN(test_max_bytes);
     return TEST_EXIT();
 }
