@@ -9,5 +9,6 @@
 #include <mpi.h>
 
 int learner_sft(int argc, char **argv, MPI_Comm comm);
+int learner_rm(int argc, char **argv, MPI_Comm comm);
 
 #endif

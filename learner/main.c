@@ -17,6 +17,7 @@ typedef struct {
 
 static const Stage stages[] = {
     {"sft", learner_sft, "supervised fine-tuning on {\"prompt\",\"response\"} JSONL"},
+    {"rm", learner_rm, "reward model (Bradley-Terry) on {\"prompt\",\"chosen\",\"rejected\"} JSONL"},
 };
 
 static void usage(FILE *f) {

@@ -231,6 +231,7 @@ void trainer_save(Trainer *t) {
         }
         int64_t counters[2] = {t->skipped_steps, t->nonfinite_streak};
         if (rc == 0) rc = ckpt_write_i64(w, "/train/counters", counters, 2, err);
+        if (rc == 0 && t->save_extra) rc = t->save_extra(t->extra_ctx, w, err);
         char path[CKPT_PATH_LEN] = "";
         if (w) snprintf(path, sizeof path, "%s", ckpt_writer_path(w));
         if (rc == 0) {

@@ -34,6 +34,8 @@
 #include "gpt.h"
 #include "rng.h"
 
+struct CkptWriter;
+
 typedef struct {
     RlhfConfig cfg;
     char *cfg_text;          /* config_to_text(&cfg): stored in every checkpoint */
@@ -55,6 +57,9 @@ typedef struct {
     long tokens_since_log;
     int nonfinite_streak;
     long skipped_steps;
+    /* optional: rank 0 adds stage-specific datasets to every checkpoint it writes */
+    int (*save_extra)(void *ctx, struct CkptWriter *w, char *err);
+    void *extra_ctx;
 } Trainer;
 
 /* Print the message (rank 0 only, or any rank when `all` is set) as
