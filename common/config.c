@@ -24,13 +24,13 @@
 #define CONFIG_ROW_BOOL(def, lo, hi) .def_i = (def), .min_i = 0, .max_i = 1
 #define CONFIG_ROW_STR(def, lo, hi) .def_s = (def)
 #define CONFIG_ROW_ENUM(def, lo, hi) .def_s = (def), .choices = (lo)
-#define CONFIG_ROW_(sec, nm, ty, def, lo, hi, hlp)                                      \
-    {.section = #sec,                                                                     \
-     .name = #nm,                                                                         \
-     .key = #sec "." #nm,                                                                 \
-     .type = CONFIG_##ty,                                                               \
-     .offset = offsetof(RlhfConfig, sec.nm),                                              \
-     CONFIG_ROW_##ty(def, lo, hi),                                                      \
+#define CONFIG_ROW_(sec, nm, ty, def, lo, hi, hlp)                                                 \
+    {.section = #sec,                                                                              \
+     .name = #nm,                                                                                  \
+     .key = #sec "." #nm,                                                                          \
+     .type = CONFIG_##ty,                                                                          \
+     .offset = offsetof(RlhfConfig, sec.nm),                                                       \
+     CONFIG_ROW_##ty(def, lo, hi),                                                                 \
      .help = hlp},
 #define CONFIG_SECTION_ROWS_(sec) RLHF_CONFIG_KEYS_##sec(CONFIG_ROW_)
 #define CONFIG_SECTION_NAME_(sec) #sec,
@@ -141,8 +141,7 @@ static const char *closest_section(const char *name) {
 }
 
 /* "unknown key ...; did you mean 'x.y'?" or a pointer to the help. */
-static int unknown_key_error(char *err, const char *where, const char *section,
-                             const char *name) {
+static int unknown_key_error(char *err, const char *where, const char *section, const char *name) {
     const ConfigKey *s = closest_key(section, name);
     char shown[300];
     if (section)
@@ -203,8 +202,8 @@ static int set_value(RlhfConfig *c, const ConfigKey *k, const char *value, const
         errno = 0;
         long long v = strtoll(value, NULL, 10);
         if (errno == ERANGE || v < k->min_i || v > k->max_i)
-            return errf(err, "%s: %s = %s: out of range, expected %lld..%lld", where, k->key,
-                        value, k->min_i, k->max_i);
+            return errf(err, "%s: %s = %s: out of range, expected %lld..%lld", where, k->key, value,
+                        k->min_i, k->max_i);
         *(int *)p = (int)v;
         return 0;
     }
@@ -220,8 +219,8 @@ static int set_value(RlhfConfig *c, const ConfigKey *k, const char *value, const
             char lo[40], hi[40];
             format_double(k->min_f, lo, sizeof lo);
             format_double(k->max_f, hi, sizeof hi);
-            return errf(err, "%s: %s = %s: out of range, expected %s..%s", where, k->key, value,
-                        lo, hi);
+            return errf(err, "%s: %s = %s: out of range, expected %s..%s", where, k->key, value, lo,
+                        hi);
         }
         *(double *)p = v;
         return 0;
@@ -238,14 +237,13 @@ static int set_value(RlhfConfig *c, const ConfigKey *k, const char *value, const
     }
     case CONFIG_ENUM:
         if (!choice_ok(k->choices, value))
-            return errf(err, "%s: %s = %s: expected one of %s", where, k->key, value,
-                        k->choices);
+            return errf(err, "%s: %s = %s: expected one of %s", where, k->key, value, k->choices);
         snprintf(p, CONFIG_ENUM_MAX, "%s", value);
         return 0;
     case CONFIG_STR:
         if (strlen(value) >= CONFIG_STR_MAX)
-            return errf(err, "%s: %s: value is %zu bytes, at most %d are allowed", where,
-                        k->key, strlen(value), CONFIG_STR_MAX - 1);
+            return errf(err, "%s: %s: value is %zu bytes, at most %d are allowed", where, k->key,
+                        strlen(value), CONFIG_STR_MAX - 1);
         snprintf(p, CONFIG_STR_MAX, "%s", value);
         return 0;
     }
@@ -328,8 +326,7 @@ static int parse_value(const char *v, int comments, char *out, size_t cap, const
         s++;
         while (*s == ' ' || *s == '\t') s++;
         if (*s && !(comments && (*s == '#' || *s == ';')))
-            return errf(err, "%s: %s: unexpected text after the closing quote: %s", where, key,
-                        s);
+            return errf(err, "%s: %s: unexpected text after the closing quote: %s", where, key, s);
         out[o] = 0;
         return 0;
     }
@@ -406,9 +403,10 @@ int config_parse_text(RlhfConfig *c, const char *text, const char *source, char 
                 if (sug)
                     errf(err, "%s: unknown section [%s]; did you mean [%s]?", where, name, sug);
                 else
-                    errf(err, "%s: unknown section [%s]; sections are [run] [model] "
-                              "[tokenizer] [data] [optim] [rm] [gen] [ppo] [dpo] [grpo] "
-                              "[judge] (see docs/config.md)",
+                    errf(err,
+                         "%s: unknown section [%s]; sections are [run] [model] "
+                         "[tokenizer] [data] [optim] [rm] [gen] [ppo] [dpo] [grpo] "
+                         "[judge] (see docs/config.md)",
                          where, name);
                 goto done;
             }
@@ -418,8 +416,9 @@ int config_parse_text(RlhfConfig *c, const char *text, const char *source, char 
 
         char *eq = strchr(s, '=');
         if (!eq) {
-            errf(err, "%s: malformed line '%s': expected 'key = value', '[section]' or a "
-                      "comment starting with # or ;",
+            errf(err,
+                 "%s: malformed line '%s': expected 'key = value', '[section]' or a "
+                 "comment starting with # or ;",
                  where, s);
             goto done;
         }
@@ -439,12 +438,13 @@ int config_parse_text(RlhfConfig *c, const char *text, const char *source, char 
         if (!section) {
             const ConfigKey *sug = closest_key(NULL, s);
             if (sug)
-                errf(err, "%s: key '%s' before any [section]; did you mean '%s' (put it under "
-                          "[%s])?",
+                errf(err,
+                     "%s: key '%s' before any [section]; did you mean '%s' (put it under "
+                     "[%s])?",
                      where, s, sug->key, sug->section);
             else
-                errf(err, "%s: key '%s' before any [section]; put keys under a [section]",
-                     where, s);
+                errf(err, "%s: key '%s' before any [section]; put keys under a [section]", where,
+                     s);
             goto done;
         }
         char full[300];
@@ -491,7 +491,8 @@ int config_parse_file(RlhfConfig *c, const char *path, char *err) {
 static int unknown_dotted_error(char *err, const char *where, const char *dotted) {
     char sec[256];
     const char *dot = strchr(dotted, '.');
-    if (!dot || (size_t)(dot - dotted) >= sizeof sec) return unknown_key_error(err, where, NULL, dotted);
+    if (!dot || (size_t)(dot - dotted) >= sizeof sec)
+        return unknown_key_error(err, where, NULL, dotted);
     memcpy(sec, dotted, (size_t)(dot - dotted));
     sec[dot - dotted] = 0;
     return unknown_key_error(err, where, sec, dot + 1);
@@ -535,8 +536,9 @@ int config_model(const RlhfConfig *c, int tokenizer_vocab, GPTConfig *out, char 
     if (strcmp(m->preset, "custom") == 0) {
         memset(out, 0, sizeof *out);
         if (m->n_layer <= 0 || m->n_head <= 0 || m->n_embd <= 0 || m->max_seq_len <= 0)
-            return errf(err, "model.preset = custom needs model.n_layer, model.n_head, "
-                             "model.n_embd and model.max_seq_len all > 0 (got %d, %d, %d, %d)",
+            return errf(err,
+                        "model.preset = custom needs model.n_layer, model.n_head, "
+                        "model.n_embd and model.max_seq_len all > 0 (got %d, %d, %d, %d)",
                         m->n_layer, m->n_head, m->n_embd, m->max_seq_len);
     } else if (gpt_config_preset(m->preset, out) != 0) {
         return errf(err, "model.preset = %s: unknown preset", m->preset);
@@ -562,6 +564,12 @@ int config_validate(const RlhfConfig *c, char *err) {
                     "model's max_seq_len %d; shorten them or raise model.max_seq_len",
                     c->data.max_prompt_len, c->data.max_response_len,
                     c->data.max_prompt_len + c->data.max_response_len, g.max_seq_len);
+    if (c->data.max_prompt_len + c->gen.max_new_tokens > g.max_seq_len)
+        return errf(err,
+                    "data.max_prompt_len (%d) + gen.max_new_tokens (%d) = %d exceeds the "
+                    "model's max_seq_len %d: a generated sequence would not fit",
+                    c->data.max_prompt_len, c->gen.max_new_tokens,
+                    c->data.max_prompt_len + c->gen.max_new_tokens, g.max_seq_len);
     if (c->optim.min_lr > c->optim.lr)
         return errf(err, "optim.min_lr (%g) is larger than optim.lr (%g)", c->optim.min_lr,
                     c->optim.lr);
@@ -733,7 +741,8 @@ void config_write_markdown(FILE *f) {
                "Ranges are inclusive. Checkpoints store the complete effective configuration\n"
                "as INI text (`config_to_text`).\n\n"
                "Cross-key rules (`config_validate`): `data.max_prompt_len +\n"
-               "data.max_response_len` <= the model's max_seq_len; `optim.min_lr <=\n"
+               "data.max_response_len` and `data.max_prompt_len + gen.max_new_tokens`\n"
+               "<= the model's max_seq_len; `optim.min_lr <=\n"
                "optim.lr`; `optim.micro_batch_size <= optim.batch_size`; `optim.steps` or\n"
                "`optim.epochs` > 0; `ppo.minibatch <= ppo.rollout_batch`; `model.preset =\n"
                "custom` needs every model size; `model.n_embd` divisible by\n"
@@ -744,8 +753,9 @@ void config_write_markdown(FILE *f) {
         const ConfigKey *k = &config_keys[i];
         if (!section || strcmp(section, k->section) != 0) {
             section = k->section;
-            fprintf(f, "\n## [%s]\n\n| key | type | default | range | meaning |\n"
-                       "|---|---|---|---|---|\n",
+            fprintf(f,
+                    "\n## [%s]\n\n| key | type | default | range | meaning |\n"
+                    "|---|---|---|---|---|\n",
                     section);
         }
         config_value_text(d, k, def, sizeof def);

@@ -48,9 +48,9 @@ typedef char ConfigEnum[CONFIG_ENUM_MAX];
 #define CONFIG_CTYPE_ENUM ConfigEnum
 
 #define CONFIG_FIELD_(sec, name, type, def, lo, hi, help) CONFIG_CTYPE_##type name;
-#define CONFIG_SECTION_STRUCT_(sec)                                                       \
-    struct config_##sec {                                                                 \
-        RLHF_CONFIG_KEYS_##sec(CONFIG_FIELD_)                                             \
+#define CONFIG_SECTION_STRUCT_(sec)                                                                \
+    struct config_##sec {                                                                          \
+        RLHF_CONFIG_KEYS_##sec(CONFIG_FIELD_)                                                      \
     } sec;
 
 /* cfg.run.seed, cfg.optim.lr, ...; each section is also a named type (struct
@@ -65,11 +65,11 @@ typedef enum { CONFIG_INT, CONFIG_FLOAT, CONFIG_BOOL, CONFIG_STR, CONFIG_ENUM } 
 typedef struct {
     const char *section, *name, *key; /* key = "section.name" */
     ConfigType type;
-    size_t offset; /* of the field in RlhfConfig */
-    long long def_i, min_i, max_i;  /* INT, BOOL */
-    double def_f, min_f, max_f;     /* FLOAT */
-    const char *def_s;              /* STR, ENUM */
-    const char *choices;            /* ENUM: "a|b|c" */
+    size_t offset;                 /* of the field in RlhfConfig */
+    long long def_i, min_i, max_i; /* INT, BOOL */
+    double def_f, min_f, max_f;    /* FLOAT */
+    const char *def_s;             /* STR, ENUM */
+    const char *choices;           /* ENUM: "a|b|c" */
     const char *help;
 } ConfigKey;
 

@@ -88,8 +88,7 @@ static int get_str(json_t *o, const char *name, int required, DataKind kind, con
 }
 
 /* An rlhf-label item id (string or integer) as text. 1 found, 0 absent, -1 bad. */
-static int get_id(json_t *o, const char *name, char *buf, size_t cap, char *what,
-                  size_t wcap) {
+static int get_id(json_t *o, const char *name, char *buf, size_t cap, char *what, size_t wcap) {
     json_t *v = json_object_get(o, name);
     if (!v || json_is_null(v)) return 0;
     if (json_is_integer(v)) {
@@ -154,8 +153,7 @@ static LineClass classify(json_t *o, DataKind kind, LineInfo *info, char *what, 
                 info->key = judgment_key(ann ? ann : "", id);
             }
             const char *l = json_string_value(label);
-            if (!strcmp(l, "tie") || !strcmp(l, "skip") || !strcmp(l, "up") ||
-                !strcmp(l, "down"))
+            if (!strcmp(l, "tie") || !strcmp(l, "skip") || !strcmp(l, "up") || !strcmp(l, "down"))
                 return LINE_NONPAIR;
         }
     }
@@ -174,8 +172,8 @@ static LineClass classify(json_t *o, DataKind kind, LineInfo *info, char *what, 
 /* Check and parse one line (without '\n'; a trailing '\r' is dropped). Returns the
  * class; *out gets the object (caller json_decref's it) unless LINE_BAD or blank. blank
  * is set for whitespace-only lines (then the class is LINE_NONPAIR and nothing else). */
-static LineClass parse_line(char *line, size_t len, DataKind kind, json_t **out,
-                            LineInfo *info, int *blank, char *what, size_t cap) {
+static LineClass parse_line(char *line, size_t len, DataKind kind, json_t **out, LineInfo *info,
+                            int *blank, char *what, size_t cap) {
     *out = NULL;
     *blank = 0;
     if (len > 0 && line[len - 1] == '\r') len--;
@@ -288,8 +286,9 @@ static int bad_line(Indexer *ix, int64_t lineno, const char *what, char *err) {
     snprintf(msg, sizeof msg, "%s:%lld: %s", d->path, (long long)lineno, what);
     if (d->n_bad == 0) snprintf(d->first_bad, sizeof d->first_bad, "%s", msg);
     if (ix->policy == DATA_BAD_FAIL)
-        return errf(err, "%s (run.bad_data = fail stops at the first bad line: fix it, or set "
-                         "run.bad_data = skip)",
+        return errf(err,
+                    "%s (run.bad_data = fail stops at the first bad line: fix it, or set "
+                    "run.bad_data = skip)",
                     msg);
     if (ix->log) {
         if (d->n_bad < ix->max_warnings)
@@ -348,8 +347,7 @@ static int index_line(Indexer *ix, char *line, size_t len, int too_long, int64_t
     return 0;
 }
 
-int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions *opt,
-                 char *err) {
+int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions *opt, char *err) {
     memset(d, 0, sizeof *d);
     d->fd = -1;
     d->path = xstrdup(path);
@@ -428,22 +426,19 @@ int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions 
     if (d->n == 0) {
         if (d->n_bad > 0)
             errf(err, "%s: no valid %s record in %lld lines (%lld bad; the first: %s)", path,
-                 data_kind_name(kind), (long long)d->n_lines, (long long)d->n_bad,
-                 d->first_bad);
+                 data_kind_name(kind), (long long)d->n_lines, (long long)d->n_bad, d->first_bad);
         else
             errf(err, "%s: no valid %s record in %lld lines (%s)", path, data_kind_name(kind),
                  (long long)d->n_lines, kind_needs(kind));
         goto fail;
     }
     if (d->n > INT32_MAX) {
-        errf(err, "%s: %lld records; at most %d are supported", path, (long long)d->n,
-             INT32_MAX);
+        errf(err, "%s: %lld records; at most %d are supported", path, (long long)d->n, INT32_MAX);
         goto fail;
     }
     if (ix.log && d->n_bad > 0)
         fprintf(ix.log, "warning: %s: skipped %lld bad line%s of %lld (first: %s)\n", path,
-                (long long)d->n_bad, d->n_bad == 1 ? "" : "s", (long long)d->n_lines,
-                d->first_bad);
+                (long long)d->n_bad, d->n_bad == 1 ? "" : "s", (long long)d->n_lines, d->first_bad);
     free(chunk);
     free(line);
     free(ix.jkey), free(ix.jprev), free(ix.jrec), free(ix.mkey), free(ix.mval);
@@ -500,8 +495,9 @@ int dataset_get(Dataset *d, int64_t i, DataRecord *r, char *err) {
     }
     if (nl) len = (size_t)(nl - d->buf);
     if (len > d->max_line_bytes || len == 0)
-        return errf(err, "%s: record %lld at byte %lld is gone (the file changed since it was "
-                         "opened; reopen it)",
+        return errf(err,
+                    "%s: record %lld at byte %lld is gone (the file changed since it was "
+                    "opened; reopen it)",
                     d->path, (long long)i, (long long)off);
     json_t *o;
     LineInfo info;
@@ -510,8 +506,9 @@ int dataset_get(Dataset *d, int64_t i, DataRecord *r, char *err) {
     LineClass c = parse_line(d->buf, len, d->kind, &o, &info, &blank, what, sizeof what);
     if (c != LINE_RECORD) {
         if (o) json_decref(o);
-        return errf(err, "%s: record %lld at byte %lld no longer parses (the file changed "
-                         "since it was opened; reopen it)%s%s",
+        return errf(err,
+                    "%s: record %lld at byte %lld no longer parses (the file changed "
+                    "since it was opened; reopen it)%s%s",
                     d->path, (long long)i, (long long)off, c == LINE_BAD ? ": " : "",
                     c == LINE_BAD ? what : "");
     }
@@ -596,13 +593,15 @@ void data_cursor_save(const DataSampler *s, int64_t out[DATA_CURSOR_WORDS]) {
 
 int data_cursor_restore(DataSampler *s, const int64_t in[DATA_CURSOR_WORDS], char *err) {
     if (in[3] != s->cur.n)
-        return errf(err, "data cursor: saved for %lld records, the dataset now has %lld (the "
-                         "data file changed since the checkpoint; restore the file or start "
-                         "a fresh run)",
+        return errf(err,
+                    "data cursor: saved for %lld records, the dataset now has %lld (the "
+                    "data file changed since the checkpoint; restore the file or start "
+                    "a fresh run)",
                     (long long)in[3], (long long)s->cur.n);
     if (in[1] < 0 || in[2] < 0 || in[2] >= in[3])
-        return errf(err, "data cursor: invalid (epoch %lld, position %lld of %lld); the "
-                         "checkpoint is damaged",
+        return errf(err,
+                    "data cursor: invalid (epoch %lld, position %lld of %lld); the "
+                    "checkpoint is damaged",
                     (long long)in[1], (long long)in[2], (long long)in[3]);
     s->cur = (DataCursor){.seed = in[0], .epoch = in[1], .pos = in[2], .n = in[3]};
     s->perm_epoch = -1;

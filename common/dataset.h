@@ -66,14 +66,14 @@ typedef struct {
     char *path;
     DataKind kind;
     int fd;
-    int64_t n;         /* valid records */
-    int64_t *offset;   /* (n) byte offset of each valid record's line in the file */
-    int64_t n_lines;   /* lines read (the last one may lack a '\n') */
-    int64_t n_bad;     /* bad lines skipped */
-    int64_t n_blank;   /* blank lines */
-    int64_t n_nonpair; /* PREF: tie/skip/up/down judgments left out */
-    int64_t n_undo;    /* PREF: undo records honoured (each cancels one judgment) */
-    int64_t n_undone;  /* PREF: pairs cancelled by an undo */
+    int64_t n;                  /* valid records */
+    int64_t *offset;            /* (n) byte offset of each valid record's line in the file */
+    int64_t n_lines;            /* lines read (the last one may lack a '\n') */
+    int64_t n_bad;              /* bad lines skipped */
+    int64_t n_blank;            /* blank lines */
+    int64_t n_nonpair;          /* PREF: tie/skip/up/down judgments left out */
+    int64_t n_undo;             /* PREF: undo records honoured (each cancels one judgment) */
+    int64_t n_undone;           /* PREF: pairs cancelled by an undo */
     char first_bad[ERRBUF_LEN]; /* "path:line: ..." of the first bad line, "" if none */
     size_t max_line_bytes;
     char *buf; /* read buffer of dataset_get */
@@ -93,8 +93,7 @@ const char *data_kind_name(DataKind k);
 /* Index path as a dataset of this kind. 0, or -1 with err (the file cannot be read, is
  * empty, has no valid record, or — policy fail — the first bad line). opt may be NULL
  * (skip policy, defaults, silent). */
-int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions *opt,
-                 char *err);
+int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions *opt, char *err);
 void dataset_free(Dataset *d);
 
 /* Read record i (0 <= i < n) into r (previous strings freed). 0, or -1 with err when the

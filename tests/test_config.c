@@ -27,10 +27,10 @@ static int parse(RlhfConfig *c, const char *text) {
     return config_parse_text(c, text, "t.ini", err);
 }
 
-#define CHECK_ERR(rc, substr)                                                             \
-    do {                                                                                  \
-        CHECK_EQ_INT((rc), -1);                                                           \
-        CHECK_MSG(strstr(err, (substr)) != NULL, "message '%s' lacks '%s'", err, (substr)); \
+#define CHECK_ERR(rc, substr)                                                                      \
+    do {                                                                                           \
+        CHECK_EQ_INT((rc), -1);                                                                    \
+        CHECK_MSG(strstr(err, (substr)) != NULL, "message '%s' lacks '%s'", err, (substr));        \
     } while (0)
 
 static void test_defaults(void) {
@@ -133,12 +133,14 @@ static void test_errors(void) {
               "t.ini:3: unknown key 'optim.lrr'; did you mean 'optim.lr'?");
     CHECK_ERR(parse(&c, "[optim]\nbatch_sise = 3\n"), "did you mean 'optim.batch_size'?");
     /* a key in the wrong section points to the right one */
-    CHECK_ERR(parse(&c, "[run]\nlr = 1\n"), "t.ini:2: unknown key 'run.lr'; did you mean 'optim.lr'?");
+    CHECK_ERR(parse(&c, "[run]\nlr = 1\n"),
+              "t.ini:2: unknown key 'run.lr'; did you mean 'optim.lr'?");
     CHECK_ERR(parse(&c, "[ppo]\ngroup_size = 4\n"), "did you mean 'grpo.group_size'?");
     /* nothing close: no suggestion, a pointer to the reference */
     CHECK_ERR(parse(&c, "[optim]\nzzzzzzzzzzzz = 1\n"), "docs/config.md");
     /* unknown section */
-    CHECK_ERR(parse(&c, "[optm]\nlr = 1\n"), "t.ini:1: unknown section [optm]; did you mean [optim]?");
+    CHECK_ERR(parse(&c, "[optm]\nlr = 1\n"),
+              "t.ini:1: unknown section [optm]; did you mean [optim]?");
     CHECK_ERR(parse(&c, "[qqqqqqqqqq]\n"), "t.ini:1: unknown section [qqqqqqqqqq]");
     /* wrong types */
     CHECK_ERR(parse(&c, "[optim]\nlr = abc\n"), "t.ini:2: optim.lr = abc: expected a number");
@@ -147,27 +149,34 @@ static void test_errors(void) {
     CHECK_ERR(parse(&c, "[optim]\nlr =\n"), "optim.lr = : expected a number");
     CHECK_ERR(parse(&c, "[optim]\nbatch_size = 3.5\n"),
               "t.ini:2: optim.batch_size = 3.5: expected an integer");
-    CHECK_ERR(parse(&c, "[data]\nshuffle = maybe\n"), "data.shuffle = maybe: expected true or false");
-    CHECK_ERR(parse(&c, "[dpo]\nloss = hinge\n"), "dpo.loss = hinge: expected one of sigmoid|ipo|cdpo");
+    CHECK_ERR(parse(&c, "[data]\nshuffle = maybe\n"),
+              "data.shuffle = maybe: expected true or false");
+    CHECK_ERR(parse(&c, "[dpo]\nloss = hinge\n"),
+              "dpo.loss = hinge: expected one of sigmoid|ipo|cdpo");
     /* out of range */
     CHECK_ERR(parse(&c, "[optim]\nbatch_size = 0\n"),
               "t.ini:2: optim.batch_size = 0: out of range, expected 1..16777216");
     CHECK_ERR(parse(&c, "[optim]\nbatch_size = 99999999999999999999\n"), "out of range");
-    CHECK_ERR(parse(&c, "[ppo]\ngamma = 1.5\n"), "ppo.gamma = 1.5: out of range, expected 0.0..1.0");
+    CHECK_ERR(parse(&c, "[ppo]\ngamma = 1.5\n"),
+              "ppo.gamma = 1.5: out of range, expected 0.0..1.0");
     CHECK_ERR(parse(&c, "[optim]\nlr = -1\n"), "optim.lr = -1: out of range");
     /* duplicate key, also across two copies of a section */
     CHECK_ERR(parse(&c, "[optim]\nlr = 1e-3\nlr = 2e-3\n"),
               "t.ini:3: duplicate key optim.lr (already set on line 2)");
-    CHECK_ERR(parse(&c, "[optim]\nlr = 1e-3\n[run]\n[optim]\nlr = 2e-3\n"), "t.ini:5: duplicate key");
+    CHECK_ERR(parse(&c, "[optim]\nlr = 1e-3\n[run]\n[optim]\nlr = 2e-3\n"),
+              "t.ini:5: duplicate key");
     /* malformed lines */
     CHECK_ERR(parse(&c, "[optim]\nlr 1e-3\n"), "t.ini:2: malformed line 'lr 1e-3'");
     CHECK_ERR(parse(&c, "[optim\n"), "t.ini:1: malformed section header");
     CHECK_ERR(parse(&c, "[optim] x\n"), "t.ini:1: unexpected text after the section header");
     CHECK_ERR(parse(&c, "[optim]\n= 3\n"), "t.ini:2: malformed line: a key name is missing");
     CHECK_ERR(parse(&c, "[optim]\nl r = 3\n"), "t.ini:2: malformed key name 'l r'");
-    CHECK_ERR(parse(&c, "lr = 3\n"), "t.ini:1: key 'lr' before any [section]; did you mean 'optim.lr'");
-    CHECK_ERR(parse(&c, "[run]\nout_dir = \"abc\n"), "t.ini:2: run.out_dir: unterminated quoted string");
-    CHECK_ERR(parse(&c, "[run]\nout_dir = \"abc\" def\n"), "t.ini:2: run.out_dir: unexpected text after the closing quote");
+    CHECK_ERR(parse(&c, "lr = 3\n"),
+              "t.ini:1: key 'lr' before any [section]; did you mean 'optim.lr'");
+    CHECK_ERR(parse(&c, "[run]\nout_dir = \"abc\n"),
+              "t.ini:2: run.out_dir: unterminated quoted string");
+    CHECK_ERR(parse(&c, "[run]\nout_dir = \"abc\" def\n"),
+              "t.ini:2: run.out_dir: unexpected text after the closing quote");
     CHECK_ERR(parse(&c, "[run]\nout_dir = \"a\\qb\"\n"), "unknown escape '\\q'");
     /* an over-long string */
     char *big = xmalloc(CONFIG_STR_MAX + 64);
@@ -199,8 +208,8 @@ static void test_overrides(void) {
     err[0] = 0;
     int rc = config_load(&c, path, 3, ov, err);
     CHECK_MSG(rc == 0, "%s", err);
-    CHECK_NEAR(c.optim.lr, 5e-4, 0, 0);           /* override wins */
-    CHECK_EQ_INT(c.optim.batch_size, 8);          /* file value kept */
+    CHECK_NEAR(c.optim.lr, 5e-4, 0, 0);  /* override wins */
+    CHECK_EQ_INT(c.optim.batch_size, 8); /* file value kept */
     CHECK(strcmp(c.run.out_dir, "runs/cli dir") == 0);
     CHECK(c.data.shuffle == false);
     /* an override value is taken whole (no comment stripping) */
@@ -213,8 +222,10 @@ static void test_overrides(void) {
     CHECK_ERR(config_override(&c, "optm.lr=1", err), "did you mean 'optim.lr'?");
     CHECK_ERR(config_override(&c, "optim.lr", err), "expected section.key=value");
     CHECK_ERR(config_override(&c, "=3", err), "expected section.key=value");
-    CHECK_ERR(config_override(&c, "optim.lr=abc", err), "override 'optim.lr=abc': optim.lr = abc: expected a number");
-    CHECK_ERR(config_override(&c, "ppo.epochs=0", err), "ppo.epochs = 0: out of range, expected 1..1000");
+    CHECK_ERR(config_override(&c, "optim.lr=abc", err),
+              "override 'optim.lr=abc': optim.lr = abc: expected a number");
+    CHECK_ERR(config_override(&c, "ppo.epochs=0", err),
+              "ppo.epochs = 0: out of range, expected 1..1000");
     /* config_set */
     CHECK(config_set(&c, "gen.top_k", "40", err) == 0 && c.gen.top_k == 40);
     CHECK_ERR(config_set(&c, "gen.topk", "40", err), "did you mean 'gen.top_k'?");
@@ -222,7 +233,8 @@ static void test_overrides(void) {
     char *bad[] = {"optim.lr=1"}; /* 1 is allowed, but then min_lr <= lr still holds */
     CHECK(config_load(&c, path, 1, bad, err) == 0);
     char *bad2[] = {"optim.min_lr=0.5", "optim.lr=0.1"};
-    CHECK_ERR(config_load(&c, path, 2, bad2, err), "optim.min_lr (0.5) is larger than optim.lr (0.1)");
+    CHECK_ERR(config_load(&c, path, 2, bad2, err),
+              "optim.min_lr (0.5) is larger than optim.lr (0.1)");
     char *bad3[] = {"ppo.learning_rate=1"};
     CHECK_ERR(config_load(&c, path, 1, bad3, err), "unknown key 'ppo.learning_rate'");
     remove(path);
@@ -232,22 +244,28 @@ static void test_overrides(void) {
 static void test_validate(void) {
     RlhfConfig c;
     char *a[] = {"data.max_prompt_len=100"};
-    CHECK_ERR(config_load(&c, NULL, 1, a, err),
-              "data.max_prompt_len (100) + data.max_response_len (64) = 164 exceeds the model's max_seq_len 128");
+    CHECK_ERR(config_load(&c, NULL, 1, a, err), "data.max_prompt_len (100) + data.max_response_len "
+                                                "(64) = 164 exceeds the model's max_seq_len 128");
     char *b[] = {"data.max_prompt_len=100", "model.max_seq_len=256"};
     CHECK(config_load(&c, NULL, 2, b, err) == 0);
+    char *b2[] = {"gen.max_new_tokens=65"};
+    CHECK_ERR(config_load(&c, NULL, 1, b2, err),
+              "data.max_prompt_len (64) + gen.max_new_tokens (65) = 129 exceeds");
     char *d[] = {"optim.micro_batch_size=32"};
-    CHECK_ERR(config_load(&c, NULL, 1, d, err), "optim.micro_batch_size (32) is larger than optim.batch_size (16)");
+    CHECK_ERR(config_load(&c, NULL, 1, d, err),
+              "optim.micro_batch_size (32) is larger than optim.batch_size (16)");
     char *e[] = {"optim.steps=0"};
     CHECK_ERR(config_load(&c, NULL, 1, e, err), "optim.steps and optim.epochs are both 0");
     char *e2[] = {"optim.steps=0", "optim.epochs=2"};
     CHECK(config_load(&c, NULL, 2, e2, err) == 0);
     char *f[] = {"ppo.minibatch=128"};
-    CHECK_ERR(config_load(&c, NULL, 1, f, err), "ppo.minibatch (128) is larger than ppo.rollout_batch (64)");
+    CHECK_ERR(config_load(&c, NULL, 1, f, err),
+              "ppo.minibatch (128) is larger than ppo.rollout_batch (64)");
     char *g[] = {"model.preset=custom"};
     CHECK_ERR(config_load(&c, NULL, 1, g, err), "model.preset = custom needs");
     char *h[] = {"model.n_head=5"};
-    CHECK_ERR(config_load(&c, NULL, 1, h, err), "model.n_embd = 128 is not divisible by model.n_head = 5");
+    CHECK_ERR(config_load(&c, NULL, 1, h, err),
+              "model.n_embd = 128 is not divisible by model.n_head = 5");
     char *i[] = {"judge.kind=rule"};
     CHECK_ERR(config_load(&c, NULL, 1, i, err), "judge.kind = rule needs judge.rule");
     char *j[] = {"dpo.label_smoothing=0.1"};
@@ -269,8 +287,8 @@ static void test_model(void) {
     CHECK_EQ_INT(g.max_seq_len, 128);
     CHECK_EQ_INT(g.vocab_size, 300); /* 0 = from the tokenizer */
     CHECK(g.head == GPT_HEAD_LM);
-    char *ov[] = {"model.preset=custom", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
-                  "model.max_seq_len=128", "model.vocab_size=1000"};
+    char *ov[] = {"model.preset=custom", "model.n_layer=2",       "model.n_head=2",
+                  "model.n_embd=32",     "model.max_seq_len=128", "model.vocab_size=1000"};
     CHECK(config_load(&c, NULL, 6, ov, err) == 0);
     CHECK(config_model(&c, 300, &g, err) == 0);
     CHECK_EQ_INT(g.n_layer, 2);
@@ -296,7 +314,8 @@ static void test_roundtrip(void) {
             void *p = (char *)&a + k->offset;
             switch (k->type) {
             case CONFIG_INT:
-                *(int *)p = (int)(k->min_i + (long long)rng_below(&r, (uint64_t)(k->max_i - k->min_i) + 1));
+                *(int *)p =
+                    (int)(k->min_i + (long long)rng_below(&r, (uint64_t)(k->max_i - k->min_i) + 1));
                 break;
             case CONFIG_FLOAT: {
                 double u = rng_uniform_double(&r);
@@ -321,8 +340,7 @@ static void test_roundtrip(void) {
             case CONFIG_STR: {
                 static const char alphabet[] = "ab #;=\"\\\n\t\r[]xyz/._é";
                 int len = (int)rng_below(&r, 40);
-                for (int t = 0; t < len; t++)
-                    val[t] = alphabet[rng_below(&r, sizeof alphabet - 1)];
+                for (int t = 0; t < len; t++) val[t] = alphabet[rng_below(&r, sizeof alphabet - 1)];
                 val[len] = 0;
                 snprintf(p, CONFIG_STR_MAX, "%s", val);
                 break;

@@ -36,8 +36,8 @@ static const char *write_text(const char *name, const char *content) {
 }
 
 /* Open with the given policy, capturing the log text into *log (caller frees). */
-static int open_log(Dataset *d, const char *path, DataKind kind, DataBadPolicy bad,
-                    size_t max_line, int max_warn, char **log) {
+static int open_log(Dataset *d, const char *path, DataKind kind, DataBadPolicy bad, size_t max_line,
+                    int max_warn, char **log) {
     size_t len;
     FILE *f = open_memstream(log, &len);
     ASSERT(f);
@@ -48,16 +48,17 @@ static int open_log(Dataset *d, const char *path, DataKind kind, DataBadPolicy b
     return rc;
 }
 
-#define CHECK_HAS(text, substr)                                                           \
+#define CHECK_HAS(text, substr)                                                                    \
     CHECK_MSG(strstr((text), (substr)) != NULL, "'%s' lacks '%s'", (text), (substr))
 
 static void test_sft_valid(void) {
-    const char *path = write_text("sft.jsonl",
-                                  "{\"prompt\": \"What is 2+2?\", \"response\": \"4\", \"extra\": [1, {}]}\n"
-                                  "\n"
-                                  "   \t\n"
-                                  "{\"prompt\": \"héllo ✓\", \"response\": \"line\\nbreak\", \"category\": \"math\"}\r\n"
-                                  "{\"response\": \"last\", \"prompt\": \"no newline\", \"category\": null}");
+    const char *path = write_text(
+        "sft.jsonl",
+        "{\"prompt\": \"What is 2+2?\", \"response\": \"4\", \"extra\": [1, {}]}\n"
+        "\n"
+        "   \t\n"
+        "{\"prompt\": \"héllo ✓\", \"response\": \"line\\nbreak\", \"category\": \"math\"}\r\n"
+        "{\"response\": \"last\", \"prompt\": \"no newline\", \"category\": null}");
     Dataset d;
     char *log = NULL;
     int rc = open_log(&d, path, DATA_SFT, DATA_BAD_FAIL, 0, 0, &log);
@@ -95,24 +96,38 @@ static void test_bad_lines(void) {
     } cases[] = {
         {"{\"prompt\": \"a\", \"response\": }", "malformed JSON at column", DATA_SFT},
         {"{\"prompt\": \"a\", \"response\": \"b\"", "malformed JSON", DATA_SFT},
-        {"{\"prompt\": \"a\", \"prompt\": \"b\", \"response\": \"c\"}", "malformed JSON at column 24: duplicate object key", DATA_SFT},
+        {"{\"prompt\": \"a\", \"prompt\": \"b\", \"response\": \"c\"}",
+         "malformed JSON at column 24: duplicate object key", DATA_SFT},
         {"[1, 2]", "expected a JSON object {...}, found an array", DATA_SFT},
         {"\"just a string\"", "expected a JSON object {...}, found a string", DATA_SFT},
-        {"{\"prompt\": \"a\"}", "missing field \"response\" (an sft record needs \"prompt\" and \"response\")", DATA_SFT},
+        {"{\"prompt\": \"a\"}",
+         "missing field \"response\" (an sft record needs \"prompt\" and \"response\")", DATA_SFT},
         {"{\"response\": \"a\"}", "missing field \"prompt\"", DATA_SFT},
         {"{\"prompt\": null, \"response\": \"a\"}", "missing field \"prompt\"", DATA_SFT},
-        {"{\"prompt\": 3, \"response\": \"x\"}", "field \"prompt\" must be a string, found a number", DATA_SFT},
-        {"{\"prompt\": \"p\", \"response\": [\"x\"]}", "field \"response\" must be a string, found an array", DATA_SFT},
-        {"{\"prompt\": \"p\", \"response\": true}", "field \"response\" must be a string, found a boolean", DATA_SFT},
-        {"{\"prompt\": \"p\", \"response\": \"x\", \"category\": 5}", "field \"category\" must be a string", DATA_SFT},
-        {"{\"prompt\": \"p\xff\", \"response\": \"x\"}", "invalid UTF-8 at byte 14 of the line", DATA_SFT},
+        {"{\"prompt\": 3, \"response\": \"x\"}",
+         "field \"prompt\" must be a string, found a number", DATA_SFT},
+        {"{\"prompt\": \"p\", \"response\": [\"x\"]}",
+         "field \"response\" must be a string, found an array", DATA_SFT},
+        {"{\"prompt\": \"p\", \"response\": true}",
+         "field \"response\" must be a string, found a boolean", DATA_SFT},
+        {"{\"prompt\": \"p\", \"response\": \"x\", \"category\": 5}",
+         "field \"category\" must be a string", DATA_SFT},
+        {"{\"prompt\": \"p\xff\", \"response\": \"x\"}", "invalid UTF-8 at byte 14 of the line",
+         DATA_SFT},
         {"{\"prompt\": \"\xed\xa0\x80\", \"response\": \"x\"}", "invalid UTF-8", DATA_SFT},
         {"{\"prompt\": \"a\\u0000b\", \"response\": \"x\"}", "malformed JSON", DATA_SFT},
-        {"{\"prompt\": \"p\", \"chosen\": \"a\"}", "missing field \"rejected\" (a preference record needs \"prompt\", \"chosen\" and \"rejected\")", DATA_PREF},
-        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": 1.5}", "field \"rejected\" must be a string, found a number", DATA_PREF},
-        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"annotator\": {}}", "field \"annotator\" must be a string, found an object", DATA_PREF},
-        {"{\"category\": \"x\"}", "missing field \"prompt\" (a prompt record needs \"prompt\")", DATA_PROMPT},
-        {"{\"prompt\": {\"text\": \"x\"}}", "field \"prompt\" must be a string, found an object", DATA_PROMPT},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\"}",
+         "missing field \"rejected\" (a preference record needs \"prompt\", \"chosen\" and "
+         "\"rejected\")",
+         DATA_PREF},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": 1.5}",
+         "field \"rejected\" must be a string, found a number", DATA_PREF},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"annotator\": {}}",
+         "field \"annotator\" must be a string, found an object", DATA_PREF},
+        {"{\"category\": \"x\"}", "missing field \"prompt\" (a prompt record needs \"prompt\")",
+         DATA_PROMPT},
+        {"{\"prompt\": {\"text\": \"x\"}}", "field \"prompt\" must be a string, found an object",
+         DATA_PROMPT},
     };
     const char *good[] = {"{\"prompt\": \"p\", \"response\": \"r\"}",
                           "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}",
@@ -183,10 +198,12 @@ static void test_long_lines(void) {
     char rec[200], text[4096];
     /* {"prompt": "xxx"} is 14 bytes + the x's */
     int nx = (int)max - 14;
-    snprintf(rec, sizeof rec, "{\"prompt\": \"%.*s\"}", nx, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    snprintf(rec, sizeof rec, "{\"prompt\": \"%.*s\"}", nx,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     CHECK_EQ_INT(strlen(rec), max);
     char longer[200];
-    snprintf(longer, sizeof longer, "{\"prompt\": \"y%.*s\"}", nx, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    snprintf(longer, sizeof longer, "{\"prompt\": \"y%.*s\"}", nx,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     char *huge = xmalloc(300001);
     memset(huge, 'z', 300000);
     huge[300000] = 0;
@@ -247,8 +264,9 @@ static void test_warning_limit(void) {
 }
 
 static void test_pref_and_prompts(void) {
-    const char *path = write_text("prefs.jsonl",
-                                  "{\"prompt\": \"p1\", \"chosen\": \"good\", \"rejected\": \"bad\", \"category\": \"math\", \"annotator\": \"ann1\"}\n"
+    const char *path =
+        write_text("prefs.jsonl", "{\"prompt\": \"p1\", \"chosen\": \"good\", \"rejected\": "
+                                  "\"bad\", \"category\": \"math\", \"annotator\": \"ann1\"}\n"
                                   "{\"prompt\": \"p2\", \"chosen\": \"c\", \"rejected\": \"r\"}\n");
     Dataset d;
     CHECK(dataset_open(&d, path, DATA_PREF, NULL, err) == 0);
@@ -276,21 +294,27 @@ static void test_pref_and_prompts(void) {
 /* A raw rlhf-label log: A/B pairs kept, tie/skip left out, undo cancels the latest live
  * judgment of (annotator, id), like a stack; an undo with nothing to cancel is bad. */
 static void test_label_log(void) {
-    const char *path = write_text(
-        "log.jsonl",
-        /* 1 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\",\"annotator\":\"ann\",\"label\":\"A\",\"id\":\"i1\"}\n"
-        /* 2 */ "{\"prompt\":\"q2\",\"a\":\"x\",\"b\":\"y\",\"annotator\":\"ann\",\"label\":\"tie\",\"id\":\"i2\"}\n"
-        /* 3 */ "{\"prompt\":\"q3\",\"a\":\"x\",\"b\":\"y\",\"annotator\":\"ann\",\"label\":\"skip\",\"id\":7}\n"
-        /* 4 */ "{\"prompt\":\"q1\",\"chosen\":\"b1\",\"rejected\":\"a1\",\"annotator\":\"ann\",\"label\":\"B\",\"id\":\"i1\"}\n"
-        /* 5 */ "{\"undo\":\"i1\",\"annotator\":\"ann\",\"time\":\"t\"}\n"
-        /* 6 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\",\"annotator\":\"bob\",\"label\":\"A\",\"id\":\"i1\"}\n"
-        /* 7 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
-        /* 8 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
-        /* 9 */ "{\"prompt\":\"q4\",\"chosen\":\"c4\",\"rejected\":\"r4\",\"annotator\":\"ann\",\"label\":\"A\",\"id\":\"i4\"}\n"
-        /*10 */ "{\"undo\":\"i4\",\"annotator\":\"ann\"}\n"
-        /*11 */ "{\"undo\":\"nope\",\"annotator\":\"ann\"}\n"
-        /*12 */ "{\"undo\":[1],\"annotator\":\"ann\"}\n"
-        /*13 */ "{\"prompt\":\"q5\",\"chosen\":\"c5\",\"rejected\":\"r5\"}\n");
+    const char *path =
+        write_text("log.jsonl",
+                   /* 1 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\",\"annotator\":"
+                           "\"ann\",\"label\":\"A\",\"id\":\"i1\"}\n"
+                           /* 2 */ "{\"prompt\":\"q2\",\"a\":\"x\",\"b\":\"y\",\"annotator\":"
+                                   "\"ann\",\"label\":\"tie\",\"id\":\"i2\"}\n"
+                           /* 3 */ "{\"prompt\":\"q3\",\"a\":\"x\",\"b\":\"y\",\"annotator\":"
+                                   "\"ann\",\"label\":\"skip\",\"id\":7}\n"
+                           /* 4 */ "{\"prompt\":\"q1\",\"chosen\":\"b1\",\"rejected\":\"a1\","
+                                   "\"annotator\":\"ann\",\"label\":\"B\",\"id\":\"i1\"}\n"
+                           /* 5 */ "{\"undo\":\"i1\",\"annotator\":\"ann\",\"time\":\"t\"}\n"
+                           /* 6 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\","
+                                   "\"annotator\":\"bob\",\"label\":\"A\",\"id\":\"i1\"}\n"
+                           /* 7 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
+                           /* 8 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
+                           /* 9 */ "{\"prompt\":\"q4\",\"chosen\":\"c4\",\"rejected\":\"r4\","
+                                   "\"annotator\":\"ann\",\"label\":\"A\",\"id\":\"i4\"}\n"
+                           /*10 */ "{\"undo\":\"i4\",\"annotator\":\"ann\"}\n"
+                           /*11 */ "{\"undo\":\"nope\",\"annotator\":\"ann\"}\n"
+                           /*12 */ "{\"undo\":[1],\"annotator\":\"ann\"}\n"
+                           /*13 */ "{\"prompt\":\"q5\",\"chosen\":\"c5\",\"rejected\":\"r5\"}\n");
     Dataset d;
     char *log = NULL;
     int rc = open_log(&d, path, DATA_PREF, DATA_BAD_SKIP, 0, 0, &log);
@@ -302,11 +326,13 @@ static void test_label_log(void) {
     CHECK_EQ_INT(d.n_undo, 3);
     CHECK_EQ_INT(d.n_undone, 2);
     CHECK_EQ_INT(d.n_bad, 3);
-    CHECK_HAS(log, "log.jsonl:8: undo of item \"7\" by \"ann\" has no judgment before it to cancel");
+    CHECK_HAS(log,
+              "log.jsonl:8: undo of item \"7\" by \"ann\" has no judgment before it to cancel");
     CHECK_HAS(log, "log.jsonl:11: undo of item \"nope\" by \"ann\"");
     CHECK_HAS(log, "log.jsonl:12: field \"undo\" must be a string or an integer, found an array");
     DataRecord r = {0};
-    CHECK(dataset_get(&d, 0, &r, err) == 0 && !strcmp(r.chosen, "a1") && !strcmp(r.annotator, "ann"));
+    CHECK(dataset_get(&d, 0, &r, err) == 0 && !strcmp(r.chosen, "a1") &&
+          !strcmp(r.annotator, "ann"));
     CHECK(dataset_get(&d, 1, &r, err) == 0 && !strcmp(r.annotator, "bob"));
     CHECK(dataset_get(&d, 2, &r, err) == 0 && !strcmp(r.prompt, "q5"));
     data_record_free(&r);
@@ -316,9 +342,13 @@ static void test_label_log(void) {
     char *text = xmalloc(200 * 6000);
     size_t o = 0;
     for (int i = 0; i < 3000; i++)
-        o += (size_t)sprintf(text + o, "{\"prompt\":\"q\",\"chosen\":\"c%d\",\"rejected\":\"r\",\"annotator\":\"a%d\",\"label\":\"A\",\"id\":%d}\n", i, i % 7, i);
+        o += (size_t)sprintf(text + o,
+                             "{\"prompt\":\"q\",\"chosen\":\"c%d\",\"rejected\":\"r\","
+                             "\"annotator\":\"a%d\",\"label\":\"A\",\"id\":%d}\n",
+                             i, i % 7, i);
     for (int i = 0; i < 3000; i++)
-        if (i % 3) o += (size_t)sprintf(text + o, "{\"undo\":%d,\"annotator\":\"a%d\"}\n", i, i % 7);
+        if (i % 3)
+            o += (size_t)sprintf(text + o, "{\"undo\":%d,\"annotator\":\"a%d\"}\n", i, i % 7);
     path = write_file("biglog.jsonl", text, o);
     CHECK(dataset_open(&d, path, DATA_PREF, NULL, err) == 0);
     CHECK_EQ_INT(d.n, 1000);
@@ -392,8 +422,10 @@ static int is_permutation(const int64_t *a, int64_t n) {
     char *seen = xcalloc((size_t)n, 1);
     int ok = 1;
     for (int64_t i = 0; i < n; i++) {
-        if (a[i] < 0 || a[i] >= n || seen[a[i]]) ok = 0;
-        else seen[a[i]] = 1;
+        if (a[i] < 0 || a[i] >= n || seen[a[i]])
+            ok = 0;
+        else
+            seen[a[i]] = 1;
     }
     free(seen);
     return ok;
