@@ -117,7 +117,7 @@ int learner_sft(int argc, char **argv, MPI_Comm comm) {
     s.micro = c->optim.micro_batch_size > 0 ? c->optim.micro_batch_size : share;
     if (s.micro > share) s.micro = share;
     if (s.micro < 1) s.micro = 1;
-    int maxT = c->data.max_prompt_len + c->data.max_response_len + 1;
+    int maxT = c->data.max_prompt_len + c->data.max_response_len;
     seq_batch_init(&s.batch, s.micro, maxT);
     gpt_reserve(&tr.model, s.micro, maxT);
     s.dlogprobs = xalloc_floats((size_t)s.micro * maxT);

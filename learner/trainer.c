@@ -46,6 +46,42 @@ static int any_failed(const Trainer *t, int failed) {
 // ----------------------------------------------------------------------------
 // set-up
 
+/* tokenizer.train_files: rank 0 trains a byte-level BPE (deterministic) and broadcasts it
+ * as text, so every rank holds the identical tokenizer. */
+static int train_tokenizer(Trainer *t, char *err) {
+    const RlhfConfig *c = &t->cfg;
+    long lens[2] = {0, 0};
+    int rc = 0;
+    if (t->rank == 0) {
+        char *list = xstrdup(c->tokenizer.train_files), *save = NULL;
+        const char *paths[64];
+        int n = 0;
+        for (char *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
+            paths[n++] = p;
+        BPETrainConfig tc = {.vocab_size = c->tokenizer.train_vocab_size, .min_frequency = 1};
+        double t0 = time_now();
+        rc = bpe_train_files(&t->tok, paths, n, &tc, err);
+        free(list);
+        if (rc == 0) {
+            bpe_save_strings(&t->tok, &t->tok_vocab, &t->tok_merges);
+            lens[0] = (long)strlen(t->tok_vocab) + 1;
+            lens[1] = (long)strlen(t->tok_merges) + 1;
+            printf("learner %s: trained a %d-id BPE tokenizer on %s in %.2f s\n", t->stage,
+                   t->tok.vocab_size, c->tokenizer.train_files, time_now() - t0);
+        }
+    }
+    MPI_Bcast(lens, 2, MPI_LONG, 0, t->comm);
+    if (lens[0] == 0) return rc != 0 ? rc : errf(err, "tokenizer training failed");
+    if (t->rank != 0) {
+        t->tok_vocab = xmalloc((size_t)lens[0]);
+        t->tok_merges = xmalloc((size_t)lens[1]);
+    }
+    MPI_Bcast(t->tok_vocab, (int)lens[0], MPI_CHAR, 0, t->comm);
+    MPI_Bcast(t->tok_merges, (int)lens[1], MPI_CHAR, 0, t->comm);
+    if (t->rank != 0) return bpe_load_strings(&t->tok, t->tok_vocab, t->tok_merges, err);
+    return 0;
+}
+
 static void load_tokenizer(Trainer *t, const char *init_path) {
     char err[ERRBUF_LEN] = "";
     const RlhfConfig *c = &t->cfg;
@@ -72,9 +108,12 @@ static void load_tokenizer(Trainer *t, const char *init_path) {
             }
             ckpt_reader_free(r);
         }
+    } else if (c->tokenizer.train_files[0]) {
+        rc = train_tokenizer(t, err);
     } else {
         rc = errf(err, "no tokenizer: set tokenizer.path=DIR (vocab.json + merges.txt, e.g. "
-                       "from `build/rlhf-tokenize train`) or model.init=CKPT.h5");
+                       "from `build/rlhf-tokenize train`), tokenizer.train_files=FILE,... or "
+                       "model.init=CKPT.h5");
     }
     if (rc != 0) trainer_fail(t, 0, "%s", err);
 }
@@ -130,11 +169,11 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
     if (t->tok.vocab_size > t->model.config.vocab_size)
         trainer_fail(t, 0, "the tokenizer has %d ids but the model only %d (model.vocab_size)",
                      t->tok.vocab_size, t->model.config.vocab_size);
-    int need = t->cfg.data.max_prompt_len + t->cfg.data.max_response_len + 1;
+    int need = t->cfg.data.max_prompt_len + t->cfg.data.max_response_len;
     if (need > t->model.config.max_seq_len)
         trainer_fail(t, 0,
-                     "data.max_prompt_len + data.max_response_len + 1 (EOS) = %d exceeds the "
-                     "model's max_seq_len %d: lower them",
+                     "data.max_prompt_len + data.max_response_len = %d exceeds the model's "
+                     "max_seq_len %d: lower them",
                      need, t->model.config.max_seq_len);
     gpt_alloc_grads(&t->model);
 }
