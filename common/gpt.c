@@ -544,11 +544,181 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T) {
 }
 
 // ----------------------------------------------------------------------------
+// KV cache and the decoding path
+
+#define CACHE_CHUNK_ROWS 256 /* rows per internal pass: bounds the prefill scratch */
+
+struct GPTCache {
+    int B, T, R;       /* slots, tokens per slot, rows per pass */
+    float *k, *v;      /* (L, B, NH, T, hs) */
+    int *len;          /* (B) tokens in each slot */
+    /* per-pass scratch, R rows */
+    int *slot, *pos, *tok, *emit;
+    float *x, *ln, *qkv, *atty, *proj, *fch, *fch_gelu, *mean, *rstd; /* (R, width) */
+    float *lnf;        /* (R, C) final LayerNorm of the rows that emit logits */
+    float *scores;     /* (T) */
+    float *logits;     /* (B, V) */
+};
+
+static void cache_free(struct GPTCache *c) {
+    if (!c) return;
+    free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit);
+    float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
+                     c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c);
+}
+
+void gpt_cache_reserve(GPT *m, int B, int T) {
+    const GPTConfig *cf = &m->config;
+    ASSERT(B >= 1 && T >= 1);
+    if (T > cf->max_seq_len)
+        fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
+              cf->max_seq_len);
+    struct GPTCache *old = m->cache;
+    if (old && B <= old->B && T <= old->T) return;
+    if (old && B < old->B) B = old->B;
+    if (old && T < old->T) T = old->T;
+    cache_free(old);
+    struct GPTCache *c = xcalloc(1, sizeof *c);
+    size_t L = (size_t)cf->n_layer, C = (size_t)cf->n_embd, V = (size_t)cf->vocab_size;
+    int R = CACHE_CHUNK_ROWS > B ? CACHE_CHUNK_ROWS : B;
+    c->B = B, c->T = T, c->R = R;
+    c->k = xalloc_floats(L * (size_t)B * (size_t)T * C);
+    c->v = xalloc_floats(L * (size_t)B * (size_t)T * C);
+    c->len = xcalloc((size_t)B, sizeof(int));
+    c->slot = xcalloc((size_t)R, sizeof(int));
+    c->pos = xcalloc((size_t)R, sizeof(int));
+    c->tok = xcalloc((size_t)R, sizeof(int));
+    c->emit = xcalloc((size_t)R, sizeof(int));
+    c->x = xalloc_floats((size_t)R * C);
+    c->ln = xalloc_floats((size_t)R * C);
+    c->qkv = xalloc_floats((size_t)R * 3 * C);
+    c->atty = xalloc_floats((size_t)R * C);
+    c->proj = xalloc_floats((size_t)R * C);
+    c->fch = xalloc_floats((size_t)R * 4 * C);
+    c->fch_gelu = xalloc_floats((size_t)R * 4 * C);
+    c->mean = xalloc_floats((size_t)R);
+    c->rstd = xalloc_floats((size_t)R);
+    c->lnf = xalloc_floats((size_t)R * C);
+    c->scores = xalloc_floats((size_t)T);
+    c->logits = xalloc_floats((size_t)B * V);
+    m->cache = c;
+}
+
+/* Run the n (<= R) rows staged in c->slot/pos/tok through the network: their keys and
+ * values go into the cache, then each row attends to its own slot's positions 0..pos.
+ * Rows with c->emit[i] set get logits, written to consecutive rows of c->logits from
+ * out_row on. Every kernel is row-wise deterministic (see gpt.h). */
+static void cache_pass(GPT *m, int n, int out_row) {
+    const GPTConfig *cf = &m->config;
+    struct GPTCache *c = m->cache;
+    int C = cf->n_embd, NH = cf->n_head, hs = C / NH, L = cf->n_layer, V = cf->vocab_size;
+    size_t slot_stride = (size_t)NH * c->T * hs, layer_stride = (size_t)c->B * slot_stride;
+    for (int i = 0; i < n; i++) {
+        const float *we = m->w.wte + (size_t)c->tok[i] * C, *pe = m->w.wpe + (size_t)c->pos[i] * C;
+        float *x = c->x + (size_t)i * C;
+        for (int j = 0; j < C; j++) x[j] = we[j] + pe[j];
+    }
+    for (int l = 0; l < L; l++) {
+        const GPTBlock *w = &m->w.h[l];
+        float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
+        layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_1_w, w->ln_1_b, n, C);
+        matmul_forward_rows(c->qkv, c->ln, w->attn_w, w->attn_b, n, C, 3 * C);
+        for (int i = 0; i < n; i++) {
+            const float *row = c->qkv + (size_t)i * 3 * C;
+            float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
+            float *vd = vl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
+            for (int h = 0; h < NH; h++) {
+                memcpy(kd + (size_t)h * c->T * hs, row + C + (size_t)h * hs, (size_t)hs * sizeof(float));
+                memcpy(vd + (size_t)h * c->T * hs, row + 2 * C + (size_t)h * hs, (size_t)hs * sizeof(float));
+            }
+        }
+        for (int i = 0; i < n; i++)
+            attention_row_forward(c->atty + (size_t)i * C, c->scores, c->qkv + (size_t)i * 3 * C,
+                                  kl + (size_t)c->slot[i] * slot_stride,
+                                  vl + (size_t)c->slot[i] * slot_stride, c->pos[i] + 1, c->T, C, NH);
+        matmul_forward_rows(c->proj, c->atty, w->attn_proj_w, w->attn_proj_b, n, C, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+        layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
+        matmul_forward_rows(c->fch, c->ln, w->fc_w, w->fc_b, n, C, 4 * C);
+        gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
+        matmul_forward_rows(c->proj, c->fch_gelu, w->fc_proj_w, w->fc_proj_b, n, 4 * C, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+    }
+    int ne = 0;
+    for (int i = 0; i < n; i++) {
+        if (!c->emit[i]) continue;
+        layernorm_forward(c->lnf + (size_t)ne * C, c->mean, c->rstd, c->x + (size_t)i * C,
+                          m->w.ln_f_w, m->w.ln_f_b, 1, C);
+        ne++;
+    }
+    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.wte, ne, C, V);
+}
+
+static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int t) {
+    if (tok < 0 || tok >= m->config.vocab_size)
+        fatal("%s: token %d (sequence %d, position %d) is outside the vocabulary [0, %d)", fn, tok,
+              b, t, m->config.vocab_size);
+}
+
+const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const int *lens) {
+    struct GPTCache *c = m->cache;
+    if (!c || B < 1 || B > c->B) fatal("gpt_cache_prefill: %d sequences exceed the reserved cache (%d)", B, c ? c->B : 0);
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1 || lens[b] > c->T)
+            fatal("gpt_cache_prefill: prompt %d has %d tokens; must be in [1, %d]", b, lens[b], c->T);
+        for (int t = 0; t < lens[b]; t++) cache_check_token(m, prompts[b][t], "gpt_cache_prefill", b, t);
+    }
+    for (int b = 0; b < c->B; b++) c->len[b] = 0;
+    int n = 0, out_row = 0, emitted = 0;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < lens[b]; t++) {
+            c->slot[n] = b, c->pos[n] = t, c->tok[n] = prompts[b][t];
+            c->emit[n] = t == lens[b] - 1;
+            emitted += c->emit[n];
+            if (++n == c->R) {
+                cache_pass(m, n, out_row);
+                out_row += emitted;
+                n = emitted = 0;
+            }
+        }
+        c->len[b] = lens[b];
+    }
+    if (n > 0) cache_pass(m, n, out_row);
+    return c->logits;
+}
+
+const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens) {
+    struct GPTCache *c = m->cache;
+    if (!c || n < 1 || n > c->B) fatal("gpt_cache_decode: %d rows exceed the reserved cache (%d)", n, c ? c->B : 0);
+    for (int i = 0; i < n; i++) {
+        int b = slots[i];
+        if (b < 0 || b >= c->B) fatal("gpt_cache_decode: slot %d outside [0, %d)", b, c->B);
+        if (c->len[b] >= c->T)
+            fatal("gpt_cache_decode: sequence in slot %d is full (%d tokens)", b, c->T);
+        cache_check_token(m, tokens[i], "gpt_cache_decode", b, c->len[b]);
+        for (int j = 0; j < i; j++)
+            if (slots[j] == b) fatal("gpt_cache_decode: slot %d appears twice", b);
+        c->slot[i] = b, c->pos[i] = c->len[b], c->tok[i] = tokens[i], c->emit[i] = 1;
+    }
+    cache_pass(m, n, 0);
+    for (int i = 0; i < n; i++) c->len[slots[i]]++;
+    return c->logits;
+}
+
+int gpt_cache_len(const GPT *m, int slot) {
+    ASSERT(m->cache && slot >= 0 && slot < m->cache->B);
+    return m->cache->len[slot];
+}
+
+// ----------------------------------------------------------------------------
 // teardown
 
 void gpt_free(GPT *m) {
     if (!m) return;
     acts_free(m->acts);
+    cache_free(m->cache);
     outputs_free(m);
     free(m->tensors);
     free(m->params);

@@ -142,5 +142,34 @@ void gpt_score_forward(GPT *m, const int *lengths, int B, int T);
 void gpt_score_backward(GPT *m, const float *dscores, int B, int T);
 void gpt_value_forward(GPT *m, int B, int T);
 void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
+/* Notes on the training path:
+ *   - gpt_lm_backward overwrites m->logits with dLoss/dlogits (the logits of a big
+ *     vocabulary are the largest buffer: no second copy is kept);
+ *   - a head backward needs the head forward on the same gpt_forward (aborts otherwise);
+ *   - gpt_alloc_grads is called by the first backward if the caller did not;
+ *   - the activation-gradient scratch is allocated by the first backward (once). */
+
+/* ---- generation path: KV cache -------------------------------------------------
+ * The cache holds, for every layer, the keys and values of up to B sequences ("slots")
+ * of up to T tokens, laid out (slot, head, position, head_size): the keys of one
+ * sequence and head are a contiguous (T, hs) matrix that one decode step reads. Every
+ * kernel of this path is batch-invariant (ops.h `_rows`): the logits of a sequence are
+ * bit-identical whatever other sequences share the call, so sampling with a keyed RNG
+ * is reproducible per sequence. They equal the training path's logits up to fp32
+ * rounding (a different summation order than OpenBLAS). Logits are raw (no temperature).
+ * Positions are per sequence: a sequence's tokens sit at 0, 1, ... in its own slot. */
+
+/* Size the cache for B slots of T tokens (grows, never shrinks; T <= max_seq_len). All
+ * the scratch of prefill and decode is allocated here. */
+void gpt_cache_reserve(GPT *m, int B, int T);
+/* Reset the cache and run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,
+ * tokens in [0,V), lens[b] <= the reserved T). Returns the logits (B,V) of the token
+ * that follows each prompt; valid until the next cache call. */
+const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const int *lens);
+/* Append tokens[i] to the sequence in slot slots[i] (at its current length) for i < n,
+ * slots distinct. Returns the logits (n,V) of the token after each. */
+const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens);
+/* Number of tokens in slot's sequence. */
+int gpt_cache_len(const GPT *m, int slot);
 
 #endif

@@ -361,6 +361,48 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
     }
 }
 
+/* Dot product with 8 fixed lanes and a fixed reduction: vectorisable without
+ * -ffast-math and independent of anything but the two vectors. */
+static inline float dot_lanes8(const float *a, const float *b, int n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int nv = n - n % 8;
+    for (int i = 0; i < nv; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    for (int i = nv; i < n; i++) acc[i - nv] += a[i] * b[i];
+    float s4[4], s2[2];
+    for (int l = 0; l < 4; l++) s4[l] = acc[l] + acc[l + 4];
+    for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
+    return s2[0] + s2[1];
+}
+
+void attention_row_forward(float *out, float *scores, const float *q, const float *kc,
+                           const float *vc, int n, int T, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        const float *qh = q + (size_t)h * hs;
+        const float *K = kc + (size_t)h * T * hs, *Vm = vc + (size_t)h * T * hs;
+        float mx = -INFINITY;
+        for (int s = 0; s < n; s++) {
+            scores[s] = dot_lanes8(qh, K + (size_t)s * hs, hs) * scale;
+            mx = scores[s] > mx ? scores[s] : mx;
+        }
+        double sum = 0.0;
+        for (int s = 0; s < n; s++) {
+            scores[s] = expf(scores[s] - mx);
+            sum += scores[s];
+        }
+        float inv = (float)(1.0 / sum);
+        float *o = out + (size_t)h * hs;
+        for (int i = 0; i < hs; i++) o[i] = 0.0f;
+        for (int s = 0; s < n; s++) {
+            float p = scores[s] * inv;
+            const float *v = Vm + (size_t)s * hs;
+            for (int i = 0; i < hs; i++) o[i] += p * v[i];
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // GELU
 

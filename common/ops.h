@@ -102,6 +102,13 @@ void attention_forward_naive(float *out, float *att, const float *qkv, int B, in
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH);
 
+/* Generation (forward only, no backward): one query row against a KV cache. For each
+ * head h, with K_h, V_h the (T,hs) blocks at kc + h*T*hs and vc + h*T*hs:
+ *   out[h*hs..] = softmax(q_h K_h[0..n)^T / sqrt(hs)) V_h[0..n)
+ * out (C); scores (n) scratch; q (C); n <= T keys. Fixed-order loops (batch-invariant). */
+void attention_row_forward(float *out, float *scores, const float *q, const float *kc,
+                           const float *vc, int n, int T, int C, int NH);
+
 // ----------------------------------------------------------------------------
 // GELU, tanh approximation (Hendrycks & Gimpel 2016, sec. 2):
 // gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))

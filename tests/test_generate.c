@@ -1,0 +1,490 @@
+/*
+ * tests/test_generate.c — KV-cache decoding, sampling and the generation loop:
+ *   - prefill of prompts of different lengths + per-sequence decode: the logits equal
+ *     the full forward pass's (normalised error <= 1e-5);
+ *   - the log-probs returned with sampled tokens agree with gpt_lm_forward at the same
+ *     temperature (bit-identical on the same logits row; to fp32 rounding end to end);
+ *   - batch invariance: a (seed, prompt id, sample id) generates the identical tokens and
+ *     log-probs alone and inside batches of other prompts of different lengths;
+ *   - EOS stops a sequence, max_new_tokens bounds it, padding is -1 / 0;
+ *   - sampling semantics on hand-made logits: greedy, top-k = 1 is greedy, top-k and
+ *     top-p kept sets, ties, one RNG draw per token, empirical frequencies against the
+ *     renormalised distribution, and agreement with a brute-force reference sampler;
+ *   - bad input to generate() is an error, not a crash.
+ */
+#include <stdint.h>
+
+#include "generate.h"
+#include "gpt.h"
+#include "ops.h"
+#include "rng.h"
+#include "sample.h"
+#include "test.h"
+#include "util.h"
+
+static Rng g_rng;
+
+static void make_model(GPT *m, int V, int maxT, uint64_t seed) {
+    GPTConfig c = {.vocab_size = V, .max_seq_len = maxT, .n_layer = 2, .n_head = 2,
+                   .n_embd = 24, .head = GPT_HEAD_LM};
+    gpt_init(m, &c);
+    gpt_init_weights(m, seed);
+    Rng r;
+    rng_init(&r, seed + 1);
+    /* larger weights than GPT-2 init so the logits are far from uniform */
+    for (size_t i = 0; i < m->num_params; i++) m->params[i] += 0.15f * rng_normal(&r);
+}
+
+static double row_err(const float *a, const float *ref, int V) {
+    double e = 0, mx = 1e-6;
+    for (int i = 0; i < V; i++) {
+        e = fmax(e, fabs((double)a[i] - ref[i]));
+        mx = fmax(mx, fabs(ref[i]));
+    }
+    return e / mx;
+}
+
+// ----------------------------------------------------------------------------
+// KV cache against the training path
+
+static void test_decode_matches_forward(void) {
+    int V = 50, T = 14, B = 4;
+    GPT m;
+    make_model(&m, V, 16, 3);
+    int seqs[4][14];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) seqs[b][t] = (int)rng_below(&g_rng, (uint64_t)V);
+    int lens[4] = {3, 7, 1, 13};
+    const int *prompts[4] = {seqs[0], seqs[1], seqs[2], seqs[3]};
+    /* reference: full forward of every sequence */
+    gpt_reserve(&m, B, T);
+    int targets[4 * 14];
+    for (int i = 0; i < B * T; i++) targets[i] = 0;
+    gpt_forward(&m, &seqs[0][0], B, T);
+    gpt_lm_forward(&m, targets, B, T);
+    float *ref = xalloc_floats((size_t)B * T * V);
+    memcpy(ref, m.logits, (size_t)B * T * V * sizeof(float));
+
+    gpt_cache_reserve(&m, B, T);
+    const float *lg = gpt_cache_prefill(&m, B, prompts, lens);
+    double worst = 0;
+    for (int b = 0; b < B; b++) {
+        double e = row_err(lg + (size_t)b * V, ref + ((size_t)b * T + lens[b] - 1) * V, V);
+        worst = fmax(worst, e);
+        CHECK_EQ_INT(gpt_cache_len(&m, b), lens[b]);
+    }
+    /* teacher-forced decode; each sequence at its own position, finished ones drop out */
+    for (;;) {
+        int slots[4], toks[4], n = 0;
+        for (int b = 0; b < B; b++) {
+            int pos = gpt_cache_len(&m, b);
+            if (pos < T) {
+                slots[n] = b;
+                toks[n] = seqs[b][pos];
+                n++;
+            }
+        }
+        if (n == 0) break;
+        lg = gpt_cache_decode(&m, n, slots, toks);
+        for (int i = 0; i < n; i++) {
+            int b = slots[i], pos = gpt_cache_len(&m, b) - 1;
+            double e = row_err(lg + (size_t)i * V, ref + ((size_t)b * T + pos) * V, V);
+            worst = fmax(worst, e);
+        }
+    }
+    fprintf(stderr, "    cache vs full forward: worst normalised logits error %.2e\n", worst);
+    CHECK(worst <= 1e-5);
+    free(ref);
+    gpt_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// generation
+
+static void test_logprobs_match_training_path(void) {
+    int V = 40, maxT = 24, B = 3, maxnew = 10;
+    GPT m;
+    make_model(&m, V, maxT, 5);
+    int p0[] = {1, 2, 3}, p1[] = {7}, p2[] = {4, 4, 9, 12, 0, 31};
+    const int *prompts[] = {p0, p1, p2};
+    int plens[] = {3, 1, 6};
+    uint64_t pids[] = {0, 1, 2}, sids[] = {0, 0, 0};
+    float temps[] = {0.7f, 1.0f, 0.0f};
+    for (int ti = 0; ti < 3; ti++) {
+        GenParams gp = {.max_new_tokens = maxnew, .eos_id = -1, .temperature = temps[ti],
+                        .top_k = ti == 0 ? 10 : 0, .top_p = ti == 0 ? 0.9f : 1.0f, .seed = 42};
+        int toks[3 * 10], lens[3];
+        float lps[3 * 10];
+        char err[ERRBUF_LEN];
+        CHECK(generate(&m, &gp, B, prompts, plens, pids, sids, toks, lps, lens, err) == 0);
+        m.temperature = temps[ti] > 0 ? temps[ti] : 1.0f;
+        double worst = 0;
+        for (int b = 0; b < B; b++) {
+            CHECK_EQ_INT(lens[b], maxnew);
+            int T = plens[b] + lens[b];
+            int seq[24], tg[24];
+            for (int t = 0; t < plens[b]; t++) seq[t] = prompts[b][t];
+            for (int t = 0; t < lens[b]; t++) seq[plens[b] + t] = toks[b * maxnew + t];
+            for (int t = 0; t < T; t++) tg[t] = t + 1 < T && t + 1 >= plens[b] ? seq[t + 1] : -1;
+            gpt_reserve(&m, 1, T);
+            gpt_forward(&m, seq, 1, T);
+            gpt_lm_forward(&m, tg, 1, T);
+            for (int t = 0; t < lens[b] - 1; t++) {
+                float train = m.logprobs[plens[b] - 1 + t];
+                worst = fmax(worst, fabs(train - lps[b * maxnew + t]));
+            }
+            /* the log-probs are those of the full distribution: <= 0 and finite */
+            for (int t = 0; t < lens[b]; t++) CHECK(lps[b * maxnew + t] <= 0 && isfinite(lps[b * maxnew + t]));
+        }
+        fprintf(stderr, "    temperature %.1f: max |logprob generate - gpt_lm_forward| = %.2e\n",
+                (double)temps[ti], worst);
+        CHECK(worst < 2e-5);
+    }
+    gpt_free(&m);
+}
+
+static void test_batch_invariance(void) {
+    int V = 60, maxT = 40, maxnew = 16;
+    GPT m;
+    make_model(&m, V, maxT, 9);
+    int target[] = {5, 17, 3, 3, 40};
+    int others[9][12];
+    int olens[9];
+    for (int i = 0; i < 9; i++) {
+        olens[i] = 1 + (int)rng_below(&g_rng, 12);
+        for (int t = 0; t < olens[i]; t++) others[i][t] = (int)rng_below(&g_rng, (uint64_t)V);
+    }
+    GenParams gp = {.max_new_tokens = maxnew, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 0.95f, .seed = 1234};
+    char err[ERRBUF_LEN];
+    /* alone */
+    const int *pa[1] = {target};
+    int la[1] = {5}, tok_alone[16], len_alone;
+    float lp_alone[16];
+    uint64_t pid = 77, sid = 3;
+    CHECK(generate(&m, &gp, 1, pa, la, &pid, &sid, tok_alone, lp_alone, &len_alone, err) == 0);
+    /* an EOS the target never produces, so the other sequences may stop early around it */
+    int used[60] = {0};
+    for (int t = 0; t < len_alone; t++) used[tok_alone[t]] = 1;
+    while (used[gp.eos_id + 1]) gp.eos_id++;
+    gp.eos_id++;
+    int early = 0;
+    /* in batches of sizes 2..10, at different positions, with other prompt lengths */
+    int mismatches = 0, runs = 0;
+    for (int B = 2; B <= 10; B++) {
+        int where = (B * 7) % B;
+        const int *prompts[10];
+        int plens[10];
+        uint64_t pids[10], sids[10];
+        for (int i = 0, o = 0; i < B; i++) {
+            if (i == where) {
+                prompts[i] = target, plens[i] = 5, pids[i] = pid, sids[i] = sid;
+            } else {
+                prompts[i] = others[o], plens[i] = olens[o], pids[i] = 100 + (uint64_t)o, sids[i] = 0;
+                o++;
+            }
+        }
+        int toks[10 * 16], lens[10];
+        float lps[10 * 16];
+        CHECK(generate(&m, &gp, B, prompts, plens, pids, sids, toks, lps, lens, err) == 0);
+        runs++;
+        for (int i = 0; i < B; i++) early += lens[i] < maxnew;
+        if (lens[where] != len_alone ||
+            memcmp(toks + where * maxnew, tok_alone, sizeof tok_alone) != 0 ||
+            memcmp(lps + where * maxnew, lp_alone, sizeof lp_alone) != 0)
+            mismatches++;
+    }
+    fprintf(stderr, "    sequence of %d tokens; identical in %d of %d batches (%d sequences "
+            "stopped early at EOS %d)\n", len_alone, runs - mismatches, runs, early, gp.eos_id);
+    CHECK_EQ_INT(mismatches, 0);
+    /* and a different sample id gives a different stream */
+    uint64_t sid2 = 4;
+    int tok2[16], len2;
+    float lp2[16];
+    CHECK(generate(&m, &gp, 1, pa, la, &pid, &sid2, tok2, lp2, &len2, err) == 0);
+    CHECK(len2 != len_alone || memcmp(tok2, tok_alone, sizeof tok2) != 0);
+    gpt_free(&m);
+}
+
+static void test_eos_and_padding(void) {
+    int V = 30, maxnew = 12;
+    GPT m;
+    make_model(&m, V, 32, 13);
+    int p0[] = {3, 4, 5};
+    const int *prompts[] = {p0};
+    int plen = 3, toks[12], len;
+    float lps[12];
+    uint64_t id = 0;
+    char err[ERRBUF_LEN];
+    GenParams gp = {.max_new_tokens = maxnew, .eos_id = -1, .temperature = 0.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 0};
+    CHECK(generate(&m, &gp, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == 0);
+    CHECK_EQ_INT(len, maxnew);
+    /* make the 4th greedy token the EOS: generation must stop there, EOS included */
+    int eos = toks[3], first = 0;
+    while (toks[first] != eos) first++;
+    gp.eos_id = eos;
+    int toks2[12], len2;
+    float lps2[12];
+    CHECK(generate(&m, &gp, 1, prompts, &plen, &id, &id, toks2, lps2, &len2, err) == 0);
+    CHECK_EQ_INT(len2, first + 1);
+    CHECK(memcmp(toks2, toks, (size_t)(first + 1) * sizeof(int)) == 0);
+    CHECK(toks2[first] == eos);
+    for (int t = first + 1; t < maxnew; t++) CHECK(toks2[t] == -1 && lps2[t] == 0.0f);
+    gpt_free(&m);
+}
+
+static void test_bad_input(void) {
+    int V = 20;
+    GPT m;
+    make_model(&m, V, 16, 1);
+    int p0[] = {1, 2, 3}, bad[] = {1, 20}, neg[] = {-3};
+    const int *prompts[] = {p0};
+    int plen = 3, toks[16], len;
+    float lps[16];
+    uint64_t id = 0;
+    char err[ERRBUF_LEN];
+    GenParams gp = {.max_new_tokens = 8, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 0};
+    GenParams g2 = gp;
+    g2.max_new_tokens = 14; /* 3 + 14 > 16 */
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(strstr(err, "max_seq_len") != NULL);
+    g2 = gp, g2.temperature = -1.0f;
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    g2 = gp, g2.top_p = 0.0f;
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    g2 = gp, g2.top_k = -2;
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    g2 = gp, g2.eos_id = V;
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    g2 = gp, g2.max_new_tokens = 0;
+    CHECK(generate(&m, &g2, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    const int *pb[] = {bad};
+    int lb = 2;
+    CHECK(generate(&m, &gp, 1, pb, &lb, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(strstr(err, "token 20") != NULL);
+    const int *pn[] = {neg};
+    int ln = 1, l0 = 0;
+    CHECK(generate(&m, &gp, 1, pn, &ln, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(generate(&m, &gp, 1, prompts, &l0, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(generate(&m, &gp, 0, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    gpt_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// sampling semantics on hand-made logits
+
+static const float *g_ref_logits;
+static float g_ref_inv_t;
+static int ref_cmp(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    float zi = g_ref_logits[i] * g_ref_inv_t, zj = g_ref_logits[j] * g_ref_inv_t;
+    if (zi != zj) return zi > zj ? -1 : 1;
+    return i < j ? -1 : 1;
+}
+
+/* brute force: order all tokens by (prob desc, id asc), apply top-k then top-p, draw
+ * with the given uniform */
+static int reference_sample(const float *logits, int V, const SampleParams *p, double u) {
+    float inv_t = 1.0f / p->temperature;
+    double *w = xcalloc((size_t)V, sizeof(double));
+    int *ord = xcalloc((size_t)V, sizeof(int));
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = fmaxf(mx, logits[i] * inv_t);
+    for (int i = 0; i < V; i++) {
+        w[i] = expf(logits[i] * inv_t - mx);
+        ord[i] = i;
+    }
+    g_ref_logits = logits;
+    g_ref_inv_t = inv_t;
+    qsort(ord, (size_t)V, sizeof(int), ref_cmp);
+    int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    double mass = 0;
+    for (int j = 0; j < k; j++) mass += w[ord[j]];
+    int kept = k;
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        for (int j = 0; j < k; j++) {
+            cum += w[ord[j]];
+            if (cum >= (double)p->top_p * mass) {
+                kept = j + 1;
+                break;
+            }
+        }
+    }
+    double km = 0;
+    for (int j = 0; j < kept; j++) km += w[ord[j]];
+    double target = u * km, cum = 0;
+    int tok = ord[0];
+    for (int j = 0; j < kept; j++) {
+        cum += w[ord[j]];
+        tok = ord[j];
+        if (cum > target) break;
+    }
+    free(w);
+    free(ord);
+    return tok;
+}
+
+static void test_sample_against_reference(void) {
+    int V = 300;
+    Sampler s;
+    sampler_init(&s, V);
+    float *logits = xalloc_floats((size_t)V);
+    SampleParams cases[] = {{1.0f, 0, 0.9f}, {0.7f, 20, 1.0f}, {1.3f, 50, 0.5f},
+                            {1.0f, 0, 0.3f}, {0.5f, 1, 1.0f},  {2.0f, 299, 0.99f}};
+    int mismatches = 0, total = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        for (int trial = 0; trial < 40; trial++) {
+            for (int i = 0; i < V; i++) logits[i] = 2.0f * rng_normal(&g_rng);
+            if (trial % 4 == 0) /* ties */
+                for (int i = 0; i < V; i += 3) logits[i] = 1.5f;
+            Rng r;
+            rng_init_keyed(&r, 9, ci, (uint64_t)trial);
+            Rng copy = r;
+            double u = rng_uniform_double(&copy);
+            float lp;
+            int tok = sample_token(&s, logits, &cases[ci], &r, &lp);
+            int ref = reference_sample(logits, V, &cases[ci], u);
+            mismatches += tok != ref;
+            total++;
+            /* exactly one draw */
+            CHECK(memcmp(&r, &copy, sizeof r) == 0);
+            /* the log-prob is the full distribution's, bit-identical to logprob_forward */
+            float lp2, ent, lse;
+            logprob_forward(&lp2, &ent, &lse, logits, &tok, cases[ci].temperature, 1, V);
+            CHECK(lp == lp2);
+        }
+    }
+    fprintf(stderr, "    sampler vs brute-force reference: %d of %d draws differ\n", mismatches, total);
+    CHECK_EQ_INT(mismatches, 0);
+    free(logits);
+    sampler_free(&s);
+}
+
+static void test_greedy_and_topk1(void) {
+    int V = 100;
+    Sampler s;
+    sampler_init(&s, V);
+    float logits[100];
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < V; i++) logits[i] = rng_normal(&g_rng);
+        int am = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[am]) am = i;
+        Rng r, before;
+        rng_init(&r, (uint64_t)trial);
+        before = r;
+        float lp;
+        SampleParams greedy = {0.0f, 0, 1.0f}, k1 = {0.5f + 0.1f * (float)(trial % 10), 1, 1.0f};
+        CHECK_EQ_INT(sample_token(&s, logits, &greedy, &r, &lp), am);
+        CHECK(memcmp(&r, &before, sizeof r) == 0); /* greedy draws nothing */
+        float lp1, ent, lse;
+        logprob_forward(&lp1, &ent, &lse, logits, &am, 1.0f, 1, V);
+        CHECK(lp == lp1);
+        CHECK_EQ_INT(sample_token(&s, logits, &k1, &r, &lp), am);
+    }
+    /* ties: lowest id wins */
+    for (int i = 0; i < V; i++) logits[i] = 0.0f;
+    logits[10] = logits[60] = 3.0f;
+    Rng r;
+    rng_init(&r, 1);
+    float lp;
+    SampleParams greedy = {0.0f, 0, 1.0f}, k1 = {1.0f, 1, 1.0f};
+    CHECK_EQ_INT(sample_token(&s, logits, &greedy, &r, &lp), 10);
+    CHECK_EQ_INT(sample_token(&s, logits, &k1, &r, &lp), 10);
+    sampler_free(&s);
+}
+
+/* Empirical frequencies against the renormalised kept distribution (4.5 sigma bound). */
+static void freq_check(const float *logits, int V, SampleParams p, const double *expect,
+                       const char *label) {
+    Sampler s;
+    sampler_init(&s, V);
+    int N = 100000, *counts = xcalloc((size_t)V, sizeof(int));
+    Rng r;
+    rng_init(&r, 2024);
+    float lp;
+    for (int i = 0; i < N; i++) counts[sample_token(&s, logits, &p, &r, &lp)]++;
+    double worst = 0;
+    for (int i = 0; i < V; i++) {
+        double f = (double)counts[i] / N, sd = sqrt(expect[i] * (1 - expect[i]) / N);
+        if (expect[i] == 0.0) CHECK_MSG(counts[i] == 0, "%s: token %d drawn %d times, outside the kept set", label, i, counts[i]);
+        else CHECK_MSG(fabs(f - expect[i]) <= 4.5 * sd, "%s: token %d freq %.4f expected %.4f", label, i, f, expect[i]);
+        worst = fmax(worst, fabs(f - expect[i]));
+    }
+    fprintf(stderr, "    %-28s max |freq - p| = %.4f\n", label, worst);
+    free(counts);
+    sampler_free(&s);
+}
+
+static void test_frequencies(void) {
+    /* probabilities 0.4 0.25 0.15 0.1 0.06 0.04 */
+    double p[6] = {0.4, 0.25, 0.15, 0.1, 0.06, 0.04};
+    float logits[6];
+    for (int i = 0; i < 6; i++) logits[i] = (float)log(p[i]) + 1.0f;
+    double e_all[6], e[6];
+    for (int i = 0; i < 6; i++) e_all[i] = p[i];
+    freq_check(logits, 6, (SampleParams){1.0f, 0, 1.0f}, e_all, "plain");
+    /* top-k 3: renormalised over {0,1,2} */
+    for (int i = 0; i < 6; i++) e[i] = i < 3 ? p[i] / 0.8 : 0.0;
+    freq_check(logits, 6, (SampleParams){1.0f, 3, 1.0f}, e, "top-k 3");
+    /* top-p 0.6: 0.4 < 0.6 <= 0.65 -> {0,1} */
+    for (int i = 0; i < 6; i++) e[i] = i < 2 ? p[i] / 0.65 : 0.0;
+    freq_check(logits, 6, (SampleParams){1.0f, 0, 0.6f}, e, "top-p 0.6");
+    /* top-p 0.85: 0.8 < 0.85 <= 0.9 -> {0,1,2,3} */
+    for (int i = 0; i < 6; i++) e[i] = i < 4 ? p[i] / 0.9 : 0.0;
+    freq_check(logits, 6, (SampleParams){1.0f, 0, 0.85f}, e, "top-p 0.85");
+    /* top-k 4 then top-p 0.7 of the top-4 mass 0.9: need 0.63 -> {0,1} (0.65) */
+    for (int i = 0; i < 6; i++) e[i] = i < 2 ? p[i] / 0.65 : 0.0;
+    freq_check(logits, 6, (SampleParams){1.0f, 4, 0.7f}, e, "top-k 4 + top-p 0.7");
+    /* temperature 0.5: p^2 renormalised; temperature 2: sqrt(p) renormalised */
+    double s2 = 0, sh = 0;
+    for (int i = 0; i < 6; i++) s2 += p[i] * p[i], sh += sqrt(p[i]);
+    for (int i = 0; i < 6; i++) e[i] = p[i] * p[i] / s2;
+    freq_check(logits, 6, (SampleParams){0.5f, 0, 1.0f}, e, "temperature 0.5");
+    for (int i = 0; i < 6; i++) e[i] = sqrt(p[i]) / sh;
+    freq_check(logits, 6, (SampleParams){2.0f, 0, 1.0f}, e, "temperature 2");
+}
+
+/* Big vocabulary: the nucleus prefilter and the full-sort fallback give the reference's
+ * token. */
+static void test_large_vocab_nucleus(void) {
+    int V = 50257;
+    Sampler s;
+    sampler_init(&s, V);
+    float *logits = xalloc_floats((size_t)V);
+    int mismatches = 0;
+    for (int trial = 0; trial < 6; trial++) {
+        /* peaked (prefilter path) or flat (fallback path) */
+        float scale = trial % 2 ? 0.01f : 4.0f;
+        for (int i = 0; i < V; i++) logits[i] = scale * rng_normal(&g_rng);
+        SampleParams p = {1.0f, trial >= 4 ? 1000 : 0, 0.9f};
+        Rng r;
+        rng_init(&r, (uint64_t)trial);
+        Rng copy = r;
+        double u = rng_uniform_double(&copy);
+        float lp;
+        int tok = sample_token(&s, logits, &p, &r, &lp);
+        mismatches += tok != reference_sample(logits, V, &p, u);
+    }
+    CHECK_EQ_INT(mismatches, 0);
+    free(logits);
+    sampler_free(&s);
+}
+
+int main(void) {
+    rng_init(&g_rng, 4242);
+    ops_blas_setup(0);
+    TEST_RUN(test_decode_matches_forward);
+    TEST_RUN(test_logprobs_match_training_path);
+    TEST_RUN(test_batch_invariance);
+    TEST_RUN(test_eos_and_padding);
+    TEST_RUN(test_bad_input);
+    TEST_RUN(test_sample_against_reference);
+    TEST_RUN(test_greedy_and_topk1);
+    TEST_RUN(test_frequencies);
+    TEST_RUN(test_large_vocab_nucleus);
+    return TEST_EXIT();
+}
