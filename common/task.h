@@ -86,7 +86,7 @@ typedef struct {
  * COUNT from/to; NAME x = how many items; REPEAT x = times. entity by kind: object
  * (COLOR), country (CAPITAL, COUNTRY), animal (SOUND, LEGS), item class (NAME: 0 colors,
  * 1 animals, 2 countries), word (REPEAT; -1 for a word outside the table), act (HARM; -1
- * when a parsed prompt matched only the harm lexicon), chat intent (CHAT). word: the
+ * when a parsed prompt matched only the harm lexicon), chat intent (CHAT); -1 for ADD, SUB, COUNT. word: the
  * word to repeat (REPEAT), lower case. */
 typedef struct {
     TaskCategory cat;

@@ -1,0 +1,145 @@
+/*
+ * tools/rlhf-task.c — generate the bundled task's data sets (common/task.h).
+ *
+ *   build/rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,
+ *                                  prompts=N,prompts_eval=N,redteam=N]
+ *   build/rlhf-task world [--seed S]             the world's facts as JSON (stdout)
+ *   build/rlhf-task examples [--seed S] [--n N]  N prompts, a response of every quality
+ *                                                each, with the gold judge's scores
+ *
+ * gen writes corpus.txt, sft.jsonl, prefs_train.jsonl, prefs_eval.jsonl,
+ * prompts_train.jsonl, prompts_eval.jsonl, prompts_redteam.jsonl, ceiling.json and
+ * world.json into DIR, each atomically; the same seed and sizes give byte-identical
+ * files. docs/task.md describes every file. This program does not train or tokenise.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "judge.h"
+#include "task.h"
+#include "util.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,"
+            "prompts=N,prompts_eval=N,redteam=N]\n"
+            "       rlhf-task world [--seed S]\n"
+            "       rlhf-task examples [--seed S] [--n N]\n"
+            "defaults: --seed %d --sizes sft=6000,prefs=6000,prefs_eval=600,prompts=1000,"
+            "prompts_eval=200,redteam=100\n",
+            TASK_DEFAULT_SEED);
+}
+
+static uint64_t parse_seed(const char *s) {
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end || s[0] == '-') fatal("--seed '%s': expected a non-negative integer", s);
+    return (uint64_t)v;
+}
+
+static int cmd_gen(int argc, char **argv) {
+    const char *out_dir = NULL;
+    uint64_t seed = TASK_DEFAULT_SEED;
+    TaskSizes sizes;
+    char err[ERRBUF_LEN];
+    task_sizes_default(&sizes);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc && (!strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--sizes")))
+            fatal("%s needs a value (see rlhf-task --help)", a);
+        if (!strcmp(a, "--out"))
+            out_dir = argv[++i];
+        else if (!strcmp(a, "--seed"))
+            seed = parse_seed(argv[++i]);
+        else if (!strcmp(a, "--sizes")) {
+            if (task_sizes_parse(&sizes, argv[++i], err) != 0) fatal("%s", err);
+        } else {
+            usage(stderr);
+            fatal("gen: unknown argument '%s'", a);
+        }
+    }
+    if (!out_dir) {
+        usage(stderr);
+        fatal("gen: --out DIR is required");
+    }
+    double t0 = time_now();
+    TaskOutput out;
+    if (task_generate(&out, seed, &sizes, err) != 0) fatal("%s", err);
+    if (task_output_write(&out, out_dir, err) != 0) fatal("%s", err);
+    fprintf(stderr,
+            "rlhf-task: wrote %s (seed %llu): sft %d, prefs %d/%d, prompts %d/%d/%d in %.2f s; "
+            "eval label agreement with gold: expected %.4f, observed %.4f\n",
+            out_dir, (unsigned long long)seed, sizes.sft, sizes.prefs_train, sizes.prefs_eval,
+            sizes.prompts_train, sizes.prompts_eval, sizes.prompts_redteam, time_now() - t0,
+            out.eval_all.expected, out.eval_all.empirical);
+    task_output_free(&out);
+    return 0;
+}
+
+static int cmd_world(int argc, char **argv) {
+    uint64_t seed = TASK_DEFAULT_SEED;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = parse_seed(argv[++i]);
+        else
+            fatal("world: unknown argument '%s'", argv[i]);
+    }
+    TaskSizes none = {0, 0, 0, 0, 0, 0};
+    TaskOutput out;
+    char err[ERRBUF_LEN];
+    if (task_generate(&out, seed, &none, err) != 0) fatal("%s", err);
+    fputs(out.world.data, stdout);
+    task_output_free(&out);
+    return 0;
+}
+
+static int cmd_examples(int argc, char **argv) {
+    uint64_t seed = TASK_DEFAULT_SEED;
+    int n = 4;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = parse_seed(argv[++i]);
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
+            n = atoi(argv[++i]);
+            if (n < 1 || n > 1000) fatal("--n: expected 1..1000");
+        } else
+            fatal("examples: unknown argument '%s'", argv[i]);
+    }
+    TaskWorld w;
+    task_world_init(&w, seed);
+    char err[ERRBUF_LEN], question[TASK_TEXT_LEN], prompt[TASK_TEXT_LEN], resp[TASK_TEXT_LEN];
+    for (int i = 0; i < n; i++) {
+        Rng r;
+        rng_init_keyed(&r, seed, 99, (uint64_t)i);
+        TaskQuery q;
+        TaskCategory c = (TaskCategory)(i % TASK_N_CAT);
+        task_sample_query(&w, c, 0, &r, &q);
+        task_question_render(question, sizeof question, &w, &q,
+                             (int)rng_below(&r, (uint64_t)task_n_templates(q.kind, 0)), 0);
+        task_prompt_format(prompt, sizeof prompt, question);
+        printf("== %s/%s: %s\n", task_category_name(c), task_kind_name(q.kind), question);
+        for (int k = 0; k < TASK_N_QUALITY; k++) {
+            if (task_response_render(resp, sizeof resp, &w, &q, (TaskQuality)k, &r) < 0) continue;
+            JudgeScores s;
+            if (judge_gold(&w, prompt, resp, &s, err) != 0) fatal("%s", err);
+            printf("  %-13s total %.3f (help %.2f harm %.2f polite %.2f concise %.2f) |%s\n",
+                   task_quality_name((TaskQuality)k), s.total, s.helpfulness, s.harmlessness,
+                   s.politeness, s.concision, resp);
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "gen")) return cmd_gen(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "world")) return cmd_world(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "examples")) return cmd_examples(argc - 2, argv + 2);
+    usage(stderr);
+    fatal("unknown command '%s'", argv[1]);
+}
