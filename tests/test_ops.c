@@ -211,6 +211,30 @@ static void test_attention_reference(void) {
     }
 }
 
+/* the decode kernel: one query row against a (head, position, hs) cache */
+static void test_attention_row_reference(void) {
+    int T = 11, C = 24, NH = 3, hs = 8;
+    float *qkv = rand_buf((size_t)T * 3 * C, 1.0f);
+    float *ref = xalloc_floats((size_t)T * C), *att = xalloc_floats((size_t)NH * T * T);
+    attention_forward_naive(ref, att, qkv, 1, T, C, NH);
+    int Tc = 16; /* cache capacity larger than used */
+    float *kc = xalloc_floats((size_t)NH * Tc * hs), *vc = xalloc_floats((size_t)NH * Tc * hs);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < hs; i++) {
+                kc[((size_t)h * Tc + t) * hs + i] = qkv[(size_t)t * 3 * C + C + h * hs + i];
+                vc[((size_t)h * Tc + t) * hs + i] = qkv[(size_t)t * 3 * C + 2 * C + h * hs + i];
+            }
+    float out[24], scores[16];
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        attention_row_forward(out, scores, qkv + (size_t)t * 3 * C, kc, vc, t + 1, Tc, C, NH);
+        worst = fmax(worst, norm_err(out, ref + (size_t)t * C, (size_t)C, 1e-6));
+    }
+    CHECK_MSG(worst < 2e-6, "attention_row_forward err %.3g", worst);
+    free(qkv), free(ref), free(att), free(kc), free(vc);
+}
+
 static void test_pointwise_reference(void) {
     /* GELU against the formula in double */
     float xs[] = {-6.0f, -3.0f, -1.0f, -0.5f, 0.0f, 0.3f, 1.0f, 2.5f, 8.0f};
@@ -544,6 +568,7 @@ int main(void) {
     TEST_RUN(test_lmhead_reference);
     TEST_RUN(test_rows_batch_invariance);
     TEST_RUN(test_attention_reference);
+    TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
     TEST_RUN(test_logprob_reference);
     TEST_RUN(test_grad_check_can_fail);
