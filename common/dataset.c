@@ -376,7 +376,8 @@ int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions 
     }
     enum { CHUNK = 1 << 16 };
     chunk = xmalloc(CHUNK);
-    size_t line_cap = d->max_line_bytes + 1, line_len = 0;
+    /* the line buffer grows with the longest line seen, up to max_line_bytes */
+    size_t line_cap = 4096, line_len = 0;
     line = xmalloc(line_cap);
     int too_long = 0;
     int64_t lineno = 1, line_start = 0, file_pos = 0;
@@ -396,6 +397,10 @@ int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions 
                 if (line_len + seg > d->max_line_bytes) {
                     too_long = 1;
                 } else {
+                    if (line_len + seg > line_cap) {
+                        while (line_len + seg > line_cap) line_cap *= 2;
+                        line = xrealloc(line, line_cap);
+                    }
                     memcpy(line + line_len, chunk + i, seg);
                     line_len += seg;
                 }

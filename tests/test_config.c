@@ -444,6 +444,39 @@ static void test_example_configs(void) {
     }
 }
 
+/* Random mutations of a valid text: every parse returns 0 or -1 with a message, never
+ * crashes (run under ASan by `make asan`), and a success still validates its ranges. */
+static void test_fuzz(void) {
+    RlhfConfig base;
+    config_defaults(&base);
+    char *text = config_to_text(&base);
+    size_t n = strlen(text);
+    char *buf = xmalloc(n + 1);
+    Rng r;
+    rng_init(&r, 2024);
+    static const char junk[] = "[]=#;\"\\\n\r\t .-_0123456789eE+xyz\xff\xc3";
+    int failures = 0, bad_msg = 0;
+    for (int t = 0; t < 3000; t++) {
+        memcpy(buf, text, n + 1);
+        int edits = 1 + (int)rng_below(&r, 6);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)rng_below(&r, n);
+            buf[at] = junk[rng_below(&r, sizeof junk - 1)];
+        }
+        RlhfConfig c;
+        config_defaults(&c);
+        err[0] = 0;
+        if (config_parse_text(&c, buf, "fuzz", err) != 0) {
+            failures++;
+            if (strncmp(err, "fuzz", 4) != 0) bad_msg++;
+        }
+    }
+    CHECK(failures > 100);    /* most mutations break something */
+    CHECK_EQ_INT(bad_msg, 0); /* every message names the source */
+    free(buf);
+    free(text);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--markdown") == 0) {
         config_write_markdown(stdout);
@@ -459,5 +492,6 @@ int main(int argc, char **argv) {
     TEST_RUN(test_diff);
     TEST_RUN(test_help_and_docs);
     TEST_RUN(test_example_configs);
+    TEST_RUN(test_fuzz);
     return TEST_EXIT();
 }

@@ -299,18 +299,18 @@ static void test_label_log(void) {
                    /* 1 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\",\"annotator\":"
                            "\"ann\",\"label\":\"A\",\"id\":\"i1\"}\n"
                            /* 2 */ "{\"prompt\":\"q2\",\"a\":\"x\",\"b\":\"y\",\"annotator\":"
-                                   "\"ann\",\"label\":\"tie\",\"id\":\"i2\"}\n"
+                           "\"ann\",\"label\":\"tie\",\"id\":\"i2\"}\n"
                            /* 3 */ "{\"prompt\":\"q3\",\"a\":\"x\",\"b\":\"y\",\"annotator\":"
-                                   "\"ann\",\"label\":\"skip\",\"id\":7}\n"
+                           "\"ann\",\"label\":\"skip\",\"id\":7}\n"
                            /* 4 */ "{\"prompt\":\"q1\",\"chosen\":\"b1\",\"rejected\":\"a1\","
-                                   "\"annotator\":\"ann\",\"label\":\"B\",\"id\":\"i1\"}\n"
+                           "\"annotator\":\"ann\",\"label\":\"B\",\"id\":\"i1\"}\n"
                            /* 5 */ "{\"undo\":\"i1\",\"annotator\":\"ann\",\"time\":\"t\"}\n"
                            /* 6 */ "{\"prompt\":\"q1\",\"chosen\":\"a1\",\"rejected\":\"b1\","
-                                   "\"annotator\":\"bob\",\"label\":\"A\",\"id\":\"i1\"}\n"
+                           "\"annotator\":\"bob\",\"label\":\"A\",\"id\":\"i1\"}\n"
                            /* 7 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
                            /* 8 */ "{\"undo\":7,\"annotator\":\"ann\"}\n"
                            /* 9 */ "{\"prompt\":\"q4\",\"chosen\":\"c4\",\"rejected\":\"r4\","
-                                   "\"annotator\":\"ann\",\"label\":\"A\",\"id\":\"i4\"}\n"
+                           "\"annotator\":\"ann\",\"label\":\"A\",\"id\":\"i4\"}\n"
                            /*10 */ "{\"undo\":\"i4\",\"annotator\":\"ann\"}\n"
                            /*11 */ "{\"undo\":\"nope\",\"annotator\":\"ann\"}\n"
                            /*12 */ "{\"undo\":[1],\"annotator\":\"ann\"}\n"
@@ -640,6 +640,42 @@ static void test_options_from_config(void) {
     CHECK_EQ_INT(o.max_line_bytes, 1 << 20);
 }
 
+/* Random mutations of a valid file: open returns 0 or -1, never crashes; every record an
+ * open accepts reads back. */
+static void test_fuzz(void) {
+    const char *good =
+        "{\"prompt\": \"p1\", \"chosen\": \"a\", \"rejected\": \"b\", \"label\": \"A\", \"id\": 1, "
+        "\"annotator\": \"x\"}\n"
+        "{\"undo\": 1, \"annotator\": \"x\"}\n"
+        "{\"prompt\": \"p2\", \"chosen\": \"\\u00e9\", \"rejected\": \"b\"}\n"
+        "{\"prompt\": \"p3\", \"a\": \"a\", \"b\": \"b\", \"label\": \"tie\", \"id\": 2}\n";
+    size_t n = strlen(good);
+    char *buf = xmalloc(n + 1);
+    static const char junk[] = "{}[]\":,\\\n\r 0123456789.eE+-ntfu\xff\xc3\x80";
+    Rng r;
+    rng_init(&r, 77);
+    int opened = 0, read_ok = 1;
+    for (int t = 0; t < 800; t++) {
+        memcpy(buf, good, n + 1);
+        int edits = 1 + (int)rng_below(&r, 4);
+        for (int e = 0; e < edits; e++)
+            buf[rng_below(&r, n)] = junk[rng_below(&r, sizeof junk - 1)];
+        const char *path = write_file("fuzz.jsonl", buf, n);
+        for (int kind = 0; kind < 3; kind++) {
+            Dataset d;
+            if (dataset_open(&d, path, (DataKind)kind, NULL, err) != 0) continue;
+            opened++;
+            DataRecord rec = {0};
+            for (int64_t i = 0; i < d.n; i++) read_ok &= dataset_get(&d, i, &rec, err) == 0;
+            data_record_free(&rec);
+            dataset_free(&d);
+        }
+    }
+    CHECK(opened > 100);
+    CHECK(read_ok);
+    free(buf);
+}
+
 int main(void) {
     const char *root = getenv("RLHF_TEST_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/dataset-XXXXXX", root ? root : "/tmp");
@@ -659,6 +695,7 @@ int main(void) {
     TEST_RUN(test_split);
     TEST_RUN(test_truncate);
     TEST_RUN(test_options_from_config);
+    TEST_RUN(test_fuzz);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
