@@ -80,7 +80,8 @@ int adamw_decay_table_gpt(AdamWRange *out, const GPTTensor *tensors, int n);
 int adamw_decays(const AdamW *o, size_t i);
 
 /* One AdamW update of params (n) with grads (n) at learning rate lr; increments step.
- * Reads grads only. Non-finite gradients propagate into m, v, params: check first. */
+ * Reads grads only; params and grads must not overlap each other or m, v. Non-finite
+ * gradients propagate into m, v, params: check first (adamw_clip_grad_norm's return). */
 void adamw_step(AdamW *o, float *params, const float *grads, float lr);
 
 /* Reset m, v to zero and step to 0 (e.g. a new stage starting from loaded weights). */
