@@ -38,7 +38,8 @@
     X(run, keep_last, INT, 3, 1, 1000000, "keep the last K checkpoints, delete older ones") \
     X(run, threads, INT, 1, 1, 1024, "OpenBLAS threads per rank") \
     X(run, bad_data, ENUM, "skip", "skip|fail", 0, "a bad dataset line: skip it (warn with file:line, count) or fail the run") \
-    X(run, max_nonfinite, INT, 5, 0, 1000000, "consecutive steps with a non-finite loss or gradient that are skipped before the run stops")
+    X(run, max_nonfinite, INT, 5, 0, 1000000, "consecutive steps with a non-finite loss or gradient that are skipped before the run stops") \
+    X(run, stop_at_step, INT, 0, 0, 1000000000, "end this process after this step with a checkpoint, as if the job's time ran out (0 = run to the end); resume with run.resume=auto")
 
 #define RLHF_CONFIG_KEYS_model(X) \
     X(model, preset, ENUM, "tiny", "tiny|gpt2|custom", 0, "architecture preset: tiny (L4 NH4 C128 T128), gpt2 (124M), custom (set every size below)") \

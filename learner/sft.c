@@ -194,10 +194,12 @@ int learner_sft(int argc, char **argv, MPI_Comm comm) {
         }
         if (c->run.eval_every > 0 && tr.step % c->run.eval_every == 0 && tr.step < tr.total_steps)
             sft_log_eval(&s);
-        trainer_maybe_save(&tr);
+        if (trainer_maybe_save(&tr)) break;
     }
-    sft_log_eval(&s);
-    trainer_save(&tr);
+    if (!tr.stopped) {
+        sft_log_eval(&s);
+        trainer_save(&tr);
+    }
     if (tr.rank == 0 && (s.train.n_bad > 0 || tr.skipped_steps > 0))
         printf("sft: %lld bad training lines skipped, %ld non-finite steps skipped\n",
                (long long)s.train.n_bad, tr.skipped_steps);

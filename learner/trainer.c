@@ -120,11 +120,17 @@ static void load_tokenizer(Trainer *t, const char *init_path) {
 
 /* The checkpoint group holding a model in file r: the preferred one if present, else
  * policy, reward, value in that order. */
+static int has_group(CkptReader *r, const char *g) {
+    char path[64];
+    snprintf(path, sizeof path, "/%s", g);
+    return ckpt_has(r, path);
+}
+
 static const char *init_group(CkptReader *r, const char *preferred) {
     static const char *groups[] = {"policy", "reward", "value", "reference"};
-    if (preferred && ckpt_has(r, preferred)) return preferred;
+    if (preferred && has_group(r, preferred)) return preferred;
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
-        if (ckpt_has(r, groups[i])) return groups[i];
+        if (has_group(r, groups[i])) return groups[i];
     return NULL;
 }
 
@@ -291,9 +297,18 @@ void trainer_save(Trainer *t) {
     if (any_failed(t, failed)) trainer_fail(t, 0, "stopping: cannot write checkpoints");
 }
 
-void trainer_maybe_save(Trainer *t) {
+int trainer_maybe_save(Trainer *t) {
     int every = t->cfg.run.ckpt_every;
-    if (every > 0 && t->step % every == 0 && t->step < t->total_steps) trainer_save(t);
+    if (t->cfg.run.stop_at_step > 0 && t->step == t->cfg.run.stop_at_step &&
+        t->step < t->total_steps) {
+        trainer_save(t);
+        t->stopped = 1;
+        if (t->rank == 0) printf("learner %s: stopping at step %ld (run.stop_at_step)\n",
+                                 t->stage, t->step);
+    } else if (every > 0 && t->step % every == 0 && t->step < t->total_steps) {
+        trainer_save(t);
+    }
+    return t->stopped;
 }
 
 void trainer_resume(Trainer *t) {

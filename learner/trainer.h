@@ -57,6 +57,7 @@ typedef struct {
     long tokens_since_log;
     int nonfinite_streak;
     long skipped_steps;
+    int stopped;             /* run.stop_at_step reached: checkpoint written, leave now */
     /* optional: rank 0 adds stage-specific datasets to every checkpoint it writes */
     int (*save_extra)(void *ctx, struct CkptWriter *w, char *err);
     void *extra_ctx;
@@ -92,8 +93,10 @@ void trainer_allreduce_sum(Trainer *t, double *x, int n);
 
 /* Write a checkpoint now (rank 0 writes; collective). */
 void trainer_save(Trainer *t);
-/* Save when run.ckpt_every divides the step (collective). */
-void trainer_maybe_save(Trainer *t);
+/* Save when run.ckpt_every divides the step (collective). At run.stop_at_step it saves
+ * and sets t->stopped: the stage leaves its loop and skips its end-of-run work, as a job
+ * killed by its time limit would (resume with run.resume=auto). Returns t->stopped. */
+int trainer_maybe_save(Trainer *t);
 
 /* Rank 0: append one JSON object line {"stage":..,"step":..,<fields>} to metrics.jsonl;
  * fields is the inside of a JSON object ("\"loss\": 1.2, ..."). */

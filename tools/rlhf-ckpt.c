@@ -1,0 +1,180 @@
+/*
+ * tools/rlhf-ckpt.c — look inside rlhf-c checkpoints.
+ *
+ *   build/rlhf-ckpt info CKPT.h5|RUN_DIR     stage, step, models (sizes), verification
+ *   build/rlhf-ckpt diff A.h5 B.h5           compare every model and optimizer buffer:
+ *                                            exit 0 if bit-identical, 1 if not (with the
+ *                                            largest difference per buffer), 2 on error
+ *
+ * `diff` is how the resume and reproducibility tests prove bit-exactness. A RUN_DIR is
+ * resolved to its newest good checkpoint.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "util.h"
+
+static const char *groups[] = {"policy", "value", "reward", "reference"};
+#define N_GROUPS (sizeof groups / sizeof groups[0])
+
+static CkptReader *open_any(const char *arg, char *path, size_t cap) {
+    char err[ERRBUF_LEN] = "";
+    int rc = ckpt_resolve(arg, "auto", path, cap, err);
+    if (rc != 0) {
+        fprintf(stderr, "rlhf-ckpt: %s: %s\n", arg, rc == 1 ? "no checkpoint there" : err);
+        return NULL;
+    }
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) fprintf(stderr, "rlhf-ckpt: %s\n", err);
+    return r;
+}
+
+static int cmd_info(const char *arg) {
+    char path[CKPT_PATH_LEN], err[ERRBUF_LEN] = "";
+    CkptReader *r = open_any(arg, path, sizeof path);
+    if (!r) return 2;
+    const CkptMeta *m = ckpt_reader_meta(r);
+    printf("%s\n  stage %s, step %lld, policy_version %lld, tokenizer %s\n", path, m->stage,
+           (long long)m->step, (long long)m->policy_version, m->tok_vocab ? "yes" : "no");
+    for (size_t g = 0; g < N_GROUPS; g++) {
+        char gp[64];
+        snprintf(gp, sizeof gp, "/%s", groups[g]);
+        if (!ckpt_has(r, gp)) continue;
+        GPTConfig c;
+        if (ckpt_read_model_config(r, groups[g], &c, err) != 0) {
+            printf("  /%s: %s\n", groups[g], err);
+            continue;
+        }
+        char op[80];
+        snprintf(op, sizeof op, "/optim/%s/m", groups[g]);
+        printf("  /%s: %s head, V%d T%d L%d NH%d C%d, %zu parameters%s\n", groups[g],
+               ckpt_head_name(c.head), c.vocab_size, c.max_seq_len, c.n_layer, c.n_head,
+               c.n_embd, gpt_config_num_params(&c),
+               ckpt_has(r, op) ? ", with AdamW state" : "");
+    }
+    int ok = ckpt_verify(r, err) == 0;
+    printf("  verification: %s\n", ok ? "every dataset's checksum matches" : err);
+    ckpt_reader_free(r);
+    return ok ? 0 : 1;
+}
+
+/* Compare two float buffers; prints and returns 1 when they differ. */
+static int compare(const char *what, const float *a, const float *b, size_t n) {
+    size_t ndiff = 0, worst = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+            ndiff++;
+            double d = fabs((double)a[i] - (double)b[i]);
+            if (d > maxd || ndiff == 1) {
+                maxd = d;
+                worst = i;
+            }
+        }
+    }
+    if (ndiff == 0) {
+        printf("  %-24s identical (%zu values)\n", what, n);
+        return 0;
+    }
+    printf("  %-24s DIFFER: %zu of %zu values, max |a-b| = %.3g at %zu (%.9g vs %.9g)\n", what,
+           ndiff, n, maxd, worst, a[worst], b[worst]);
+    return 1;
+}
+
+static int cmd_diff(const char *pa, const char *pb) {
+    char path_a[CKPT_PATH_LEN], path_b[CKPT_PATH_LEN], err[ERRBUF_LEN] = "";
+    CkptReader *a = open_any(pa, path_a, sizeof path_a), *b = a ? open_any(pb, path_b, sizeof path_b) : NULL;
+    if (!a || !b) {
+        ckpt_reader_free(a);
+        return 2;
+    }
+    printf("diff %s %s\n", path_a, path_b);
+    int differ = 0, compared = 0, rc = 0;
+    const CkptMeta *ma = ckpt_reader_meta(a), *mb = ckpt_reader_meta(b);
+    if (ma->step != mb->step) {
+        printf("  step                     DIFFER: %lld vs %lld\n", (long long)ma->step,
+               (long long)mb->step);
+        differ = 1;
+    }
+    for (size_t g = 0; g < N_GROUPS && rc == 0; g++) {
+        char gp[64];
+        snprintf(gp, sizeof gp, "/%s", groups[g]);
+        int ha = ckpt_has(a, gp), hb = ckpt_has(b, gp);
+        if (ha != hb) {
+            printf("  /%-23s only in %s\n", groups[g], ha ? "A" : "B");
+            differ = 1;
+            continue;
+        }
+        if (!ha) continue;
+        GPT x, y;
+        if (ckpt_load_model(a, groups[g], &x, err) != 0) {
+            fprintf(stderr, "rlhf-ckpt: %s: %s\n", path_a, err);
+            rc = 2;
+            break;
+        }
+        if (ckpt_load_model(b, groups[g], &y, err) != 0) {
+            fprintf(stderr, "rlhf-ckpt: %s: %s\n", path_b, err);
+            gpt_free(&x);
+            rc = 2;
+            break;
+        }
+        if (x.num_params != y.num_params) {
+            printf("  /%-23s DIFFER in size: %zu vs %zu parameters\n", groups[g], x.num_params,
+                   y.num_params);
+            differ = 1;
+        } else {
+            differ |= compare(gp, x.params, y.params, x.num_params);
+            compared++;
+            char op[96];
+            snprintf(op, sizeof op, "/optim/%s/m", groups[g]);
+            if (ckpt_has(a, op) && ckpt_has(b, op)) {
+                size_t n = x.num_params;
+                float *m1 = xalloc_floats(n), *v1 = xalloc_floats(n), *m2 = xalloc_floats(n),
+                      *v2 = xalloc_floats(n);
+                int64_t s1 = 0, s2 = 0;
+                if (ckpt_read_adamw(a, groups[g], m1, v1, n, &s1, err) == 0 &&
+                    ckpt_read_adamw(b, groups[g], m2, v2, n, &s2, err) == 0) {
+                    char what[96];
+                    snprintf(what, sizeof what, "/optim/%s/m", groups[g]);
+                    differ |= compare(what, m1, m2, n);
+                    snprintf(what, sizeof what, "/optim/%s/v", groups[g]);
+                    differ |= compare(what, v1, v2, n);
+                    if (s1 != s2) {
+                        printf("  /optim/%s/step DIFFER: %lld vs %lld\n", groups[g],
+                               (long long)s1, (long long)s2);
+                        differ = 1;
+                    }
+                } else {
+                    fprintf(stderr, "rlhf-ckpt: %s\n", err);
+                    rc = 2;
+                }
+                free(m1);
+                free(v1);
+                free(m2);
+                free(v2);
+            }
+        }
+        gpt_free(&x);
+        gpt_free(&y);
+    }
+    ckpt_reader_free(a);
+    ckpt_reader_free(b);
+    if (rc) return rc;
+    if (compared == 0) {
+        fprintf(stderr, "rlhf-ckpt: no model group in common\n");
+        return 2;
+    }
+    printf("%s\n", differ ? "checkpoints differ" : "bit-identical");
+    return differ ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "info") == 0) return cmd_info(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "diff") == 0) return cmd_diff(argv[2], argv[3]);
+    fprintf(stderr, "usage: rlhf-ckpt info CKPT.h5|RUN_DIR\n"
+                    "       rlhf-ckpt diff A.h5|RUN_DIR B.h5|RUN_DIR\n");
+    return 2;
+}
