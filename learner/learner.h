@@ -6,9 +6,11 @@
 #ifndef RLHF_LEARNER_H
 #define RLHF_LEARNER_H
 
-#include <mpi.h>
+#include "mpi_util.h"
 
-int learner_sft(int argc, char **argv, MPI_Comm comm);
-int learner_rm(int argc, char **argv, MPI_Comm comm);
+/* roles: this launch (mpi_roles_init done by main); learner ranks talk over
+ * roles->role_comm, other roles over MPI_COMM_WORLD. */
+int learner_sft(int argc, char **argv, MpiRoles *roles);
+int learner_rm(int argc, char **argv, MpiRoles *roles);
 
 #endif

@@ -7,17 +7,20 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "learner.h"
+#include "mpi_util.h"
 
 typedef struct {
     const char *name;
-    int (*run)(int argc, char **argv, MPI_Comm comm);
+    int online; /* 1: needs actors and reward servers in the same launch */
+    int (*run)(int argc, char **argv, MpiRoles *roles);
     const char *help;
 } Stage;
 
 static const Stage stages[] = {
-    {"sft", learner_sft, "supervised fine-tuning on {\"prompt\",\"response\"} JSONL"},
-    {"rm", learner_rm, "reward model (Bradley-Terry) on {\"prompt\",\"chosen\",\"rejected\"} JSONL"},
+    {"sft", 0, learner_sft, "supervised fine-tuning on {\"prompt\",\"response\"} JSONL"},
+    {"rm", 0, learner_rm, "reward model (Bradley-Terry) on {\"prompt\",\"chosen\",\"rejected\"} JSONL"},
 };
 
 static void usage(FILE *f) {
@@ -30,6 +33,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && (strcmp(argv[1], "help-config") == 0 || strcmp(argv[1], "--help-config") == 0)) {
+        config_print_help(stdout);
+        return 0;
+    }
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -42,9 +49,10 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    MPI_Init(&argc, &argv);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    int rc = st->run(argc - 2, argv + 2, MPI_COMM_WORLD);
-    MPI_Finalize();
+    MpiRoles roles;
+    MpiRoleNeeds need = st->online ? mpi_needs_online(st->name) : mpi_needs_offline(st->name);
+    mpi_roles_init(&argc, &argv, ROLE_LEARNER, &need, &roles);
+    int rc = st->run(argc - 2, argv + 2, &roles);
+    mpi_roles_free(&roles);
     return rc;
 }

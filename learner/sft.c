@@ -91,7 +91,8 @@ static void sft_log_eval(Sft *s) {
     }
 }
 
-int learner_sft(int argc, char **argv, MPI_Comm comm) {
+int learner_sft(int argc, char **argv, MpiRoles *roles) {
+    MPI_Comm comm = roles->role_comm;
     char err[ERRBUF_LEN];
     Trainer tr;
     Sft s;

@@ -30,7 +30,8 @@ void trainer_fail(const Trainer *t, int all, const char *fmt, ...) {
         fflush(stderr);
     }
     if (all) MPI_Abort(MPI_COMM_WORLD, 1); /* only this rank knows: take the job down */
-    MPI_Barrier(t->comm);                  /* every rank reached the same verdict */
+    /* every rank reached the same verdict (a collective decision): leave together */
+    MPI_Barrier(t->comm);
     MPI_Finalize();
     exit(1);
 }
@@ -203,8 +204,15 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
                t->cfg.run.threads == 1 ? "" : "s");
     rng_init_keyed(&t->rng, (uint64_t)t->cfg.run.seed, 0x6c6561726eULL, (uint64_t)t->rank);
 
-    load_tokenizer(t, t->cfg.model.init);
-    build_model(t, head, t->cfg.model.init);
+    /* model.init may name a checkpoint file or a run directory (its newest good one) */
+    char init[CKPT_PATH_LEN] = "";
+    if (t->cfg.model.init[0]) {
+        int rc = ckpt_resolve(t->cfg.model.init, "auto", init, sizeof init, err);
+        if (rc == 1) trainer_fail(t, 0, "model.init = %s: no checkpoint there", t->cfg.model.init);
+        if (rc < 0) trainer_fail(t, 0, "model.init: %s", err);
+    }
+    load_tokenizer(t, init);
+    build_model(t, head, init);
 
     AdamWConfig ac = {.beta1 = (float)t->cfg.optim.beta1,
                       .beta2 = (float)t->cfg.optim.beta2,
