@@ -133,10 +133,22 @@ int judge_gold(const TaskWorld *w, const char *prompt, const char *response, Jud
     if (task_parse_prompt(w, prompt, &q) != 0) {
         s->category = TASK_CAT_UNKNOWN;
         s->kind = TASK_N_KIND;
+        char shown[64];
+        size_t k = 0;
+        for (const char *c = prompt; *c && k + 2 < sizeof shown; c++) {
+            if (*c == '\n') {
+                shown[k++] = '\\';
+                shown[k++] = 'n';
+            } else {
+                shown[k++] = (unsigned char)*c < 0x20 ? ' ' : *c;
+            }
+        }
+        shown[k] = 0;
         return errf(err,
-                    "gold judge: not a prompt of the bundled task (task seed %llu): \"%.60s\"; "
-                    "score other data with a rule judge or a reward model",
-                    (unsigned long long)w->seed, prompt);
+                    "gold judge: not a prompt of the bundled task (task seed %llu): \"%s%s\"; "
+                    "data from another seed needs that task seed; score other data with a rule "
+                    "judge or a reward model",
+                    (unsigned long long)w->seed, shown, strlen(prompt) > k ? "..." : "");
     }
     TaskExpect e;
     task_expect(&e, w, &q);
