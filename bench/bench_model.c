@@ -1,0 +1,201 @@
+/*
+ * bench/bench_model.c — speed of the GPT-2 core: a training step (forward, LM head,
+ * backward), generation with the KV cache, and OpenBLAS sgemm alone on the same GEMM
+ * shapes as the training step (the ceiling the step is compared with).
+ *
+ *   build/bench/bench_model [tiny|gpt2|all] [iters]
+ *
+ * Shapes (the project's reference points): tiny = V512 L4 NH4 C128 T128, train 16x128,
+ * generate 16 prompts of 16 tokens + 112 new; gpt2 = 124M, train 4x64, generate 8
+ * prompts of 16 + 48 new. Each measurement is the best of `iters` runs (default 3) after
+ * one warm-up. Threads: OPENBLAS_NUM_THREADS (the cache path of generation is
+ * single-threaded). FLOPs are those of the GEMMs the code performs (attention computes
+ * the full T x T square); the element-wise work is counted as overhead.
+ * Not a test: nothing is checked; run by `make bench`.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate.h"
+#include "gpt.h"
+#include "ops.h"
+#include "rng.h"
+#include "util.h"
+
+typedef struct {
+    const char *name;
+    int train_B, train_T, gen_B, gen_prompt, gen_new;
+} Shape;
+
+/* GEMM FLOPs of one training step (forward + backward, LM head). */
+static double train_flops(const GPTConfig *c, int B, int T) {
+    double L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = (double)B * T;
+    double fwd = L * (24.0 * BT * C * C + 4.0 * B * (double)T * T * C) + 2.0 * BT * C * V;
+    double bwd = L * (48.0 * BT * C * C + 8.0 * B * (double)T * T * C) + 4.0 * BT * C * V;
+    return fwd + bwd;
+}
+
+/* OpenBLAS alone on the GEMMs of one training step, in the same shapes. */
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, count;
+} Gemm;
+
+static double time_sgemm_step(const GPTConfig *c, int B, int T, int iters, double *flops) {
+    int C = c->n_embd, V = c->vocab_size, L = c->n_layer, hs = C / c->n_head, NH = c->n_head;
+    int BT = B * T, BH = B * NH;
+    Gemm g[] = {
+        /* forward: qkv, attn proj, fc, fc proj (x L), QK^T and PV per head, LM head */
+        {CblasNoTrans, CblasNoTrans, BT, 3 * C, C, L},
+        {CblasNoTrans, CblasNoTrans, BT, C, C, L},
+        {CblasNoTrans, CblasNoTrans, BT, 4 * C, C, L},
+        {CblasNoTrans, CblasNoTrans, BT, C, 4 * C, L},
+        {CblasNoTrans, CblasTrans, T, T, hs, L * BH},
+        {CblasNoTrans, CblasNoTrans, T, hs, T, L * BH},
+        {CblasNoTrans, CblasTrans, BT, V, C, 1},
+        /* backward: dinp and dweight of each linear, 4 attention GEMMs, LM head */
+        {CblasNoTrans, CblasTrans, BT, C, 3 * C, L},
+        {CblasTrans, CblasNoTrans, C, 3 * C, BT, L},
+        {CblasNoTrans, CblasTrans, BT, C, C, L},
+        {CblasTrans, CblasNoTrans, C, C, BT, L},
+        {CblasNoTrans, CblasTrans, BT, C, 4 * C, L},
+        {CblasTrans, CblasNoTrans, C, 4 * C, BT, L},
+        {CblasNoTrans, CblasTrans, BT, 4 * C, C, L},
+        {CblasTrans, CblasNoTrans, 4 * C, C, BT, L},
+        {CblasNoTrans, CblasTrans, T, T, hs, L * BH},
+        {CblasTrans, CblasNoTrans, T, hs, T, L * BH},
+        {CblasNoTrans, CblasNoTrans, T, hs, T, L * BH},
+        {CblasTrans, CblasNoTrans, T, hs, T, L * BH},
+        {CblasNoTrans, CblasNoTrans, BT, C, V, 1},
+        {CblasTrans, CblasNoTrans, V, C, BT, 1},
+    };
+    int ng = (int)(sizeof g / sizeof g[0]);
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    for (int i = 0; i < ng; i++) {
+        size_t a = (size_t)g[i].M * g[i].K, b = (size_t)g[i].K * g[i].N, cc = (size_t)g[i].M * g[i].N;
+        maxa = a > maxa ? a : maxa, maxb = b > maxb ? b : maxb, maxc = cc > maxc ? cc : maxc;
+    }
+    float *A = xalloc_floats(maxa), *Bm = xalloc_floats(maxb), *Cm = xalloc_floats(maxc);
+    Rng r;
+    rng_init(&r, 1);
+    for (size_t i = 0; i < maxa; i++) A[i] = rng_normal(&r);
+    for (size_t i = 0; i < maxb; i++) Bm[i] = rng_normal(&r);
+    double best = 1e30;
+    *flops = 0;
+    for (int i = 0; i < ng; i++) *flops += 2.0 * g[i].M * (double)g[i].N * g[i].K * g[i].count;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        for (int i = 0; i < ng; i++) {
+            int lda = g[i].ta == CblasNoTrans ? g[i].K : g[i].M;
+            int ldb = g[i].tb == CblasNoTrans ? g[i].N : g[i].K;
+            for (int k = 0; k < g[i].count; k++)
+                cblas_sgemm(CblasRowMajor, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, 1.0f, A, lda,
+                            Bm, ldb, 0.0f, Cm, g[i].N);
+        }
+        double dt = time_now() - t0;
+        if (it > 0 && dt < best) best = dt;
+    }
+    free(A), free(Bm), free(Cm);
+    return best;
+}
+
+static void bench_one(const Shape *s, int iters) {
+    GPTConfig c;
+    if (gpt_config_preset(s->name, &c) != 0) fatal("unknown preset %s", s->name);
+    GPT m;
+    gpt_init(&m, &c);
+    gpt_init_weights(&m, 1);
+    gpt_alloc_grads(&m);
+    Rng r;
+    rng_init(&r, 2);
+    printf("== %s: V=%d L=%d NH=%d C=%d, %.1fM parameters\n", s->name, c.vocab_size, c.n_layer,
+           c.n_head, c.n_embd, (double)m.num_params / 1e6);
+
+    /* training step */
+    int B = s->train_B, T = s->train_T;
+    gpt_reserve(&m, B, T);
+    int *tokens = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
+    float *dlp = xalloc_floats((size_t)B * T);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (int)rng_below(&r, (uint64_t)c.vocab_size);
+        targets[i] = (int)rng_below(&r, (uint64_t)c.vocab_size);
+        dlp[i] = -1.0f / (B * T);
+    }
+    double best = 1e30, best_fwd = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        gpt_zero_grad(&m);
+        gpt_forward(&m, tokens, B, T);
+        gpt_lm_forward(&m, targets, B, T);
+        double t1 = time_now();
+        gpt_lm_backward(&m, dlp, NULL, B, T);
+        double t2 = time_now();
+        if (it > 0 && t2 - t0 < best) best = t2 - t0;
+        if (it > 0 && t1 - t0 < best_fwd) best_fwd = t1 - t0;
+    }
+    double fl = train_flops(&c, B, T), sg_fl;
+    double sg = time_sgemm_step(&c, B, T, iters, &sg_fl);
+    printf("train %dx%d: step %.1f ms (forward+head %.1f ms), %.0f tokens/s, %.1f GFLOP/s\n", B, T,
+           best * 1e3, best_fwd * 1e3, B * T / best, fl / best / 1e9);
+    printf("sgemm alone, same shapes: %.1f ms, %.1f GFLOP/s -> step at %.0f%% of the sgemm rate\n",
+           sg * 1e3, sg_fl / sg / 1e9, 100.0 * (fl / best) / (sg_fl / sg));
+
+    /* generation */
+    int GB = s->gen_B, P = s->gen_prompt, NEW = s->gen_new;
+    int *pbuf = xcalloc((size_t)GB * P, sizeof(int));
+    const int **prompts = xcalloc((size_t)GB, sizeof(int *));
+    int *plens = xcalloc((size_t)GB, sizeof(int)), *out = xcalloc((size_t)GB * NEW, sizeof(int));
+    int *lens = xcalloc((size_t)GB, sizeof(int));
+    float *lps = xalloc_floats((size_t)GB * NEW);
+    uint64_t *ids = xcalloc((size_t)GB, sizeof(uint64_t));
+    for (int b = 0; b < GB; b++) {
+        for (int t = 0; t < P; t++) pbuf[b * P + t] = (int)rng_below(&r, (uint64_t)c.vocab_size);
+        prompts[b] = pbuf + b * P;
+        plens[b] = P;
+        ids[b] = (uint64_t)b;
+    }
+    GenParams gp = {.max_new_tokens = NEW, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 5};
+    char err[ERRBUF_LEN];
+    best = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        if (generate(&m, &gp, GB, prompts, plens, ids, ids, out, lps, lens, err) != 0) fatal("%s", err);
+        double dt = time_now() - t0;
+        if (it > 0 && dt < best) best = dt;
+    }
+    /* GEMM FLOPs: every token (prompt and new) through the trunk, logits for new ones */
+    double Cd = c.n_embd, Ld = c.n_layer, Vd = c.vocab_size;
+    double ntok = (double)GB * (P + NEW - 1), nlog = (double)GB * NEW;
+    double avg_ctx = (P + NEW) / 2.0;
+    double gfl = ntok * Ld * (24.0 * Cd * Cd + 4.0 * avg_ctx * Cd) + nlog * 2.0 * Cd * Vd;
+    printf("generate %d x (%d prompt + %d new): %.1f ms, %.0f new tokens/s, %.1f GFLOP/s\n", GB, P,
+           NEW, best * 1e3, GB * NEW / best, gfl / best / 1e9);
+    free(tokens), free(targets), free(dlp), free(pbuf), free(prompts), free(plens), free(out);
+    free(lens), free(lps), free(ids);
+    gpt_free(&m);
+}
+
+int main(int argc, char **argv) {
+    const char *which = argc > 1 ? argv[1] : "all";
+    int iters = argc > 2 ? atoi(argv[2]) : 3;
+    if (iters < 1) iters = 1;
+    const char *core = ops_blas_setup(0);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d threads\n", core, ct ? ct : "unset",
+           ops_blas_threads());
+    Shape shapes[] = {{"tiny", 16, 128, 16, 16, 112}, {"gpt2", 4, 64, 8, 16, 48}};
+    int ran = 0;
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(which, "all") != 0 && strcmp(which, shapes[i].name) != 0) continue;
+        bench_one(&shapes[i], iters);
+        ran++;
+    }
+    if (!ran) {
+        fprintf(stderr, "usage: bench_model [tiny|gpt2|all] [iters]\n");
+        return 1;
+    }
+    return 0;
+}
