@@ -522,3 +522,57 @@ void seq_batch_finish(SeqBatch *b, const Trainer *t) {
         }
     }
 }
+
+// ----------------------------------------------------------------------------
+// comparison data
+
+void pair_data_open(PairData *p, Trainer *t) {
+    char err[ERRBUF_LEN];
+    const RlhfConfig *c = &t->cfg;
+    memset(p, 0, sizeof *p);
+    if (!c->data.train[0]) trainer_fail(t, 0, "data.train is empty: give the comparisons JSONL");
+    DataOptions opt = data_options_from_config(c, t->rank == 0 ? stderr : NULL);
+    if (dataset_open(&p->data, c->data.train, DATA_PREF, &opt, err) != 0)
+        trainer_fail(t, 0, "%s", err);
+    if (c->data.eval[0]) {
+        if (dataset_open(&p->eval_data, c->data.eval, DATA_PREF, &opt, err) != 0)
+            trainer_fail(t, 0, "%s", err);
+        p->eval_src = &p->eval_data;
+        p->n_train = p->data.n;
+        p->train_idx = xmalloc((size_t)p->n_train * sizeof(int64_t));
+        for (int64_t i = 0; i < p->n_train; i++) p->train_idx[i] = i;
+        p->n_eval = p->eval_data.n;
+        p->eval_idx = xmalloc((size_t)(p->n_eval > 0 ? p->n_eval : 1) * sizeof(int64_t));
+        for (int64_t i = 0; i < p->n_eval; i++) p->eval_idx[i] = i;
+    } else {
+        p->eval_src = &p->data;
+        data_split(p->data.n, c->rm.eval_split, (uint64_t)c->run.seed, &p->train_idx, &p->n_train,
+                   &p->eval_idx, &p->n_eval);
+    }
+    if (p->n_train < 1) trainer_fail(t, 0, "no training pairs left after the held-out split");
+}
+
+void pair_data_free(PairData *p) {
+    free(p->train_idx);
+    free(p->eval_idx);
+    dataset_free(&p->data);
+    if (p->eval_src == &p->eval_data) dataset_free(&p->eval_data);
+    memset(p, 0, sizeof *p);
+}
+
+void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int n,
+                    int (*cat_of)(void *ctx, const char *category), void *ctx, int *cats) {
+    char err[ERRBUF_LEN];
+    DataRecord rec = {0};
+    seq_batch_clear(b);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            if (dataset_get(d, idx[i], &rec, err) != 0)
+                trainer_fail(t, 1, "%s (was the file changed during the run?)", err);
+            seq_batch_add(b, t, rec.prompt, pass == 0 ? rec.chosen : rec.rejected);
+            if (pass == 0 && cat_of) cats[i] = cat_of(ctx, rec.category);
+            data_record_free(&rec);
+        }
+    }
+    seq_batch_finish(b, t);
+}

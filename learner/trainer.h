@@ -129,4 +129,23 @@ int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char 
 /* Pad every row to the longest (pad id = tokenizer pad); call before using the batch. */
 void seq_batch_finish(SeqBatch *b, const Trainer *t);
 
+/* ---- comparison data (rm, dpo) ---------------------------------------------------
+ * The training file data.train of {"prompt","chosen","rejected"} records and a held-out
+ * set: data.eval if given, else rm.eval_split of the training records chosen by a hash
+ * of the record index (data_split). Records are addressed through train_idx / eval_idx. */
+typedef struct {
+    Dataset data, eval_data;
+    Dataset *eval_src; /* &eval_data, or &data when split */
+    int64_t *train_idx, n_train;
+    int64_t *eval_idx, n_eval;
+} PairData;
+
+/* Opens the files; fails the run with the dataset's message on error. */
+void pair_data_open(PairData *p, Trainer *t);
+void pair_data_free(PairData *p);
+/* Fill b with n pairs (record indices idx into d): chosen rows 0..n-1 then rejected rows
+ * n..2n-1. If cat_of is given, cats[i] = cat_of(ctx, category of record i). */
+void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int n,
+                    int (*cat_of)(void *ctx, const char *category), void *ctx, int *cats);
+
 #endif
