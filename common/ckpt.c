@@ -1214,10 +1214,11 @@ static herr_t extra_cb(hid_t g, const char *name, const H5L_info_t *info, void *
     return 1;
 }
 
-/* Pass 1: every tensor present with its shape and fully stored, and nothing else in the
- * group. Cheap (no data read), so a wrong file is refused before allocating for it. */
+/* Pass 1: every tensor present with its shape and fully stored, and (if exact) nothing
+ * else in the group. Cheap (no data read), so a wrong file is refused before allocating
+ * for it. */
 static int check_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
-                       char *err) {
+                       int exact, char *err) {
     char path[256];
     hid_t g = -1;
     int rc = -1;
@@ -1235,6 +1236,7 @@ static int check_table(const CkptReader *r, const char *group, const GPTTensor *
         if (ds < 0) return -1;
         H5DROP(ds);
     }
+    if (!exact) return 0;
     snprintf(path, sizeof path, "/%s", group);
     H5TRY(g = H5Gopen2(r->file, path, H5P_DEFAULT), "%s: %s is not a group", r->src, path);
     ExtraScan s = {.table = table, .n = n, .extra = ""};
@@ -1251,10 +1253,10 @@ fail:
     return rc;
 }
 
-int ckpt_read_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
-                    float *buf, char *err) {
+static int read_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
+                      float *buf, int exact, char *err) {
     if (!name_ok(group)) return errf(err, "%s: group name \"%s\" is invalid", r->src, group);
-    if (check_table(r, group, table, n, err) != 0) return -1;
+    if (check_table(r, group, table, n, exact, err) != 0) return -1;
     char path[256];
     for (int i = 0; i < n; i++) {
         const GPTTensor *t = &table[i];
@@ -1264,6 +1266,11 @@ int ckpt_read_table(const CkptReader *r, const char *group, const GPTTensor *tab
             return -1;
     }
     return 0;
+}
+
+int ckpt_read_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
+                    float *buf, char *err) {
+    return read_table(r, group, table, n, buf, 0, err);
 }
 
 static int config_diff(const GPTConfig *file, const GPTConfig *want, const char *src,
@@ -1287,7 +1294,7 @@ int ckpt_read_model(const CkptReader *r, const char *group, GPT *m, char *err) {
     GPTConfig c;
     if (ckpt_read_model_config(r, group, &c, err) != 0) return -1;
     if (config_diff(&c, &m->config, r->src, group, err) != 0) return -1;
-    return ckpt_read_table(r, group, m->tensors, m->num_tensors, m->params, err);
+    return read_table(r, group, m->tensors, m->num_tensors, m->params, 1, err);
 }
 
 int ckpt_load_model(const CkptReader *r, const char *group, GPT *m, char *err) {
@@ -1298,7 +1305,7 @@ int ckpt_load_model(const CkptReader *r, const char *group, GPT *m, char *err) {
     int cap = 2 + 12 * c.n_layer + 4;
     GPTTensor *t = xcalloc((size_t)cap, sizeof *t);
     int n = gpt_tensors_build(&c, t, cap);
-    int rc = check_table(r, group, t, n, err);
+    int rc = check_table(r, group, t, n, 1, err);
     free(t);
     if (rc != 0) return -1;
     gpt_init(m, &c);

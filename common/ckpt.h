@@ -155,7 +155,9 @@ int ckpt_read_model(const CkptReader *r, const char *group, GPT *m, char *err);
 /* gpt_init m from /<group>'s config, then ckpt_read_model. On failure m is left freed
  * (gpt_free-able, all zero). */
 int ckpt_load_model(const CkptReader *r, const char *group, GPT *m, char *err);
-/* Read /<group>/<name> for every row of a table into buf (shapes and checksums checked). */
+/* Read /<group>/<name> for every row of a table into buf (shapes and checksums checked).
+ * The group may hold more tensors than the table (e.g. reading the trunk of a model whose
+ * head differs); ckpt_read_model is the exact, whole-model check. */
 int ckpt_read_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
                     float *buf, char *err);
 int ckpt_read_adamw(const CkptReader *r, const char *group, float *m, float *v, size_t n,

@@ -180,6 +180,12 @@ static void test_roundtrip(void) {
     CHECK(val2.params && val2.num_params == val.num_params &&
           memcmp(val2.params, val.params, val.num_params * sizeof(float)) == 0);
     CHECK(val2.config.head == GPT_HEAD_VALUE);
+    /* the trunk of the value model read into an LM's table (its head tensors ignored) */
+    float *trunk = xmalloc(n * sizeof(float));
+    CHECK_MSG(ckpt_read_table(r, "value", pol.tensors, pol.num_tensors, trunk, err) == 0, "%s",
+              err);
+    CHECK(memcmp(trunk, val.params, n * sizeof(float)) == 0);
+    free(trunk);
     float *am2 = xmalloc(n * sizeof(float)), *av2 = xmalloc(n * sizeof(float));
     int64_t st = 0;
     CHECK_MSG(ckpt_read_adamw(r, "policy", am2, av2, n, &st, err) == 0, "%s", err);
