@@ -498,6 +498,8 @@ int label_log_read(LabelLog *log, const char *path, int missing_ok, char *err) {
         log->files[log->n_files++] = xstrdup(path);
         return 0;
     }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return errf(err, "%s: is a directory; give the path of a JSONL file", path);
     size_t len;
     char *buf = file_read_all(path, &len, err);
     if (!buf) return -1;
