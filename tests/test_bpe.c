@@ -5,12 +5,14 @@
  * and vocabulary size, the naive and heap merge loops against each other and against a
  * hand-computed case where they must defer new pairs, round trips of arbitrary bytes,
  * special tokens, decode errors and U+FFFD replacement, save/load round trips, and the
- * loader's errors on malformed vocab/merges. GPT-2 parity with the real files is
+ * loader's errors on malformed vocab/merges, and a tokenizer stored in an HDF5
+ * checkpoint (ckpt.h) as its two strings coming back identical. GPT-2 parity with the real files is
  * tests/t_bpe_gpt2.sh.
  */
 #include <unistd.h>
 
 #include "bpe.h"
+#include "ckpt.h"
 #include "rng.h"
 #include "test.h"
 #include "unicode_tables.h"
@@ -756,6 +758,114 @@ static void test_loader_errors(void) {
     free(good);
 }
 
+/* The checkpoint stores a tokenizer as the two strings of bpe_save_strings; loading them
+ * back gives the same tokenizer (the same strings when saved again, the same ids). */
+static void test_ckpt_roundtrip(void) {
+    size_t *lens;
+    int nc = 60;
+    char **texts = make_corpus(nc, 33, &lens);
+    BPETrainConfig cfg = {.vocab_size = 400, .pad_token = "<|pad|>"};
+    BPE t, u;
+    char err[ERRBUF_LEN];
+    CHECK(bpe_train(&t, (const char *const *)texts, lens, (size_t)nc, &cfg, err) == 0);
+    char *v, *m;
+    bpe_save_strings(&t, &v, &m);
+    const char *tmp = getenv("RLHF_TEST_TMP");
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "%s/test_bpe_ckpt.XXXXXX", tmp ? tmp : "/tmp");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/tok.h5", dir);
+    GPTConfig gc;
+    CHECK(gpt_config_preset("tiny", &gc) == 0);
+    gc.vocab_size = t.vocab_size;
+    CkptMeta meta = {.stage = "init", .model = gc, .config = "", .tok_vocab = v, .tok_merges = m};
+    GPT model;
+    gpt_init(&model, &gc);
+    CkptWriter *w = ckpt_writer_open(path, err);
+    CHECK_MSG(w && ckpt_write_meta(w, &meta, err) == 0 &&
+                  ckpt_write_model(w, "policy", &model, err) == 0 && ckpt_writer_commit(w, err) == 0,
+              "%s", err);
+    gpt_free(&model);
+    CkptReader *r = ckpt_reader_open(path, err);
+    CHECK_MSG(r != NULL, "%s", err);
+    if (r) {
+        const CkptMeta *mm = ckpt_reader_meta(r);
+        CHECK(mm->tok_vocab && mm->tok_merges);
+        if (mm->tok_vocab && mm->tok_merges) {
+            CHECK_MSG(bpe_load_strings(&u, mm->tok_vocab, mm->tok_merges, err) == 0, "%s", err);
+            char *v2, *m2;
+            bpe_save_strings(&u, &v2, &m2);
+            CHECK(strcmp(v, v2) == 0 && strcmp(m, m2) == 0);
+            CHECK(u.pad_id == t.pad_id && u.eos_id == t.eos_id && u.pad_id != u.eos_id);
+            int same = 1;
+            for (int k = 0; k < nc; k++) {
+                int *a = NULL, *b = NULL;
+                size_t ca = 0, cb = 0;
+                size_t na = bpe_encode(&t, texts[k], lens[k], 0, &a, &ca);
+                size_t nb = bpe_encode(&u, texts[k], lens[k], 0, &b, &cb);
+                same &= na == nb && memcmp(a, b, na * sizeof(int)) == 0;
+                free(a);
+                free(b);
+            }
+            CHECK(same);
+            free(v2);
+            free(m2);
+            bpe_free(&u);
+        }
+        ckpt_reader_free(r);
+    }
+    unlink(path);
+    rmdir(dir);
+    free(v);
+    free(m);
+    bpe_free(&t);
+    free_corpus(texts, lens, nc);
+}
+
+/* Mutated files never crash the loader: each load either fails with a message and a
+ * zeroed BPE, or gives a tokenizer that round-trips. */
+static void test_loader_fuzz(void) {
+    const char *extra[] = {"\\u0120t", "\\u0120th", "he", "\\u0120the", "<pad>"};
+    char *vocab = make_vocab(extra, 5, -1, 0);
+    const char *merges = "#version: 0.2\n\xc4\xa0 t\n\xc4\xa0t h\nh e\n\xc4\xa0th e\n";
+    size_t vl = strlen(vocab), ml = strlen(merges);
+    char *v = xmalloc(vl + 16), *m = xmalloc(ml + 16);
+    Rng r;
+    rng_init(&r, 99);
+    int ok_loads = 0, consistent = 1;
+    static const char junk[] = "{}[]\":, 0123456789\\\n#\xc4\xa0" "abc";
+    for (int it = 0; it < 400; it++) {
+        memcpy(v, vocab, vl + 1);
+        memcpy(m, merges, ml + 1);
+        char *target = rng_below(&r, 2) ? v : m;
+        size_t tl = target == v ? vl : ml;
+        int muts = 1 + (int)rng_below(&r, 3);
+        for (int k = 0; k < muts; k++) {
+            size_t at = rng_below(&r, tl);
+            switch (rng_below(&r, 3)) {
+            case 0: target[at] = junk[rng_below(&r, sizeof junk - 1)]; break;
+            case 1: target[at] = (char)(1 + rng_below(&r, 255)); break;
+            default: target[at] = 0, tl = at > 0 ? at : 1; break; /* truncate */
+            }
+        }
+        BPE t;
+        char err[ERRBUF_LEN] = "";
+        if (bpe_load_strings(&t, v, m, err) == 0) {
+            ok_loads++;
+            consistent &= round_trips(&t, " the theme<pad>\xff", 17, BPE_ENCODE_SPECIAL);
+        } else {
+            consistent &= err[0] != 0 && t.vocab_size == 0 && t.tok_off == NULL;
+        }
+        bpe_free(&t);
+    }
+    CHECK(consistent);
+    CHECK(ok_loads < 400 && ok_loads > 0); /* some mutations break files, some not */
+    fprintf(stderr, "  (fuzz: %d of 400 mutated files loaded)\n", ok_loads);
+    free(v);
+    free(m);
+    free(vocab);
+}
+
 int main(void) {
     TEST_RUN(test_byte_mapping);
     TEST_RUN(test_char_class);
@@ -768,5 +878,7 @@ int main(void) {
     TEST_RUN(test_special_and_decode);
     TEST_RUN(test_load_formats);
     TEST_RUN(test_loader_errors);
+    TEST_RUN(test_loader_fuzz);
+    TEST_RUN(test_ckpt_roundtrip);
     return TEST_EXIT();
 }
