@@ -12,5 +12,6 @@
  * roles->role_comm, other roles over MPI_COMM_WORLD. */
 int learner_sft(int argc, char **argv, MpiRoles *roles);
 int learner_rm(int argc, char **argv, MpiRoles *roles);
+int learner_dpo(int argc, char **argv, MpiRoles *roles);
 
 #endif

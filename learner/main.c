@@ -20,6 +20,7 @@ typedef struct {
 
 static const Stage stages[] = {
     {"sft", 0, learner_sft, "supervised fine-tuning on {\"prompt\",\"response\"} JSONL"},
+    {"dpo", 0, learner_dpo, "DPO / IPO / conservative DPO on comparison JSONL, from an SFT checkpoint"},
     {"rm", 0, learner_rm, "reward model (Bradley-Terry) on {\"prompt\",\"chosen\",\"rejected\"} JSONL"},
 };
 
