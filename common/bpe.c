@@ -439,13 +439,14 @@ static size_t encode_plain(const BPE *t, const unsigned char *s, size_t len, int
 }
 
 /* The earliest special token string at or after `from` (the longest on a tie): its
- * position in *at and its id, or -1. */
+ * position in *at and its id, or -1. The specials are eos_id and pad_id (bpe.h). */
 static int find_special(const BPE *t, const unsigned char *s, size_t len, size_t from,
                         size_t *at) {
     int best = -1;
     size_t best_at = len, best_len = 0;
-    for (int id = 0; id < t->vocab_size; id++) {
-        if (!t->tok_special[id]) continue;
+    int cand[2] = {t->eos_id, t->pad_id};
+    for (int c = 0; c < (t->pad_id != t->eos_id ? 2 : 1); c++) {
+        int id = cand[c];
         size_t tl = t->tok_off[id + 1] - t->tok_off[id];
         if (tl == 0 || tl > len - from) continue;
         const unsigned char *p = memmem(s + from, len - from, t->tok_data + t->tok_off[id], tl);
@@ -1061,6 +1062,7 @@ static int tr_add_token(Trainer *T, const unsigned char *p, size_t n) {
 }
 
 static void tr_count_word(Trainer *T, const unsigned char *p, size_t n) {
+    ASSERT(n < (size_t)INT_MAX); /* symbol counts are ints */
     int w = idmap_find(&T->wmap, T->wdata, T->woff, p, n);
     if (w < 0) {
         if (T->wdata_n + n > T->wdata_cap) {
