@@ -396,6 +396,33 @@ int label_log_is_live(const LabelLog *log, int i) {
 }
 
 /* The fields a judgment of kind k must carry to be usable for training or export. */
+/* The content id of the item a record without "id" judged (other tools, e.g. rlhf-judge,
+ * may leave it out): the same hash label_items_load gives a candidates line without "id",
+ * rebuilt from the record (A: a = chosen, b = rejected; B: the other way round; tie and
+ * skip carry a and b; thumbs carry response). Returns 0, or -1 when the record lacks the
+ * texts. */
+static int derive_id(json_t *o, LabelKind k, char out[LABEL_HASH_ID_LEN]) {
+    const char *p = json_string_value(json_object_get(o, "prompt"));
+    const char *ch = json_string_value(json_object_get(o, "chosen"));
+    const char *rj = json_string_value(json_object_get(o, "rejected"));
+    const char *a = json_string_value(json_object_get(o, "a"));
+    const char *b = json_string_value(json_object_get(o, "b"));
+    const char *r = json_string_value(json_object_get(o, "response"));
+    if (!p) return -1;
+    if (k == LABEL_A && ch && rj) {
+        label_item_hash_id(out, LABEL_MODE_PAIR, p, ch, rj);
+    } else if (k == LABEL_B && ch && rj) {
+        label_item_hash_id(out, LABEL_MODE_PAIR, p, rj, ch);
+    } else if ((k == LABEL_TIE || k == LABEL_SKIP) && a && b) {
+        label_item_hash_id(out, LABEL_MODE_PAIR, p, a, b);
+    } else if ((k == LABEL_UP || k == LABEL_DOWN || k == LABEL_SKIP) && r) {
+        label_item_hash_id(out, LABEL_MODE_THUMBS, p, r, NULL);
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
 static int check_payload(json_t *o, LabelKind k, char *err) {
     const char *need[3] = {NULL, NULL, NULL};
     if (k == LABEL_A || k == LABEL_B) {
@@ -460,13 +487,14 @@ int label_log_apply(LabelLog *log, const char *text, size_t len, int file, int l
         errf(err, "unknown label \"%s\" (expected A, B, tie, skip, up or down)", label);
         goto fail;
     }
+    if (check_payload(o, (LabelKind)k, err)) goto fail;
     if (get_id(o, "id", id, sizeof(id), &has_id, err)) goto fail;
-    if (!has_id) {
-        errf(err, "missing field \"id\"");
+    if (!has_id && derive_id(o, (LabelKind)k, id) != 0) {
+        errf(err, "missing field \"id\" (and no \"a\"/\"b\" or \"response\" to derive "
+                  "the content id from)");
         goto fail;
     }
     if (get_string(o, "time", &tm, err)) goto fail;
-    if (check_payload(o, (LabelKind)k, err)) goto fail;
     if (log->n == log->cap) {
         log->cap = log->cap ? 2 * log->cap : 256;
         log->j = xrealloc(log->j, (size_t)log->cap * sizeof(LabelJudgment));

@@ -18,6 +18,9 @@
  *                (no chosen/rejected: these are not training pairs)
  *     thumbs:    {"prompt","response","annotator","time","label":"up"|"down"|"skip","id"[,"category"]}
  *     undo:      {"undo": id,"annotator","time"}
+ *   A record without "id" (rlhf-judge may write none) gets the content id of the item it
+ *   judged, rebuilt from its texts (A: a = chosen, b = rejected; B: swapped; tie/skip: a,
+ *   b; thumbs: response), so it matches the tool's records of the same candidates line.
  *   The live judgment of (annotator, id) is the last one not cancelled by an undo; an undo
  *   cancels the last not-yet-cancelled judgment of its (annotator, id) read before it
  *   (files are read in the order given, lines in order). So undo works like a stack.

@@ -358,6 +358,30 @@ static void test_records(void) {
     label_log_free(&log);
 }
 
+/* records without "id" (other tools may leave it out) get the content id the candidates
+ * line had, so they match the tool's records of the same item */
+static void test_derived_id(void) {
+    char err[ERRBUF_LEN], want[LABEL_HASH_ID_LEN], want_t[LABEL_HASH_ID_LEN];
+    label_item_hash_id(want, LABEL_MODE_PAIR, "What is 2+2?", "4", "5");
+    label_item_hash_id(want_t, LABEL_MODE_THUMBS, "Say hi", "Hi there!", NULL);
+    LabelLog log;
+    label_log_init(&log);
+    const char *recs[4] = {
+        "{\"prompt\":\"What is 2+2?\",\"chosen\":\"4\",\"rejected\":\"5\",\"annotator\":\"j\",\"label\":\"A\"}",
+        "{\"prompt\":\"What is 2+2?\",\"chosen\":\"5\",\"rejected\":\"4\",\"annotator\":\"k\",\"label\":\"B\"}",
+        "{\"prompt\":\"What is 2+2?\",\"a\":\"4\",\"b\":\"5\",\"annotator\":\"l\",\"label\":\"tie\"}",
+        "{\"prompt\":\"Say hi\",\"response\":\"Hi there!\",\"annotator\":\"j\",\"label\":\"down\"}"};
+    for (int i = 0; i < 4; i++) {
+        CHECK(label_log_apply(&log, recs[i], strlen(recs[i]), 0, i + 1, err) == 0);
+        if (log.n == i + 1) CHECK_MSG(!strcmp(log.j[i].id, i < 3 ? want : want_t), "record %d id %s", i, log.j[i].id);
+    }
+    CHECK_EQ_INT(live_label(&log, "k", want), LABEL_B);
+    const char *no_texts = "{\"prompt\":\"p\",\"annotator\":\"j\",\"label\":\"tie\"}";
+    CHECK(label_log_apply(&log, no_texts, strlen(no_texts), 0, 5, err) == -1);
+    CHECK(strstr(err, "missing field \"id\"") != NULL);
+    label_log_free(&log);
+}
+
 static void test_append(void) {
     char err[ERRBUF_LEN];
     const char *p = tmp_path("append.jsonl");
@@ -684,6 +708,7 @@ int main(void) {
     TEST_RUN(test_log_torn);
     TEST_RUN(test_resume_set);
     TEST_RUN(test_records);
+    TEST_RUN(test_derived_id);
     TEST_RUN(test_append);
     TEST_RUN(test_cohen);
     TEST_RUN(test_fleiss);
