@@ -53,6 +53,17 @@ ok "default sizes; generation took $secs s"
 head -n 10 "$T/a/sft.jsonl" | cmp - "$T/s/sft.jsonl" || fail "sft lines depend on --sizes"
 ok "--sizes"
 
+# ---- the tiny model's budget: prompt + response in tokens of a 512-id BPE trained on corpus.txt
+"$B/rlhf-tokenize" train --vocab-size 512 --out "$T/tok" --quiet "$T/a/corpus.txt" 2>/dev/null
+sed -E 's/^\{"prompt":"(.*)","response":"(.*)","category".*$/"\1\2"/' "$T/a/sft.jsonl" >"$T/texts.jsonl"
+"$B/rlhf-tokenize" --vocab "$T/tok/vocab.json" --merges "$T/tok/merges.txt" <"$T/texts.jsonl" >"$T/ids.jsonl"
+[ "$(lines "$T/ids.jsonl")" = 6000 ] || fail "tokenizer output: $(lines "$T/ids.jsonl") lines"
+read -r tmean tmax over <<<"$(awk -F, '{ n = NF; s += n; if (n > m) m = n; if (n > 60) o++ }
+  END { printf "%.1f %d %d", s / NR, m, o + 0 }' "$T/ids.jsonl")"
+[ "$tmax" -le 64 ] || fail "longest prompt+response is $tmax tokens (budget ~60)"
+[ "$over" -le 60 ] || fail "$over of 6000 sft examples are over 60 tokens"
+ok "tokens per prompt+response: mean $tmean, max $tmax, $over of 6000 over 60"
+
 # ---- bad arguments -------------------------------------------------------------------
 expect_fail "--out DIR is required" "$B/rlhf-task" gen
 expect_fail "unknown name 'dpo'" "$B/rlhf-task" gen --out "$T/x" --sizes dpo=3

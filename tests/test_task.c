@@ -146,7 +146,7 @@ static void test_response_shapes(void) {
             }
         }
     CHECK_MSG(max_words <= 25, "longest response %d words", max_words);
-    CHECK_MSG(max_chars <= 200, "longest prompt+response %d chars", max_chars);
+    CHECK_MSG(max_chars <= 180, "longest prompt+response %d chars", max_chars);
     fprintf(stderr, "  longest response %d words; longest prompt+response %d chars\n", max_words,
             max_chars);
 }
