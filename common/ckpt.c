@@ -198,6 +198,12 @@ static hid_t make_fapl(int core, char *err) {
         H5TRY(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18),
               "cannot set the HDF5 format version bounds");
     H5TRY(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "cannot set the close degree");
+#if H5_VERSION_GE(1, 10, 7)
+    /* No HDF5 file locks: a checkpoint is never read while written (it is renamed into
+     * place when complete), and flock fails on some cluster file systems (NFS, Lustre),
+     * where HDF5 would refuse to open the file at all. */
+    H5TRY(H5Pset_file_locking(fapl, 0, 1), "cannot switch off HDF5 file locking");
+#endif
     if (core) H5TRY(H5Pset_fapl_core(fapl, 1 << 20, 0), "cannot select the core driver");
     return fapl;
 fail:
