@@ -735,7 +735,10 @@ void label_stats_compute(LabelStats *st, const LabelLog *log) {
             st->undone[a]++;
             continue;
         }
-        if (!label_log_is_live(log, i)) continue; /* re-judged later: the last counts */
+        if (!label_log_is_live(log, i)) { /* re-judged later: the last one counts */
+            st->n_superseded++;
+            continue;
+        }
         st->counts[a][j->label]++;
         if (j->label == LABEL_SKIP) continue;
         votes[nv++] = (Vote){j->id, a, j->label};
@@ -830,9 +833,13 @@ void label_stats_print(FILE *f, const LabelStats *st) {
         for (int k = 0; k < LABEL_COUNT; k++) live += st->counts[a][k];
         undone += st->undone[a];
     }
-    fprintf(f, "%ld live judgments (%ld undone), %d annotators, %ld items judged "
-               "(skips excluded), %ld of them by one annotator only\n\n",
-            live, undone, st->n_annotators, st->n_items, st->n_items_single);
+    fprintf(f, "%ld live judgments (%ld undone", live, undone);
+    if (st->n_superseded)
+        fprintf(f, ", %ld superseded by a later judgment of the same annotator and item",
+                st->n_superseded);
+    fprintf(f, "), %d annotators, %ld items judged (skips excluded), %ld of them by one "
+               "annotator only\n\n",
+            st->n_annotators, st->n_items, st->n_items_single);
     fprintf(f, "per annotator (live judgments, after undo)\n");
     fprintf(f, "%-24s", "annotator");
     for (int k = 0; k < LABEL_COUNT; k++) fprintf(f, "%7s", label_kind_name((LabelKind)k));

@@ -194,6 +194,8 @@ typedef struct {
     char **annotators;          /* sorted by name */
     long (*counts)[LABEL_COUNT]; /* live judgments per annotator and label */
     long *undone;               /* undone judgments per annotator */
+    long n_superseded;          /* neither live nor undone: judged again later by the
+                                   same annotator (only the last judgment counts) */
     long n_items;               /* items with >= 1 live judgment that is not a skip */
     long n_items_single;        /* ... of which judged by exactly one annotator */
     LabelPairStat *pairs;       /* annotator pairs sharing >= 1 item */

@@ -546,6 +546,7 @@ static void test_stats(void) {
         CHECK_EQ_INT(st.undone[0], 0);
         CHECK_EQ_INT(st.undone[2], 1);
     }
+    CHECK_EQ_INT(st.n_superseded, 1); /* ann2's first judgment of item 2 */
     CHECK_EQ_INT(st.n_items, 6);
     CHECK_EQ_INT(st.n_items_single, 1);
     CHECK_EQ_INT(st.n_pairs, 3);
