@@ -477,8 +477,8 @@ int mpi_poll_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
     }
 }
 
-int mpi_wait_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
-                         MPI_Status *st) {
+int mpi_wait_any_message_at(const char *file, int line, MPI_Comm comm, int source,
+                            const int *tags, int ntags, MPI_Status *st) {
     ASSERT(ntags >= 0 && (ntags == 0 || tags));
     double t0 = time_now();
     long ns = NAP_FIRST_NS;
@@ -488,7 +488,7 @@ int mpi_wait_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
         double to = g_peer_timeout, waited = time_now() - t0;
         if (to > 0 && waited > to) {
             char tb[256], pb[64];
-            mpi_fatal("waited %.0f s for a message (%s) from %s and none came: a peer has "
+            mpi_fatal_at(file, line, "waited %.0f s for a message (%s) from %s and none came: a peer has "
                       "died or is stuck. If it is only slow, raise the peer timeout "
                       "(RLHF_PEER_TIMEOUT, now %g s)",
                       waited, describe_tags(tags, ntags, tb, sizeof tb),
@@ -498,7 +498,8 @@ int mpi_wait_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
     }
 }
 
-void mpi_wait_request(MPI_Request *req, MPI_Status *st, const char *what) {
+void mpi_wait_request_at(const char *file, int line, MPI_Request *req, MPI_Status *st,
+                         const char *what) {
     double t0 = time_now();
     long ns = NAP_FIRST_NS;
     for (;;) {
@@ -507,13 +508,13 @@ void mpi_wait_request(MPI_Request *req, MPI_Status *st, const char *what) {
         if (flag) return;
         double to = g_peer_timeout, waited = time_now() - t0;
         if (to > 0 && waited > to)
-            mpi_fatal("%s: not complete after %.0f s: the peer has died or is stuck (peer "
+            mpi_fatal_at(file, line, "%s: not complete after %.0f s: the peer has died or is stuck (peer "
                       "timeout %g s, RLHF_PEER_TIMEOUT)", what, waited, to);
         nap(&ns);
     }
 }
 
-void mpi_wait_all(int n, MPI_Request *reqs, const char *what) {
+void mpi_wait_all_at(const char *file, int line, int n, MPI_Request *reqs, const char *what) {
     double t0 = time_now();
     long ns = NAP_FIRST_NS;
     for (;;) {
@@ -522,7 +523,7 @@ void mpi_wait_all(int n, MPI_Request *reqs, const char *what) {
         if (flag) return;
         double to = g_peer_timeout, waited = time_now() - t0;
         if (to > 0 && waited > to)
-            mpi_fatal("%s: not complete after %.0f s: a peer has died or is stuck (peer "
+            mpi_fatal_at(file, line, "%s: not complete after %.0f s: a peer has died or is stuck (peer "
                       "timeout %g s, RLHF_PEER_TIMEOUT)", what, waited, to);
         nap(&ns);
     }
@@ -531,28 +532,30 @@ void mpi_wait_all(int n, MPI_Request *reqs, const char *what) {
 // ----------------------------------------------------------------------------------------
 // Bytes and messages
 
-void mpi_send_bytes(MPI_Comm comm, int dest, int tag, const void *data, size_t len) {
+void mpi_send_bytes_at(const char *file, int line, MPI_Comm comm, int dest, int tag,
+                       const void *data, size_t len) {
     char pb[64], what[160];
     if (len > (size_t)INT_MAX)
-        mpi_fatal("cannot send %zu bytes with %s to %s in one message (MPI counts are int): "
+        mpi_fatal_at(file, line, "cannot send %zu bytes with %s to %s in one message (MPI counts are int): "
                   "split the payload", len, mpi_tag_name(tag), describe_peer(comm, dest, pb, sizeof pb));
     MPI_Request req;
     MPI_CHECK(MPI_Isend(data, (int)len, MPI_BYTE, dest, tag, comm, &req));
     snprintf(what, sizeof what, "sending %s (%zu bytes) to %s", mpi_tag_name(tag), len,
              describe_peer(comm, dest, pb, sizeof pb));
-    mpi_wait_request(&req, NULL, what);
+    mpi_wait_request_at(file, line, &req, NULL, what);
 }
 
-size_t mpi_recv_bytes(MPI_Comm comm, const MPI_Status *st, MsgBuf *buf, size_t max_bytes) {
+size_t mpi_recv_bytes_at(const char *file, int line, MPI_Comm comm, const MPI_Status *st,
+                         MsgBuf *buf, size_t max_bytes) {
     int count = 0;
     char pb[64];
     MPI_Status s = *st;
     MPI_CHECK(MPI_Get_count(&s, MPI_BYTE, &count));
     if (count == MPI_UNDEFINED || count < 0)
-        mpi_fatal("message with %s from %s has no byte count", mpi_tag_name(st->MPI_TAG),
+        mpi_fatal_at(file, line, "message with %s from %s has no byte count", mpi_tag_name(st->MPI_TAG),
                   describe_peer(comm, st->MPI_SOURCE, pb, sizeof pb));
     if ((size_t)count > max_bytes)
-        mpi_fatal("message with %s from %s is %d bytes, more than the %zu this receiver "
+        mpi_fatal_at(file, line, "message with %s from %s is %d bytes, more than the %zu this receiver "
                   "accepts: sender and receiver disagree on the limits (same config on "
                   "every rank?)", mpi_tag_name(st->MPI_TAG),
                   describe_peer(comm, st->MPI_SOURCE, pb, sizeof pb), count, max_bytes);
@@ -563,17 +566,17 @@ size_t mpi_recv_bytes(MPI_Comm comm, const MPI_Status *st, MsgBuf *buf, size_t m
     return buf->len;
 }
 
-void mpi_recv_msg(MPI_Comm comm, const MPI_Status *st, MsgBuf *buf, const MsgLimits *lim,
-                  Msg *out) {
+void mpi_recv_msg_at(const char *file, int line, MPI_Comm comm, const MPI_Status *st,
+                     MsgBuf *buf, const MsgLimits *lim, Msg *out) {
     char err[ERRBUF_LEN], pb[64];
-    mpi_recv_bytes(comm, st, buf, msg_max_bytes(lim));
+    mpi_recv_bytes_at(file, line, comm, st, buf, msg_max_bytes(lim));
     if (msg_decode(buf->data, buf->len, lim, out, err))
-        mpi_fatal("bad message from %s (%s, %zu bytes): %s",
+        mpi_fatal_at(file, line, "bad message from %s (%s, %zu bytes): %s",
                   describe_peer(comm, st->MPI_SOURCE, pb, sizeof pb),
                   mpi_tag_name(st->MPI_TAG), buf->len, err);
     MsgType want = mpi_tag_msg_type(st->MPI_TAG);
     if (want != MSG_TYPE_NONE && out->type != want)
-        mpi_fatal("%s sent a %s message with %s, which carries %s messages",
+        mpi_fatal_at(file, line, "%s sent a %s message with %s, which carries %s messages",
                   describe_peer(comm, st->MPI_SOURCE, pb, sizeof pb),
                   msg_type_name(out->type), mpi_tag_name(st->MPI_TAG), msg_type_name(want));
 }

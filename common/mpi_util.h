@@ -122,7 +122,8 @@ const char *mpi_tag_name(int tag);
 MsgType mpi_tag_msg_type(int tag);
 
 // ----------------------------------------------------------------------------------------
-// Waiting without spinning, with a deadline
+// Waiting without spinning, with a deadline. The functions that can abort the job are
+// macros over *_at(file, line, ...) so that the message names the caller's file:line.
 
 /* Seconds a wait may last before the job is aborted (<= 0: forever). Default 600. */
 void mpi_set_peer_timeout(double seconds);
@@ -132,15 +133,19 @@ double mpi_peer_timeout(void);
  * of comm, or MPI_ANY_SOURCE) is pending; fills *st and returns its tag. Tags are probed
  * in rotating order so that a busy tag does not starve the others. Aborts the job after
  * the peer timeout. */
-int mpi_wait_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
-                         MPI_Status *st);
+int mpi_wait_any_message_at(const char *file, int line, MPI_Comm comm, int source,
+                            const int *tags, int ntags, MPI_Status *st);
+#define mpi_wait_any_message(...) mpi_wait_any_message_at(__FILE__, __LINE__, __VA_ARGS__)
 /* The same, giving up after timeout_s seconds (0: probe once): the tag, or -1. */
 int mpi_poll_any_message(MPI_Comm comm, int source, const int *tags, int ntags,
                          double timeout_s, MPI_Status *st);
 /* MPI_Test + sleep until *req completes (st may be NULL); `what` names the operation in
  * the message if the peer timeout passes first. */
-void mpi_wait_request(MPI_Request *req, MPI_Status *st, const char *what);
-void mpi_wait_all(int n, MPI_Request *reqs, const char *what);
+void mpi_wait_request_at(const char *file, int line, MPI_Request *req, MPI_Status *st,
+                         const char *what);
+void mpi_wait_all_at(const char *file, int line, int n, MPI_Request *reqs, const char *what);
+#define mpi_wait_request(...) mpi_wait_request_at(__FILE__, __LINE__, __VA_ARGS__)
+#define mpi_wait_all(...) mpi_wait_all_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Guard a blocking call that cannot be polled (a collective, a broadcast): if
  * mpi_watch_end does not follow within the peer timeout, a watchdog thread prints
@@ -154,16 +159,21 @@ void mpi_watch_end(void);
 
 /* Send len bytes (<= INT_MAX) and wait for the send to complete (polling, with the peer
  * timeout). */
-void mpi_send_bytes(MPI_Comm comm, int dest, int tag, const void *data, size_t len);
+void mpi_send_bytes_at(const char *file, int line, MPI_Comm comm, int dest, int tag,
+                       const void *data, size_t len);
+#define mpi_send_bytes(...) mpi_send_bytes_at(__FILE__, __LINE__, __VA_ARGS__)
 /* Receive the message that *st (from mpi_wait_any_message / MPI_Iprobe) describes into
  * buf, growing it; returns the byte count (also buf->len). A message over max_bytes
  * aborts the job, naming the sender. */
-size_t mpi_recv_bytes(MPI_Comm comm, const MPI_Status *st, MsgBuf *buf, size_t max_bytes);
+size_t mpi_recv_bytes_at(const char *file, int line, MPI_Comm comm, const MPI_Status *st,
+                         MsgBuf *buf, size_t max_bytes);
+#define mpi_recv_bytes(...) mpi_recv_bytes_at(__FILE__, __LINE__, __VA_ARGS__)
 /* mpi_recv_bytes + msg_decode under lim (max size msg_max_bytes(lim)); a message that
  * does not decode, or whose type is not what its tag carries (mpi_tag_msg_type), aborts
  * the job with the decoder's error and the sender's rank and role. */
-void mpi_recv_msg(MPI_Comm comm, const MPI_Status *st, MsgBuf *buf, const MsgLimits *lim,
-                  Msg *out);
+void mpi_recv_msg_at(const char *file, int line, MPI_Comm comm, const MPI_Status *st,
+                     MsgBuf *buf, const MsgLimits *lim, Msg *out);
+#define mpi_recv_msg(...) mpi_recv_msg_at(__FILE__, __LINE__, __VA_ARGS__)
 
 // ----------------------------------------------------------------------------------------
 // Progress and timing: one rank prints, timings are the slowest rank's.
