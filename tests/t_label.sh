@@ -2,10 +2,11 @@
 # tests/t_label.sh — end-to-end test of build/rlhf-label driven through real pseudo-terminals
 # with tmux: label a few items, undo one, quit, and check the file; kill -9 in the middle
 # and restart (nothing judged is lost, judged items are skipped, a torn last line is
-# reported and sealed); q, SIGINT, SIGTERM and SIGHUP restore the terminal; side-by-side, narrow
-# (stacked) and too-small terminals, a resize while running, thumbs mode, a second
-# writer refused; without a terminal: the clear error, bad candidate files (file:line),
-# non-UTF-8, an unwritable output; then `stats` and `export` on the files written.
+# reported and sealed); q, SIGINT, SIGTERM, SIGHUP and Ctrl-Z/fg restore the terminal;
+# side-by-side, narrow (stacked) and too-small terminals, a resize while running,
+# scrolling, thumbs mode, a second writer refused; without a terminal: the clear error,
+# bad candidate files (file:line), non-UTF-8, an unwritable output; then `stats` and
+# `export` on the files written.
 #
 # A private tmux server (-L rlhf-test-$$, no config file) is killed on exit (trap), so
 # parallel runs never collide. Run by tests/run.sh; needs tmux (tools/deps.sh installs it).
@@ -157,7 +158,7 @@ check "torn line listed on exit" wait_for 5 final_has s2 "not valid JSON"
 [ $fails -gt 0 ] && show s2
 
 # ---------------------------------------------------------------------------------------
-echo "# 3. the terminal is restored on SIGINT, SIGTERM and SIGHUP"
+echo "# 3. the terminal is restored on SIGINT, SIGTERM and SIGHUP, and around Ctrl-Z"
 for sig in INT TERM HUP; do
   start "sig$sig" 100 30 --annotator carol --out "$W/carol.jsonl" "$CAND"
   check "SIG$sig: tool up" wait_for 10 screen_has "sig$sig" "item 1 of 4"
@@ -168,6 +169,20 @@ for sig in INT TERM HUP; do
   check "SIG$sig: canonical mode and echo restored" stty_restored "$W/sig$sig.stty"
   TM kill-session -t "sig$sig"
 done
+
+# Ctrl-Z under an interactive shell: stopped with the terminal restored, back on fg
+TM new-session -d -s tstp -x 120 -y 30 "env PS1='$ ' bash --norc --noprofile -i"
+check "Ctrl-Z: shell up" wait_for 10 screen_has tstp '$'
+TM send-keys -t tstp "$BIN --annotator frank --out $W/frank.jsonl $CAND" Enter
+check "Ctrl-Z: tool up" wait_for 10 screen_has tstp "item 1 of 4"
+TM send-keys -t tstp C-z
+check "Ctrl-Z: stopped, back at the shell" wait_for 10 screen_has tstp "Stopped"
+TM send-keys -t tstp "stty -a > $W/tstp.stty; fg" Enter
+check "Ctrl-Z: terminal restored while stopped" wait_for 10 stty_restored "$W/tstp.stty"
+check "Ctrl-Z: fg redraws the item" wait_for 10 screen_has tstp "item 1 of 4"
+key tstp a; check "Ctrl-Z: keys work after fg" wait_for 10 has_lines "$W/frank.jsonl" 1
+key tstp q; check "Ctrl-Z: quits normally" wait_for 10 screen_has tstp "1 judgment(s) this session"
+TM kill-session -t tstp
 
 # ---------------------------------------------------------------------------------------
 echo "# 4. narrow, forced, resized and too-small terminals"
