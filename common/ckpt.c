@@ -801,11 +801,52 @@ fail:
 // ----------------------------------------------------------------------------
 // the reader
 
+/* Zero-copy file image callbacks (what HDF5's high-level H5LT "don't copy" mode does):
+ * every allocation of the image returns the caller's buffer and every copy into it is a
+ * no-op, so HDF5 reads the caller's bytes in place instead of copying a multi-hundred-MB
+ * image three times (property list set, property list copy, driver open). Read-only:
+ * a resize fails, which HDF5 reports as an error. */
+typedef struct {
+    const void *buf;
+    size_t len;
+} ImageRef;
+
+static void *img_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    const ImageRef *r = udata;
+    (void)op;
+    return size == r->len ? (void *)r->buf : NULL;
+}
+
+static void *img_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                        void *udata) {
+    const ImageRef *r = udata;
+    (void)op;
+    return dest == r->buf && src == r->buf && size == r->len ? dest : NULL;
+}
+
+static void *img_realloc(void *p, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)p, (void)size, (void)op, (void)udata;
+    return NULL;
+}
+
+static herr_t img_free(void *p, H5FD_file_image_op_t op, void *udata) {
+    (void)p, (void)op, (void)udata;
+    return 0;
+}
+
+static void *img_udata_copy(void *udata) { return udata; }
+
+static herr_t img_udata_free(void *udata) {
+    (void)udata;
+    return 0;
+}
+
 struct CkptReader {
     hid_t file;
     char src[CKPT_PATH_LEN];
     CkptMeta meta;
     char *config, *vocab, *merges;
+    ImageRef image; /* images: the caller's bytes, read in place */
 };
 
 static int int_field(int64_t v, const char *src, const char *obj, const char *name, int *out,
@@ -1174,6 +1215,10 @@ CkptReader *ckpt_reader_open_image(const void *bytes, size_t len, char *err) {
     char name[64];
     snprintf(name, sizeof name, "rlhf-ckpt-image-r-%d-%lu", (int)getpid(), ++image_counter);
     if ((fapl = make_fapl(1, err)) < 0) goto fail;
+    r->image = (ImageRef){.buf = bytes, .len = len};
+    H5FD_file_image_callbacks_t cb = {img_malloc,     img_memcpy,     img_realloc, img_free,
+                                      img_udata_copy, img_udata_free, &r->image};
+    H5TRY(H5Pset_file_image_callbacks(fapl, &cb), "<image>: cannot set image callbacks");
     H5TRY(H5Pset_file_image(fapl, (void *)bytes, len), "<image>: cannot attach the image");
     H5TRY(r->file = H5Fopen(name, H5F_ACC_RDONLY, fapl),
             "<image>: %zu bytes do not open as an HDF5 file (truncated or corrupt)", len);

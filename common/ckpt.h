@@ -140,7 +140,8 @@ const char *ckpt_writer_path(const CkptWriter *w);
 /* Open and validate the root: HDF5 signature, format name, format_version, stage, step,
  * policy_version, model config. */
 CkptReader *ckpt_reader_open(const char *path, char *err);
-/* The same from an in-memory image (the bytes are copied; the caller keeps its buffer). */
+/* The same from an in-memory image. The bytes are read in place, not copied: they must
+ * stay valid and unchanged until ckpt_reader_free. */
 CkptReader *ckpt_reader_open_image(const void *bytes, size_t len, char *err);
 void ckpt_reader_free(CkptReader *r);
 const CkptMeta *ckpt_reader_meta(const CkptReader *r);
