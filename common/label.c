@@ -1037,7 +1037,9 @@ void label_wrap(LabelLines *out, const char *text, int width) {
     const unsigned char *s = (const unsigned char *)text;
     size_t n = strlen(text);
     /* decode once; tabs become four spaces, '\r' is dropped (CRLF text) */
-    Cell *cells = xmalloc((4 * n + 1) * sizeof(Cell));
+    size_t tabs = 0;
+    for (size_t i = 0; i < n; i++) tabs += s[i] == '\t';
+    Cell *cells = xmalloc((n + 3 * tabs + 1) * sizeof(Cell));
     size_t nc = 0;
     for (size_t i = 0; i < n;) {
         if (s[i] == '\t' || s[i] == '\r') {

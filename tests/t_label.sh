@@ -253,6 +253,8 @@ check "non-UTF-8: file:line and the fix" fails_with "$W/e2" 'latin1\.jsonl:1: no
 check "wrong mode: says which --mode" fails_with "$W/e3" 'thumbs\.jsonl:1: .*use --mode thumbs' "$BIN" --out "$W/z.jsonl" "$TH"
 check "unwritable output: clear error" fails_with "$W/e4" 'p\.jsonl: cannot open for appending: No such file' "$BIN" --out "$W/no/such/dir/p.jsonl" "$CAND"
 check "output is a directory: clear error" fails_with "$W/e5" 'is a directory' "$BIN" --out "$W" "$CAND"
+check "--out is the candidates file: refused" fails_with "$W/e8" 'is the candidates file' "$BIN" --out "$W/./cand.jsonl" "$CAND"
+check "candidates file untouched" [ "$(nlines "$CAND")" -eq 4 ]
 check "missing --out: usage, exit 2" exits_with 2 "$BIN" "$CAND"
 check "bad --mode: exit 2" exits_with 2 "$BIN" --mode votes --out x "$CAND"
 

@@ -762,6 +762,15 @@ static int cmd_label(int argc, char **argv) {
         return 2;
     }
 
+    struct stat st_cand, st_out;
+    if (stat(cand, &st_cand) == 0 && stat(out_path, &st_out) == 0 &&
+        st_cand.st_dev == st_out.st_dev && st_cand.st_ino == st_out.st_ino) {
+        fprintf(stderr, "rlhf-label: --out %s is the candidates file; judgments go to a file "
+                        "of their own (e.g. prefs_%s.jsonl)\n",
+                out_path, annotator);
+        return 2;
+    }
+
     App app;
     memset(&app, 0, sizeof(app));
     app.mode = mode;
