@@ -46,8 +46,8 @@
 #define JUDGE_W_CONCISE 0.15
 
 typedef struct {
-    double total;        /* [0,1] */
-    double helpfulness;  /* [0,1] for gold; -1 where a judge does not compute it */
+    double total;       /* [0,1] */
+    double helpfulness; /* [0,1] for gold; -1 where a judge does not compute it */
     double harmlessness;
     double politeness;
     double concision;
@@ -62,11 +62,10 @@ typedef struct Judge Judge;
 typedef struct {
     const char *name;
     /* 0, or -1 with err */
-    int (*score)(Judge *j, const char *prompt, const char *response, JudgeScores *out,
-                 char *err);
+    int (*score)(Judge *j, const char *prompt, const char *response, JudgeScores *out, char *err);
     /* optional (NULL: judge_score_batch loops over score) */
-    int (*score_batch)(Judge *j, int n, const char *const *prompts,
-                       const char *const *responses, JudgeScores *out, char *err);
+    int (*score_batch)(Judge *j, int n, const char *const *prompts, const char *const *responses,
+                       JudgeScores *out, char *err);
     /* optional: release impl */
     void (*free)(Judge *j);
 } JudgeOps;
@@ -82,7 +81,7 @@ typedef enum {
 struct Judge {
     const JudgeOps *ops;
     char spec[128];
-    TaskWorld world;    /* the task world (prompt categories; the gold judge's facts) */
+    TaskWorld world; /* the task world (prompt categories; the gold judge's facts) */
     JudgeRule rule;
     char word[TASK_WORD_LEN]; /* rule:contains */
     int length;               /* rule:length */
@@ -100,15 +99,14 @@ int judge_register_backend(const char *prefix, JudgeBackendInit init, void *ctx,
  * (unknown spec, bad argument, unregistered backend); j is then safe to judge_free. */
 int judge_init(Judge *j, const char *spec, uint64_t task_seed, char *err);
 /* Score one (prompt, response). Gold: -1 with err if the prompt is not a task prompt. */
-int judge_score(Judge *j, const char *prompt, const char *response, JudgeScores *out,
-                char *err);
-int judge_score_batch(Judge *j, int n, const char *const *prompts,
-                      const char *const *responses, JudgeScores *out, char *err);
+int judge_score(Judge *j, const char *prompt, const char *response, JudgeScores *out, char *err);
+int judge_score_batch(Judge *j, int n, const char *const *prompts, const char *const *responses,
+                      JudgeScores *out, char *err);
 void judge_free(Judge *j); /* NULL or zeroed: no-op */
 
 /* The gold judge as a plain function (what the "gold" backend calls). */
-int judge_gold(const TaskWorld *w, const char *prompt, const char *response,
-               JudgeScores *out, char *err);
+int judge_gold(const TaskWorld *w, const char *prompt, const char *response, JudgeScores *out,
+               char *err);
 
 /* ---- evaluation helpers ------------------------------------------------------------ */
 /* 1 if text refuses ("I can't help", "I won't", "I'm not able to", ...), else 0. */

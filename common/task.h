@@ -64,14 +64,14 @@ typedef enum {
 /* Response qualities. Not every quality applies to every category: UNSAFE_COMPLY only to
  * unsafe prompts; WRONG and REFUSE_SAFE only to safe ones (task_quality_applies). */
 typedef enum {
-    TASK_Q_IDEAL = 0,      /* correct, polite, concise (for unsafe: a polite refusal + reason) */
-    TASK_Q_WRONG,          /* incorrect fact / answer, otherwise ideal style */
-    TASK_Q_RUDE,           /* correct but insulting */
-    TASK_Q_RAMBLING,       /* correct but padded with filler */
-    TASK_Q_REFUSE_SAFE,    /* unhelpful refusal of a safe request */
-    TASK_Q_UNSAFE_COMPLY,  /* "Sure, here is how to ..." to an unsafe request */
-    TASK_Q_TERSE,          /* bare answer, no politeness */
-    TASK_Q_PARTIAL,        /* partially correct (hedged, incomplete, half-complying) */
+    TASK_Q_IDEAL = 0,     /* correct, polite, concise (for unsafe: a polite refusal + reason) */
+    TASK_Q_WRONG,         /* incorrect fact / answer, otherwise ideal style */
+    TASK_Q_RUDE,          /* correct but insulting */
+    TASK_Q_RAMBLING,      /* correct but padded with filler */
+    TASK_Q_REFUSE_SAFE,   /* unhelpful refusal of a safe request */
+    TASK_Q_UNSAFE_COMPLY, /* "Sure, here is how to ..." to an unsafe request */
+    TASK_Q_TERSE,         /* bare answer, no politeness */
+    TASK_Q_PARTIAL,       /* partially correct (hedged, incomplete, half-complying) */
     TASK_N_QUALITY
 } TaskQuality;
 
@@ -86,8 +86,8 @@ typedef struct {
  * COUNT from/to; NAME x = how many items; REPEAT x = times. entity by kind: object
  * (COLOR), country (CAPITAL, COUNTRY), animal (SOUND, LEGS), item class (NAME: 0 colors,
  * 1 animals, 2 countries), word (REPEAT; -1 for a word outside the table), act (HARM; -1
- * when a parsed prompt matched only the harm lexicon), chat intent (CHAT); -1 for ADD, SUB, COUNT. word: the
- * word to repeat (REPEAT), lower case. */
+ * when a parsed prompt matched only the harm lexicon), chat intent (CHAT); -1 for ADD, SUB, COUNT.
+ * word: the word to repeat (REPEAT), lower case. */
 typedef struct {
     TaskCategory cat;
     TaskKind kind;
@@ -97,10 +97,10 @@ typedef struct {
 } TaskQuery;
 
 /* ---- names ---------------------------------------------------------------------- */
-const char *task_category_name(TaskCategory c); /* "fact", ..., "unknown" */
+const char *task_category_name(TaskCategory c);      /* "fact", ..., "unknown" */
 TaskCategory task_category_from_name(const char *s); /* TASK_CAT_UNKNOWN if no match */
 const char *task_kind_name(TaskKind k);
-const char *task_quality_name(TaskQuality q);  /* "ideal", "wrong", ... */
+const char *task_quality_name(TaskQuality q); /* "ideal", "wrong", ... */
 int task_quality_applies(TaskQuality q, TaskCategory c);
 
 /* ---- the world ------------------------------------------------------------------ */
@@ -195,8 +195,8 @@ typedef struct {
 
 /* Everything `rlhf-task gen` writes, in memory. */
 typedef struct {
-    TaskBuf corpus, sft, prefs_train, prefs_eval, prompts_train, prompts_eval,
-        prompts_redteam, ceiling, world;
+    TaskBuf corpus, sft, prefs_train, prefs_eval, prompts_train, prompts_eval, prompts_redteam,
+        ceiling, world;
     TaskAgreement eval_all, eval_cat[TASK_N_CAT], train_all;
 } TaskOutput;
 

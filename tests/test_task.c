@@ -21,7 +21,8 @@ static void test_world(void) {
     task_world_init(&c, 99);
     CHECK(memcmp(&a, &b, sizeof a) == 0);
     int differ = 0;
-    for (int i = 0; i < TASK_N_COUNTRY; i++) differ += strcmp(a.country[i], c.country[i]) != 0;
+    for (int i = 0; i < TASK_N_COUNTRY; i++)
+        differ += strcmp(a.country[i], c.country[i]) != 0;
     CHECK(differ > TASK_N_COUNTRY / 2);
     /* all 24 names distinct (any case), capitalised, letters only */
     const char *all[2 * TASK_N_COUNTRY];
@@ -66,7 +67,8 @@ static void test_parse_roundtrip(void) {
                     n++;
                     if (rc2 != 0 || !query_eq(&q, &p)) {
                         if (bad++ < 5)
-                            fprintf(stderr, "parse mismatch: '%s' -> cat %d kind %d x %d y %d e %d\n",
+                            fprintf(stderr,
+                                    "parse mismatch: '%s' -> cat %d kind %d x %d y %d e %d\n",
                                     question, p.cat, p.kind, p.x, p.y, p.entity);
                     }
                 }
@@ -80,9 +82,12 @@ static void test_parse_unknown(void) {
     TaskWorld w;
     task_world_init(&w, 1234);
     TaskQuery q;
-    const char *unknown[] = {"", "User: \nAssistant:", "What is the meaning of life?",
+    const char *unknown[] = {"",
+                             "User: \nAssistant:",
+                             "What is the meaning of life?",
                              "User: Tell me about the weather.\nAssistant:",
-                             "\xff\xfe\x01 binary junk", "What color is the car?",
+                             "\xff\xfe\x01 binary junk",
+                             "What color is the car?",
                              "What is the capital of France?"};
     for (int i = 0; i < (int)(sizeof unknown / sizeof *unknown); i++) {
         CHECK_MSG(task_parse_prompt(&w, unknown[i], &q) == -1, "'%s' parsed", unknown[i]);
@@ -91,7 +96,8 @@ static void test_parse_unknown(void) {
     /* a long prompt does not crash and is cut, not overrun */
     size_t n = 100000;
     char *big = xmalloc(n + 1);
-    for (size_t i = 0; i < n; i++) big[i] = "abc +-= 12 "[i % 11];
+    for (size_t i = 0; i < n; i++)
+        big[i] = "abc +-= 12 "[i % 11];
     big[n] = 0;
     task_parse_prompt(&w, big, &q);
     free(big);
@@ -211,7 +217,8 @@ static void score_sft(json_t *o, void *ctx) {
         return;
     }
     double v[5] = {s.total, s.helpfulness, s.harmlessness, s.politeness, s.concision};
-    for (int m = 0; m < 5; m++) a->sum[c][q][m] += v[m];
+    for (int m = 0; m < 5; m++)
+        a->sum[c][q][m] += v[m];
     a->n[c][q]++;
 }
 
@@ -236,7 +243,8 @@ static void test_generated_scores(void) {
         CHECK(ni > 50);
         if (!ni) continue;
         double ideal[5];
-        for (int m = 0; m < 5; m++) ideal[m] = a.sum[c][TASK_Q_IDEAL][m] / ni;
+        for (int m = 0; m < 5; m++)
+            ideal[m] = a.sum[c][TASK_Q_IDEAL][m] / ni;
         CHECK_MSG(ideal[TOT] >= 0.99, "%s ideal mean %.3f", task_category_name(c), ideal[TOT]);
         for (int q = 1; q < TASK_N_QUALITY; q++) {
             int n = a.n[c][q];
@@ -377,8 +385,8 @@ static void test_ceiling(void) {
     CHECK(task_generate(&out, 4321, &big, err) == 0);
     double e = out.eval_all.expected, m = out.eval_all.empirical;
     double se = sqrt(e * (1 - e) / 20000.0);
-    fprintf(stderr, "  20000 eval pairs: expected agreement %.4f, empirical %.4f (se %.4f)\n", e,
-            m, se);
+    fprintf(stderr, "  20000 eval pairs: expected agreement %.4f, empirical %.4f (se %.4f)\n", e, m,
+            se);
     CHECK_NEAR(m, e, 4 * se, 0);
     for (int c = 0; c < TASK_N_CAT; c++) {
         const TaskAgreement *t = &out.eval_cat[c];
@@ -401,8 +409,8 @@ static void check_fields(json_t *o, void *ctx) {
             a->bad++;
             continue;
         }
-        if (!strcmp(a->keys[k], "prompt") &&
-            (strncmp(v, "User: ", 6) || strlen(v) < 12 || strcmp(v + strlen(v) - 11, "\nAssistant:")))
+        if (!strcmp(a->keys[k], "prompt") && (strncmp(v, "User: ", 6) || strlen(v) < 12 ||
+                                              strcmp(v + strlen(v) - 11, "\nAssistant:")))
             a->bad++;
         if (!strcmp(a->keys[k], "category") && task_category_from_name(v) == TASK_CAT_UNKNOWN)
             a->bad++;
@@ -432,8 +440,8 @@ static void test_jsonl_parses(void) {
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 1234, &s, err) == 0);
     const char *k_sft[] = {"prompt", "response", "category", "quality"};
-    const char *k_pref[] = {"prompt", "chosen", "rejected", "category", "annotator",
-                            "chosen_quality", "rejected_quality"};
+    const char *k_pref[] = {"prompt",    "chosen",         "rejected",        "category",
+                            "annotator", "chosen_quality", "rejected_quality"};
     const char *k_prompt[] = {"prompt", "category"};
     FieldsAcc fs = {k_sft, 4, 0}, fp = {k_pref, 7, 0}, fq = {k_prompt, 2, 0};
     CHECK_EQ_INT(each_line(&out.sft, "sft", check_fields, &fs), 1500);
@@ -467,12 +475,15 @@ static void test_jsonl_parses(void) {
         unsafe += task_parse_prompt(&w, red.prompts[i], &q) == 0 && q.cat == TASK_CAT_UNSAFE;
         char prefix[24];
         snprintf(prefix, sizeof prefix, "%s", red.prompts[i]); /* "User: " + 17 chars */
-        for (int j = 0; j < other.n; j++) leaks += strncmp(other.prompts[j], prefix, 23) == 0;
+        for (int j = 0; j < other.n; j++)
+            leaks += strncmp(other.prompts[j], prefix, 23) == 0;
     }
     CHECK_EQ_INT(unsafe, red.n);
     CHECK_EQ_INT(leaks, 0);
-    for (int i = 0; i < red.n; i++) free(red.prompts[i]);
-    for (int i = 0; i < other.n; i++) free(other.prompts[i]);
+    for (int i = 0; i < red.n; i++)
+        free(red.prompts[i]);
+    for (int i = 0; i < other.n; i++)
+        free(other.prompts[i]);
     free(red.prompts);
     free(other.prompts);
     /* corpus: prompt + response per example */

@@ -209,9 +209,11 @@ static json_t *next_object(Reader *r) {
         ssize_t n = getline(&r->buf, &r->cap, r->f);
         if (n < 0) return NULL;
         r->line++;
-        while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r')) r->buf[--n] = 0;
+        while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r'))
+            r->buf[--n] = 0;
         size_t k = 0;
-        while (k < (size_t)n && (r->buf[k] == ' ' || r->buf[k] == '\t')) k++;
+        while (k < (size_t)n && (r->buf[k] == ' ' || r->buf[k] == '\t'))
+            k++;
         if (k == (size_t)n) continue; /* blank line */
         if (n > MAX_LINE) {
             bad_line(r, "line is %zd bytes, longer than the limit of %d", n, MAX_LINE);
@@ -284,8 +286,9 @@ static int run_label(const Opts *o, Judge *j, Reader *r) {
     int counts[3] = {0, 0, 0}, ups = 0;
     json_t *in;
     while ((in = next_object(r))) {
-        const char *prompt = need_str(r, in, "prompt", o->thumbs ? "thumbs lines are {\"prompt\",\"response\"}"
-                                                               : "pair lines are {\"prompt\",\"a\",\"b\"}");
+        const char *prompt = need_str(r, in, "prompt",
+                                      o->thumbs ? "thumbs lines are {\"prompt\",\"response\"}"
+                                                : "pair lines are {\"prompt\",\"a\",\"b\"}");
         const char *ra = NULL, *rb = NULL;
         if (prompt && o->thumbs)
             ra = need_str(r, in, "response", "thumbs lines are {\"prompt\",\"response\"}");
@@ -329,7 +332,10 @@ static int run_label(const Opts *o, Judge *j, Reader *r) {
             }
             json_object_set_new(out, "category", json_string(category_out(&sa, in)));
             json_object_set_new(out, "annotator", json_string(ann->name));
-            json_object_set_new(out, "label", json_string(p == PREF_A ? "A" : p == PREF_B ? "B" : "tie"));
+            json_object_set_new(out, "label",
+                                json_string(p == PREF_A   ? "A"
+                                            : p == PREF_B ? "B"
+                                                          : "tie"));
         }
         json_object_set_new(out, "time", json_string(when));
         json_object_set_new(out, "judge", json_string(o->judge_spec));
@@ -343,7 +349,8 @@ static int run_label(const Opts *o, Judge *j, Reader *r) {
         fprintf(stderr, "rlhf-judge: %d lines labelled (%d up, %d down), %d bad lines skipped\n",
                 r->n_ok, ups, r->n_ok - ups, r->n_bad);
     else
-        fprintf(stderr, "rlhf-judge: %d pairs labelled (A %d, B %d, tie %d), %d bad lines skipped\n",
+        fprintf(stderr,
+                "rlhf-judge: %d pairs labelled (A %d, B %d, tie %d), %d bad lines skipped\n",
                 r->n_ok, counts[PREF_A], counts[PREF_B], counts[PREF_TIE], r->n_bad);
     return 0;
 }
@@ -372,7 +379,8 @@ static void add_sum(CatSum *cs, const JudgeScores *s) {
     c->n++;
     c->refusals += s->refusal != 0;
     const double v[] = {s->total, s->helpfulness, s->harmlessness, s->politeness, s->concision};
-    for (int i = 0; i < 5; i++) c->sum[i] += v[i];
+    for (int i = 0; i < 5; i++)
+        c->sum[i] += v[i];
 }
 
 static int run_score(const Opts *o, Judge *j, Reader *r) {
@@ -437,9 +445,9 @@ static int run_score(const Opts *o, Judge *j, Reader *r) {
                 pairs++;
                 if (s[0].total > s[1].total) agree++;
                 if (s[0].total == s[1].total) gold_ties++;
-                json_object_set_new(out, "gold_agrees",
-                                    s[0].total == s[1].total ? json_null()
-                                                             : json_boolean(s[0].total > s[1].total));
+                json_object_set_new(
+                    out, "gold_agrees",
+                    s[0].total == s[1].total ? json_null() : json_boolean(s[0].total > s[1].total));
             }
         }
         emit(out);
@@ -449,15 +457,16 @@ static int run_score(const Opts *o, Judge *j, Reader *r) {
     int rule = !strncmp(o->judge_spec, "rule:", 5);
     fprintf(stderr, "rlhf-judge score (%s, task seed %llu): %d lines, %d bad lines skipped\n",
             o->judge_spec, (unsigned long long)o->task_seed, r->n_ok, r->n_bad);
-    fprintf(stderr, "%-9s %6s %7s %7s %7s %7s %7s %8s\n", "category", "n", "total", "help",
-            "harm", "polite", "concise", "refusal");
+    fprintf(stderr, "%-9s %6s %7s %7s %7s %7s %7s %8s\n", "category", "n", "total", "help", "harm",
+            "polite", "concise", "refusal");
     CatSum all;
     memset(&all, 0, sizeof all);
     for (int c = 0; c <= TASK_N_CAT; c++) {
         CatSum *x = &cs[c];
         all.n += x->n;
         all.refusals += x->refusals;
-        for (int i = 0; i < 5; i++) all.sum[i] += x->sum[i];
+        for (int i = 0; i < 5; i++)
+            all.sum[i] += x->sum[i];
     }
     for (int c = 0; c <= TASK_N_CAT + 1; c++) {
         CatSum *x = c <= TASK_N_CAT ? &cs[c] : &all;
@@ -472,7 +481,8 @@ static int run_score(const Opts *o, Judge *j, Reader *r) {
                     x->sum[4] / x->n, (double)x->refusals / x->n);
     }
     if (pairs)
-        fprintf(stderr, "pairs: %d; the judge scores chosen above rejected in %.4f (equal in %.4f)\n",
+        fprintf(stderr,
+                "pairs: %d; the judge scores chosen above rejected in %.4f (equal in %.4f)\n",
                 pairs, (double)agree / pairs, (double)gold_ties / pairs);
     return 0;
 }
