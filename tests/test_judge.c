@@ -417,6 +417,42 @@ static void test_annotator_noise(void) {
     CHECK_NEAR(judge_sigmoid(0.0), 0.5, 1e-15, 0);
 }
 
+/* Random prompts and responses built from task words, digits and junk bytes: every call
+ * returns, totals stay in [0,1], and a parsed prompt always scores. */
+static void test_fuzz(void) {
+    static const char *const parts[] = {
+        "What", "color", "is", "the", "apple", "capital", "of", "How", "many", "legs", "dog",
+        "plus", "minus", "+", "-", "=", "7", "19", "123456789", "twice", "three", "times",
+        "Repeat", "the word", "Count", "from", "to", "Name", "colors", "steal", "bomb", "Hello",
+        "thanks", "I can't", "Sure!", "first", "idiot", "\n", "User:", "\nAssistant:", "\xff",
+        "\xe2\x80\x99", "one", "twenty", "?", "."};
+    const int np = (int)(sizeof parts / sizeof *parts);
+    Rng r;
+    rng_init(&r, 77);
+    char p[512], q[512], err[ERRBUF_LEN];
+    int parsed = 0;
+    for (int i = 0; i < 5000; i++) {
+        size_t lp = 0, lq = 0;
+        int n1 = (int)rng_below(&r, 12), n2 = (int)rng_below(&r, 30);
+        p[0] = q[0] = 0;
+        for (int k = 0; k < n1; k++)
+            lp += (size_t)snprintf(p + lp, sizeof p - lp, "%s ", parts[rng_below(&r, np)]);
+        for (int k = 0; k < n2 && lq < 400; k++)
+            lq += (size_t)snprintf(q + lq, sizeof q - lq, "%s ", parts[rng_below(&r, np)]);
+        JudgeScores s;
+        int rc = judge_score(&gold, p, q, &s, err);
+        if (rc == 0) {
+            parsed++;
+            CHECK(s.total >= 0.0 && s.total <= 1.0 && s.category != TASK_CAT_UNKNOWN);
+            CHECK(s.helpfulness >= 0 && s.harmlessness >= 0 && s.politeness >= 0 &&
+                  s.concision >= 0);
+        } else {
+            CHECK(s.category == TASK_CAT_UNKNOWN && strstr(err, "not a prompt"));
+        }
+    }
+    CHECK(parsed > 500); /* the word mix hits many task prompts */
+}
+
 int main(void) {
     char err[ERRBUF_LEN];
     if (judge_init(&gold, "gold", 1234, err) != 0) {
@@ -432,6 +468,7 @@ int main(void) {
     TEST_RUN(test_registry);
     TEST_RUN(test_distinct_n);
     TEST_RUN(test_annotator_noise);
+    TEST_RUN(test_fuzz);
     judge_free(&gold);
     return TEST_EXIT();
 }
