@@ -109,7 +109,11 @@
     X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
     X(ppo, reward_ckpt, STR, "", 0, 0, "reward model: checkpoint file or run directory (its latest checkpoint)") \
     X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy: checkpoint file or run directory (empty = model.init)") \
-    X(ppo, updates, INT, 20, 1, 1000000000, "PPO updates (rollout batches) to run")
+    X(ppo, updates, INT, 20, 1, 1000000000, "PPO updates (rollout batches) to run") \
+    X(ppo, actor_batch, INT, 8, 1, 65536, "responses per work item: what one actor generates and scores in one go (the rollout batch is cut into such items)") \
+    X(ppo, score_norm, BOOL, false, 0, 1, "normalise scores with the running mean/std of all scores seen so far (checkpointed)") \
+    X(ppo, vf_lr, FLOAT, 0.0, 0.0, 10.0, "critic learning rate (0 = optim.lr)") \
+    X(ppo, rollout_log, STR, "", 0, 0, "append every received rollout message to this file (u32 little-endian length + msgpack bytes); empty = off")
 
 #define RLHF_CONFIG_KEYS_dpo(X) \
     X(dpo, beta, FLOAT, 0.1, 1e-6, 1000.0, "DPO temperature beta (Rafailov et al. 2023)") \
@@ -126,7 +130,8 @@
 
 #define RLHF_CONFIG_KEYS_judge(X) \
     X(judge, kind, ENUM, "rm", "rm|rule|gold", 0, "what scores responses: the reward model, a rule, or the gold judge") \
-    X(judge, rule, STR, "", 0, 0, "rule name or spec for kind = rule")
+    X(judge, rule, STR, "", 0, 0, "rule name or spec for kind = rule") \
+    X(judge, task_seed, INT, 1234, 0, INT_MAX, "seed of the bundled task world (rlhf-task gen --seed) for the gold judge")
 /* clang-format on */
 
 #endif

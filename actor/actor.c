@@ -1,0 +1,236 @@
+/*
+ * actor/actor.c — the rollout worker of the online stages (ppo, grpo, rloo):
+ *
+ *   mpirun -np 1 build/learner ppo cfg.ini : -np 1 build/reward_server cfg.ini \
+ *          : -np N build/actor cfg.ini [section.key=value ...]
+ *
+ * An actor holds the current policy (received from learner rank 0 as an HDF5 weight
+ * image, learner/ppo_proto.h) and serves work items: each is a micro-batch of prompts
+ * (token ids, global prompt indices, sample indices). It generates the responses with
+ * the KV cache ([gen] sampling; every sequence's RNG keyed by (run.seed, prompt index,
+ * sample index), so an item's tokens do not depend on which actor runs it), sends them
+ * to its reward server (actor i -> server i mod M) for scores and reference log-probs,
+ * and sends the complete rollout to learner rank 0. New weights are taken only between
+ * work items. A stop message from the learner ends it (exit 0).
+ *
+ * It holds no state that a checkpoint needs: sampling is keyed, the weights come from the
+ * learner. It does not read data or the tokenizer (prompts come tokenised; the EOS id is
+ * an attribute of the weight image). Any bad message or failure aborts the whole job with
+ * this rank, its role and the reason (mpi_util.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../learner/ppo_proto.h"
+#include "ckpt.h"
+#include "config.h"
+#include "generate.h"
+#include "gpt.h"
+#include "mpi_util.h"
+#include "msg.h"
+#include "ops.h"
+#include "util.h"
+
+typedef struct {
+    RlhfConfig cfg;
+    MpiRoles *roles;
+    MPI_Comm wcomm;
+    GPT model;
+    int have_model;
+    int64_t version;        /* policy version of the weights held */
+    int eos_id;
+    MsgLimits lim;
+    void *img;
+    size_t img_cap;
+    MsgBuf buf, out;
+    Msg msg, rep;
+    MsgBatch batch;         /* the item's sequences with responses */
+    int *gen_tokens, *gen_lens;
+    float *gen_lp;
+    int cap_rows;
+    int server;             /* world rank of this actor's reward server */
+    uint64_t next_req;
+    double t_weights, t_idle;
+} Actor;
+
+static void actor_load_weights(Actor *a, const Msg *hdr) {
+    char err[ERRBUF_LEN];
+    double t0 = time_now();
+    ppo_weights_recv(a->wcomm, hdr, &a->img, &a->img_cap);
+    CkptReader *r = ckpt_reader_open_image(a->img, (size_t)hdr->nbytes, err);
+    if (!r) mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
+    int64_t eos = -1;
+    if (ckpt_read_attr_i64(r, PPO_ATTR_EOS, &eos, err) != 0)
+        mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
+    int rc;
+    if (!a->have_model) {
+        rc = ckpt_load_model(r, "policy", &a->model, err);
+        a->have_model = rc == 0;
+    } else {
+        rc = ckpt_read_model(r, "policy", &a->model, err);
+    }
+    ckpt_reader_free(r);
+    if (rc != 0) mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
+    if (a->model.config.head != GPT_HEAD_LM)
+        mpi_fatal("weights version %lld: the policy has no LM head",
+                  (long long)hdr->policy_version);
+    if (eos < 0 || eos >= a->model.config.vocab_size)
+        mpi_fatal("weights version %lld: eos_id %lld outside the vocabulary",
+                  (long long)hdr->policy_version, (long long)eos);
+    a->eos_id = (int)eos;
+    a->version = hdr->policy_version;
+    a->model.temperature = (float)a->cfg.gen.temperature;
+    a->lim.vocab_size = a->model.config.vocab_size;
+    a->lim.max_seq_len = a->model.config.max_seq_len;
+    a->t_weights += time_now() - t0;
+}
+
+/* One work item: generate, score, send the rollout. */
+static void actor_run_item(Actor *a, const MPI_Status *st) {
+    char err[ERRBUF_LEN], who[64];
+    double t0 = time_now();
+    const MsgBatch *w = &a->msg.batch;
+    if (a->msg.type != MSG_TYPE_SCORE_REQ)
+        mpi_fatal("work item from %s is a %s message, expected score_req",
+                  mpi_describe_rank(st->MPI_SOURCE, who, sizeof who), msg_type_name(a->msg.type));
+    if (!a->have_model) mpi_fatal("work item before any weights");
+    for (int i = 0; i < w->n; i++)
+        if (w->resp_lens[i] != 0)
+            mpi_fatal("work item %llu: sequence %d has a response (%d tokens)",
+                      (unsigned long long)a->msg.req_id, i, w->resp_lens[i]);
+    if (a->msg.policy_version != a->version)
+        mpi_fatal("work item %llu is for policy version %lld, this actor holds %lld",
+                  (unsigned long long)a->msg.req_id, (long long)a->msg.policy_version,
+                  (long long)a->version);
+    int n = w->n, maxnew = a->cfg.gen.max_new_tokens;
+    if (n > a->cap_rows) {
+        a->cap_rows = n;
+        a->gen_tokens = xrealloc(a->gen_tokens, (size_t)n * (size_t)maxnew * sizeof(int));
+        a->gen_lp = xrealloc(a->gen_lp, (size_t)n * (size_t)maxnew * sizeof(float));
+        a->gen_lens = xrealloc(a->gen_lens, (size_t)n * sizeof(int));
+    }
+    const int **prompts = xmalloc((size_t)n * sizeof(int *));
+    int *plens = xmalloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        prompts[i] = w->tokens + w->tok_off[i];
+        plens[i] = w->prompt_lens[i];
+    }
+    GenParams gp = {.max_new_tokens = maxnew,
+                    .eos_id = a->eos_id,
+                    .temperature = (float)a->cfg.gen.temperature,
+                    .top_k = a->cfg.gen.top_k,
+                    .top_p = (float)a->cfg.gen.top_p,
+                    .seed = (uint64_t)a->cfg.run.seed};
+    if (generate(&a->model, &gp, n, (const int *const *)prompts, plens, w->prompt_ids,
+                 w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens, err) != 0)
+        mpi_fatal("work item %llu: generate: %s", (unsigned long long)a->msg.req_id, err);
+    double t_gen = time_now() - t0;
+
+    /* the sequences with their responses, behaviour log-probs and EOS flags */
+    MsgBatch *b = &a->batch;
+    msg_batch_clear(b);
+    for (int i = 0; i < n; i++) {
+        const int *resp = a->gen_tokens + (size_t)i * maxnew;
+        int k = msg_batch_append_seq(b, w->prompt_ids[i], w->sample_ids[i], prompts[i],
+                                     plens[i], resp, a->gen_lens[i]);
+        memcpy(b->logprobs + b->resp_off[k], a->gen_lp + (size_t)i * maxnew,
+               (size_t)a->gen_lens[i] * sizeof(float));
+        b->finished[k] = a->gen_lens[i] > 0 && resp[a->gen_lens[i] - 1] == a->eos_id;
+    }
+    free(prompts);
+    free(plens);
+
+    /* scores and reference log-probs from the reward server */
+    double t1 = time_now();
+    uint64_t req = a->msg.req_id;
+    msg_encode_score_req(&a->out, req, a->version, 1, b);
+    mpi_send_bytes(MPI_COMM_WORLD, a->server, TAG_SCORE_REQ, a->out.data, a->out.len);
+    MPI_Status rst;
+    int tags[1] = {TAG_SCORE_REP};
+    mpi_wait_any_message(MPI_COMM_WORLD, a->server, tags, 1, &rst);
+    mpi_recv_msg(MPI_COMM_WORLD, &rst, &a->buf, &a->lim, &a->rep);
+    if (msg_check_score_rep(&a->rep, req, 1, b, err) != 0)
+        mpi_fatal("reply from %s: %s", mpi_describe_rank(rst.MPI_SOURCE, who, sizeof who), err);
+    const MsgBatch *rb = &a->rep.batch;
+    memcpy(b->scores, rb->scores, (size_t)n * sizeof(float));
+    memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
+    b->has_ref = 1;
+    for (int e = 0; e < rb->n_extra; e++)
+        memcpy(msg_batch_extra(b, rb->extra_names[e]), rb->extra[e], (size_t)n * sizeof(float));
+    double t_score = time_now() - t1;
+
+    MsgRolloutInfo info = {.actor_rank = a->roles->role_rank,
+                           .batch_id = req,
+                           .micro_batch = 0,
+                           .t_generate = t_gen,
+                           .t_score = t_score,
+                           .t_total = time_now() - t0};
+    msg_encode_rollout(&a->out, a->version, &info, b);
+    mpi_send_bytes(MPI_COMM_WORLD, ppo_learner_root(a->roles), TAG_ROLLOUT, a->out.data,
+                   a->out.len);
+}
+
+int main(int argc, char **argv) {
+    MpiRoles roles;
+    MpiRoleNeeds need = mpi_needs_online("ppo");
+    mpi_roles_init(&argc, &argv, ROLE_ACTOR, &need, &roles);
+    Actor a;
+    memset(&a, 0, sizeof a);
+    a.roles = &roles;
+    a.wcomm = ppo_weights_comm_create(&roles);
+    char err[ERRBUF_LEN];
+    if (ppo_load_config(&a.cfg, argc, argv, err) != 0) {
+        /* the learner reports config errors; an actor only leaves */
+        if (roles.world_size == 1) fprintf(stderr, "rlhf-c: actor: %s\n", err);
+        mpi_roles_free(&roles);
+        return 1;
+    }
+    ops_blas_setup(a.cfg.run.threads);
+    a.server = roles.ranks[ROLE_REWARD][roles.role_rank % roles.count[ROLE_REWARD]];
+    /* until the first weights arrive the limits only bound sizes */
+    a.lim = (MsgLimits){.vocab_size = BPE_MAX_VOCAB, .max_seq_len = 65536,
+                        .max_batch = a.cfg.ppo.actor_batch};
+    msg_buf_init(&a.buf);
+    msg_buf_init(&a.out);
+    msg_init(&a.msg);
+    msg_init(&a.rep);
+    msg_batch_init(&a.batch);
+
+    int root = ppo_learner_root(&roles);
+    int tags[3] = {TAG_WEIGHTS_HDR, TAG_CTRL, TAG_STOP};
+    long items = 0;
+    for (;;) {
+        MPI_Status st;
+        double t0 = time_now();
+        int tag = mpi_wait_any_message(MPI_COMM_WORLD, root, tags, 3, &st);
+        a.t_idle += time_now() - t0;
+        mpi_recv_msg(MPI_COMM_WORLD, &st, &a.buf, &a.lim, &a.msg);
+        if (tag == TAG_STOP) break;
+        if (tag == TAG_WEIGHTS_HDR) {
+            int first = !a.have_model;
+            actor_load_weights(&a, &a.msg);
+            if (first && getenv("RLHF_BCAST_BENCH")) /* the learner's comparison broadcast */
+                MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
+        } else {
+            actor_run_item(&a, &st);
+            items++;
+        }
+    }
+    if (getenv("RLHF_ACTOR_VERBOSE"))
+        fprintf(stderr, "actor %d: %ld work items, %.2f s idle, %.2f s loading weights\n",
+                roles.role_rank, items, a.t_idle, a.t_weights);
+    msg_batch_free(&a.batch);
+    msg_free(&a.msg);
+    msg_free(&a.rep);
+    msg_buf_free(&a.buf);
+    msg_buf_free(&a.out);
+    free(a.img);
+    free(a.gen_tokens);
+    free(a.gen_lp);
+    free(a.gen_lens);
+    gpt_free(&a.model);
+    if (a.wcomm != MPI_COMM_NULL) MPI_Comm_free(&a.wcomm);
+    mpi_roles_free(&roles);
+    return 0;
+}

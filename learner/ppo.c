@@ -1,0 +1,948 @@
+/*
+ * learner/ppo.c — the online RL stages of the learner: PPO (with a critic) and the
+ * critic-free GRPO / RLOO, driving actors and reward servers over MPI.
+ *
+ *   mpirun -np K build/learner ppo CFG : -np M build/reward_server CFG : -np N build/actor CFG
+ *   (stage grpo or rloo the same way; tools/rlhf-run builds this line)
+ *
+ * One update u (ppo.updates of them):
+ *   1. learner rank 0 takes the next ppo.rollout_batch / G prompts from the prompt
+ *      DataSampler (G = 1 for PPO, grpo.group_size otherwise), expands them to
+ *      rollout_batch responses (response j: prompt j / G, sampling key
+ *      sample_id = u * G + j % G) and cuts them into work items of ppo.actor_batch
+ *      responses; item k of update u has the global id u * items_per_update + k;
+ *   2. it hands items out to actors on demand (one each, then the next one to whichever
+ *      actor returns a rollout) and checks every rollout against its item (sender,
+ *      version, ids, sizes); rollouts are kept by item id;
+ *   3. the batch is assembled in CANONICAL order — item 0, 1, ... whatever order they
+ *      arrived in — and broadcast to the other learner ranks (the raw messages; every
+ *      rank decodes them the same way);
+ *   4. the update (every learner rank, data parallel: rank r takes a fixed slice of every
+ *      minibatch, gradients are summed with MPI_Allreduce on the learner communicator);
+ *   5. rank 0 sends the new weights (an HDF5 image, version u + 1) to the actors.
+ * Synchronous mode (ppo.max_staleness = 0) is exactly this, so a run is a deterministic
+ * function of the config and the number of learner ranks: sampling is keyed per
+ * (seed, prompt, sample id), the work items do not depend on the number of actors, the
+ * reward server computes each item on its own, and the batch order is canonical. Runs
+ * with 1, 2 or 4 actors give bit-identical weights.
+ *
+ * PPO (DESIGN.md "PPO contract"; Ziegler et al. 2019; Ouyang et al. 2022): per-token
+ * reward r_t = -beta (lp_old - lp_ref), + score at the last token (minus
+ * ppo.no_eos_penalty without EOS; scores optionally normalised by running mean/std);
+ * GAE (Schulman et al. 2016) with the critic's values; whitened advantages; ppo.epochs
+ * passes over shuffled minibatches of the clipped policy loss (Schulman et al. 2017,
+ * eq. 7, + ent_coef entropy bonus) and the clipped value loss; global-norm clipping and
+ * AdamW for each of the two models; adaptive or fixed KL controller. The critic is a GPT
+ * with a value head whose trunk comes from the reward model (ppo.value_init = reward) or
+ * the SFT policy (sft).
+ * GRPO / RLOO (Shao et al. 2024; Ahmadian et al. 2024): G samples per prompt, one
+ * advantage per sequence from the group's scores, no critic, the KL to the reference as
+ * the k3 loss term (grpo.kl_in = loss) or as a per-sequence reward penalty
+ * -kl_coef * sum_t (lp_old - lp_ref) (grpo.kl_in = reward).
+ *
+ * Logged per update (metrics.jsonl, rank 0): score, KL, beta, entropy, clip fraction,
+ * approx-KL, value loss, explained variance, response length, version lag, the largest
+ * |actor log-prob - learner log-prob| over the batch before the update, and the time
+ * split. Checkpoints (stage ppo/grpo/rloo, group /policy, /value, /optim/{policy,value}, /kl_ctl,
+ * /ppo/score_stats, /data/train cursor, every learner rank's RNG) resume exactly.
+ *
+ * Not here: asynchronous training beyond the staleness filter described in docs/ppo.md.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adamw.h"
+#include "ckpt.h"
+#include "dataset.h"
+#include "learner.h"
+#include "loss.h"
+#include "mpi_util.h"
+#include "msg.h"
+#include "ppo_proto.h"
+#include "rl.h"
+#include "trainer.h"
+#include "util.h"
+
+typedef enum { ALGO_PPO = 0, ALGO_GRPO = 1, ALGO_RLOO = 2 } Algo;
+
+typedef struct {
+    Trainer *t;
+    MpiRoles *roles;
+    MPI_Comm wcomm;
+    Algo algo;
+    int G;                  /* samples per prompt */
+    GPT value;              /* PPO critic */
+    AdamW vopt;
+    AdamWSchedule vsched;
+    RLKLCtl kl;
+    RLRunning sstats;       /* running score statistics (ppo.score_norm) */
+    Dataset prompts;
+    DataSampler sampler;
+    MsgLimits lim;
+    int maxT;               /* longest sequence: max_prompt_len + max_new_tokens */
+    /* work items of one update */
+    int B;                  /* responses per update */
+    int n_items, ab;
+    MsgBuf *item_req;       /* (n_items) encoded work items (rank 0) */
+    MsgBuf *item_roll;      /* (n_items) the received rollouts, raw */
+    int *item_actor;        /* world rank it was given to, -1 none */
+    int *item_got;
+    MsgBuf scratch, hdr;
+    Msg msg;
+    FILE *rollout_log;
+    /* the batch (B, T) with row stride T = this update's longest sequence */
+    int T;
+    int *tok, *plen, *len, *has_eos;
+    float *mask, *lp_old, *lp_ref, *values, *rewards, *adv, *ret, *lp_chk;
+    float *scores, *scores_raw, *seq_adv;
+    double t_gen, t_score, t_server, t_actor_total;
+    int64_t version_lag_sum;
+    /* micro-batch scratch (mb rows x maxT) */
+    int micro;
+    int *mtok, *mtgt;
+    float *mmask, *mlp_old, *mlp_ref, *madv, *mvold, *mret, *mseq_adv, *dlogp, *dent, *dval;
+    int *rows;              /* scratch row list */
+    int *perm;
+    int nonfinite_streak;
+    long skipped;
+    int n_published;
+} Ppo;
+
+static const char *algo_stage(Algo a) {
+    return a == ALGO_PPO ? "ppo" : a == ALGO_GRPO ? "grpo" : "rloo";
+}
+
+// ----------------------------------------------------------------------------
+// set-up
+
+/* The critic: a value head on the reward model's trunk or the SFT policy's trunk. */
+static void ppo_build_value(Ppo *p) {
+    Trainer *t = p->t;
+    const RlhfConfig *c = &t->cfg;
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
+    int from_reward = strcmp(c->ppo.value_init, "reward") == 0;
+    const char *key = from_reward ? c->ppo.reward_ckpt : c->model.init;
+    if (from_reward && !key[0])
+        trainer_fail(t, 0, "ppo.value_init = reward needs ppo.reward_ckpt (the reward model); "
+                           "or set ppo.value_init = sft");
+    if (ppo_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, sizeof path,
+                    err) != 0)
+        trainer_fail(t, 0, "critic: %s", err);
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) trainer_fail(t, 0, "critic: %s", err);
+    const char *g = ppo_model_group(r, from_reward ? "reward" : "policy");
+    GPTConfig mc;
+    if (!g || ckpt_read_model_config(r, g, &mc, err) != 0) {
+        ckpt_reader_free(r);
+        trainer_fail(t, 0, "critic: %s: %s", path, g ? err : "no model group");
+    }
+    GPTHead src = mc.head;
+    mc.head = GPT_HEAD_VALUE;
+    gpt_init(&p->value, &mc);
+    gpt_init_weights(&p->value, (uint64_t)c->run.seed ^ 0x76616c7565ULL);
+    int n_trunk = p->value.num_tensors - 2;
+    int rc = ckpt_read_table(r, g, p->value.tensors,
+                             src == GPT_HEAD_VALUE ? p->value.num_tensors : n_trunk,
+                             p->value.params, err);
+    ckpt_reader_free(r);
+    if (rc != 0) trainer_fail(t, 0, "critic from %s: %s", path, err);
+    if (mc.vocab_size < t->tok.vocab_size || mc.max_seq_len < p->maxT)
+        trainer_fail(t, 0, "critic from %s: vocabulary %d / max_seq_len %d too small for the "
+                           "policy's tokenizer (%d) and sequences (%d)",
+                     path, mc.vocab_size, mc.max_seq_len, t->tok.vocab_size, p->maxT);
+    gpt_alloc_grads(&p->value);
+    AdamWConfig ac = p->t->opt.cfg;
+    adamw_init(&p->vopt, p->value.num_params, &ac);
+    AdamWRange *ranges = xcalloc((size_t)p->value.num_tensors, sizeof *ranges);
+    int nr = adamw_decay_table_gpt(ranges, p->value.tensors, p->value.num_tensors);
+    if (adamw_set_decay_table(&p->vopt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
+    free(ranges);
+    if (t->rank == 0)
+        printf("learner %s: critic from %s (/%s trunk, new value head)\n", t->stage, path, g);
+}
+
+static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
+    Ppo *p = ctx;
+    double kl[RL_KLCTL_STATE_LEN], ss[3] = {p->sstats.count, p->sstats.mean, p->sstats.m2};
+    rl_klctl_save(&p->kl, kl);
+    int64_t ctr[2] = {p->skipped, p->nonfinite_streak};
+    if (ckpt_write_f64(w, "/kl_ctl", kl, RL_KLCTL_STATE_LEN, err) != 0) return -1;
+    if (ckpt_write_f64(w, "/ppo/score_stats", ss, 3, err) != 0) return -1;
+    if (ckpt_write_i64(w, "/ppo/counters", ctr, 2, err) != 0) return -1;
+    if (p->algo == ALGO_PPO) {
+        if (ckpt_write_model(w, "value", &p->value, err) != 0) return -1;
+        if (ckpt_write_adamw(w, "value", p->vopt.m, p->vopt.v, p->vopt.n, p->vopt.step, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* After trainer_resume restored the policy, its optimizer, the RNG, the data cursor and
+ * the step: the critic, its optimizer, the KL controller and the score statistics from the
+ * same checkpoint. */
+static void ppo_resume_extra(Ppo *p) {
+    Trainer *t = p->t;
+    if (t->step == 0) return; /* fresh start */
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
+    const char *how = t->cfg.run.resume;
+    int rc = ckpt_resolve(strcmp(how, "auto") == 0 ? t->cfg.run.out_dir : how, "auto", path,
+                          sizeof path, err);
+    if (rc != 0) trainer_fail(t, 0, "resume: %s", err);
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) trainer_fail(t, 0, "resume: %s", err);
+    double kl[RL_KLCTL_STATE_LEN], ss[3];
+    int64_t ctr[2];
+    rc = ckpt_read_f64(r, "/kl_ctl", kl, RL_KLCTL_STATE_LEN, err);
+    if (rc == 0) rc = rl_klctl_load(&p->kl, kl, err);
+    if (rc == 0) rc = ckpt_read_f64(r, "/ppo/score_stats", ss, 3, err);
+    if (rc == 0) {
+        RLRunning s = {ss[0], ss[1], ss[2]};
+        rc = rl_running_validate(&s, err);
+        p->sstats = s;
+    }
+    if (rc == 0) rc = ckpt_read_i64(r, "/ppo/counters", ctr, 2, err);
+    if (rc == 0 && p->algo == ALGO_PPO) {
+        rc = ckpt_read_model(r, "value", &p->value, err);
+        int64_t st = 0;
+        if (rc == 0) rc = ckpt_read_adamw(r, "value", p->vopt.m, p->vopt.v, p->vopt.n, &st, err);
+        p->vopt.step = (long)st;
+    }
+    ckpt_reader_free(r);
+    if (rc != 0) trainer_fail(t, 0, "resume from %s: %s", path, err);
+    p->skipped = ctr[0];
+    p->nonfinite_streak = (int)ctr[1];
+}
+
+// ----------------------------------------------------------------------------
+// weights to the actors
+
+static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
+    Trainer *t = p->t;
+    if (t->rank != 0) return;
+    double t0 = time_now();
+    char err[ERRBUF_LEN];
+    CkptMeta meta = {.step = version, .policy_version = version, .model = t->model.config};
+    snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
+    void *img = NULL;
+    size_t len = 0;
+    CkptWriter *w = ckpt_writer_open_image(err);
+    int rc = w ? 0 : -1;
+    if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
+    if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
+    if (rc == 0) rc = ckpt_write_attr_i64(w, PPO_ATTR_EOS, t->tok.eos_id, err);
+    if (rc == 0) {
+        rc = ckpt_writer_take_image(w, &img, &len, err);
+    } else {
+        ckpt_writer_free(w);
+    }
+    if (rc != 0) mpi_fatal("building the weight image: %s", err);
+    ppo_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+    if (getenv("RLHF_BCAST_BENCH") && p->n_published++ == 0) {
+        /* the same bytes by a plain blocking MPI_Bcast, for comparison (actors join it
+         * after their first weights, see actor.c) */
+        double t1 = time_now();
+        MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
+        double raw = time_now() - t1;
+        printf("learner %s: weight image %zu bytes: header+Ibcast %.6f s, raw MPI_Bcast %.6f s\n",
+               t->stage, len, time_now() - t0 - raw, raw);
+    }
+    free(img);
+    *t_sync += time_now() - t0;
+}
+
+static void ppo_send_stop(Ppo *p, const char *why) {
+    if (p->t->rank != 0) return;
+    msg_encode_stop(&p->hdr, why);
+    for (int role = ROLE_ACTOR; role <= ROLE_REWARD; role++)
+        for (int i = 0; i < p->roles->count[role]; i++)
+            mpi_send_bytes(MPI_COMM_WORLD, p->roles->ranks[role][i], TAG_STOP, p->hdr.data,
+                           p->hdr.len);
+}
+
+// ----------------------------------------------------------------------------
+// rollouts (rank 0)
+
+/* Encode the work items of update u: the next rollout_batch / G prompts, G samples each. */
+static void ppo_make_items(Ppo *p, int64_t u) {
+    Trainer *t = p->t;
+    const RlhfConfig *c = &t->cfg;
+    char err[ERRBUF_LEN];
+    int P = p->B / p->G;
+    int64_t *idx = xmalloc((size_t)P * sizeof(int64_t));
+    int n = data_sampler_next(&p->sampler, P, 0, 1, idx);
+    ASSERT(n == P);
+    DataRecord rec = {0};
+    int **ptok = xcalloc((size_t)P, sizeof(int *));
+    int *pn = xcalloc((size_t)P, sizeof(int));
+    for (int i = 0; i < P; i++) {
+        size_t cap = 0;
+        if (dataset_get(&p->prompts, idx[i], &rec, err) != 0)
+            mpi_fatal("%s (was the prompt file changed during the run?)", err);
+        int np = trainer_encode(t, rec.prompt, &ptok[i], &cap);
+        data_truncate(ptok[i], &np, c->data.max_prompt_len,
+                      strcmp(c->data.truncate_prompt, "left") == 0, NULL, NULL, 0);
+        if (np == 0) { /* an empty prompt: the model starts from EOS (a document boundary) */
+            if (cap < 1) ptok[i] = xrealloc(ptok[i], sizeof(int));
+            ptok[i][0] = t->tok.eos_id;
+            np = 1;
+        }
+        pn[i] = np;
+        data_record_free(&rec);
+    }
+    MsgBatch b;
+    msg_batch_init(&b);
+    for (int k = 0; k < p->n_items; k++) {
+        msg_batch_clear(&b);
+        int j0 = k * p->ab, j1 = j0 + p->ab < p->B ? j0 + p->ab : p->B;
+        for (int j = j0; j < j1; j++) {
+            int pi = j / p->G;
+            msg_batch_append_seq(&b, (uint64_t)idx[pi], (uint64_t)u * (uint64_t)p->G + (uint64_t)(j % p->G),
+                                 ptok[pi], pn[pi], NULL, 0);
+        }
+        msg_encode_score_req(&p->item_req[k], (uint64_t)u * (uint64_t)p->n_items + (uint64_t)k,
+                             u, 0, &b);
+        p->item_actor[k] = -1;
+        p->item_got[k] = 0;
+    }
+    msg_batch_free(&b);
+    for (int i = 0; i < P; i++) free(ptok[i]);
+    free(ptok);
+    free(pn);
+    free(idx);
+}
+
+static void ppo_give(Ppo *p, int k, int actor) {
+    p->item_actor[k] = actor;
+    mpi_send_bytes(MPI_COMM_WORLD, actor, TAG_CTRL, p->item_req[k].data, p->item_req[k].len);
+}
+
+/* Check a rollout against the work item it claims to answer; returns the item index. */
+static int ppo_check_rollout(Ppo *p, int64_t u, const MPI_Status *st) {
+    char who[64], err[ERRBUF_LEN];
+    const Msg *m = &p->msg;
+    const MsgBatch *b = &m->batch;
+    mpi_describe_rank(st->MPI_SOURCE, who, sizeof who);
+    if (p->roles->role_of[st->MPI_SOURCE] != ROLE_ACTOR)
+        mpi_fatal("rollout from %s, which is not an actor", who);
+    uint64_t first = (uint64_t)u * (uint64_t)p->n_items;
+    uint64_t id = m->rollout.batch_id;
+    if (id < first || id >= first + (uint64_t)p->n_items)
+        mpi_fatal("rollout from %s for work item %llu, not one of update %lld", who,
+                  (unsigned long long)id, (long long)u);
+    int k = (int)(id - first);
+    if (p->item_got[k]) mpi_fatal("rollout from %s for work item %llu a second time", who,
+                                  (unsigned long long)id);
+    if (p->item_actor[k] != st->MPI_SOURCE)
+        mpi_fatal("rollout from %s for work item %llu, which was given to another rank", who,
+                  (unsigned long long)id);
+    if (m->policy_version != u)
+        mpi_fatal("rollout from %s made by policy version %lld, expected %lld (synchronous mode)",
+                  who, (long long)m->policy_version, (long long)u);
+    /* the same sequences as the item, prompts included */
+    Msg *req = xmalloc(sizeof *req);
+    msg_init(req);
+    if (msg_decode(p->item_req[k].data, p->item_req[k].len, &p->lim, req, err) != 0)
+        mpi_fatal("re-reading work item %d: %s", k, err);
+    const MsgBatch *w = &req->batch;
+    int ok = w->n == b->n;
+    for (int i = 0; ok && i < b->n; i++) {
+        ok = w->prompt_ids[i] == b->prompt_ids[i] && w->sample_ids[i] == b->sample_ids[i] &&
+             w->prompt_lens[i] == b->prompt_lens[i] &&
+             memcmp(w->tokens + w->tok_off[i], b->tokens + b->tok_off[i],
+                    (size_t)w->prompt_lens[i] * sizeof(int32_t)) == 0;
+    }
+    msg_free(req);
+    free(req);
+    if (!ok) mpi_fatal("rollout from %s does not match work item %llu (other prompts)", who,
+                       (unsigned long long)id);
+    for (int i = 0; i < b->n; i++) {
+        if (b->resp_lens[i] < 1 || b->resp_lens[i] > p->t->cfg.gen.max_new_tokens)
+            mpi_fatal("rollout from %s: response %d has %d tokens (gen.max_new_tokens = %d)",
+                      who, i, b->resp_lens[i], p->t->cfg.gen.max_new_tokens);
+    }
+    return k;
+}
+
+/* Hand out the items of update u, collect every rollout (rank 0). */
+static void ppo_collect(Ppo *p, int64_t u, double *t_wait) {
+    const MpiRoles *r = p->roles;
+    int next = 0, got = 0;
+    for (int a = 0; a < r->count[ROLE_ACTOR] && next < p->n_items; a++)
+        ppo_give(p, next++, r->ranks[ROLE_ACTOR][a]);
+    int tags[1] = {TAG_ROLLOUT};
+    while (got < p->n_items) {
+        MPI_Status st;
+        double t0 = time_now();
+        mpi_wait_any_message(MPI_COMM_WORLD, MPI_ANY_SOURCE, tags, 1, &st);
+        *t_wait += time_now() - t0;
+        mpi_recv_msg(MPI_COMM_WORLD, &st, &p->scratch, &p->lim, &p->msg);
+        if (p->rollout_log) {
+            uint32_t n = (uint32_t)p->scratch.len;
+            unsigned char le[4] = {n & 255, (n >> 8) & 255, (n >> 16) & 255, n >> 24};
+            if (fwrite(le, 1, 4, p->rollout_log) != 4 ||
+                fwrite(p->scratch.data, 1, p->scratch.len, p->rollout_log) != p->scratch.len)
+                mpi_fatal("writing ppo.rollout_log %s failed", p->t->cfg.ppo.rollout_log);
+        }
+        int k = ppo_check_rollout(p, u, &st);
+        MsgBuf tmp = p->item_roll[k];
+        p->item_roll[k] = p->scratch;
+        p->scratch = tmp;
+        p->item_got[k] = 1;
+        got++;
+        if (next < p->n_items) ppo_give(p, next++, st.MPI_SOURCE);
+    }
+    if (p->rollout_log) fflush(p->rollout_log);
+}
+
+/* Rank 0's raw rollouts to every learner rank (sizes, then the bytes). */
+static void ppo_share_rollouts(Ppo *p) {
+    Trainer *t = p->t;
+    if (t->nranks == 1) return;
+    uint64_t *sz = xmalloc((size_t)p->n_items * sizeof(uint64_t));
+    for (int k = 0; k < p->n_items; k++) sz[k] = t->rank == 0 ? p->item_roll[k].len : 0;
+    MPI_CHECK(MPI_Bcast(sz, p->n_items, MPI_UINT64_T, 0, t->comm));
+    for (int k = 0; k < p->n_items; k++) {
+        if (t->rank != 0) {
+            msg_buf_reserve(&p->item_roll[k], sz[k]);
+            p->item_roll[k].len = sz[k];
+        }
+        MPI_CHECK(MPI_Bcast(p->item_roll[k].data, (int)sz[k], MPI_BYTE, 0, t->comm));
+    }
+    free(sz);
+}
+
+/* Decode the rollouts in item order into the padded batch. */
+static void ppo_assemble(Ppo *p, int64_t u) {
+    char err[ERRBUF_LEN];
+    p->T = 1;
+    p->t_gen = p->t_score = p->t_server = p->t_actor_total = 0;
+    p->version_lag_sum = 0;
+    int row = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        row = 0;
+        for (int k = 0; k < p->n_items; k++) {
+            if (msg_decode(p->item_roll[k].data, p->item_roll[k].len, &p->lim, &p->msg, err) != 0)
+                mpi_fatal("rollout of item %d: %s", k, err);
+            const MsgBatch *b = &p->msg.batch;
+            if (pass == 0) {
+                for (int i = 0; i < b->n; i++) {
+                    int l = b->prompt_lens[i] + b->resp_lens[i];
+                    if (l > p->T) p->T = l;
+                }
+                p->t_gen += p->msg.rollout.t_generate;
+                p->t_score += p->msg.rollout.t_score;
+                p->t_actor_total += p->msg.rollout.t_total;
+                const float *ts = msg_batch_find_extra(b, PPO_EXTRA_T_SERVER);
+                for (int i = 0; ts && i < b->n; i++) p->t_server += ts[i];
+                p->version_lag_sum += (u - p->msg.policy_version) * b->n;
+                row += b->n;
+                continue;
+            }
+            int T = p->T;
+            for (int i = 0; i < b->n; i++, row++) {
+                const int32_t *seq = b->tokens + b->tok_off[i];
+                int np = b->prompt_lens[i], nr = b->resp_lens[i], l = np + nr;
+                size_t o = (size_t)row * T;
+                for (int x = 0; x < T; x++) {
+                    p->tok[o + x] = x < l ? seq[x] : p->t->tok.pad_id;
+                    p->mask[o + x] = 0;
+                    p->lp_old[o + x] = p->lp_ref[o + x] = 0;
+                }
+                for (int j = 0; j < nr; j++) {
+                    size_t at = o + (size_t)(np - 1 + j);
+                    p->mask[at] = 1;
+                    p->lp_old[at] = b->logprobs[b->resp_off[i] + (size_t)j];
+                    p->lp_ref[at] = b->ref_logprobs[b->resp_off[i] + (size_t)j];
+                }
+                p->plen[row] = np;
+                p->len[row] = l;
+                p->has_eos[row] = b->finished[i];
+                p->scores_raw[row] = b->scores[i];
+            }
+        }
+        if (pass == 0 && row != p->B)
+            mpi_fatal("the rollouts hold %d responses, expected %d", row, p->B);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the update (every learner rank)
+
+/* Gather rows[0..n) of the batch into the micro-batch scratch; returns its T. */
+static int ppo_gather(Ppo *p, const int *rows, int n) {
+    int Tm = 1;
+    for (int i = 0; i < n; i++)
+        if (p->len[rows[i]] > Tm) Tm = p->len[rows[i]];
+    for (int i = 0; i < n; i++) {
+        size_t s = (size_t)rows[i] * p->T, d = (size_t)i * Tm;
+        for (int x = 0; x < Tm; x++) {
+            p->mtok[d + x] = p->tok[s + x];
+            int m = p->mask[s + x] != 0;
+            p->mtgt[d + x] = m ? p->tok[s + x + 1] : -1;
+            p->mmask[d + x] = p->mask[s + x];
+            p->mlp_old[d + x] = p->lp_old[s + x];
+            p->mlp_ref[d + x] = p->lp_ref[s + x];
+            p->madv[d + x] = p->adv[s + x];
+            p->mvold[d + x] = p->values[s + x];
+            p->mret[d + x] = p->ret[s + x];
+        }
+        p->mseq_adv[i] = p->seq_adv[rows[i]];
+    }
+    return Tm;
+}
+
+/* Before the update: the critic's values (PPO) and the learner's own log-probs of the
+ * behaviour tokens (a check that actor and learner agree), rows split over ranks. */
+static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
+    Trainer *t = p->t;
+    size_t BT = (size_t)p->B * p->T;
+    memset(p->values, 0, BT * sizeof(float));
+    double ent = 0, md = 0;
+    for (int r0 = t->rank * p->micro; r0 < p->B; r0 += t->nranks * p->micro) {
+        int n = 0;
+        for (int r = r0; r < p->B && r < r0 + p->micro; r++) p->rows[n++] = r;
+        int Tm = ppo_gather(p, p->rows, n);
+        gpt_forward(&t->model, p->mtok, n, Tm);
+        gpt_lm_forward(&t->model, p->mtgt, n, Tm);
+        for (int i = 0; i < n; i++)
+            for (int x = 0; x < Tm; x++) {
+                size_t d = (size_t)i * Tm + x;
+                if (p->mmask[d] == 0) continue;
+                double diff = fabs((double)t->model.logprobs[d] - (double)p->mlp_old[d]);
+                if (!(diff <= md)) md = diff; /* NaN propagates */
+                ent += t->model.entropy[d];
+            }
+        if (p->algo == ALGO_PPO) {
+            gpt_forward(&p->value, p->mtok, n, Tm);
+            gpt_value_forward(&p->value, n, Tm);
+            for (int i = 0; i < n; i++)
+                for (int x = 0; x < Tm; x++)
+                    if (p->mmask[(size_t)i * Tm + x] != 0)
+                        p->values[(size_t)p->rows[i] * p->T + x] = p->value.values[(size_t)i * Tm + x];
+        }
+    }
+    if (t->nranks > 1) {
+        if (p->algo == ALGO_PPO)
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p->values, (int)BT, MPI_FLOAT, MPI_SUM, t->comm));
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &md, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    }
+    double ntok = 0;
+    for (size_t i = 0; i < BT; i++) ntok += p->mask[i] != 0;
+    *lp_maxdiff = md;
+    *entropy = ntok > 0 ? ent / ntok : 0;
+}
+
+/* Sum gradients over learner ranks, clip, step. Returns the pre-clip norm (non-finite:
+ * the step was skipped). */
+static double ppo_opt_step(Ppo *p, GPT *m, AdamW *o, const AdamWSchedule *s, float *lr_out) {
+    Trainer *t = p->t;
+    if (t->nranks > 1)
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
+                                t->comm));
+    double norm = adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
+    float lr = adamw_schedule_lr(s, o->step);
+    if (lr_out) *lr_out = lr;
+    if (!isfinite(norm)) return norm;
+    adamw_step(o, m->params, m->grads, lr);
+    return norm;
+}
+
+typedef struct {
+    double n_tok;           /* token weights of the sums below */
+    double pol_loss, clipfrac, approx_kl, ratio, grpo_kl;
+    double v_loss, v_clipfrac;
+    double gnorm_p, gnorm_v, n_steps;
+    float lr;
+} UpdStats;
+
+static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
+    Trainer *t = p->t;
+    const RlhfConfig *c = &t->cfg;
+    int mb = c->ppo.minibatch;
+    LossPPOConfig pc = {.clip_low = (float)c->ppo.clip, .clip_high = (float)c->ppo.clip,
+                        .ent_coef = (float)c->ppo.ent_coef, .agg = LOSS_AGG_TOKEN};
+    LossValueConfig vc = {.clip = (float)c->ppo.vf_clip, .agg = LOSS_AGG_TOKEN};
+    int kl_loss = p->algo != ALGO_PPO && strcmp(c->grpo.kl_in, "loss") == 0;
+    LossGRPOConfig gc = {.clip_low = (float)c->ppo.clip, .clip_high = (float)c->ppo.clip,
+                         .kl_coef = kl_loss ? (float)c->grpo.kl_coef : 0.0f,
+                         .agg = LOSS_AGG_TOKEN};
+    memset(us, 0, sizeof *us);
+    for (int e = 0; e < c->ppo.epochs; e++) {
+        Rng rng;
+        rng_init_keyed(&rng, (uint64_t)c->run.seed, 0x70706f7368ULL,
+                       (uint64_t)u * (uint64_t)c->ppo.epochs + (uint64_t)e);
+        for (int i = 0; i < p->B; i++) p->perm[i] = i;
+        rng_shuffle_ints(&rng, p->perm, p->B);
+        for (int m0 = 0; m0 < p->B; m0 += mb) {
+            int msz = m0 + mb <= p->B ? mb : p->B - m0;
+            const int *mrows = p->perm + m0;
+            double denom = 0;
+            for (int i = 0; i < msz; i++) denom += p->len[mrows[i]] - p->plen[mrows[i]];
+            pc.denom = vc.denom = gc.denom = denom;
+            int s0, s1;
+            data_shard(msz, t->rank, t->nranks, &s0, &s1);
+            gpt_zero_grad(&t->model);
+            if (p->algo == ALGO_PPO) gpt_zero_grad(&p->value);
+            for (int i0 = s0; i0 < s1; i0 += p->micro) {
+                int n = i0 + p->micro <= s1 ? p->micro : s1 - i0;
+                int Tm = ppo_gather(p, mrows + i0, n);
+                size_t nt = (size_t)n * Tm;
+                GPT *pm = &t->model;
+                gpt_forward(pm, p->mtok, n, Tm);
+                gpt_lm_forward(pm, p->mtgt, n, Tm);
+                memset(p->dlogp, 0, nt * sizeof(float));
+                double ntk;
+                if (p->algo == ALGO_PPO) {
+                    LossPPOStats ps;
+                    loss_ppo_policy_forward(&ps, pm->logprobs, p->mlp_old, p->madv,
+                                            pc.ent_coef > 0 ? pm->entropy : NULL, p->mmask, &pc,
+                                            n, Tm);
+                    memset(p->dent, 0, nt * sizeof(float));
+                    loss_ppo_policy_backward(p->dlogp, pc.ent_coef > 0 ? p->dent : NULL,
+                                             pm->logprobs, p->mlp_old, p->madv, p->mmask, &pc, n,
+                                             Tm);
+                    ntk = ps.n_tokens;
+                    us->pol_loss += ps.policy_loss * ntk;
+                    us->clipfrac += ps.clipfrac * ntk;
+                    us->approx_kl += ps.approx_kl * ntk;
+                    us->ratio += ps.ratio_mean * ntk;
+                    gpt_lm_backward(pm, p->dlogp, pc.ent_coef > 0 ? p->dent : NULL, n, Tm);
+
+                    GPT *vm = &p->value;
+                    gpt_forward(vm, p->mtok, n, Tm);
+                    gpt_value_forward(vm, n, Tm);
+                    LossValueStats vs;
+                    loss_value_forward(&vs, vm->values, p->mvold, p->mret, p->mmask, &vc, n, Tm);
+                    memset(p->dval, 0, nt * sizeof(float));
+                    loss_value_backward(p->dval, vm->values, p->mvold, p->mret, p->mmask, &vc, n,
+                                        Tm);
+                    for (size_t x = 0; x < nt; x++) p->dval[x] *= (float)c->ppo.vf_coef;
+                    gpt_value_backward(vm, p->dval, n, Tm);
+                    us->v_loss += vs.loss * ntk;
+                    us->v_clipfrac += vs.clipfrac * ntk;
+                } else {
+                    LossGRPOStats gs;
+                    const float *lref = gc.kl_coef > 0 ? p->mlp_ref : NULL;
+                    loss_grpo_forward(&gs, pm->logprobs, p->mlp_old, lref, p->mseq_adv, p->mmask,
+                                      &gc, n, Tm);
+                    loss_grpo_backward(p->dlogp, pm->logprobs, p->mlp_old, lref, p->mseq_adv,
+                                       p->mmask, &gc, n, Tm);
+                    ntk = gs.n_tokens;
+                    us->pol_loss += gs.policy_loss * ntk;
+                    us->clipfrac += gs.clipfrac * ntk;
+                    us->ratio += gs.ratio_mean * ntk;
+                    us->grpo_kl += gs.kl * ntk;
+                    gpt_lm_backward(pm, p->dlogp, NULL, n, Tm);
+                }
+                us->n_tok += ntk;
+            }
+            double gp = ppo_opt_step(p, &t->model, &t->opt, &t->sched, &us->lr);
+            double gv = 0;
+            if (p->algo == ALGO_PPO) gv = ppo_opt_step(p, &p->value, &p->vopt, &p->vsched, NULL);
+            if (!isfinite(gp) || !isfinite(gv)) {
+                p->skipped++;
+                p->nonfinite_streak++;
+                if (t->rank == 0)
+                    fprintf(stderr, "learner %s: warning: non-finite gradient in update %lld: "
+                                    "minibatch step skipped (%d in a row)\n",
+                            t->stage, (long long)u + 1, p->nonfinite_streak);
+                if (p->nonfinite_streak > c->run.max_nonfinite)
+                    trainer_fail(t, 0, "%d consecutive non-finite gradients (run.max_nonfinite "
+                                       "= %d): lower optim.lr; the last checkpoint is intact",
+                                 p->nonfinite_streak, c->run.max_nonfinite);
+            } else {
+                p->nonfinite_streak = 0;
+            }
+            us->gnorm_p += gp;
+            us->gnorm_v += gv;
+            us->n_steps += 1;
+        }
+    }
+    double s[9] = {us->n_tok, us->pol_loss, us->clipfrac, us->approx_kl, us->ratio,
+                   us->grpo_kl, us->v_loss, us->v_clipfrac, 0};
+    trainer_allreduce_sum(t, s, 8);
+    us->n_tok = s[0];
+    double w = s[0] > 0 ? s[0] : 1;
+    us->pol_loss = s[1] / w;
+    us->clipfrac = s[2] / w;
+    us->approx_kl = s[3] / w;
+    us->ratio = s[4] / w;
+    us->grpo_kl = s[5] / w;
+    us->v_loss = s[6] / w;
+    us->v_clipfrac = s[7] / w;
+    if (us->n_steps > 0) {
+        us->gnorm_p /= us->n_steps;
+        us->gnorm_v /= us->n_steps;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the stage
+
+static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
+    const char *stage = algo_stage(algo);
+    if (argc < 1) {
+        fprintf(stderr, "usage: learner %s CONFIG.ini [section.key=value ...]\n", stage);
+        return 2;
+    }
+    Ppo p;
+    memset(&p, 0, sizeof p);
+    p.roles = roles;
+    p.algo = algo;
+    p.wcomm = ppo_weights_comm_create(roles);
+    Trainer tr;
+    p.t = &tr;
+    trainer_init(&tr, stage, "policy", GPT_HEAD_LM, argv[0], argc - 1, argv + 1,
+                 roles->role_comm);
+    tr.save_extra = ppo_save_extra;
+    tr.extra_ctx = &p;
+    const RlhfConfig *c = &tr.cfg;
+    char err[ERRBUF_LEN];
+    if (!c->model.init[0])
+        trainer_fail(&tr, 0, "model.init is empty: PPO starts from the SFT policy (a checkpoint "
+                             "or run directory of `learner sft`)");
+    if (c->ppo.max_staleness != 0)
+        trainer_fail(&tr, 0, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
+                             "see docs/ppo.md", c->ppo.max_staleness);
+    p.G = algo == ALGO_PPO ? 1 : c->grpo.group_size;
+    p.B = c->ppo.rollout_batch;
+    if (p.B % p.G != 0)
+        trainer_fail(&tr, 0, "ppo.rollout_batch (%d) must be a multiple of grpo.group_size (%d)",
+                     p.B, p.G);
+    if (algo == ALGO_GRPO && strcmp(c->grpo.advantage, "rloo") == 0) p.algo = algo = ALGO_RLOO;
+    p.maxT = c->data.max_prompt_len + c->gen.max_new_tokens;
+    if (p.maxT > tr.model.config.max_seq_len) p.maxT = tr.model.config.max_seq_len;
+    p.ab = c->ppo.actor_batch < p.B ? c->ppo.actor_batch : p.B;
+    p.n_items = (p.B + p.ab - 1) / p.ab;
+    p.lim = (MsgLimits){.vocab_size = tr.model.config.vocab_size, .max_seq_len = p.maxT,
+                        .max_batch = c->ppo.actor_batch};
+    tr.model.temperature = (float)c->gen.temperature;
+    if (!c->data.train[0]) trainer_fail(&tr, 0, "data.train is empty: give the prompts JSONL");
+    DataOptions dopt = data_options_from_config(c, tr.rank == 0 ? stderr : NULL);
+    if (dataset_open(&p.prompts, c->data.train, DATA_PROMPT, &dopt, err) != 0)
+        trainer_fail(&tr, 0, "%s", err);
+    data_sampler_init(&p.sampler, p.prompts.n, (uint64_t)c->run.seed, c->data.shuffle);
+    tr.sampler = &p.sampler;
+    if (algo == ALGO_PPO) ppo_build_value(&p);
+    if (c->ppo.adaptive_kl && algo == ALGO_PPO)
+        rl_klctl_init_adaptive(&p.kl, c->ppo.kl_coef, c->ppo.kl_target, c->ppo.kl_horizon);
+    else
+        rl_klctl_init_fixed(&p.kl, algo == ALGO_PPO ? c->ppo.kl_coef : c->grpo.kl_coef);
+    rl_running_init(&p.sstats);
+
+    int mbs = c->ppo.minibatch;
+    int n_mb = (p.B + mbs - 1) / mbs;
+    tr.total_steps = c->ppo.updates;
+    long opt_steps = (long)c->ppo.updates * c->ppo.epochs * n_mb;
+    tr.sched = (AdamWSchedule){.max_lr = (float)c->optim.lr, .min_lr = (float)c->optim.min_lr,
+                               .warmup = c->optim.warmup_steps,
+                               .total = opt_steps > c->optim.warmup_steps ? opt_steps : 0};
+    if (adamw_schedule_validate(&tr.sched, err) != 0) trainer_fail(&tr, 0, "optim: %s", err);
+    float vlr = c->ppo.vf_lr > 0 ? (float)c->ppo.vf_lr : (float)c->optim.lr;
+    p.vsched = tr.sched;
+    p.vsched.max_lr = vlr;
+    if (p.vsched.min_lr > vlr) p.vsched.min_lr = vlr;
+    trainer_resume(&tr);
+    ppo_resume_extra(&p);
+
+    /* buffers */
+    int share = data_shard_size(mbs, 0, tr.nranks);
+    p.micro = c->optim.micro_batch_size > 0 && c->optim.micro_batch_size < share
+                  ? c->optim.micro_batch_size : share;
+    if (p.micro < 1) p.micro = 1;
+    size_t BT = (size_t)p.B * p.maxT, MT = (size_t)p.micro * p.maxT;
+    p.tok = xmalloc(BT * sizeof(int));
+    p.plen = xmalloc((size_t)p.B * sizeof(int));
+    p.len = xmalloc((size_t)p.B * sizeof(int));
+    p.has_eos = xmalloc((size_t)p.B * sizeof(int));
+    p.rows = xmalloc((size_t)p.B * sizeof(int));
+    p.perm = xmalloc((size_t)p.B * sizeof(int));
+    float **fb[] = {&p.mask, &p.lp_old, &p.lp_ref, &p.values, &p.rewards, &p.adv, &p.ret, &p.lp_chk};
+    for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) *fb[i] = xalloc_floats(BT);
+    p.scores = xalloc_floats((size_t)p.B);
+    p.scores_raw = xalloc_floats((size_t)p.B);
+    p.seq_adv = xalloc_floats((size_t)p.B);
+    p.mtok = xmalloc(MT * sizeof(int));
+    p.mtgt = xmalloc(MT * sizeof(int));
+    float **mf[] = {&p.mmask, &p.mlp_old, &p.mlp_ref, &p.madv, &p.mvold, &p.mret, &p.dlogp, &p.dent, &p.dval};
+    for (size_t i = 0; i < sizeof mf / sizeof mf[0]; i++) *mf[i] = xalloc_floats(MT);
+    p.mseq_adv = xalloc_floats((size_t)p.micro);
+    gpt_reserve(&tr.model, p.micro, p.maxT);
+    if (algo == ALGO_PPO) gpt_reserve(&p.value, p.micro, p.maxT);
+    p.item_req = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
+    p.item_roll = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
+    p.item_actor = xcalloc((size_t)p.n_items, sizeof(int));
+    p.item_got = xcalloc((size_t)p.n_items, sizeof(int));
+    msg_buf_init(&p.scratch);
+    msg_buf_init(&p.hdr);
+    msg_init(&p.msg);
+    if (tr.rank == 0 && c->ppo.rollout_log[0]) {
+        p.rollout_log = fopen(c->ppo.rollout_log, "ab");
+        if (!p.rollout_log) trainer_fail(&tr, 0, "cannot open ppo.rollout_log %s", c->ppo.rollout_log);
+    }
+    if (tr.rank == 0)
+        printf("learner %s: %d actor(s), %d reward server(s), %d learner rank(s); %d responses "
+               "per update (%d prompts x %d) in %d work items; %d updates\n",
+               stage, roles->count[ROLE_ACTOR], roles->count[ROLE_REWARD], tr.nranks, p.B,
+               p.B / p.G, p.G, p.n_items, c->ppo.updates);
+
+    double t_sync = 0;
+    ppo_publish(&p, tr.step, &t_sync);
+    for (int64_t u = tr.step; u < c->ppo.updates; u++) {
+        double t_u0 = time_now(), t_wait = 0;
+        t_sync = 0;
+        if (tr.rank == 0) {
+            ppo_make_items(&p, u);
+            ppo_collect(&p, u, &t_wait);
+        }
+        double t_c = time_now();
+        ppo_share_rollouts(&p);
+        ppo_assemble(&p, u);
+        double t_collect = t_c - t_u0;
+        size_t BT2 = (size_t)p.B * p.T;
+        int T = p.T;
+
+        double lp_md = 0, entropy = 0;
+        ppo_prepass(&p, &lp_md, &entropy);
+        /* scores: normalised by the running statistics (ppo.score_norm) */
+        memcpy(p.scores, p.scores_raw, (size_t)p.B * sizeof(float));
+        if (c->ppo.score_norm) {
+            rl_running_push(&p.sstats, p.scores_raw, (size_t)p.B);
+            rl_running_normalize(p.scores, (size_t)p.B, &p.sstats);
+        }
+        RLRewardStats rs;
+        double ev = 0;
+        if (algo == ALGO_PPO) {
+            rl_ppo_rewards(p.rewards, &rs, p.lp_old, p.lp_ref, p.scores, p.has_eos, p.mask,
+                           (float)p.kl.beta, (float)c->ppo.no_eos_penalty, p.B, T);
+            rl_gae(p.adv, p.ret, p.rewards, p.values, p.mask, (float)c->ppo.gamma,
+                   (float)c->ppo.lam, p.B, T);
+            ev = loss_explained_variance(p.values, p.ret, p.mask, (int)BT2);
+            if (c->ppo.whiten) rl_whiten(p.adv, p.mask, BT2, 0);
+        } else {
+            /* KL statistics (and the reward-side penalty of kl_in = reward) */
+            rl_ppo_rewards(p.rewards, &rs, p.lp_old, p.lp_ref, p.scores, p.has_eos, p.mask,
+                           (float)p.kl.beta, (float)c->ppo.no_eos_penalty, p.B, T);
+            float *s = p.rewards; /* reuse: per-sequence shaped score (B) */
+            for (int b = 0; b < p.B; b++) {
+                double kl = 0;
+                for (int x = 0; x < T; x++) {
+                    size_t i = (size_t)b * T + x;
+                    if (p.mask[i] != 0) kl += (double)p.lp_old[i] - (double)p.lp_ref[i];
+                }
+                double sc = p.scores[b] - (p.has_eos[b] ? 0.0 : c->ppo.no_eos_penalty);
+                if (strcmp(c->grpo.kl_in, "reward") == 0) sc -= c->grpo.kl_coef * kl;
+                s[b] = (float)sc;
+            }
+            if (algo == ALGO_RLOO)
+                rl_rloo_advantages(p.seq_adv, s, p.B / p.G, p.G);
+            else
+                rl_group_advantages(p.seq_adv, s, p.B / p.G, p.G, (float)c->grpo.eps, 1);
+        }
+        double t_t0 = time_now();
+        UpdStats us;
+        ppo_train(&p, u, &us);
+        if (algo == ALGO_PPO) rl_klctl_update(&p.kl, rs.kl_seq, p.B);
+        double t_train = time_now() - t_t0 + (t_t0 - t_c);
+        tr.step = u + 1;
+
+        /* metrics */
+        double resp_len = 0, raw = 0;
+        for (int b = 0; b < p.B; b++) {
+            resp_len += p.len[b] - p.plen[b];
+            raw += p.scores_raw[b];
+        }
+        resp_len /= p.B;
+        raw /= p.B;
+        tr.tokens_since_log += (long)(resp_len * p.B);
+        int saved = 0;
+        if (trainer_maybe_save(&tr)) saved = 1;
+        if (!saved && tr.step < c->ppo.updates) ppo_publish(&p, tr.step, &t_sync);
+        double wall = time_now() - t_u0;
+        if (tr.rank == 0) {
+            double na = roles->count[ROLE_ACTOR], nsv = roles->count[ROLE_REWARD];
+            char f[2048];
+            snprintf(f, sizeof f,
+                     "\"score\": %.6f, \"score_used\": %.6f, \"kl\": %.6f, \"kl_token\": %.6f, "
+                     "\"beta\": %.6g, \"entropy\": %.6f, \"clipfrac\": %.6f, \"approx_kl\": %.6g, "
+                     "\"ratio\": %.6f, \"policy_loss\": %.6g, \"value_loss\": %.6g, "
+                     "\"vf_clipfrac\": %.6f, \"explained_var\": %.6f, \"grpo_kl\": %.6g, "
+                     "\"resp_len\": %.3f, \"no_eos_frac\": %.4f, \"version_lag\": %.3f, "
+                     "\"lp_check_maxdiff\": %.3g, \"grad_norm\": %.6g, \"vgrad_norm\": %.6g, "
+                     "\"lr\": %.6g, \"t_update\": %.4f, \"t_collect\": %.4f, \"t_train\": %.4f, "
+                     "\"t_sync\": %.4f, \"t_learner_idle\": %.4f, \"t_actor_generate\": %.4f, "
+                     "\"t_actor_score_wait\": %.4f, \"t_actor_idle\": %.4f, \"t_server_busy\": %.4f, "
+                     "\"t_server_idle\": %.4f, \"tokens_per_s\": %.1f",
+                     raw, rs.score, rs.kl_seq, rs.kl_token, p.kl.beta, entropy, us.clipfrac,
+                     us.approx_kl, us.ratio, us.pol_loss, us.v_loss, us.v_clipfrac, ev,
+                     us.grpo_kl, resp_len, rs.no_eos_frac,
+                     (double)p.version_lag_sum / p.B, lp_md, us.gnorm_p, us.gnorm_v, us.lr,
+                     wall, t_collect, t_train, t_sync, t_wait, p.t_gen, p.t_score,
+                     na * t_collect - p.t_actor_total > 0 ? na * t_collect - p.t_actor_total : 0,
+                     p.t_server,
+                     nsv * t_collect - p.t_server > 0 ? nsv * t_collect - p.t_server : 0,
+                     wall > 0 ? resp_len * p.B / wall : 0);
+            trainer_log_json(&tr, f);
+            if (tr.step % c->run.log_every == 0 || tr.step == c->ppo.updates || u == 0) {
+                char text[512];
+                snprintf(text, sizeof text,
+                         "score %.4f | kl %.4f | beta %.4f | clip %.3f | %s %.4f | len %.1f | "
+                         "lpdiff %.1e | gen %.1fs train %.1fs",
+                         raw, rs.kl_seq, p.kl.beta, us.clipfrac,
+                         algo == ALGO_PPO ? "vloss" : "kl3", algo == ALGO_PPO ? us.v_loss : us.grpo_kl,
+                         resp_len, lp_md, t_collect, t_train);
+                trainer_progress(&tr, text);
+            }
+        }
+        if (saved) break;
+    }
+    if (!tr.stopped) trainer_save(&tr);
+    ppo_send_stop(&p, tr.stopped ? "run.stop_at_step reached" : "training finished");
+
+    if (p.rollout_log) fclose(p.rollout_log);
+    for (int k = 0; k < p.n_items; k++) {
+        msg_buf_free(&p.item_req[k]);
+        msg_buf_free(&p.item_roll[k]);
+    }
+    free(p.item_req);
+    free(p.item_roll);
+    free(p.item_actor);
+    free(p.item_got);
+    msg_buf_free(&p.scratch);
+    msg_buf_free(&p.hdr);
+    msg_free(&p.msg);
+    free(p.tok);
+    free(p.plen);
+    free(p.len);
+    free(p.has_eos);
+    free(p.rows);
+    free(p.perm);
+    for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(*fb[i]);
+    for (size_t i = 0; i < sizeof mf / sizeof mf[0]; i++) free(*mf[i]);
+    free(p.scores);
+    free(p.scores_raw);
+    free(p.seq_adv);
+    free(p.mtok);
+    free(p.mtgt);
+    free(p.mseq_adv);
+    gpt_free(&p.value);
+    adamw_free(&p.vopt);
+    data_sampler_free(&p.sampler);
+    dataset_free(&p.prompts);
+    if (p.wcomm != MPI_COMM_NULL) MPI_Comm_free(&p.wcomm);
+    trainer_free(&tr);
+    return 0;
+}
+
+int learner_ppo(int argc, char **argv, MpiRoles *roles) {
+    return learner_online(argc, argv, roles, ALGO_PPO);
+}
+int learner_grpo(int argc, char **argv, MpiRoles *roles) {
+    return learner_online(argc, argv, roles, ALGO_GRPO);
+}
+int learner_rloo(int argc, char **argv, MpiRoles *roles) {
+    return learner_online(argc, argv, roles, ALGO_RLOO);
+}

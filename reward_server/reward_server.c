@@ -1,0 +1,315 @@
+/*
+ * reward_server/reward_server.c — scores responses for the online stages (ppo, grpo,
+ * rloo) and computes the frozen reference policy's log-probs of them:
+ *
+ *   mpirun -np 1 build/learner ppo cfg.ini : -np M build/reward_server cfg.ini \
+ *          : -np N build/actor cfg.ini [section.key=value ...]
+ *
+ * It loads
+ *   - the reference policy: ppo.ref_ckpt, default model.init (the SFT checkpoint), group
+ *     /policy (LM head), evaluated at gen.temperature like the behaviour policy;
+ *   - the judge of [judge]: kind = rm — the reward model of ppo.reward_ckpt (group
+ *     /reward, score head read at the last token; with /reward_norm (mean, std) stored by
+ *     `learner rm` with rm.normalize the score is (s - mean) / std); kind = rule or gold —
+ *     common/judge.h on the decoded prompt and response text (special tokens dropped).
+ * and answers score_req messages from any actor with a score_rep: one score per
+ * sequence, the reference log-prob of every response token (when asked), and the extra
+ * array "t_server" (its compute seconds per sequence). A stop message from learner rank
+ * 0 ends it (exit 0).
+ *
+ * Batching: with ppo.max_staleness > 0 it drains every request already waiting (up to
+ * 4 x ppo.actor_batch sequences) and runs them as one batch through the models. In
+ * synchronous mode each request is computed on its own: the BLAS training path is not
+ * guaranteed to give a row the same bits in batches of different shapes, and which
+ * requests happen to wait together depends on timing — computing each work item alone
+ * keeps runs with 1, 2 or 4 actors bit-identical.
+ *
+ * Any malformed message aborts the job naming its sender (mpi_recv_msg). It holds no
+ * state a checkpoint needs.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../learner/ppo_proto.h"
+#include "bpe.h"
+#include "ckpt.h"
+#include "config.h"
+#include "gpt.h"
+#include "judge.h"
+#include "mpi_util.h"
+#include "msg.h"
+#include "ops.h"
+#include "util.h"
+
+#define RS_MAX_PENDING 64
+
+typedef struct {
+    RlhfConfig cfg;
+    MpiRoles *roles;
+    BPE tok;
+    GPT ref;
+    GPT rm;
+    int use_rm;
+    double norm_mean, norm_std;
+    int has_norm;
+    Judge judge;
+    int use_judge;
+    MsgLimits lim;
+    int max_rows, max_T;
+    /* a padded batch of the pending requests' sequences */
+    int *tokens, *targets, *lengths;
+    float *scores;
+    /* the pending requests */
+    int n_req;
+    Msg req[RS_MAX_PENDING];
+    int src[RS_MAX_PENDING];
+    MsgBuf buf, out;
+    MsgBatch rep;
+    char *ptext_buf;
+    double t_busy, t_idle;
+    long n_seqs;
+} Server;
+
+static void rs_fail_setup(const Server *s, const char *what, const char *err) {
+    (void)s;
+    mpi_fatal("reward server set-up: %s: %s", what, err);
+}
+
+static void rs_init(Server *s) {
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
+    const RlhfConfig *c = &s->cfg;
+    const char *refkey = c->ppo.ref_ckpt[0] ? c->ppo.ref_ckpt : c->model.init;
+    if (ppo_resolve(refkey, c->ppo.ref_ckpt[0] ? "ppo.ref_ckpt" : "model.init", path,
+                    sizeof path, err) != 0)
+        rs_fail_setup(s, "reference policy", err);
+    if (ppo_load_tokenizer(c, path, &s->tok, err) != 0) rs_fail_setup(s, "tokenizer", err);
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) rs_fail_setup(s, "reference policy", err);
+    const char *g = ppo_model_group(r, "policy");
+    if (!g) rs_fail_setup(s, path, "no model group in this checkpoint");
+    if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
+    ckpt_reader_free(r);
+    if (s->ref.config.head != GPT_HEAD_LM)
+        rs_fail_setup(s, path, "the reference model needs an LM head (an SFT checkpoint)");
+    s->ref.temperature = (float)c->gen.temperature;
+
+    s->lim.vocab_size = s->ref.config.vocab_size;
+    s->max_T = c->data.max_prompt_len + c->gen.max_new_tokens;
+    if (s->max_T > s->ref.config.max_seq_len) s->max_T = s->ref.config.max_seq_len;
+
+    if (strcmp(c->judge.kind, "rm") == 0) {
+        if (ppo_resolve(c->ppo.reward_ckpt, "ppo.reward_ckpt", path, sizeof path, err) != 0)
+            rs_fail_setup(s, "reward model (judge.kind = rm)", err);
+        r = ckpt_reader_open(path, err);
+        if (!r) rs_fail_setup(s, "reward model", err);
+        if (!ckpt_has(r, "/reward")) rs_fail_setup(s, path, "no /reward group (train one with `learner rm`)");
+        if (ckpt_load_model(r, "reward", &s->rm, err) != 0) rs_fail_setup(s, "reward model", err);
+        if (ckpt_has(r, "/reward_norm")) {
+            double nm[2];
+            if (ckpt_read_f64(r, "/reward_norm", nm, 2, err) != 0)
+                rs_fail_setup(s, "reward model", err);
+            if (!isfinite(nm[0]) || !(nm[1] > 0) || !isfinite(nm[1]))
+                rs_fail_setup(s, path, "/reward_norm holds a bad (mean, std)");
+            s->norm_mean = nm[0];
+            s->norm_std = nm[1];
+            s->has_norm = 1;
+        }
+        ckpt_reader_free(r);
+        if (s->rm.config.head != GPT_HEAD_SCORE)
+            rs_fail_setup(s, path, "the reward model needs a score head");
+        if (s->rm.config.vocab_size < s->lim.vocab_size) s->lim.vocab_size = s->rm.config.vocab_size;
+        if (s->rm.config.max_seq_len < s->max_T) s->max_T = s->rm.config.max_seq_len;
+        s->use_rm = 1;
+    } else {
+        char spec[CONFIG_STR_MAX + 8];
+        ppo_judge_spec(c, spec, sizeof spec);
+        if (judge_init(&s->judge, spec, (uint64_t)c->judge.task_seed, err) != 0)
+            rs_fail_setup(s, "judge", err);
+        s->use_judge = 1;
+    }
+    s->lim.max_seq_len = s->max_T;
+    s->lim.max_batch = c->ppo.actor_batch;
+    s->max_rows = c->ppo.max_staleness > 0 ? 4 * c->ppo.actor_batch : c->ppo.actor_batch;
+    size_t nt = (size_t)s->max_rows * (size_t)s->max_T;
+    s->tokens = xmalloc(nt * sizeof(int));
+    s->targets = xmalloc(nt * sizeof(int));
+    s->lengths = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->scores = xmalloc((size_t)s->max_rows * sizeof(float));
+    gpt_reserve(&s->ref, s->max_rows, s->max_T);
+    if (s->use_rm) gpt_reserve(&s->rm, s->max_rows, s->max_T);
+}
+
+static void rs_free(Server *s) {
+    for (int i = 0; i < RS_MAX_PENDING; i++) msg_free(&s->req[i]);
+    msg_buf_free(&s->buf);
+    msg_buf_free(&s->out);
+    msg_batch_free(&s->rep);
+    free(s->tokens);
+    free(s->targets);
+    free(s->lengths);
+    free(s->scores);
+    gpt_free(&s->ref);
+    gpt_free(&s->rm);
+    if (s->use_judge) judge_free(&s->judge);
+    bpe_free(&s->tok);
+}
+
+/* Decode tokens to text without special tokens (invalid UTF-8 replaced). */
+static char *rs_text(Server *s, const int32_t *ids, int n) {
+    char err[ERRBUF_LEN], *out = NULL;
+    size_t len = 0;
+    int *tmp = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    for (int i = 0; i < n; i++) tmp[i] = ids[i];
+    if (bpe_decode(&s->tok, tmp, (size_t)n, BPE_DECODE_SKIP_SPECIAL | BPE_DECODE_REPLACE_INVALID,
+                   &out, &len, err) != 0)
+        mpi_fatal("decoding a response: %s (is the tokenizer the policy's?)", err);
+    free(tmp);
+    return out;
+}
+
+/* Score and reference log-probs of the pending requests [r0, r1), whose sequences fit in
+ * max_rows; replies to each. */
+static void rs_process(Server *s, int r0, int r1) {
+    double t0 = time_now();
+    int B = 0, T = 1;
+    for (int q = r0; q < r1; q++) {
+        const MsgBatch *b = &s->req[q].batch;
+        for (int i = 0; i < b->n; i++) {
+            int len = b->prompt_lens[i] + b->resp_lens[i];
+            if (len > T) T = len;
+        }
+        B += b->n;
+    }
+    ASSERT(B <= s->max_rows && T <= s->max_T);
+    int row = 0;
+    for (int q = r0; q < r1; q++) {
+        const MsgBatch *b = &s->req[q].batch;
+        for (int i = 0; i < b->n; i++, row++) {
+            const int32_t *seq = b->tokens + b->tok_off[i];
+            int np = b->prompt_lens[i], len = np + b->resp_lens[i];
+            int *tk = s->tokens + (size_t)row * T, *tg = s->targets + (size_t)row * T;
+            for (int t = 0; t < T; t++) {
+                tk[t] = t < len ? seq[t] : s->tok.pad_id;
+                tg[t] = (t >= np - 1 && t + 1 < len) ? seq[t + 1] : -1;
+            }
+            s->lengths[row] = len;
+        }
+    }
+    gpt_forward(&s->ref, s->tokens, B, T);
+    gpt_lm_forward(&s->ref, s->targets, B, T);
+    if (s->use_rm) {
+        gpt_forward(&s->rm, s->tokens, B, T);
+        gpt_score_forward(&s->rm, s->lengths, B, T);
+        for (int i = 0; i < B; i++) {
+            double v = s->rm.scores[i];
+            if (s->has_norm) v = (v - s->norm_mean) / s->norm_std;
+            s->scores[i] = (float)v;
+        }
+    } else {
+        row = 0;
+        for (int q = r0; q < r1; q++) {
+            const MsgBatch *b = &s->req[q].batch;
+            for (int i = 0; i < b->n; i++, row++) {
+                const int32_t *seq = b->tokens + b->tok_off[i];
+                char err[ERRBUF_LEN];
+                char *pt = rs_text(s, seq, b->prompt_lens[i]);
+                char *rt = rs_text(s, seq + b->prompt_lens[i], b->resp_lens[i]);
+                JudgeScores js;
+                if (judge_score(&s->judge, pt, rt, &js, err) != 0)
+                    mpi_fatal("judge %s: %s", s->judge.spec, err);
+                s->scores[row] = (float)js.total;
+                free(pt);
+                free(rt);
+            }
+        }
+    }
+    double per_seq = (time_now() - t0) / (double)B;
+    row = 0;
+    for (int q = r0; q < r1; q++) {
+        const Msg *m = &s->req[q];
+        const MsgBatch *b = &m->batch;
+        MsgBatch *rp = &s->rep;
+        msg_batch_clear(rp);
+        for (int i = 0; i < b->n; i++) {
+            int k = msg_batch_append_seq(rp, b->prompt_ids[i], b->sample_ids[i],
+                                         b->tokens + b->tok_off[i], b->prompt_lens[i],
+                                         b->tokens + b->tok_off[i] + b->prompt_lens[i],
+                                         b->resp_lens[i]);
+            rp->scores[k] = s->scores[row + i];
+            if (m->want_ref) {
+                const float *lp = s->ref.logprobs + (size_t)(row + i) * T + b->prompt_lens[i] - 1;
+                memcpy(rp->ref_logprobs + rp->resp_off[k], lp,
+                       (size_t)b->resp_lens[i] * sizeof(float));
+            }
+        }
+        rp->has_ref = m->want_ref;
+        float *ts = msg_batch_extra(rp, PPO_EXTRA_T_SERVER);
+        for (int i = 0; i < b->n; i++) ts[i] = (float)per_seq;
+        row += b->n;
+        msg_encode_score_rep(&s->out, m->req_id, rp);
+        mpi_send_bytes(MPI_COMM_WORLD, s->src[q], TAG_SCORE_REP, s->out.data, s->out.len);
+        s->n_seqs += b->n;
+    }
+    s->t_busy += time_now() - t0;
+}
+
+int main(int argc, char **argv) {
+    MpiRoles roles;
+    MpiRoleNeeds need = mpi_needs_online("ppo");
+    mpi_roles_init(&argc, &argv, ROLE_REWARD, &need, &roles);
+    MPI_Comm wcomm = ppo_weights_comm_create(&roles); /* not a member: MPI_COMM_NULL */
+    Server s;
+    memset(&s, 0, sizeof s);
+    s.roles = &roles;
+    char err[ERRBUF_LEN];
+    if (ppo_load_config(&s.cfg, argc, argv, err) != 0) {
+        mpi_roles_free(&roles); /* the learner reports config errors */
+        return 1;
+    }
+    ops_blas_setup(s.cfg.run.threads);
+    rs_init(&s);
+    for (int i = 0; i < RS_MAX_PENDING; i++) msg_init(&s.req[i]);
+    msg_buf_init(&s.buf);
+    msg_buf_init(&s.out);
+    msg_batch_init(&s.rep);
+    int root = ppo_learner_root(&roles);
+    int tags[2] = {TAG_SCORE_REQ, TAG_STOP};
+    int batching = s.cfg.ppo.max_staleness > 0;
+    for (;;) {
+        MPI_Status st;
+        double t0 = time_now();
+        int tag = mpi_wait_any_message(MPI_COMM_WORLD, MPI_ANY_SOURCE, tags, 2, &st);
+        s.t_idle += time_now() - t0;
+        if (tag == TAG_STOP) {
+            char who[64];
+            mpi_recv_msg(MPI_COMM_WORLD, &st, &s.buf, &s.lim, &s.req[0]);
+            if (st.MPI_SOURCE != root)
+                mpi_fatal("stop message from %s: only learner rank 0 may stop the run",
+                          mpi_describe_rank(st.MPI_SOURCE, who, sizeof who));
+            break;
+        }
+        s.n_req = 0;
+        int rows = 0;
+        for (;;) {
+            mpi_recv_msg(MPI_COMM_WORLD, &st, &s.buf, &s.lim, &s.req[s.n_req]);
+            s.src[s.n_req] = st.MPI_SOURCE;
+            rows += s.req[s.n_req].batch.n;
+            s.n_req++;
+            if (!batching || s.n_req == RS_MAX_PENDING) break;
+            /* more requests already waiting that still fit: take them too */
+            int flag = 0;
+            MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_SCORE_REQ, MPI_COMM_WORLD, &flag, &st));
+            if (!flag || rows + s.cfg.ppo.actor_batch > s.max_rows) break;
+        }
+        rs_process(&s, 0, s.n_req);
+    }
+    if (getenv("RLHF_ACTOR_VERBOSE"))
+        fprintf(stderr, "reward %d: %ld sequences, %.2f s busy, %.2f s idle\n", roles.role_rank,
+                s.n_seqs, s.t_busy, s.t_idle);
+    rs_free(&s);
+    if (wcomm != MPI_COMM_NULL) MPI_Comm_free(&wcomm);
+    mpi_roles_free(&roles);
+    return 0;
+}
