@@ -12,6 +12,10 @@
  * roles->role_comm, other roles over MPI_COMM_WORLD. */
 int learner_sft(int argc, char **argv, MpiRoles *roles);
 int learner_rm(int argc, char **argv, MpiRoles *roles);
+/* online stages (learner/ppo.c): need actors and reward servers in the same launch */
+int learner_ppo(int argc, char **argv, MpiRoles *roles);
+int learner_grpo(int argc, char **argv, MpiRoles *roles);
+int learner_rloo(int argc, char **argv, MpiRoles *roles);
 int learner_dpo(int argc, char **argv, MpiRoles *roles);
 
 #endif

@@ -22,6 +22,9 @@ static const Stage stages[] = {
     {"sft", 0, learner_sft, "supervised fine-tuning on {\"prompt\",\"response\"} JSONL"},
     {"dpo", 0, learner_dpo, "DPO / IPO / conservative DPO on comparison JSONL, from an SFT checkpoint"},
     {"rm", 0, learner_rm, "reward model (Bradley-Terry) on {\"prompt\",\"chosen\",\"rejected\"} JSONL"},
+    {"ppo", 1, learner_ppo, "PPO against the reward server(s), with actors (online: see docs/ppo.md)"},
+    {"grpo", 1, learner_grpo, "GRPO: G samples per prompt, group-normalised advantages, no critic (online)"},
+    {"rloo", 1, learner_rloo, "RLOO: G samples per prompt, leave-one-out baseline, no critic (online)"},
 };
 
 static void usage(FILE *f) {
