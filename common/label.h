@@ -237,7 +237,7 @@ typedef struct {
 } LabelLines;
 
 /* Word-wrap UTF-8 text to `width` columns (>= 1) and append the lines to out: '\n'
- * breaks lines, tabs become spaces to the next multiple of 4, other control characters
+ * breaks lines, tabs become four spaces, other control characters
  * (ESC included, so a response cannot drive the terminal) and invalid bytes are shown as
  * U+FFFD; words longer than a line are split; spaces at a wrap point are dropped. An
  * empty text gives one empty line. */
