@@ -1,0 +1,275 @@
+/*
+ * learner/rm.c — stage 2 of the InstructGPT pipeline: the reward model. The GPT-2 trunk
+ * with a scalar score head read at the last token (HF GPT2ForSequenceClassification
+ * layout), initialised from an SFT or imported checkpoint (model.init), trained on
+ * comparisons {"prompt","chosen","rejected"[,"category"]} with the Bradley–Terry loss
+ * -log σ(r(x,y_w) - r(x,y_l) - margin) (Christiano et al. 2017; Ouyang et al. 2022, eq. 1),
+ * data-parallel over the learner ranks.
+ *
+ *   build/learner rm CONFIG [section.key=value ...]
+ *
+ * Held-out evaluation (data.eval, or rm.eval_split of the training file held out by a
+ * hash of the record index): accuracy, mean margin and loss, overall and per category,
+ * at run.eval_every and at the end — as JSONL (metrics.jsonl, "eval" records) and in the
+ * progress output. With rm.normalize the final checkpoint stores /reward_norm = (mean,
+ * std) of the scores of the training responses, which the reward server uses to report
+ * (score - mean) / std. Checkpoints (group /reward) and resume as for SFT.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "dataset.h"
+#include "learner.h"
+#include "loss.h"
+#include "trainer.h"
+#include "util.h"
+
+#define RM_MAX_CATEGORIES 64
+
+typedef struct {
+    Trainer *t;
+    PairData pd;
+    DataSampler sampler;
+    SeqBatch batch;          /* 2P rows: chosen 0..P-1, rejected P..2P-1 */
+    int micro;               /* pairs per forward/backward */
+    float *dscores;
+    int64_t *idx;
+    int n_cat;
+    char *cat_names[RM_MAX_CATEGORIES];
+    double norm[2];          /* mean, std of training scores (rm.normalize) */
+    int has_norm;
+} Rm;
+
+static int rm_category(Rm *s, const char *name) {
+    const char *n = name && name[0] ? name : "none";
+    for (int i = 0; i < s->n_cat; i++)
+        if (strcmp(s->cat_names[i], n) == 0) return i;
+    if (s->n_cat == RM_MAX_CATEGORIES) return RM_MAX_CATEGORIES - 1; /* "other" bucket */
+    s->cat_names[s->n_cat] = xstrdup(s->n_cat == RM_MAX_CATEGORIES - 1 ? "other" : n);
+    return s->n_cat++;
+}
+
+static int rm_category_cb(void *ctx, const char *name) { return rm_category(ctx, name); }
+
+/* Scores of the current batch (2n rows). */
+static const float *rm_scores(Rm *s) {
+    GPT *m = &s->t->model;
+    gpt_forward(m, s->batch.tokens, s->batch.B, s->batch.T);
+    gpt_score_forward(m, s->batch.lengths, s->batch.B, s->batch.T);
+    return m->scores;
+}
+
+/* Held-out metrics: per category [pairs, correct, margin sum, loss sum]; index n_cat is
+ * the overall total. Categories are registered in file order on every rank (each rank
+ * scans all eval categories first), so the arrays line up for the all-reduce. */
+static void rm_eval(Rm *s) {
+    Trainer *t = s->t;
+    DataRecord rec = {0};
+    int *cats = xmalloc((size_t)s->micro * sizeof(int));
+    char err[ERRBUF_LEN];
+    for (int64_t i = 0; i < s->pd.n_eval; i++) { /* same category order on every rank */
+        if (dataset_get(s->pd.eval_src, s->pd.eval_idx[i], &rec, err) != 0) trainer_fail(t, 1, "%s", err);
+        rm_category(s, rec.category);
+        data_record_free(&rec);
+    }
+    int nc = s->n_cat;
+    double *acc = xcalloc((size_t)(nc + 1) * 4, sizeof(double));
+    int64_t *idx = xmalloc((size_t)s->micro * sizeof(int64_t));
+    for (int64_t i = t->rank; i < s->pd.n_eval;) {
+        int n = 0;
+        for (; i < s->pd.n_eval && n < s->micro; i += t->nranks) idx[n++] = s->pd.eval_idx[i];
+        pair_data_fill(&s->batch, t, s->pd.eval_src, idx, n, rm_category_cb, s, cats);
+        const float *sc = rm_scores(s);
+        for (int k = 0; k < n; k++) {
+            double d = (double)sc[k] - (double)sc[n + k] - t->cfg.rm.margin;
+            double l = d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d)); /* -log σ(d) */
+            double margin = (double)sc[k] - (double)sc[n + k];
+            for (int which = 0; which < 2; which++) {
+                double *a = acc + (size_t)(which ? nc : cats[k]) * 4;
+                a[0] += 1;
+                a[1] += margin > 0;
+                a[2] += margin;
+                a[3] += l;
+            }
+        }
+    }
+    trainer_allreduce_sum(t, acc, (nc + 1) * 4);
+    if (t->rank == 0) {
+        const double *o = acc + (size_t)nc * 4;
+        double on = o[0] > 0 ? o[0] : 1;
+        size_t cap = 256 + (size_t)nc * 160, len = 0;
+        char *fields = xmalloc(cap);
+        len += (size_t)snprintf(fields + len, cap - len,
+                                "\"eval_accuracy\": %.6f, \"eval_margin\": %.6f, "
+                                "\"eval_loss\": %.6f, \"eval_pairs\": %.0f, \"per_category\": {",
+                                o[1] / on, o[2] / on, o[3] / on, o[0]);
+        printf("rm eval at step %ld: accuracy %.4f | margin %.3f | loss %.4f | %.0f pairs\n",
+               t->step, o[1] / on, o[2] / on, o[3] / on, o[0]);
+        for (int c = 0; c < nc; c++) {
+            const double *a = acc + (size_t)c * 4;
+            if (a[0] == 0) continue;
+            len += (size_t)snprintf(fields + len, cap - len,
+                                    "%s\"%s\": {\"accuracy\": %.6f, \"margin\": %.6f, "
+                                    "\"loss\": %.6f, \"pairs\": %.0f}",
+                                    len > 0 && fields[len - 1] == '{' ? "" : ", ",
+                                    s->cat_names[c], a[1] / a[0], a[2] / a[0], a[3] / a[0], a[0]);
+            printf("    %-12s accuracy %.4f | margin %.3f | loss %.4f | %.0f pairs\n",
+                   s->cat_names[c], a[1] / a[0], a[2] / a[0], a[3] / a[0], a[0]);
+        }
+        snprintf(fields + len, cap - len, "}");
+        trainer_log_json(t, fields);
+        fflush(stdout);
+        free(fields);
+    }
+    free(acc);
+    free(idx);
+    free(cats);
+}
+
+/* rm.normalize: mean and std of the scores of up to 1024 training pairs' responses. */
+static void rm_normalize(Rm *s) {
+    Trainer *t = s->t;
+    int64_t n = s->pd.n_train < 1024 ? s->pd.n_train : 1024;
+    double acc[3] = {0, 0, 0}; /* count, sum, sum of squares */
+    int64_t *idx = xmalloc((size_t)s->micro * sizeof(int64_t));
+    for (int64_t i = t->rank; i < n;) {
+        int k = 0;
+        for (; i < n && k < s->micro; i += t->nranks) idx[k++] = s->pd.train_idx[i];
+        pair_data_fill(&s->batch, t, &s->pd.data, idx, k, NULL, NULL, NULL);
+        const float *sc = rm_scores(s);
+        for (int j = 0; j < 2 * k; j++) {
+            acc[0] += 1;
+            acc[1] += sc[j];
+            acc[2] += (double)sc[j] * sc[j];
+        }
+    }
+    trainer_allreduce_sum(t, acc, 3);
+    free(idx);
+    double mean = acc[1] / acc[0], var = acc[2] / acc[0] - mean * mean;
+    s->norm[0] = mean;
+    s->norm[1] = sqrt(var > 1e-12 ? var : 1e-12);
+    s->has_norm = 1;
+    if (t->rank == 0)
+        printf("rm: score normalisation over %.0f training responses: mean %.4f, std %.4f\n",
+               acc[0], s->norm[0], s->norm[1]);
+}
+
+static int rm_save_extra(void *ctx, struct CkptWriter *w, char *err) {
+    Rm *s = ctx;
+    if (!s->has_norm) return 0;
+    return ckpt_write_f64(w, "/reward_norm", s->norm, 2, err);
+}
+
+int learner_rm(int argc, char **argv, MpiRoles *roles) {
+    MPI_Comm comm = roles->role_comm;
+    char err[ERRBUF_LEN];
+    Trainer tr;
+    Rm s;
+    memset(&s, 0, sizeof s);
+    s.t = &tr;
+    if (argc < 1) {
+        fprintf(stderr, "usage: learner rm CONFIG.ini [section.key=value ...]\n");
+        return 2;
+    }
+    trainer_init(&tr, "rm", "reward", GPT_HEAD_SCORE, argv[0], argc - 1, argv + 1, comm);
+    tr.save_extra = rm_save_extra;
+    tr.extra_ctx = &s;
+    const RlhfConfig *c = &tr.cfg;
+    pair_data_open(&s.pd, &tr);
+    const int64_t n_train = s.pd.n_train, n_eval = s.pd.n_eval;
+
+    int G = c->optim.batch_size;
+    int share = data_shard_size(G, 0, tr.nranks);
+    s.micro = c->optim.micro_batch_size > 0 ? c->optim.micro_batch_size : share;
+    if (s.micro > share) s.micro = share;
+    if (s.micro < 1) s.micro = 1;
+    int maxT = c->data.max_prompt_len + c->data.max_response_len;
+    seq_batch_init(&s.batch, 2 * s.micro, maxT);
+    gpt_reserve(&tr.model, 2 * s.micro, maxT);
+    s.dscores = xalloc_floats((size_t)2 * s.micro);
+    s.idx = xmalloc((size_t)(share > 0 ? share : 1) * sizeof(int64_t));
+    data_sampler_init(&s.sampler, n_train, (uint64_t)c->run.seed, c->data.shuffle);
+    tr.sampler = &s.sampler;
+    tr.total_steps = c->optim.epochs > 0 ? (long)((n_train * (int64_t)c->optim.epochs + G - 1) / G)
+                                         : (long)c->optim.steps;
+    tr.sched = (AdamWSchedule){.max_lr = (float)c->optim.lr,
+                               .min_lr = (float)c->optim.min_lr,
+                               .warmup = c->optim.warmup_steps,
+                               .total = tr.total_steps > c->optim.warmup_steps ? tr.total_steps : 0};
+    if (adamw_schedule_validate(&tr.sched, err) != 0) trainer_fail(&tr, 0, "optim: %s", err);
+    trainer_resume(&tr);
+    if (tr.rank == 0)
+        printf("rm: %lld training pairs, %lld held-out pairs, global batch %d, %ld steps\n",
+               (long long)n_train, (long long)n_eval, G, tr.total_steps);
+
+    double gnorm = 0, acc_sum = 0, loss_sum = 0;
+    int acc_n = 0;
+    float lr = 0;
+    int64_t *rec_idx = xmalloc((size_t)s.micro * sizeof(int64_t));
+    float *margins = NULL; /* rm.margin, the same for every pair */
+    if (c->rm.margin > 0) {
+        margins = xmalloc((size_t)s.micro * sizeof(float));
+        for (int j = 0; j < s.micro; j++) margins[j] = (float)c->rm.margin;
+    }
+    while (tr.step < tr.total_steps) {
+        int n = data_sampler_next(&s.sampler, G, tr.rank, tr.nranks, s.idx);
+        gpt_zero_grad(&tr.model);
+        double st[3] = {0, 0, 0}; /* loss sum (already / G), correct, tokens */
+        for (int i0 = 0; i0 < n; i0 += s.micro) {
+            int k = 0;
+            for (int i = i0; i < n && i < i0 + s.micro; i++) rec_idx[k++] = s.pd.train_idx[s.idx[i]];
+            pair_data_fill(&s.batch, &tr, &s.pd.data, rec_idx, k, NULL, NULL, NULL);
+            const float *sc = rm_scores(&s);
+            LossBTStats bs;
+            double l = loss_bt_forward(&bs, sc, sc + k, margins, k, (double)G);
+            memset(s.dscores, 0, (size_t)2 * k * sizeof(float));
+            loss_bt_backward(s.dscores, s.dscores + k, sc, sc + k, margins, k, (double)G);
+            gpt_score_backward(&tr.model, s.dscores, s.batch.B, s.batch.T);
+            st[0] += l;
+            st[1] += bs.accuracy * k;
+            for (int r = 0; r < s.batch.B; r++) st[2] += s.batch.lengths[r];
+        }
+        trainer_allreduce_sum(&tr, st, 3);
+        tr.tokens_since_log += (long)st[2];
+        trainer_step(&tr, &gnorm, &lr);
+        loss_sum += st[0];
+        acc_sum += st[1] / G;
+        acc_n++;
+        char fields[256];
+        snprintf(fields, sizeof fields,
+                 "\"loss\": %.6f, \"accuracy\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g", st[0],
+                 st[1] / G, lr, gnorm);
+        trainer_log_json(&tr, fields);
+        if (tr.step % c->run.log_every == 0 || tr.step == tr.total_steps) {
+            char text[160];
+            snprintf(text, sizeof text, "loss %.4f | train acc %.3f | lr %.2e | gnorm %.3f",
+                     loss_sum / acc_n, acc_sum / acc_n, lr, gnorm);
+            trainer_progress(&tr, text);
+            loss_sum = acc_sum = 0;
+            acc_n = 0;
+        }
+        if (c->run.eval_every > 0 && tr.step % c->run.eval_every == 0 && tr.step < tr.total_steps &&
+            n_eval > 0)
+            rm_eval(&s);
+        if (trainer_maybe_save(&tr)) break;
+    }
+    if (!tr.stopped) {
+        if (n_eval > 0) rm_eval(&s);
+        if (c->rm.normalize) rm_normalize(&s);
+        trainer_save(&tr);
+    }
+
+    free(rec_idx);
+    free(margins);
+    for (int i = 0; i < s.n_cat; i++) free(s.cat_names[i]);
+    free(s.dscores);
+    free(s.idx);
+    seq_batch_free(&s.batch);
+    data_sampler_free(&s.sampler);
+    pair_data_free(&s.pd);
+    trainer_free(&tr);
+    return 0;
+}
