@@ -210,51 +210,83 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight,
     }
 }
 
-/* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x nj columns (1..MM_CB) starting
- * at column j0. For every element: acc = bias; for k in 0..C-1: acc += x[k] * w[k] —
- * the same sequence of roundings whatever nr and the tile position are. */
+/* The batch-invariant kernels use GCC vector extensions (16 floats: one AVX-512
+ * register, two AVX2 ones) so the accumulators stay in registers. Vector + and * are
+ * element-wise IEEE operations, and with -std=c11 GCC does not contract them into FMAs,
+ * so every element sees exactly the roundings of the scalar loop written beside it. */
+typedef float v16f __attribute__((vector_size(64)));
+
+static inline v16f v16_load(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void v16_store(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+/* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x MM_CB columns from j0. For
+ * every element: acc = bias (or 0); for k in 0..C-1: acc = acc + x[k] * w[k] — the same
+ * sequence of roundings whatever nr and the tile position are. */
 #define MM_RB 4
 #define MM_CB 64
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
                                                                const float *W,
                                                                const float *bias, int nr,
-                                                               int C, int OC, int j0,
-                                                               int nj) {
-    float acc[MM_RB][MM_CB];
-    for (int r = 0; r < nr; r++)
-        for (int j = 0; j < MM_CB; j++) acc[r][j] = (bias && j < nj) ? bias[j0 + j] : 0.0f;
-    if (nj == MM_CB) {
-        for (int k = 0; k < C; k++) {
-            const float *w = W + (size_t)k * OC + j0;
-            for (int r = 0; r < nr; r++) {
-                float x = inp[(size_t)r * C + k];
-                for (int j = 0; j < MM_CB; j++) acc[r][j] += x * w[j];
-            }
-        }
-    } else {
-        for (int k = 0; k < C; k++) {
-            const float *w = W + (size_t)k * OC + j0;
-            for (int r = 0; r < nr; r++) {
-                float x = inp[(size_t)r * C + k];
-                for (int j = 0; j < nj; j++) acc[r][j] += x * w[j];
-            }
+                                                               int C, int OC, int j0) {
+    v16f acc[MM_RB][MM_CB / 16];
+#pragma GCC unroll 4
+    for (int r = 0; r < MM_RB; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < MM_CB / 16; q++)
+            acc[r][q] = bias ? v16_load(bias + j0 + 16 * q) : (v16f){0};
+    for (int k = 0; k < C; k++) {
+        const float *w = W + (size_t)k * OC + j0;
+        v16f w0 = v16_load(w), w1 = v16_load(w + 16), w2 = v16_load(w + 32), w3 = v16_load(w + 48);
+#pragma GCC unroll 4
+        for (int r = 0; r < MM_RB; r++) {
+            if (r >= nr) break;
+            float x = inp[(size_t)r * C + k];
+            acc[r][0] += x * w0;
+            acc[r][1] += x * w1;
+            acc[r][2] += x * w2;
+            acc[r][3] += x * w3;
         }
     }
-    for (int r = 0; r < nr; r++) memcpy(out + (size_t)r * OC + j0, acc[r], (size_t)nj * sizeof(float));
+#pragma GCC unroll 4
+    for (int r = 0; r < MM_RB; r++) {
+        if (r >= nr) break;
+#pragma GCC unroll 4
+        for (int q = 0; q < MM_CB / 16; q++) v16_store(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
+    }
+}
+
+/* The same per-element computation for the last OC % MM_CB columns, one row at a time. */
+static void mm_rows_edge(float *out, const float *inp, const float *W, const float *bias,
+                         int C, int OC, int j0, int nj) {
+    float acc[MM_CB];
+    for (int j = 0; j < nj; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
+    for (int k = 0; k < C; k++) {
+        const float *w = W + (size_t)k * OC + j0;
+        float x = inp[k];
+        for (int j = 0; j < nj; j++) acc[j] += x * w[j];
+    }
+    memcpy(out + j0, acc, (size_t)nj * sizeof(float));
 }
 
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC) {
-    for (int j0 = 0; j0 < OC; j0 += MM_CB) {
-        int nj = OC - j0 < MM_CB ? OC - j0 : MM_CB;
+    int full = OC - OC % MM_CB;
+    for (int j0 = 0; j0 < full; j0 += MM_CB) {
         int n = 0;
         for (; n + MM_RB <= N; n += MM_RB)
-            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, MM_RB, C, OC,
-                         j0, nj);
-        for (; n < N; n++)
-            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, 1, C, OC, j0,
-                         nj);
+            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, MM_RB, C, OC, j0);
+        if (n < N)
+            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, N - n, C, OC, j0);
     }
+    if (full < OC)
+        for (int n = 0; n < N; n++)
+            mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, full,
+                         OC - full);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -279,43 +311,70 @@ void lmhead_forward(float *logits, const float *inp, const float *wte, int N, in
                 logits, V);
 }
 
-/* Batch-invariant dot products: 16 fixed lanes (lane l sums k = l, l+16, ...), then a
- * fixed pairwise reduction of the lanes. nr rows share each wte row load. */
+/* Batch-invariant dot products: 16 fixed lanes (lane l sums k = l, l+16, ... in order,
+ * the last C % 16 terms go to lanes 0..), then a fixed pairwise reduction of the lanes.
+ * A tile is nr (<= LM_RB) rows x LM_NV vocabulary rows; the result of a (row, token)
+ * pair does not depend on the tile it was computed in. */
 #define LM_RB 8
-#define LM_LANES 16
+#define LM_NV 2
+static inline float lanes_reduce(v16f a) {
+    float l[16], s8[8], s4[4], s2[2];
+    memcpy(l, &a, sizeof l);
+    for (int i = 0; i < 8; i++) s8[i] = l[i] + l[i + 8];
+    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+    for (int i = 0; i < 2; i++) s2[i] = s4[i] + s4[i + 2];
+    return s2[0] + s2[1];
+}
+
+static inline v16f lanes_tail(v16f a, const float *x, const float *w, int Cv, int C) {
+    float l[16];
+    memcpy(l, &a, sizeof l);
+    for (int k = Cv; k < C; k++) l[k - Cv] += x[k] * w[k];
+    memcpy(&a, l, sizeof l);
+    return a;
+}
+
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
                                                                const float *wte, int nr, int C,
-                                                               int V) {
-    int Cv = C - C % LM_LANES;
-    for (int v = 0; v < V; v++) {
-        const float *w = wte + (size_t)v * C;
-        float acc[LM_RB][LM_LANES];
-        for (int r = 0; r < nr; r++)
-            for (int l = 0; l < LM_LANES; l++) acc[r][l] = 0.0f;
-        for (int k = 0; k < Cv; k += LM_LANES) {
-            for (int r = 0; r < nr; r++) {
-                const float *x = inp + (size_t)r * C + k;
-                for (int l = 0; l < LM_LANES; l++) acc[r][l] += x[l] * w[k + l];
-            }
+                                                               int V, int v0, int nv) {
+    int Cv = C - C % 16;
+    v16f acc[LM_RB][LM_NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < LM_RB; r++)
+#pragma GCC unroll 2
+        for (int u = 0; u < LM_NV; u++) acc[r][u] = (v16f){0};
+    const float *w0 = wte + (size_t)v0 * C, *w1 = wte + (size_t)(v0 + (nv > 1)) * C;
+    for (int k = 0; k < Cv; k += 16) {
+        v16f a = v16_load(w0 + k), b = v16_load(w1 + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < LM_RB; r++) {
+            if (r >= nr) break;
+            v16f x = v16_load(inp + (size_t)r * C + k);
+            acc[r][0] += x * a;
+            acc[r][1] += x * b;
         }
-        for (int r = 0; r < nr; r++) {
-            const float *x = inp + (size_t)r * C;
-            for (int k = Cv; k < C; k++) acc[r][k - Cv] += x[k] * w[k];
-            float s8[8], s4[4], s2[2];
-            for (int l = 0; l < 8; l++) s8[l] = acc[r][l] + acc[r][l + 8];
-            for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
-            for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
-            logits[(size_t)r * V + v] = s2[0] + s2[1];
+    }
+    for (int r = 0; r < nr; r++) {
+        const float *x = inp + (size_t)r * C;
+        for (int u = 0; u < nv; u++) {
+            v16f a = lanes_tail(acc[r][u], x, wte + (size_t)(v0 + u) * C, Cv, C);
+            logits[(size_t)r * V + v0 + u] = lanes_reduce(a);
         }
     }
 }
 
 void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
                          int V) {
-    int n = 0;
-    for (; n + LM_RB <= N; n += LM_RB)
-        lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, LM_RB, C, V);
-    for (; n < N; n++) lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, 1, C, V);
+    for (int n = 0; n < N; n += LM_RB) {
+        int nr = N - n < LM_RB ? N - n : LM_RB;
+        for (int v = 0; v < V; v += LM_NV) {
+            int nv = V - v < LM_NV ? V - v : LM_NV;
+            if (nr == LM_RB)
+                lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, LM_RB, C, V, v, nv);
+            else
+                lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, nr, C, V, v, nv);
+        }
+    }
 }
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,
