@@ -19,7 +19,11 @@ command -v tmux >/dev/null || { echo "t_label: tmux is not installed (tools/deps
 W=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/t_label.XXXXXX")
 SOCK=rlhf-test-$$
 TM() { tmux -L "$SOCK" -f /dev/null "$@"; }
-cleanup() { TM kill-server >/dev/null 2>&1; rm -rf "$W"; }
+cleanup() {
+  TM kill-server >/dev/null 2>&1
+  rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$SOCK" # kill-server may leave the socket file
+  rm -rf "$W"
+}
 trap cleanup EXIT
 
 fails=0
