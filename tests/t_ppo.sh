@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# tests/t_ppo.sh — the online stages end to end with real MPMD mpirun launches (learner,
+# reward server(s), actors; 3-6 ranks oversubscribed on a tiny custom model):
+#   - PPO on an easy rule reward (rule:contains:help) raises the mean score clearly above
+#     the SFT policy's; the actor and learner log-probs agree to float precision;
+#   - synchronous mode is exactly reproducible: the same seed twice, and 1 / 2 / 4 actors,
+#     give bit-identical checkpoints (build/rlhf-ckpt diff);
+#   - resume: N updates == N/2 (run.stop_at_step) + run.resume=auto + N/2, bit-identical;
+#   - the reward-model path: judge.kind = rm with a critic initialised from the RM trunk;
+#   - GRPO and RLOO (no critic, G samples per prompt) run; GRPO raises the rule score and
+#     is reproducible across actor counts;
+#   - malformed messages injected (tests/fx_garbage.c as an extra rank) into the learner
+#     and into a reward server: the job exits non-zero with an error naming the sender,
+#     within the time limit (no hang); a launch without a reward server is refused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+T=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/t_ppo.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+export RLHF_PEER_TIMEOUT=60
+fail() { echo "FAIL: $*"; exit 1; }
+field() { sed -E "s/.*\"$2\": ([-0-9.e+naif]+).*/\1/" "$1"; }
+
+"$B/rlhf-task" gen --out "$T/data" --seed 7 --sizes sft=400,prefs=300,prefs_eval=60,prompts=64,prompts_eval=10,redteam=5 >/dev/null
+"$B/rlhf-tokenize" train --vocab-size 320 --out "$T/tok" "$T/data/corpus.txt" >/dev/null 2>&1
+
+MODEL="model.preset=custom model.n_layer=2 model.n_head=2 model.n_embd=32 model.max_seq_len=64
+  data.max_prompt_len=24 data.max_response_len=24 gen.max_new_tokens=24"
+echo "== SFT policy and a reward model"
+mpirun -np 1 "$B/learner" sft configs/sft.ini data.train="$T/data/sft.jsonl" data.eval= \
+  tokenizer.path="$T/tok" $MODEL optim.batch_size=16 optim.steps=400 optim.warmup_steps=10 \
+  optim.lr=3e-3 optim.min_lr=3e-4 run.log_every=100 run.ckpt_every=0 run.eval_every=0 \
+  run.out_dir="$T/sft" > "$T/sft.log" 2>&1 || { cat "$T/sft.log"; fail "sft"; }
+mpirun -np 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" \
+  data.eval="$T/data/prefs_eval.jsonl" model.init="$T/sft" $MODEL optim.batch_size=8 optim.steps=6 \
+  optim.warmup_steps=1 optim.lr=1e-3 optim.min_lr=1e-4 run.ckpt_every=0 run.eval_every=0 \
+  rm.normalize=true run.out_dir="$T/rm" > "$T/rm.log" 2>&1 || { cat "$T/rm.log"; fail "rm"; }
+
+PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.init=$T/sft
+  $MODEL judge.kind=rule judge.rule=contains:help ppo.value_init=sft ppo.reward_ckpt= ppo.ref_ckpt=
+  ppo.actor_batch=8 optim.lr=5e-4 optim.min_lr=5e-4 run.ckpt_every=0 run.log_every=1"
+# launch LEARNERS REWARD ACTORS STAGE OUT [overrides...]
+launch() {
+  local nl=$1 nr=$2 na=$3 stage=$4 out=$5; shift 5
+  timeout 150 mpirun -np "$nl" "$B/learner" "$stage" $PPO run.out_dir="$out" "$@" \
+    : -np "$nr" "$B/reward_server" $PPO run.out_dir="$out" "$@" \
+    : -np "$na" "$B/actor" $PPO run.out_dir="$out" "$@"
+}
+
+echo "== PPO on rule:contains:help raises the score"
+launch 1 1 2 ppo "$T/learn" ppo.rollout_batch=64 ppo.minibatch=16 ppo.updates=12 \
+  ppo.rollout_log="$T/rollouts.bin" > "$T/learn.log" 2>&1 || { cat "$T/learn.log"; fail "ppo learning run"; }
+M="$T/learn/metrics.jsonl"
+[ "$(grep -c '"stage": "ppo"' "$M")" -eq 12 ] || fail "expected 12 metrics lines"
+s0=$(head -1 "$M" | field /dev/stdin score)
+s_end=$(tail -3 "$M" | field /dev/stdin score | awk '{ s += $1 } END { print s / NR }')
+echo "score: first update $s0, mean of the last 3 $s_end"
+awk -v a="$s0" -v b="$s_end" 'BEGIN { exit !(b > a + 0.25) }' || fail "score did not rise: $s0 -> $s_end"
+md=$(field "$M" lp_check_maxdiff | sort -g | tail -1)
+awk -v m="$md" 'BEGIN { exit !(m < 1e-3) }' || fail "actor vs learner log-prob differ by $md"
+echo "largest |actor - learner| log-prob over all updates: $md"
+for k in kl beta entropy clipfrac approx_kl value_loss explained_var resp_len version_lag \
+         t_actor_generate t_server_busy t_sync tokens_per_s; do
+  grep -q "\"$k\": " "$M" || fail "metrics.jsonl lacks $k"
+done
+grep -q "eta" "$T/learn.log" || fail "no progress line"
+# the rollout log: 12 updates x 8 items, each a u32 little-endian length + the message
+size=$(stat -c %s "$T/rollouts.bin"); off=0; n=0
+while [ "$off" -lt "$size" ]; do
+  l=$(od -An -tu4 -j "$off" -N4 "$T/rollouts.bin" | tr -d ' '); off=$((off + 4 + l)); n=$((n + 1))
+done
+[ "$off" -eq "$size" ] && [ "$n" -eq 96 ] || fail "rollout log: $n records, $off of $size bytes"
+
+echo "== synchronous mode: same seed, 1 / 2 / 4 actors -> bit-identical"
+SYNC="ppo.rollout_batch=32 ppo.minibatch=8 ppo.updates=4"
+launch 1 1 2 ppo "$T/a2" $SYNC > "$T/a2.log" 2>&1 || { cat "$T/a2.log"; fail "run a2"; }
+launch 1 1 2 ppo "$T/b2" $SYNC > "$T/b2.log" 2>&1 || { cat "$T/b2.log"; fail "run b2"; }
+launch 1 1 1 ppo "$T/a1" $SYNC > "$T/a1.log" 2>&1 || { cat "$T/a1.log"; fail "run a1"; }
+launch 1 2 4 ppo "$T/a4" $SYNC > "$T/a4.log" 2>&1 || { cat "$T/a4.log"; fail "run a4 (2 reward servers)"; }
+"$B/rlhf-ckpt" diff "$T/a2" "$T/b2" || fail "same seed, different weights"
+"$B/rlhf-ckpt" diff "$T/a2" "$T/a1" || fail "1 vs 2 actors differ"
+"$B/rlhf-ckpt" diff "$T/a2" "$T/a4" || fail "2 vs 4 actors (and 1 vs 2 reward servers) differ"
+launch 1 1 2 ppo "$T/s9" $SYNC run.seed=9 > "$T/s9.log" 2>&1 || { cat "$T/s9.log"; fail "run s9"; }
+if "$B/rlhf-ckpt" diff "$T/a2" "$T/s9" > /dev/null 2>&1; then fail "another seed gave the same weights"; fi
+
+echo "== resume: 2 + stop + resume=auto + 2 == 4"
+launch 1 1 2 ppo "$T/h" $SYNC run.stop_at_step=2 > "$T/h1.log" 2>&1 || { cat "$T/h1.log"; fail "half run"; }
+grep -q "stopping at step 2" "$T/h1.log" || fail "no stop at step 2"
+launch 1 1 2 ppo "$T/h" $SYNC run.resume=auto > "$T/h2.log" 2>&1 || { cat "$T/h2.log"; fail "resumed run"; }
+grep -q "resumed from .*ckpt-00000002.h5 at step 2" "$T/h2.log" || { cat "$T/h2.log"; fail "did not resume at 2"; }
+"$B/rlhf-ckpt" diff "$T/a2/ckpt-00000004.h5" "$T/h/ckpt-00000004.h5" || fail "resumed run is not bit-identical"
+strip() { sed -E 's/"time": [0-9.]+, //; s/"(t_[a-z_]+|tokens_per_s)": [0-9.e+-]+(, )?//g' "$1"; }
+diff <(strip "$T/a2/metrics.jsonl") <(strip "$T/h/metrics.jsonl") || fail "metrics differ after resume"
+
+echo "== two learner ranks (data parallel) run and agree closely with one"
+launch 2 1 2 ppo "$T/l2" $SYNC > "$T/l2.log" 2>&1 || { cat "$T/l2.log"; fail "2 learner ranks"; }
+# update 1 sees the same rollouts; only the gradient summation order differs (later updates
+# may sample differently once the weights differ in the last bits)
+k1=$(head -1 "$T/a2/metrics.jsonl" | field /dev/stdin value_loss); k2=$(head -1 "$T/l2/metrics.jsonl" | field /dev/stdin value_loss)
+echo "first update's value loss: 1 learner $k1, 2 learners $k2"
+awk -v a="$k1" -v b="$k2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 * (a < 0 ? -a : a) + 1e-6) }' || fail "1 vs 2 learner ranks: $k1 vs $k2"
+
+echo "== reward-model path: judge.kind = rm, critic from the RM trunk"
+launch 1 1 2 ppo "$T/rmrun" ppo.rollout_batch=16 ppo.minibatch=8 ppo.updates=2 judge.kind=rm \
+  ppo.reward_ckpt="$T/rm" ppo.value_init=reward > "$T/rmrun.log" 2>&1 || { cat "$T/rmrun.log"; fail "rm run"; }
+grep -q "critic from .*(/reward trunk" "$T/rmrun.log" || fail "critic not from the reward model"
+"$B/rlhf-ckpt" info "$T/rmrun" | grep -q "/value" || fail "no /value in the PPO checkpoint"
+
+echo "== GRPO and RLOO"
+G="ppo.rollout_batch=64 ppo.minibatch=16 ppo.epochs=2 grpo.group_size=4 optim.lr=1e-3 optim.min_lr=1e-3"
+launch 1 1 2 grpo "$T/g" $G ppo.updates=10 > "$T/g.log" 2>&1 || { cat "$T/g.log"; fail "grpo run"; }
+g0=$(head -1 "$T/g/metrics.jsonl" | field /dev/stdin score)
+g_end=$(tail -3 "$T/g/metrics.jsonl" | field /dev/stdin score | awk '{ s += $1 } END { print s / NR }')
+echo "grpo score: first $g0, mean of the last 3 $g_end"
+awk -v a="$g0" -v b="$g_end" 'BEGIN { exit !(b > a + 0.2) }' || fail "GRPO score did not rise: $g0 -> $g_end"
+launch 1 1 1 grpo "$T/g1" $G ppo.updates=2 > "$T/g1.log" 2>&1 || { cat "$T/g1.log"; fail "grpo 1 actor"; }
+launch 1 1 3 grpo "$T/g3" $G ppo.updates=2 > "$T/g3.log" 2>&1 || { cat "$T/g3.log"; fail "grpo 3 actors"; }
+"$B/rlhf-ckpt" diff "$T/g1" "$T/g3" || fail "GRPO: 1 vs 3 actors differ"
+launch 1 1 2 rloo "$T/r" $G ppo.updates=2 > "$T/r.log" 2>&1 || { cat "$T/r.log"; fail "rloo run"; }
+"$B/rlhf-ckpt" info "$T/r" | grep -q "rloo" || fail "rloo checkpoint stage"
+
+echo "== malformed messages: clear error naming the sender, non-zero exit, no hang"
+for target in learner reward; do
+  for kind in bytes version lengths; do
+    set +e
+    timeout 90 mpirun -np 1 "$B/learner" ppo $PPO run.out_dir="$T/fx" $SYNC \
+      : -np 1 "$B/reward_server" $PPO run.out_dir="$T/fx" $SYNC \
+      : -np 1 "$B/actor" $PPO run.out_dir="$T/fx" $SYNC \
+      : -np 1 "$B/tests/fx_garbage" $target $kind > "$T/fx.log" 2>&1
+    rc=$?
+    set -e
+    [ $rc -ne 0 ] || { cat "$T/fx.log"; fail "garbage to $target ($kind): exit 0"; }
+    [ $rc -ne 124 ] || { cat "$T/fx.log"; fail "garbage to $target ($kind): hang"; }
+    grep -q "bad message from world rank 3 (reward 1)" "$T/fx.log" || { cat "$T/fx.log"; fail "garbage to $target ($kind): sender not named"; }
+    echo "$target/$kind: $(grep -m1 'bad message' "$T/fx.log" | cut -c1-150)"
+  done
+done
+
+echo "== a launch without a reward server is refused"
+if timeout 60 mpirun -np 1 "$B/learner" ppo $PPO run.out_dir="$T/x" : -np 1 "$B/actor" $PPO > "$T/x.log" 2>&1; then
+  fail "launch without reward server accepted"
+fi
+grep -qi "reward" "$T/x.log" || { cat "$T/x.log"; fail "no explanation"; }
+echo "t_ppo: all checks passed"
