@@ -212,6 +212,8 @@ struct GPTActs {
     int *tokens;      /* (B,T) copy of the last gpt_forward's tokens */
     int *targets;     /* (B,T) copy of the last gpt_lm_forward's targets */
     int *lengths;     /* (B)   copy of the last gpt_score_forward's lengths */
+    int *runs;        /* (B*T, 2) row ranges [start, end) the LM head computed */
+    int nruns;
     float *encoded;                  /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
     float *qkv;                      /* (L,B,T,3C) */
@@ -239,6 +241,7 @@ static void acts_free(struct GPTActs *a) {
     free(a->tokens);
     free(a->targets);
     free(a->lengths);
+    free(a->runs);
     float *bufs[] = {a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
                      a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd, a->proj,
@@ -289,6 +292,7 @@ void gpt_reserve(GPT *m, int B, int T) {
     a->tokens = xcalloc(BT, sizeof(int));
     a->targets = xcalloc(BT, sizeof(int));
     a->lengths = xcalloc((size_t)B, sizeof(int));
+    a->runs = xcalloc(2 * BT, sizeof(int));
     a->encoded = xalloc_floats(BT * C);
     a->ln1 = xalloc_floats(L * BT * C);
     a->ln1_mean = xalloc_floats(L * BT);
@@ -458,6 +462,8 @@ static void trunk_backward(GPT *m, int B, int T) {
 // ----------------------------------------------------------------------------
 // heads
 
+#define LM_RUN_GAP 8
+
 void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
     check_head_call(m, GPT_HEAD_LM, "gpt_lm_forward", B, T);
     const GPTConfig *c = &m->config;
@@ -469,7 +475,29 @@ void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
         if (targets[i] < -1 || targets[i] >= V)
             fatal("gpt_lm_forward: target %d at position %d is outside [-1, %d)", targets[i], i, V);
     memcpy(a->targets, targets, (size_t)N * sizeof(int));
-    lmhead_forward(m->logits, a->lnf, m->w.wte, N, C, V);
+    /* The LM head runs only on the row ranges that hold targets (prompt and padding rows
+     * are usually -1): ranges closer than LM_RUN_GAP rows are merged into one GEMM. */
+    a->nruns = 0;
+    for (int i = 0; i < N;) {
+        if (targets[i] < 0) {
+            i++;
+            continue;
+        }
+        int e = i + 1;
+        while (e < N && targets[e] >= 0) e++;
+        if (a->nruns > 0 && i - a->runs[2 * a->nruns - 1] < LM_RUN_GAP) {
+            a->runs[2 * a->nruns - 1] = e;
+        } else {
+            a->runs[2 * a->nruns] = i;
+            a->runs[2 * a->nruns + 1] = e;
+            a->nruns++;
+        }
+        i = e;
+    }
+    for (int r = 0; r < a->nruns; r++) {
+        int s0 = a->runs[2 * r], n = a->runs[2 * r + 1] - s0;
+        lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.wte, n, C, V);
+    }
     logprob_forward(m->logprobs, m->entropy, a->lse, m->logits, targets, m->temperature, N, V);
     a->head_fwd = 1;
 }
@@ -480,20 +508,24 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
     const GPTConfig *c = &m->config;
     int V = c->vocab_size, C = c->n_embd, N = B * T;
     struct GPTActs *a = m->acts;
-    /* dlogits replace the logits in place, one row at a time through a->drow */
-    for (int n = 0; n < N; n++) {
-        float *row = m->logits + (size_t)n * V;
-        if (a->targets[n] < 0) {
-            memset(row, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        memset(a->drow, 0, (size_t)V * sizeof(float));
-        logprob_backward(a->drow, dlogprobs + n, dentropy ? dentropy + n : NULL, row, a->lse + n,
-                         m->entropy + n, a->targets + n, m->temperature, 1, V);
-        memcpy(row, a->drow, (size_t)V * sizeof(float));
-    }
     memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
-    lmhead_backward(a->dlnf, m->g.wte, m->logits, a->lnf, m->w.wte, N, C, V);
+    for (int r = 0; r < a->nruns; r++) {
+        int s0 = a->runs[2 * r], e = a->runs[2 * r + 1];
+        /* dlogits replace the logits in place, one row at a time through a->drow */
+        for (int n = s0; n < e; n++) {
+            float *row = m->logits + (size_t)n * V;
+            if (a->targets[n] < 0) {
+                memset(row, 0, (size_t)V * sizeof(float));
+                continue;
+            }
+            memset(a->drow, 0, (size_t)V * sizeof(float));
+            logprob_backward(a->drow, dlogprobs + n, dentropy ? dentropy + n : NULL, row,
+                             a->lse + n, m->entropy + n, a->targets + n, m->temperature, 1, V);
+            memcpy(row, a->drow, (size_t)V * sizeof(float));
+        }
+        lmhead_backward(a->dlnf + (size_t)s0 * C, m->g.wte, m->logits + (size_t)s0 * V,
+                        a->lnf + (size_t)s0 * C, m->w.wte, e - s0, C, V);
+    }
     trunk_backward(m, B, T);
     a->head_fwd = 0;
 }

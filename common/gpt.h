@@ -92,7 +92,7 @@ typedef struct {
      * generation alike), so behaviour and learner log-probs use the same distribution */
     float temperature;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
-    float *logits;   /* (B,T,V) LM head */
+    float *logits;   /* (B,T,V) LM head; rows whose target is -1 may be left uncomputed */
     float *logprobs; /* (B,T)   LM head: log p(targets[b,t] | tokens[b,0..t]) */
     float *entropy;  /* (B,T)   LM head: entropy of the next-token distribution */
     float *values;   /* (B,T)   value head */
