@@ -1,9 +1,10 @@
 /*
  * common/ckpt.c — HDF5 checkpoints and weight images (the format is specified in ckpt.h).
  *
- * Every HDF5 call is checked with H5TRY (HDF5 itself owns the name H5CHECK), which on failure writes "<what>: <HDF5's
- * innermost error message> [ckpt.c:<line>]" into err and jumps to the function's one
- * cleanup label: a bad checkpoint is the user's recoverable error, so nothing here aborts.
+ * Every HDF5 call is checked with H5TRY (HDF5 itself owns the name H5CHECK), which on
+ * failure writes "<what>: HDF5 says <its innermost error message> [ckpt.c:<line>]" into
+ * err and jumps to the function's one cleanup label: a bad checkpoint is the user's
+ * recoverable error, so nothing here aborts.
  * HDF5 is told not to print its error stack (H5Eset_auto2 in h5_quiet, called by every
  * entry point that opens a file).
  *
