@@ -9,10 +9,11 @@
  *              a poll that times out, and that waiting on two tags alternates between them
  *   offline    the same tables with offline needs (learners only)
  *   fatal      the first reward rank calls mpi_fatal; everyone else waits for a message
- *   crash      the last actor dereferences a NULL pointer; everyone else waits
- *   idle DIR S every rank writes DIR/pid.<world rank>; the first learner sleeps S seconds
- *              (no MPI) then sends stop to all; the others wait for it in
- *              mpi_wait_any_message and print the CPU time they used while waiting
+ *   crash      the last actor writes to an unmapped address; everyone else waits
+ *   idle DIR S every rank writes DIR/pid.<world rank>; the first learner waits (no MPI)
+ *              until the file DIR/go exists, at most S seconds, then sends stop to all;
+ *              the others wait for it in mpi_wait_any_message and print the CPU time
+ *              they used while waiting
  *   silent     everyone waits for a message that never comes (the peer timeout fires)
  *   watchdog   the actors enter a guarded MPI_Barrier that the learner joins only after
  *              60 s (the watchdog fires first)
@@ -170,8 +171,10 @@ int main(int argc, char **argv) {
         mpi_fatal("a stop message arrived, which nobody sends in this mode");
     } else if (strcmp(mode, "crash") == 0) {
         if (r.role == ROLE_ACTOR && r.role_rank == r.role_size - 1) {
-            volatile uintptr_t addr = 0;
-            *(volatile int *)addr = 42; /* a real SIGSEGV */
+            /* a real SIGSEGV: an unmapped address the compiler (and UBSan) cannot see
+             * as NULL */
+            volatile uintptr_t addr = 64;
+            *(volatile int *)addr = 42;
         }
         wait_for_stop();
         mpi_fatal("a stop message arrived, which nobody sends in this mode");
@@ -185,7 +188,12 @@ int main(int argc, char **argv) {
         fclose(f);
         double secs = atof(argv[4]);
         if (r.world_rank == r.ranks[ROLE_LEARNER][0]) {
-            sleep_s(secs);
+            snprintf(path, sizeof path, "%s/go", argv[3]);
+            double t0 = time_now();
+            while (access(path, F_OK) != 0) {
+                if (time_now() - t0 > secs) mpi_fatal("no %s after %g s", path, secs);
+                sleep_s(0.05);
+            }
             MsgBuf buf;
             msg_buf_init(&buf);
             msg_encode_stop(&buf, "idle test over");

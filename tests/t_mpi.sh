@@ -9,7 +9,8 @@
 # mpi_fatal, a SIGSEGV, a kill -9 of one rank, a silent peer (peer timeout) and a stuck
 # collective (watchdog) each end the WHOLE job with a non-zero exit well within 30 s
 # (every launch runs under `timeout`, so a hang fails the test); ranks waiting for a
-# message use < 10% of a core (utime+stime from /proc/<pid>/stat over 3 s).
+# message use < 10% of a core (utime+stime from /proc/<pid>/stat over 3 s) and really sleep
+# (voluntary context switches in /proc/<pid>/status: >= 50/s; a spin loop has none).
 # Run by tests/run.sh (TEST_FILTER=mpi); exits non-zero on the first failed check.
 set -u
 cd "$(dirname "$0")/.."
@@ -166,32 +167,52 @@ done
 ok "kill -9 of one rank"
 
 # ---- waiting ranks do not spin ------------------------------------------------------------
+# The learner holds everyone waiting until $TMP/idle/go exists; meanwhile the CPU time of
+# the four waiting ranks is read from /proc twice, 3 s apart.
 mkdir -p "$TMP/idle"
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; } # utime + stime
-timeout 60 "${MPIRUN[@]}" -np 1 "$ROLES" learner idle "$TMP/idle" 5 : -np 3 "$ROLES" actor idle \
-  "$TMP/idle" 5 : -np 1 "$ROLES" reward idle "$TMP/idle" 5 >"$TMP/out" 2>&1 &
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; } # utime+stime
+# times the main thread blocked (a sleeping poll blocks ~500 times/s; a spin loop never
+# does, even one that yields, which on a loaded machine may get little CPU anyway)
+blocks() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+timeout 120 "${MPIRUN[@]}" -np 1 "$ROLES" learner idle "$TMP/idle" 90 : -np 3 "$ROLES" actor \
+  idle "$TMP/idle" 90 : -np 1 "$ROLES" reward idle "$TMP/idle" 90 >"$TMP/out" 2>&1 &
 job=$!
-for _ in $(seq 200); do [ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] && break; sleep 0.1; done
 [ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] || { kill "$job"; fail "idle: the ranks did not start"; }
 sleep 1
 hz=$(getconf CLK_TCK)
 declare -A before
-t0=$(now_ms)
-for w in 1 2 3 4; do before[$w]=$(cpu_ticks "$(cat "$TMP/idle/pid.$w")"); done
-sleep 3
-report=""
+declare -A vol0 vol1
 for w in 1 2 3 4; do
-  after=$(cpu_ticks "$(cat "$TMP/idle/pid.$w")")
-  ms=$(( $(now_ms) - t0 ))
-  pct=$(( (after - before[$w]) * 1000 * 100 / hz / ms ))  # percent of one core
-  report="$report rank$w=${pct}%"
-  [ "$pct" -lt 10 ] || { wait "$job"; fail "idle: waiting world rank $w used ${pct}% of a core"; }
+  before[$w]=$(cpu_ticks "$(cat "$TMP/idle/pid.$w")")
+  vol0[$w]=$(blocks "$(cat "$TMP/idle/pid.$w")")
 done
+t0=$(now_ms)
+sleep 3
+declare -A after
+for w in 1 2 3 4; do
+  after[$w]=$(cpu_ticks "$(cat "$TMP/idle/pid.$w")")
+  vol1[$w]=$(blocks "$(cat "$TMP/idle/pid.$w")")
+done
+ms=$(( $(now_ms) - t0 ))
+touch "$TMP/idle/go"
 wait "$job"
 RC=$?
 expect_ok "idle"
+report=""
+for w in 1 2 3 4; do
+  [[ "${before[$w]}" =~ ^[0-9]+$ && "${after[$w]}" =~ ^[0-9]+$ ]] ||
+    fail "idle: could not read /proc/<pid>/stat of world rank $w while it waited"
+  [[ "${vol0[$w]}" =~ ^[0-9]+$ && "${vol1[$w]}" =~ ^[0-9]+$ ]] ||
+    fail "idle: could not read /proc/<pid>/status of world rank $w while it waited"
+  pct=$(( (after[$w] - before[$w]) * 1000 * 100 / hz / ms ))  # percent of one core
+  rate=$(( (vol1[$w] - vol0[$w]) * 1000 / ms ))              # blocking sleeps per second
+  report="$report rank$w=${pct}%,${rate}/s"
+  [ "$pct" -lt 10 ] || fail "idle: waiting world rank $w used ${pct}% of a core"
+  [ "$rate" -ge 50 ] || fail "idle: waiting world rank $w slept only ${rate} times/s: spinning?"
+done
 [ "$(grep -c 'waited .* s using' "$TMP/out")" -eq 4 ] || fail "idle: not every waiting rank got the stop"
-MS=3000
-ok "idle waiting CPU over 3 s:$report (self-reported: $(grep -o '[0-9.]*% of a core' "$TMP/out" | tr '\n' ' '))"
+MS=$ms
+ok "idle waiting CPU, sleeps over 3 s:$report (self-reported: $(grep -o '[0-9.]*% of a core' "$TMP/out" | tr '\n' ' '))"
 
 echo "t_mpi: all checks passed"

@@ -804,7 +804,8 @@ static void test_max_bytes(void) {
     b.has_ref = b.has_categories = 1;
     for (int k = 0; k < MSG_MAX_EXTRA; k++) {
         char name[MSG_NAME_LEN];
-        snprintf(name, sizeof name, "judge_%d_with_a_long_name_x", k);
+        snprintf(name, sizeof name, "judge_%c_%s", '0' + k, "abcdefghijklmnopqrstuvw");
+        CHECK_EQ_INT(strlen(name), MSG_NAME_LEN - 1); /* the longest name allowed */
         msg_batch_extra(&b, name);
     }
     MsgRolloutInfo info = example_info();
