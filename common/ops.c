@@ -3,13 +3,18 @@
  *
  * Linear layers, the LM head and the two products of attention go through cblas_sgemm;
  * the element-wise and row-wise ops are plain loops written so that GCC vectorises them
- * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses.
- * This file allocates nothing and keeps no state besides OpenBLAS's thread setting.
+ * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses;
+ * they split their output columns over the same number of threads as OpenBLAS uses (a
+ * small pool of sleeping pthreads, started on first use and kept for the process), which
+ * changes no result: each output element is computed by the same code on any thread.
+ * The pool is the only state of this file; the kernels are not reentrant across threads
+ * of the caller (one model per thread of the caller is fine, concurrent calls are not).
  */
 #include "ops.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +30,87 @@ const char *ops_blas_setup(int threads) {
 }
 
 int ops_blas_threads(void) { return openblas_get_num_threads(); }
+
+// ----------------------------------------------------------------------------
+// a pool of worker threads for the batch-invariant kernels
+
+#define POOL_MAX 64
+typedef void (*PartFn)(void *arg, int part, int nparts);
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t th[POOL_MAX];
+    int started;   /* workers running */
+    unsigned gen;  /* job generation: workers run each generation once */
+    int nparts;    /* parts of the current job: part 0 on the caller, 1.. on workers */
+    int pending;   /* worker parts not finished */
+    PartFn fn;
+    void *arg;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+static void *pool_worker(void *p) {
+    int id = (int)(intptr_t)p; /* 1.. */
+    unsigned seen = 0;
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        seen = pool.gen;
+        if (id >= pool.nparts) continue;
+        PartFn fn = pool.fn;
+        void *arg = pool.arg;
+        int nparts = pool.nparts;
+        pthread_mutex_unlock(&pool.mu);
+        fn(arg, id, nparts);
+        pthread_mutex_lock(&pool.mu);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+/* Run fn(arg, i, n) for i < n parts, n = the OpenBLAS thread count (capped by max_parts
+ * and POOL_MAX), part 0 on the calling thread. Workers sleep between jobs. */
+static void pool_run(PartFn fn, void *arg, int max_parts) {
+    int n = openblas_get_num_threads();
+    if (n > max_parts) n = max_parts;
+    if (n > POOL_MAX) n = POOL_MAX;
+    if (n <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&pool.mu);
+    while (pool.started < n - 1) {
+        if (pthread_create(&pool.th[pool.started], NULL, pool_worker,
+                           (void *)(intptr_t)(pool.started + 1)) != 0) {
+            break; /* fewer threads: still correct, the parts are redistributed below */
+        }
+        pthread_detach(pool.th[pool.started]);
+        pool.started++;
+    }
+    if (n > pool.started + 1) n = pool.started + 1;
+    pool.fn = fn;
+    pool.arg = arg;
+    pool.nparts = n;
+    pool.pending = n - 1;
+    pool.gen++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    fn(arg, 0, n);
+    pthread_mutex_lock(&pool.mu);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+/* Contiguous share [lo, hi) of `units` work units for part i of n. */
+static void part_range(int units, int i, int n, int *lo, int *hi) {
+    *lo = (int)((long long)units * i / n);
+    *hi = (int)((long long)units * (i + 1) / n);
+}
+
+/* Below this many multiply-adds a kernel runs on the calling thread only: waking the
+ * pool costs more than it saves. */
+#define POOL_MIN_WORK (1 << 20)
 
 // ----------------------------------------------------------------------------
 // exp: a branch-free float exp that GCC vectorises (libm's expf is a scalar call, and
@@ -273,20 +359,41 @@ static void mm_rows_edge(float *out, const float *inp, const float *W, const flo
     memcpy(out + j0, acc, (size_t)nj * sizeof(float));
 }
 
-void matmul_forward_rows(float *out, const float *inp, const float *weight,
-                         const float *bias, int N, int C, int OC) {
-    int full = OC - OC % MM_CB;
-    for (int j0 = 0; j0 < full; j0 += MM_CB) {
+typedef struct {
+    float *out;
+    const float *inp, *weight, *bias;
+    int N, C, OC;
+} MMRowsJob;
+
+/* Part of matmul_forward_rows: a contiguous range of the MM_CB-wide column panels (the
+ * last part also takes the OC % MM_CB edge columns). */
+static void mm_rows_part(void *p, int part, int nparts) {
+    const MMRowsJob *jb = p;
+    float *out = jb->out;
+    const float *inp = jb->inp, *weight = jb->weight, *bias = jb->bias;
+    int N = jb->N, C = jb->C, OC = jb->OC;
+    int full = OC - OC % MM_CB, lo, hi;
+    part_range(full / MM_CB, part, nparts, &lo, &hi);
+    for (int j0 = lo * MM_CB; j0 < hi * MM_CB; j0 += MM_CB) {
         int n = 0;
         for (; n + MM_RB <= N; n += MM_RB)
             mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, MM_RB, C, OC, j0);
         if (n < N)
             mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, N - n, C, OC, j0);
     }
-    if (full < OC)
+    if (full < OC && part == nparts - 1)
         for (int n = 0; n < N; n++)
             mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, full,
                          OC - full);
+}
+
+void matmul_forward_rows(float *out, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC) {
+    MMRowsJob jb = {out, inp, weight, bias, N, C, OC};
+    double work = (double)N * C * OC;
+    int panels = OC / MM_CB;
+    if (work < POOL_MIN_WORK || panels < 2) mm_rows_part(&jb, 0, 1);
+    else pool_run(mm_rows_part, &jb, panels);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -363,11 +470,22 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
     }
 }
 
-void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
-                         int V) {
+typedef struct {
+    float *logits;
+    const float *inp, *wte;
+    int N, C, V;
+} LMRowsJob;
+
+/* Part of lmhead_forward_rows: a contiguous range of vocabulary pairs. */
+static void lm_rows_part(void *p, int part, int nparts) {
+    const LMRowsJob *jb = p;
+    float *logits = jb->logits;
+    const float *inp = jb->inp, *wte = jb->wte;
+    int N = jb->N, C = jb->C, V = jb->V, lo, hi;
+    part_range((V + LM_NV - 1) / LM_NV, part, nparts, &lo, &hi);
     for (int n = 0; n < N; n += LM_RB) {
         int nr = N - n < LM_RB ? N - n : LM_RB;
-        for (int v = 0; v < V; v += LM_NV) {
+        for (int v = lo * LM_NV; v < hi * LM_NV && v < V; v += LM_NV) {
             int nv = V - v < LM_NV ? V - v : LM_NV;
             if (nr == LM_RB)
                 lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, LM_RB, C, V, v, nv);
@@ -375,6 +493,15 @@ void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int 
                 lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, nr, C, V, v, nv);
         }
     }
+}
+
+void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
+                         int V) {
+    LMRowsJob jb = {logits, inp, wte, N, C, V};
+    double work = (double)N * C * V;
+    int pairs = (V + LM_NV - 1) / LM_NV;
+    if (work < POOL_MIN_WORK || pairs < 2) lm_rows_part(&jb, 0, 1);
+    else pool_run(lm_rows_part, &jb, pairs);
 }
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,

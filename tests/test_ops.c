@@ -179,6 +179,32 @@ static void test_rows_batch_invariance(void) {
     free(x), free(w), free(b), free(wte), free(alone), free(batch);
 }
 
+/* The `_rows` kernels split columns over the OpenBLAS thread count: the results must
+ * be bit-identical for 1, 2 and 3 threads (shapes above the pool's work threshold). */
+static void test_rows_thread_invariance(void) {
+    int before = ops_blas_threads();
+    int N = 9, C = 256, OC = 650, V = 3001;
+    float *x = rand_buf((size_t)N * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.1f);
+    float *b = rand_buf((size_t)OC, 1.0f), *wte = rand_buf((size_t)V * C, 0.1f);
+    float *ref = xalloc_floats((size_t)N * OC), *out = xalloc_floats((size_t)N * OC);
+    float *lref = xalloc_floats((size_t)N * V), *lout = xalloc_floats((size_t)N * V);
+    float *nv = xalloc_floats((size_t)N * OC);
+    ops_blas_setup(1);
+    matmul_forward_rows(ref, x, w, b, N, C, OC);
+    lmhead_forward_rows(lref, x, wte, N, C, V);
+    matmul_forward_naive(nv, x, w, b, N, C, OC);
+    CHECK(norm_err(ref, nv, (size_t)N * OC, 1e-6) < 2e-6);
+    for (int th = 2; th <= 3; th++) {
+        ops_blas_setup(th);
+        matmul_forward_rows(out, x, w, b, N, C, OC);
+        lmhead_forward_rows(lout, x, wte, N, C, V);
+        CHECK_MSG(memcmp(out, ref, (size_t)N * OC * sizeof(float)) == 0, "matmul, %d threads", th);
+        CHECK_MSG(memcmp(lout, lref, (size_t)N * V * sizeof(float)) == 0, "lm head, %d threads", th);
+    }
+    ops_blas_setup(before);
+    free(x), free(w), free(b), free(wte), free(ref), free(out), free(lref), free(lout), free(nv);
+}
+
 static void test_attention_reference(void) {
     int shapes[][4] = {{2, 9, 24, 3}, {1, 1, 8, 2}, {3, 17, 32, 4}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -567,6 +593,7 @@ int main(void) {
     TEST_RUN(test_matmul_reference);
     TEST_RUN(test_lmhead_reference);
     TEST_RUN(test_rows_batch_invariance);
+    TEST_RUN(test_rows_thread_invariance);
     TEST_RUN(test_attention_reference);
     TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
