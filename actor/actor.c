@@ -210,8 +210,18 @@ int main(int argc, char **argv) {
         if (tag == TAG_WEIGHTS_HDR) {
             int first = !a.have_model;
             actor_load_weights(&a, &a.msg);
-            if (first && getenv("RLHF_BCAST_BENCH")) /* the learner's comparison broadcast */
-                MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
+            if (first && getenv("RLHF_BCAST_BENCH")) { /* the learner's comparison */
+                for (int rep = 0; rep < PPO_BCAST_REPS; rep++) {
+                    MPI_CHECK(MPI_Barrier(a.wcomm));
+                    MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
+                    MPI_CHECK(MPI_Barrier(a.wcomm));
+                    MPI_Status hs;
+                    int ht[1] = {TAG_WEIGHTS_HDR};
+                    mpi_wait_any_message(MPI_COMM_WORLD, root, ht, 1, &hs);
+                    mpi_recv_msg(MPI_COMM_WORLD, &hs, &a.buf, &a.lim, &a.msg);
+                    ppo_weights_recv(a.wcomm, &a.msg, &a.img, &a.img_cap);
+                }
+            }
         } else {
             actor_run_item(&a, &st);
             items++;

@@ -240,13 +240,24 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     if (rc != 0) mpi_fatal("building the weight image: %s", err);
     ppo_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
     if (getenv("RLHF_BCAST_BENCH") && p->n_published++ == 0) {
-        /* the same bytes by a plain blocking MPI_Bcast, for comparison (actors join it
-         * after their first weights, see actor.c) */
-        double t1 = time_now();
-        MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
-        double raw = time_now() - t1;
-        printf("learner %s: weight image %zu bytes: header+Ibcast %.6f s, raw MPI_Bcast %.6f s\n",
-               t->stage, len, time_now() - t0 - raw, raw);
+        /* RLHF_BCAST_BENCH: the publish path (header to each actor + MPI_Bcast) against a plain blocking MPI_Bcast of the same bytes, each started
+         * after a barrier, alternating, PPO_BCAST_REPS times (actor.c takes part) */
+        double raw = 0, ours = 0;
+        for (int rep = 0; rep < PPO_BCAST_REPS; rep++) {
+            MPI_CHECK(MPI_Barrier(p->wcomm));
+            double t1 = time_now();
+            MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
+            raw += time_now() - t1;
+            MPI_CHECK(MPI_Barrier(p->wcomm));
+            t1 = time_now();
+            ppo_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+            ours += time_now() - t1;
+        }
+        printf("learner %s: weight broadcast of %zu bytes to %d actor(s), mean of %d: "
+               "header + bcast %.3f ms, raw MPI_Bcast %.3f ms (ratio %.2f)\n",
+               t->stage, len, p->roles->count[ROLE_ACTOR], PPO_BCAST_REPS,
+               1e3 * ours / PPO_BCAST_REPS, 1e3 * raw / PPO_BCAST_REPS, raw > 0 ? ours / raw : 0);
+        fflush(stdout);
     }
     free(img);
     *t_sync += time_now() - t0;
@@ -605,7 +616,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                                              pm->logprobs, p->mlp_old, p->madv, p->mmask, &pc, n,
                                              Tm);
                     ntk = ps.n_tokens;
-                    us->pol_loss += ps.policy_loss * ntk;
+                    us->pol_loss += ps.policy_loss; /* already / the minibatch's tokens */
                     us->clipfrac += ps.clipfrac * ntk;
                     us->approx_kl += ps.approx_kl * ntk;
                     us->ratio += ps.ratio_mean * ntk;
@@ -621,7 +632,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                                         Tm);
                     for (size_t x = 0; x < nt; x++) p->dval[x] *= (float)c->ppo.vf_coef;
                     gpt_value_backward(vm, p->dval, n, Tm);
-                    us->v_loss += vs.loss * ntk;
+                    us->v_loss += vs.loss;
                     us->v_clipfrac += vs.clipfrac * ntk;
                 } else {
                     LossGRPOStats gs;
@@ -631,7 +642,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                     loss_grpo_backward(p->dlogp, pm->logprobs, p->mlp_old, lref, p->mseq_adv,
                                        p->mmask, &gc, n, Tm);
                     ntk = gs.n_tokens;
-                    us->pol_loss += gs.policy_loss * ntk;
+                    us->pol_loss += gs.policy_loss;
                     us->clipfrac += gs.clipfrac * ntk;
                     us->ratio += gs.ratio_mean * ntk;
                     us->grpo_kl += gs.kl * ntk;
@@ -666,12 +677,14 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
     trainer_allreduce_sum(t, s, 8);
     us->n_tok = s[0];
     double w = s[0] > 0 ? s[0] : 1;
-    us->pol_loss = s[1] / w;
+    /* the losses are sums of per-minibatch means (denominator: the minibatch's tokens) */
+    double nst = us->n_steps > 0 ? us->n_steps : 1;
+    us->pol_loss = s[1] / nst;
     us->clipfrac = s[2] / w;
     us->approx_kl = s[3] / w;
     us->ratio = s[4] / w;
     us->grpo_kl = s[5] / w;
-    us->v_loss = s[6] / w;
+    us->v_loss = s[6] / nst;
     us->v_clipfrac = s[7] / w;
     if (us->n_steps > 0) {
         us->gnorm_p /= us->n_steps;
