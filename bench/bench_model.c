@@ -8,10 +8,11 @@
  * Shapes (the project's reference points): tiny = V512 L4 NH4 C128 T128, train 16x128,
  * generate 16 prompts of 16 tokens + 112 new; gpt2 = 124M, train 4x64, generate 8
  * prompts of 16 + 48 new. Each measurement is the best of `iters` runs (default 3) after
- * one warm-up. Threads: OPENBLAS_NUM_THREADS (the cache path of generation is
- * single-threaded). FLOPs are those of the GEMMs the code performs (attention computes
+ * one warm-up. Threads: OPENBLAS_NUM_THREADS (also the thread count of the
+ * batch-invariant generation kernels). FLOPs are those of the GEMMs the code performs (attention computes
  * the full T x T square); the element-wise work is counted as overhead.
- * Not a test: nothing is checked; run by `make bench`.
+ * Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
+ * lines (the format of bench_sgemm). Not a test: nothing is checked.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -137,10 +138,16 @@ static void bench_one(const Shape *s, int iters) {
     }
     double fl = train_flops(&c, B, T), sg_fl;
     double sg = time_sgemm_step(&c, B, T, iters, &sg_fl);
+    double pct = 100.0 * (fl / best) / (sg_fl / sg);
     printf("train %dx%d: step %.1f ms (forward+head %.1f ms), %.0f tokens/s, %.1f GFLOP/s\n", B, T,
            best * 1e3, best_fwd * 1e3, B * T / best, fl / best / 1e9);
     printf("sgemm alone, same shapes: %.1f ms, %.1f GFLOP/s -> step at %.0f%% of the sgemm rate\n",
-           sg * 1e3, sg_fl / sg / 1e9, 100.0 * (fl / best) / (sg_fl / sg));
+           sg * 1e3, sg_fl / sg / 1e9, pct);
+    printf("RESULT\tmodel.%s.train.ms\t%.3f\tms\n", s->name, best * 1e3);
+    printf("RESULT\tmodel.%s.train.tokens_per_s\t%.1f\ttokens/s\n", s->name, B * T / best);
+    printf("RESULT\tmodel.%s.train.gflops\t%.3f\tGFLOP/s\n", s->name, fl / best / 1e9);
+    printf("RESULT\tmodel.%s.train.sgemm_gflops\t%.3f\tGFLOP/s\n", s->name, sg_fl / sg / 1e9);
+    printf("RESULT\tmodel.%s.train.pct_of_sgemm\t%.1f\t%%\n", s->name, pct);
 
     /* generation */
     int GB = s->gen_B, P = s->gen_prompt, NEW = s->gen_new;
@@ -173,6 +180,9 @@ static void bench_one(const Shape *s, int iters) {
     double gfl = ntok * Ld * (24.0 * Cd * Cd + 4.0 * avg_ctx * Cd) + nlog * 2.0 * Cd * Vd;
     printf("generate %d x (%d prompt + %d new): %.1f ms, %.0f new tokens/s, %.1f GFLOP/s\n", GB, P,
            NEW, best * 1e3, GB * NEW / best, gfl / best / 1e9);
+    printf("RESULT\tmodel.%s.generate.ms\t%.3f\tms\n", s->name, best * 1e3);
+    printf("RESULT\tmodel.%s.generate.tokens_per_s\t%.1f\ttokens/s\n", s->name, GB * NEW / best);
+    printf("RESULT\tmodel.%s.generate.gflops\t%.3f\tGFLOP/s\n", s->name, gfl / best / 1e9);
     free(tokens), free(targets), free(dlp), free(pbuf), free(prompts), free(plens), free(out);
     free(lens), free(lps), free(ids);
     gpt_free(&m);
