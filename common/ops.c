@@ -175,7 +175,9 @@ static void softmax_row_stats(const float *x, int n, float inv_t, float mx, doub
     for (int i0 = 0; i0 < n; i0 += STATS_BLOCK) {
         int m = n - i0 < STATS_BLOCK ? n - i0 : STATS_BLOCK;
         for (int j = 0; j < m; j++) {
-            z[j] = x[i0 + j] * inv_t - mx;
+            /* clamped so that a -inf logit contributes e^-88 * -88 ~ 0, not 0 * -inf */
+            float zc = x[i0 + j] * inv_t - mx;
+            z[j] = zc < -88.0f ? -88.0f : zc;
             e[j] = exp_fast(z[j]);
         }
         int mp = (m + 7) / 8 * 8;
@@ -767,6 +769,7 @@ void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentr
         } else {
             for (int i = 0; i < V; i++) {
                 float lp = x[i] * inv_t - l;
+                lp = lp < -88.0f ? -88.0f : lp; /* as in the forward: -inf logits stay finite */
                 float p = exp_fast(lp);
                 dx[i] += (-dlp * p - dent * p * (lp + H)) * inv_t;
             }

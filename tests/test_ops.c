@@ -324,6 +324,17 @@ static void test_logprob_reference(void) {
             CHECK_NEAR(lse[n], l, 1e-5, 1e-6);
         }
     }
+    /* a -inf logit (a banned token) has probability 0 and leaves everything finite */
+    float row[5] = {1.0f, -INFINITY, 0.5f, 2.0f, -1.0f}, dl[5] = {0, 0, 0, 0, 0};
+    int tg = 3;
+    float l1, e1, s1, one = 1.0f;
+    logprob_forward(&l1, &e1, &s1, row, &tg, 1.0f, 1, 5);
+    double ref_s = exp(1.0) + exp(0.5) + exp(2.0) + exp(-1.0);
+    CHECK_NEAR(l1, 2.0 - log(ref_s), 1e-6, 1e-6);
+    CHECK(isfinite(e1) && e1 > 0.0f);
+    logprob_backward(dl, &one, &one, row, &s1, &e1, &tg, 1.0f, 1, 5);
+    for (int i = 0; i < 5; i++) CHECK(isfinite(dl[i]));
+    CHECK(fabsf(dl[1]) < 1e-30f);
     free(logits);
 }
 
