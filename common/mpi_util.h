@@ -29,7 +29,9 @@
  * timeout (default 600 s; RLHF_PEER_TIMEOUT in the environment or mpi_set_peer_timeout):
  * a peer that stays silent that long aborts the job with a message naming the wait, so
  * nothing hangs forever. Blocking calls that cannot be polled (collectives) are guarded
- * with mpi_watch_begin/end, a watchdog thread with the same timeout.
+ * with mpi_watch_begin/end, a watchdog thread with the same timeout. (An environment
+ * variable reaches every rank of a single-node launch; across nodes give `-x
+ * RLHF_PEER_TIMEOUT` in EVERY ':'-separated app context — mpirun applies -x per context.)
  *
  * Not here: what the messages mean (msg.h, the role programs), the weight broadcast.
  * Sends are one message at a time (mpi_send_bytes waits for completion); a rank that may

@@ -9,6 +9,8 @@
  *              a poll that times out, and that waiting on two tags alternates between them
  *   offline    the same tables with offline needs (learners only)
  *   fatal      the first reward rank calls mpi_fatal; everyone else waits for a message
+ *   mpierror   the first actor sends to a rank that does not exist (through MPI_CHECK,
+ *              so the error comes back from MPI and is reported); everyone else waits
  *   crash      the last actor writes to an unmapped address; everyone else waits
  *   idle DIR S every rank writes DIR/pid.<world rank>; the first learner waits (no MPI)
  *              until the file DIR/go exists, at most S seconds, then sends stop to all;
@@ -167,6 +169,13 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "fatal") == 0) {
         if (r.role == ROLE_REWARD && r.role_rank == 0)
             mpi_fatal("deliberate failure for the test (reward rank %d)", r.role_rank);
+        wait_for_stop();
+        mpi_fatal("a stop message arrived, which nobody sends in this mode");
+    } else if (strcmp(mode, "mpierror") == 0) {
+        if (r.role == ROLE_ACTOR && r.role_rank == 0) {
+            char byte = 0;
+            MPI_CHECK(MPI_Send(&byte, 1, MPI_BYTE, r.world_size + 5, TAG_CTRL, MPI_COMM_WORLD));
+        }
         wait_for_stop();
         mpi_fatal("a stop message arrived, which nobody sends in this mode");
     } else if (strcmp(mode, "crash") == 0) {

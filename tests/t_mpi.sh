@@ -6,7 +6,7 @@
 # one an offline stage cannot use) exits non-zero with ONE clear message from rank 0; msg
 # messages travel learner -> all (weights), actor -> reward -> actor -> learner and are
 # verified bit-exactly; a bad message makes the receiver abort the job naming the sender;
-# mpi_fatal, a SIGSEGV, a kill -9 of one rank, a silent peer (peer timeout) and a stuck
+# mpi_fatal, an MPI error caught by MPI_CHECK, a SIGSEGV, a kill -9 of one rank, a silent peer (peer timeout) and a stuck
 # collective (watchdog) each end the WHOLE job with a non-zero exit well within 30 s
 # (every launch runs under `timeout`, so a hang fails the test); ranks waiting for a
 # message use < 10% of a core (utime+stime from /proc/<pid>/stat over 3 s) and really sleep
@@ -113,6 +113,12 @@ expect_abort "mpi_fatal"
 expect_text "mpi_fatal" "rlhf-c: [rank 3 role reward] tests/mpi_roles.c:"
 expect_text "mpi_fatal" "deliberate failure for the test"
 ok "mpi_fatal"
+
+launch 60 -np 1 "$ROLES" learner mpierror : -np 2 "$ROLES" actor mpierror : -np 1 "$ROLES" reward mpierror
+expect_abort "MPI_CHECK"
+expect_text "MPI_CHECK" "rlhf-c: [rank 1 role actor] tests/mpi_roles.c:"
+expect_text "MPI_CHECK" ": MPI error: MPI_ERR_RANK: invalid rank (in MPI_Send("
+ok "MPI_CHECK"
 
 launch 60 -np 1 "$ROLES" learner crash : -np 2 "$ROLES" actor crash : -np 1 "$ROLES" reward crash
 expect_abort "SIGSEGV"
