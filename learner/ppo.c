@@ -729,6 +729,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.maxT = c->data.max_prompt_len + c->gen.max_new_tokens;
     if (p.maxT > tr.model.config.max_seq_len) p.maxT = tr.model.config.max_seq_len;
     p.ab = c->ppo.actor_batch < p.B ? c->ppo.actor_batch : p.B;
+    if (p.ab >= p.G) p.ab -= p.ab % p.G; /* whole groups per item: scored together */
     p.n_items = (p.B + p.ab - 1) / p.ab;
     p.lim = (MsgLimits){.vocab_size = tr.model.config.vocab_size, .max_seq_len = p.maxT,
                         .max_batch = c->ppo.actor_batch};
