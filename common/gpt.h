@@ -147,7 +147,11 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  *     vocabulary are the largest buffer: no second copy is kept);
  *   - a head backward needs the head forward on the same gpt_forward (aborts otherwise);
  *   - gpt_alloc_grads is called by the first backward if the caller did not;
- *   - the activation-gradient scratch is allocated by the first backward (once). */
+ *   - the activation-gradient scratch is allocated by the first backward (once);
+ *   - activation memory for max_B x max_T: about 16 C floats per token per layer, plus
+ *     the attention probabilities L*B*NH*T*T (the largest term for long sequences), plus
+ *     the logits B*T*V;
+ *   - the LM head runs only on the row ranges that have targets (see m->logits). */
 
 /* ---- generation path: KV cache -------------------------------------------------
  * The cache holds, for every layer, the keys and values of up to B sequences ("slots")
@@ -155,7 +159,8 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  * sequence and head are a contiguous (T, hs) matrix that one decode step reads. Every
  * kernel of this path is batch-invariant (ops.h `_rows`): the logits of a sequence are
  * bit-identical whatever other sequences share the call, so sampling with a keyed RNG
- * is reproducible per sequence. They equal the training path's logits up to fp32
+ * is reproducible per sequence; they are also the same for any thread count. They
+ * equal the training path's logits up to fp32
  * rounding (a different summation order than OpenBLAS). Logits are raw (no temperature).
  * Positions are per sequence: a sequence's tokens sit at 0, 1, ... in its own slot. */
 
