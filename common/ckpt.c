@@ -187,17 +187,14 @@ static int abs_path_ok(const char *path) {
 // ----------------------------------------------------------------------------
 // property lists
 
-/* File access: strong close (closing the file closes whatever an error path left open);
- * files use the 1.8 object format (checksummed metadata, readable by HDF5 >= 1.8); images
- * use the core driver without a backing store and the default (earliest) format, because
- * with HDF5 1.10.8 an image taken by H5Fget_file_image from a 1.8-format file fails its own
- * superblock checksum on reopening (the tensors keep their crc32 either way). */
+/* File access: the 1.8 object format (checksummed metadata, readable by HDF5 >= 1.8),
+ * strong close (closing the file closes whatever an error path left open), and for
+ * images the core driver without a backing store. */
 static hid_t make_fapl(int core, char *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5TRY(fapl, "cannot create an HDF5 file access property list");
-    if (!core)
-        H5TRY(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18),
-              "cannot set the HDF5 format version bounds");
+    H5TRY(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18),
+          "cannot set the HDF5 format version bounds");
     H5TRY(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "cannot set the close degree");
 #if H5_VERSION_GE(1, 10, 7)
     /* No HDF5 file locks: a checkpoint is never read while written (it is renamed into
@@ -205,7 +202,7 @@ static hid_t make_fapl(int core, char *err) {
      * where HDF5 would refuse to open the file at all. */
     H5TRY(H5Pset_file_locking(fapl, 0, 1), "cannot switch off HDF5 file locking");
 #endif
-    if (core) H5TRY(H5Pset_fapl_core(fapl, 1 << 20, 0), "cannot select the core driver");
+    if (core) H5TRY(H5Pset_fapl_core(fapl, 64 << 10, 0), "cannot select the core driver");
     return fapl;
 fail:
     H5DROP(fapl);
@@ -367,9 +364,70 @@ fail:
 // ----------------------------------------------------------------------------
 // the writer
 
+/* An image writer's memory: the core driver allocates and grows the in-memory file through
+ * these callbacks, and when the file is closed its buffer is kept (not freed) and becomes
+ * the image. Taking the image after H5Fclose, rather than with H5Fget_file_image on the
+ * open file, matters: HDF5 1.10.8's H5Fget_file_image clears the superblock's status flags
+ * in the copy without updating the superblock checksum of 1.8-format files, so such an
+ * image does not reopen; it also saves one copy. The buffer is the driver's allocation,
+ * up to one increment (64 KiB, zero-filled) longer than the file, which HDF5 accepts. */
+typedef struct {
+    void *ptr;
+    size_t size;
+    int stolen;
+} ImageOut;
+
+static void *out_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    ImageOut *o = udata;
+    (void)op;
+    void *p = calloc(1, size ? size : 1);
+    if (p) {
+        o->ptr = p;
+        o->size = size;
+    }
+    return p;
+}
+
+static void *out_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                        void *udata) {
+    (void)op, (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *out_realloc(void *p, size_t size, H5FD_file_image_op_t op, void *udata) {
+    ImageOut *o = udata;
+    (void)op;
+    size_t old = p == o->ptr ? o->size : 0;
+    void *q = realloc(p, size ? size : 1);
+    if (!q) return NULL;
+    if (size > old) memset((char *)q + old, 0, size - old); /* deterministic bytes */
+    o->ptr = q;
+    o->size = size;
+    return q;
+}
+
+static herr_t out_free(void *p, H5FD_file_image_op_t op, void *udata) {
+    ImageOut *o = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && p == o->ptr) {
+        o->stolen = 1; /* the image: kept for ckpt_writer_take_image */
+        return 0;
+    }
+    if (p == o->ptr) o->ptr = NULL;
+    free(p);
+    return 0;
+}
+
+static void *out_udata_copy(void *udata) { return udata; }
+
+static herr_t out_udata_free(void *udata) {
+    (void)udata;
+    return 0;
+}
+
 struct CkptWriter {
     hid_t file;
     int image;
+    ImageOut out; /* image writers: the in-memory file */
     int meta_written;
     char path[CKPT_PATH_LEN];     /* final path */
     char tmp[CKPT_PATH_LEN + 8];  /* path.tmp */
@@ -398,6 +456,11 @@ static CkptWriter *writer_create(const char *path, int image, char *err) {
         snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
     }
     if ((fapl = make_fapl(image, err)) < 0) goto fail;
+    if (image) {
+        H5FD_file_image_callbacks_t cb = {out_malloc,     out_memcpy,     out_realloc, out_free,
+                                          out_udata_copy, out_udata_free, &w->out};
+        H5TRY(H5Pset_file_image_callbacks(fapl, &cb), "<image>: cannot set image callbacks");
+    }
     if ((fcpl = make_ocpl(H5P_FILE_CREATE, err)) < 0) goto fail;
     H5TRY(w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl),
             "%s: cannot create the checkpoint file (is the directory writable?)",
@@ -647,6 +710,7 @@ void ckpt_writer_free(CkptWriter *w) {
     if (!w) return;
     if (w->file >= 0) H5Fclose(w->file);
     if (!w->image) unlink(w->tmp);
+    free(w->out.ptr);
     free(w);
 }
 
@@ -782,17 +846,16 @@ int ckpt_writer_take_image(CkptWriter *w, void **bytes, size_t *len, char *err) 
         errf(err, "<image>: ckpt_write_meta was never called");
         goto fail;
     }
-    H5TRY(H5Fflush(w->file, H5F_SCOPE_GLOBAL), "<image>: cannot flush the image");
-    ssize_t n = H5Fget_file_image(w->file, NULL, 0);
-    H5TRY(n, "<image>: cannot size the file image");
-    void *buf = xmalloc(n > 0 ? (size_t)n : 1);
-    if (H5Fget_file_image(w->file, buf, (size_t)n) != n) {
-        free(buf);
-        H5ERR("<image>: cannot copy the file image");
+    herr_t closed = H5Fclose(w->file);
+    w->file = -1;
+    H5TRY(closed, "<image>: cannot finish the in-memory file");
+    if (!w->out.stolen || !w->out.ptr) {
+        errf(err, "<image>: HDF5 did not hand over the in-memory file [ckpt.c:%d]", __LINE__);
         goto fail;
     }
-    *bytes = buf;
-    *len = (size_t)n;
+    *bytes = w->out.ptr;
+    *len = w->out.size;
+    w->out.ptr = NULL;
     rc = 0;
 fail:
     ckpt_writer_free(w);

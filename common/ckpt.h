@@ -40,11 +40,10 @@
  *   /data/<name>, /kl_ctl, ...           small int64 / float64 / float32 arrays
  * Every dataset has an attribute crc32 (uint32): the CRC-32 (IEEE, zlib's crc32) of its
  * raw little-endian bytes; every read recomputes it, so a flipped bit in tensor data is an
- * error, not a silently different model. In files, HDF5's own metadata (superblock v2,
- * object headers v2, B-trees) carries HDF5's checksums too, since files are written in the
- * 1.8 format (H5Pset_libver_bounds V18); images use HDF5's default (earliest) format, as
- * HDF5 1.10.8 produces 1.8-format images that fail their own superblock checksum. Object
- * modification times are not stored, so the same content gives the same bytes.
+ * error, not a silently different model. HDF5's own metadata (superblock v2, object
+ * headers v2, B-trees) carries HDF5's checksums too, since files and images are written in
+ * the 1.8 format (H5Pset_libver_bounds V18). Object modification times are not stored, so
+ * the same content gives the same bytes.
  *
  * Atomicity: a file checkpoint is written to <path>.tmp, flushed, fsync'd, closed,
  * renamed to <path>, and the directory fsync'd; until the rename the previous checkpoint
