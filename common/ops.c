@@ -227,23 +227,50 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *to
 // ----------------------------------------------------------------------------
 // layernorm
 
+/* Sum of (x[i] - m)^2 over 8 double lanes (vectorised, fixed order). */
+static inline double sumsq_dev_lanes_d(const float *x, float m, int n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int nv = n - n % 8;
+    for (int i = 0; i < nv; i += 8)
+        for (int l = 0; l < 8; l++) {
+            double d = (double)(x[i + l] - m);
+            s[l] += d * d;
+        }
+    double r = 0.0;
+    for (int l = 0; l < 8; l++) r += s[l];
+    for (int i = nv; i < n; i++) {
+        double d = (double)(x[i] - m);
+        r += d * d;
+    }
+    return r;
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
-        double s = 0.0;
-        for (int i = 0; i < C; i++) s += x[i];
-        float m = (float)(s / C);
-        double v = 0.0;
-        for (int i = 0; i < C; i++) {
-            float d = x[i] - m;
-            v += (double)d * d;
-        }
+        float m = (float)(sum_lanes_d(x, C) / C);
+        double v = sumsq_dev_lanes_d(x, m, C);
         float r = (float)(1.0 / sqrt(v / C + (double)GPT_LN_EPS));
         float *o = out + (size_t)n * C;
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
         mean[n] = m;
         rstd[n] = r;
+    }
+}
+
+/* The accumulation part of one row of the layernorm backward; the three gradient
+ * buffers are distinct (restrict lets GCC vectorise). */
+static void layernorm_backward_row(float *restrict dx, float *restrict dweight,
+                                   float *restrict dbias, const float *d, const float *x,
+                                   const float *weight, float m, float r, float a, float bb,
+                                   int C) {
+    for (int i = 0; i < C; i++) {
+        float norm = (x[i] - m) * r;
+        float dnorm = weight[i] * d[i];
+        dbias[i] += d[i];
+        dweight[i] += norm * d[i];
+        dx[i] += (dnorm - a - norm * bb) * r;
     }
 }
 
@@ -255,21 +282,27 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
         const float *d = dout + (size_t)n * C;
         float *dx = dinp + (size_t)n * C;
         float m = mean[n], r = rstd[n];
+        /* the two row means of the backward (llm.c's dnorm_mean, dnorm_norm_mean), over
+         * 8 double lanes */
+        double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int nv = C - C % 8;
+        for (int i = 0; i < nv; i += 8)
+            for (int l = 0; l < 8; l++) {
+                float norm = (x[i + l] - m) * r;
+                float dnorm = weight[i + l] * d[i + l];
+                s1[l] += (double)dnorm;
+                s2[l] += (double)dnorm * (double)norm;
+            }
         double dn_mean = 0.0, dn_norm_mean = 0.0;
-        for (int i = 0; i < C; i++) {
+        for (int l = 0; l < 8; l++) dn_mean += s1[l], dn_norm_mean += s2[l];
+        for (int i = nv; i < C; i++) {
             float norm = (x[i] - m) * r;
             float dnorm = weight[i] * d[i];
             dn_mean += dnorm;
             dn_norm_mean += (double)dnorm * norm;
         }
-        float a = (float)(dn_mean / C), bb = (float)(dn_norm_mean / C);
-        for (int i = 0; i < C; i++) {
-            float norm = (x[i] - m) * r;
-            float dnorm = weight[i] * d[i];
-            dbias[i] += d[i];
-            dweight[i] += norm * d[i];
-            dx[i] += (dnorm - a - norm * bb) * r;
-        }
+        layernorm_backward_row(dx, dweight, dbias, d, x, weight, m, r, (float)(dn_mean / C),
+                               (float)(dn_norm_mean / C), C);
     }
 }
 
