@@ -49,9 +49,11 @@
  * Not here: asynchronous training beyond the staleness filter described in docs/ppo.md.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "adamw.h"
 #include "ckpt.h"
@@ -110,6 +112,29 @@ typedef struct {
     int n_published;
 } Ppo;
 
+/* A user error in the online stage: the actors and reward servers of the launch would
+ * wait for the learner until the peer timeout, so the whole job is aborted (rank 0
+ * prints the message; the other learner ranks give it a moment to do so). */
+static _Noreturn void ppo_fail(int rank, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static _Noreturn void ppo_fail(int rank, const char *stage, const char *fmt, ...) {
+    if (rank == 0) {
+        va_list ap;
+        fflush(stdout);
+        fprintf(stderr, "rlhf-c: learner %s: error: ", stage);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
 static const char *algo_stage(Algo a) {
     return a == ALGO_PPO ? "ppo" : a == ALGO_GRPO ? "grpo" : "rloo";
 }
@@ -125,18 +150,18 @@ static void ppo_build_value(Ppo *p) {
     int from_reward = strcmp(c->ppo.value_init, "reward") == 0;
     const char *key = from_reward ? c->ppo.reward_ckpt : c->model.init;
     if (from_reward && !key[0])
-        trainer_fail(t, 0, "ppo.value_init = reward needs ppo.reward_ckpt (the reward model); "
+        ppo_fail(t->rank, t->stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward model); "
                            "or set ppo.value_init = sft");
     if (ppo_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, sizeof path,
                     err) != 0)
-        trainer_fail(t, 0, "critic: %s", err);
+        ppo_fail(t->rank, t->stage, "critic: %s", err);
     CkptReader *r = ckpt_reader_open(path, err);
-    if (!r) trainer_fail(t, 0, "critic: %s", err);
+    if (!r) ppo_fail(t->rank, t->stage, "critic: %s", err);
     const char *g = ppo_model_group(r, from_reward ? "reward" : "policy");
     GPTConfig mc;
     if (!g || ckpt_read_model_config(r, g, &mc, err) != 0) {
         ckpt_reader_free(r);
-        trainer_fail(t, 0, "critic: %s: %s", path, g ? err : "no model group");
+        ppo_fail(t->rank, t->stage, "critic: %s: %s", path, g ? err : "no model group");
     }
     GPTHead src = mc.head;
     mc.head = GPT_HEAD_VALUE;
@@ -147,9 +172,9 @@ static void ppo_build_value(Ppo *p) {
                              src == GPT_HEAD_VALUE ? p->value.num_tensors : n_trunk,
                              p->value.params, err);
     ckpt_reader_free(r);
-    if (rc != 0) trainer_fail(t, 0, "critic from %s: %s", path, err);
+    if (rc != 0) ppo_fail(t->rank, t->stage, "critic from %s: %s", path, err);
     if (mc.vocab_size < t->tok.vocab_size || mc.max_seq_len < p->maxT)
-        trainer_fail(t, 0, "critic from %s: vocabulary %d / max_seq_len %d too small for the "
+        ppo_fail(t->rank, t->stage, "critic from %s: vocabulary %d / max_seq_len %d too small for the "
                            "policy's tokenizer (%d) and sequences (%d)",
                      path, mc.vocab_size, mc.max_seq_len, t->tok.vocab_size, p->maxT);
     gpt_alloc_grads(&p->value);
@@ -157,7 +182,7 @@ static void ppo_build_value(Ppo *p) {
     adamw_init(&p->vopt, p->value.num_params, &ac);
     AdamWRange *ranges = xcalloc((size_t)p->value.num_tensors, sizeof *ranges);
     int nr = adamw_decay_table_gpt(ranges, p->value.tensors, p->value.num_tensors);
-    if (adamw_set_decay_table(&p->vopt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
+    if (adamw_set_decay_table(&p->vopt, ranges, nr, err) != 0) ppo_fail(t->rank, t->stage, "%s", err);
     free(ranges);
     if (t->rank == 0)
         printf("learner %s: critic from %s (/%s trunk, new value head)\n", t->stage, path, g);
@@ -189,9 +214,9 @@ static void ppo_resume_extra(Ppo *p) {
     const char *how = t->cfg.run.resume;
     int rc = ckpt_resolve(strcmp(how, "auto") == 0 ? t->cfg.run.out_dir : how, "auto", path,
                           sizeof path, err);
-    if (rc != 0) trainer_fail(t, 0, "resume: %s", err);
+    if (rc != 0) ppo_fail(t->rank, t->stage, "resume: %s", err);
     CkptReader *r = ckpt_reader_open(path, err);
-    if (!r) trainer_fail(t, 0, "resume: %s", err);
+    if (!r) ppo_fail(t->rank, t->stage, "resume: %s", err);
     double kl[RL_KLCTL_STATE_LEN], ss[3];
     int64_t ctr[2];
     rc = ckpt_read_f64(r, "/kl_ctl", kl, RL_KLCTL_STATE_LEN, err);
@@ -210,7 +235,7 @@ static void ppo_resume_extra(Ppo *p) {
         p->vopt.step = (long)st;
     }
     ckpt_reader_free(r);
-    if (rc != 0) trainer_fail(t, 0, "resume from %s: %s", path, err);
+    if (rc != 0) ppo_fail(t->rank, t->stage, "resume from %s: %s", path, err);
     p->skipped = ctr[0];
     p->nonfinite_streak = (int)ctr[1];
 }
@@ -661,7 +686,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                                     "minibatch step skipped (%d in a row)\n",
                             t->stage, (long long)u + 1, p->nonfinite_streak);
                 if (p->nonfinite_streak > c->run.max_nonfinite)
-                    trainer_fail(t, 0, "%d consecutive non-finite gradients (run.max_nonfinite "
+                    ppo_fail(t->rank, t->stage, "%d consecutive non-finite gradients (run.max_nonfinite "
                                        "= %d): lower optim.lr; the last checkpoint is intact",
                                  p->nonfinite_streak, c->run.max_nonfinite);
             } else {
@@ -695,6 +720,40 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
 // ----------------------------------------------------------------------------
 // the stage
 
+/* The user errors that trainer_init would report by leaving the learner alone (which
+ * would leave the other roles waiting): checked first, failing the whole job. */
+static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
+                         const char *cfg_path, int n, char *const *over) {
+    int rank = roles->role_rank;
+    RlhfConfig c;
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
+    if (config_load(&c, cfg_path, n, over, err) != 0) ppo_fail(rank, stage, "%s", err);
+    if (!c.model.init[0])
+        ppo_fail(rank, stage, "model.init is empty: online RL starts from the SFT policy (a "
+                              "checkpoint or run directory of `learner sft`)");
+    if (ppo_resolve(c.model.init, "model.init", path, sizeof path, err) != 0)
+        ppo_fail(rank, stage, "%s", err);
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) ppo_fail(rank, stage, "model.init: %s", err);
+    int has_tok = ckpt_reader_meta(r)->tok_vocab != NULL;
+    ckpt_reader_free(r);
+    if (!c.tokenizer.path[0] && !has_tok)
+        ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR", path);
+    if (c.ppo.max_staleness != 0)
+        ppo_fail(rank, stage, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
+                              "see docs/ppo.md", c.ppo.max_staleness);
+    if (algo == ALGO_PPO && strcmp(c.ppo.value_init, "reward") == 0 && !c.ppo.reward_ckpt[0])
+        ppo_fail(rank, stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward "
+                              "model); or set ppo.value_init = sft");
+    if (!c.data.train[0]) ppo_fail(rank, stage, "data.train is empty: give the prompts JSONL");
+    Dataset d;
+    if (rank == 0) {
+        if (dataset_open(&d, c.data.train, DATA_PROMPT, NULL, err) != 0)
+            ppo_fail(rank, stage, "%s", err);
+        dataset_free(&d);
+    }
+}
+
 static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     const char *stage = algo_stage(algo);
     if (argc < 1) {
@@ -708,6 +767,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.wcomm = ppo_weights_comm_create(roles);
     Trainer tr;
     p.t = &tr;
+    ppo_precheck(roles, stage, algo, argv[0], argc - 1, argv + 1);
     trainer_init(&tr, stage, "policy", GPT_HEAD_LM, argv[0], argc - 1, argv + 1,
                  roles->role_comm);
     tr.save_extra = ppo_save_extra;
@@ -715,15 +775,15 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     const RlhfConfig *c = &tr.cfg;
     char err[ERRBUF_LEN];
     if (!c->model.init[0])
-        trainer_fail(&tr, 0, "model.init is empty: PPO starts from the SFT policy (a checkpoint "
+        ppo_fail(tr.rank, tr.stage, "model.init is empty: PPO starts from the SFT policy (a checkpoint "
                              "or run directory of `learner sft`)");
     if (c->ppo.max_staleness != 0)
-        trainer_fail(&tr, 0, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
+        ppo_fail(tr.rank, tr.stage, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
                              "see docs/ppo.md", c->ppo.max_staleness);
     p.G = algo == ALGO_PPO ? 1 : c->grpo.group_size;
     p.B = c->ppo.rollout_batch;
     if (p.B % p.G != 0)
-        trainer_fail(&tr, 0, "ppo.rollout_batch (%d) must be a multiple of grpo.group_size (%d)",
+        ppo_fail(tr.rank, tr.stage, "ppo.rollout_batch (%d) must be a multiple of grpo.group_size (%d)",
                      p.B, p.G);
     if (algo == ALGO_GRPO && strcmp(c->grpo.advantage, "rloo") == 0) p.algo = algo = ALGO_RLOO;
     p.maxT = c->data.max_prompt_len + c->gen.max_new_tokens;
@@ -734,10 +794,10 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.lim = (MsgLimits){.vocab_size = tr.model.config.vocab_size, .max_seq_len = p.maxT,
                         .max_batch = c->ppo.actor_batch};
     tr.model.temperature = (float)c->gen.temperature;
-    if (!c->data.train[0]) trainer_fail(&tr, 0, "data.train is empty: give the prompts JSONL");
+    if (!c->data.train[0]) ppo_fail(tr.rank, tr.stage, "data.train is empty: give the prompts JSONL");
     DataOptions dopt = data_options_from_config(c, tr.rank == 0 ? stderr : NULL);
     if (dataset_open(&p.prompts, c->data.train, DATA_PROMPT, &dopt, err) != 0)
-        trainer_fail(&tr, 0, "%s", err);
+        ppo_fail(tr.rank, tr.stage, "%s", err);
     data_sampler_init(&p.sampler, p.prompts.n, (uint64_t)c->run.seed, c->data.shuffle);
     tr.sampler = &p.sampler;
     if (algo == ALGO_PPO) ppo_build_value(&p);
@@ -754,7 +814,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     tr.sched = (AdamWSchedule){.max_lr = (float)c->optim.lr, .min_lr = (float)c->optim.min_lr,
                                .warmup = c->optim.warmup_steps,
                                .total = opt_steps > c->optim.warmup_steps ? opt_steps : 0};
-    if (adamw_schedule_validate(&tr.sched, err) != 0) trainer_fail(&tr, 0, "optim: %s", err);
+    if (adamw_schedule_validate(&tr.sched, err) != 0) ppo_fail(tr.rank, tr.stage, "optim: %s", err);
     float vlr = c->ppo.vf_lr > 0 ? (float)c->ppo.vf_lr : (float)c->optim.lr;
     p.vsched = tr.sched;
     p.vsched.max_lr = vlr;
@@ -795,7 +855,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     msg_init(&p.msg);
     if (tr.rank == 0 && c->ppo.rollout_log[0]) {
         p.rollout_log = fopen(c->ppo.rollout_log, "ab");
-        if (!p.rollout_log) trainer_fail(&tr, 0, "cannot open ppo.rollout_log %s", c->ppo.rollout_log);
+        if (!p.rollout_log) ppo_fail(tr.rank, tr.stage, "cannot open ppo.rollout_log %s", c->ppo.rollout_log);
     }
     if (tr.rank == 0)
         printf("learner %s: %d actor(s), %d reward server(s), %d learner rank(s); %d responses "

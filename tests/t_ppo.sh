@@ -143,4 +143,13 @@ if timeout 60 mpirun -np 1 "$B/learner" ppo $PPO run.out_dir="$T/x" : -np 1 "$B/
   fail "launch without reward server accepted"
 fi
 grep -qi "reward" "$T/x.log" || { cat "$T/x.log"; fail "no explanation"; }
+echo "== a user error (missing prompt file) ends the whole job promptly with a message"
+set +e
+t0=$SECONDS
+launch 1 1 2 ppo "$T/e" $SYNC data.train="$T/nope.jsonl" > "$T/e.log" 2>&1
+rc=$?
+set -e
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$T/e.log"; fail "missing prompt file: exit $rc"; }
+grep -q "nope.jsonl" "$T/e.log" || { cat "$T/e.log"; fail "missing file not named"; }
+[ $((SECONDS - t0)) -lt 30 ] || fail "the job took $((SECONDS - t0)) s to end"
 echo "t_ppo: all checks passed"
