@@ -13,8 +13,7 @@
  *   ckpt read    ckpt_reader_open + ckpt_read_model (shape and CRC checks) into a second
  *                model, after posix_fadvise(DONTNEED) has dropped the file from the page
  *                cache ("cold"), and again straight after ("warm");
- *   raw read     read(2) of the raw file, cold and warm the same way;
- *   image build / image load   ckpt_image_build / ckpt_image_load (no disk).
+ *   raw read     read(2) of the raw file, cold and warm the same way.
  * GB/s = parameter bytes (num_params * 4, 1e9 bytes per GB) / median seconds. Whether
  * "cold" really is cold depends on the kernel honouring DONTNEED (it does for clean pages
  * of a local file system); the raw cold read shows it: a cold rate near the warm one
@@ -113,10 +112,9 @@ static void check_same(const GPT *a, const GPT *b, const char *what) {
     memset(b->params, 0, b->num_params * sizeof(float));
 }
 
-enum { W_CKPT, W_RAW, R_CKPT_COLD, R_CKPT_WARM, R_RAW_COLD, R_RAW_WARM, IMG_BUILD, IMG_LOAD, NM };
+enum { W_CKPT, W_RAW, R_CKPT_COLD, R_CKPT_WARM, R_RAW_COLD, R_RAW_WARM, NM };
 static const char *NAMES[NM] = {"ckpt_write",     "raw_write",     "ckpt_read_cold",
-                                "ckpt_read_warm", "raw_read_cold", "raw_read_warm",
-                                "image_build",    "image_load"};
+                                "ckpt_read_warm", "raw_read_cold", "raw_read_warm"};
 
 int main(int argc, char **argv) {
     const char *preset = argc > 1 ? argv[1] : "gpt2";
@@ -148,7 +146,7 @@ int main(int argc, char **argv) {
     size_t bytes = m.num_params * sizeof(float);
     double *t[NM];
     for (int k = 0; k < NM; k++) t[k] = xcalloc((size_t)reps, sizeof(double));
-    size_t file_bytes = 0, image_bytes = 0;
+    size_t file_bytes = 0;
 
     for (int r = 0; r < reps; r++) {
         unlink(ck), unlink(raw);
@@ -182,25 +180,13 @@ int main(int argc, char **argv) {
         t[R_RAW_WARM][r] = time_now() - t0;
         check_same(&m, &m2, "raw read (warm)");
 
-        void *img = NULL;
-        size_t len = 0;
-        CkptMeta meta = {.stage = "ppo", .step = r, .policy_version = r, .model = c};
-        t0 = time_now();
-        if (ckpt_image_build(&meta, "policy", &m, &img, &len, err) != 0) fatal("%s", err);
-        t[IMG_BUILD][r] = time_now() - t0;
-        image_bytes = len;
-        t0 = time_now();
-        if (ckpt_image_load(img, len, "policy", &m2, NULL, err) != 0) fatal("%s", err);
-        t[IMG_LOAD][r] = time_now() - t0;
-        check_same(&m, &m2, "image load");
-        free(img);
     }
     unlink(ck), unlink(raw);
     if (own_dir) rmdir(dir);
 
-    printf("== checkpoint I/O, %s: %zu parameters = %.1f MB (file %.1f MB, image %.1f MB), "
+    printf("== checkpoint I/O, %s: %zu parameters = %.1f MB (file %.1f MB), "
            "median of %d, in %s\n",
-           preset, m.num_params, bytes / 1e6, file_bytes / 1e6, image_bytes / 1e6, reps,
+           preset, m.num_params, bytes / 1e6, file_bytes / 1e6, reps,
            own_dir ? "a temp folder" : dir);
     double med[NM];
     for (int k = 0; k < NM; k++) {
