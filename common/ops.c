@@ -337,13 +337,10 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight,
  * so every element sees exactly the roundings of the scalar loop written beside it. */
 typedef float v16f __attribute__((vector_size(64)));
 
-static inline v16f v16_load(const float *p) {
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void v16_store(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+/* loads and stores through memcpy (unaligned); macros rather than functions, since
+ * passing a 64-byte vector by value has a target-dependent ABI (-Wpsabi) */
+#define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(v16f))
+#define V16_STORE(p, v) memcpy((p), &(v), sizeof(v16f))
 
 /* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x MM_CB columns from j0. For
  * every element: acc = bias (or 0); for k in 0..C-1: acc = acc + x[k] * w[k] — the same
@@ -358,11 +355,17 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
 #pragma GCC unroll 4
     for (int r = 0; r < MM_RB; r++)
 #pragma GCC unroll 4
-        for (int q = 0; q < MM_CB / 16; q++)
-            acc[r][q] = bias ? v16_load(bias + j0 + 16 * q) : (v16f){0};
+        for (int q = 0; q < MM_CB / 16; q++) {
+            if (bias) V16_LOAD(acc[r][q], bias + j0 + 16 * q);
+            else acc[r][q] = (v16f){0};
+        }
     for (int k = 0; k < C; k++) {
         const float *w = W + (size_t)k * OC + j0;
-        v16f w0 = v16_load(w), w1 = v16_load(w + 16), w2 = v16_load(w + 32), w3 = v16_load(w + 48);
+        v16f w0, w1, w2, w3;
+        V16_LOAD(w0, w);
+        V16_LOAD(w1, w + 16);
+        V16_LOAD(w2, w + 32);
+        V16_LOAD(w3, w + 48);
 #pragma GCC unroll 4
         for (int r = 0; r < MM_RB; r++) {
             if (r >= nr) break;
@@ -377,7 +380,7 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
     for (int r = 0; r < MM_RB; r++) {
         if (r >= nr) break;
 #pragma GCC unroll 4
-        for (int q = 0; q < MM_CB / 16; q++) v16_store(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
+        for (int q = 0; q < MM_CB / 16; q++) V16_STORE(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
     }
 }
 
@@ -459,21 +462,12 @@ void lmhead_forward(float *logits, const float *inp, const float *wte, int N, in
  * pair does not depend on the tile it was computed in. */
 #define LM_RB 8
 #define LM_NV 2
-static inline float lanes_reduce(v16f a) {
-    float l[16], s8[8], s4[4], s2[2];
-    memcpy(l, &a, sizeof l);
+static inline float lanes_reduce(const float l[16]) {
+    float s8[8], s4[4], s2[2];
     for (int i = 0; i < 8; i++) s8[i] = l[i] + l[i + 8];
     for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
     for (int i = 0; i < 2; i++) s2[i] = s4[i] + s4[i + 2];
     return s2[0] + s2[1];
-}
-
-static inline v16f lanes_tail(v16f a, const float *x, const float *w, int Cv, int C) {
-    float l[16];
-    memcpy(l, &a, sizeof l);
-    for (int k = Cv; k < C; k++) l[k - Cv] += x[k] * w[k];
-    memcpy(&a, l, sizeof l);
-    return a;
 }
 
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
@@ -487,11 +481,14 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
         for (int u = 0; u < LM_NV; u++) acc[r][u] = (v16f){0};
     const float *w0 = wte + (size_t)v0 * C, *w1 = wte + (size_t)(v0 + (nv > 1)) * C;
     for (int k = 0; k < Cv; k += 16) {
-        v16f a = v16_load(w0 + k), b = v16_load(w1 + k);
+        v16f a, b;
+        V16_LOAD(a, w0 + k);
+        V16_LOAD(b, w1 + k);
 #pragma GCC unroll 8
         for (int r = 0; r < LM_RB; r++) {
             if (r >= nr) break;
-            v16f x = v16_load(inp + (size_t)r * C + k);
+            v16f x;
+            V16_LOAD(x, inp + (size_t)r * C + k);
             acc[r][0] += x * a;
             acc[r][1] += x * b;
         }
@@ -499,8 +496,11 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
     for (int r = 0; r < nr; r++) {
         const float *x = inp + (size_t)r * C;
         for (int u = 0; u < nv; u++) {
-            v16f a = lanes_tail(acc[r][u], x, wte + (size_t)(v0 + u) * C, Cv, C);
-            logits[(size_t)r * V + v0 + u] = lanes_reduce(a);
+            const float *w = wte + (size_t)(v0 + u) * C;
+            float l[16];
+            V16_STORE(l, acc[r][u]);
+            for (int k = Cv; k < C; k++) l[k - Cv] += x[k] * w[k];
+            logits[(size_t)r * V + v0 + u] = lanes_reduce(l);
         }
     }
 }
