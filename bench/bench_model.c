@@ -30,11 +30,23 @@ typedef struct {
     int train_B, train_T, gen_B, gen_prompt, gen_new;
 } Shape;
 
-/* GEMM FLOPs of one training step (forward + backward, LM head). */
+/* Sum over the causal query blocks of ops.c of (rows x keys): the attention GEMMs run
+ * on this many score entries per (batch, head) instead of T^2. */
+static double att_entries(int T) {
+    double n = 0;
+    for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+        int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK;
+        n += (double)nt * (t0 + nt);
+    }
+    return n;
+}
+
+/* GEMM FLOPs of one training step (forward + backward, LM head), as ops.c performs them. */
 static double train_flops(const GPTConfig *c, int B, int T) {
     double L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = (double)B * T;
-    double fwd = L * (24.0 * BT * C * C + 4.0 * B * (double)T * T * C) + 2.0 * BT * C * V;
-    double bwd = L * (48.0 * BT * C * C + 8.0 * B * (double)T * T * C) + 4.0 * BT * C * V;
+    double att = (double)B * att_entries(T) * C; /* x hs x NH */
+    double fwd = L * (24.0 * BT * C * C + 4.0 * att) + 2.0 * BT * C * V;
+    double bwd = L * (48.0 * BT * C * C + 8.0 * att) + 4.0 * BT * C * V;
     return fwd + bwd;
 }
 
@@ -44,7 +56,7 @@ typedef struct {
     int M, N, K, count;
 } Gemm;
 
-#define MAX_GEMMS 24
+#define MAX_GEMMS 128 /* 14 + 6 per attention block (T <= 1024) */
 typedef struct {
     Gemm g[MAX_GEMMS];
     int ng;
@@ -52,19 +64,32 @@ typedef struct {
     double flops;
 } Replica;
 
+/* Append the blocked attention GEMMs (count per (layer, batch, head)) of one step. */
+static int add_attention(Gemm *g, int n, int T, int hs, int count) {
+    for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+        int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+        ASSERT(n + 6 <= MAX_GEMMS);
+        g[n++] = (Gemm){CblasNoTrans, CblasTrans, nt, nk, hs, count};   /* Q K^T */
+        g[n++] = (Gemm){CblasNoTrans, CblasNoTrans, nt, hs, nk, count}; /* P V */
+        g[n++] = (Gemm){CblasNoTrans, CblasTrans, nt, nk, hs, count};   /* dP */
+        g[n++] = (Gemm){CblasTrans, CblasNoTrans, nk, hs, nt, count};   /* dV */
+        g[n++] = (Gemm){CblasNoTrans, CblasNoTrans, nt, hs, nk, count}; /* dQ */
+        g[n++] = (Gemm){CblasTrans, CblasNoTrans, nk, hs, nt, count};   /* dK */
+    }
+    return n;
+}
+
 static void replica_init(Replica *rp, const GPTConfig *c, int B, int T) {
     int C = c->n_embd, V = c->vocab_size, L = c->n_layer, hs = C / c->n_head, NH = c->n_head;
     int BT = B * T, BH = B * NH;
     Gemm g[] = {
-        /* forward: qkv, attn proj, fc, fc proj (x L), QK^T and PV per head, LM head */
+        /* forward: qkv, attn proj, fc, fc proj (x L), LM head; attention added below */
         {CblasNoTrans, CblasNoTrans, BT, 3 * C, C, L},
         {CblasNoTrans, CblasNoTrans, BT, C, C, L},
         {CblasNoTrans, CblasNoTrans, BT, 4 * C, C, L},
         {CblasNoTrans, CblasNoTrans, BT, C, 4 * C, L},
-        {CblasNoTrans, CblasTrans, T, T, hs, L * BH},
-        {CblasNoTrans, CblasNoTrans, T, hs, T, L * BH},
         {CblasNoTrans, CblasTrans, BT, V, C, 1},
-        /* backward: dinp and dweight of each linear, 4 attention GEMMs, LM head */
+        /* backward: dinp and dweight of each linear, LM head */
         {CblasNoTrans, CblasTrans, BT, C, 3 * C, L},
         {CblasTrans, CblasNoTrans, C, 3 * C, BT, L},
         {CblasNoTrans, CblasTrans, BT, C, C, L},
@@ -73,21 +98,19 @@ static void replica_init(Replica *rp, const GPTConfig *c, int B, int T) {
         {CblasTrans, CblasNoTrans, C, 4 * C, BT, L},
         {CblasNoTrans, CblasTrans, BT, 4 * C, C, L},
         {CblasTrans, CblasNoTrans, 4 * C, C, BT, L},
-        {CblasNoTrans, CblasTrans, T, T, hs, L * BH},
-        {CblasTrans, CblasNoTrans, T, hs, T, L * BH},
-        {CblasNoTrans, CblasNoTrans, T, hs, T, L * BH},
-        {CblasTrans, CblasNoTrans, T, hs, T, L * BH},
         {CblasNoTrans, CblasNoTrans, BT, C, V, 1},
         {CblasTrans, CblasNoTrans, V, C, BT, 1},
     };
     rp->ng = (int)(sizeof g / sizeof g[0]);
     memcpy(rp->g, g, sizeof g);
+    rp->ng = add_attention(rp->g, rp->ng, T, hs, L * BH);
     size_t maxa = 0, maxb = 0, maxc = 0;
     rp->flops = 0;
     for (int i = 0; i < rp->ng; i++) {
-        size_t a = (size_t)g[i].M * g[i].K, b = (size_t)g[i].K * g[i].N, cc = (size_t)g[i].M * g[i].N;
+        const Gemm *gi = &rp->g[i];
+        size_t a = (size_t)gi->M * gi->K, b = (size_t)gi->K * gi->N, cc = (size_t)gi->M * gi->N;
         maxa = a > maxa ? a : maxa, maxb = b > maxb ? b : maxb, maxc = cc > maxc ? cc : maxc;
-        rp->flops += 2.0 * g[i].M * (double)g[i].N * g[i].K * g[i].count;
+        rp->flops += 2.0 * gi->M * (double)gi->N * gi->K * gi->count;
     }
     rp->A = xalloc_floats(maxa), rp->B = xalloc_floats(maxb), rp->C = xalloc_floats(maxc);
     Rng r;

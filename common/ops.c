@@ -571,11 +571,19 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
             const float *k = q + C, *v = q + 2 * C;
             float *a = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                        0.0f, a, T);
-            causal_softmax_rows(a, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+            /* causal: query block [t0, t0+nt) needs keys [0, t0+nt) only */
+            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
+                            q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
+            }
+            causal_softmax_rows(a, T); /* also zeroes the never-computed upper part */
+            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
+                            a + (size_t)t0 * T, T, v, C3, 0.0f,
+                            out + ((size_t)b * T + t0) * C + (size_t)h * hs, C);
+            }
         }
     }
 }
@@ -634,12 +642,15 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
             float *ds = scratch;
-            // dP = dY V^T, dV += P^T dY
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
-                        0.0f, ds, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C,
-                        1.0f, dv, C3);
-            // softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal
+            /* per causal query block: dP = dY V^T, dV += P^T dY */
+            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
+                            dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
+                            a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, 1.0f, dv, C3);
+            }
+            /* softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal */
             for (int t = 0; t < T; t++) {
                 const float *pr = a + (size_t)t * T;
                 float *dr = ds + (size_t)t * T;
@@ -649,11 +660,14 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
                 for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - fdot);
                 for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
             }
-            // S = scale Q K^T: dQ += scale dS K, dK += scale dS^T Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T, k, C3,
-                        1.0f, dq, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T, q, C3,
-                        1.0f, dk, C3);
+            /* S = scale Q K^T: dQ += scale dS K, dK += scale dS^T Q */
+            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, scale,
+                            ds + (size_t)t0 * T, T, k, C3, 1.0f, dq + (size_t)t0 * C3, C3);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, scale,
+                            ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3, 1.0f, dk, C3);
+            }
         }
     }
 }

@@ -91,8 +91,10 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float
 // position t attends to positions 0..t only.
 
 /* out (B,T,C): head h writes columns h*hs..; att (B,NH,T,T): the softmax probabilities
- * (zero above the diagonal), saved for the backward. Per (b,h): two cblas_sgemm reading
- * q, k, v in place with leading dimension 3C. */
+ * (zero above the diagonal), saved for the backward. Per (b,h) and per block of
+ * OPS_ATT_BLOCK query rows: cblas_sgemm for Q K^T and P V reading q, k, v in place with
+ * leading dimension 3C, over the keys up to the block's last row only (causal). */
+#define OPS_ATT_BLOCK 64
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                        int NH);
 /* scalar reference (double accumulation) of attention_forward */

@@ -206,7 +206,8 @@ static void test_rows_thread_invariance(void) {
 }
 
 static void test_attention_reference(void) {
-    int shapes[][4] = {{2, 9, 24, 3}, {1, 1, 8, 2}, {3, 17, 32, 4}};
+    /* T > OPS_ATT_BLOCK exercises the causal blocks (full, partial) */
+    int shapes[][4] = {{2, 9, 24, 3}, {1, 1, 8, 2}, {3, 17, 32, 4}, {1, 150, 16, 2}, {2, 128, 8, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], NH = shapes[s][3];
         float *qkv = rand_buf((size_t)B * T * 3 * C, 1.0f);
@@ -544,6 +545,18 @@ static void test_grad_ops(void) {
         x->out = xalloc_floats(80), x->r = rand_buf(80, 1.0f);
         x->s1 = xalloc_floats(2 * 2 * 25), x->s2 = xalloc_floats(25);
         GradCase gc = {"attention", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4};
+        worst = fmax(worst, grad_check(&gc));
+        ctx_free(x);
+    }
+    {
+        /* T = 70 > OPS_ATT_BLOCK: a full and a partial causal query block */
+        OpCtx *x = ctx_new();
+        x->B = 1, x->T = 70, x->C = 8, x->NH = 2;
+        size_t nq = 70 * 24;
+        x->a = rand_buf(nq, 1.0f), x->da = xalloc_floats(nq);
+        x->out = xalloc_floats(70 * 8), x->r = rand_buf(70 * 8, 1.0f);
+        x->s1 = xalloc_floats(2 * 70 * 70), x->s2 = xalloc_floats(70 * 70);
+        GradCase gc = {"attn T=70", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
