@@ -43,7 +43,7 @@ TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
 TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all deps test demo bench asan clean format
+.PHONY: all deps test demo bench asan fuzz clean format
 all: $(ROLE_BINS) $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
 
 deps:
@@ -94,11 +94,16 @@ asan: deps
 	@BUILD=build-asan RLHF_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run.sh
 
+# libFuzzer targets of every decoder (clang; see fuzz/run.sh and docs/reliability.md)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
 format:
 	clang-format -i common/*.[ch] learner/*.[ch] actor/*.[ch] reward_server/*.[ch] tools/*.c tests/*.[ch] bench/*.c 2>/dev/null || true
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:

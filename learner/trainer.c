@@ -29,8 +29,13 @@ void trainer_fail(const Trainer *t, int all, const char *fmt, ...) {
         fputc('\n', stderr);
         fflush(stderr);
     }
-    if (all) MPI_Abort(MPI_COMM_WORLD, 1); /* only this rank knows: take the job down */
-    /* every rank reached the same verdict (a collective decision): leave together */
+    /* Only this rank knows, or other roles (actors, reward servers) share the job and
+     * would wait in MPI_Finalize for peers that never come: take the whole job down. */
+    int world = 0, mine = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    MPI_Comm_size(t->comm, &mine);
+    if (all || world != mine) MPI_Abort(MPI_COMM_WORLD, 1);
+    /* every learner rank reached the same verdict (a collective decision): leave together */
     MPI_Barrier(t->comm);
     MPI_Finalize();
     exit(1);
