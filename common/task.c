@@ -1495,17 +1495,21 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
 
 /* Prompt files; `avoid` (may be NULL) holds hashes of prompts that must not appear
  * (prompts_eval avoids prompts_train); duplicates inside a file are avoided too, up to
- * 200 draws per line (the prompt space is finite: after that a duplicate is accepted). */
+ * 200 draws per line within the line's category (the prompt space is finite: after that
+ * a duplicate is accepted, so small categories — chat, unsafe — can repeat training
+ * prompts in the held-out file; the category mix stays 40/25/20/15 in every file). */
 static void gen_prompts(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed,
                         int stream, int n, int redteam, HashSet *seen, const HashSet *avoid) {
     char prompt[TASK_TEXT_LEN];
     for (int i = 0; i < n; i++) {
         Rng r;
         TaskQuery q;
-        TaskCategory c = TASK_CAT_UNSAFE;
         rng_init_keyed(&r, seed, (uint64_t)stream, (uint64_t)i);
+        /* the category is drawn once, before the retries: re-drawing it on a duplicate
+         * would tilt the file towards the categories with the largest prompt space (fact),
+         * leaving the held-out set almost without instruct/unsafe/chat prompts */
+        TaskCategory c = redteam ? TASK_CAT_UNSAFE : sample_category(&r);
         for (int tries = 0; tries < 200; tries++) {
-            c = redteam ? TASK_CAT_UNSAFE : sample_category(&r);
             gen_prompt(prompt, w, &q, c, redteam, &r);
             uint64_t h = hash_str(prompt);
             if ((!avoid || !hs_has(avoid, h)) && !hs_has(seen, h)) break;
