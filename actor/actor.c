@@ -5,7 +5,7 @@
  *          : -np N build/actor cfg.ini [section.key=value ...]
  *
  * An actor holds the current policy (received from learner rank 0 as an HDF5 weight
- * image, learner/ppo_proto.h) and serves work items: each is a micro-batch of prompts
+ * image, common/online.h) and serves work items: each is a micro-batch of prompts
  * (token ids, global prompt indices, sample indices). It generates the responses with
  * the KV cache ([gen] sampling; every sequence's RNG keyed by (run.seed, prompt index,
  * sample index), so an item's tokens do not depend on which actor runs it), sends them
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../learner/ppo_proto.h"
+#include "online.h"
 #include "ckpt.h"
 #include "config.h"
 #include "generate.h"
@@ -57,11 +57,11 @@ typedef struct {
 static void actor_load_weights(Actor *a, const Msg *hdr) {
     char err[ERRBUF_LEN];
     double t0 = time_now();
-    ppo_weights_recv(a->wcomm, hdr, &a->img, &a->img_cap);
+    online_weights_recv(a->wcomm, hdr, &a->img, &a->img_cap);
     CkptReader *r = ckpt_reader_open_image(a->img, (size_t)hdr->nbytes, err);
     if (!r) mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
     int64_t eos = -1;
-    if (ckpt_read_attr_i64(r, PPO_ATTR_EOS, &eos, err) != 0)
+    if (ckpt_read_attr_i64(r, ONLINE_ATTR_EOS, &eos, err) != 0)
         mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
     int rc;
     if (!a->have_model) {
@@ -167,7 +167,7 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                            .t_score = t_score,
                            .t_total = time_now() - t0};
     msg_encode_rollout(&a->out, a->version, &info, b);
-    mpi_send_bytes(MPI_COMM_WORLD, ppo_learner_root(a->roles), TAG_ROLLOUT, a->out.data,
+    mpi_send_bytes(MPI_COMM_WORLD, online_learner_root(a->roles), TAG_ROLLOUT, a->out.data,
                    a->out.len);
 }
 
@@ -178,9 +178,9 @@ int main(int argc, char **argv) {
     Actor a;
     memset(&a, 0, sizeof a);
     a.roles = &roles;
-    a.wcomm = ppo_weights_comm_create(&roles);
+    a.wcomm = online_weights_comm_create(&roles);
     char err[ERRBUF_LEN];
-    if (ppo_load_config(&a.cfg, argc, argv, err) != 0) {
+    if (online_load_config(&a.cfg, argc, argv, err) != 0) {
         /* the learner reports config errors; an actor only leaves */
         if (roles.world_size == 1) fprintf(stderr, "rlhf-c: actor: %s\n", err);
         mpi_roles_free(&roles);
@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
     msg_init(&a.rep);
     msg_batch_init(&a.batch);
 
-    int root = ppo_learner_root(&roles);
+    int root = online_learner_root(&roles);
     int tags[3] = {TAG_WEIGHTS_HDR, TAG_CTRL, TAG_STOP};
     long items = 0;
     for (;;) {
@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
             int first = !a.have_model;
             actor_load_weights(&a, &a.msg);
             if (first && getenv("RLHF_BCAST_BENCH")) { /* the learner's comparison */
-                for (int rep = 0; rep < PPO_BCAST_REPS; rep++) {
+                for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {
                     MPI_CHECK(MPI_Barrier(a.wcomm));
                     MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
                     MPI_CHECK(MPI_Barrier(a.wcomm));
@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
                     int ht[1] = {TAG_WEIGHTS_HDR};
                     mpi_wait_any_message(MPI_COMM_WORLD, root, ht, 1, &hs);
                     mpi_recv_msg(MPI_COMM_WORLD, &hs, &a.buf, &a.lim, &a.msg);
-                    ppo_weights_recv(a.wcomm, &a.msg, &a.img, &a.img_cap);
+                    online_weights_recv(a.wcomm, &a.msg, &a.img, &a.img_cap);
                 }
             }
         } else {

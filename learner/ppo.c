@@ -62,7 +62,7 @@
 #include "loss.h"
 #include "mpi_util.h"
 #include "msg.h"
-#include "ppo_proto.h"
+#include "online.h"
 #include "rl.h"
 #include "trainer.h"
 #include "util.h"
@@ -152,12 +152,12 @@ static void ppo_build_value(Ppo *p) {
     if (from_reward && !key[0])
         ppo_fail(t->rank, t->stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward model); "
                            "or set ppo.value_init = sft");
-    if (ppo_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, sizeof path,
+    if (online_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, sizeof path,
                     err) != 0)
         ppo_fail(t->rank, t->stage, "critic: %s", err);
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) ppo_fail(t->rank, t->stage, "critic: %s", err);
-    const char *g = ppo_model_group(r, from_reward ? "reward" : "policy");
+    const char *g = online_model_group(r, from_reward ? "reward" : "policy");
     GPTConfig mc;
     if (!g || ckpt_read_model_config(r, g, &mc, err) != 0) {
         ckpt_reader_free(r);
@@ -256,32 +256,32 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     int rc = w ? 0 : -1;
     if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
     if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
-    if (rc == 0) rc = ckpt_write_attr_i64(w, PPO_ATTR_EOS, t->tok.eos_id, err);
+    if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, t->tok.eos_id, err);
     if (rc == 0) {
         rc = ckpt_writer_take_image(w, &img, &len, err);
     } else {
         ckpt_writer_free(w);
     }
     if (rc != 0) mpi_fatal("building the weight image: %s", err);
-    ppo_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+    online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
     if (getenv("RLHF_BCAST_BENCH") && p->n_published++ == 0) {
         /* RLHF_BCAST_BENCH: the publish path (header to each actor + MPI_Bcast) against a plain blocking MPI_Bcast of the same bytes, each started
-         * after a barrier, alternating, PPO_BCAST_REPS times (actor.c takes part) */
+         * after a barrier, alternating, ONLINE_BCAST_REPS times (actor.c takes part) */
         double raw = 0, ours = 0;
-        for (int rep = 0; rep < PPO_BCAST_REPS; rep++) {
+        for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {
             MPI_CHECK(MPI_Barrier(p->wcomm));
             double t1 = time_now();
             MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
             raw += time_now() - t1;
             MPI_CHECK(MPI_Barrier(p->wcomm));
             t1 = time_now();
-            ppo_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+            online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
             ours += time_now() - t1;
         }
         printf("learner %s: weight broadcast of %zu bytes to %d actor(s), mean of %d: "
                "header + bcast %.3f ms, raw MPI_Bcast %.3f ms (ratio %.2f)\n",
-               t->stage, len, p->roles->count[ROLE_ACTOR], PPO_BCAST_REPS,
-               1e3 * ours / PPO_BCAST_REPS, 1e3 * raw / PPO_BCAST_REPS, raw > 0 ? ours / raw : 0);
+               t->stage, len, p->roles->count[ROLE_ACTOR], ONLINE_BCAST_REPS,
+               1e3 * ours / ONLINE_BCAST_REPS, 1e3 * raw / ONLINE_BCAST_REPS, raw > 0 ? ours / raw : 0);
         fflush(stdout);
     }
     free(img);
@@ -470,7 +470,7 @@ static void ppo_assemble(Ppo *p, int64_t u) {
                 p->t_gen += p->msg.rollout.t_generate;
                 p->t_score += p->msg.rollout.t_score;
                 p->t_actor_total += p->msg.rollout.t_total;
-                const float *ts = msg_batch_find_extra(b, PPO_EXTRA_T_SERVER);
+                const float *ts = msg_batch_find_extra(b, ONLINE_EXTRA_T_SERVER);
                 for (int i = 0; ts && i < b->n; i++) p->t_server += ts[i];
                 p->version_lag_sum += (u - p->msg.policy_version) * b->n;
                 row += b->n;
@@ -731,7 +731,7 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     if (!c.model.init[0])
         ppo_fail(rank, stage, "model.init is empty: online RL starts from the SFT policy (a "
                               "checkpoint or run directory of `learner sft`)");
-    if (ppo_resolve(c.model.init, "model.init", path, sizeof path, err) != 0)
+    if (online_resolve(c.model.init, "model.init", path, sizeof path, err) != 0)
         ppo_fail(rank, stage, "%s", err);
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) ppo_fail(rank, stage, "model.init: %s", err);
@@ -764,7 +764,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     memset(&p, 0, sizeof p);
     p.roles = roles;
     p.algo = algo;
-    p.wcomm = ppo_weights_comm_create(roles);
+    p.wcomm = online_weights_comm_create(roles);
     Trainer tr;
     p.t = &tr;
     ppo_precheck(roles, stage, algo, argv[0], argc - 1, argv + 1);

@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../learner/ppo_proto.h"
+#include "online.h"
 #include "bpe.h"
 #include "ckpt.h"
 #include "config.h"
@@ -81,13 +81,13 @@ static void rs_init(Server *s) {
     char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
     const RlhfConfig *c = &s->cfg;
     const char *refkey = c->ppo.ref_ckpt[0] ? c->ppo.ref_ckpt : c->model.init;
-    if (ppo_resolve(refkey, c->ppo.ref_ckpt[0] ? "ppo.ref_ckpt" : "model.init", path,
+    if (online_resolve(refkey, c->ppo.ref_ckpt[0] ? "ppo.ref_ckpt" : "model.init", path,
                     sizeof path, err) != 0)
         rs_fail_setup(s, "reference policy", err);
-    if (ppo_load_tokenizer(c, path, &s->tok, err) != 0) rs_fail_setup(s, "tokenizer", err);
+    if (online_load_tokenizer(c, path, &s->tok, err) != 0) rs_fail_setup(s, "tokenizer", err);
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) rs_fail_setup(s, "reference policy", err);
-    const char *g = ppo_model_group(r, "policy");
+    const char *g = online_model_group(r, "policy");
     if (!g) rs_fail_setup(s, path, "no model group in this checkpoint");
     if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
     ckpt_reader_free(r);
@@ -100,7 +100,7 @@ static void rs_init(Server *s) {
     if (s->max_T > s->ref.config.max_seq_len) s->max_T = s->ref.config.max_seq_len;
 
     if (strcmp(c->judge.kind, "rm") == 0) {
-        if (ppo_resolve(c->ppo.reward_ckpt, "ppo.reward_ckpt", path, sizeof path, err) != 0)
+        if (online_resolve(c->ppo.reward_ckpt, "ppo.reward_ckpt", path, sizeof path, err) != 0)
             rs_fail_setup(s, "reward model (judge.kind = rm)", err);
         r = ckpt_reader_open(path, err);
         if (!r) rs_fail_setup(s, "reward model", err);
@@ -124,7 +124,7 @@ static void rs_init(Server *s) {
         s->use_rm = 1;
     } else {
         char spec[CONFIG_STR_MAX + 8];
-        ppo_judge_spec(c, spec, sizeof spec);
+        online_judge_spec(c, spec, sizeof spec);
         if (judge_init(&s->judge, spec, (uint64_t)c->judge.task_seed, err) != 0)
             rs_fail_setup(s, "judge", err);
         s->use_judge = 1;
@@ -245,7 +245,7 @@ static void rs_process(Server *s, int r0, int r1) {
             }
         }
         rp->has_ref = m->want_ref;
-        float *ts = msg_batch_extra(rp, PPO_EXTRA_T_SERVER);
+        float *ts = msg_batch_extra(rp, ONLINE_EXTRA_T_SERVER);
         for (int i = 0; i < b->n; i++) ts[i] = (float)per_seq;
         row += b->n;
         msg_encode_score_rep(&s->out, m->req_id, rp);
@@ -259,12 +259,12 @@ int main(int argc, char **argv) {
     MpiRoles roles;
     MpiRoleNeeds need = mpi_needs_online("ppo");
     mpi_roles_init(&argc, &argv, ROLE_REWARD, &need, &roles);
-    MPI_Comm wcomm = ppo_weights_comm_create(&roles); /* not a member: MPI_COMM_NULL */
+    MPI_Comm wcomm = online_weights_comm_create(&roles); /* not a member: MPI_COMM_NULL */
     Server s;
     memset(&s, 0, sizeof s);
     s.roles = &roles;
     char err[ERRBUF_LEN];
-    if (ppo_load_config(&s.cfg, argc, argv, err) != 0) {
+    if (online_load_config(&s.cfg, argc, argv, err) != 0) {
         mpi_roles_free(&roles); /* the learner reports config errors */
         return 1;
     }
@@ -274,7 +274,7 @@ int main(int argc, char **argv) {
     msg_buf_init(&s.buf);
     msg_buf_init(&s.out);
     msg_batch_init(&s.rep);
-    int root = ppo_learner_root(&roles);
+    int root = online_learner_root(&roles);
     int tags[2] = {TAG_SCORE_REQ, TAG_STOP};
     int batching = s.cfg.ppo.max_staleness > 0;
     for (;;) {

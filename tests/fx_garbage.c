@@ -18,14 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../learner/ppo_proto.h"
+#include "online.h"
 #include "mpi_util.h"
 #include "msg.h"
 
 int main(int argc, char **argv) {
     MpiRoles roles;
     mpi_roles_init(&argc, &argv, ROLE_REWARD, NULL, &roles);
-    MPI_Comm wcomm = ppo_weights_comm_create(&roles);
+    MPI_Comm wcomm = online_weights_comm_create(&roles);
     if (argc < 3) mpi_fatal("usage: fx_garbage learner|reward bytes|version|lengths");
     int to_learner = strcmp(argv[1], "learner") == 0;
     int dest = to_learner ? roles.ranks[ROLE_LEARNER][0] : roles.ranks[ROLE_REWARD][0];

@@ -1,0 +1,111 @@
+/*
+ * common/online.c — the shared protocol helpers of the online stages; see online.h.
+ */
+#include "online.h"
+
+MPI_Comm online_weights_comm_create(const MpiRoles *r) {
+    int in = r->role == ROLE_ACTOR || (r->role == ROLE_LEARNER && r->role_rank == 0);
+    int key = r->role == ROLE_LEARNER ? 0 : 1 + r->role_rank;
+    MPI_Comm c = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, in ? 0 : MPI_UNDEFINED, key, &c));
+    if (c != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN));
+    return c;
+}
+
+int online_learner_root(const MpiRoles *r) { return r->ranks[ROLE_LEARNER][0]; }
+
+void online_judge_spec(const RlhfConfig *c, char *out, size_t n) {
+    if (strcmp(c->judge.kind, "rule") == 0)
+        snprintf(out, n, "%s%s", strncmp(c->judge.rule, "rule:", 5) == 0 ? "" : "rule:",
+                 c->judge.rule);
+    else if (strcmp(c->judge.kind, "gold") == 0)
+        snprintf(out, n, "gold");
+    else
+        out[0] = 0;
+}
+
+int online_load_config(RlhfConfig *c, int argc, char **argv, char *err) {
+    if (argc < 2) return errf(err, "usage: %s CONFIG.ini [section.key=value ...]", argv[0]);
+    return config_load(c, argv[1], argc - 2, argv + 2, err);
+}
+
+void online_weights_send(const MpiRoles *r, MPI_Comm wcomm, const void *img,
+                                    size_t len, int64_t version, MsgBuf *buf) {
+    ASSERT((uint64_t)len <= ONLINE_MAX_IMAGE_BYTES);
+    msg_encode_weights(buf, version, (uint64_t)len, ckpt_crc32(0, img, len));
+    for (int a = 0; a < r->count[ROLE_ACTOR]; a++)
+        mpi_send_bytes(MPI_COMM_WORLD, r->ranks[ROLE_ACTOR][a], TAG_WEIGHTS_HDR, buf->data,
+                       buf->len);
+    mpi_watch_begin("weight broadcast (learner -> actors)");
+    MPI_CHECK(MPI_Bcast((void *)img, (int)len, MPI_BYTE, 0, wcomm));
+    mpi_watch_end();
+}
+
+void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap) {
+    if (hdr->nbytes > ONLINE_MAX_IMAGE_BYTES)
+        mpi_fatal("weights header announces %llu bytes (more than %llu)",
+                  (unsigned long long)hdr->nbytes, (unsigned long long)ONLINE_MAX_IMAGE_BYTES);
+    if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT) != 0)
+        mpi_fatal("weights header has format '%s', expected '%s'", hdr->format,
+                  MSG_WEIGHTS_FORMAT);
+    size_t n = (size_t)hdr->nbytes;
+    if (n > *cap) {
+        free(*img);
+        *img = xmalloc(n);
+        *cap = n;
+    }
+    mpi_watch_begin("weight broadcast (learner -> actors)");
+    MPI_CHECK(MPI_Bcast(*img, (int)n, MPI_BYTE, 0, wcomm));
+    mpi_watch_end();
+    uint32_t crc = ckpt_crc32(0, *img, n);
+    if (crc != hdr->crc32)
+        mpi_fatal("weights version %lld: CRC-32 %08x of the received bytes, header says %08x",
+                  (long long)hdr->policy_version, crc, hdr->crc32);
+}
+
+int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,
+                                     char *err) {
+    if (c->tokenizer.path[0]) {
+        char vp[CONFIG_STR_MAX + 32], mp[CONFIG_STR_MAX + 32];
+        snprintf(vp, sizeof vp, "%s/vocab.json", c->tokenizer.path);
+        snprintf(mp, sizeof mp, "%s/merges.txt", c->tokenizer.path);
+        return bpe_load_files(tok, vp, mp, err);
+    }
+    CkptReader *r = ckpt_reader_open(ckpt, err);
+    if (!r) return -1;
+    const CkptMeta *meta = ckpt_reader_meta(r);
+    int rc = 0;
+    if (!meta->tok_vocab || !meta->tok_merges)
+        rc = errf(err, "%s holds no tokenizer: set tokenizer.path=DIR", ckpt);
+    else
+        rc = bpe_load_strings(tok, meta->tok_vocab, meta->tok_merges, err);
+    ckpt_reader_free(r);
+    return rc;
+}
+
+const char *online_model_group(const CkptReader *r, const char *preferred) {
+    static const char *groups[] = {"policy", "reward", "value", "reference"};
+    char p[64];
+    if (preferred) {
+        snprintf(p, sizeof p, "/%s", preferred);
+        if (ckpt_has(r, p)) return preferred;
+    }
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        snprintf(p, sizeof p, "/%s", groups[i]);
+        if (ckpt_has(r, p)) return groups[i];
+    }
+    return NULL;
+}
+
+int online_resolve(const char *key, const char *what, char *out, size_t n,
+                              char *err) {
+    if (!key[0]) return errf(err, "%s is empty: name a checkpoint file or run directory", what);
+    int rc = ckpt_resolve(key, "auto", out, n, err);
+    if (rc == 1) return errf(err, "%s = %s: no checkpoint there", what, key);
+    if (rc < 0) {
+        char e2[ERRBUF_LEN];
+        snprintf(e2, sizeof e2, "%s", err);
+        return errf(err, "%s: %s", what, e2);
+    }
+    return 0;
+}

@@ -1,0 +1,99 @@
+/*
+ * common/online.h — the protocol of the online stages (ppo, grpo, rloo) that the three
+ * programs of a run share: build/learner, build/actor and build/reward_server.
+ *
+ * Messages (all validated with msg_decode, see common/msg.h), on MPI_COMM_WORLD:
+ *   learner 0 -> actor     TAG_CTRL          a WORK ITEM: a score_req message whose
+ *                                            sequences are prompts only (resp_lens all 0);
+ *                                            req_id = the global work-item id,
+ *                                            policy_version = the version it is for,
+ *                                            prompt_ids = global prompt indices,
+ *                                            sample_ids = sampling keys (see ppo.c).
+ *   learner 0 -> actor     TAG_WEIGHTS_HDR   weights header (version, nbytes, crc32), then
+ *                                            the HDF5 image bytes by MPI_Bcast on the
+ *                                            weights communicator (below).
+ *   actor -> reward        TAG_SCORE_REQ     score_req (prompt + response tokens, want_ref)
+ *   reward -> actor        TAG_SCORE_REP     score_rep (scores, reference log-probs, extra
+ *                                            "t_server": the server's seconds per sequence)
+ *   actor -> learner 0     TAG_ROLLOUT       rollout (batch_id = work-item id)
+ *   learner 0 -> everyone  TAG_STOP          stop (the run is over)
+ *
+ * The weights communicator holds learner rank 0 (its rank 0, the root) and every actor;
+ * it is created by online_weights_comm_create, which EVERY rank of an online launch calls
+ * right after mpi_roles_init (it is a collective over MPI_COMM_WORLD).
+ *
+ * Not here: what the learner does with rollouts (ppo.c), generation (actor.c), scoring
+ * (reward_server.c).
+ */
+#ifndef RLHF_ONLINE_H
+#define RLHF_ONLINE_H
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe.h"
+#include "ckpt.h"
+#include "config.h"
+#include "gpt.h"
+#include "mpi_util.h"
+#include "msg.h"
+#include "util.h"
+
+/* root attribute of a weight image: the tokenizer's EOS id (actors stop generation on it) */
+#define ONLINE_ATTR_EOS "eos_id"
+/* extra score array of a score_rep / rollout: the reward server's compute seconds, per
+ * sequence (sum over the sequences = the request's time) */
+#define ONLINE_EXTRA_T_SERVER "t_server"
+/* repetitions of the RLHF_BCAST_BENCH comparison (learner/ppo.c, actor/actor.c) */
+#define ONLINE_BCAST_REPS 5
+/* weight images larger than this are refused (MPI counts are int) */
+#define ONLINE_MAX_IMAGE_BYTES ((uint64_t)2147483647)
+
+/* Learner rank 0 and every actor; MPI_COMM_NULL on the other ranks. Collective over
+ * MPI_COMM_WORLD. */
+MPI_Comm online_weights_comm_create(const MpiRoles *r);
+
+/* The world rank of learner rank 0 (the one that talks to actors and servers). */
+int online_learner_root(const MpiRoles *r);
+
+/* The judge spec of [judge]: "rule:<judge.rule>" (the "rule:" prefix optional in the
+ * key), "gold", or "" for the reward model. */
+void online_judge_spec(const RlhfConfig *c, char *out, size_t n);
+
+/* Config for the actor and reward programs: argv[1] is the INI file, argv[2..] overrides
+ * (the learner's argv has the stage first; theirs does not). 0, or -1 with err. */
+int online_load_config(RlhfConfig *c, int argc, char **argv, char *err);
+
+/* Send the weights (an HDF5 image of len bytes) as version `version` from learner rank 0:
+ * a header to every actor (point to point: an actor waits for it without spinning, between
+ * work items), then the bytes by MPI_Bcast on wcomm, guarded by the watchdog. By the time
+ * the bytes go, every actor has seen the header and is entering the broadcast (in
+ * synchronous mode every actor is idle when the learner publishes), so the blocking
+ * broadcast does not wait long; an MPI_Ibcast polled with sleeps was measured 3-27x
+ * slower than a plain MPI_Bcast for a 200 KB image (each pipeline segment waited for the
+ * next poll). */
+void online_weights_send(const MpiRoles *r, MPI_Comm wcomm, const void *img,
+                                    size_t len, int64_t version, MsgBuf *buf);
+
+/* Actor side, after a weights header `hdr` was received: join the broadcast into *img
+ * (grown as needed) and check size and CRC (a mismatch is fatal: the transport corrupted
+ * the weights). */
+void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap);
+
+/* The tokenizer for a program that has no Trainer: tokenizer.path, else the one stored
+ * in checkpoint `ckpt` (a resolved file path). 0, or -1 with err. */
+int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,
+                                     char *err);
+
+/* The group holding a model in a checkpoint: `preferred` if present, else policy,
+ * reward, value, reference. NULL if none. */
+const char *online_model_group(const CkptReader *r, const char *preferred);
+
+/* Resolve a checkpoint key (file or run directory) into out. 0, or -1 with err. */
+int online_resolve(const char *key, const char *what, char *out, size_t n,
+                              char *err);
+
+
+#endif
