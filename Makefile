@@ -5,6 +5,8 @@
 #   make demo       dependency check, build, run the most complete pipeline there is
 #   make bench      benchmarks (never part of `make test`)
 #   make asan       the test suite under AddressSanitizer + UBSan (separate build dir)
+#   make faults     the fault-injection suite alone (tests/t_faults.sh)
+#   make fuzz       libFuzzer on every decoder (FUZZ_SECONDS per target)
 #   make clean
 #
 # Layout is discovered, so adding a file needs no edit here:
@@ -43,7 +45,7 @@ TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
 TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all deps test demo bench asan fuzz clean format
+.PHONY: all deps test demo bench asan fuzz faults clean format
 all: $(ROLE_BINS) $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
 
 deps:
@@ -99,6 +101,11 @@ asan: deps
 FUZZ_SECONDS ?= 60
 fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# the fault-injection suite alone (kill -9, dead ranks, disk full, NaN; also in `make test`)
+faults: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) TEST_FILTER=t_faults bash tests/run.sh
 
 format:
 	clang-format -i common/*.[ch] learner/*.[ch] actor/*.[ch] reward_server/*.[ch] tools/*.c tests/*.[ch] bench/*.c 2>/dev/null || true

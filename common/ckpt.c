@@ -19,6 +19,7 @@
 #include <hdf5.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "util.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -74,7 +76,17 @@ uint32_t ckpt_crc32(uint32_t crc, const void *data, size_t n) {
 // ----------------------------------------------------------------------------
 // HDF5 error handling
 
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* Every ckpt.c entry point calls this before any other HDF5 call. H5dont_atexit: a file
+ * whose close failed (a write error, disk full) stays in libhdf5 1.10's table, and its
+ * exit-time cleanup then flushes it again and crashes in H5F__close_cb; rlhf-c closes
+ * every file it writes itself (commit) or abandons it on purpose (a failed write, whose
+ * .tmp is removed), so nothing is lost by skipping that cleanup. */
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static void h5_init(void) { H5dont_atexit(); }
+static void h5_quiet(void) {
+    pthread_once(&h5_once, h5_init);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 typedef struct {
     char msg[200];
@@ -635,6 +647,17 @@ int ckpt_write_meta(CkptWriter *w, const CkptMeta *meta, char *err) {
     return 0;
 }
 
+/* A NaN or Inf never reaches a checkpoint: weights and optimizer moments are checked
+ * before they are written, and the write fails (the previous checkpoint stays latest). */
+static int check_finite(const CkptWriter *w, const char *path, const float *x, size_t n,
+                        char *err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return errf(err, "%s: %s[%zu] = %g is not finite: refusing to write a checkpoint "
+                             "with it", wsrc(w), path, i, (double)x[i]);
+    return 0;
+}
+
 int ckpt_write_table(CkptWriter *w, const char *group, const GPTTensor *table, int n,
                      const float *buf, char *err) {
     if (!name_ok(group)) return errf(err, "%s: group name \"%s\" is invalid", wsrc(w), group);
@@ -643,6 +666,7 @@ int ckpt_write_table(CkptWriter *w, const char *group, const GPTTensor *table, i
         const GPTTensor *t = &table[i];
         hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
         snprintf(path, sizeof path, "/%s/%s", group, t->name);
+        if (check_finite(w, path, buf + t->offset, t->numel, err) != 0) return -1;
         if (write_ds(w, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, buf + t->offset,
                      t->numel * sizeof(float), err) != 0)
             return -1;
@@ -671,11 +695,14 @@ fail:
 int ckpt_write_adamw(CkptWriter *w, const char *group, const float *m, const float *v,
                      size_t n, int64_t step, char *err) {
     if (!name_ok(group)) return errf(err, "%s: group name \"%s\" is invalid", wsrc(w), group);
+    fault_kill_point("ckpt_data");
     char path[200];
     snprintf(path, sizeof path, "/optim/%s/m", group);
-    if (ckpt_write_f32(w, path, m, n, err) != 0) return -1;
+    if (check_finite(w, path, m, n, err) != 0 || ckpt_write_f32(w, path, m, n, err) != 0)
+        return -1;
     snprintf(path, sizeof path, "/optim/%s/v", group);
-    if (ckpt_write_f32(w, path, v, n, err) != 0) return -1;
+    if (check_finite(w, path, v, n, err) != 0 || ckpt_write_f32(w, path, v, n, err) != 0)
+        return -1;
     snprintf(path, sizeof path, "/optim/%s/step", group);
     return ckpt_write_i64(w, path, &step, 1, err);
 }
@@ -788,6 +815,7 @@ static int prune_dir(const char *dir, const char *keep_name, int keep_last, char
 
 int ckpt_writer_commit(CkptWriter *w, char *err) {
     ASSERT(!w->image);
+    fault_kill_point("ckpt_commit");
     if (!w->meta_written) {
         errf(err, "%s: ckpt_write_meta was never called; the checkpoint is not written",
              w->tmp);

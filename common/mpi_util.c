@@ -207,6 +207,10 @@ static void install_crash_handlers(void) {
         sigemptyset(&sa.sa_mask);
         sigaction(crash_sigs[k], &sa, &crash_old[k]);
     }
+    /* A write past a file-size limit (ulimit -f, or a quota set that way) then fails with
+     * EFBIG and is reported like a full disk ("cannot write ..., the previous checkpoint is
+     * untouched") instead of killing the rank with SIGXFSZ halfway through a file. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 // ----------------------------------------------------------------------------------------

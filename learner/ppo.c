@@ -58,6 +58,7 @@
 #include "adamw.h"
 #include "ckpt.h"
 #include "dataset.h"
+#include "fault.h"
 #include "learner.h"
 #include "loss.h"
 #include "mpi_util.h"
@@ -108,6 +109,7 @@ typedef struct {
     int *rows;              /* scratch row list */
     int *perm;
     int nonfinite_streak;
+    long attempts;          /* minibatch steps tried by this process (fault injection) */
     long skipped;
     int n_published;
 } Ppo;
@@ -571,19 +573,13 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     *entropy = ntok > 0 ? ent / ntok : 0;
 }
 
-/* Sum gradients over learner ranks, clip, step. Returns the pre-clip norm (non-finite:
- * the step was skipped). */
-static double ppo_opt_step(Ppo *p, GPT *m, AdamW *o, const AdamWSchedule *s, float *lr_out) {
+/* Sum gradients over learner ranks and clip them; returns the pre-clip norm. */
+static double ppo_grad_reduce(Ppo *p, GPT *m) {
     Trainer *t = p->t;
     if (t->nranks > 1)
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
                                 t->comm));
-    double norm = adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
-    float lr = adamw_schedule_lr(s, o->step);
-    if (lr_out) *lr_out = lr;
-    if (!isfinite(norm)) return norm;
-    adamw_step(o, m->params, m->grads, lr);
-    return norm;
+    return adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
 }
 
 typedef struct {
@@ -675,9 +671,17 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                 }
                 us->n_tok += ntk;
             }
-            double gp = ppo_opt_step(p, &t->model, &t->opt, &t->sched, &us->lr);
-            double gv = 0;
-            if (p->algo == ALGO_PPO) gv = ppo_opt_step(p, &p->value, &p->vopt, &p->vsched, NULL);
+            if (t->rank == 0 && fault_nonfinite_at(++p->attempts)) t->model.grads[0] = NAN;
+            double gp = ppo_grad_reduce(p, &t->model);
+            double gv = p->algo == ALGO_PPO ? ppo_grad_reduce(p, &p->value) : 0;
+            us->lr = adamw_schedule_lr(&t->sched, t->opt.step);
+            /* policy and value step together or not at all */
+            if (isfinite(gp) && isfinite(gv)) {
+                adamw_step(&t->opt, t->model.params, t->model.grads, us->lr);
+                if (p->algo == ALGO_PPO)
+                    adamw_step(&p->vopt, p->value.params, p->value.grads,
+                               adamw_schedule_lr(&p->vsched, p->vopt.step));
+            }
             if (!isfinite(gp) || !isfinite(gv)) {
                 p->skipped++;
                 p->nonfinite_streak++;

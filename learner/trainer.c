@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "ckpt.h"
+#include "fault.h"
 #include "ops.h"
 #include "util.h"
 
@@ -398,6 +399,7 @@ void trainer_allreduce_sum(Trainer *t, double *x, int n) {
 
 int trainer_step(Trainer *t, double *gnorm, float *lr) {
     GPT *m = &t->model;
+    if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) m->grads[0] = NAN;
     if (t->nranks > 1)
         MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM, t->comm);
     double norm = adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);

@@ -703,6 +703,22 @@ static void test_failed_writes(void) {
     w = ckpt_writer_open_dir(dir, 9, 3, err);
     CHECK(w != NULL && ckpt_writer_commit(w, err) == -1 && strstr(err, "never called"));
 
+    /* 5: a NaN or Inf never reaches a checkpoint (weights, then AdamW moments) */
+    float keep0 = m.params[7];
+    m.params[7] = NAN;
+    CHECK(write_step(dir, 10, 3, &m, err) == -1 && strstr(err, "not finite") &&
+          strstr(err, "[7]"));
+    m.params[7] = keep0;
+    meta.step = 11;
+    w = ckpt_writer_open_dir(dir, 11, 3, err);
+    float *mom = xalloc_floats(m.num_params);
+    mom[3] = INFINITY;
+    CHECK(w && ckpt_write_meta(w, &meta, err) == 0 && ckpt_write_model(w, "policy", &m, err) == 0);
+    CHECK(ckpt_write_adamw(w, "policy", mom, mom, m.num_params, 1, err) == -1 &&
+          strstr(err, "/optim/policy/m[3]") && strstr(err, "not finite"));
+    ckpt_writer_free(w);
+    free(mom);
+
     /* the previous checkpoint and `latest` are untouched, no debris left */
     CHECK(files_equal(keep, keep) && before);
     size_t n1;

@@ -2,6 +2,7 @@
  * tools/rlhf-ckpt.c — look inside rlhf-c checkpoints.
  *
  *   build/rlhf-ckpt info CKPT.h5|RUN_DIR     stage, step, models (sizes), verification
+ *                                            (checksums; every weight finite), exit 1 if bad
  *   build/rlhf-ckpt diff A.h5 B.h5           compare every model and optimizer buffer:
  *                                            exit 0 if bit-identical, 1 if not (with the
  *                                            largest difference per buffer), 2 on error
@@ -37,6 +38,7 @@ static int cmd_info(const char *arg) {
     CkptReader *r = open_any(arg, path, sizeof path);
     if (!r) return 2;
     const CkptMeta *m = ckpt_reader_meta(r);
+    int bad = 0;
     printf("%s\n  stage %s, step %lld, policy_version %lld, tokenizer %s\n", path, m->stage,
            (long long)m->step, (long long)m->policy_version, m->tok_vocab ? "yes" : "no");
     for (size_t g = 0; g < N_GROUPS; g++) {
@@ -54,9 +56,23 @@ static int cmd_info(const char *arg) {
                ckpt_head_name(c.head), c.vocab_size, c.max_seq_len, c.n_layer, c.n_head,
                c.n_embd, gpt_config_num_params(&c),
                ckpt_has(r, op) ? ", with AdamW state" : "");
+        GPT x;
+        if (ckpt_load_model(r, groups[g], &x, err) != 0) {
+            printf("  /%s: %s\n", groups[g], err);
+            bad = 1;
+            continue;
+        }
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < x.num_params; i++) nonfinite += !isfinite(x.params[i]);
+        if (nonfinite) {
+            printf("  /%s: %zu non-finite weights\n", groups[g], nonfinite);
+            bad = 1;
+        }
+        gpt_free(&x);
     }
-    int ok = ckpt_verify(r, err) == 0;
-    printf("  verification: %s\n", ok ? "every dataset's checksum matches" : err);
+    int ok = ckpt_verify(r, err) == 0 && !bad;
+    printf("  verification: %s\n", ok ? "every dataset's checksum matches, every weight is finite"
+                                       : bad ? "FAILED (above)" : err);
     ckpt_reader_free(r);
     return ok ? 0 : 1;
 }

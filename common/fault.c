@@ -1,0 +1,73 @@
+/*
+ * common/fault.c — environment-driven fault injection (see fault.h).
+ */
+#include "fault.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define FAULT_MAX_STEPS 64
+
+static struct {
+    int loaded;
+    int n_steps;
+    long steps[FAULT_MAX_STEPS];
+    char kill_point[32];
+    long kill_at;    /* the visit that kills, 0 = none */
+    long kill_seen;
+} F;
+
+static void fault_load(void) {
+    if (F.loaded) return;
+    F.loaded = 1;
+    const char *s = getenv("RLHF_FAULT_NONFINITE");
+    if (s && *s) {
+        const char *p = s;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || (*end && *end != ',') || F.n_steps == FAULT_MAX_STEPS)
+                fatal("RLHF_FAULT_NONFINITE=\"%s\": expected up to %d comma-separated step "
+                      "numbers >= 1", s, FAULT_MAX_STEPS);
+            F.steps[F.n_steps++] = v;
+            p = *end ? end + 1 : end;
+        }
+    }
+    const char *k = getenv("RLHF_FAULT_KILL");
+    if (k && *k) {
+        const char *colon = strchr(k, ':');
+        char *end = NULL;
+        long n = colon ? strtol(colon + 1, &end, 10) : 0;
+        size_t len = colon ? (size_t)(colon - k) : 0;
+        if (!colon || len == 0 || len >= sizeof F.kill_point || n < 1 || *end)
+            fatal("RLHF_FAULT_KILL=\"%s\": expected POINT:N (e.g. ckpt_commit:2)", k);
+        memcpy(F.kill_point, k, len);
+        F.kill_point[len] = '\0';
+        if (strcmp(F.kill_point, "ckpt_commit") != 0 && strcmp(F.kill_point, "ckpt_data") != 0)
+            fatal("RLHF_FAULT_KILL=\"%s\": unknown point \"%s\" (ckpt_commit, ckpt_data)", k,
+                  F.kill_point);
+        F.kill_at = n;
+    }
+}
+
+int fault_nonfinite_at(long step) {
+    fault_load();
+    for (int i = 0; i < F.n_steps; i++)
+        if (F.steps[i] == step) return 1;
+    return 0;
+}
+
+void fault_kill_point(const char *point) {
+    fault_load();
+    if (F.kill_at == 0 || strcmp(point, F.kill_point) != 0) return;
+    if (++F.kill_seen != F.kill_at) return;
+    fprintf(stderr, "rlhf-c: fault injection: SIGKILL at %s (visit %ld, pid %d)\n", point,
+            F.kill_seen, (int)getpid());
+    fflush(stderr);
+    raise(SIGKILL);
+}

@@ -1,0 +1,30 @@
+/*
+ * common/fault.h — fault injection for the fault suite (tests/t_faults.sh, `make faults`).
+ *
+ * Faults that cannot be produced from outside a process at a chosen moment are injected
+ * by environment variables read once per process; without them every call here is a
+ * no-op (one branch on a cached flag). They exist so that the recovery paths are run by
+ * tests, not trusted:
+ *
+ *   RLHF_FAULT_NONFINITE=S[,S...]  the gradient of training step S (1-based, the step the
+ *                                  learner is about to apply) gets a NaN on learner rank 0
+ *                                  before the all-reduce, as an overflow would;
+ *   RLHF_FAULT_KILL=POINT:N        the process sends itself SIGKILL the N-th time (1-based)
+ *                                  it reaches POINT. Points: "ckpt_commit" (a checkpoint
+ *                                  fully written to its .tmp file, before flush, fsync and
+ *                                  rename) and "ckpt_data" (after the model tensors, before
+ *                                  the optimizer state).
+ *
+ * Bad values in these variables stop the program with a message (a typo must not make a
+ * fault test pass vacuously).
+ */
+#ifndef RLHF_FAULT_H
+#define RLHF_FAULT_H
+
+/* 1 if RLHF_FAULT_NONFINITE names this step. */
+int fault_nonfinite_at(long step);
+
+/* SIGKILL this process if RLHF_FAULT_KILL names this point and this is its N-th visit. */
+void fault_kill_point(const char *point);
+
+#endif
