@@ -119,6 +119,7 @@
     X(dpo, beta, FLOAT, 0.1, 1e-6, 1000.0, "DPO temperature beta (Rafailov et al. 2023)") \
     X(dpo, loss, ENUM, "sigmoid", "sigmoid|ipo|cdpo", 0, "sigmoid = DPO; ipo = Azar et al. 2023; cdpo = conservative DPO with label_smoothing") \
     X(dpo, label_smoothing, FLOAT, 0.0, 0.0, 0.5, "assumed label-flip rate for cdpo") \
+    X(dpo, sft_coef, FLOAT, 0.0, 0.0, 100.0, "weight of the chosen responses' per-token NLL added to the loss (RPO, Pang et al. 2024); 0 = plain DPO") \
     X(dpo, ref_cache, BOOL, true, 0, 1, "compute reference log-probs once and keep them")
 
 #define RLHF_CONFIG_KEYS_grpo(X) \

@@ -440,6 +440,20 @@ void loss_dpo_backward(float *dpi_w, float *dpi_l, const float *pi_w, const floa
     }
 }
 
+double loss_seq_nll_forward(const float *s, const float *len, float coef, double denom, int P) {
+    double norm = denom > 0.0 ? denom : (double)P, loss = 0.0;
+    for (int i = 0; i < P; i++)
+        if (len[i] > 0.0f) loss -= (double)s[i] / len[i];
+    return safe_div(coef * loss, norm);
+}
+
+void loss_seq_nll_backward(float *ds, const float *len, float coef, double denom, int P) {
+    double norm = denom > 0.0 ? denom : (double)P;
+    if (!(norm > 0.0)) return;
+    for (int i = 0; i < P; i++)
+        if (len[i] > 0.0f) ds[i] += (float)(-coef / (len[i] * norm));
+}
+
 // ----------------------------------------------------------------------------
 // GRPO
 

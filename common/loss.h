@@ -196,6 +196,15 @@ void loss_dpo_backward(float *dpi_w, float *dpi_l, const float *pi_w, const floa
                        const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
                        int P);
 
+// Length-normalised negative log-likelihood of P sequences from their log-prob sums s_i
+// and token counts len_i: loss = coef * sum_i (-s_i / len_i) / denom (denom <= 0: P).
+// Added to DPO on the chosen responses it is the NLL term of RPO (Pang et al. 2024,
+// "Iterative Reasoning Preference Optimization", eq. 2), which keeps DPO from lowering
+// the likelihood of the chosen answers while it widens the margin. Sequences with
+// len_i <= 0 contribute nothing.
+double loss_seq_nll_forward(const float *s, const float *len, float coef, double denom, int P);
+void loss_seq_nll_backward(float *ds, const float *len, float coef, double denom, int P);
+
 // ----------------------------------------------------------------------------
 // GRPO (Shao et al. 2024, DeepSeekMath, eq. 3 and 4): the PPO clipped surrogate with one
 // advantage per sequence plus a KL penalty to the reference with the k3 estimator

@@ -43,8 +43,19 @@ typedef struct {
     float *ref_eval;    /* (2 * n_eval) */
     LossDPOConfig lc;
     float *pi, *refs, *dpi, *dlogprobs; /* (2*micro) sums, (micro*T) */
+    float *len_w;       /* (micro) response tokens of the chosen rows (dpo.sft_coef) */
     int64_t *idx;
 } Dpo;
+
+/* Response token counts of the k chosen rows (the batch's first k rows). */
+static void dpo_chosen_lengths(Dpo *s, int k) {
+    const SeqBatch *b = &s->batch;
+    for (int j = 0; j < k; j++) {
+        float n = 0;
+        for (int t = 0; t < b->T; t++) n += b->mask[(size_t)j * b->T + t];
+        s->len_w[j] = n;
+    }
+}
 
 /* Response log-prob sums of the 2n rows of the current batch under model m. */
 static void dpo_sums(Dpo *s, GPT *m, float *out) {
@@ -173,6 +184,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     s.pi = xalloc_floats((size_t)2 * s.micro);
     s.refs = xalloc_floats((size_t)2 * s.micro);
     s.dpi = xalloc_floats((size_t)2 * s.micro);
+    s.len_w = xalloc_floats((size_t)s.micro);
     s.dlogprobs = xalloc_floats((size_t)2 * s.micro * maxT);
     s.idx = xmalloc((size_t)(share > 0 ? share : 1) * sizeof(int64_t));
 
@@ -216,7 +228,9 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     while (tr.step < tr.total_steps) {
         int n = data_sampler_next(&s.sampler, G, tr.rank, tr.nranks, s.idx);
         gpt_zero_grad(&tr.model);
-        double st[6] = {0}; /* loss (already /G), correct, chosen, rejected, margin, tokens */
+        /* loss (already /G, with the NLL term), correct, chosen, rejected, margin, tokens,
+         * chosen per-token NLL (/G) */
+        double st[7] = {0};
         for (int i0 = 0; i0 < n; i0 += s.micro) {
             int k = 0;
             for (int i = i0; i < n && i < i0 + s.micro; i++) {
@@ -235,19 +249,29 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
             st[4] += ds.margin * k;
             memset(s.dpi, 0, (size_t)2 * k * sizeof(float));
             loss_dpo_backward(s.dpi, s.dpi + k, s.pi, s.pi + k, s.refs, s.refs + k, &lc, k);
+            if (c->dpo.sft_coef > 0) {
+                dpo_chosen_lengths(&s, k);
+                float a = (float)c->dpo.sft_coef;
+                double nll = loss_seq_nll_forward(s.pi, s.len_w, a, G, k);
+                st[0] += nll;
+                st[6] += nll / a;
+                loss_seq_nll_backward(s.dpi, s.len_w, a, G, k);
+            }
             memset(s.dlogprobs, 0, (size_t)s.batch.B * s.batch.T * sizeof(float));
             loss_seq_sum_backward(s.dlogprobs, s.dpi, s.batch.mask, s.batch.B, s.batch.T);
             gpt_lm_backward(&tr.model, s.dlogprobs, NULL, s.batch.B, s.batch.T);
             for (int r = 0; r < s.batch.B; r++) st[5] += s.batch.lengths[r];
         }
-        trainer_allreduce_sum(&tr, st, 6);
+        trainer_allreduce_sum(&tr, st, 7);
         tr.tokens_since_log += (long)st[5];
         trainer_step(&tr, &gnorm, &lr);
-        char fields[320];
-        snprintf(fields, sizeof fields,
+        char fields[384];
+        int nf = snprintf(fields, sizeof fields,
                  "\"loss\": %.6f, \"accuracy\": %.6f, \"chosen_reward\": %.6f, "
                  "\"rejected_reward\": %.6f, \"margin\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g",
                  st[0], st[1] / G, st[2] / G, st[3] / G, st[4] / G, lr, gnorm);
+        if (c->dpo.sft_coef > 0 && nf > 0 && (size_t)nf < sizeof fields)
+            snprintf(fields + nf, sizeof fields - (size_t)nf, ", \"chosen_nll\": %.6f", st[6]);
         trainer_log_json(&tr, fields);
         run[0] += st[0];
         run[1] += st[1] / G;
@@ -275,6 +299,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     free(s.pi);
     free(s.refs);
     free(s.dpi);
+    free(s.len_w);
     free(s.dlogprobs);
     free(s.idx);
     free(s.ref_train);

@@ -435,6 +435,22 @@ static void test_dpo_fd(void) {
     }
 }
 
+static double seq_nll_fn(const Ctx *c) {
+    return loss_seq_nll_forward(c->x1, c->x2, 0.7f, 4.0, c->P);
+}
+
+static void test_seq_nll(void) {
+    enum { P = 5 };
+    float s[P] = {-12.0f, -3.5f, -40.0f, 0.0f, -7.0f}, len[P] = {6, 7, 20, 0, 2}, d[P] = {0};
+    /* by hand: 0.7 * (2 + 0.5 + 2 + 0 + 3.5) / 4 = 1.4; the empty sequence adds nothing */
+    CHECK_NEAR(loss_seq_nll_forward(s, len, 0.7f, 4.0, P), 1.4, 1e-6, 0);
+    CHECK_NEAR(loss_seq_nll_forward(s, len, 0.7f, 0.0, P), 0.7 * 8.0 / 5, 1e-6, 0);
+    loss_seq_nll_backward(d, len, 0.7f, 4.0, P);
+    CHECK(d[3] == 0.0f);
+    Ctx c = {.P = P, .x1 = s, .x2 = len};
+    fd_check("seq_nll d/ds", seq_nll_fn, &c, s, d, P);
+}
+
 // ----------------------------------------------------------------------------
 // GRPO
 
@@ -855,6 +871,7 @@ int main(void) {
     TEST_RUN(test_value_fd);
     TEST_RUN(test_dpo_by_hand);
     TEST_RUN(test_dpo_fd);
+    TEST_RUN(test_seq_nll);
     TEST_RUN(test_grpo_by_hand);
     TEST_RUN(test_grpo_fd);
     TEST_RUN(test_torch_reference);
