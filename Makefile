@@ -5,6 +5,7 @@
 #   make demo       dependency check, build, run the most complete pipeline there is
 #   make bench      benchmarks (never part of `make test`)
 #   make asan       the test suite under AddressSanitizer + UBSan (separate build dir)
+#   make overopt    the reward over-optimisation experiment (tools/overopt.sh, after the demo)
 #   make faults     the fault-injection suite alone (tests/t_faults.sh)
 #   make fuzz       libFuzzer on every decoder (FUZZ_SECONDS per target)
 #   make clean
@@ -45,7 +46,7 @@ TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
 TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all deps test demo bench asan fuzz faults clean format
+.PHONY: all deps test demo overopt bench asan fuzz faults clean format
 all: $(ROLE_BINS) $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
 
 deps:
@@ -101,6 +102,11 @@ asan: deps
 FUZZ_SECONDS ?= 60
 fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# reward over-optimisation: PPO with beta = 0 and the default beta, proxy and gold vs sqrt(KL)
+overopt: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/overopt.sh
 
 # the fault-injection suite alone (kill -9, dead ranks, disk full, NaN; also in `make test`)
 faults: deps

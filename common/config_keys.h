@@ -132,7 +132,8 @@
 #define RLHF_CONFIG_KEYS_judge(X) \
     X(judge, kind, ENUM, "rm", "rm|rule|gold", 0, "what scores responses: the reward model, a rule, or the gold judge") \
     X(judge, rule, STR, "", 0, 0, "rule name or spec for kind = rule") \
-    X(judge, task_seed, INT, 1234, 0, INT_MAX, "seed of the bundled task world (rlhf-task gen --seed) for the gold judge")
+    X(judge, task_seed, INT, 1234, 0, INT_MAX, "seed of the bundled task world (rlhf-task gen --seed) for the gold judge") \
+    X(judge, monitor_gold, BOOL, false, 0, 1, "also score every rollout with the bundled task's gold judge, for monitoring only (logged as gold_score, never a reward): reward over-optimisation shows as the RM score rising while gold falls; prompts it cannot parse are left out, gold_scored counts the rest")
 /* clang-format on */
 
 #endif

@@ -46,6 +46,10 @@
 /* extra score array of a score_rep / rollout: the reward server's compute seconds, per
  * sequence (sum over the sequences = the request's time) */
 #define ONLINE_EXTRA_T_SERVER "t_server"
+/* extra score array with judge.monitor_gold: the gold judge's score of each sequence, in
+ * [0, 1], or ONLINE_GOLD_NONE where the gold judge could not score it */
+#define ONLINE_EXTRA_GOLD "gold"
+#define ONLINE_GOLD_NONE (-1.0f)
 /* repetitions of the RLHF_BCAST_BENCH comparison (learner/ppo.c, actor/actor.c) */
 #define ONLINE_BCAST_REPS 5
 /* weight images larger than this are refused (MPI counts are int) */

@@ -101,6 +101,7 @@ typedef struct {
     float *mask, *lp_old, *lp_ref, *values, *rewards, *adv, *ret, *lp_chk;
     float *scores, *scores_raw, *seq_adv;
     double t_gen, t_score, t_server, t_actor_total;
+    double gold_sum, gold_n; /* judge.monitor_gold scores of this update's rollouts */
     int64_t version_lag_sum;
     /* micro-batch scratch (mb rows x maxT) */
     int micro;
@@ -456,6 +457,7 @@ static void ppo_assemble(Ppo *p, int64_t u) {
     char err[ERRBUF_LEN];
     p->T = 1;
     p->t_gen = p->t_score = p->t_server = p->t_actor_total = 0;
+    p->gold_sum = p->gold_n = 0;
     p->version_lag_sum = 0;
     int row = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -474,6 +476,12 @@ static void ppo_assemble(Ppo *p, int64_t u) {
                 p->t_actor_total += p->msg.rollout.t_total;
                 const float *ts = msg_batch_find_extra(b, ONLINE_EXTRA_T_SERVER);
                 for (int i = 0; ts && i < b->n; i++) p->t_server += ts[i];
+                const float *gs = msg_batch_find_extra(b, ONLINE_EXTRA_GOLD);
+                for (int i = 0; gs && i < b->n; i++)
+                    if (gs[i] >= 0.0f) {
+                        p->gold_sum += gs[i];
+                        p->gold_n += 1;
+                    }
                 p->version_lag_sum += (u - p->msg.policy_version) * b->n;
                 row += b->n;
                 continue;
@@ -963,6 +971,11 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                      p.t_server,
                      nsv * t_collect - p.t_server > 0 ? nsv * t_collect - p.t_server : 0,
                      wall > 0 ? resp_len * p.B / wall : 0);
+            if (p.gold_n > 0) {
+                size_t nf = strlen(f);
+                snprintf(f + nf, sizeof f - nf, ", \"gold_score\": %.6f, \"gold_scored\": %.0f",
+                         p.gold_sum / p.gold_n, p.gold_n);
+            }
             trainer_log_json(&tr, f);
             if (tr.step % c->run.log_every == 0 || tr.step == c->ppo.updates || u == 0) {
                 char text[512];
@@ -972,6 +985,10 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                          raw, rs.kl_seq, p.kl.beta, us.clipfrac,
                          algo == ALGO_PPO ? "vloss" : "kl3", algo == ALGO_PPO ? us.v_loss : us.grpo_kl,
                          resp_len, lp_md, t_collect, t_train);
+                if (p.gold_n > 0) {
+                    size_t nt = strlen(text);
+                    snprintf(text + nt, sizeof text - nt, " | gold %.3f", p.gold_sum / p.gold_n);
+                }
                 trainer_progress(&tr, text);
             }
         }

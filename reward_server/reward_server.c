@@ -14,7 +14,8 @@
  *     common/judge.h on the decoded prompt and response text (special tokens dropped).
  * and answers score_req messages from any actor with a score_rep: one score per
  * sequence, the reference log-prob of every response token (when asked), and the extra
- * array "t_server" (its compute seconds per sequence). A stop message from learner rank
+ * arrays "t_server" (its compute seconds per sequence) and, with judge.monitor_gold,
+ * "gold" (the bundled task's gold judge: logged by the learner, never used as a reward). A stop message from learner rank
  * 0 ends it (exit 0).
  *
  * Batching: with ppo.max_staleness > 0 it drains every request already waiting (up to
@@ -56,6 +57,9 @@ typedef struct {
     int has_norm;
     Judge judge;
     int use_judge;
+    Judge gold;         /* judge.monitor_gold: scored for the metrics, never the reward */
+    int use_gold;
+    float *gold_scores;
     MsgLimits lim;
     int max_rows, max_T;
     /* a padded batch of the pending requests' sequences */
@@ -129,6 +133,11 @@ static void rs_init(Server *s) {
             rs_fail_setup(s, "judge", err);
         s->use_judge = 1;
     }
+    if (c->judge.monitor_gold) {
+        if (judge_init(&s->gold, "gold", (uint64_t)c->judge.task_seed, err) != 0)
+            rs_fail_setup(s, "gold judge (judge.monitor_gold)", err);
+        s->use_gold = 1;
+    }
     s->lim.max_seq_len = s->max_T;
     s->lim.max_batch = c->ppo.actor_batch;
     s->max_rows = c->ppo.max_staleness > 0 ? 4 * c->ppo.actor_batch : c->ppo.actor_batch;
@@ -137,6 +146,7 @@ static void rs_init(Server *s) {
     s->targets = xmalloc(nt * sizeof(int));
     s->lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->scores = xmalloc((size_t)s->max_rows * sizeof(float));
+    s->gold_scores = xmalloc((size_t)s->max_rows * sizeof(float));
     gpt_reserve(&s->ref, s->max_rows, s->max_T);
     if (s->use_rm) gpt_reserve(&s->rm, s->max_rows, s->max_T);
 }
@@ -150,9 +160,11 @@ static void rs_free(Server *s) {
     free(s->targets);
     free(s->lengths);
     free(s->scores);
+    free(s->gold_scores);
     gpt_free(&s->ref);
     gpt_free(&s->rm);
     if (s->use_judge) judge_free(&s->judge);
+    if (s->use_gold) judge_free(&s->gold);
     bpe_free(&s->tok);
 }
 
@@ -167,6 +179,32 @@ static char *rs_text(Server *s, const int32_t *ids, int n) {
         mpi_fatal("decoding a response: %s (is the tokenizer the policy's?)", err);
     free(tmp);
     return out;
+}
+
+/* Text judge scores of every sequence of the pending requests [r0, r1), in row order. A
+ * judge error aborts the job, except for the monitor (monitor = 1): a sequence the gold
+ * judge cannot score (a prompt not from the bundled task, or cut by data.max_prompt_len)
+ * gets ONLINE_GOLD_NONE and is left out of the learner's mean. */
+static void rs_judge_rows(Server *s, Judge *j, int r0, int r1, float *out, int monitor) {
+    int row = 0;
+    for (int q = r0; q < r1; q++) {
+        const MsgBatch *b = &s->req[q].batch;
+        for (int i = 0; i < b->n; i++, row++) {
+            const int32_t *seq = b->tokens + b->tok_off[i];
+            char err[ERRBUF_LEN];
+            char *pt = rs_text(s, seq, b->prompt_lens[i]);
+            char *rt = rs_text(s, seq + b->prompt_lens[i], b->resp_lens[i]);
+            JudgeScores js;
+            if (judge_score(j, pt, rt, &js, err) == 0)
+                out[row] = (float)js.total;
+            else if (monitor)
+                out[row] = ONLINE_GOLD_NONE;
+            else
+                mpi_fatal("judge %s: %s", j->spec, err);
+            free(pt);
+            free(rt);
+        }
+    }
 }
 
 /* Score and reference log-probs of the pending requests [r0, r1), whose sequences fit in
@@ -208,23 +246,9 @@ static void rs_process(Server *s, int r0, int r1) {
             s->scores[i] = (float)v;
         }
     } else {
-        row = 0;
-        for (int q = r0; q < r1; q++) {
-            const MsgBatch *b = &s->req[q].batch;
-            for (int i = 0; i < b->n; i++, row++) {
-                const int32_t *seq = b->tokens + b->tok_off[i];
-                char err[ERRBUF_LEN];
-                char *pt = rs_text(s, seq, b->prompt_lens[i]);
-                char *rt = rs_text(s, seq + b->prompt_lens[i], b->resp_lens[i]);
-                JudgeScores js;
-                if (judge_score(&s->judge, pt, rt, &js, err) != 0)
-                    mpi_fatal("judge %s: %s", s->judge.spec, err);
-                s->scores[row] = (float)js.total;
-                free(pt);
-                free(rt);
-            }
-        }
+        rs_judge_rows(s, &s->judge, r0, r1, s->scores, 0);
     }
+    if (s->use_gold) rs_judge_rows(s, &s->gold, r0, r1, s->gold_scores, 1);
     double per_seq = (time_now() - t0) / (double)B;
     row = 0;
     for (int q = r0; q < r1; q++) {
@@ -247,6 +271,9 @@ static void rs_process(Server *s, int r0, int r1) {
         rp->has_ref = m->want_ref;
         float *ts = msg_batch_extra(rp, ONLINE_EXTRA_T_SERVER);
         for (int i = 0; i < b->n; i++) ts[i] = (float)per_seq;
+        if (s->use_gold)
+            memcpy(msg_batch_extra(rp, ONLINE_EXTRA_GOLD), s->gold_scores + row,
+                   (size_t)b->n * sizeof(float));
         row += b->n;
         msg_encode_score_rep(&s->out, m->req_id, rp);
         mpi_send_bytes(MPI_COMM_WORLD, s->src[q], TAG_SCORE_REP, s->out.data, s->out.len);

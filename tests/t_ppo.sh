@@ -6,7 +6,8 @@
 #   - synchronous mode is exactly reproducible: the same seed twice, and 1 / 2 / 4 actors,
 #     give bit-identical checkpoints (build/rlhf-ckpt diff);
 #   - resume: N updates == N/2 (run.stop_at_step) + run.resume=auto + N/2, bit-identical;
-#   - the reward-model path: judge.kind = rm with a critic initialised from the RM trunk;
+#   - the reward-model path: judge.kind = rm with a critic initialised from the RM trunk,
+#     and the gold judge's score of the rollouts logged (judge.monitor_gold);
 #   - GRPO and RLOO (no critic, G samples per prompt) run; GRPO raises the rule score and
 #     is reproducible across actor counts;
 #   - malformed messages injected (tests/fx_garbage.c as an extra rank) into the learner
@@ -104,8 +105,14 @@ awk -v a="$k1" -v b="$k2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-
 
 echo "== reward-model path: judge.kind = rm, critic from the RM trunk"
 launch 1 1 2 ppo "$T/rmrun" ppo.rollout_batch=16 ppo.minibatch=8 ppo.updates=2 judge.kind=rm \
-  ppo.reward_ckpt="$T/rm" ppo.value_init=reward > "$T/rmrun.log" 2>&1 || { cat "$T/rmrun.log"; fail "rm run"; }
+  ppo.reward_ckpt="$T/rm" ppo.value_init=reward judge.monitor_gold=true judge.task_seed=7 \
+  > "$T/rmrun.log" 2>&1 || { cat "$T/rmrun.log"; fail "rm run"; }
 grep -q "critic from .*(/reward trunk" "$T/rmrun.log" || fail "critic not from the reward model"
+# judge.monitor_gold: every update logs the gold judge's mean score, in [0, 1], next to the RM's
+[ "$(grep -c '"gold_score": ' "$T/rmrun/metrics.jsonl")" -eq 2 ] || fail "gold_score not logged per update"
+for g in $(field "$T/rmrun/metrics.jsonl" gold_score); do
+  awk -v g="$g" 'BEGIN { exit !(g >= 0 && g <= 1) }' || fail "gold_score $g outside [0, 1]"
+done
 "$B/rlhf-ckpt" info "$T/rmrun" | grep -q "/value" || fail "no /value in the PPO checkpoint"
 
 echo "== GRPO and RLOO"

@@ -3,7 +3,8 @@
 #   sft_loss.png      SFT training loss per step
 #   rm_accuracy.png   reward-model held-out accuracy per step, with the noise ceiling
 #   dpo.png           DPO train reward accuracy and margin per step
-#   ppo.png           PPO mean score, KL and beta per update (when a PPO run exists)
+#   ppo.png           PPO mean RM score, gold score (judge.monitor_gold), KL and beta per
+#                     update (when a PPO run exists)
 #   winrate.png       gold-judge win rate of every policy against SFT (bars, ± s.e.)
 set -euo pipefail
 RUN=${1:?usage: plots.sh RUN_DIR}
@@ -55,12 +56,15 @@ if [ -f "$RUN/ppo/metrics.jsonl" ]; then
   pairs "$RUN/ppo/metrics.jsonl" step score > "$P/ppo_score.dat"
   pairs "$RUN/ppo/metrics.jsonl" step kl > "$P/ppo_kl.dat"
   pairs "$RUN/ppo/metrics.jsonl" step beta > "$P/ppo_beta.dat"
+  pairs "$RUN/ppo/metrics.jsonl" step gold_score > "$P/ppo_gold.dat"
+  gold=""
+  [ -s "$P/ppo_gold.dat" ] && gold=", \"$P/ppo_gold.dat\" using 1:2 with lines lw 2 title \"gold score (never the reward)\""
   gnuplot <<GP
 set terminal pngcairo size 900,500 noenhanced
 set output "$P/ppo.png"
-set title "PPO: reward-model score, KL to the SFT reference, beta"
+set title "PPO: reward-model score, gold score, KL to the SFT reference, beta"
 set xlabel "update"; set grid; set y2tics
-plot "$P/ppo_score.dat" using 1:2 with lines lw 2 title "score", "$P/ppo_kl.dat" using 1:2 with lines lw 2 title "KL (nats)", "$P/ppo_beta.dat" using 1:2 axes x1y2 with lines lw 2 title "beta (right axis)"
+plot "$P/ppo_score.dat" using 1:2 with lines lw 2 title "RM score", "$P/ppo_kl.dat" using 1:2 with lines lw 2 title "KL (nats)", "$P/ppo_beta.dat" using 1:2 axes x1y2 with lines lw 2 title "beta (right axis)"$gold
 GP
 fi
 if [ -f "$RUN/eval.jsonl" ]; then
