@@ -9,7 +9,8 @@
 #   6. evaluate every policy against SFT with the gold judge (rlhf-eval) and plot
 #
 # Everything lands in $RUN (default runs/demo). Environment: RUN, NP (learner ranks for
-# the offline stages, default 2), DEMO_FAST=1 (a much shorter smoke version).
+# the offline stages, default 2), SEED (training seed of every stage, default the configs'
+# 1234), DEMO_FAST=1 (a much shorter smoke version). tools/seeds.sh repeats it over seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -27,6 +28,7 @@ else
   SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-400}; DPO_STEPS=${DPO_STEPS:-300}; PPO_UPDATES=${PPO_UPDATES:-30}; K=${K:-2}; SIZES=""
 fi
 RL_LR=${RL_LR:-1e-4}
+SEEDARG=${SEED:+run.seed=$SEED}   # training seed of every stage (the task data stays seed 1234)
 mkdir -p "$RUN"
 D="$RUN/data"
 
@@ -36,32 +38,32 @@ stamp "1/6 generating the bundled task into $D"
 stamp "2/6 SFT ($SFT_STEPS steps, $NP learner ranks)"
 $MPIRUN "$NP" "$B/learner" sft configs/sft.ini run.out_dir="$RUN/sft" tokenizer.path= \
   tokenizer.train_files="$D/corpus.txt" data.train="$D/sft.jsonl" data.eval= \
-  optim.steps="$SFT_STEPS" run.log_every=50 run.ckpt_every=0 run.eval_every=0
+  optim.steps="$SFT_STEPS" run.log_every=50 run.ckpt_every=0 $SEEDARG run.eval_every=0
 
 stamp "3/6 reward model ($RM_STEPS steps)"
 $MPIRUN "$NP" "$B/learner" rm configs/rm.ini run.out_dir="$RUN/rm" model.init="$RUN/sft" \
   data.train="$D/prefs_train.jsonl" data.eval="$D/prefs_eval.jsonl" optim.steps="$RM_STEPS" \
-  run.log_every=50 run.eval_every=100 run.ckpt_every=0
+  run.log_every=50 run.eval_every=100 run.ckpt_every=0 $SEEDARG
 printf 'reward model noise ceiling (agreement of the gold ordering with the noisy labels): '
 sed -nE 's/.*"expected": ?([0-9.]+).*/\1/p' "$D/ceiling.json" | head -1
 
 stamp "4/6 DPO ($DPO_STEPS steps)"
 $MPIRUN "$NP" "$B/learner" dpo configs/dpo.ini run.out_dir="$RUN/dpo" model.init="$RUN/sft" \
   data.train="$D/prefs_train.jsonl" data.eval="$D/prefs_eval.jsonl" optim.steps="$DPO_STEPS" \
-  run.log_every=50 run.eval_every=100 run.ckpt_every=0
+  run.log_every=50 run.eval_every=100 run.ckpt_every=0 $SEEDARG
 
 MODELS=(--model "dpo=$RUN/dpo")
 if [ -x tools/rlhf-run ] && "$B/learner" --help 2>&1 | grep -q '^  ppo'; then
   stamp "5/6 PPO ($PPO_UPDATES updates: 1 learner + 1 reward server + 2 actors)"
   tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$RUN/ppo" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=0.2 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 run.log_every=5
+    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=0.2 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
   MODELS+=(--model "ppo=$RUN/ppo")
   if "$B/learner" --help 2>&1 | grep -q '^  grpo'; then
     stamp "5b/6 GRPO ($PPO_UPDATES updates)"
     tools/rlhf-run configs/grpo.ini -s grpo -l 1 -r 1 -a 2 run.out_dir="$RUN/grpo" model.init="$RUN/sft" \
       ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-      data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" run.ckpt_every=0 run.log_every=5
+      data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" run.ckpt_every=0 $SEEDARG run.log_every=5
     MODELS+=(--model "grpo=$RUN/grpo")
   fi
 fi
