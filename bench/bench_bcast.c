@@ -6,7 +6,9 @@
  *   mpirun -np 4 build/bench/bench_bcast [tiny|gpt2] [reps]
  *
  * Every rank holds a model of the preset (default gpt2 = 124M); rank 0's weights are
- * random, the others start from zeros. Each of `reps` repetitions (default 5, at least 5):
+ * random, the others start from zeros. As in the PPO job, rank 0 builds every image in one
+ * reused CkptArena and the other ranks receive into one reused buffer, so the first
+ * repetition pays the fresh-page faults and the median is the steady state. Each of `reps` repetitions (default 5, at least 5):
  *   image: barrier; rank 0 builds the image; the length, then the bytes are broadcast;
  *          ranks > 0 load it (CRC and shape checks) — timed per phase and in total;
  *   raw:   barrier; MPI_Bcast of num_params * 4 bytes straight from the parameter buffer.
@@ -87,30 +89,36 @@ int main(int argc, char **argv) {
     uint32_t crc_root = rank == 0 ? ckpt_crc32(0, m.params, bytes) : 0;
     MPI_CHECK(MPI_Bcast(&crc_root, 1, MPI_UINT32_T, 0, MPI_COMM_WORLD));
     uint64_t image_len = 0;
+    CkptArena arena = {0}; /* rank 0's image, rebuilt in place, as learner/ppo.c does */
+    void *recv = NULL;     /* the other ranks' receive buffer, kept between broadcasts */
+    size_t recv_cap = 0;
 
     for (int r = 0; r < reps; r++) {
         /* the learner's weight sync */
         if (rank != 0) memset(m.params, 0, bytes);
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
         double t0 = time_now();
-        void *img = NULL;
+        void *img = rank == 0 ? NULL : recv;
         size_t len = 0;
         if (rank == 0) {
             CkptMeta meta = {.stage = "ppo", .step = r, .policy_version = r, .model = c};
-            if (ckpt_image_build(&meta, "policy", &m, &img, &len, err) != 0) mpi_fatal("%s", err);
+            if (ckpt_image_build(&meta, "policy", &m, &arena, &img, &len, err) != 0) mpi_fatal("%s", err);
         }
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* phases timed apart, not overlapped */
         double t1 = time_now();
         uint64_t len64 = len;
         MPI_CHECK(MPI_Bcast(&len64, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
-        if (rank != 0) img = xmalloc((size_t)len64);
+        if (rank != 0 && len64 > recv_cap) { /* grown once, reused: as build/actor does */
+            free(recv);
+            recv = img = xmalloc((size_t)len64);
+            recv_cap = (size_t)len64;
+        }
         bcast_bytes(img, (size_t)len64);
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
         double t2 = time_now();
         if (rank != 0 && ckpt_image_load(img, (size_t)len64, "policy", &m, NULL, err) != 0)
             mpi_fatal("%s", err);
         double t3 = time_now();
-        free(img);
         image_len = len64;
         t[P_BUILD][r] = max_all(t1 - t0);
         t[P_BCAST][r] = max_all(t2 - t1);
@@ -146,6 +154,8 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     for (int k = 0; k < NP; k++) free(t[k]);
+    free(recv);
+    ckpt_arena_free(&arena);
     gpt_free(&m);
     MPI_Finalize();
     return 0;

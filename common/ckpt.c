@@ -387,11 +387,39 @@ typedef struct {
     void *ptr;
     size_t size;
     int stolen;
+    CkptArena *arena; /* NULL: malloc'd per image; else the file lives in the arena */
 } ImageOut;
+
+/* Grow an arena to hold n bytes (by at least half its size, so that the driver's 64 KiB
+ * steps do not realloc every time); 0 on allocation failure. */
+static int arena_reserve(CkptArena *a, size_t n) {
+    if (n <= a->cap) return 1;
+    size_t cap = a->cap + a->cap / 2;
+    if (cap < n) cap = n;
+    void *q = realloc(a->ptr, cap);
+    if (!q) return 0;
+    a->ptr = q;
+    a->cap = cap;
+    return 1;
+}
+
+void ckpt_arena_free(CkptArena *a) {
+    if (!a) return;
+    free(a->ptr);
+    a->ptr = NULL;
+    a->cap = 0;
+}
 
 static void *out_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
     ImageOut *o = udata;
     (void)op;
+    if (o->arena) {
+        if (!arena_reserve(o->arena, size ? size : 1)) return NULL;
+        memset(o->arena->ptr, 0, size); /* deterministic bytes, as calloc gives */
+        o->ptr = o->arena->ptr;
+        o->size = size;
+        return o->ptr;
+    }
     void *p = calloc(1, size ? size : 1);
     if (p) {
         o->ptr = p;
@@ -409,6 +437,15 @@ static void *out_memcpy(void *dest, const void *src, size_t size, H5FD_file_imag
 static void *out_realloc(void *p, size_t size, H5FD_file_image_op_t op, void *udata) {
     ImageOut *o = udata;
     (void)op;
+    /* HDF5's core driver allocates a new file with realloc(NULL, n), then grows it */
+    if (o->arena && (!p || p == o->arena->ptr)) {
+        size_t old = p ? o->size : 0;
+        if (!arena_reserve(o->arena, size ? size : 1)) return NULL;
+        if (size > old) memset((char *)o->arena->ptr + old, 0, size - old);
+        o->ptr = o->arena->ptr;
+        o->size = size;
+        return o->ptr;
+    }
     size_t old = p == o->ptr ? o->size : 0;
     void *q = realloc(p, size ? size : 1);
     if (!q) return NULL;
@@ -422,6 +459,10 @@ static herr_t out_free(void *p, H5FD_file_image_op_t op, void *udata) {
     ImageOut *o = udata;
     if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && p == o->ptr) {
         o->stolen = 1; /* the image: kept for ckpt_writer_take_image */
+        return 0;
+    }
+    if (o->arena && p && p == o->arena->ptr) { /* the arena outlives the image */
+        if (p == o->ptr) o->ptr = NULL;
         return 0;
     }
     if (p == o->ptr) o->ptr = NULL;
@@ -450,11 +491,12 @@ struct CkptWriter {
 
 static unsigned long image_counter = 0;
 
-static CkptWriter *writer_create(const char *path, int image, char *err) {
+static CkptWriter *writer_create(const char *path, int image, CkptArena *arena, char *err) {
     h5_quiet();
     CkptWriter *w = xcalloc(1, sizeof *w);
     w->file = -1;
     w->image = image;
+    w->out.arena = arena;
     hid_t fapl = -1, fcpl = -1;
     if (image) {
         snprintf(w->tmp, sizeof w->tmp, "rlhf-ckpt-image-w-%d-%lu", (int)getpid(),
@@ -487,9 +529,16 @@ fail:
     return NULL;
 }
 
-CkptWriter *ckpt_writer_open(const char *path, char *err) { return writer_create(path, 0, err); }
+CkptWriter *ckpt_writer_open(const char *path, char *err) {
+    return writer_create(path, 0, NULL, err);
+}
 
-CkptWriter *ckpt_writer_open_image(char *err) { return writer_create(NULL, 1, err); }
+CkptWriter *ckpt_writer_open_image(char *err) { return writer_create(NULL, 1, NULL, err); }
+
+CkptWriter *ckpt_writer_open_image_in(CkptArena *arena, char *err) {
+    ASSERT(arena);
+    return writer_create(NULL, 1, arena, err);
+}
 
 CkptWriter *ckpt_writer_open_dir(const char *dir, int64_t step, int keep_last, char *err) {
     if (step < 0) {
@@ -504,7 +553,7 @@ CkptWriter *ckpt_writer_open_dir(const char *dir, int64_t step, int keep_last, c
     char name[64], path[CKPT_PATH_LEN];
     ckpt_file_name(step, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    CkptWriter *w = writer_create(path, 0, err);
+    CkptWriter *w = writer_create(path, 0, NULL, err);
     if (!w) return NULL;
     w->in_dir = 1;
     w->keep_last = keep_last;
@@ -737,7 +786,7 @@ void ckpt_writer_free(CkptWriter *w) {
     if (!w) return;
     if (w->file >= 0) H5Fclose(w->file);
     if (!w->image) unlink(w->tmp);
-    free(w->out.ptr);
+    if (!w->out.arena) free(w->out.ptr);
     free(w);
 }
 
@@ -1659,11 +1708,11 @@ int ckpt_resolve(const char *dir_or_path, const char *which, char *out, size_t o
 // ----------------------------------------------------------------------------
 // weight images
 
-int ckpt_image_build(const CkptMeta *meta, const char *group, const GPT *m, void **bytes,
-                     size_t *len, char *err) {
+int ckpt_image_build(const CkptMeta *meta, const char *group, const GPT *m, CkptArena *arena,
+                     void **bytes, size_t *len, char *err) {
     *bytes = NULL;
     *len = 0;
-    CkptWriter *w = ckpt_writer_open_image(err);
+    CkptWriter *w = arena ? ckpt_writer_open_image_in(arena, err) : ckpt_writer_open_image(err);
     if (!w) return -1;
     if (ckpt_write_meta(w, meta, err) != 0 || ckpt_write_model(w, group, m, err) != 0) {
         ckpt_writer_free(w);

@@ -100,6 +100,18 @@ CkptWriter *ckpt_writer_open(const char *path, char *err);
 CkptWriter *ckpt_writer_open_dir(const char *dir, int64_t step, int keep_last, char *err);
 /* An in-memory HDF5 file (nothing touches the disk); finish with ckpt_writer_take_image. */
 CkptWriter *ckpt_writer_open_image(char *err);
+/* A reusable buffer for images built again and again (the learner's weight broadcast
+ * every update): the in-memory file is built in the arena, which grows as needed and is
+ * kept, so a 500 MB image does not pay fresh-page faults each time. Zero it to start. */
+typedef struct {
+    void *ptr;
+    size_t cap;
+} CkptArena;
+/* An image writer whose file lives in arena; ckpt_writer_take_image then returns a
+ * pointer into the arena (not to be freed; valid until the arena's next image or
+ * ckpt_arena_free). One writer per arena at a time. */
+CkptWriter *ckpt_writer_open_image_in(CkptArena *arena, char *err);
+void ckpt_arena_free(CkptArena *a);
 /* Root attributes and the tokenizer. Must be called once before commit. */
 int ckpt_write_meta(CkptWriter *w, const CkptMeta *meta, char *err);
 /* /<group>/<name> for every row of m's parameter table, and the config as attributes. */
@@ -127,7 +139,8 @@ int ckpt_write_attr_i64(CkptWriter *w, const char *name, int64_t value, char *er
  * mode also `latest` and keep-last-K. Frees w in every case. On failure the temp file
  * is removed and the previous checkpoint is untouched. */
 int ckpt_writer_commit(CkptWriter *w, char *err);
-/* Finish an image writer: *bytes (malloc'd, caller frees) and *len. Frees w. */
+/* Finish an image writer: *bytes (malloc'd, caller frees; in the arena for
+ * ckpt_writer_open_image_in) and *len. Frees w. */
 int ckpt_writer_take_image(CkptWriter *w, void **bytes, size_t *len, char *err);
 /* Abandon a writer: closes and deletes the temp file. NULL is a no-op. */
 void ckpt_writer_free(CkptWriter *w);
@@ -188,9 +201,10 @@ int ckpt_resolve(const char *dir_or_path, const char *which, char *out, size_t o
                  char *err);
 /* The file name of step's checkpoint in a run directory: "ckpt-00000042.h5". */
 void ckpt_file_name(int64_t step, char *out, size_t out_len);
-/* A weight broadcast: meta + /<group> of m as an HDF5 image (malloc'd bytes). */
-int ckpt_image_build(const CkptMeta *meta, const char *group, const GPT *m, void **bytes,
-                     size_t *len, char *err);
+/* A weight broadcast: meta + /<group> of m as an HDF5 image: malloc'd bytes (caller frees), or
+ * with an arena (may be NULL) bytes in the arena (see ckpt_writer_open_image_in). */
+int ckpt_image_build(const CkptMeta *meta, const char *group, const GPT *m, CkptArena *arena,
+                     void **bytes, size_t *len, char *err);
 /* Load /<group> of an image into an initialised model of the same config; meta_out (may
  * be NULL) gets step/policy_version/stage/model (its string pointers are set to NULL). */
 int ckpt_image_load(const void *bytes, size_t len, const char *group, GPT *m,

@@ -187,7 +187,7 @@ static void seeds_ckpt(void) {
     put("fuzz_ckpt", "sft_policy_adamw_tok.h5", img, len);
     free(img);
 
-    if (ckpt_image_build(&meta, "policy", &m, &img, &len, err) != 0) fatal("%s", err);
+    if (ckpt_image_build(&meta, "policy", &m, NULL, &img, &len, err) != 0) fatal("%s", err);
     put("fuzz_ckpt", "weights_broadcast.h5", img, len);
     free(img);
 

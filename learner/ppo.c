@@ -111,6 +111,7 @@ typedef struct {
     int *perm;
     int nonfinite_streak;
     long attempts;          /* minibatch steps tried by this process (fault injection) */
+    CkptArena img_arena;    /* rank 0: the weight image, rebuilt in place every update */
     long skipped;
     int n_published;
 } Ppo;
@@ -255,7 +256,7 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
     void *img = NULL;
     size_t len = 0;
-    CkptWriter *w = ckpt_writer_open_image(err);
+    CkptWriter *w = ckpt_writer_open_image_in(&p->img_arena, err);
     int rc = w ? 0 : -1;
     if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
     if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
@@ -287,7 +288,6 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
                1e3 * ours / ONLINE_BCAST_REPS, 1e3 * raw / ONLINE_BCAST_REPS, raw > 0 ? ours / raw : 0);
         fflush(stdout);
     }
-    free(img);
     *t_sync += time_now() - t0;
 }
 
@@ -1008,6 +1008,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     free(p.item_got);
     msg_buf_free(&p.scratch);
     msg_buf_free(&p.hdr);
+    ckpt_arena_free(&p.img_arena);
     msg_free(&p.msg);
     free(p.tok);
     free(p.plen);

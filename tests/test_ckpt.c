@@ -275,10 +275,29 @@ static void test_image(void) {
     CkptMeta meta = {.stage = "ppo", .step = 9, .policy_version = 17, .model = c};
     void *img = NULL, *img2 = NULL;
     size_t len = 0, len2 = 0;
-    CHECK_MSG(ckpt_image_build(&meta, "policy", &m, &img, &len, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_image_build(&meta, "policy", &m, NULL, &img, &len, err) == 0, "%s", err);
     CHECK(img != NULL && len > m.num_params * sizeof(float));
+    /* built in an arena, again and again (a bigger model in between): the same bytes */
+    CkptArena arena = {0};
+    GPTConfig cb = c;
+    cb.vocab_size = c.vocab_size + 4096; /* a few 64 KiB driver increments more */
+    GPT mb;
+    gpt_init(&mb, &cb);
+    for (int k = 0; k < 3; k++) {
+        void *ai = NULL;
+        size_t al = 0;
+        const GPT *src = k == 1 ? &mb : &m;
+        CkptMeta mk = meta;
+        mk.model = src->config;
+        CHECK_MSG(ckpt_image_build(&mk, "policy", src, &arena, &ai, &al, err) == 0, "%s", err);
+        CHECK(ai == arena.ptr && al <= arena.cap);
+        if (k != 1) CHECK(al == len && memcmp(ai, img, len) == 0);
+        if (k == 1) CHECK(al > len);
+    }
+    gpt_free(&mb);
+    ckpt_arena_free(&arena);
     fill_random(m.params, m.num_params, 12);
-    CHECK_MSG(ckpt_image_build(&meta, "policy", &m, &img2, &len2, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_image_build(&meta, "policy", &m, NULL, &img2, &len2, err) == 0, "%s", err);
     /* two images open at once are two files */
     CkptMeta got;
     CHECK_MSG(ckpt_image_load(img2, len2, "policy", &m2, &got, err) == 0, "%s", err);
@@ -546,7 +565,7 @@ static void test_random_flips(void) {
     CkptMeta meta = {.stage = "ppo", .step = 1, .policy_version = 1, .model = c};
     void *img = NULL;
     size_t len = 0;
-    CHECK_MSG(ckpt_image_build(&meta, "policy", &ref, &img, &len, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_image_build(&meta, "policy", &ref, NULL, &img, &len, err) == 0, "%s", err);
     refused = same = 0;
     for (int i = 0; img && i < trials; i++) {
         unsigned char *p = img;
