@@ -90,11 +90,15 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bash bench/run.sh
 
-# ASan+UBSan: a separate build tree, -O1 for useful traces, the same test runner.
+# ASan+UBSan: a separate build tree, -O1 for useful traces, the same test runner. Leak
+# reports need whole stacks (fast_unwind_on_malloc=0: Open MPI and OpenBLAS are built
+# without frame pointers) and Open MPI's components kept loaded, so that tests/lsan.supp
+# can tell the libraries' process-lifetime allocations from ours.
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -march=native" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
-	@BUILD=build-asan RLHF_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	@BUILD=build-asan RLHF_ASAN=1 OMPI_MCA_mca_base_component_disable_dlclose=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run.sh
 
