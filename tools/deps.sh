@@ -4,12 +4,12 @@
 # missing, installs the Debian packages with apt-get if we are root; otherwise prints
 # the exact apt-get line and stops.
 set -u
-PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools libmsgpack-dev libjansson-dev gnuplot-nox tmux"
+PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools libmsgpack-dev libjansson-dev gnuplot-nox tmux procps"
 missing=""
 for pc in ompi-c openblas hdf5 msgpack jansson; do
   pkg-config --exists "$pc" 2>/dev/null || missing="$missing $pc"
 done
-for prog in mpirun gcc make pkg-config h5dump gnuplot tmux; do
+for prog in mpirun gcc make pkg-config h5dump gnuplot tmux pgrep; do
   command -v "$prog" >/dev/null 2>&1 || missing="$missing $prog"
 done
 [ -z "$missing" ] && exit 0
