@@ -470,9 +470,11 @@ static herr_t out_free(void *p, H5FD_file_image_op_t op, void *udata) {
     return 0;
 }
 
-static void *out_udata_copy(void *udata) { return udata; }
+/* Both image callback sets keep their state in the writer/reader: HDF5's copies of the
+ * file-access property list share the one udata pointer, nothing to copy or free. */
+static void *image_udata_copy(void *udata) { return udata; }
 
-static herr_t out_udata_free(void *udata) {
+static herr_t image_udata_free(void *udata) {
     (void)udata;
     return 0;
 }
@@ -512,7 +514,7 @@ static CkptWriter *writer_create(const char *path, int image, CkptArena *arena, 
     if ((fapl = make_fapl(image, err)) < 0) goto fail;
     if (image) {
         H5FD_file_image_callbacks_t cb = {out_malloc,     out_memcpy,     out_realloc, out_free,
-                                          out_udata_copy, out_udata_free, &w->out};
+                                          image_udata_copy, image_udata_free, &w->out};
         H5TRY(H5Pset_file_image_callbacks(fapl, &cb), "<image>: cannot set image callbacks");
     }
     if ((fcpl = make_ocpl(H5P_FILE_CREATE, err)) < 0) goto fail;
@@ -975,12 +977,6 @@ static herr_t img_free(void *p, H5FD_file_image_op_t op, void *udata) {
     return 0;
 }
 
-static void *img_udata_copy(void *udata) { return udata; }
-
-static herr_t img_udata_free(void *udata) {
-    (void)udata;
-    return 0;
-}
 
 struct CkptReader {
     hid_t file;
@@ -1358,7 +1354,7 @@ CkptReader *ckpt_reader_open_image(const void *bytes, size_t len, char *err) {
     if ((fapl = make_fapl(1, err)) < 0) goto fail;
     r->image = (ImageRef){.buf = bytes, .len = len};
     H5FD_file_image_callbacks_t cb = {img_malloc,     img_memcpy,     img_realloc, img_free,
-                                      img_udata_copy, img_udata_free, &r->image};
+                                      image_udata_copy, image_udata_free, &r->image};
     H5TRY(H5Pset_file_image_callbacks(fapl, &cb), "<image>: cannot set image callbacks");
     H5TRY(H5Pset_file_image(fapl, (void *)bytes, len), "<image>: cannot attach the image");
     H5TRY(r->file = H5Fopen(name, H5F_ACC_RDONLY, fapl),
