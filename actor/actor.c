@@ -86,6 +86,18 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
     a->t_weights += time_now() - t0;
 }
 
+/* Later weights as the raw parameter buffer (ppo.weight_sync = params, online.h): straight
+ * into the model, which nothing reads between work items. */
+static void actor_recv_params(Actor *a, const Msg *hdr) {
+    double t0 = time_now();
+    if (!a->have_model)
+        mpi_fatal("weights version %lld came as %s before any weight image",
+                  (long long)hdr->policy_version, MSG_WEIGHTS_FORMAT_PARAMS);
+    online_weights_recv_params(a->wcomm, hdr, &a->model);
+    a->version = hdr->policy_version;
+    a->t_weights += time_now() - t0;
+}
+
 /* One work item: generate, score, send the rollout. */
 static void actor_run_item(Actor *a, const MPI_Status *st) {
     char err[ERRBUF_LEN], who[64];
@@ -200,6 +212,7 @@ int main(int argc, char **argv) {
     int root = online_learner_root(&roles);
     int tags[3] = {TAG_WEIGHTS_HDR, TAG_CTRL, TAG_STOP};
     long items = 0;
+    int bench_done = 0;
     for (;;) {
         MPI_Status st;
         double t0 = time_now();
@@ -208,18 +221,32 @@ int main(int argc, char **argv) {
         mpi_recv_msg(MPI_COMM_WORLD, &st, &a.buf, &a.lim, &a.msg);
         if (tag == TAG_STOP) break;
         if (tag == TAG_WEIGHTS_HDR) {
-            int first = !a.have_model;
-            actor_load_weights(&a, &a.msg);
-            if (first && getenv("RLHF_BCAST_BENCH")) { /* the learner's comparison */
+            int params = strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0;
+            if (params)
+                actor_recv_params(&a, &a.msg);
+            else
+                actor_load_weights(&a, &a.msg);
+            /* the learner's RLHF_BCAST_BENCH comparison (ppo.c ppo_bcast_bench), at the
+             * first weights of the steady-state format */
+            if (getenv("RLHF_BCAST_BENCH") && !bench_done &&
+                (params || strcmp(a.cfg.ppo.weight_sync, "image") == 0)) {
+                bench_done = 1;
                 for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {
                     MPI_CHECK(MPI_Barrier(a.wcomm));
-                    MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
+                    if (params)
+                        MPI_CHECK(MPI_Bcast(a.model.params, (int)a.model.num_params, MPI_FLOAT,
+                                            0, a.wcomm));
+                    else
+                        MPI_CHECK(MPI_Bcast(a.img, (int)a.msg.nbytes, MPI_BYTE, 0, a.wcomm));
                     MPI_CHECK(MPI_Barrier(a.wcomm));
                     MPI_Status hs;
                     int ht[1] = {TAG_WEIGHTS_HDR};
                     mpi_wait_any_message(MPI_COMM_WORLD, root, ht, 1, &hs);
                     mpi_recv_msg(MPI_COMM_WORLD, &hs, &a.buf, &a.lim, &a.msg);
-                    online_weights_recv(a.wcomm, &a.msg, &a.img, &a.img_cap);
+                    if (params)
+                        online_weights_recv_params(a.wcomm, &a.msg, &a.model);
+                    else
+                        online_weights_recv(a.wcomm, &a.msg, &a.img, &a.img_cap);
                 }
             }
         } else {

@@ -11,6 +11,9 @@
  * repetition pays the fresh-page faults and the median is the steady state. Each of `reps` repetitions (default 5, at least 5):
  *   image: barrier; rank 0 builds the image; the length, then the bytes are broadcast;
  *          ranks > 0 load it (CRC and shape checks) — timed per phase and in total;
+ *   params: barrier; the ppo.weight_sync = params path of common/online.h: the msgpack
+ *          weights header, decoded and checked by every receiver, then the parameter
+ *          buffer broadcast from rank 0's model straight into the others' (header and all);
  *   raw:   barrier; MPI_Bcast of num_params * 4 bytes straight from the parameter buffer.
  * The phases are separated by barriers (so the broadcast time does not include waiting for
  * rank 0's build); phase times are the slowest rank's (MPI_MAX); the median over repetitions is reported,
@@ -29,6 +32,8 @@
 #include "ckpt.h"
 #include "gpt.h"
 #include "mpi_util.h"
+#include "msg.h"
+#include "online.h"
 #include "util.h"
 
 #define MIN_REPS 5
@@ -58,9 +63,9 @@ static double max_all(double x) {
     return y;
 }
 
-enum { P_BUILD, P_BCAST, P_LOAD, P_TOTAL, P_RAW, NP };
+enum { P_BUILD, P_BCAST, P_LOAD, P_TOTAL, P_PARAMS, P_RAW, NP };
 static const char *PNAMES[NP] = {"image_build", "image_bcast", "image_load", "image_total",
-                                 "raw_bcast"};
+                                 "params_total", "raw_bcast"};
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
@@ -92,6 +97,11 @@ int main(int argc, char **argv) {
     CkptArena arena = {0}; /* rank 0's image, rebuilt in place, as learner/ppo.c does */
     void *recv = NULL;     /* the other ranks' receive buffer, kept between broadcasts */
     size_t recv_cap = 0;
+    MsgBuf hdr;
+    Msg hmsg;
+    msg_buf_init(&hdr);
+    msg_init(&hmsg);
+    MsgLimits lim = {.vocab_size = c.vocab_size, .max_seq_len = c.max_seq_len, .max_batch = 1};
 
     for (int r = 0; r < reps; r++) {
         /* the learner's weight sync */
@@ -127,14 +137,46 @@ int main(int argc, char **argv) {
         if (ckpt_crc32(0, m.params, bytes) != crc_root)
             mpi_fatal("rank %d: parameters after the image broadcast differ from rank 0's", rank);
 
-        /* raw broadcast of the same parameter bytes */
-        if (rank != 0) memset(m.params, 0, bytes);
-        MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-        t0 = time_now();
-        bcast_bytes(m.params, bytes);
-        t[P_RAW][r] = max_all(time_now() - t0);
-        if (ckpt_crc32(0, m.params, bytes) != crc_root)
-            mpi_fatal("rank %d: parameters after the raw broadcast differ from rank 0's", rank);
+        /* the two parameter-buffer broadcasts, in alternating order (neither always runs
+         * right after the image phase) */
+        for (int q = 0; q < 2; q++) {
+            if ((q + r) % 2 == 0) {
+                /* ppo.weight_sync = params (common/online.h): the msgpack weights header
+                 * (here by MPI_Bcast; the job sends it to each actor), decoded and checked
+                 * by the receivers, then the parameter buffer straight into theirs */
+                if (rank != 0) memset(m.params, 0, bytes);
+                MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+                t0 = time_now();
+                uint64_t hlen = 0;
+                if (rank == 0) {
+                    msg_encode_weights(&hdr, r, bytes, online_layout_crc(&c),
+                                       MSG_WEIGHTS_FORMAT_PARAMS);
+                    hlen = hdr.len;
+                }
+                MPI_CHECK(MPI_Bcast(&hlen, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+                msg_buf_reserve(&hdr, (size_t)hlen);
+                MPI_CHECK(MPI_Bcast(hdr.data, (int)hlen, MPI_BYTE, 0, MPI_COMM_WORLD));
+                if (rank == 0) {
+                    online_params_bcast(MPI_COMM_WORLD, m.params, m.num_params);
+                } else {
+                    if (msg_decode(hdr.data, (size_t)hlen, &lim, &hmsg, err) != 0)
+                        mpi_fatal("%s", err);
+                    online_weights_recv_params(MPI_COMM_WORLD, &hmsg, &m);
+                }
+                t[P_PARAMS][r] = max_all(time_now() - t0);
+                if (ckpt_crc32(0, m.params, bytes) != crc_root)
+                    mpi_fatal("rank %d: parameters after the params broadcast differ", rank);
+            } else {
+                /* raw broadcast of the same parameter bytes */
+                if (rank != 0) memset(m.params, 0, bytes);
+                MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+                t0 = time_now();
+                bcast_bytes(m.params, bytes);
+                t[P_RAW][r] = max_all(time_now() - t0);
+                if (ckpt_crc32(0, m.params, bytes) != crc_root)
+                    mpi_fatal("rank %d: parameters after the raw broadcast differ", rank);
+            }
+        }
     }
 
     if (rank == 0) {
@@ -151,10 +193,16 @@ int main(int argc, char **argv) {
         printf("  image total / raw bcast: %.2fx the time\n", med[P_TOTAL] / med[P_RAW]);
         printf("RESULT\tbcast.%s.np%d.image_over_raw\t%.3f\tratio\n", preset, size,
                med[P_TOTAL] / med[P_RAW]);
+        printf("  params (header + bcast into the model) / raw bcast: %.2fx the time\n",
+               med[P_PARAMS] / med[P_RAW]);
+        printf("RESULT\tbcast.%s.np%d.params_over_raw\t%.3f\tratio\n", preset, size,
+               med[P_PARAMS] / med[P_RAW]);
         fflush(stdout);
     }
     for (int k = 0; k < NP; k++) free(t[k]);
     free(recv);
+    msg_buf_free(&hdr);
+    msg_free(&hmsg);
     ckpt_arena_free(&arena);
     gpt_free(&m);
     MPI_Finalize();

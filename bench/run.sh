@@ -13,7 +13,8 @@
 #      "default" = the environment as it is; "best" = tcmalloc preloaded, the OpenMP
 #      OpenBLAS first on the library path, OPENBLAS_CORETYPE unset;
 #   4. checkpoint I/O of the 124M model vs raw write+fsync/read (build/bench/bench_io);
-#   5. weight sync: HDF5 image + MPI_Bcast vs raw MPI_Bcast (build/bench/bench_bcast
+#   5. weight sync: HDF5 image + MPI_Bcast, and the parameter-buffer path of
+#      ppo.weight_sync=params, vs raw MPI_Bcast (build/bench/bench_bcast
 #      under mpirun -np $BENCH_NP, oversubscribed).
 # Actor scaling (rollouts/s with 1, 2, 4 actors) is not measured here (see docs/bench.md).
 #
@@ -231,6 +232,9 @@ if want bcast; then
     "$NP" "$(fmt "$it")" "$(fmt "$rb")" "$(ratio "$it" "$rb")"
   printf '  (build %s ms, bcast %s ms, load %s ms)\n' "$(fmt "$(val "bcast.gpt2.np$NP.image_build.ms")")" \
     "$(fmt "$(val "bcast.gpt2.np$NP.image_bcast.ms")")" "$(fmt "$(val "bcast.gpt2.np$NP.image_load.ms")")"
+  pt=$(val "bcast.gpt2.np$NP.params_total.ms")
+  printf 'weight sync 124M, %d ranks, ppo.weight_sync=params (the default): %s ms, params/raw %s (goal <= 1.2)\n' \
+    "$NP" "$(fmt "$pt")" "$(ratio "$pt" "$rb")"
 fi
 echo "note: bench_model's numbers are one measurement per process (after a warm-up); their"
 echo "median is over $REPS processes. Load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg)."

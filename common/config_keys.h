@@ -106,6 +106,7 @@
     X(ppo, ent_coef, FLOAT, 0.0, 0.0, 100.0, "entropy bonus weight") \
     X(ppo, no_eos_penalty, FLOAT, 0.0, 0.0, 1e6, "subtracted from the score of a response that ends without EOS") \
     X(ppo, max_staleness, INT, 0, 0, 1000000, "rollouts from policies older than this many versions are dropped (0 = synchronous, reproducible)") \
+    X(ppo, weight_sync, ENUM, "params", "params|image", 0, "how new weights reach the actors: params = the parameter buffer by MPI_Bcast (the first weights of a launch go as an HDF5 image), image = an HDF5 image every update") \
     X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
     X(ppo, reward_ckpt, STR, "", 0, 0, "reward model: checkpoint file or run directory (its latest checkpoint)") \
     X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy: checkpoint file or run directory (empty = model.init)") \

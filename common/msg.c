@@ -378,8 +378,9 @@ void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInf
 }
 
 void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
-                        uint32_t crc32) {
+                        uint32_t crc32, const char *format) {
     ASSERT(policy_version >= 0 && nbytes > 0);
+    ASSERT(strcmp(format, MSG_WEIGHTS_FORMAT) == 0 || strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS) == 0);
     msgpack_packer pk;
     begin(buf, &pk);
     pack_header(&pk, 6, MSG_TYPE_WEIGHTS);
@@ -390,7 +391,7 @@ void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
     pack_key(&pk, "crc32");
     msgpack_pack_uint32(&pk, crc32);
     pack_key(&pk, "format");
-    pack_key(&pk, MSG_WEIGHTS_FORMAT);
+    pack_key(&pk, format);
 }
 
 void msg_encode_stop(MsgBuf *buf, const char *reason) {
@@ -421,7 +422,7 @@ void msg_encode(MsgBuf *buf, const Msg *m) {
         msg_encode_rollout(buf, m->policy_version, &m->rollout, &m->batch);
         return;
     case MSG_TYPE_WEIGHTS:
-        msg_encode_weights(buf, m->policy_version, m->nbytes, m->crc32);
+        msg_encode_weights(buf, m->policy_version, m->nbytes, m->crc32, m->format);
         return;
     case MSG_TYPE_STOP: msg_encode_stop(buf, m->reason); return;
     default: fatal("msg_encode: message type %d cannot be encoded", (int)m->type);
@@ -886,10 +887,14 @@ static int dec_weights(Dec *d, Msg *m) {
     if (get_uint(d, K_CRC32, 0, UINT32_MAX, &u)) return -1;
     m->crc32 = (uint32_t)u;
     if (get_str(d, K_FORMAT, &s, &n)) return -1;
-    if (n != strlen(MSG_WEIGHTS_FORMAT) || memcmp(s, MSG_WEIGHTS_FORMAT, n) != 0)
-        return dec_err(d, K_FORMAT, "expected \"%s\" (%zu bytes given)", MSG_WEIGHTS_FORMAT, n);
-    snprintf(m->format, sizeof m->format, "%s", MSG_WEIGHTS_FORMAT);
-    return 0;
+    static const char *formats[] = {MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (n == strlen(formats[i]) && memcmp(s, formats[i], n) == 0) {
+            snprintf(m->format, sizeof m->format, "%s", formats[i]);
+            return 0;
+        }
+    return dec_err(d, K_FORMAT, "expected \"%s\" or \"%s\" (%zu bytes given)", MSG_WEIGHTS_FORMAT,
+                   MSG_WEIGHTS_FORMAT_PARAMS, n);
 }
 
 static int dec_stop(Dec *d, Msg *m) {

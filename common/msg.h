@@ -31,9 +31,15 @@
  *                the response ended with EOS), t_generate, t_score, t_total (float
  *                seconds >= 0: generating, waiting for scores, whole batch)
  *              O categories i32[n], extra map {name -> f32[n]}
- *   weights    R policy_version int>=0, nbytes u64 (> 0), crc32 u32 (CRC-32/IEEE of the
- *                payload, ckpt_crc32(0, payload, nbytes)), format str "hdf5-image". This is only the header:
- *                the nbytes payload follows as a separate MPI message / broadcast.
+ *   weights    R policy_version int>=0, nbytes u64 (> 0), crc32 u32, format str, one of
+ *                "hdf5-image": the payload is a checkpoint image (ckpt.h) and crc32 is
+ *                  the CRC-32/IEEE of the payload, ckpt_crc32(0, payload, nbytes);
+ *                "f32-params": the payload is the policy's parameter buffer (GPT.params,
+ *                  little-endian binary32, the order of gpt_tensors_build) and crc32 is
+ *                  the CRC-32 of the model's layout (online_layout_crc), so a receiver
+ *                  holding another model shape refuses it before any byte moves.
+ *                This is only the header: the nbytes payload follows as a separate
+ *                MPI message / broadcast.
  *   stop       R reason str (valid UTF-8, < MSG_REASON_LEN bytes)
  * Keys may come in any order; a key given twice is an error.
  *
@@ -62,6 +68,7 @@
 #define MSG_REASON_LEN 256  /* stop reason: < 256 bytes */
 #define MSG_MAX_EXTRA 8     /* extra (per-judge) score arrays per message */
 #define MSG_WEIGHTS_FORMAT "hdf5-image"
+#define MSG_WEIGHTS_FORMAT_PARAMS "f32-params"
 
 typedef enum {
     MSG_TYPE_NONE = 0,
@@ -182,8 +189,9 @@ void msg_encode_score_rep(MsgBuf *buf, uint64_t req_id, const MsgBatch *b);
 /* Sends every array of b (ref_logprobs always: the batch must have has_ref set). */
 void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInfo *info,
                         const MsgBatch *b);
+/* format: MSG_WEIGHTS_FORMAT or MSG_WEIGHTS_FORMAT_PARAMS */
 void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
-                        uint32_t crc32);
+                        uint32_t crc32, const char *format);
 /* reason: printable text (UTF-8), truncated to MSG_REASON_LEN-1 bytes at a character
  * boundary. */
 void msg_encode_stop(MsgBuf *buf, const char *reason);

@@ -32,7 +32,7 @@ int online_load_config(RlhfConfig *c, int argc, char **argv, char *err) {
 void online_weights_send(const MpiRoles *r, MPI_Comm wcomm, const void *img,
                                     size_t len, int64_t version, MsgBuf *buf) {
     ASSERT((uint64_t)len <= ONLINE_MAX_IMAGE_BYTES);
-    msg_encode_weights(buf, version, (uint64_t)len, ckpt_crc32(0, img, len));
+    msg_encode_weights(buf, version, (uint64_t)len, ckpt_crc32(0, img, len), MSG_WEIGHTS_FORMAT);
     for (int a = 0; a < r->count[ROLE_ACTOR]; a++)
         mpi_send_bytes(MPI_COMM_WORLD, r->ranks[ROLE_ACTOR][a], TAG_WEIGHTS_HDR, buf->data,
                        buf->len);
@@ -61,6 +61,51 @@ void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap
     if (crc != hdr->crc32)
         mpi_fatal("weights version %lld: CRC-32 %08x of the received bytes, header says %08x",
                   (long long)hdr->policy_version, crc, hdr->crc32);
+}
+
+uint32_t online_layout_crc(const GPTConfig *c) {
+    char s[160];
+    int n = snprintf(s, sizeof s, "gpt V%d T%d L%d NH%d C%d head%d f32", c->vocab_size,
+                     c->max_seq_len, c->n_layer, c->n_head, c->n_embd, (int)c->head);
+    return ckpt_crc32(0, s, (size_t)n);
+}
+
+void online_params_bcast(MPI_Comm wcomm, float *x, size_t n) {
+    const size_t piece = (size_t)1 << 28; /* 1 GiB */
+    mpi_watch_begin("weight broadcast (learner -> actors)");
+    for (size_t o = 0; o < n; o += piece) {
+        size_t k = n - o < piece ? n - o : piece;
+        MPI_CHECK(MPI_Bcast(x + o, (int)k, MPI_FLOAT, 0, wcomm));
+    }
+    mpi_watch_end();
+}
+
+void online_weights_send_params(const MpiRoles *r, MPI_Comm wcomm, const GPT *m,
+                                int64_t version, MsgBuf *buf) {
+    msg_encode_weights(buf, version, (uint64_t)m->num_params * sizeof(float),
+                       online_layout_crc(&m->config), MSG_WEIGHTS_FORMAT_PARAMS);
+    for (int a = 0; a < r->count[ROLE_ACTOR]; a++)
+        mpi_send_bytes(MPI_COMM_WORLD, r->ranks[ROLE_ACTOR][a], TAG_WEIGHTS_HDR, buf->data,
+                       buf->len);
+    online_params_bcast(wcomm, m->params, m->num_params);
+}
+
+void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
+    const GPTConfig *c = &m->config;
+    if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS) != 0)
+        mpi_fatal("weights header has format '%s', expected '%s'", hdr->format,
+                  MSG_WEIGHTS_FORMAT_PARAMS);
+    if (hdr->nbytes != (uint64_t)m->num_params * sizeof(float))
+        mpi_fatal("weights version %lld: %llu parameter bytes announced, this actor's model "
+                  "(L%d C%d V%d) holds %zu",
+                  (long long)hdr->policy_version, (unsigned long long)hdr->nbytes, c->n_layer,
+                  c->n_embd, c->vocab_size, m->num_params * sizeof(float));
+    if (hdr->crc32 != online_layout_crc(c))
+        mpi_fatal("weights version %lld: layout %08x announced, this actor's model (L%d NH%d "
+                  "C%d V%d T%d) has %08x: learner and actor hold different architectures",
+                  (long long)hdr->policy_version, hdr->crc32, c->n_layer, c->n_head, c->n_embd,
+                  c->vocab_size, c->max_seq_len, online_layout_crc(c));
+    online_params_bcast(wcomm, m->params, m->num_params);
 }
 
 int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,

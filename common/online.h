@@ -9,9 +9,14 @@
  *                                            policy_version = the version it is for,
  *                                            prompt_ids = global prompt indices,
  *                                            sample_ids = sampling keys (see ppo.c).
- *   learner 0 -> actor     TAG_WEIGHTS_HDR   weights header (version, nbytes, crc32), then
- *                                            the HDF5 image bytes by MPI_Bcast on the
- *                                            weights communicator (below).
+ *   learner 0 -> actor     TAG_WEIGHTS_HDR   weights header (version, nbytes, crc32,
+ *                                            format), then the payload by MPI_Bcast on
+ *                                            the weights communicator (below): an HDF5
+ *                                            image (format hdf5-image: the first weights
+ *                                            of a launch, and every update with
+ *                                            ppo.weight_sync = image) or the raw
+ *                                            parameter buffer (f32-params, later updates
+ *                                            with ppo.weight_sync = params).
  *   actor -> reward        TAG_SCORE_REQ     score_req (prompt + response tokens, want_ref)
  *   reward -> actor        TAG_SCORE_REP     score_rep (scores, reference log-probs, extra
  *                                            "t_server": the server's seconds per sequence)
@@ -85,6 +90,24 @@ void online_weights_send(const MpiRoles *r, MPI_Comm wcomm, const void *img,
  * (grown as needed) and check size and CRC (a mismatch is fatal: the transport corrupted
  * the weights). */
 void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap);
+
+/* Weight sync without the image (ppo.weight_sync = params). The first weights of a launch
+ * always travel as an HDF5 image, through the same loader as a checkpoint file, which
+ * checks every shape, checksum and value; after it, the learner and every actor hold the
+ * same architecture and the payload of an update is the learner's parameter buffer itself:
+ * no image to build, no copy, no checksum pass — the broadcast goes from the learner's
+ * GPT.params straight into the actor's (the actor takes weights only between work items,
+ * when nothing reads them). The header says how many bytes and which layout
+ * (online_layout_crc); a mismatch is fatal before the broadcast. The payload is trusted as
+ * MPI delivers it, like the gradients of MPI_Allreduce; the learner never publishes
+ * non-finite weights (a non-finite step is skipped, ppo.c). */
+uint32_t online_layout_crc(const GPTConfig *c);
+void online_weights_send_params(const MpiRoles *r, MPI_Comm wcomm, const GPT *m,
+                                int64_t version, MsgBuf *buf);
+void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m);
+/* The broadcast itself (both ends; root 0 of wcomm): n floats in pieces of 1 GiB (MPI
+ * counts are int), under the watchdog. */
+void online_params_bcast(MPI_Comm wcomm, float *x, size_t n);
 
 /* The tokenizer for a program that has no Trainer: tokenizer.path, else the one stored
  * in checkpoint `ckpt` (a resolved file path). 0, or -1 with err. */

@@ -103,7 +103,7 @@ static void seeds_msg(void) {
     msg_encode_rollout(&buf, 3, &info, &b);
     put("fuzz_msg", "rollout.msgpack", buf.data, buf.len);
 
-    msg_encode_weights(&buf, 4, 123456, 0xdeadbeefu);
+    msg_encode_weights(&buf, 4, 123456, 0xdeadbeefu, MSG_WEIGHTS_FORMAT);
     put("fuzz_msg", "weights.msgpack", buf.data, buf.len);
 
     msg_encode_stop(&buf, "learner finished: 100 updates");

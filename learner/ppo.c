@@ -113,7 +113,8 @@ typedef struct {
     long attempts;          /* minibatch steps tried by this process (fault injection) */
     CkptArena img_arena;    /* rank 0: the weight image, rebuilt in place every update */
     long skipped;
-    int n_published;
+    int n_published;        /* weight publishes of this launch (the first is an image) */
+    int bench_done;         /* RLHF_BCAST_BENCH ran */
 } Ppo;
 
 /* A user error in the online stage: the actors and reward servers of the launch would
@@ -247,47 +248,73 @@ static void ppo_resume_extra(Ppo *p) {
 // ----------------------------------------------------------------------------
 // weights to the actors
 
+/* The RLHF_BCAST_BENCH comparison at the first publish of the steady-state format: the
+ * publish path (header to each actor + broadcast) against a plain blocking MPI_Bcast of the
+ * same bytes, each started after a barrier, alternating, ONLINE_BCAST_REPS times
+ * (actor.c takes part). */
+static void ppo_bcast_bench(Ppo *p, int64_t version, void *img, size_t len) {
+    Trainer *t = p->t;
+    double raw = 0, ours = 0;
+    size_t bytes = img ? len : t->model.num_params * sizeof(float);
+    for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {
+        MPI_CHECK(MPI_Barrier(p->wcomm));
+        double t1 = time_now();
+        if (img)
+            MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
+        else
+            MPI_CHECK(MPI_Bcast(t->model.params, (int)t->model.num_params, MPI_FLOAT, 0, p->wcomm));
+        raw += time_now() - t1;
+        MPI_CHECK(MPI_Barrier(p->wcomm));
+        t1 = time_now();
+        if (img)
+            online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+        else
+            online_weights_send_params(p->roles, p->wcomm, &t->model, version, &p->hdr);
+        ours += time_now() - t1;
+    }
+    printf("learner %s: weight broadcast (%s) of %zu bytes to %d actor(s), mean of %d: "
+           "header + bcast %.3f ms, raw MPI_Bcast %.3f ms (ratio %.2f)\n",
+           t->stage, img ? MSG_WEIGHTS_FORMAT : MSG_WEIGHTS_FORMAT_PARAMS, bytes,
+           p->roles->count[ROLE_ACTOR], ONLINE_BCAST_REPS, 1e3 * ours / ONLINE_BCAST_REPS,
+           1e3 * raw / ONLINE_BCAST_REPS, raw > 0 ? ours / raw : 0);
+    fflush(stdout);
+}
+
+/* New weights (version `version`) to the actors: an HDF5 image the first time and with
+ * ppo.weight_sync = image, otherwise the parameter buffer (online.h). */
 static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     Trainer *t = p->t;
     if (t->rank != 0) return;
     double t0 = time_now();
-    char err[ERRBUF_LEN];
-    CkptMeta meta = {.step = version, .policy_version = version, .model = t->model.config};
-    snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
-    void *img = NULL;
-    size_t len = 0;
-    CkptWriter *w = ckpt_writer_open_image_in(&p->img_arena, err);
-    int rc = w ? 0 : -1;
-    if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
-    if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
-    if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, t->tok.eos_id, err);
-    if (rc == 0) {
-        rc = ckpt_writer_take_image(w, &img, &len, err);
+    int image_mode = strcmp(t->cfg.ppo.weight_sync, "image") == 0;
+    int image = p->n_published == 0 || image_mode;
+    /* the comparison at the first publish of the steady-state format */
+    int bench = getenv("RLHF_BCAST_BENCH") && !p->bench_done && (image_mode || !image);
+    if (!image) {
+        online_weights_send_params(p->roles, p->wcomm, &t->model, version, &p->hdr);
+        if (bench) ppo_bcast_bench(p, version, NULL, 0);
     } else {
-        ckpt_writer_free(w);
-    }
-    if (rc != 0) mpi_fatal("building the weight image: %s", err);
-    online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
-    if (getenv("RLHF_BCAST_BENCH") && p->n_published++ == 0) {
-        /* RLHF_BCAST_BENCH: the publish path (header to each actor + MPI_Bcast) against a plain blocking MPI_Bcast of the same bytes, each started
-         * after a barrier, alternating, ONLINE_BCAST_REPS times (actor.c takes part) */
-        double raw = 0, ours = 0;
-        for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {
-            MPI_CHECK(MPI_Barrier(p->wcomm));
-            double t1 = time_now();
-            MPI_CHECK(MPI_Bcast(img, (int)len, MPI_BYTE, 0, p->wcomm));
-            raw += time_now() - t1;
-            MPI_CHECK(MPI_Barrier(p->wcomm));
-            t1 = time_now();
-            online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
-            ours += time_now() - t1;
+        char err[ERRBUF_LEN];
+        CkptMeta meta = {.step = version, .policy_version = version, .model = t->model.config};
+        snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
+        void *img = NULL;
+        size_t len = 0;
+        CkptWriter *w = ckpt_writer_open_image_in(&p->img_arena, err);
+        int rc = w ? 0 : -1;
+        if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
+        if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
+        if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, t->tok.eos_id, err);
+        if (rc == 0) {
+            rc = ckpt_writer_take_image(w, &img, &len, err);
+        } else {
+            ckpt_writer_free(w);
         }
-        printf("learner %s: weight broadcast of %zu bytes to %d actor(s), mean of %d: "
-               "header + bcast %.3f ms, raw MPI_Bcast %.3f ms (ratio %.2f)\n",
-               t->stage, len, p->roles->count[ROLE_ACTOR], ONLINE_BCAST_REPS,
-               1e3 * ours / ONLINE_BCAST_REPS, 1e3 * raw / ONLINE_BCAST_REPS, raw > 0 ? ours / raw : 0);
-        fflush(stdout);
+        if (rc != 0) mpi_fatal("building the weight image: %s", err);
+        online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+        if (bench) ppo_bcast_bench(p, version, img, len);
     }
+    if (bench) p->bench_done = 1;
+    p->n_published++;
     *t_sync += time_now() - t0;
 }
 

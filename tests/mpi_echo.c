@@ -234,7 +234,7 @@ static void run_learner(const MpiRoles *r, int rounds) {
     int peers = 0;
     for (int w = 0; w < r->world_size; w++) {
         if (r->role_of[w] == ROLE_LEARNER) continue;
-        msg_encode_weights(&buf, 0, WEIGHT_BYTES, crc);
+        msg_encode_weights(&buf, 0, WEIGHT_BYTES, crc, MSG_WEIGHTS_FORMAT);
         mpi_send_bytes(MPI_COMM_WORLD, w, TAG_WEIGHTS_HDR, buf.data, buf.len);
         mpi_send_bytes(MPI_COMM_WORLD, w, TAG_WEIGHTS_DATA, payload, WEIGHT_BYTES);
         peers++;

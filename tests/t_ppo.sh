@@ -4,7 +4,8 @@
 #   - PPO on an easy rule reward (rule:contains:help) raises the mean score clearly above
 #     the SFT policy's; the actor and learner log-probs agree to float precision;
 #   - synchronous mode is exactly reproducible: the same seed twice, and 1 / 2 / 4 actors,
-#     give bit-identical checkpoints (build/rlhf-ckpt diff);
+#     give bit-identical checkpoints (build/rlhf-ckpt diff), and so does
+#     ppo.weight_sync=image (an HDF5 image every update) against =params;
 #   - resume: N updates == N/2 (run.stop_at_step) + run.resume=auto + N/2, bit-identical;
 #   - the reward-model path: judge.kind = rm with a critic initialised from the RM trunk,
 #     and the gold judge's score of the rollouts logged (judge.monitor_gold);
@@ -83,6 +84,9 @@ launch 1 2 4 ppo "$T/a4" $SYNC > "$T/a4.log" 2>&1 || { cat "$T/a4.log"; fail "ru
 "$B/rlhf-ckpt" diff "$T/a2" "$T/b2" || fail "same seed, different weights"
 "$B/rlhf-ckpt" diff "$T/a2" "$T/a1" || fail "1 vs 2 actors differ"
 "$B/rlhf-ckpt" diff "$T/a2" "$T/a4" || fail "2 vs 4 actors (and 1 vs 2 reward servers) differ"
+# weights as an HDF5 image every update instead of the parameter buffer: the same run
+launch 1 1 2 ppo "$T/wi" $SYNC ppo.weight_sync=image > "$T/wi.log" 2>&1 || { cat "$T/wi.log"; fail "run wi"; }
+"$B/rlhf-ckpt" diff "$T/a2" "$T/wi" || fail "weight_sync=image and =params differ"
 launch 1 1 2 ppo "$T/s9" $SYNC run.seed=9 > "$T/s9.log" 2>&1 || { cat "$T/s9.log"; fail "run s9"; }
 if "$B/rlhf-ckpt" diff "$T/a2" "$T/s9" > /dev/null 2>&1; then fail "another seed gave the same weights"; fi
 

@@ -117,7 +117,7 @@ static void make_example(int which, MsgBuf *buf) {
     case EX_REP_REF_EXTRA: make_batch(&b, &r, 4, 0, 1, 2); msg_encode_score_rep(buf, 10, &b); break;
     case EX_ROLLOUT: make_batch(&b, &r, 3, 0, 1, 0); msg_encode_rollout(buf, 5, &info, &b); break;
     case EX_ROLLOUT_FULL: make_batch(&b, &r, 4, 1, 1, 3); msg_encode_rollout(buf, 6, &info, &b); break;
-    case EX_WEIGHTS: msg_encode_weights(buf, 12, 123456789, 0xDEADBEEFu); break;
+    case EX_WEIGHTS: msg_encode_weights(buf, 12, 123456789, 0xDEADBEEFu, MSG_WEIGHTS_FORMAT); break;
     case EX_STOP: msg_encode_stop(buf, "done: 100 updates"); break;
     }
     msg_batch_free(&b);
@@ -234,11 +234,16 @@ static void test_roundtrip_weights_stop(void) {
     char err[ERRBUF_LEN];
     msg_buf_init(&buf);
     msg_init(&m);
-    msg_encode_weights(&buf, INT64_MAX, UINT64_MAX, 0xFFFFFFFFu);
+    msg_encode_weights(&buf, INT64_MAX, UINT64_MAX, 0xFFFFFFFFu, MSG_WEIGHTS_FORMAT);
     CHECK_MSG(msg_decode(buf.data, buf.len, &LIM, &m, err) == 0, "%s", err);
     CHECK_EQ_INT(m.type, MSG_TYPE_WEIGHTS);
     CHECK(m.policy_version == INT64_MAX && m.nbytes == UINT64_MAX && m.crc32 == 0xFFFFFFFFu);
     CHECK(strcmp(m.format, MSG_WEIGHTS_FORMAT) == 0);
+    check_reencode(&buf, &m);
+    msg_encode_weights(&buf, 3, 4 * 1000, 0x1234u, MSG_WEIGHTS_FORMAT_PARAMS);
+    CHECK_MSG(msg_decode(buf.data, buf.len, &LIM, &m, err) == 0, "%s", err);
+    CHECK(m.policy_version == 3 && m.nbytes == 4000 && m.crc32 == 0x1234u);
+    CHECK(strcmp(m.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0);
     check_reencode(&buf, &m);
 
     msg_encode_stop(&buf, "learner finished: 10 updates, ½ done ✓");
