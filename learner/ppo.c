@@ -70,6 +70,18 @@
 
 typedef enum { ALGO_PPO = 0, ALGO_GRPO = 1, ALGO_RLOO = 2 } Algo;
 
+/* The work items of one update and what came back (rank 0; on the other learner ranks only
+ * roll[] is used, to receive the shared rollouts). */
+typedef struct {
+    int64_t update;         /* the update these items are for, -1: free */
+    MsgBuf *req;            /* (n_items) encoded work items */
+    MsgBuf *roll;           /* (n_items) the received rollouts, raw */
+    MPI_Request *sreq;      /* (n_items) the item sends (MPI_Isend) */
+    int *actor;             /* (n_items) world rank it was given to, -1 none */
+    int *got;               /* (n_items) its rollout is in */
+    int n_got;
+} PpoSlot;
+
 typedef struct {
     Trainer *t;
     MpiRoles *roles;
@@ -88,10 +100,16 @@ typedef struct {
     /* work items of one update */
     int B;                  /* responses per update */
     int n_items, ab;
-    MsgBuf *item_req;       /* (n_items) encoded work items (rank 0) */
-    MsgBuf *item_roll;      /* (n_items) the received rollouts, raw */
-    int *item_actor;        /* world rank it was given to, -1 none */
-    int *item_got;
+    /* work items of the updates in flight: update w lives in slots[w % n_slots]; with
+     * S = ppo.max_staleness there are S + 1 (the update being trained and the S after it
+     * whose items may already be out) */
+    int S, n_slots;
+    PpoSlot *slots;
+    int64_t version;        /* rank 0: the policy version last published to the actors */
+    int64_t next_w;         /* rank 0: the next item to hand out is (next_w, next_k) */
+    int next_k;
+    int depth;              /* items an actor may hold at once (1 sync, 2 async) */
+    int *outstanding;       /* per actor (role rank): items given, rollout not yet back */
     MsgBuf scratch, hdr;
     Msg msg;
     FILE *rollout_log;
@@ -315,6 +333,7 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     }
     if (bench) p->bench_done = 1;
     p->n_published++;
+    p->version = version;
     *t_sync += time_now() - t0;
 }
 
@@ -330,11 +349,18 @@ static void ppo_send_stop(Ppo *p, const char *why) {
 // ----------------------------------------------------------------------------
 // rollouts (rank 0)
 
-/* Encode the work items of update u: the next rollout_batch / G prompts, G samples each. */
-static void ppo_make_items(Ppo *p, int64_t u) {
+static PpoSlot *ppo_slot(Ppo *p, int64_t w) { return &p->slots[w % p->n_slots]; }
+
+/* Encode the work items of update w into its slot: the next rollout_batch / G prompts, G
+ * samples each. The slot must be free (its previous update assembled). */
+static void ppo_make_items(Ppo *p, int64_t w) {
     Trainer *t = p->t;
     const RlhfConfig *c = &t->cfg;
     char err[ERRBUF_LEN];
+    PpoSlot *sl = ppo_slot(p, w);
+    ASSERT(sl->update < 0);
+    /* the sends of the slot's previous items: complete (their rollouts came back) */
+    mpi_wait_all(p->n_items, sl->sreq, "sending work items");
     int P = p->B / p->G;
     int64_t *idx = xmalloc((size_t)P * sizeof(int64_t));
     int n = data_sampler_next(&p->sampler, P, 0, 1, idx);
@@ -357,6 +383,8 @@ static void ppo_make_items(Ppo *p, int64_t u) {
         pn[i] = np;
         data_record_free(&rec);
     }
+    /* the oldest policy version that may generate them: w - S (w itself when synchronous) */
+    int64_t min_version = w - p->S > 0 ? w - p->S : 0;
     MsgBatch b;
     msg_batch_init(&b);
     for (int k = 0; k < p->n_items; k++) {
@@ -364,14 +392,16 @@ static void ppo_make_items(Ppo *p, int64_t u) {
         int j0 = k * p->ab, j1 = j0 + p->ab < p->B ? j0 + p->ab : p->B;
         for (int j = j0; j < j1; j++) {
             int pi = j / p->G;
-            msg_batch_append_seq(&b, (uint64_t)idx[pi], (uint64_t)u * (uint64_t)p->G + (uint64_t)(j % p->G),
+            msg_batch_append_seq(&b, (uint64_t)idx[pi], (uint64_t)w * (uint64_t)p->G + (uint64_t)(j % p->G),
                                  ptok[pi], pn[pi], NULL, 0);
         }
-        msg_encode_score_req(&p->item_req[k], (uint64_t)u * (uint64_t)p->n_items + (uint64_t)k,
-                             u, 0, &b);
-        p->item_actor[k] = -1;
-        p->item_got[k] = 0;
+        msg_encode_score_req(&sl->req[k], (uint64_t)w * (uint64_t)p->n_items + (uint64_t)k,
+                             min_version, 0, &b);
+        sl->actor[k] = -1;
+        sl->got[k] = 0;
     }
+    sl->update = w;
+    sl->n_got = 0;
     msg_batch_free(&b);
     for (int i = 0; i < P; i++) free(ptok[i]);
     free(ptok);
@@ -379,45 +409,69 @@ static void ppo_make_items(Ppo *p, int64_t u) {
     free(idx);
 }
 
-static void ppo_give(Ppo *p, int k, int actor) {
-    p->item_actor[k] = actor;
-    mpi_send_bytes(MPI_COMM_WORLD, actor, TAG_CTRL, p->item_req[k].data, p->item_req[k].len);
+/* Hand out every item that may go now, in canonical order: item (w, k) once the actors
+ * hold version >= w - S, to the actor holding the fewest items (below the depth). The
+ * sends are non-blocking: an actor busy generating does not stall the learner. */
+static void ppo_hand_out(Ppo *p) {
+    const MpiRoles *r = p->roles;
+    int na = r->count[ROLE_ACTOR];
+    while (p->next_w < p->t->cfg.ppo.updates && p->next_w <= p->version + p->S) {
+        int best = -1;
+        for (int a = 0; a < na; a++)
+            if (p->outstanding[a] < p->depth && (best < 0 || p->outstanding[a] < p->outstanding[best]))
+                best = a;
+        if (best < 0) return;
+        PpoSlot *sl = ppo_slot(p, p->next_w);
+        if (sl->update != p->next_w) ppo_make_items(p, p->next_w);
+        int k = p->next_k, dest = r->ranks[ROLE_ACTOR][best];
+        sl->actor[k] = dest;
+        MPI_CHECK(MPI_Isend(sl->req[k].data, (int)sl->req[k].len, MPI_BYTE, dest, TAG_CTRL,
+                            MPI_COMM_WORLD, &sl->sreq[k]));
+        p->outstanding[best]++;
+        if (++p->next_k == p->n_items) {
+            p->next_k = 0;
+            p->next_w++;
+        }
+    }
 }
 
-/* Check a rollout against the work item it claims to answer; returns the item index. */
-static int ppo_check_rollout(Ppo *p, int64_t u, const MPI_Status *st) {
+/* Check a rollout against the work item it claims to answer; returns its slot and sets *k. */
+static PpoSlot *ppo_check_rollout(Ppo *p, const MPI_Status *st, int *kout) {
     char who[64], err[ERRBUF_LEN];
     const Msg *m = &p->msg;
     const MsgBatch *b = &m->batch;
     mpi_describe_rank(st->MPI_SOURCE, who, sizeof who);
     if (p->roles->role_of[st->MPI_SOURCE] != ROLE_ACTOR)
         mpi_fatal("rollout from %s, which is not an actor", who);
-    uint64_t first = (uint64_t)u * (uint64_t)p->n_items;
     uint64_t id = m->rollout.batch_id;
-    if (id < first || id >= first + (uint64_t)p->n_items)
-        mpi_fatal("rollout from %s for work item %llu, not one of update %lld", who,
-                  (unsigned long long)id, (long long)u);
-    int k = (int)(id - first);
-    if (p->item_got[k]) mpi_fatal("rollout from %s for work item %llu a second time", who,
-                                  (unsigned long long)id);
-    if (p->item_actor[k] != st->MPI_SOURCE)
+    int64_t w = (int64_t)(id / (uint64_t)p->n_items);
+    int k = (int)(id % (uint64_t)p->n_items);
+    PpoSlot *sl = ppo_slot(p, w);
+    if (id / (uint64_t)p->n_items > (uint64_t)INT64_MAX || sl->update != w)
+        mpi_fatal("rollout from %s for work item %llu, which is not out (update %lld)", who,
+                  (unsigned long long)id, (long long)w);
+    if (sl->got[k]) mpi_fatal("rollout from %s for work item %llu a second time", who,
+                              (unsigned long long)id);
+    if (sl->actor[k] != st->MPI_SOURCE)
         mpi_fatal("rollout from %s for work item %llu, which was given to another rank", who,
                   (unsigned long long)id);
-    if (m->policy_version != u)
-        mpi_fatal("rollout from %s made by policy version %lld, expected %lld (synchronous mode)",
-                  who, (long long)m->policy_version, (long long)u);
+    if (m->policy_version < w - p->S || m->policy_version > p->version)
+        mpi_fatal("rollout from %s for update %lld made by policy version %lld: allowed %lld to "
+                  "%lld (ppo.max_staleness = %d)", who, (long long)w,
+                  (long long)m->policy_version, (long long)(w - p->S > 0 ? w - p->S : 0),
+                  (long long)p->version, p->S);
     /* the same sequences as the item, prompts included */
     Msg *req = xmalloc(sizeof *req);
     msg_init(req);
-    if (msg_decode(p->item_req[k].data, p->item_req[k].len, &p->lim, req, err) != 0)
+    if (msg_decode(sl->req[k].data, sl->req[k].len, &p->lim, req, err) != 0)
         mpi_fatal("re-reading work item %d: %s", k, err);
-    const MsgBatch *w = &req->batch;
-    int ok = w->n == b->n;
+    const MsgBatch *wb = &req->batch;
+    int ok = wb->n == b->n;
     for (int i = 0; ok && i < b->n; i++) {
-        ok = w->prompt_ids[i] == b->prompt_ids[i] && w->sample_ids[i] == b->sample_ids[i] &&
-             w->prompt_lens[i] == b->prompt_lens[i] &&
-             memcmp(w->tokens + w->tok_off[i], b->tokens + b->tok_off[i],
-                    (size_t)w->prompt_lens[i] * sizeof(int32_t)) == 0;
+        ok = wb->prompt_ids[i] == b->prompt_ids[i] && wb->sample_ids[i] == b->sample_ids[i] &&
+             wb->prompt_lens[i] == b->prompt_lens[i] &&
+             memcmp(wb->tokens + wb->tok_off[i], b->tokens + b->tok_off[i],
+                    (size_t)wb->prompt_lens[i] * sizeof(int32_t)) == 0;
     }
     msg_free(req);
     free(req);
@@ -428,53 +482,90 @@ static int ppo_check_rollout(Ppo *p, int64_t u, const MPI_Status *st) {
             mpi_fatal("rollout from %s: response %d has %d tokens (gen.max_new_tokens = %d)",
                       who, i, b->resp_lens[i], p->t->cfg.gen.max_new_tokens);
     }
-    return k;
+    *kout = k;
+    return sl;
 }
 
-/* Hand out the items of update u, collect every rollout (rank 0). */
-static void ppo_collect(Ppo *p, int64_t u, double *t_wait) {
+/* Receive the rollout that *st announces, check it, keep it in its slot (rank 0). */
+static void ppo_receive(Ppo *p, const MPI_Status *st) {
+    mpi_recv_msg(MPI_COMM_WORLD, st, &p->scratch, &p->lim, &p->msg);
+    if (p->rollout_log) {
+        uint32_t n = (uint32_t)p->scratch.len;
+        unsigned char le[4] = {n & 255, (n >> 8) & 255, (n >> 16) & 255, n >> 24};
+        if (fwrite(le, 1, 4, p->rollout_log) != 4 ||
+            fwrite(p->scratch.data, 1, p->scratch.len, p->rollout_log) != p->scratch.len)
+            mpi_fatal("writing ppo.rollout_log %s failed", p->t->cfg.ppo.rollout_log);
+    }
+    int k;
+    PpoSlot *sl = ppo_check_rollout(p, st, &k);
+    MsgBuf tmp = sl->roll[k];
+    sl->roll[k] = p->scratch;
+    p->scratch = tmp;
+    sl->got[k] = 1;
+    sl->n_got++;
     const MpiRoles *r = p->roles;
-    int next = 0, got = 0;
-    for (int a = 0; a < r->count[ROLE_ACTOR] && next < p->n_items; a++)
-        ppo_give(p, next++, r->ranks[ROLE_ACTOR][a]);
+    for (int a = 0; a < r->count[ROLE_ACTOR]; a++)
+        if (r->ranks[ROLE_ACTOR][a] == st->MPI_SOURCE) p->outstanding[a]--;
+}
+
+/* Between the learner's own steps (asynchronous mode, rank 0): take every rollout already
+ * waiting and hand out what may go, without blocking. */
+static void ppo_service(Ppo *p) {
+    if (p->S == 0 || p->t->rank != 0) return;
     int tags[1] = {TAG_ROLLOUT};
-    while (got < p->n_items) {
+    MPI_Status st;
+    while (mpi_poll_any_message(MPI_COMM_WORLD, MPI_ANY_SOURCE, tags, 1, 0, &st) >= 0) {
+        ppo_receive(p, &st);
+        ppo_hand_out(p);
+    }
+    ppo_hand_out(p);
+}
+
+/* Collect every rollout of update u, handing out items as actors free up (rank 0). */
+static void ppo_collect(Ppo *p, int64_t u, double *t_wait) {
+    PpoSlot *sl = ppo_slot(p, u);
+    int tags[1] = {TAG_ROLLOUT};
+    ppo_hand_out(p);
+    ASSERT(sl->update == u);
+    while (sl->n_got < p->n_items) {
         MPI_Status st;
         double t0 = time_now();
         mpi_wait_any_message(MPI_COMM_WORLD, MPI_ANY_SOURCE, tags, 1, &st);
         *t_wait += time_now() - t0;
-        mpi_recv_msg(MPI_COMM_WORLD, &st, &p->scratch, &p->lim, &p->msg);
-        if (p->rollout_log) {
-            uint32_t n = (uint32_t)p->scratch.len;
-            unsigned char le[4] = {n & 255, (n >> 8) & 255, (n >> 16) & 255, n >> 24};
-            if (fwrite(le, 1, 4, p->rollout_log) != 4 ||
-                fwrite(p->scratch.data, 1, p->scratch.len, p->rollout_log) != p->scratch.len)
-                mpi_fatal("writing ppo.rollout_log %s failed", p->t->cfg.ppo.rollout_log);
-        }
-        int k = ppo_check_rollout(p, u, &st);
-        MsgBuf tmp = p->item_roll[k];
-        p->item_roll[k] = p->scratch;
-        p->scratch = tmp;
-        p->item_got[k] = 1;
-        got++;
-        if (next < p->n_items) ppo_give(p, next++, st.MPI_SOURCE);
+        ppo_receive(p, &st);
+        ppo_hand_out(p);
     }
     if (p->rollout_log) fflush(p->rollout_log);
 }
 
-/* Rank 0's raw rollouts to every learner rank (sizes, then the bytes). */
-static void ppo_share_rollouts(Ppo *p) {
+/* Before the stop message: wait for every rollout still out (asynchronous mode leaves
+ * items of later updates with the actors), so that no send is left unmatched. */
+static void ppo_drain(Ppo *p) {
+    if (p->t->rank != 0) return;
+    int tags[1] = {TAG_ROLLOUT}, left = 0;
+    for (int a = 0; a < p->roles->count[ROLE_ACTOR]; a++) left += p->outstanding[a];
+    for (; left > 0; left--) {
+        MPI_Status st;
+        mpi_wait_any_message(MPI_COMM_WORLD, MPI_ANY_SOURCE, tags, 1, &st);
+        ppo_receive(p, &st);
+    }
+    for (int i = 0; i < p->n_slots; i++) mpi_wait_all(p->n_items, p->slots[i].sreq, "sending work items");
+}
+
+/* Rank 0's raw rollouts of update u to every learner rank (sizes, then the bytes). */
+static void ppo_share_rollouts(Ppo *p, int64_t u) {
     Trainer *t = p->t;
     if (t->nranks == 1) return;
+    PpoSlot *sl = ppo_slot(p, u);
     uint64_t *sz = xmalloc((size_t)p->n_items * sizeof(uint64_t));
-    for (int k = 0; k < p->n_items; k++) sz[k] = t->rank == 0 ? p->item_roll[k].len : 0;
+    for (int k = 0; k < p->n_items; k++) sz[k] = t->rank == 0 ? sl->roll[k].len : 0;
     MPI_CHECK(MPI_Bcast(sz, p->n_items, MPI_UINT64_T, 0, t->comm));
     for (int k = 0; k < p->n_items; k++) {
         if (t->rank != 0) {
-            msg_buf_reserve(&p->item_roll[k], sz[k]);
-            p->item_roll[k].len = sz[k];
+            msg_buf_reserve(&sl->roll[k], sz[k]);
+            sl->roll[k].len = sz[k];
         }
-        MPI_CHECK(MPI_Bcast(p->item_roll[k].data, (int)sz[k], MPI_BYTE, 0, t->comm));
+        MPI_CHECK(MPI_Bcast(sl->roll[k].data, (int)sz[k], MPI_BYTE, 0, t->comm));
     }
     free(sz);
 }
@@ -482,6 +573,7 @@ static void ppo_share_rollouts(Ppo *p) {
 /* Decode the rollouts in item order into the padded batch. */
 static void ppo_assemble(Ppo *p, int64_t u) {
     char err[ERRBUF_LEN];
+    PpoSlot *sl = ppo_slot(p, u);
     p->T = 1;
     p->t_gen = p->t_score = p->t_server = p->t_actor_total = 0;
     p->gold_sum = p->gold_n = 0;
@@ -490,7 +582,7 @@ static void ppo_assemble(Ppo *p, int64_t u) {
     for (int pass = 0; pass < 2; pass++) {
         row = 0;
         for (int k = 0; k < p->n_items; k++) {
-            if (msg_decode(p->item_roll[k].data, p->item_roll[k].len, &p->lim, &p->msg, err) != 0)
+            if (msg_decode(sl->roll[k].data, sl->roll[k].len, &p->lim, &p->msg, err) != 0)
                 mpi_fatal("rollout of item %d: %s", k, err);
             const MsgBatch *b = &p->msg.batch;
             if (pass == 0) {
@@ -587,6 +679,7 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
                 if (!(diff <= md)) md = diff; /* NaN propagates */
                 ent += t->model.entropy[d];
             }
+        ppo_service(p);
         if (p->algo == ALGO_PPO) {
             gpt_forward(&p->value, p->mtok, n, Tm);
             gpt_value_forward(&p->value, n, Tm);
@@ -734,6 +827,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
             us->gnorm_p += gp;
             us->gnorm_v += gv;
             us->n_steps += 1;
+            ppo_service(p); /* asynchronous mode: rollouts in, items out */
         }
     }
     double s[9] = {us->n_tok, us->pol_loss, us->clipfrac, us->approx_kl, us->ratio,
@@ -778,9 +872,6 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     ckpt_reader_free(r);
     if (!c.tokenizer.path[0] && !has_tok)
         ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR", path);
-    if (c.ppo.max_staleness != 0)
-        ppo_fail(rank, stage, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
-                              "see docs/ppo.md", c.ppo.max_staleness);
     if (algo == ALGO_PPO && strcmp(c.ppo.value_init, "reward") == 0 && !c.ppo.reward_ckpt[0])
         ppo_fail(rank, stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward "
                               "model); or set ppo.value_init = sft");
@@ -816,9 +907,6 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     if (!c->model.init[0])
         ppo_fail(tr.rank, tr.stage, "model.init is empty: PPO starts from the SFT policy (a checkpoint "
                              "or run directory of `learner sft`)");
-    if (c->ppo.max_staleness != 0)
-        ppo_fail(tr.rank, tr.stage, "ppo.max_staleness = %d: only the synchronous mode (0) is built; "
-                             "see docs/ppo.md", c->ppo.max_staleness);
     p.G = algo == ALGO_PPO ? 1 : c->grpo.group_size;
     p.B = c->ppo.rollout_batch;
     if (p.B % p.G != 0)
@@ -885,10 +973,22 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.mseq_adv = xalloc_floats((size_t)p.micro);
     gpt_reserve(&tr.model, p.micro, p.maxT);
     if (algo == ALGO_PPO) gpt_reserve(&p.value, p.micro, p.maxT);
-    p.item_req = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
-    p.item_roll = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
-    p.item_actor = xcalloc((size_t)p.n_items, sizeof(int));
-    p.item_got = xcalloc((size_t)p.n_items, sizeof(int));
+    p.S = c->ppo.max_staleness;
+    p.n_slots = p.S + 1;
+    p.slots = xcalloc((size_t)p.n_slots, sizeof(PpoSlot));
+    for (int i = 0; i < p.n_slots; i++) {
+        PpoSlot *sl = &p.slots[i];
+        sl->update = -1;
+        sl->req = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
+        sl->roll = xcalloc((size_t)p.n_items, sizeof(MsgBuf));
+        sl->sreq = xmalloc((size_t)p.n_items * sizeof(MPI_Request));
+        for (int k = 0; k < p.n_items; k++) sl->sreq[k] = MPI_REQUEST_NULL;
+        sl->actor = xcalloc((size_t)p.n_items, sizeof(int));
+        sl->got = xcalloc((size_t)p.n_items, sizeof(int));
+    }
+    p.depth = p.S > 0 ? 2 : 1;
+    p.outstanding = xcalloc((size_t)roles->count[ROLE_ACTOR], sizeof(int));
+    p.version = p.next_w = tr.step;
     msg_buf_init(&p.scratch);
     msg_buf_init(&p.hdr);
     msg_init(&p.msg);
@@ -907,13 +1007,12 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     for (int64_t u = tr.step; u < c->ppo.updates; u++) {
         double t_u0 = time_now(), t_wait = 0;
         t_sync = 0;
-        if (tr.rank == 0) {
-            ppo_make_items(&p, u);
-            ppo_collect(&p, u, &t_wait);
-        }
+        if (tr.rank == 0) ppo_collect(&p, u, &t_wait);
         double t_c = time_now();
-        ppo_share_rollouts(&p);
+        ppo_share_rollouts(&p, u);
         ppo_assemble(&p, u);
+        ppo_slot(&p, u)->update = -1; /* free for update u + S + 1 */
+        ppo_service(&p);
         double t_collect = t_c - t_u0;
         size_t BT2 = (size_t)p.B * p.T;
         int T = p.T;
@@ -973,7 +1072,10 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
         tr.tokens_since_log += (long)(resp_len * p.B);
         int saved = 0;
         if (trainer_maybe_save(&tr)) saved = 1;
-        if (!saved && tr.step < c->ppo.updates) ppo_publish(&p, tr.step, &t_sync);
+        if (!saved && tr.step < c->ppo.updates) {
+            ppo_publish(&p, tr.step, &t_sync);
+            ppo_service(&p);
+        }
         double wall = time_now() - t_u0;
         if (tr.rank == 0) {
             double na = roles->count[ROLE_ACTOR], nsv = roles->count[ROLE_REWARD];
@@ -1022,17 +1124,24 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
         if (saved) break;
     }
     if (!tr.stopped) trainer_save(&tr);
+    ppo_drain(&p);
     ppo_send_stop(&p, tr.stopped ? "run.stop_at_step reached" : "training finished");
 
     if (p.rollout_log) fclose(p.rollout_log);
-    for (int k = 0; k < p.n_items; k++) {
-        msg_buf_free(&p.item_req[k]);
-        msg_buf_free(&p.item_roll[k]);
+    for (int i = 0; i < p.n_slots; i++) {
+        PpoSlot *sl = &p.slots[i];
+        for (int k = 0; k < p.n_items; k++) {
+            msg_buf_free(&sl->req[k]);
+            msg_buf_free(&sl->roll[k]);
+        }
+        free(sl->req);
+        free(sl->roll);
+        free(sl->sreq);
+        free(sl->actor);
+        free(sl->got);
     }
-    free(p.item_req);
-    free(p.item_roll);
-    free(p.item_actor);
-    free(p.item_got);
+    free(p.slots);
+    free(p.outstanding);
     msg_buf_free(&p.scratch);
     msg_buf_free(&p.hdr);
     ckpt_arena_free(&p.img_arena);

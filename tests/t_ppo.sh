@@ -7,6 +7,8 @@
 #     give bit-identical checkpoints (build/rlhf-ckpt diff), and so does
 #     ppo.weight_sync=image (an HDF5 image every update) against =params;
 #   - resume: N updates == N/2 (run.stop_at_step) + run.resume=auto + N/2, bit-identical;
+#   - asynchronous mode (ppo.max_staleness=2): the score rises, every update's mean version
+#     lag is within 0..2 and some update used older rollouts; stop + resume=auto works;
 #   - the reward-model path: judge.kind = rm with a critic initialised from the RM trunk,
 #     and the gold judge's score of the rollouts logged (judge.monitor_gold);
 #   - GRPO and RLOO (no critic, G samples per prompt) run; GRPO raises the rule score and
@@ -98,6 +100,25 @@ grep -q "resumed from .*ckpt-00000002.h5 at step 2" "$T/h2.log" || { cat "$T/h2.
 "$B/rlhf-ckpt" diff "$T/a2/ckpt-00000004.h5" "$T/h/ckpt-00000004.h5" || fail "resumed run is not bit-identical"
 strip() { sed -E 's/"time": [0-9.]+, //; s/"(t_[a-z_]+|tokens_per_s)": [0-9.e+-]+(, )?//g' "$1"; }
 diff <(strip "$T/a2/metrics.jsonl") <(strip "$T/h/metrics.jsonl") || fail "metrics differ after resume"
+
+echo "== asynchronous mode: ppo.max_staleness=2, the score rises, lag within the bound, resume"
+launch 1 1 2 ppo "$T/as" ppo.rollout_batch=64 ppo.minibatch=16 ppo.updates=12 ppo.max_staleness=2 \
+  > "$T/as.log" 2>&1 || { cat "$T/as.log"; fail "async run"; }
+A="$T/as/metrics.jsonl"
+[ "$(grep -c '"stage": "ppo"' "$A")" -eq 12 ] || fail "async: expected 12 metrics lines"
+lags=$(field "$A" version_lag | tr '\n' ' ')
+echo "async version lag per update: $lags"
+for l in $lags; do awk -v l="$l" 'BEGIN { exit !(l >= 0 && l <= 2) }' || fail "async: version lag $l outside 0..2"; done
+awk -v s="$lags" 'BEGIN { n = split(s, v, " "); for (i = 1; i <= n; i++) if (v[i] > 0) exit 0; exit 1 }' \
+  || fail "async: no update used rollouts of an older policy (is it really asynchronous?)"
+a0=$(head -1 "$A" | field /dev/stdin score)
+a_end=$(tail -3 "$A" | field /dev/stdin score | awk '{ s += $1 } END { print s / NR }')
+echo "async score: first update $a0, mean of the last 3 $a_end"
+awk -v a="$a0" -v b="$a_end" 'BEGIN { exit !(b > a + 0.25) }' || fail "async score did not rise: $a0 -> $a_end"
+launch 1 1 2 ppo "$T/ah" $SYNC ppo.max_staleness=1 run.stop_at_step=2 > "$T/ah1.log" 2>&1 || { cat "$T/ah1.log"; fail "async half run"; }
+launch 1 1 2 ppo "$T/ah" $SYNC ppo.max_staleness=1 run.resume=auto > "$T/ah2.log" 2>&1 || { cat "$T/ah2.log"; fail "async resumed run"; }
+grep -q "resumed from .*ckpt-00000002.h5 at step 2" "$T/ah2.log" || { cat "$T/ah2.log"; fail "async: did not resume at 2"; }
+[ -f "$T/ah/ckpt-00000004.h5" ] || fail "async resumed run did not reach update 4"
 
 echo "== two learner ranks (data parallel) run and agree closely with one"
 launch 2 1 2 ppo "$T/l2" $SYNC > "$T/l2.log" 2>&1 || { cat "$T/l2.log"; fail "2 learner ranks"; }
