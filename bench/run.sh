@@ -16,13 +16,14 @@
 #   5. weight sync: HDF5 image + MPI_Bcast, and the parameter-buffer path of
 #      ppo.weight_sync=params, vs raw MPI_Bcast (build/bench/bench_bcast
 #      under mpirun -np $BENCH_NP, oversubscribed).
-# Actor scaling (rollouts/s with 1, 2, 4 actors) is not measured here (see docs/bench.md).
+#   6. the PPO job: rollouts/s with 1, 2, 4 actors, time split per role, learner idle
+#      fraction sync vs async (bench/bench_ppo.sh; scaling needs cores >= actors + 2).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
 # from those medians. Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS
 # (default 2), BENCH_NP (ranks for the broadcast, default 4), BENCH_ONLY (space-separated
-# subset of: sgemm model torch io bcast), BENCH_FULL=1 (also the 124M model under the
+# subset of: sgemm model torch io bcast ppo), BENCH_FULL=1 (also the 124M model under the
 # preset core, slow). Nothing here is part of `make test`. Exit status 1 if a benchmark
 # program failed (the table still shows what was measured).
 set -u
@@ -31,7 +32,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo}
 PY=/usr/bin/python3
 TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 OMP_BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -153,6 +154,12 @@ if want bcast; then
   run bcast "" mpirun -np "$NP" --oversubscribe "$BUILD/bench/bench_bcast" gpt2 "$REPS"
 fi
 
+# ---- 6. the PPO job ---------------------------------------------------------------------
+if want ppo; then
+  echo "== PPO job: actor scaling, time split, async learner idle (bench/bench_ppo.sh)"
+  run ppo "" env BUILD="$BUILD" bash bench/bench_ppo.sh 1 2 4
+fi
+
 # ---- reduce: median of every key ------------------------------------------------------
 MED=$TMP/median.tsv
 # numeric values: median; text values (core names): the first seen
@@ -235,6 +242,13 @@ if want bcast; then
   pt=$(val "bcast.gpt2.np$NP.params_total.ms")
   printf 'weight sync 124M, %d ranks, ppo.weight_sync=params (the default): %s ms, params/raw %s (goal <= 1.2)\n' \
     "$NP" "$(fmt "$pt")" "$(ratio "$pt" "$rb")"
+fi
+if want ppo; then
+  printf 'PPO job rollouts/s (collect phase) with 1 / 2 / 4 actors: %s / %s / %s (scaling 2: %s, 4: %s; %d cores)\n' \
+    "$(fmt "$(val ppo.sync_a1.rollouts_per_s_collect)")" "$(fmt "$(val ppo.sync_a2.rollouts_per_s_collect)")" \
+    "$(fmt "$(val ppo.sync_a4.rollouts_per_s_collect)")" "$(fmt "$(val ppo.scaling_a2)" 2)" "$(fmt "$(val ppo.scaling_a4)" 2)" "$(nproc)"
+  printf 'PPO learner idle fraction, 2 actors: sync %s, async (max_staleness 1) %s\n' \
+    "$(fmt "$(val ppo.sync_a2.learner_idle_frac)" 3)" "$(fmt "$(val ppo.async_a2.learner_idle_frac)" 3)"
 fi
 echo "note: bench_model's numbers are one measurement per process (after a warm-up); their"
 echo "median is over $REPS processes. Load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg)."

@@ -105,7 +105,7 @@
     X(ppo, whiten, BOOL, true, 0, 1, "whiten advantages over the batch") \
     X(ppo, ent_coef, FLOAT, 0.0, 0.0, 100.0, "entropy bonus weight") \
     X(ppo, no_eos_penalty, FLOAT, 0.0, 0.0, 1e6, "subtracted from the score of a response that ends without EOS") \
-    X(ppo, max_staleness, INT, 0, 0, 1000000, "rollouts from policies older than this many versions are dropped (0 = synchronous, reproducible)") \
+    X(ppo, max_staleness, INT, 1, 0, 1000000, "asynchronous PPO: actors generate the items of update w once they hold policy version w - max_staleness or newer, while the learner trains (0 = synchronous: exactly reproducible)") \
     X(ppo, weight_sync, ENUM, "params", "params|image", 0, "how new weights reach the actors: params = the parameter buffer by MPI_Bcast (the first weights of a launch go as an HDF5 image), image = an HDF5 image every update") \
     X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
     X(ppo, reward_ckpt, STR, "", 0, 0, "reward model: checkpoint file or run directory (its latest checkpoint)") \
