@@ -11,20 +11,34 @@
  *      rollout_batch responses (response j: prompt j / G, sampling key
  *      sample_id = u * G + j % G) and cuts them into work items of ppo.actor_batch
  *      responses; item k of update u has the global id u * items_per_update + k;
- *   2. it hands items out to actors on demand (one each, then the next one to whichever
- *      actor returns a rollout) and checks every rollout against its item (sender,
- *      version, ids, sizes); rollouts are kept by item id;
+ *   2. it hands items out to actors on demand (non-blocking sends; an actor holds at most
+ *      `depth` items) and checks every rollout against its item (sender, version, ids,
+ *      sizes); rollouts are kept by item id in the update's slot;
  *   3. the batch is assembled in CANONICAL order — item 0, 1, ... whatever order they
  *      arrived in — and broadcast to the other learner ranks (the raw messages; every
  *      rank decodes them the same way);
  *   4. the update (every learner rank, data parallel: rank r takes a fixed slice of every
  *      minibatch, gradients are summed with MPI_Allreduce on the learner communicator);
- *   5. rank 0 sends the new weights (an HDF5 image, version u + 1) to the actors.
- * Synchronous mode (ppo.max_staleness = 0) is exactly this, so a run is a deterministic
- * function of the config and the number of learner ranks: sampling is keyed per
- * (seed, prompt, sample id), the work items do not depend on the number of actors, the
+ *   5. rank 0 sends the new weights, version u + 1, to the actors (online.h: an HDF5 image
+ *      the first time, then the parameter buffer, or an image every time with
+ *      ppo.weight_sync = image).
+ * Synchronous mode (ppo.max_staleness = 0, depth 1) is exactly this, so a run is a
+ * deterministic function of the config and the number of learner ranks: sampling is keyed
+ * per (seed, prompt, sample id), the work items do not depend on the number of actors, the
  * reward server computes each item on its own, and the batch order is canonical. Runs
  * with 1, 2 or 4 actors give bit-identical weights.
+ * Asynchronous mode (S = ppo.max_staleness > 0, depth 2): item (w, k) may go out once the
+ * actors hold version >= w - S, so while the learner trains update u the actors already
+ * generate updates u + 1 .. u + S with the weights they hold. Rank 0 services the actors
+ * between minibatches (ppo_service: rollouts in, items out, nothing blocks), the items
+ * of the updates in flight live in S + 1 slots, every rollout's version is checked
+ * against [w - S, latest], and PPO's ratio is taken against the behaviour log-probs the
+ * actor sent (so the clipped objective corrects for the lag). Items name the oldest
+ * version allowed to generate them; actors take new weights before anything else. The
+ * staleness bound holds by construction, so no rollout is ever dropped. Not
+ * reproducible (arrival order decides which version generates which item); resume
+ * continues from the checkpoint's data cursor, past the prompts that were in flight.
+ * Before the stop message the learner waits for every item still out (ppo_drain).
  *
  * PPO (DESIGN.md "PPO contract"; Ziegler et al. 2019; Ouyang et al. 2022): per-token
  * reward r_t = -beta (lp_old - lp_ref), + score at the last token (minus
@@ -46,7 +60,7 @@
  * split. Checkpoints (stage ppo/grpo/rloo, group /policy, /value, /optim/{policy,value}, /kl_ctl,
  * /ppo/score_stats, /data/train cursor, every learner rank's RNG) resume exactly.
  *
- * Not here: asynchronous training beyond the staleness filter described in docs/ppo.md.
+ * Not here: generation (actor/), scoring (reward_server/), the wire format (common/msg.h).
  */
 #include <math.h>
 #include <stdarg.h>
