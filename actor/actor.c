@@ -97,8 +97,11 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
     double t0 = time_now();
     if (!a->have_model)
         mpi_fatal("weights version %lld came as %s before any weight image",
-                  (long long)hdr->policy_version, MSG_WEIGHTS_FORMAT_PARAMS);
-    online_weights_recv_params(a->wcomm, hdr, &a->model);
+                  (long long)hdr->policy_version, hdr->format);
+    if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0)
+        online_weights_recv_params_p2p(online_learner_root(a->roles), hdr, &a->model);
+    else
+        online_weights_recv_params(a->wcomm, hdr, &a->model);
     a->version = hdr->policy_version;
     a->t_weights += time_now() - t0;
 }
@@ -250,7 +253,8 @@ int main(int argc, char **argv) {
         mpi_recv_msg(MPI_COMM_WORLD, &st, &a.buf, &a.lim, &a.msg);
         if (tag == TAG_STOP) break;
         if (tag == TAG_WEIGHTS_HDR) {
-            int params = strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0;
+            int params = strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0 ||
+                         strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0;
             if (params)
                 actor_recv_params(&a, &a.msg);
             else

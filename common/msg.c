@@ -380,7 +380,8 @@ void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInf
 void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
                         uint32_t crc32, const char *format) {
     ASSERT(policy_version >= 0 && nbytes > 0);
-    ASSERT(strcmp(format, MSG_WEIGHTS_FORMAT) == 0 || strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS) == 0);
+    ASSERT(strcmp(format, MSG_WEIGHTS_FORMAT) == 0 || strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS) == 0 ||
+           strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0);
     msgpack_packer pk;
     begin(buf, &pk);
     pack_header(&pk, 6, MSG_TYPE_WEIGHTS);
@@ -887,14 +888,15 @@ static int dec_weights(Dec *d, Msg *m) {
     if (get_uint(d, K_CRC32, 0, UINT32_MAX, &u)) return -1;
     m->crc32 = (uint32_t)u;
     if (get_str(d, K_FORMAT, &s, &n)) return -1;
-    static const char *formats[] = {MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS};
+    static const char *formats[] = {MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS,
+                                    MSG_WEIGHTS_FORMAT_PARAMS_P2P};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
         if (n == strlen(formats[i]) && memcmp(s, formats[i], n) == 0) {
             snprintf(m->format, sizeof m->format, "%s", formats[i]);
             return 0;
         }
-    return dec_err(d, K_FORMAT, "expected \"%s\" or \"%s\" (%zu bytes given)", MSG_WEIGHTS_FORMAT,
-                   MSG_WEIGHTS_FORMAT_PARAMS, n);
+    return dec_err(d, K_FORMAT, "expected \"%s\", \"%s\" or \"%s\" (%zu bytes given)",
+                   MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS, MSG_WEIGHTS_FORMAT_PARAMS_P2P, n);
 }
 
 static int dec_stop(Dec *d, Msg *m) {

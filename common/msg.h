@@ -37,7 +37,9 @@
  *                "f32-params": the payload is the policy's parameter buffer (GPT.params,
  *                  little-endian binary32, the order of gpt_tensors_build) and crc32 is
  *                  the CRC-32 of the model's layout (online_layout_crc), so a receiver
- *                  holding another model shape refuses it before any byte moves.
+ *                  holding another model shape refuses it before any byte moves;
+ *                "f32-params-p2p": the same payload and crc32, sent to each receiver
+ *                  point to point (TAG_WEIGHTS_DATA) instead of by broadcast.
  *                This is only the header: the nbytes payload follows as a separate
  *                MPI message / broadcast.
  *   stop       R reason str (valid UTF-8, < MSG_REASON_LEN bytes)
@@ -69,6 +71,7 @@
 #define MSG_MAX_EXTRA 8     /* extra (per-judge) score arrays per message */
 #define MSG_WEIGHTS_FORMAT "hdf5-image"
 #define MSG_WEIGHTS_FORMAT_PARAMS "f32-params"
+#define MSG_WEIGHTS_FORMAT_PARAMS_P2P "f32-params-p2p"
 
 typedef enum {
     MSG_TYPE_NONE = 0,
@@ -189,7 +192,7 @@ void msg_encode_score_rep(MsgBuf *buf, uint64_t req_id, const MsgBatch *b);
 /* Sends every array of b (ref_logprobs always: the batch must have has_ref set). */
 void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInfo *info,
                         const MsgBatch *b);
-/* format: MSG_WEIGHTS_FORMAT or MSG_WEIGHTS_FORMAT_PARAMS */
+/* format: MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS or MSG_WEIGHTS_FORMAT_PARAMS_P2P */
 void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
                         uint32_t crc32, const char *format);
 /* reason: printable text (UTF-8), truncated to MSG_REASON_LEN-1 bytes at a character

@@ -1,6 +1,8 @@
 /*
  * common/online.c — the shared protocol helpers of the online stages; see online.h.
  */
+#include <limits.h>
+
 #include "online.h"
 
 MPI_Comm online_weights_comm_create(const MpiRoles *r) {
@@ -90,11 +92,12 @@ void online_weights_send_params(const MpiRoles *r, MPI_Comm wcomm, const GPT *m,
     online_params_bcast(wcomm, m->params, m->num_params);
 }
 
-void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
+/* The header of a parameter-buffer payload against this receiver's model: fatal on a
+ * mismatch, before any byte moves. */
+static void online_params_check(const Msg *hdr, const GPT *m, const char *format) {
     const GPTConfig *c = &m->config;
-    if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS) != 0)
-        mpi_fatal("weights header has format '%s', expected '%s'", hdr->format,
-                  MSG_WEIGHTS_FORMAT_PARAMS);
+    if (strcmp(hdr->format, format) != 0)
+        mpi_fatal("weights header has format '%s', expected '%s'", hdr->format, format);
     if (hdr->nbytes != (uint64_t)m->num_params * sizeof(float))
         mpi_fatal("weights version %lld: %llu parameter bytes announced, this actor's model "
                   "(L%d C%d V%d) holds %zu",
@@ -105,7 +108,37 @@ void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
                   "C%d V%d T%d) has %08x: learner and actor hold different architectures",
                   (long long)hdr->policy_version, hdr->crc32, c->n_layer, c->n_head, c->n_embd,
                   c->vocab_size, c->max_seq_len, online_layout_crc(c));
+}
+
+void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
+    online_params_check(hdr, m, MSG_WEIGHTS_FORMAT_PARAMS);
     online_params_bcast(wcomm, m->params, m->num_params);
+}
+
+void online_weights_post_params(const MpiRoles *r, const float *snap, size_t n,
+                                const GPTConfig *c, int64_t version, MsgBuf *buf,
+                                MPI_Request *reqs) {
+    if (n > (size_t)INT_MAX)
+        mpi_fatal("%zu parameters: more than one point-to-point message carries (MPI counts "
+                  "are int); use ppo.max_staleness = 0 or ppo.weight_sync = image", n);
+    msg_encode_weights(buf, version, (uint64_t)n * sizeof(float), online_layout_crc(c),
+                       MSG_WEIGHTS_FORMAT_PARAMS_P2P);
+    for (int a = 0; a < r->count[ROLE_ACTOR]; a++) {
+        int dest = r->ranks[ROLE_ACTOR][a];
+        mpi_send_bytes(MPI_COMM_WORLD, dest, TAG_WEIGHTS_HDR, buf->data, buf->len);
+        MPI_CHECK(MPI_Isend(snap, (int)n, MPI_FLOAT, dest, TAG_WEIGHTS_DATA, MPI_COMM_WORLD,
+                            &reqs[a]));
+    }
+}
+
+void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m) {
+    online_params_check(hdr, m, MSG_WEIGHTS_FORMAT_PARAMS_P2P);
+    if (m->num_params > (size_t)INT_MAX)
+        mpi_fatal("%zu parameters: more than one point-to-point message carries", m->num_params);
+    MPI_Request rq;
+    MPI_CHECK(MPI_Irecv(m->params, (int)m->num_params, MPI_FLOAT, root, TAG_WEIGHTS_DATA,
+                        MPI_COMM_WORLD, &rq));
+    mpi_wait_request(&rq, NULL, "receiving weights from the learner");
 }
 
 int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,

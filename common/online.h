@@ -105,6 +105,16 @@ uint32_t online_layout_crc(const GPTConfig *c);
 void online_weights_send_params(const MpiRoles *r, MPI_Comm wcomm, const GPT *m,
                                 int64_t version, MsgBuf *buf);
 void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m);
+/* Asynchronous mode (ppo.max_staleness > 0): the same payload point to point, so the
+ * learner does not wait in a broadcast for actors that are generating. Learner rank 0
+ * sends each actor the header (format f32-params-p2p) and posts an MPI_Isend of `snap` —
+ * a copy of the parameters that must stay unchanged until reqs[0..actors) complete —
+ * with TAG_WEIGHTS_DATA; the actor receives it straight into its model between work
+ * items. */
+void online_weights_post_params(const MpiRoles *r, const float *snap, size_t n,
+                                const GPTConfig *c, int64_t version, MsgBuf *buf,
+                                MPI_Request *reqs);
+void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m);
 /* The broadcast itself (both ends; root 0 of wcomm): n floats in pieces of 1 GiB (MPI
  * counts are int), under the watchdog. */
 void online_params_bcast(MPI_Comm wcomm, float *x, size_t n);

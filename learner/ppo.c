@@ -147,6 +147,8 @@ typedef struct {
     long skipped;
     int n_published;        /* weight publishes of this launch (the first is an image) */
     int bench_done;         /* RLHF_BCAST_BENCH ran */
+    float *snap;            /* asynchronous mode: the published parameters being sent */
+    MPI_Request *wreq;      /* (actors) their sends */
 } Ppo;
 
 /* A user error in the online stage: the actors and reward servers of the launch would
@@ -322,7 +324,20 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     int image = p->n_published == 0 || image_mode;
     /* the comparison at the first publish of the steady-state format */
     int bench = getenv("RLHF_BCAST_BENCH") && !p->bench_done && (image_mode || !image);
-    if (!image) {
+    if (!image && p->S > 0) {
+        /* asynchronous: point to point from a snapshot, completed in the background (the
+         * previous publish's sends are long done by now: they are waited for first) */
+        size_t n = t->model.num_params;
+        mpi_wait_all(p->roles->count[ROLE_ACTOR], p->wreq, "sending weights to the actors");
+        if (!p->snap) p->snap = xalloc_floats(n);
+        memcpy(p->snap, t->model.params, n * sizeof(float));
+        online_weights_post_params(p->roles, p->snap, n, &t->model.config, version, &p->hdr,
+                                   p->wreq);
+        if (bench) {
+            mpi_wait_all(p->roles->count[ROLE_ACTOR], p->wreq, "sending weights to the actors");
+            ppo_bcast_bench(p, version, NULL, 0);
+        }
+    } else if (!image) {
         online_weights_send_params(p->roles, p->wcomm, &t->model, version, &p->hdr);
         if (bench) ppo_bcast_bench(p, version, NULL, 0);
     } else {
@@ -564,6 +579,7 @@ static void ppo_drain(Ppo *p) {
         ppo_receive(p, &st);
     }
     for (int i = 0; i < p->n_slots; i++) mpi_wait_all(p->n_items, p->slots[i].sreq, "sending work items");
+    mpi_wait_all(p->roles->count[ROLE_ACTOR], p->wreq, "sending weights to the actors");
 }
 
 /* Rank 0's raw rollouts of update u to every learner rank (sizes, then the bytes). */
@@ -1002,6 +1018,8 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     }
     p.depth = p.S > 0 ? 2 : 1;
     p.outstanding = xcalloc((size_t)roles->count[ROLE_ACTOR], sizeof(int));
+    p.wreq = xmalloc((size_t)roles->count[ROLE_ACTOR] * sizeof(MPI_Request));
+    for (int a = 0; a < roles->count[ROLE_ACTOR]; a++) p.wreq[a] = MPI_REQUEST_NULL;
     p.version = p.next_w = tr.step;
     msg_buf_init(&p.scratch);
     msg_buf_init(&p.hdr);
@@ -1156,6 +1174,8 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     }
     free(p.slots);
     free(p.outstanding);
+    free(p.wreq);
+    free(p.snap);
     msg_buf_free(&p.scratch);
     msg_buf_free(&p.hdr);
     ckpt_arena_free(&p.img_arena);

@@ -245,6 +245,10 @@ static void test_roundtrip_weights_stop(void) {
     CHECK(m.policy_version == 3 && m.nbytes == 4000 && m.crc32 == 0x1234u);
     CHECK(strcmp(m.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0);
     check_reencode(&buf, &m);
+    msg_encode_weights(&buf, 4, 8, 0x5u, MSG_WEIGHTS_FORMAT_PARAMS_P2P);
+    CHECK_MSG(msg_decode(buf.data, buf.len, &LIM, &m, err) == 0, "%s", err);
+    CHECK(strcmp(m.format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0);
+    check_reencode(&buf, &m);
 
     msg_encode_stop(&buf, "learner finished: 10 updates, ½ done ✓");
     CHECK_MSG(msg_decode(buf.data, buf.len, &LIM, &m, err) == 0, "%s", err);
