@@ -473,10 +473,11 @@ static PpoSlot *ppo_check_rollout(Ppo *p, const MPI_Status *st, int *kout) {
     if (p->roles->role_of[st->MPI_SOURCE] != ROLE_ACTOR)
         mpi_fatal("rollout from %s, which is not an actor", who);
     uint64_t id = m->rollout.batch_id;
-    int64_t w = (int64_t)(id / (uint64_t)p->n_items);
+    uint64_t wu = id / (uint64_t)p->n_items;
+    int64_t w = wu > (uint64_t)INT64_MAX ? -1 : (int64_t)wu;
     int k = (int)(id % (uint64_t)p->n_items);
-    PpoSlot *sl = ppo_slot(p, w);
-    if (id / (uint64_t)p->n_items > (uint64_t)INT64_MAX || sl->update != w)
+    PpoSlot *sl = w >= 0 ? ppo_slot(p, w) : NULL;
+    if (!sl || sl->update != w)
         mpi_fatal("rollout from %s for work item %llu, which is not out (update %lld)", who,
                   (unsigned long long)id, (long long)w);
     if (sl->got[k]) mpi_fatal("rollout from %s for work item %llu a second time", who,
