@@ -11,8 +11,9 @@
 #      ends within 30 s, non-zero, with a message naming the rank and its role; no
 #      process of the job is left running.
 #   3. the disk fills while checkpointing (a file-size limit, `ulimit -f`, so the kernel
-#      refuses the write with EFBIG as a full disk refuses it with ENOSPC): a clear error,
-#      exit != 0, the previous checkpoint byte-identical, loadable, still "latest".
+#      refuses the write with EFBIG as a full disk refuses it with ENOSPC; and, where a
+#      tmpfs can be mounted, a really full filesystem, ENOSPC): a clear error, exit != 0,
+#      the previous checkpoint byte-identical, loadable, still "latest".
 #   4. NaN gradients (RLHF_FAULT_NONFINITE): isolated ones are skipped and logged and the
 #      run finishes with finite weights; a skipped step changes no weight; too many in a
 #      row stop the run with a message, and no checkpoint ever holds a non-finite value.
@@ -69,14 +70,31 @@ rand_delay() { awk -v lo="$1" -v hi="$2" -v r="$RANDOM" 'BEGIN { printf "%.2f", 
 # process of the job, one random rank, mpirun alone), then let it run to the end.
 run_with_kills() {
   local name=$1 kills=$2 lo=$3 hi=$4; shift 4
-  local k d victim how ended=0
+  local k d victim how ended=0 attempt
+  # The windows come from the reference run's time; if the machine's load drops, the
+  # first launch can finish before its kill. Then the run directory ($T/NAME, which CMD
+  # must write) is removed and everything starts again with windows a third as long.
+  for attempt in 1 2 3; do
+    run_kills_once "$@"
+    [ $first_done -eq 0 ] && return 0
+    echo "  the first launch finished before its kill: again with windows / 3"
+    rm -rf "${T:?}/$name"
+    lo=$(awk -v x="$lo" 'BEGIN { printf "%.2f", x / 3 }'); hi=$(awk -v x="$hi" 'BEGIN { printf "%.2f", x / 3 }')
+  done
+}
+# one pass of run_with_kills (its locals are visible here); sets first_done=1 if the
+# first launch ended by itself
+run_kills_once() {
+  first_done=0; ended=0
   for ((k = 1; k <= kills; k++)); do
     start_group "$T/$name.kill$k.log" "$@"
     d=$(rand_delay "$lo" "$hi")
     sleep "$d"
     if ! kill -0 "$JOB" 2>/dev/null; then   # finished before the kill
       wait "$JOB" || { cat "$T/$name.kill$k.log"; fail "$name: run $k failed"; }
-      ended=1; echo "  kill $k: the run had already finished at ${d}s"; break
+      ended=1; echo "  kill $k: the run had already finished at ${d}s"
+      [ "$k" -eq 1 ] && first_done=1
+      break
     fi
     case $((k % 3)) in
       1) how="the whole job"; pkill -9 -s "$JOB" 2>/dev/null || true ;;
@@ -203,6 +221,7 @@ mpirun -np 1 "$B/learner" sft $BIG run.stop_at_step=4 run.out_dir="$D" > "$D.log
 good="$D/ckpt-00000004.h5"
 [ -f "$good" ] || fail "disk-full: no checkpoint at step 4"
 sum_before=$(sha256sum "$good" | cut -d' ' -f1); latest_before=$(cat "$D/latest")
+cp "$D/latest" "$T/latest_at_4"
 size_kb=$(( $(stat -c %s "$good") / 1024 ))
 limit_kb=$(( size_kb / 2 ))
 # a file-size limit below one checkpoint: the next checkpoint write fails part-way with
@@ -222,6 +241,31 @@ mpirun -np 1 "$B/learner" sft $BIG run.out_dir="$D" run.resume=auto > "$D.after.
 grep -q "resumed from .*ckpt-00000004.h5 at step 4" "$D.after.log" || fail "disk-full: did not resume from step 4"
 echo "  limit ${limit_kb} KiB < checkpoint ${size_kb} KiB: $(grep -o 'checkpoint at step 6 failed: .*' "$D.fill.log" | head -1 | cut -c1-160)..."
 echo "  previous checkpoint unchanged (sha256), loadable, still latest; resumed from it once space came back"
+
+# (b) a really full filesystem: a tmpfs with room for one checkpoint and a half, holding
+# the run directory; the next checkpoint write fails with ENOSPC. Needs CAP_SYS_ADMIN
+# (root outside a restricted container); where mounting is refused it says so and the
+# file-size limit above stands for it.
+M="$T/tmpfs"
+mkdir -p "$M"
+if mount -t tmpfs -o size=$(( size_kb * 3 / 2 ))k tmpfs "$M" 2>/dev/null; then
+  umount_m() { umount "$M" 2>/dev/null || true; }
+  trap 'umount_m; cleanup' EXIT
+  mkdir "$M/run" && cp "$good" "$M/run/" && cp "$T/latest_at_4" "$M/run/latest"
+  sum_m=$(sha256sum "$M/run/$(basename "$good")" | cut -d' ' -f1)
+  mpirun -np 1 "$B/learner" sft $BIG run.out_dir="$M/run" run.resume=auto > "$D.enospc.log" 2>&1 \
+    && { cat "$D.enospc.log"; fail "tmpfs full: the run succeeded"; }
+  grep -q "checkpoint at step 6 failed: .*(the previous checkpoint is untouched)" "$D.enospc.log" || { cat "$D.enospc.log"; fail "tmpfs full: no clear error"; }
+  grep -q "signal" "$D.enospc.log" && { cat "$D.enospc.log"; fail "tmpfs full: a rank died of a signal"; }
+  [ "$(sha256sum "$M/run/$(basename "$good")" | cut -d' ' -f1)" = "$sum_m" ] || fail "tmpfs full: the previous checkpoint changed"
+  [ "$(cat "$M/run/latest")" = "$latest_before" ] || fail "tmpfs full: latest moved"
+  ls "$M/run"/*.tmp > /dev/null 2>&1 && fail "tmpfs full: a partial .tmp file was left behind"
+  "$B/rlhf-ckpt" info "$M/run/$(basename "$good")" > /dev/null || fail "tmpfs full: the previous checkpoint does not load"
+  echo "  tmpfs of $(( size_kb * 3 / 2 )) KiB: $(grep -o 'checkpoint at step 6 failed: .*' "$D.enospc.log" | head -1 | cut -c1-160)..."
+  umount_m
+else
+  echo "  (b) SKIPPED: cannot mount a tmpfs here (needs CAP_SYS_ADMIN); the file-size limit (a) exercises the same write-failure path"
+fi
 
 # ---------------------------------------------------------------------------------------
 echo "== 4. NaN gradients"
