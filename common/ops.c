@@ -332,9 +332,15 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight,
 }
 
 /* The batch-invariant kernels use GCC vector extensions (16 floats: one AVX-512
- * register, two AVX2 ones) so the accumulators stay in registers. Vector + and * are
- * element-wise IEEE operations, and with -std=c11 GCC does not contract them into FMAs,
- * so every element sees exactly the roundings of the scalar loop written beside it. */
+ * register, two AVX2 ones) so the accumulators stay in registers. In this section (to the
+ * end of lmhead_forward_rows) `acc += x * w` is contracted into a fused multiply-add
+ * (-ffp-contract=fast for these functions only; -std=c11 turns contraction off elsewhere):
+ * one rounding per step instead of two, half the instructions — decoding at batch 8 is
+ * bound by them. Every element, in the vector tiles and in the scalar edge loops alike,
+ * sees the same sequence of fused roundings, so a row's result still does not depend on
+ * the batch around it (tests/test_ops.c checks it bit for bit). */
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
 typedef float v16f __attribute__((vector_size(64)));
 
 /* loads and stores through memcpy (unaligned); macros rather than functions, since
@@ -538,6 +544,8 @@ void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int 
     if (work < POOL_MIN_WORK || pairs < 2) lm_rows_part(&jb, 0, 1);
     else pool_run(lm_rows_part, &jb, pairs);
 }
+
+#pragma GCC pop_options
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,
                      const float *wte, int N, int C, int V) {
