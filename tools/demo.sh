@@ -57,7 +57,7 @@ if [ -x tools/rlhf-run ] && "$B/learner" --help 2>&1 | grep -q '^  ppo'; then
   stamp "5/6 PPO ($PPO_UPDATES updates: 1 learner + 1 reward server + 2 actors)"
   tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$RUN/ppo" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=0.2 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
+    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=1.0 ppo.kl_target=0.5 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
   MODELS+=(--model "ppo=$RUN/ppo")
   if "$B/learner" --help 2>&1 | grep -q '^  grpo'; then
     stamp "5b/6 GRPO ($PPO_UPDATES updates)"
