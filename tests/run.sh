@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# The test runner behind `make test` / `make asan`: runs every build/tests/test_* program
-# and every tests/t_*.sh script (the end-to-end ones: mpirun launches, CLI tools, resume),
-# each under a time limit, and ends with "N passed, N failed"; exit status 1 on any failure.
-# Environment: BUILD (default build), TEST_FILTER (substring to select tests).
+# The test runner behind `make test`, `make check`, `make asan` and `make faults`:
+#
+#   bash tests/run.sh [PASS...]        PASS = plain (the default) | asan
+#
+# A pass runs every $BUILD/tests/test_* program and every tests/t_*.sh script (the
+# end-to-end ones: mpirun launches, CLI tools, resume), each under a time limit, one line
+# per suite with its time:
+#   plain  the programs in $BUILD (default build/);
+#   asan   the same suites on build-asan/ (AddressSanitizer + UBSan; `make asan` and
+#          `make test` build it) with the sanitizer options of asan_env below and
+#          RLHF_ASAN=1 (a script may scale a long run down, never drop a check). Every
+#          report is fatal: an ASan error, a leak that tests/lsan.supp does not match, any
+#          UBSan finding ends the program with SIGABRT and fails the suite.
+# `make test` runs `plain asan`. The output ends with "failed: ..." (if any) and then
+# "N passed, N failed" over all passes as the very last line; exit status 1 on any failure.
+# Environment: BUILD (plain pass, default build), ASAN_BUILD (default build-asan),
+# TEST_FILTER (substring of the suite names to run), TEST_TIMEOUT (seconds per suite,
+# default 900), TEST_JOBS (suites run at the same time: default 1 in the plain pass, 2 in
+# the asan pass, whose sequential run keeps 2 cores less than half busy: its time goes to
+# many short sanitized processes, mpirun launches and the scripts' waits); ASAN_SAN /
+# ASAN_OPT (set by the Makefile: the asan build's flags, so that a script's `make` of an
+# out-of-date program rebuilds it with them).
 set -u
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-export BUILD
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 # Waiting MPI ranks yield the core instead of spinning (ranks outnumber cores in tests).
@@ -14,32 +30,90 @@ export OMPI_MCA_mpi_yield_when_idle=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 TMPROOT=$(mktemp -d /tmp/rlhf-test.XXXXXX)
 export RLHF_TEST_TMP=$TMPROOT
-pass=0; fail=0; failed=()
+trap 'rm -rf "$TMPROOT"' EXIT
+
+passes=("$@")
+[ ${#passes[@]} -eq 0 ] && passes=(plain)
+for p in "${passes[@]}"; do
+  case $p in plain|asan) ;; *) echo "tests/run.sh: unknown pass '$p' (plain or asan)" >&2; exit 2 ;; esac
+done
+
+# The sanitizer run-time options of the asan pass.
+asan_env() {
+  export BUILD=${ASAN_BUILD:-build-asan} RLHF_ASAN=1
+  # abort_on_error: a report ends the process with SIGABRT, so mpirun ends the whole job.
+  # fast_unwind_on_malloc=0: whole allocation stacks through Open MPI, libc (asprintf) and
+  # libhdf5, which are built without frame pointers; tests/lsan.supp matches their
+  # process-lifetime allocations by library name anywhere in the stack. (The frame-pointer
+  # unwinder stops inside libc, and Open MPI's asprintf'd strings would be reported.)
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+  # tools/rlhf-run runs `make` for its programs: with this build's flags, never the default
+  if [ -n "${ASAN_SAN:-}" ]; then export SAN=$ASAN_SAN OPT=${ASAN_OPT:-}; fi
+}
+
+pass=0; fail=0; failed=(); nres=0; njobs=1
+mkdir "$TMPROOT/res"
+# run_one NAME CMD...: one suite, in the background once TEST_JOBS > 1; its result line
+# (and the end of its log when it fails) goes to a file that collect prints.
 run_one() {
   local name=$1; shift
-  local log="$TMPROOT/$name.log" t0=$SECONDS
-  if timeout "${TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1; then
-    pass=$((pass+1)); printf 'PASS %-32s %4ds\n' "$name" $((SECONDS-t0))
-  else
-    local rc=$?
-    fail=$((fail+1)); failed+=("$name")
-    printf 'FAIL %-32s %4ds (exit %d)\n' "$name" $((SECONDS-t0)) "$rc"
-    tail -n 40 "$log" | sed 's/^/    | /'
-  fi
+  while [ "$(jobs -rp | wc -l)" -ge "$njobs" ]; do wait -n; collect; done
+  nres=$((nres+1))
+  local res log t0=$SECONDS
+  res="$TMPROOT/res/$(printf '%04d' $nres)" log="$TMPROOT/${name//\//_}.log"
+  (
+    if timeout "${TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1; then
+      printf 'PASS %-32s %4ds\n' "$name" $((SECONDS-t0)) >"$res.tmp"
+    else
+      rc=$?
+      { printf 'FAIL %-32s %4ds (exit %d)\n' "$name" $((SECONDS-t0)) "$rc"
+        tail -n 40 "$log" | sed 's/^/    | /'; } >"$res.tmp"
+    fi
+    mv "$res.tmp" "$res"
+  ) &
+  [ "$njobs" -gt 1 ] || { wait; collect; }
 }
-for t in "$BUILD"/tests/test_*; do
-  [ -x "$t" ] || continue
-  n=$(basename "$t")
-  [ -n "${TEST_FILTER:-}" ] && [[ "$n" != *"$TEST_FILTER"* ]] && continue
-  run_one "$n" "$t"
+collect() {  # print and count the results that are in, in the order they came
+  local r st name
+  for r in "$TMPROOT"/res/[0-9][0-9][0-9][0-9]; do
+    [ -f "$r" ] || continue
+    cat "$r"
+    read -r st name _ <"$r"
+    if [ "$st" = PASS ]; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$name"); fi
+    mv "$r" "$r.done"
+  done
+}
+run_pass() {  # run_pass PASS: every suite on one build; names get "PASS/" when there are several
+  local p=$1 prefix="" t0=$SECONDS p0=$pass f0=$fail t n
+  [ ${#passes[@]} -gt 1 ] && prefix="$p/"
+  if [ "$p" = asan ]; then asan_env; njobs=${TEST_JOBS:-2}; else export BUILD=${BUILD:-build}; njobs=${TEST_JOBS:-1}; fi
+  [ ${#passes[@]} -gt 1 ] && echo "== $p pass: $BUILD/$([ "$p" = asan ] && echo ", AddressSanitizer + UBSan")"
+  for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    n=$(basename "$t")
+    [ -n "${TEST_FILTER:-}" ] && [[ "$n" != *"$TEST_FILTER"* ]] && continue
+    run_one "$prefix$n" "$t"
+  done
+  for t in tests/t_*.sh; do
+    [ -f "$t" ] || continue
+    n=$(basename "$t" .sh)
+    [ -n "${TEST_FILTER:-}" ] && [[ "$n" != *"$TEST_FILTER"* ]] && continue
+    run_one "$prefix$n" bash "$t"
+  done
+  wait; collect
+  [ ${#passes[@]} -gt 1 ] && printf '== %s pass: %d of %d suites ok in %dm%02ds\n' "$p" \
+    $((pass-p0)) $((pass-p0+fail-f0)) $(((SECONDS-t0)/60)) $(((SECONDS-t0)%60))
+  return 0
+}
+for p in "${passes[@]}"; do
+  # each pass in a subshell: the asan environment must not reach the plain pass
+  ( pass=0; fail=0; failed=(); run_pass "$p"; echo "$pass $fail ${failed[*]}" >"$TMPROOT/$p.result" )
+  read -r np nf nfailed <"$TMPROOT/$p.result" || { np=0; nf=1; nfailed="$p(runner)"; }
+  pass=$((pass+np)); fail=$((fail+nf))
+  [ -n "$nfailed" ] && read -r -a more <<<"$nfailed" && failed+=("${more[@]}")
 done
-for s in tests/t_*.sh; do
-  [ -f "$s" ] || continue
-  n=$(basename "$s" .sh)
-  [ -n "${TEST_FILTER:-}" ] && [[ "$n" != *"$TEST_FILTER"* ]] && continue
-  run_one "$n" bash "$s"
-done
-rm -rf "$TMPROOT"
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -12,6 +12,10 @@
 # fuzz/EXECUTIONS.md (that is for real runs of fuzz/run.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The fuzz targets are a sanitizer build of their own, run with fuzz/run.sh's options; the
+# asan pass's (tests/run.sh: build-asan's leak suppressions, slow unwinding) are not for
+# them, so this suite checks exactly the same in both passes of `make test`.
+if [ -n "${RLHF_ASAN:-}" ]; then unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; fi
 
 have_libfuzzer() {
     local cc

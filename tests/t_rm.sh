@@ -21,7 +21,8 @@ MODEL="tokenizer.path=$T/tok model.preset=custom model.n_layer=2 model.n_head=2 
 
 echo "== a separable toy set: accuracy -> ~100%"
 # ideal vs unsafe-compliant/rude answers, 16 pairs the model can tell apart
-grep '"chosen_quality":"ideal"' "$T/data/prefs_train.jsonl" | head -n 16 > "$T/toy.jsonl"
+# (grep -m, not grep | head: with pipefail, head closing the pipe early fails the test)
+grep -m 16 '"chosen_quality":"ideal"' "$T/data/prefs_train.jsonl" > "$T/toy.jsonl"
 [ "$(wc -l < "$T/toy.jsonl")" -ge 8 ] || fail "too few toy pairs"
 mpirun --oversubscribe -np 2 "$B/learner" rm configs/rm.ini $MODEL model.init= data.train="$T/toy.jsonl" \
   data.eval="$T/toy.jsonl" optim.batch_size=8 optim.steps=60 optim.warmup_steps=2 optim.lr=3e-3 \
