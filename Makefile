@@ -2,7 +2,7 @@
 #
 #   make            build every program into build/
 #   make test       dependency check, build build/ and build-asan/, run the whole test suite
-#                   twice (tests/run.sh): plain, then under ASan + UBSan; ~15 min on 2 cores
+#                   twice (tests/run.sh): plain, then under ASan + UBSan; ~13 min on 2 cores
 #   make check      the plain pass alone (build/, ~5 min): for quick local iteration
 #   make demo       dependency check, build, run the most complete pipeline there is
 #   make bench      benchmarks (never part of `make test`)
@@ -32,8 +32,8 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon
 SAN      ?=
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 # The sanitizer build (build-asan/, `make asan`, `make test`): -O2 (the kernels run ~11%
-# faster than at -O1; UBSan and ASan check the same), frame pointers and no sibling calls
-# for whole stacks, every report fatal. Its programs also link tests/san_keep_dso.c (see
+# faster than at -O1 under ASan, with the same checks compiled in), frame pointers and no
+# sibling calls for whole stacks, every report fatal. Its programs also link tests/san_keep_dso.c (see
 # there), with its dlclose exported so that it wins over libc's for the loaded libraries.
 ASAN_OPT := -O2 -march=native -fno-optimize-sibling-calls
 ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
