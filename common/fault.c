@@ -3,6 +3,7 @@
  */
 #include "fault.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,8 +67,23 @@ void fault_kill_point(const char *point) {
     fault_load();
     if (F.kill_at == 0 || strcmp(point, F.kill_point) != 0) return;
     if (++F.kill_seen != F.kill_at) return;
-    fprintf(stderr, "rlhf-c: fault injection: SIGKILL at %s (visit %ld, pid %d)\n", point,
-            F.kill_seen, (int)getpid());
+    char line[128];
+    int n = snprintf(line, sizeof line,
+                     "rlhf-c: fault injection: SIGKILL at %s (visit %ld, pid %d)\n", point,
+                     F.kill_seen, (int)getpid());
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof line) n = (int)sizeof line - 1;
+    fputs(line, stderr);
     fflush(stderr);
+    /* mpirun may end the job before it forwards a killed rank's last stderr bytes: the
+     * same line also goes to RLHF_FAULT_LOG, written (page cache) before the kill */
+    const char *log = getenv("RLHF_FAULT_LOG");
+    if (log && *log) {
+        int fd = open(log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+        if (fd >= 0) {
+            if (write(fd, line, (size_t)n) != n) { /* the stderr copy is still there */ }
+            close(fd);
+        }
+    }
     raise(SIGKILL);
 }

@@ -14,6 +14,8 @@
  *                                  fully written to its .tmp file, before flush, fsync and
  *                                  rename) and "ckpt_data" (after the model tensors, before
  *                                  the optimizer state).
+ *   RLHF_FAULT_LOG=PATH            a kill's message is appended to PATH too (mpirun can
+ *                                  end a job before it forwards a killed rank's stderr).
  *
  * Bad values in these variables stop the program with a message (a typo must not make a
  * fault test pass vacuously).

@@ -68,7 +68,10 @@ run_one() {
       printf 'PASS %-32s %4ds\n' "$name" $((SECONDS-t0)) >"$res.tmp"
     else
       rc=$?
+      # the script's own verdict ("FAIL: ...") first: a viewer that shows only the top
+      # of this block still sees why; then the end of the log
       { printf 'FAIL %-32s %4ds (exit %d)\n' "$name" $((SECONDS-t0)) "$rc"
+        grep -m 3 -E '^FAIL|^==[0-9]+==ERROR|runtime error' "$log" | sed 's/^/    ! /'
         tail -n 40 "$log" | sed 's/^/    | /'; } >"$res.tmp"
     fi
     mv "$res.tmp" "$res"

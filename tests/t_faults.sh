@@ -144,8 +144,9 @@ grep -h "resumed from" "$T"/sft_k.*.log | sed 's/^/  /' || true
 echo "== 1b. SFT: SIGKILL inside a checkpoint write (after the weights / before the rename)"
 for point in ckpt_data:2 ckpt_commit:3; do  # (the 2nd / 3rd checkpoint of the run)
   d="$T/sft_${point%%:*}"
-  RLHF_FAULT_KILL=$point mpirun -np 2 "$B/learner" sft $SFTRUN run.out_dir="$d" > "$d.log" 2>&1 && fail "$point: the run was not killed"
-  grep -q "fault injection: SIGKILL at ${point%%:*}" "$d.log" || { cat "$d.log"; fail "$point: no injected kill"; }
+  RLHF_FAULT_KILL=$point RLHF_FAULT_LOG="$d.fault" mpirun -np 2 "$B/learner" sft $SFTRUN run.out_dir="$d" > "$d.log" 2>&1 && fail "$point: the run was not killed"
+  # (the killed rank's own stderr line may not reach the log: mpirun can end the job first)
+  grep -q "fault injection: SIGKILL at ${point%%:*}" "$d.fault" || { cat "$d.log"; fail "$point: no injected kill"; }
   ls "$d"/*.tmp > /dev/null 2>&1 || fail "$point: no half-written .tmp left by the kill (test is vacuous)"
   mpirun -np 2 "$B/learner" sft $SFTRUN run.out_dir="$d" run.resume=auto > "$d.resume.log" 2>&1 || { cat "$d.resume.log"; fail "$point: resume"; }
   grep -q "resumed from" "$d.resume.log" || fail "$point: did not resume from the last complete checkpoint"
