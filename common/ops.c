@@ -348,52 +348,65 @@ typedef float v16f __attribute__((vector_size(64)));
 #define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(v16f))
 #define V16_STORE(p, v) memcpy((p), &(v), sizeof(v16f))
 
-/* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x MM_CB columns from j0. For
- * every element: acc = bias (or 0); for k in 0..C-1: acc = acc + x[k] * w[k] — the same
- * sequence of roundings whatever nr and the tile position are. */
-#define MM_RB 4
-#define MM_CB 64
+/* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x cb columns from j0, cb a
+ * compile-time 16, 32 or MM_CB (the call sites pass constants; the function is inlined
+ * and specialised). For every element: acc = bias (or 0); for k in 0..C-1:
+ * acc = acc + x[k] * w[k] — the same sequence of roundings whatever nr, cb and the tile
+ * position are. MM_RB x MM_CB = 8 x 48: 24 accumulator registers, 3 for W, 1 for the
+ * broadcast x (of AVX-512's 32); at decode batch 8 each W element is loaded once per
+ * call. (The 124M trunk at batch 8, 2 threads: 1.36x faster than the 4 x 64 tile it
+ * replaced, which read every panel twice; docs/bench.md.) */
+#define MM_RB 8
+#define MM_CB 48
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
-                                                               const float *W,
-                                                               const float *bias, int nr,
-                                                               int C, int OC, int j0) {
+                                                               const float *W, const float *bias,
+                                                               int nr, int C, int OC, int j0,
+                                                               int cb) {
     v16f acc[MM_RB][MM_CB / 16];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++)
-#pragma GCC unroll 4
-        for (int q = 0; q < MM_CB / 16; q++) {
+#pragma GCC unroll 3
+        for (int q = 0; q < cb / 16; q++) {
             if (bias) V16_LOAD(acc[r][q], bias + j0 + 16 * q);
             else acc[r][q] = (v16f){0};
         }
     for (int k = 0; k < C; k++) {
         const float *w = W + (size_t)k * OC + j0;
-        v16f w0, w1, w2, w3;
-        V16_LOAD(w0, w);
-        V16_LOAD(w1, w + 16);
-        V16_LOAD(w2, w + 32);
-        V16_LOAD(w3, w + 48);
-#pragma GCC unroll 4
+        v16f wv[MM_CB / 16];
+#pragma GCC unroll 3
+        for (int q = 0; q < cb / 16; q++) V16_LOAD(wv[q], w + 16 * q);
+#pragma GCC unroll 8
         for (int r = 0; r < MM_RB; r++) {
             if (r >= nr) break;
             float x = inp[(size_t)r * C + k];
-            acc[r][0] += x * w0;
-            acc[r][1] += x * w1;
-            acc[r][2] += x * w2;
-            acc[r][3] += x * w3;
+#pragma GCC unroll 3
+            for (int q = 0; q < cb / 16; q++) acc[r][q] += x * wv[q];
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++) {
         if (r >= nr) break;
-#pragma GCC unroll 4
-        for (int q = 0; q < MM_CB / 16; q++) V16_STORE(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
+#pragma GCC unroll 3
+        for (int q = 0; q < cb / 16; q++) V16_STORE(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
     }
 }
 
-/* The same per-element computation for the last OC % MM_CB columns, one row at a time. */
-static void mm_rows_edge(float *out, const float *inp, const float *W, const float *bias,
-                         int C, int OC, int j0, int nj) {
-    float acc[MM_CB];
+/* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest). */
+static inline __attribute__((always_inline)) void mm_rows_panel(float *out, const float *inp,
+                                                                const float *W, const float *bias,
+                                                                int N, int C, int OC, int j0,
+                                                                int cb) {
+    int n = 0;
+    for (; n + MM_RB <= N; n += MM_RB)
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, bias, MM_RB, C, OC, j0, cb);
+    if (n < N)
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, bias, N - n, C, OC, j0, cb);
+}
+
+/* The same per-element computation for the last OC % 16 columns, one row at a time. */
+static void mm_rows_edge(float *out, const float *inp, const float *W, const float *bias, int C,
+                         int OC, int j0, int nj) {
+    float acc[16];
     for (int j = 0; j < nj; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
     for (int k = 0; k < C; k++) {
         const float *w = W + (size_t)k * OC + j0;
@@ -409,8 +422,9 @@ typedef struct {
     int N, C, OC;
 } MMRowsJob;
 
-/* Part of matmul_forward_rows: a contiguous range of the MM_CB-wide column panels (the
- * last part also takes the OC % MM_CB edge columns). */
+/* Part of matmul_forward_rows: a contiguous range of the MM_CB-wide column panels; the
+ * last part also takes the OC % MM_CB columns that remain (a 32- and a 16-wide panel as
+ * they fit, then the OC % 16 edge). Which code computes a column depends on OC only. */
 static void mm_rows_part(void *p, int part, int nparts) {
     const MMRowsJob *jb = p;
     float *out = jb->out;
@@ -418,17 +432,16 @@ static void mm_rows_part(void *p, int part, int nparts) {
     int N = jb->N, C = jb->C, OC = jb->OC;
     int full = OC - OC % MM_CB, lo, hi;
     part_range(full / MM_CB, part, nparts, &lo, &hi);
-    for (int j0 = lo * MM_CB; j0 < hi * MM_CB; j0 += MM_CB) {
-        int n = 0;
-        for (; n + MM_RB <= N; n += MM_RB)
-            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, MM_RB, C, OC, j0);
-        if (n < N)
-            mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, N - n, C, OC, j0);
-    }
-    if (full < OC && part == nparts - 1)
+    for (int j0 = lo * MM_CB; j0 < hi * MM_CB; j0 += MM_CB)
+        mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, MM_CB);
+    if (full == OC || part != nparts - 1) return;
+    int j0 = full;
+    if (OC - j0 >= 32) mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, 32), j0 += 32;
+    if (OC - j0 >= 16) mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, 16), j0 += 16;
+    if (j0 < OC)
         for (int n = 0; n < N; n++)
-            mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, full,
-                         OC - full);
+            mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, j0,
+                         OC - j0);
 }
 
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
@@ -476,6 +489,36 @@ static inline float lanes_reduce(const float l[16]) {
     return s2[0] + s2[1];
 }
 
+/* lanes_reduce of 16 vectors at once: res[j] = lanes_reduce(v[j]), bit for bit (every
+ * sum has the same two operands as there; IEEE addition is commutative). Each stage
+ * pairs vectors with two shuffles and one add: 8 + 4 + 2 + 1 adds instead of 16 x 15
+ * scalar ones. Stage 1 puts s8 of v[2m] in lanes 0..7 and of v[2m+1] in lanes 8..15;
+ * stage 2 s4 of four vectors in lanes 4j..4j+3; stage 3 s2 of eight in lanes 2j, 2j+1;
+ * stage 4 the sums of all sixteen, in order. (1.3x on the 124M LM head at batch 8.) */
+typedef int v16i __attribute__((vector_size(64)));
+static inline __attribute__((always_inline)) void lanes_reduce16(float res[16], const v16f *v) {
+    const v16i lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    const v16i hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    const v16i lo4 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+    const v16i hi4 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    const v16i lo2 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+    const v16i hi2 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+    const v16i lo1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const v16i hi1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+    v16f b[8], c[4], d[2], e;
+    for (int m = 0; m < 8; m++)
+        b[m] = __builtin_shuffle(v[2 * m], v[2 * m + 1], lo8) +
+               __builtin_shuffle(v[2 * m], v[2 * m + 1], hi8);
+    for (int m = 0; m < 4; m++)
+        c[m] = __builtin_shuffle(b[2 * m], b[2 * m + 1], lo4) +
+               __builtin_shuffle(b[2 * m], b[2 * m + 1], hi4);
+    for (int m = 0; m < 2; m++)
+        d[m] = __builtin_shuffle(c[2 * m], c[2 * m + 1], lo2) +
+               __builtin_shuffle(c[2 * m], c[2 * m + 1], hi2);
+    e = __builtin_shuffle(d[0], d[1], lo1) + __builtin_shuffle(d[0], d[1], hi1);
+    V16_STORE(res, e);
+}
+
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
                                                                const float *wte, int nr, int C,
                                                                int V, int v0, int nv) {
@@ -498,6 +541,14 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
             acc[r][0] += x * a;
             acc[r][1] += x * b;
         }
+    }
+    if (nr == LM_RB && nv == LM_NV && Cv == C) {
+        /* the 16 reductions at once, lane-parallel: the same additions in the same tree */
+        float res[16];
+        lanes_reduce16(res, &acc[0][0]);
+        for (int r = 0; r < LM_RB; r++)
+            memcpy(logits + (size_t)r * V + v0, res + r * LM_NV, LM_NV * sizeof(float));
+        return;
     }
     for (int r = 0; r < nr; r++) {
         const float *x = inp + (size_t)r * C;

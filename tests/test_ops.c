@@ -108,7 +108,8 @@ static double dot_d(const float *a, const float *b, size_t n) {
 // references
 
 static void test_matmul_reference(void) {
-    int shapes[][3] = {{1, 1, 1}, {7, 13, 29}, {33, 64, 96}, {5, 128, 384}, {64, 70, 3}};
+    int shapes[][3] = {{1, 1, 1}, {7, 13, 29}, {33, 64, 96}, {5, 128, 384}, {64, 70, 3},
+                       {9, 40, 149}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         float *x = rand_buf((size_t)N * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.2f);
@@ -149,38 +150,45 @@ static void test_lmhead_reference(void) {
 /* The `_rows` kernels: a row's output is bit-identical whatever the batch around it.
  * (OpenBLAS sgemm is not: the same check on matmul_forward is printed, not required.) */
 static void test_rows_batch_invariance(void) {
-    int C = 96, OC = 200, V = 300, NMAX = 19;
-    float *x = rand_buf((size_t)NMAX * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.2f);
-    float *b = rand_buf((size_t)OC, 1.0f), *wte = rand_buf((size_t)V * C, 0.2f);
-    float *alone = xalloc_floats((size_t)OC > (size_t)V ? (size_t)OC : (size_t)V);
-    float *batch = xalloc_floats((size_t)NMAX * (OC > V ? OC : V));
-    int bad_rows = 0, bad_lm = 0, bad_sgemm = 0;
-    for (int N = 1; N <= NMAX; N++) {
-        matmul_forward_rows(batch, x, w, b, N, C, OC);
-        for (int r = 0; r < N; r++) {
-            matmul_forward_rows(alone, x + (size_t)r * C, w, b, 1, C, OC);
-            bad_rows += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
+    /* OC = 200: 48-wide panels + an 8-column edge; 149 = 2 x 48 + 32 + 16 + 5
+     * (every panel width of the kernel) */
+    for (int oc = 0; oc < 2; oc++) {
+        int C = 96, OC = oc ? 149 : 200, V = 300, NMAX = 19;
+        float *x = rand_buf((size_t)NMAX * C, 1.0f), *w = rand_buf((size_t)C * OC, 0.2f);
+        float *b = rand_buf((size_t)OC, 1.0f), *wte = rand_buf((size_t)V * C, 0.2f);
+        float *alone = xalloc_floats((size_t)OC > (size_t)V ? (size_t)OC : (size_t)V);
+        float *batch = xalloc_floats((size_t)NMAX * (OC > V ? OC : V));
+        int bad_rows = 0, bad_lm = 0, bad_sgemm = 0;
+        for (int N = 1; N <= NMAX; N++) {
+            matmul_forward_rows(batch, x, w, b, N, C, OC);
+            for (int r = 0; r < N; r++) {
+                matmul_forward_rows(alone, x + (size_t)r * C, w, b, 1, C, OC);
+                bad_rows += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
+            }
+            lmhead_forward_rows(batch, x, wte, N, C, V);
+            for (int r = 0; r < N; r++) {
+                lmhead_forward_rows(alone, x + (size_t)r * C, wte, 1, C, V);
+                bad_lm += memcmp(alone, batch + (size_t)r * V, (size_t)V * sizeof(float)) != 0;
+            }
+            matmul_forward(batch, x, w, b, N, C, OC);
+            for (int r = 0; r < N; r++) {
+                matmul_forward(alone, x + (size_t)r * C, w, b, 1, C, OC);
+                bad_sgemm += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
+            }
         }
-        lmhead_forward_rows(batch, x, wte, N, C, V);
-        for (int r = 0; r < N; r++) {
-            lmhead_forward_rows(alone, x + (size_t)r * C, wte, 1, C, V);
-            bad_lm += memcmp(alone, batch + (size_t)r * V, (size_t)V * sizeof(float)) != 0;
-        }
-        matmul_forward(batch, x, w, b, N, C, OC);
-        for (int r = 0; r < N; r++) {
-            matmul_forward(alone, x + (size_t)r * C, w, b, 1, C, OC);
-            bad_sgemm += memcmp(alone, batch + (size_t)r * OC, (size_t)OC * sizeof(float)) != 0;
-        }
+        CHECK_EQ_INT(bad_rows, 0);
+        CHECK_EQ_INT(bad_lm, 0);
+        fprintf(stderr,
+                "    OC %d: sgemm rows differing from the row computed alone: %d "
+                "of %d\n",
+                OC, bad_sgemm, NMAX * (NMAX + 1) / 2);
+        free(x), free(w), free(b), free(wte), free(alone), free(batch);
     }
-    CHECK_EQ_INT(bad_rows, 0);
-    CHECK_EQ_INT(bad_lm, 0);
-    fprintf(stderr, "    sgemm rows differing from the row computed alone: %d of %d\n", bad_sgemm,
-            NMAX * (NMAX + 1) / 2);
-    free(x), free(w), free(b), free(wte), free(alone), free(batch);
 }
 
-/* The `_rows` kernels split columns over the OpenBLAS thread count: the results must
- * be bit-identical for 1, 2 and 3 threads (shapes above the pool's work threshold). */
+/* The `_rows` kernels split columns over the OpenBLAS thread count: the results
+ * must be bit-identical for 1, 2 and 3 threads (shapes above the pool's work
+ * threshold). */
 static void test_rows_thread_invariance(void) {
     int before = ops_blas_threads();
     int N = 9, C = 256, OC = 650, V = 3001;
@@ -199,7 +207,8 @@ static void test_rows_thread_invariance(void) {
         matmul_forward_rows(out, x, w, b, N, C, OC);
         lmhead_forward_rows(lout, x, wte, N, C, V);
         CHECK_MSG(memcmp(out, ref, (size_t)N * OC * sizeof(float)) == 0, "matmul, %d threads", th);
-        CHECK_MSG(memcmp(lout, lref, (size_t)N * V * sizeof(float)) == 0, "lm head, %d threads", th);
+        CHECK_MSG(memcmp(lout, lref, (size_t)N * V * sizeof(float)) == 0, "lm head, %d threads",
+                  th);
     }
     ops_blas_setup(before);
     free(x), free(w), free(b), free(wte), free(ref), free(out), free(lref), free(lout), free(nv);
