@@ -9,7 +9,8 @@
  * generate 16 prompts of 16 tokens + 112 new; gpt2 = 124M, train 4x64, generate 8
  * prompts of 16 + 48 new. Each measurement is the best of `iters` runs (default 3) after
  * one warm-up. Threads: OPENBLAS_NUM_THREADS (also the thread count of the
- * batch-invariant generation kernels). FLOPs are those of the GEMMs the code performs (attention computes
+ * batch-invariant generation kernels). The optimizer (grad-norm clip + AdamW) is timed on
+ * its own after the step and added for the full-step figure. FLOPs are those of the GEMMs the code performs (attention computes
  * the full T x T square); the element-wise work is counted as overhead.
  * Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
  * lines (the format of bench_sgemm). Not a test: nothing is checked.
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "generate.h"
 #include "gpt.h"
 #include "ops.h"
@@ -176,6 +178,25 @@ static void bench_one(const Shape *s, int iters) {
     }
     double fl = train_flops(&c, B, T), sg_fl = rp.flops;
     replica_free(&rp);
+    /* the optimizer part of a learner step (trainer.c): gradient-norm clipping and AdamW
+     * with the GPT decay table, on the gradients of the step above */
+    AdamWConfig ac = adamw_config_default();
+    AdamW opt;
+    adamw_init(&opt, m.num_params, &ac);
+    AdamWRange *ranges = xcalloc((size_t)m.num_tensors, sizeof *ranges);
+    char aerr[ERRBUF_LEN];
+    int nr = adamw_decay_table_gpt(ranges, m.tensors, m.num_tensors);
+    if (adamw_set_decay_table(&opt, ranges, nr, aerr) != 0) fatal("%s", aerr);
+    double best_opt = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        adamw_clip_grad_norm(m.grads, m.num_params, 1.0f);
+        adamw_step(&opt, m.params, m.grads, 1e-4f);
+        double dt = time_now() - t0;
+        if (it > 0 && dt < best_opt) best_opt = dt;
+    }
+    adamw_free(&opt);
+    free(ranges);
     double pct = 100.0 * (fl / best) / (sg_fl / sg);
     printf("train %dx%d: step %.1f ms (forward+head %.1f ms), %.0f tokens/s, %.1f GFLOP/s\n", B, T,
            best * 1e3, best_fwd * 1e3, B * T / best, fl / best / 1e9);
@@ -186,6 +207,13 @@ static void bench_one(const Shape *s, int iters) {
     printf("RESULT\tmodel.%s.train.gflops\t%.3f\tGFLOP/s\n", s->name, fl / best / 1e9);
     printf("RESULT\tmodel.%s.train.sgemm_gflops\t%.3f\tGFLOP/s\n", s->name, sg_fl / sg / 1e9);
     printf("RESULT\tmodel.%s.train.pct_of_sgemm\t%.1f\t%%\n", s->name, pct);
+    printf("optimizer (grad-norm clip + AdamW): %.1f ms; full step (fwd+bwd+optimizer) %.1f ms, "
+           "%.0f tokens/s\n",
+           best_opt * 1e3, (best + best_opt) * 1e3, B * T / (best + best_opt));
+    printf("RESULT\tmodel.%s.optim.ms\t%.3f\tms\n", s->name, best_opt * 1e3);
+    printf("RESULT\tmodel.%s.step_full.ms\t%.3f\tms\n", s->name, (best + best_opt) * 1e3);
+    printf("RESULT\tmodel.%s.step_full.tokens_per_s\t%.1f\ttokens/s\n", s->name,
+           B * T / (best + best_opt));
 
     /* generation */
     int GB = s->gen_B, P = s->gen_prompt, NEW = s->gen_new;

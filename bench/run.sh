@@ -222,8 +222,16 @@ if want model || want torch; then
           "$(ratio "$(val "model.$c.$p.generate.tokens_per_s")" "$(val "torch.$s.$p.gen_tok_s")")"
       done
     done
+    # the full training step: fwd+bwd plus the optimizer (ours: grad-norm clip + AdamW;
+    # PyTorch: optimizer.step(), timed alone; its default setup skips it at 124M)
     ad=$(val "torch.best.$p.adamw_ms")
-    [ -n "$ad" ] && echo "  PyTorch-best AdamW step alone, $p: $(fmt "$ad") ms (bench_model times no optimizer step)"
+    for c in "${CORES[@]}"; do
+      of=$(val "model.$c.$p.step_full.ms"); oo=$(val "model.$c.$p.optim.ms")
+      [ -z "$of" ] && continue
+      tf=$(awk -v a="$(val "torch.best.$p.train_ms")" -v b="$ad" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.3f", a + b }')
+      printf '  full step fwd+bwd+AdamW, %s (%s core): ours %s ms (optimizer %s ms), PyTorch-best %s ms (AdamW %s ms): ratio %s (>1: ours faster)\n' \
+        "$p" "$c" "$(fmt "$of")" "$(fmt "$oo")" "$(fmt "$tf")" "$(fmt "$ad")" "$(ratio "$tf" "$of")"
+    done
   done
 fi
 if want io; then

@@ -35,7 +35,7 @@ int ops_blas_threads(void) { return openblas_get_num_threads(); }
 // a pool of worker threads for the batch-invariant kernels
 
 #define POOL_MAX 64
-typedef void (*PartFn)(void *arg, int part, int nparts);
+typedef OpsPartFn PartFn;
 
 static struct {
     pthread_mutex_t mu;
@@ -100,6 +100,10 @@ static void pool_run(PartFn fn, void *arg, int max_parts) {
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
+}
+
+void ops_parallel(OpsPartFn fn, void *arg, int max_parts) {
+    pool_run(fn, arg, max_parts < 1 ? 1 : max_parts);
 }
 
 /* Contiguous share [lo, hi) of `units` work units for part i of n. */

@@ -30,6 +30,13 @@ const char *ops_blas_setup(int threads);
 /* The number of threads OpenBLAS uses now. */
 int ops_blas_threads(void);
 
+/* Run fn(arg, part, nparts) for part = 0..nparts-1 on the kernels' thread pool and return
+ * when all have finished: nparts = the OpenBLAS thread count, capped by max_parts; part 0
+ * runs on the caller, the workers sleep between jobs. Not reentrant: one job at a time,
+ * never from inside fn. (Used by the kernels below and by adamw.c.) */
+typedef void (*OpsPartFn)(void *arg, int part, int nparts);
+void ops_parallel(OpsPartFn fn, void *arg, int max_parts);
+
 // ----------------------------------------------------------------------------
 // embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
 

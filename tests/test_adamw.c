@@ -2,13 +2,15 @@
  * tests/test_adamw.c — AdamW against hand-computed steps (the arithmetic is written out
  * below), a closed form over many steps, PyTorch's torch.optim.AdamW (tests/ref/adamw.txt),
  * the GPT decay convention, decay-table validation, checkpoint-style state restore,
- * gradient clipping, the finite check and the learning-rate schedule.
+ * gradient clipping, the finite check and the learning-rate schedule; the threaded,
+ * vectorised passes bit-identical to a scalar loop and to themselves at 1, 2, 3 threads.
  */
 #include "adamw.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "ops.h"
 #include "ref/fixture.h"
 #include "test.h"
 #include "util.h"
@@ -295,6 +297,71 @@ static void test_clipping(void) {
     CHECK(adamw_clip_grad_norm(NULL, 0, 1.0f) == 0.0);
 }
 
+/* The update and the norm run split over the thread pool and vectorised (adamw.c): the
+ * update must equal a plain scalar loop bit for bit and, like the norm and the clipping,
+ * must not depend on the thread count. n is above the size where the pool is used, not a
+ * multiple of 16, and the decay table's rows cross the threads' chunk boundaries. */
+static void test_parallel_passes(void) {
+    int before = ops_blas_threads();
+    size_t n = (1u << 20) + 37;
+    AdamWConfig c = cfg_095();
+    AdamWRange rows[3] = {{0, 300001, 1}, {300001, 500000, 0}, {800001, n - 800001, 1}};
+    float *p0 = xalloc_floats(n), *g = xalloc_floats(n), *ref = xalloc_floats(n);
+    float *rm = xalloc_floats(n), *rv = xalloc_floats(n);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        p0[i] = (float)(x >> 8) / 16777216.0f - 0.5f;
+        g[i] = ((float)((x >> 4) & 0xffff) / 65536.0f - 0.5f) * 1e-2f;
+    }
+    /* scalar reference: three steps of the formula in adamw.h */
+    memcpy(ref, p0, n * sizeof(float));
+    memset(rm, 0, n * sizeof(float)), memset(rv, 0, n * sizeof(float));
+    for (int t = 1; t <= 3; t++) {
+        float ib1 = (float)(1.0 / (1.0 - pow((double)c.beta1, t)));
+        float ib2 = (float)(1.0 / (1.0 - pow((double)c.beta2, t)));
+        for (size_t i = 0; i < n; i++) {
+            float wd = (i < 300001 || i >= 800001) ? c.weight_decay : 0.0f;
+            rm[i] = c.beta1 * rm[i] + (1.0f - c.beta1) * g[i];
+            rv[i] = c.beta2 * rv[i] + (1.0f - c.beta2) * g[i] * g[i];
+            float mh = rm[i] * ib1, vh = rv[i] * ib2;
+            ref[i] -= 1e-3f * (mh / (sqrtf(vh) + c.eps) + wd * ref[i]);
+        }
+    }
+    double norm1 = 0.0;
+    for (int th = 1; th <= 3; th++) {
+        char err[ERRBUF_LEN];
+        ops_blas_setup(th);
+        AdamW o;
+        adamw_init(&o, n, &c);
+        CHECK(adamw_set_decay_table(&o, rows, 3, err) == 0);
+        float *p = xalloc_floats(n);
+        memcpy(p, p0, n * sizeof(float));
+        for (int t = 0; t < 3; t++) adamw_step(&o, p, g, 1e-3f);
+        CHECK_MSG(memcmp(p, ref, n * sizeof(float)) == 0, "%d threads: params differ", th);
+        CHECK_MSG(memcmp(o.m, rm, n * sizeof(float)) == 0 && memcmp(o.v, rv, n * sizeof(float)) == 0,
+                  "%d threads: moments differ", th);
+        double nm = adamw_grad_norm(g, n);
+        if (th == 1) norm1 = nm;
+        CHECK_MSG(nm == norm1, "%d threads: norm %.17g vs %.17g", th, nm, norm1);
+        /* clipping scales every element by the same float */
+        memcpy(p, g, n * sizeof(float));
+        CHECK(adamw_clip_grad_norm(p, n, 0.5f) == norm1);
+        float scale = (float)(0.5 / norm1);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) bad += p[i] != g[i] * scale;
+        CHECK_EQ_INT((long long)bad, 0);
+        free(p);
+        adamw_free(&o);
+    }
+    /* and the norm is right: against a long double sum */
+    long double s = 0.0L;
+    for (size_t i = 0; i < n; i++) s += (long double)g[i] * g[i];
+    CHECK_NEAR(norm1, (double)sqrtl(s), 0, 1e-13);
+    ops_blas_setup(before);
+    free(p0), free(g), free(ref), free(rm), free(rv);
+}
+
 static void test_finite(void) {
     float g[5] = {0.0f, -1.0f, 3.0f, 1e30f, -1e-30f};
     size_t bad = 99;
@@ -363,6 +430,7 @@ int main(void) {
     TEST_RUN(test_decay_table_errors);
     TEST_RUN(test_state_restore);
     TEST_RUN(test_clipping);
+    TEST_RUN(test_parallel_passes);
     TEST_RUN(test_finite);
     TEST_RUN(test_schedule);
     return TEST_EXIT();

@@ -10,14 +10,16 @@
 #   - default beta: does gold hold up in the last third (no fall beyond noise)?
 # Needs the demo's SFT model, reward model and data ($RUN/sft, $RUN/rm, $RUN/data); runs
 # the demo first when they are missing. Environment: RUN (default runs/demo), UPDATES
-# (default 80), RL_LR (default 1e-4), BETA (default 0.2, the demo's).
+# (default 80), RL_LR (default 1e-4), BETA and KL_TARGET (default 1.0 and 0.5: the demo's
+# adaptive controller, tools/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 RUN=${RUN:-runs/demo}
 UPDATES=${UPDATES:-80}
 RL_LR=${RL_LR:-1e-4}
-BETA=${BETA:-0.2}
+BETA=${BETA:-1.0}
+KL_TARGET=${KL_TARGET:-0.5}
 export OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
 if [ ! -f "$RUN/sft/latest" ] || [ ! -f "$RUN/rm/latest" ] || [ ! -f "$RUN/data/prompts_train.jsonl" ]; then
   echo "overopt: no SFT/RM in $RUN: running the demo first"
@@ -32,7 +34,7 @@ for spec in "beta0:0" "beta$BETA:$BETA"; do
   tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$OUT/$name" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$RUN/data/prompts_train.jsonl" \
     data.eval= ppo.updates="$UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef="$beta" \
-    ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 run.log_every=10
+    ppo.kl_target="$KL_TARGET" judge.monitor_gold=true run.ckpt_every=0 run.log_every=10
   # update, sqrt(KL), proxy score, gold score
   grep '"gold_score"' "$OUT/$name/metrics.jsonl" | sed -nE \
     's/.*"step": ([0-9]+).*"score": (-?[0-9.e+-]+),.*"kl": (-?[0-9.e+-]+),.*"gold_score": (-?[0-9.e+-]+).*/\1 \3 \2 \4/p' |
