@@ -188,12 +188,9 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
     o->step++;
     const double t = (double)o->step;
     /* bias corrections in double: 1 - b^t loses everything in float for b2 near 1 */
-    AdamWJob j = {o,
-                  params,
-                  grads,
-                  lr,
-                  (float)(1.0 / (1.0 - pow((double)o->cfg.beta1, t))),
-                  (float)(1.0 / (1.0 - pow((double)o->cfg.beta2, t)))};
+    AdamWJob j = {.o = o, .params = params, .grads = grads, .lr = lr,
+                  .inv_bc1 = (float)(1.0 / (1.0 - pow((double)o->cfg.beta1, t))),
+                  .inv_bc2 = (float)(1.0 / (1.0 - pow((double)o->cfg.beta2, t)))};
     if (o->n < ADAMW_PAR_MIN) adamw_step_part(&j, 0, 1);
     else ops_parallel(adamw_step_part, &j, 64);
 }
