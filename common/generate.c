@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"
 #include "rng.h"
 #include "sample.h"
 #include "util.h"
@@ -26,35 +25,9 @@ int gen_params_validate(const GenParams *p, int vocab_size, char *err) {
     return sample_params_validate(&sp, err);
 }
 
-/* Sampling runs on the kernel pool (ops.h) when the batch's logits reach this many
- * floats: at the 124M vocabulary (50257) and batch 8 it is ~20 % of a decode step on one
- * thread (several passes of expf over each row). */
-#define GEN_PAR_MIN 65536
-
-typedef struct {
-    Sampler *smp; /* one per part */
-    const SampleParams *sp;
-    Rng *rngs;
-    const int *slots;
-    int *toks;
-    float *lps;
-    const float *logits;
-    int V, n;
-} SampleJob;
-
-/* Rows [n * part / nparts, n * (part + 1) / nparts) with sampler `part`. */
-static void sample_part(void *arg, int part, int nparts) {
-    SampleJob *j = arg;
-    int lo = (int)((long long)j->n * part / nparts),
-        hi = (int)((long long)j->n * (part + 1) / nparts);
-    for (int i = lo; i < hi; i++)
-        j->toks[i] = sample_token(&j->smp[part], j->logits + (size_t)i * j->V, j->sp,
-                                  &j->rngs[j->slots[i]], &j->lps[i]);
-}
-
-int generate(GPT *m, const GenParams *p, int B, const int *const *prompts, const int *prompt_lens,
-             const uint64_t *prompt_ids, const uint64_t *sample_ids, int *out_tokens,
-             float *out_logprobs, int *out_lens, char *err) {
+int generate(GPT *m, const GenParams *p, int B, const int *const *prompts,
+             const int *prompt_lens, const uint64_t *prompt_ids, const uint64_t *sample_ids,
+             int *out_tokens, float *out_logprobs, int *out_lens, char *err) {
     const GPTConfig *c = &m->config;
     int V = c->vocab_size, maxnew = p->max_new_tokens;
     if (m->config.head != GPT_HEAD_LM) return errf(err, "generate: the model has no LM head");
@@ -77,17 +50,10 @@ int generate(GPT *m, const GenParams *p, int B, const int *const *prompts, const
     }
     gpt_cache_reserve(m, B, longest + maxnew);
     SampleParams sp = {p->temperature, p->top_k, p->top_p};
-    /* one sampler (scratch buffers) per part of the pool that samples the rows */
-    int nsamp = ops_blas_threads();
-    if (nsamp > B) nsamp = B;
-    if (nsamp < 1 || (double)B * V < GEN_PAR_MIN) nsamp = 1;
-    Sampler *smp = xcalloc((size_t)nsamp, sizeof(Sampler));
-    for (int k = 0; k < nsamp; k++) sampler_init(&smp[k], V);
+    Sampler smp;
+    sampler_init(&smp, V);
     Rng *rngs = xcalloc((size_t)B, sizeof(Rng));
     int *slots = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
-    int *toks = xcalloc((size_t)B, sizeof(int));
-    float *lps = xalloc_floats((size_t)B);
-    SampleJob job = {smp, &sp, rngs, slots, toks, lps, NULL, V, 0};
     for (int b = 0; b < B; b++) {
         rng_init_keyed(&rngs[b], p->seed, prompt_ids[b], sample_ids[b]);
         out_lens[b] = 0;
@@ -102,16 +68,12 @@ int generate(GPT *m, const GenParams *p, int B, const int *const *prompts, const
     int n = B;
     for (int step = 0; step < maxnew && n > 0; step++) {
         int still = 0;
-        /* rows are independent (each has its own RNG stream): sampled in parallel, then
-         * the batch is compacted in row order as before */
-        job.logits = logits;
-        job.n = n;
-        if (nsamp > 1 && n > 1) ops_parallel(sample_part, &job, nsamp < n ? nsamp : n);
-        else sample_part(&job, 0, 1);
         for (int i = 0; i < n; i++) {
-            int b = slots[i], tok = toks[i];
+            int b = slots[i];
+            float lp;
+            int tok = sample_token(&smp, logits + (size_t)i * V, &sp, &rngs[b], &lp);
             out_tokens[(size_t)b * maxnew + step] = tok;
-            out_logprobs[(size_t)b * maxnew + step] = lps[i];
+            out_logprobs[(size_t)b * maxnew + step] = lp;
             out_lens[b] = step + 1;
             if (tok != p->eos_id) {
                 slots[still] = b;
@@ -122,10 +84,7 @@ int generate(GPT *m, const GenParams *p, int B, const int *const *prompts, const
         n = still;
         if (n > 0 && step + 1 < maxnew) logits = gpt_cache_decode(m, n, slots, next);
     }
-    for (int k = 0; k < nsamp; k++) sampler_free(&smp[k]);
-    free(smp);
-    free(toks);
-    free(lps);
+    sampler_free(&smp);
     free(rngs);
     free(slots);
     free(next);
