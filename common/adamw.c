@@ -168,13 +168,17 @@ static void adamw_step_range(const AdamW *o, float *restrict p, const float *res
     }
 }
 
+/* Contiguous share [lo, hi) of `units` work units for part i of parts. */
+static void adamw_share(size_t units, int i, int parts, size_t *lo, size_t *hi) {
+    *lo = units * (size_t)i / (size_t)parts;
+    *hi = units * (size_t)(i + 1) / (size_t)parts;
+}
+
 /* Contiguous share of n elements for part i of parts, in whole 64-byte lines. */
 static void adamw_chunk(size_t n, int i, int parts, size_t *lo, size_t *hi) {
-    size_t lines = (n + 15) / 16;
-    *lo = lines * (size_t)i / (size_t)parts * 16;
-    *hi = lines * (size_t)(i + 1) / (size_t)parts * 16;
-    if (*lo > n) *lo = n;
-    if (*hi > n) *hi = n;
+    adamw_share((n + 15) / 16, i, parts, lo, hi);
+    *lo = *lo * 16 < n ? *lo * 16 : n;
+    *hi = *hi * 16 < n ? *hi * 16 : n;
 }
 
 static void adamw_step_part(void *arg, int part, int nparts) {
@@ -223,9 +227,9 @@ typedef struct {
 
 static void norm_part(void *arg, int part, int nparts) {
     NormJob *j = arg;
-    size_t nb = (j->n + ADAMW_NORM_BLOCK - 1) / ADAMW_NORM_BLOCK;
-    for (size_t b = nb * (size_t)part / (size_t)nparts;
-         b < nb * (size_t)(part + 1) / (size_t)nparts; b++) {
+    size_t b0, b1;
+    adamw_share((j->n + ADAMW_NORM_BLOCK - 1) / ADAMW_NORM_BLOCK, part, nparts, &b0, &b1);
+    for (size_t b = b0; b < b1; b++) {
         size_t lo = b * ADAMW_NORM_BLOCK,
                len = j->n - lo < ADAMW_NORM_BLOCK ? j->n - lo : ADAMW_NORM_BLOCK;
         j->block_sums[b] = sumsq_block(j->g + lo, len);

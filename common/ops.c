@@ -35,7 +35,6 @@ int ops_blas_threads(void) { return openblas_get_num_threads(); }
 // a pool of worker threads for the batch-invariant kernels
 
 #define POOL_MAX 64
-typedef OpsPartFn PartFn;
 
 static struct {
     pthread_mutex_t mu;
@@ -45,7 +44,7 @@ static struct {
     unsigned gen;  /* job generation: workers run each generation once */
     int nparts;    /* parts of the current job: part 0 on the caller, 1.. on workers */
     int pending;   /* worker parts not finished */
-    PartFn fn;
+    OpsPartFn fn;
     void *arg;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
@@ -58,7 +57,7 @@ static void *pool_worker(void *p) {
         while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
         seen = pool.gen;
         if (id >= pool.nparts) continue;
-        PartFn fn = pool.fn;
+        OpsPartFn fn = pool.fn;
         void *arg = pool.arg;
         int nparts = pool.nparts;
         pthread_mutex_unlock(&pool.mu);
@@ -71,7 +70,7 @@ static void *pool_worker(void *p) {
 
 /* Run fn(arg, i, n) for i < n parts, n = the OpenBLAS thread count (capped by max_parts
  * and POOL_MAX), part 0 on the calling thread. Workers sleep between jobs. */
-static void pool_run(PartFn fn, void *arg, int max_parts) {
+static void pool_run(OpsPartFn fn, void *arg, int max_parts) {
     int n = openblas_get_num_threads();
     if (n > max_parts) n = max_parts;
     if (n > POOL_MAX) n = POOL_MAX;
