@@ -159,14 +159,10 @@ static const char *const crash_names[] = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL
 static struct sigaction crash_old[N_CRASH_SIGS];
 static char crash_stack[1 << 16]; /* so a stack overflow can still be reported */
 
-static void write_str(const char *s) {
-    size_t n = strlen(s);
-    while (n > 0) {
-        ssize_t w = write(STDERR_FILENO, s, n);
-        if (w <= 0) return;
-        s += w;
-        n -= (size_t)w;
-    }
+/* Append s to buf[*len] (async-signal-safe; truncates quietly). */
+static void crash_cat(char *buf, size_t cap, size_t *len, const char *s) {
+    while (*s && *len + 1 < cap) buf[(*len)++] = *s++;
+    buf[*len] = '\0';
 }
 
 static void crash_handler(int sig, siginfo_t *info, void *uctx) {
@@ -179,12 +175,23 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx) {
     num[i] = '\0';
     do num[--i] = (char)('0' + v % 10), v /= 10;
     while (v > 0 && i > 0);
-    write_str(g_prefix);
-    write_str("crashed with signal ");
-    write_str(num + i);
-    write_str(" (");
-    write_str(crash_names[k]);
-    write_str("); the job will be aborted\n");
+    /* One write() for the whole line: mpirun merges the ranks' output chunk by chunk, so
+     * a line written in pieces can come out split by another rank's text. */
+    char line[256];
+    size_t n = 0;
+    crash_cat(line, sizeof line, &n, g_prefix);
+    crash_cat(line, sizeof line, &n, "crashed with signal ");
+    crash_cat(line, sizeof line, &n, num + i);
+    crash_cat(line, sizeof line, &n, " (");
+    crash_cat(line, sizeof line, &n, crash_names[k]);
+    crash_cat(line, sizeof line, &n, "); the job will be aborted\n");
+    const char *p = line;
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w <= 0) break;
+        p += w;
+        n -= (size_t)w;
+    }
     sigaction(sig, &crash_old[k], NULL);
     /* A signal sent by a process (abort, kill) is sent again, to the old handler, once we
      * return; a real fault happens again when the instruction re-runs. */
