@@ -231,9 +231,9 @@ struct GPTActs {
     float *dbtc;      /* (B,T,C) */
     float *dqkv;      /* (B,T,3C) */
     float *dfch, *dfch_gelu; /* (B,T,4C) */
-    float *datt;      /* (T,T) */
+    float *datt;      /* (datt_slots,T,T) attention backward scratch, one per thread */
+    int datt_slots;
     float *dlnf;      /* (B,T,C) */
-    float *drow;      /* (V) one row of dlogits */
 };
 
 static void acts_free(struct GPTActs *a) {
@@ -246,7 +246,7 @@ static void acts_free(struct GPTActs *a) {
                      a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd, a->proj,
                      a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,     a->dfch_gelu,
-                     a->datt,    a->dlnf, a->drow};
+                     a->datt,    a->dlnf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a);
 }
@@ -270,9 +270,11 @@ static void grad_scratch_reserve(GPT *m) {
     a->dqkv = xalloc_floats(BT * 3 * C);
     a->dfch = xalloc_floats(BT * 4 * C);
     a->dfch_gelu = xalloc_floats(BT * 4 * C);
-    a->datt = xalloc_floats((size_t)a->T * (size_t)a->T);
+    /* one attention scratch per thread, at most one per (b, h) pair */
+    int slots = ops_blas_threads(), pairs = a->B * m->config.n_head;
+    a->datt_slots = slots < 1 ? 1 : slots > pairs ? pairs : slots;
+    a->datt = xalloc_floats((size_t)a->datt_slots * (size_t)a->T * (size_t)a->T);
     a->dlnf = xalloc_floats(BT * C);
-    a->drow = xalloc_floats((size_t)m->config.vocab_size);
 }
 
 void gpt_reserve(GPT *m, int B, int T) {
@@ -437,21 +439,15 @@ static void trunk_backward(GPT *m, int B, int T) {
         const GPTBlock *w = &m->w.h[l];
         GPTBlock *gw = &g->h[l];
         LayerActs la = layer_acts(m, l, B, T);
-        memset(a->dfch_gelu, 0, BTC * 4 * sizeof(float));
         matmul_backward(a->dfch_gelu, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
                         w->fc_proj_w, N, 4 * C, C);
-        memset(a->dfch, 0, BTC * 4 * sizeof(float));
         gelu_backward(a->dfch, la.fch, a->dfch_gelu, BTC * 4);
-        memset(a->dbtc, 0, BTC * sizeof(float));
         matmul_backward(a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);
         layernorm_backward(a->dres, gw->ln_2_w, gw->ln_2_b, a->dbtc, la.res2, w->ln_2_w,
                            la.ln2_mean, la.ln2_rstd, N, C);
-        memset(a->dbtc, 0, BTC * sizeof(float));
         matmul_backward(a->dbtc, gw->attn_proj_w, gw->attn_proj_b, a->dres, la.atty,
                         w->attn_proj_w, N, C, C);
-        memset(a->dqkv, 0, BTC * 3 * sizeof(float));
-        attention_backward(a->dqkv, a->datt, a->dbtc, la.qkv, la.att, B, T, C, NH);
-        memset(a->dbtc, 0, BTC * sizeof(float));
+        attention_backward(a->dqkv, a->datt, a->datt_slots, a->dbtc, la.qkv, la.att, B, T, C, NH);
         matmul_backward(a->dbtc, gw->attn_w, gw->attn_b, a->dqkv, la.ln1, w->attn_w, N, C, 3 * C);
         layernorm_backward(a->dres, gw->ln_1_w, gw->ln_1_b, a->dbtc, la.res_in, w->ln_1_w,
                            la.ln1_mean, la.ln1_rstd, N, C);
@@ -511,18 +507,11 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
     memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
     for (int r = 0; r < a->nruns; r++) {
         int s0 = a->runs[2 * r], e = a->runs[2 * r + 1];
-        /* dlogits replace the logits in place, one row at a time through a->drow */
-        for (int n = s0; n < e; n++) {
-            float *row = m->logits + (size_t)n * V;
-            if (a->targets[n] < 0) {
-                memset(row, 0, (size_t)V * sizeof(float));
-                continue;
-            }
-            memset(a->drow, 0, (size_t)V * sizeof(float));
-            logprob_backward(a->drow, dlogprobs + n, dentropy ? dentropy + n : NULL, row,
-                             a->lse + n, m->entropy + n, a->targets + n, m->temperature, 1, V);
-            memcpy(row, a->drow, (size_t)V * sizeof(float));
-        }
+        /* dlogits replace the logits in place */
+        float *rows = m->logits + (size_t)s0 * V;
+        logprob_backward(rows, dlogprobs + s0, dentropy ? dentropy + s0 : NULL, rows,
+                         a->lse + s0, m->entropy + s0, a->targets + s0, m->temperature, e - s0,
+                         V);
         lmhead_backward(a->dlnf + (size_t)s0 * C, m->g.wte, m->logits + (size_t)s0 * V,
                         a->lnf + (size_t)s0 * C, m->w.wte, e - s0, C, V);
     }

@@ -7,6 +7,9 @@
  * they split their output columns over the same number of threads as OpenBLAS uses (a
  * small pool of sleeping pthreads, started on first use and kept for the process), which
  * changes no result: each output element is computed by the same code on any thread.
+ * The element-wise and row-wise ops (LayerNorm, GELU, residual, embedding, log-softmax,
+ * bias gradients) and the (batch, head) pairs of attention are split over the same pool
+ * under the same rule, so a training step gives the same bits with 1 or N threads.
  * The pool is the only state of this file; the kernels are not reentrant across threads
  * of the caller (one model per thread of the caller is fine, concurrent calls are not).
  */
@@ -115,6 +118,38 @@ static void part_range(int units, int i, int n, int *lo, int *hi) {
  * pool costs more than it saves. */
 #define POOL_MIN_WORK (1 << 20)
 
+/* The element-wise and row-wise kernels: fn(arg, lo, hi, part) does units [lo, hi) with
+ * the same loop a serial call runs, so every output element is computed by the same code
+ * whichever part (thread) gets it and the results do not depend on the thread count.
+ * Reductions over rows (bias and LayerNorm weight gradients) are split by columns for
+ * the same reason: each column is still summed over the rows in order. */
+typedef void (*RangeFn)(void *arg, size_t lo, size_t hi, int part);
+typedef struct {
+    RangeFn fn;
+    void *arg;
+    size_t units;
+} RangeJob;
+
+static void range_part(void *p, int part, int nparts) {
+    const RangeJob *j = p;
+    size_t lo = j->units * (size_t)part / (size_t)nparts;
+    size_t hi = j->units * (size_t)(part + 1) / (size_t)nparts;
+    if (lo < hi) j->fn(j->arg, lo, hi, part);
+}
+
+/* Below this many elements touched a kernel runs on the calling thread. */
+#define POOL_MIN_ELEMS (1 << 15)
+
+/* Split `units` over at most max_parts parts of the pool when `elems` is worth it. */
+static void run_range(RangeFn fn, void *arg, size_t units, size_t elems, int max_parts) {
+    if (elems < POOL_MIN_ELEMS || units < 2 || max_parts < 2) {
+        if (units > 0) fn(arg, 0, units, 0);
+        return;
+    }
+    RangeJob j = {fn, arg, units};
+    pool_run(range_part, &j, units < (size_t)max_parts ? (int)units : max_parts);
+}
+
 // ----------------------------------------------------------------------------
 // exp: a branch-free float exp that GCC vectorises (libm's expf is a scalar call, and
 // the softmax rows and GELU call it for every element). Cody–Waite reduction
@@ -200,16 +235,30 @@ static void softmax_row_stats(const float *x, int n, float inv_t, float mx, doub
 // ----------------------------------------------------------------------------
 // embedding
 
+typedef struct {
+    float *out;
+    const int *tokens;
+    const float *wte, *wpe;
+    int T, C;
+} EncoderJob;
+
+static void encoder_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const EncoderJob *j = p;
+    int C = j->C;
+    for (size_t n = lo; n < hi; n++) {
+        float *o = j->out + n * C;
+        const float *we = j->wte + (size_t)j->tokens[n] * C;
+        const float *pe = j->wpe + (n % (size_t)j->T) * C;
+        for (int i = 0; i < C; i++) o[i] = we[i] + pe[i];
+    }
+}
+
 void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe,
                      int B, int T, int C) {
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            float *o = out + ((size_t)b * T + t) * C;
-            const float *we = wte + (size_t)tokens[b * T + t] * C;
-            const float *pe = wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) o[i] = we[i] + pe[i];
-        }
-    }
+    EncoderJob j = {out, tokens, wte, wpe, T, C};
+    size_t N = (size_t)B * T;
+    run_range(encoder_forward_range, &j, N, N * C, POOL_MAX);
 }
 
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
@@ -248,45 +297,53 @@ static inline double sumsq_dev_lanes_d(const float *x, float m, int n) {
     return r;
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *inp, *weight, *bias;
+    int C;
+} LNForwardJob;
+
+static void layernorm_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const LNForwardJob *j = p;
+    int C = j->C;
+    const float *weight = j->weight, *bias = j->bias;
+    for (size_t n = lo; n < hi; n++) {
+        const float *x = j->inp + n * C;
         float m = (float)(sum_lanes_d(x, C) / C);
         double v = sumsq_dev_lanes_d(x, m, C);
         float r = (float)(1.0 / sqrt(v / C + (double)GPT_LN_EPS));
-        float *o = out + (size_t)n * C;
+        float *o = j->out + n * C;
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = r;
+        j->mean[n] = m;
+        j->rstd[n] = r;
     }
 }
 
-/* The accumulation part of one row of the layernorm backward; the three gradient
- * buffers are distinct (restrict lets GCC vectorise). */
-static void layernorm_backward_row(float *restrict dx, float *restrict dweight,
-                                   float *restrict dbias, const float *d, const float *x,
-                                   const float *weight, float m, float r, float a, float bb,
-                                   int C) {
-    for (int i = 0; i < C; i++) {
-        float norm = (x[i] - m) * r;
-        float dnorm = weight[i] * d[i];
-        dbias[i] += d[i];
-        dweight[i] += norm * d[i];
-        dx[i] += (dnorm - a - norm * bb) * r;
-    }
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C) {
+    LNForwardJob j = {out, mean, rstd, inp, weight, bias, C};
+    run_range(layernorm_forward_range, &j, (size_t)N, (size_t)N * C, POOL_MAX);
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        const float *d = dout + (size_t)n * C;
-        float *dx = dinp + (size_t)n * C;
-        float m = mean[n], r = rstd[n];
-        /* the two row means of the backward (llm.c's dnorm_mean, dnorm_norm_mean), over
-         * 8 double lanes */
+typedef struct {
+    float *dinp, *dweight, *dbias;
+    const float *dout, *inp, *weight, *mean, *rstd;
+    int N, C;
+} LNBackwardJob;
+
+/* dinp for rows [lo, hi): the two row means of the backward (llm.c's dnorm_mean,
+ * dnorm_norm_mean) over 8 double lanes, then dx += (dnorm - a - norm b) r. */
+static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const LNBackwardJob *j = p;
+    int C = j->C;
+    const float *weight = j->weight;
+    for (size_t n = lo; n < hi; n++) {
+        const float *x = j->inp + n * C;
+        const float *d = j->dout + n * C;
+        float *restrict dx = j->dinp + n * C;
+        float m = j->mean[n], r = j->rstd[n];
         double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int nv = C - C % 8;
         for (int i = 0; i < nv; i += 8)
@@ -304,9 +361,39 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
             dn_mean += dnorm;
             dn_norm_mean += (double)dnorm * norm;
         }
-        layernorm_backward_row(dx, dweight, dbias, d, x, weight, m, r, (float)(dn_mean / C),
-                               (float)(dn_norm_mean / C), C);
+        float a = (float)(dn_mean / C), bb = (float)(dn_norm_mean / C);
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * r;
+            float dnorm = weight[i] * d[i];
+            dx[i] += (dnorm - a - norm * bb) * r;
+        }
     }
+}
+
+/* dweight, dbias for the 16-column groups [lo, hi), each column summed over the rows
+ * in order. */
+static void layernorm_backward_cols(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const LNBackwardJob *j = p;
+    int C = j->C, c0 = (int)lo * 16, c1 = (int)hi * 16 < C ? (int)hi * 16 : C, w = c1 - c0;
+    float *restrict dw = j->dweight + c0, *restrict db = j->dbias + c0;
+    for (int n = 0; n < j->N; n++) {
+        const float *x = j->inp + (size_t)n * C + c0, *d = j->dout + (size_t)n * C + c0;
+        float m = j->mean[n], r = j->rstd[n];
+        for (int i = 0; i < w; i++) {
+            db[i] += d[i];
+            dw[i] += (x[i] - m) * r * d[i];
+        }
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C) {
+    LNBackwardJob j = {dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C};
+    size_t elems = (size_t)N * C;
+    run_range(layernorm_backward_rows, &j, (size_t)N, elems, POOL_MAX);
+    run_range(layernorm_backward_cols, &j, ((size_t)C + 15) / 16, elems, POOL_MAX);
 }
 
 // ----------------------------------------------------------------------------
@@ -456,17 +543,34 @@ void matmul_forward_rows(float *out, const float *inp, const float *weight,
     else pool_run(mm_rows_part, &jb, panels);
 }
 
+typedef struct {
+    float *dbias;
+    const float *dout;
+    int N, OC;
+} ColSumJob;
+
+/* dbias[c] += sum over the rows in order of dout[n, c], for the 16-column groups
+ * [lo, hi). */
+static void colsum_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const ColSumJob *j = p;
+    int OC = j->OC, c0 = (int)lo * 16, c1 = (int)hi * 16 < OC ? (int)hi * 16 : OC;
+    float *restrict db = j->dbias + c0;
+    for (int n = 0; n < j->N; n++) {
+        const float *d = j->dout + (size_t)n * OC + c0;
+        for (int o = 0; o < c1 - c0; o++) db[o] += d[o];
+    }
+}
+
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC,
-                1.0f, dinp, C);
+                0.0f, dinp, C);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f,
                 dweight, OC);
     if (dbias) {
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-            for (int o = 0; o < OC; o++) dbias[o] += d[o];
-        }
+        ColSumJob j = {dbias, dout, N, OC};
+        run_range(colsum_range, &j, ((size_t)OC + 15) / 16, (size_t)N * OC, POOL_MAX);
     }
 }
 
@@ -623,30 +727,59 @@ static void causal_softmax_rows(float *a, int T) {
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                       int NH) {
-    int hs = C / NH, C3 = 3 * C;
+/* The attention GEMMs of one (b, h) are small (nt x nk x hs); OpenBLAS runs a call
+ * of at most this many multiply-adds on the calling thread (its SMP threshold, 65536 x
+ * GEMM_MULTITHREAD_THRESHOLD 4, in 0.3.21), so up to here the (b, h) pairs are split over
+ * the pool, each pool thread calling sgemm single-threaded; above it the pairs run in
+ * turn and OpenBLAS threads each call. Either way each pair runs the same calls, so the
+ * results do not depend on the path or the thread count. */
+#define ATT_PAR_MAX_MNK (1 << 18)
+
+static int att_parallel(int T, int hs) {
+    int nt = T < OPS_ATT_BLOCK ? T : OPS_ATT_BLOCK;
+    return (double)nt * T * hs <= ATT_PAR_MAX_MNK;
+}
+
+typedef struct {
+    float *out, *att;
+    float *dqkv, *scratch;
+    const float *qkv, *dout;
+    const float *catt;
+    int T, C, NH;
+} AttJob;
+
+static void attention_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const AttJob *j = p;
+    int T = j->T, C = j->C, NH = j->NH, hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-            const float *k = q + C, *v = q + 2 * C;
-            float *a = att + ((size_t)b * NH + h) * T * T;
-            /* causal: query block [t0, t0+nt) needs keys [0, t0+nt) only */
-            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
-                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
-                            q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
-            }
-            causal_softmax_rows(a, T); /* also zeroes the never-computed upper part */
-            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
-                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
-                            a + (size_t)t0 * T, T, v, C3, 0.0f,
-                            out + ((size_t)b * T + t0) * C + (size_t)h * hs, C);
-            }
+    for (size_t bh = lo; bh < hi; bh++) {
+        size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
+        const float *q = j->qkv + b * T * C3 + h * hs;
+        const float *k = q + C, *v = q + 2 * C;
+        float *a = j->att + bh * T * T;
+        /* causal: query block [t0, t0+nt) needs keys [0, t0+nt) only */
+        for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+            int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
+                        q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
+        }
+        causal_softmax_rows(a, T); /* also zeroes the never-computed upper part */
+        for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
+            int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
+                        a + (size_t)t0 * T, T, v, C3, 0.0f,
+                        j->out + (b * T + t0) * C + h * hs, C);
         }
     }
+}
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                       int NH) {
+    AttJob j = {.out = out, .att = att, .qkv = qkv, .T = T, .C = C, .NH = NH};
+    size_t pairs = (size_t)B * NH;
+    run_range(attention_forward_range, &j, pairs, pairs * T * T,
+              att_parallel(T, C / NH) ? POOL_MAX : 1);
 }
 
 static double naive_dot(const float *a, const float *b, int n) {
@@ -691,46 +824,60 @@ void attention_forward_naive(float *out, float *att, const float *qkv, int B, in
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH) {
-    int hs = C / NH, C3 = 3 * C;
+/* Part `part` uses the (T,T) scratch slot `part`. The causal query blocks run last to
+ * first: the last block reaches every key, so its dK, dV products overwrite (beta 0)
+ * and the earlier ones accumulate; each dQ row belongs to one block. */
+static void attention_backward_range(void *p, size_t lo, size_t hi, int part) {
+    const AttJob *j = p;
+    int T = j->T, C = j->C, NH = j->NH, hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            size_t off = (size_t)b * T * C3 + (size_t)h * hs;
-            const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
-            const float *a = att + ((size_t)b * NH + h) * T * T;
-            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-            float *ds = scratch;
-            /* per causal query block: dP = dY V^T, dV += P^T dY */
-            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
-                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
-                            dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
-                            a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, 1.0f, dv, C3);
-            }
-            /* softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal */
-            for (int t = 0; t < T; t++) {
-                const float *pr = a + (size_t)t * T;
-                float *dr = ds + (size_t)t * T;
-                double dot = 0.0;
-                for (int s = 0; s <= t; s++) dot += (double)pr[s] * dr[s];
-                float fdot = (float)dot;
-                for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - fdot);
-                for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
-            }
-            /* S = scale Q K^T: dQ += scale dS K, dK += scale dS^T Q */
-            for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
-                int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, scale,
-                            ds + (size_t)t0 * T, T, k, C3, 1.0f, dq + (size_t)t0 * C3, C3);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, scale,
-                            ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3, 1.0f, dk, C3);
-            }
+    float *ds = j->scratch + (size_t)part * T * T;
+    int last = (T - 1) / OPS_ATT_BLOCK * OPS_ATT_BLOCK;
+    for (size_t bh = lo; bh < hi; bh++) {
+        size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
+        size_t off = b * T * C3 + h * hs;
+        const float *q = j->qkv + off, *k = q + C, *v = q + 2 * C;
+        float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+        const float *a = j->catt + bh * T * T;
+        const float *dy = j->dout + b * T * C + h * hs;
+        /* per causal query block: dP = dY V^T, dV (+)= P^T dY */
+        for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
+            int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
+                        dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
+                        a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, t0 == last ? 0.0f : 1.0f,
+                        dv, C3);
+        }
+        /* softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal */
+        for (int t = 0; t < T; t++) {
+            const float *pr = a + (size_t)t * T;
+            float *dr = ds + (size_t)t * T;
+            double dot = 0.0;
+            for (int s = 0; s <= t; s++) dot += (double)pr[s] * dr[s];
+            float fdot = (float)dot;
+            for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - fdot);
+            for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
+        }
+        /* S = scale Q K^T: dQ = scale dS K, dK (+)= scale dS^T Q */
+        for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
+            int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, scale,
+                        ds + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, scale,
+                        ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3,
+                        t0 == last ? 0.0f : 1.0f, dk, C3);
         }
     }
+}
+
+void attention_backward(float *dqkv, float *scratch, int slots, const float *dout,
+                        const float *qkv, const float *att, int B, int T, int C, int NH) {
+    AttJob j = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
+                .T = T, .C = C, .NH = NH};
+    size_t pairs = (size_t)B * NH;
+    run_range(attention_backward_range, &j, pairs, pairs * T * T,
+              att_parallel(T, C / NH) ? slots : 1);
 }
 
 /* Dot product with 8 fixed lanes and a fixed reduction: vectorisable without
@@ -776,29 +923,77 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
 
 /* 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^{-2u}): one exp, no
  * cancellation near 0. d/dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
-void gelu_forward(float *out, const float *inp, size_t N) {
-    for (size_t i = 0; i < N; i++) {
+/* Flat element-wise jobs: units of FLAT_UNIT elements. */
+#define FLAT_UNIT 4096
+typedef struct {
+    float *out, *out2;
+    const float *a, *b;
+    size_t N;
+} FlatJob;
+
+static void flat_bounds(const FlatJob *j, size_t lo, size_t hi, size_t *i0, size_t *i1) {
+    *i0 = lo * FLAT_UNIT;
+    *i1 = hi * FLAT_UNIT < j->N ? hi * FLAT_UNIT : j->N;
+}
+
+static void run_flat(RangeFn fn, FlatJob *j) {
+    run_range(fn, j, (j->N + FLAT_UNIT - 1) / FLAT_UNIT, j->N, POOL_MAX);
+}
+
+static void gelu_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const FlatJob *j = p;
+    size_t i0, i1;
+    flat_bounds(j, lo, hi, &i0, &i1);
+    float *restrict out = j->out;
+    const float *inp = j->a;
+    for (size_t i = i0; i < i1; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
         out[i] = x / (1.0f + exp_fast(-2.0f * u));
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-    for (size_t i = 0; i < N; i++) {
+void gelu_forward(float *out, const float *inp, size_t N) {
+    FlatJob j = {.out = out, .a = inp, .N = N};
+    run_flat(gelu_forward_range, &j);
+}
+
+static void gelu_backward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const FlatJob *j = p;
+    size_t i0, i1;
+    flat_bounds(j, lo, hi, &i0, &i1);
+    float *restrict dinp = j->out;
+    const float *inp = j->a, *dout = j->b;
+    for (size_t i = i0; i < i1; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
         float sg = 1.0f / (1.0f + exp_fast(-2.0f * u));
         float du = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
-        dinp[i] += (sg + 2.0f * x * sg * (1.0f - sg) * du) * dout[i];
+        dinp[i] = (sg + 2.0f * x * sg * (1.0f - sg) * du) * dout[i];
     }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    FlatJob j = {.out = dinp, .a = inp, .b = dout, .N = N};
+    run_flat(gelu_backward_range, &j);
 }
 
 // ----------------------------------------------------------------------------
 // residual
 
+static void residual_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const FlatJob *j = p;
+    size_t i0, i1;
+    flat_bounds(j, lo, hi, &i0, &i1);
+    for (size_t i = i0; i < i1; i++) j->out[i] = j->a[i] + j->b[i];
+}
+
 void residual_forward(float *out, const float *a, const float *b, size_t N) {
-    for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+    FlatJob j = {.out = out, .a = a, .b = b, .N = N};
+    run_flat(residual_forward_range, &j);
 }
 
 void residual_backward(float *da, float *db, const float *dout, size_t N) {
@@ -838,50 +1033,82 @@ void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const
 // ----------------------------------------------------------------------------
 // fused log-softmax / log-prob / entropy
 
-void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
-                     const int *targets, float temperature, int N, int V) {
-    float inv_t = 1.0f / temperature;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) {
-            logprobs[n] = entropy[n] = lse[n] = 0.0f;
+typedef struct {
+    float *logprobs, *entropy, *lse, *dlogits;
+    const float *logits, *dlogprobs, *dentropy, *clse, *centropy;
+    const int *targets;
+    float inv_t;
+    int V;
+} LogprobJob;
+
+static void logprob_forward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const LogprobJob *j = p;
+    int V = j->V;
+    float inv_t = j->inv_t;
+    for (size_t n = lo; n < hi; n++) {
+        if (j->targets[n] < 0) {
+            j->logprobs[n] = j->entropy[n] = j->lse[n] = 0.0f;
             continue;
         }
-        const float *x = logits + (size_t)n * V;
+        const float *x = j->logits + n * V;
         /* inv_t > 0: the max of x * inv_t is the max of x, times inv_t */
         float mx = max_lanes(x, V) * inv_t;
         double sum, sumz;
         softmax_row_stats(x, V, inv_t, mx, &sum, &sumz);
         double log_sum = log(sum);
-        logprobs[n] = (float)((double)(x[targets[n]] * inv_t - mx) - log_sum);
-        entropy[n] = (float)(log_sum - sumz / sum);
-        lse[n] = (float)(mx + log_sum);
+        j->logprobs[n] = (float)((double)(x[j->targets[n]] * inv_t - mx) - log_sum);
+        j->entropy[n] = (float)(log_sum - sumz / sum);
+        j->lse[n] = (float)(mx + log_sum);
+    }
+}
+
+void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
+                     const int *targets, float temperature, int N, int V) {
+    LogprobJob j = {.logprobs = logprobs, .entropy = entropy, .lse = lse, .logits = logits,
+                    .targets = targets, .inv_t = 1.0f / temperature, .V = V};
+    run_range(logprob_forward_range, &j, (size_t)N, (size_t)N * V, POOL_MAX);
+}
+
+/* Each element of a row is read once and then written, and the target's term is added
+ * after the row loop, so dlogits may be the logits themselves. */
+static void logprob_backward_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const LogprobJob *j = p;
+    int V = j->V;
+    float inv_t = j->inv_t;
+    for (size_t n = lo; n < hi; n++) {
+        float *dx = j->dlogits + n * V;
+        if (j->targets[n] < 0) {
+            memset(dx, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *x = j->logits + n * V;
+        float dlp = j->dlogprobs ? j->dlogprobs[n] : 0.0f;
+        float dent = j->dentropy ? j->dentropy[n] : 0.0f;
+        float l = j->clse[n], H = j->centropy[n];
+        if (dent == 0.0f) {
+            for (int i = 0; i < V; i++) {
+                float pr = exp_fast(x[i] * inv_t - l);
+                dx[i] = -dlp * pr * inv_t;
+            }
+        } else {
+            for (int i = 0; i < V; i++) {
+                float lp = x[i] * inv_t - l;
+                lp = lp < -88.0f ? -88.0f : lp; /* as in the forward: -inf logits stay finite */
+                float pr = exp_fast(lp);
+                dx[i] = (-dlp * pr - dent * pr * (lp + H)) * inv_t;
+            }
+        }
+        dx[j->targets[n]] += dlp * inv_t;
     }
 }
 
 void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy,
                       const float *logits, const float *lse, const float *entropy,
                       const int *targets, float temperature, int N, int V) {
-    float inv_t = 1.0f / temperature;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        const float *x = logits + (size_t)n * V;
-        float *dx = dlogits + (size_t)n * V;
-        float dlp = dlogprobs ? dlogprobs[n] : 0.0f;
-        float dent = dentropy ? dentropy[n] : 0.0f;
-        float l = lse[n], H = entropy[n];
-        if (dent == 0.0f) {
-            for (int i = 0; i < V; i++) {
-                float p = exp_fast(x[i] * inv_t - l);
-                dx[i] += -dlp * p * inv_t;
-            }
-        } else {
-            for (int i = 0; i < V; i++) {
-                float lp = x[i] * inv_t - l;
-                lp = lp < -88.0f ? -88.0f : lp; /* as in the forward: -inf logits stay finite */
-                float p = exp_fast(lp);
-                dx[i] += (-dlp * p - dent * p * (lp + H)) * inv_t;
-            }
-        }
-        dx[targets[n]] += dlp * inv_t;
-    }
+    LogprobJob j = {.dlogits = dlogits, .logits = logits, .dlogprobs = dlogprobs,
+                    .dentropy = dentropy, .clse = lse, .centropy = entropy, .targets = targets,
+                    .inv_t = 1.0f / temperature, .V = V};
+    run_range(logprob_backward_range, &j, (size_t)N, (size_t)N * V, POOL_MAX);
 }

@@ -75,8 +75,9 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight,
  * streamed once per block of rows. */
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC);
-/* dinp (N,C) += dout @ weight^T; dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum.
- * dbias may be NULL (no bias). */
+/* dinp (N,C) = dout @ weight^T (written: the input gradient of a linear layer has no
+ * other contribution in GPT-2); dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum
+ * (accumulated, so micro-batches add up). dbias may be NULL (no bias). */
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC);
 
@@ -107,9 +108,10 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 /* scalar reference (double accumulation) of attention_forward */
 void attention_forward_naive(float *out, float *att, const float *qkv, int B, int T, int C,
                              int NH);
-/* dqkv (B,T,3C) +=; scratch (T,T) is overwritten */
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH);
+/* dqkv (B,T,3C) is written (every element). scratch holds `slots` (T,T) blocks, all
+ * overwritten: the (b,h) pairs are split over up to `slots` threads (see ops.c). */
+void attention_backward(float *dqkv, float *scratch, int slots, const float *dout,
+                        const float *qkv, const float *att, int B, int T, int C, int NH);
 
 /* Generation (forward only, no backward): one query row against a KV cache. For each
  * head h, with K_h, V_h the (T,hs) blocks at kc + h*T*hs and vc + h*T*hs:
@@ -123,6 +125,7 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
 // gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 
 void gelu_forward(float *out, const float *inp, size_t N);
+/* dinp = gelu'(inp) dout (written) */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
 
 // ----------------------------------------------------------------------------
@@ -149,11 +152,12 @@ void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const
 /* logprobs, entropy, lse (N); logits (N,V); targets (N) */
 void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
                      const int *targets, float temperature, int N, int V);
-/* dlogits (N,V) += d/dlogits of sum_n dlogprobs[n] logprob[n] + dentropy[n] entropy[n]:
+/* dlogits (N,V) = d/dlogits of sum_n dlogprobs[n] logprob[n] + dentropy[n] entropy[n]:
  *   dz_i = dlogprob (1[i = target] - p_i) - dentropy p_i (log p_i + entropy),
- *   dlogits = dz / temperature.
- * dentropy may be NULL. dlogits must not alias logits. lse and entropy are the outputs
- * of logprob_forward on the same inputs. */
+ *   dlogits = dz / temperature
+ * (written; rows whose target is < 0 are zeroed). dlogprobs or dentropy may be NULL.
+ * dlogits may be the logits themselves (in place). lse and entropy are the outputs of
+ * logprob_forward on the same inputs. */
 void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy,
                       const float *logits, const float *lse, const float *entropy,
                       const int *targets, float temperature, int N, int V);

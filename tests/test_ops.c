@@ -51,10 +51,12 @@ typedef struct {
     void *ctx;
     float eps;
     double tol;      /* on the normalised error of each input */
+    unsigned written; /* bit k: the backward writes din[k] instead of accumulating into it */
 } GradCase;
 
-/* Returns the worst normalised error over all inputs; CHECKs each against tol and the
- * doubling of the gradients when backward runs twice. */
+/* Returns the worst normalised error over all inputs; CHECKs each against tol and, when
+ * backward runs twice, the doubling of the accumulated gradients (or the unchanged value
+ * of the written ones). */
 static double grad_check_impl(GradCase *gc, int quiet);
 static double grad_check(GradCase *gc) { return grad_check_impl(gc, 0); }
 static double grad_check_impl(GradCase *gc, int quiet) {
@@ -66,13 +68,16 @@ static double grad_check_impl(GradCase *gc, int quiet) {
         first[k] = xalloc_floats(gc->n[k]);
         memcpy(first[k], gc->din[k], gc->n[k] * sizeof(float));
     }
-    gc->grad(gc->ctx); /* accumulates: din must now be 2x first */
+    gc->grad(gc->ctx); /* accumulates: din must now be 2x first (written: 1x) */
     for (int k = 0; k < gc->nin; k++) {
         int accum_ok = 1;
+        float times = (gc->written >> k) & 1u ? 1.0f : 2.0f;
         for (size_t i = 0; i < gc->n[k]; i++)
-            if (fabsf(gc->din[k][i] - 2.0f * first[k][i]) > 1e-5f * (1.0f + fabsf(first[k][i])))
+            if (fabsf(gc->din[k][i] - times * first[k][i]) > 1e-5f * (1.0f + fabsf(first[k][i])))
                 accum_ok = 0;
-        if (!quiet) CHECK_MSG(accum_ok, "%s input %d: backward does not accumulate", gc->name, k);
+        if (!quiet)
+            CHECK_MSG(accum_ok, "%s input %d: backward does not %s", gc->name, k,
+                      times == 1.0f ? "overwrite" : "accumulate");
         float *num = xalloc_floats(gc->n[k]);
         for (size_t i = 0; i < gc->n[k]; i++) {
             float x0 = gc->in[k][i];
@@ -212,6 +217,97 @@ static void test_rows_thread_invariance(void) {
     }
     ops_blas_setup(before);
     free(x), free(w), free(b), free(wte), free(ref), free(out), free(lref), free(lout), free(nv);
+}
+
+/* The training kernels split rows, columns or (b, h) pairs over the pool: the forward
+ * and backward of each must give the same bits with 1, 2 and 3 threads (shapes above the
+ * pool's size threshold, widths that are not multiples of the 16-column groups, T over
+ * one causal block). */
+#define TI_N 300
+#define TI_C 136
+#define TI_B 3
+#define TI_T 80
+#define TI_AC 48
+#define TI_NH 3
+#define TI_V 400
+typedef struct {
+    float *ln, *mean, *rstd, *dln_in, *dlnw, *dlnb; /* layernorm */
+    float *dmm_in, *dmmw, *dmmb;                     /* matmul_backward (OC = TI_C) */
+    float *att_out, *att, *dqkv;                     /* attention */
+    float *gelu, *dgelu, *res, *enc;                 /* flat ops, embedding */
+    float *lp, *ent, *lse, *dlogits;                 /* log-softmax */
+} TrainOut;
+
+static void train_ops_run(TrainOut *o, int threads) {
+    static float *x, *w, *b, *dout, *qkv, *datt_out, *scratch, *logits, *dlp, *dent;
+    static int tokens[TI_N], targets[TI_N];
+    size_t NC = (size_t)TI_N * TI_C, nq = (size_t)TI_B * TI_T * 3 * TI_AC;
+    if (!x) {
+        x = rand_buf(NC, 2.0f), w = rand_buf((size_t)TI_C * TI_C, 0.1f), b = rand_buf(TI_C, 1.0f);
+        dout = rand_buf(NC, 1.0f), qkv = rand_buf(nq, 1.0f);
+        datt_out = rand_buf((size_t)TI_B * TI_T * TI_AC, 1.0f);
+        scratch = xalloc_floats((size_t)3 * TI_T * TI_T);
+        logits = rand_buf((size_t)TI_N * TI_V, 3.0f);
+        dlp = rand_buf(TI_N, 1.0f), dent = rand_buf(TI_N, 1.0f);
+        for (int i = 0; i < TI_N; i++) {
+            tokens[i] = (int)rng_below(&g_rng, TI_V);
+            targets[i] = i % 7 == 3 ? -1 : (int)rng_below(&g_rng, TI_V);
+        }
+    }
+    ops_blas_setup(threads);
+    o->ln = xalloc_floats(NC), o->mean = xalloc_floats(TI_N), o->rstd = xalloc_floats(TI_N);
+    o->dln_in = xcalloc(NC, sizeof(float)), o->dlnw = xcalloc(TI_C, sizeof(float));
+    o->dlnb = xcalloc(TI_C, sizeof(float));
+    layernorm_forward(o->ln, o->mean, o->rstd, x, w, b, TI_N, TI_C);
+    layernorm_backward(o->dln_in, o->dlnw, o->dlnb, dout, x, w, o->mean, o->rstd, TI_N, TI_C);
+    o->dmm_in = xalloc_floats(NC), o->dmmw = xcalloc((size_t)TI_C * TI_C, sizeof(float));
+    o->dmmb = xcalloc(TI_C, sizeof(float));
+    matmul_backward(o->dmm_in, o->dmmw, o->dmmb, dout, x, w, TI_N, TI_C, TI_C);
+    o->att_out = xalloc_floats((size_t)TI_B * TI_T * TI_AC);
+    o->att = xalloc_floats((size_t)TI_B * TI_NH * TI_T * TI_T), o->dqkv = xalloc_floats(nq);
+    attention_forward(o->att_out, o->att, qkv, TI_B, TI_T, TI_AC, TI_NH);
+    attention_backward(o->dqkv, scratch, threads, datt_out, qkv, o->att, TI_B, TI_T, TI_AC,
+                       TI_NH);
+    o->gelu = xalloc_floats(NC), o->dgelu = xalloc_floats(NC), o->res = xalloc_floats(NC);
+    gelu_forward(o->gelu, x, NC);
+    gelu_backward(o->dgelu, x, dout, NC);
+    residual_forward(o->res, x, dout, NC);
+    o->enc = xalloc_floats(NC);
+    encoder_forward(o->enc, tokens, logits, x, 1, TI_N, TI_C); /* wte: logits as (V', C) */
+    o->lp = xalloc_floats(TI_N), o->ent = xalloc_floats(TI_N), o->lse = xalloc_floats(TI_N);
+    o->dlogits = xalloc_floats((size_t)TI_N * TI_V);
+    logprob_forward(o->lp, o->ent, o->lse, logits, targets, 0.8f, TI_N, TI_V);
+    logprob_backward(o->dlogits, dlp, dent, logits, o->lse, o->ent, targets, 0.8f, TI_N, TI_V);
+}
+
+static void train_out_free(TrainOut *o) {
+    float **f = (float **)o;
+    for (size_t i = 0; i < sizeof *o / sizeof(float *); i++) free(f[i]);
+}
+
+static void test_train_thread_invariance(void) {
+    int before = ops_blas_threads();
+    size_t NC = (size_t)TI_N * TI_C, nq = (size_t)TI_B * TI_T * 3 * TI_AC;
+    size_t sizes[] = {NC, TI_N, TI_N, NC, TI_C, TI_C, NC, (size_t)TI_C * TI_C, TI_C,
+                      (size_t)TI_B * TI_T * TI_AC, (size_t)TI_B * TI_NH * TI_T * TI_T, nq,
+                      NC, NC, NC, NC, TI_N, TI_N, TI_N, (size_t)TI_N * TI_V};
+    const char *names[] = {"ln out", "ln mean", "ln rstd", "ln dinp", "ln dweight", "ln dbias",
+                           "mm dinp", "mm dweight", "mm dbias", "att out", "att probs",
+                           "att dqkv", "gelu", "gelu dinp", "residual", "embedding",
+                           "logprob", "entropy", "lse", "dlogits"};
+    CHECK(sizeof sizes / sizeof sizes[0] == sizeof(TrainOut) / sizeof(float *));
+    TrainOut ref, out;
+    train_ops_run(&ref, 1);
+    for (int th = 2; th <= 3; th++) {
+        train_ops_run(&out, th);
+        float **r = (float **)&ref, **o = (float **)&out;
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            CHECK_MSG(memcmp(r[i], o[i], sizes[i] * sizeof(float)) == 0, "%s, %d threads",
+                      names[i], th);
+        train_out_free(&out);
+    }
+    train_out_free(&ref);
+    ops_blas_setup(before);
 }
 
 static void test_attention_reference(void) {
@@ -427,7 +523,7 @@ static double att_loss(void *p) {
 static void att_grad(void *p) {
     OpCtx *x = p;
     att_loss(p);
-    attention_backward(x->da, x->s2, x->r, x->a, x->s1, x->B, x->T, x->C, x->NH);
+    attention_backward(x->da, x->s2, 1, x->r, x->a, x->s1, x->B, x->T, x->C, x->NH);
 }
 
 /* gelu: a = inp (N) */
@@ -490,7 +586,7 @@ static void test_grad_check_can_fail(void) {
     x->N = 40;
     x->a = rand_buf(40, 2.0f), x->da = xalloc_floats(40);
     x->out = xalloc_floats(40), x->r = rand_buf(40, 1.0f);
-    GradCase gc = {"gelu-1%", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad_wrong, x, 1e-2f, 5e-4};
+    GradCase gc = {"gelu-1%", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad_wrong, x, 1e-2f, 5e-4, 1u};
     double e = grad_check_impl(&gc, 1);
     CHECK_MSG(e > 5e-3, "a 1%% gradient error was measured as %.3g", e);
     ctx_free(x);
@@ -508,7 +604,7 @@ static void test_grad_ops(void) {
         x->da = xalloc_floats(35), x->db = xalloc_floats(15);
         x->out = xalloc_floats(30), x->r = rand_buf(30, 1.0f);
         GradCase gc = {"encoder", 2, {x->a, x->b}, {x->da, x->db}, {35, 15}, enc_loss, enc_grad, x,
-                       1e-2f, 1e-4};
+                       1e-2f, 1e-4, 0u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -520,7 +616,7 @@ static void test_grad_ops(void) {
         x->out = xalloc_floats(64), x->r = rand_buf(64, 1.0f);
         x->s1 = xalloc_floats(4), x->s2 = xalloc_floats(4);
         GradCase gc = {"layernorm", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {64, 16, 16},
-                       ln_loss, ln_grad, x, 1e-2f, 5e-4};
+                       ln_loss, ln_grad, x, 1e-2f, 5e-4, 0u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -531,7 +627,7 @@ static void test_grad_ops(void) {
         x->da = xalloc_floats(35), x->db = xalloc_floats(63), x->dc = xalloc_floats(9);
         x->out = xalloc_floats(45), x->r = rand_buf(45, 1.0f);
         GradCase gc = {"matmul", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {35, 63, 9},
-                       mm_loss, mm_grad, x, 1e-2f, 1e-4};
+                       mm_loss, mm_grad, x, 1e-2f, 1e-4, 1u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -542,7 +638,7 @@ static void test_grad_ops(void) {
         x->da = xalloc_floats(24), x->db = xalloc_floats(66);
         x->out = xalloc_floats(44), x->r = rand_buf(44, 1.0f);
         GradCase gc = {"lmhead", 2, {x->a, x->b}, {x->da, x->db}, {24, 66}, lmh_loss, lmh_grad, x,
-                       1e-2f, 1e-4};
+                       1e-2f, 1e-4, 0u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -553,7 +649,7 @@ static void test_grad_ops(void) {
         x->a = rand_buf(nq, 1.0f), x->da = xalloc_floats(nq);
         x->out = xalloc_floats(80), x->r = rand_buf(80, 1.0f);
         x->s1 = xalloc_floats(2 * 2 * 25), x->s2 = xalloc_floats(25);
-        GradCase gc = {"attention", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4};
+        GradCase gc = {"attention", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4, 1u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -565,7 +661,7 @@ static void test_grad_ops(void) {
         x->a = rand_buf(nq, 1.0f), x->da = xalloc_floats(nq);
         x->out = xalloc_floats(70 * 8), x->r = rand_buf(70 * 8, 1.0f);
         x->s1 = xalloc_floats(2 * 70 * 70), x->s2 = xalloc_floats(70 * 70);
-        GradCase gc = {"attn T=70", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4};
+        GradCase gc = {"attn T=70", 1, {x->a}, {x->da}, {nq}, att_loss, att_grad, x, 1e-2f, 5e-4, 1u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -574,7 +670,7 @@ static void test_grad_ops(void) {
         x->N = 40;
         x->a = rand_buf(40, 2.0f), x->da = xalloc_floats(40);
         x->out = xalloc_floats(40), x->r = rand_buf(40, 1.0f);
-        GradCase gc = {"gelu", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad, x, 1e-2f, 5e-4};
+        GradCase gc = {"gelu", 1, {x->a}, {x->da}, {40}, gelu_loss, gelu_grad, x, 1e-2f, 5e-4, 1u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -585,7 +681,7 @@ static void test_grad_ops(void) {
         x->da = xalloc_floats(12), x->db = xalloc_floats(12);
         x->out = xalloc_floats(12), x->r = rand_buf(12, 1.0f);
         GradCase gc = {"residual", 2, {x->a, x->b}, {x->da, x->db}, {12, 12}, res_loss, res_grad, x,
-                       1e-2f, 1e-4};
+                       1e-2f, 1e-4, 0u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -596,7 +692,7 @@ static void test_grad_ops(void) {
         x->da = xalloc_floats(30), x->db = xalloc_floats(10), x->dc = xalloc_floats(1);
         x->out = xalloc_floats(3), x->r = rand_buf(3, 1.0f);
         GradCase gc = {"rowdot", 3, {x->a, x->b, x->c}, {x->da, x->db, x->dc}, {30, 10, 1},
-                       rd_loss, rd_grad, x, 1e-2f, 1e-4};
+                       rd_loss, rd_grad, x, 1e-2f, 1e-4, 0u};
         worst = fmax(worst, grad_check(&gc));
         ctx_free(x);
     }
@@ -611,7 +707,7 @@ static void test_grad_ops(void) {
         x->out = xalloc_floats(4), x->out2 = xalloc_floats(4), x->s1 = xalloc_floats(4);
         x->r = rand_buf(4, 1.0f);
         x->r2 = variant == 2 ? NULL : rand_buf(4, 1.0f);
-        GradCase gc = {"logprob", 1, {x->a}, {x->da}, {52}, lp_loss, lp_grad, x, 1e-2f, 5e-4};
+        GradCase gc = {"logprob", 1, {x->a}, {x->da}, {52}, lp_loss, lp_grad, x, 1e-2f, 5e-4, 1u};
         worst = fmax(worst, grad_check(&gc));
         /* masked row: no gradient */
         for (int i = 0; i < 13; i++) CHECK(x->da[13 + i] == 0.0f);
@@ -627,6 +723,7 @@ int main(void) {
     TEST_RUN(test_lmhead_reference);
     TEST_RUN(test_rows_batch_invariance);
     TEST_RUN(test_rows_thread_invariance);
+    TEST_RUN(test_train_thread_invariance);
     TEST_RUN(test_attention_reference);
     TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
