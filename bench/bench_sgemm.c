@@ -160,6 +160,7 @@ int main(int argc, char **argv) {
     }
     if (reps < MIN_REPS) reps = MIN_REPS;
     const char *core = ops_blas_setup(0);
+    openblas_set_num_threads(ops_blas_threads()); /* OpenBLAS alone, with its own threads */
     const char *ct = getenv("OPENBLAS_CORETYPE");
     const char *label = argc > 3 ? argv[3] : core;
     for (const char *p = label; *p; p++)

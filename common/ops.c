@@ -9,7 +9,13 @@
  * changes no result: each output element is computed by the same code on any thread.
  * The element-wise and row-wise ops (LayerNorm, GELU, residual, embedding, log-softmax,
  * bias gradients) and the (batch, head) pairs of attention are split over the same pool
- * under the same rule, so a training step gives the same bits with 1 or N threads.
+ * under the same rule, and so are the GEMMs (whole 16-row or 16-column shares, each one
+ * single-threaded sgemm call): OpenBLAS runs with one thread and the pool is the only
+ * parallelism of a rank. With OpenBLAS's own threads, its workers spin in sched_yield for
+ * ~0.1 s after every call and, on a machine with as many threads as cores, steal the
+ * cores the element-wise work needs (tiny training step, 2 threads: 103 ms with OpenBLAS
+ * threads, 83 ms this way; docs/bench.md). tests/test_ops.c checks that a training step's
+ * kernels give the same bits with 1, 2 and 3 threads.
  * The pool is the only state of this file; the kernels are not reentrant across threads
  * of the caller (one model per thread of the caller is fine, concurrent calls are not).
  */
@@ -27,12 +33,25 @@
 // ----------------------------------------------------------------------------
 // BLAS set-up
 
+/* The kernel thread count: OpenBLAS's own count at the first call (OPENBLAS_NUM_THREADS
+ * or its default) unless set. OpenBLAS itself is then kept single-threaded: every thread
+ * of a rank is one of the pool below, which sleeps between jobs, instead of OpenBLAS
+ * workers that spin (sched_yield) for ~0.1 s after each call and fight the pool for
+ * the cores while the element-wise kernels run. */
+static int g_threads;
+
 const char *ops_blas_setup(int threads) {
-    if (threads > 0) openblas_set_num_threads(threads);
+    if (g_threads == 0) g_threads = openblas_get_num_threads();
+    if (threads > 0) g_threads = threads;
+    if (g_threads < 1) g_threads = 1;
+    openblas_set_num_threads(1);
     return openblas_get_corename();
 }
 
-int ops_blas_threads(void) { return openblas_get_num_threads(); }
+int ops_blas_threads(void) {
+    if (g_threads == 0) ops_blas_setup(0);
+    return g_threads;
+}
 
 // ----------------------------------------------------------------------------
 // a pool of worker threads for the batch-invariant kernels
@@ -74,7 +93,7 @@ static void *pool_worker(void *p) {
 /* Run fn(arg, i, n) for i < n parts, n = the OpenBLAS thread count (capped by max_parts
  * and POOL_MAX), part 0 on the calling thread. Workers sleep between jobs. */
 static void pool_run(OpsPartFn fn, void *arg, int max_parts) {
-    int n = openblas_get_num_threads();
+    int n = ops_blas_threads();
     if (n > max_parts) n = max_parts;
     if (n > POOL_MAX) n = POOL_MAX;
     if (n <= 1) {
@@ -148,6 +167,59 @@ static void run_range(RangeFn fn, void *arg, size_t units, size_t elems, int max
     }
     RangeJob j = {fn, arg, units};
     pool_run(range_part, &j, units < (size_t)max_parts ? (int)units : max_parts);
+}
+
+/* C (M,N) = alpha op(A) op(B) + beta C (row-major) on the pool: the larger output
+ * dimension is cut into shares of whole GEMM_GRAIN blocks, one single-threaded sgemm per
+ * share; each share packs all of the other operand, the smaller one. With `bias` (N),
+ * each part first fills its share of C with the bias row and beta must be 1. */
+#define GEMM_GRAIN 16
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc, split_m;
+    float alpha, beta;
+    const float *A, *B, *bias;
+    float *C;
+} GemmJob;
+
+static void gemm_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const GemmJob *j = p;
+    int dim = j->split_m ? j->M : j->N;
+    int i0 = (int)lo * GEMM_GRAIN, i1 = (int)hi * GEMM_GRAIN < dim ? (int)hi * GEMM_GRAIN : dim;
+    if (j->bias) {
+        int r0 = j->split_m ? i0 : 0, r1 = j->split_m ? i1 : j->M;
+        int c0 = j->split_m ? 0 : i0, c1 = j->split_m ? j->N : i1;
+        for (int r = r0; r < r1; r++)
+            memcpy(j->C + (size_t)r * j->ldc + c0, j->bias + c0, (size_t)(c1 - c0) * sizeof(float));
+    }
+    if (j->split_m) {
+        /* rows i0.. of op(A): A is (M,K), or (K,M) when transposed */
+        const float *A = j->A + (j->ta == CblasNoTrans ? (size_t)i0 * j->lda : (size_t)i0);
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B,
+                    j->ldb, j->beta, j->C + (size_t)i0 * j->ldc, j->ldc);
+    } else {
+        /* columns i0.. of op(B): B is (K,N), or (N,K) when transposed */
+        const float *B = j->B + (j->tb == CblasNoTrans ? (size_t)i0 : (size_t)i0 * j->ldb);
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->M, i1 - i0, j->K, j->alpha, j->A, j->lda, B,
+                    j->ldb, j->beta, j->C + i0, j->ldc);
+    }
+}
+
+static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, const float *bias) {
+    GemmJob j = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, bias ? 1.0f : beta, A, B, bias, C};
+    int dim = j.split_m ? M : N;
+    size_t units = ((size_t)dim + GEMM_GRAIN - 1) / GEMM_GRAIN;
+    if ((double)M * N * K < POOL_MIN_WORK) gemm_range(&j, 0, units, 0);
+    else run_range(gemm_range, &j, units, POOL_MIN_ELEMS, POOL_MAX);
+}
+
+static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                 int ldc) {
+    gemm_bias(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
 // ----------------------------------------------------------------------------
@@ -401,13 +473,8 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int N, int C, int OC) {
-    float beta = 0.0f;
-    if (bias) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC,
-                beta, out, OC);
+    gemm_bias(CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC, 0.0f, out, OC,
+              bias);
 }
 
 void matmul_forward_naive(float *out, const float *inp, const float *weight,
@@ -564,10 +631,8 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC,
-                0.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f,
-                dweight, OC);
+    gemm(CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC, 0.0f, dinp, C);
+    gemm(CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
     if (dbias) {
         ColSumJob j = {dbias, dout, N, OC};
         run_range(colsum_range, &j, ((size_t)OC + 15) / 16, (size_t)N * OC, POOL_MAX);
@@ -578,8 +643,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 // LM head
 
 void lmhead_forward(float *logits, const float *inp, const float *wte, int N, int C, int V) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, wte, C, 0.0f,
-                logits, V);
+    gemm(CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, wte, C, 0.0f, logits, V);
 }
 
 /* Batch-invariant dot products: 16 fixed lanes (lane l sums k = l, l+16, ... in order,
@@ -706,9 +770,9 @@ void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int 
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float *inp,
                      const float *wte, int N, int C, int V) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C,
+    gemm(CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C,
                 1.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, inp, C,
+    gemm(CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, inp, C,
                 1.0f, dwte, C);
 }
 
@@ -727,19 +791,8 @@ static void causal_softmax_rows(float *a, int T) {
     }
 }
 
-/* The attention GEMMs of one (b, h) are small (nt x nk x hs); OpenBLAS runs a call
- * of at most this many multiply-adds on the calling thread (its SMP threshold, 65536 x
- * GEMM_MULTITHREAD_THRESHOLD 4, in 0.3.21), so up to here the (b, h) pairs are split over
- * the pool, each pool thread calling sgemm single-threaded; above it the pairs run in
- * turn and OpenBLAS threads each call. Either way each pair runs the same calls, so the
- * results do not depend on the path or the thread count. */
-#define ATT_PAR_MAX_MNK (1 << 18)
-
-static int att_parallel(int T, int hs) {
-    int nt = T < OPS_ATT_BLOCK ? T : OPS_ATT_BLOCK;
-    return (double)nt * T * hs <= ATT_PAR_MAX_MNK;
-}
-
+/* The (b, h) pairs are split over the pool; each pair runs the same single-threaded
+ * sgemm calls whichever thread takes it. */
 typedef struct {
     float *out, *att;
     float *dqkv, *scratch;
@@ -778,8 +831,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
                        int NH) {
     AttJob j = {.out = out, .att = att, .qkv = qkv, .T = T, .C = C, .NH = NH};
     size_t pairs = (size_t)B * NH;
-    run_range(attention_forward_range, &j, pairs, pairs * T * T,
-              att_parallel(T, C / NH) ? POOL_MAX : 1);
+    run_range(attention_forward_range, &j, pairs, pairs * T * T, POOL_MAX);
 }
 
 static double naive_dot(const float *a, const float *b, int n) {
@@ -876,8 +928,7 @@ void attention_backward(float *dqkv, float *scratch, int slots, const float *dou
     AttJob j = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
                 .T = T, .C = C, .NH = NH};
     size_t pairs = (size_t)B * NH;
-    run_range(attention_backward_range, &j, pairs, pairs * T * T,
-              att_parallel(T, C / NH) ? slots : 1);
+    run_range(attention_backward_range, &j, pairs, pairs * T * T, slots);
 }
 
 /* Dot product with 8 fixed lanes and a fixed reduction: vectorisable without

@@ -6,8 +6,11 @@
  * row). Shapes are given in comments; all tensors are dense row-major fp32.
  *
  * Conventions:
- *   - `_backward` functions ACCUMULATE (+=) into every gradient they produce, so the
- *     caller zeroes gradient buffers explicitly (gpt.c does, per step);
+ *   - `_backward` functions ACCUMULATE (+=) into the weight gradients and into the input
+ *     gradients of LayerNorm, the LM head, the embedding, residuals and row dots (the
+ *     residual stream adds up there), so the caller zeroes those buffers explicitly (gpt.c
+ *     does, per step); the input gradients of matmul, attention, GELU and the
+ *     log-softmax are WRITTEN (each has one consumer in GPT-2; no memset needed);
  *   - linear weights are in Hugging Face Conv1D layout (in, out): y = x W + b;
  *   - a `_naive` function is the scalar reference of the optimised kernel of the same
  *     name: tests compare one against the other, the model never calls it;
@@ -23,17 +26,19 @@
 // ----------------------------------------------------------------------------
 // BLAS set-up
 
-/* Set the OpenBLAS thread count (threads <= 0: leave what OPENBLAS_NUM_THREADS or the
- * library default chose) and return the name of the core OpenBLAS dispatched to
- * (e.g. "Haswell"; OPENBLAS_CORETYPE overrides the detection). */
+/* Set the kernels' thread count (threads <= 0: keep it, or on the first call take what
+ * OPENBLAS_NUM_THREADS or OpenBLAS's default chose) and return the name of the core
+ * OpenBLAS dispatched to (e.g. "Haswell"; OPENBLAS_CORETYPE overrides the detection).
+ * OpenBLAS itself is set to one thread: the kernels below split every GEMM, element-wise
+ * op and attention over their own pool of that many threads (ops.c says why). */
 const char *ops_blas_setup(int threads);
-/* The number of threads OpenBLAS uses now. */
+/* The kernels' thread count. */
 int ops_blas_threads(void);
 
 /* Run fn(arg, part, nparts) for part = 0..nparts-1 on the kernels' thread pool and return
- * when all have finished: nparts = the OpenBLAS thread count, capped by max_parts; part 0
- * runs on the caller, the workers sleep between jobs. Not reentrant: one job at a time,
- * never from inside fn. (Used by the kernels below and by adamw.c.) */
+ * when all have finished: nparts = ops_blas_threads(), capped by max_parts; part 0 runs
+ * on the caller, the workers sleep between jobs. Not reentrant: one job at a time, never
+ * from inside fn. (Used by the kernels below and by adamw.c.) */
 typedef void (*OpsPartFn)(void *arg, int part, int nparts);
 void ops_parallel(OpsPartFn fn, void *arg, int max_parts);
 
