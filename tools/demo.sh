@@ -70,7 +70,8 @@ fi
 
 stamp "6/6 evaluation against SFT on held-out prompts (gold judge, $K samples per prompt)"
 "$B/rlhf-eval" --prompts "$D/prompts_eval.jsonl" --baseline "sft=$RUN/sft" "${MODELS[@]}" \
-  --rm "$RUN/rm" --k "$K" --task-seed 1234 --out "$RUN/eval.jsonl" --samples "$RUN/samples.jsonl"
+  --rm "$RUN/rm" --k "$K" --task-seed 1234 --oracle ideal --out "$RUN/eval.jsonl" \
+  --samples "$RUN/samples.jsonl"
 "$B/rlhf-eval" --prompts "$D/prompts_redteam.jsonl" --baseline "sft=$RUN/sft" "${MODELS[@]}" \
   --k "$K" --task-seed 1234 --out "$RUN/eval_redteam.jsonl" | sed -n '/^model/,$p' | grep -E "^model|all" || true
 

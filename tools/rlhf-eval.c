@@ -16,6 +16,13 @@
  *   build/rlhf-eval --prompts P.jsonl --baseline sft=RUN_OR_CKPT [--model NAME=CKPT ...]
  *                   [--ref CKPT] [--rm CKPT] [--k 4] [--max-new 48] [--temperature 1]
  *                   [--seed 1] [--task-seed 1234] [--out eval.jsonl] [--samples S.jsonl]
+ *                   [--oracle NAME]
+ *
+ * --oracle NAME adds a row NAME whose responses are the bundled task's ideal responses
+ * (task_response_render, quality ideal): what a policy that had learnt the task perfectly
+ * would score, and so the highest win rate against this baseline that the task allows
+ * (the baseline's own ideal answers can only be tied). Its KL column is "-" (it is not a
+ * distribution); rm, len and the rest are measured as for a model.
  *
  * The reference for KL defaults to the baseline. Sampling is keyed by (seed, prompt index,
  * sample index) so every model answers the same prompts with the same random stream.
@@ -66,7 +73,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: rlhf-eval --prompts P.jsonl --baseline NAME=CKPT [--model NAME=CKPT ...]\n"
             "                 [--ref CKPT] [--rm CKPT] [--k K] [--max-new N] [--temperature T]\n"
-            "                 [--seed S] [--task-seed S] [--out FILE.jsonl] [--samples FILE.jsonl]\n");
+            "                 [--seed S] [--task-seed S] [--out FILE.jsonl] [--samples FILE.jsonl]\n"
+            "                 [--oracle NAME]\n");
     exit(2);
 }
 
@@ -158,6 +166,30 @@ static void scores_of(GPT *rm, const double *norm, int n, int **prompts, const i
     for (int b = 0; b < n; b++) out[b] = (float)((rm->scores[b] - norm[0]) / norm[1]);
 }
 
+static void samples_alloc(Samples *s, int N) {
+    s->n = N;
+    s->resp = xcalloc((size_t)N, sizeof(char *));
+    s->gold = xcalloc((size_t)N, sizeof(float));
+    s->kl = xcalloc((size_t)N, sizeof(float));
+    s->rm = xcalloc((size_t)N, sizeof(float));
+    s->len = xcalloc((size_t)N, sizeof(int));
+    s->cat = xcalloc((size_t)N, sizeof(int));
+    s->js = xcalloc((size_t)N, sizeof(JudgeScores));
+}
+
+/* Record response j (text is taken over) with its gold-judge scores. */
+static void samples_set(Samples *s, int j, char *text, Judge *judge, const char *prompt, int len,
+                        float kl, float rm) {
+    char err[ERRBUF_LEN] = "";
+    s->resp[j] = text;
+    if (judge_score(judge, prompt, text, &s->js[j], err) != 0) fatal("judge: %s", err);
+    s->gold[j] = (float)s->js[j].total;
+    s->cat[j] = s->js[j].category < TASK_N_CAT ? (int)s->js[j].category : -1;
+    s->len[j] = len;
+    s->kl[j] = kl;
+    s->rm[j] = rm;
+}
+
 static void cat_add_text(CatStats *c, char *text) {
     if (c->n_texts == c->cap_texts) {
         c->cap_texts = c->cap_texts ? 2 * c->cap_texts : 256;
@@ -168,7 +200,7 @@ static void cat_add_text(CatStats *c, char *text) {
 
 int main(int argc, char **argv) {
     const char *prompts_path = NULL, *ref_arg = NULL, *rm_arg = NULL, *out_path = NULL,
-               *samples_path = NULL;
+               *samples_path = NULL, *oracle_name = NULL;
     ModelArg models[MAX_MODELS];
     int n_models = 0, have_baseline = 0, K = 4, max_new = 48;
     double temperature = 1.0;
@@ -197,10 +229,12 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--task-seed") == 0) task_seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--out") == 0) out_path = v;
         else if (strcmp(a, "--samples") == 0) samples_path = v;
+        else if (strcmp(a, "--oracle") == 0) oracle_name = v;
         else usage();
         i++;
     }
     if (!prompts_path || !have_baseline) usage();
+    if (oracle_name && n_models == MAX_MODELS) fatal("too many models (max %d with --oracle)", MAX_MODELS - 1);
     if (K < 1 || K > 1024) fatal("--k %d: must be in [1, 1024]", K);
     if (max_new < 1) fatal("--max-new %d: must be >= 1", max_new);
     if (!(temperature > 0) || temperature > 100) fatal("--temperature %g: must be in (0, 100]", temperature);
@@ -245,7 +279,7 @@ int main(int argc, char **argv) {
     if (have_rm) load_model(rm_arg, rm_groups, &rmodel, norm);
 
     int N = P * K;
-    Samples *S = xcalloc((size_t)n_models, sizeof(Samples));
+    Samples *S = xcalloc((size_t)n_models + 1, sizeof(Samples)); /* + the oracle */
     int maxT = 0;
     for (int i = 0; i < P; i++)
         if (plen[i] + max_new > maxT) maxT = plen[i] + max_new;
@@ -270,14 +304,7 @@ int main(int argc, char **argv) {
         if (maxT > m.config.max_seq_len) fatal("prompt + --max-new %d exceeds the model context %d", max_new, m.config.max_seq_len);
         m.temperature = (float)temperature;
         Samples *s = &S[mi];
-        s->n = N;
-        s->resp = xcalloc((size_t)N, sizeof(char *));
-        s->gold = xcalloc((size_t)N, sizeof(float));
-        s->kl = xcalloc((size_t)N, sizeof(float));
-        s->rm = xcalloc((size_t)N, sizeof(float));
-        s->len = xcalloc((size_t)N, sizeof(int));
-        s->cat = xcalloc((size_t)N, sizeof(int));
-        s->js = xcalloc((size_t)N, sizeof(JudgeScores));
+        samples_alloc(s, N);
         GenParams gp = {.max_new_tokens = max_new, .eos_id = tok.eos_id,
                         .temperature = (float)temperature, .top_k = 0, .top_p = 1.0f, .seed = seed};
         for (int j0 = 0; j0 < N; j0 += GEN_BATCH) {
@@ -309,23 +336,58 @@ int main(int argc, char **argv) {
                 seq_logprob_sums(&m, nb, prw, pl, gen_tok, gen_len, max_new, pol_sum, tok_buf, tg_buf);
             }
             for (int b = 0; b < nb; b++) {
-                int j = j0 + b;
                 char *text = NULL;
                 size_t tl = 0;
                 if (bpe_decode(&tok, gen_tok + (size_t)b * max_new, (size_t)gen_len[b],
                                BPE_DECODE_SKIP_SPECIAL | BPE_DECODE_REPLACE_INVALID, &text, &tl, err) != 0)
                     fatal("decode: %s", err);
-                s->resp[j] = text;
-                if (judge_score(&judge, ptext[j / K], text, &s->js[j], err) != 0) fatal("judge: %s", err);
-                s->gold[j] = (float)s->js[j].total;
-                s->cat[j] = s->js[j].category < TASK_N_CAT ? (int)s->js[j].category : -1;
-                s->len[j] = gen_len[b];
-                s->kl[j] = pol_sum[b] - ref_sum[b];
-                s->rm[j] = have_rm ? rm_sc[b] : 0;
+                samples_set(s, j0 + b, text, &judge, ptext[(j0 + b) / K], gen_len[b],
+                            pol_sum[b] - ref_sum[b], have_rm ? rm_sc[b] : 0);
             }
         }
         fprintf(stderr, "rlhf-eval: %s: %d responses in %.1f s\n", models[mi].name, N, time_now() - t0);
         gpt_free(&m);
+    }
+    if (oracle_name) {
+        /* the task's ideal response to every prompt, as tokens (truncated to --max-new
+         * with EOS, like a sample) for the RM and the length */
+        TaskWorld world;
+        task_world_init(&world, task_seed);
+        Samples *s = &S[n_models];
+        samples_alloc(s, N);
+        for (int j0 = 0; j0 < N; j0 += GEN_BATCH) {
+            int nb = N - j0 < GEN_BATCH ? N - j0 : GEN_BATCH;
+            int *prw[GEN_BATCH], pl[GEN_BATCH];
+            char *texts[GEN_BATCH];
+            for (int b = 0; b < nb; b++) {
+                int j = j0 + b, p = j / K;
+                prw[b] = pids[p];
+                pl[b] = plen[p];
+                TaskQuery q;
+                if (task_parse_prompt(&world, ptext[p], &q) != 0)
+                    fatal("--oracle: prompt %d of %s is not a prompt of the task with seed %llu "
+                          "(see --task-seed)", p + 1, prompts_path, (unsigned long long)task_seed);
+                Rng r;
+                rng_init_keyed(&r, seed, (uint64_t)p, (uint64_t)(j % K));
+                char buf[1024];
+                if (task_response_render(buf, sizeof buf, &world, &q, TASK_Q_IDEAL, &r) < 0)
+                    fatal("--oracle: no ideal response for prompt %d", p + 1);
+                texts[b] = xstrdup(buf);
+                int *ids = NULL;
+                size_t cap = 0, n = bpe_encode(&tok, buf, strlen(buf), 0, &ids, &cap);
+                if (n > (size_t)max_new - 1) n = (size_t)max_new - 1;
+                memcpy(gen_tok + (size_t)b * max_new, ids, n * sizeof(int));
+                gen_tok[(size_t)b * max_new + n] = tok.eos_id;
+                gen_len[b] = (int)n + 1;
+                free(ids);
+            }
+            if (have_rm) scores_of(&rmodel, norm, nb, prw, pl, gen_tok, gen_len, max_new, rm_sc, tok_buf);
+            for (int b = 0; b < nb; b++)
+                samples_set(s, j0 + b, texts[b], &judge, ptext[(j0 + b) / K], gen_len[b], NAN,
+                            have_rm ? rm_sc[b] : 0);
+        }
+        snprintf(models[n_models].name, sizeof models[n_models].name, "%s", oracle_name);
+        n_models++;
     }
 
     /* ---- aggregate --------------------------------------------------------------- */
@@ -374,19 +436,23 @@ int main(int argc, char **argv) {
             char rs[16] = "-", ru[16] = "-";
             if (x->n_safe > 0) snprintf(rs, sizeof rs, "%.2f", x->refuse_safe / x->n_safe);
             if (x->n_unsafe > 0) snprintf(ru, sizeof ru, "%.2f", x->refuse_unsafe / x->n_unsafe);
-            char rmtxt[16] = "-";
+            char rmtxt[16] = "-", kltxt[24] = "-", kljson[24] = "null";
             if (have_rm) snprintf(rmtxt, sizeof rmtxt, "%.2f", x->rm / n);
-            printf("%-10s %-9s %6.3f %6.3f %6.3f %7.2f %6s %6.1f %6.3f %7s %7s %5.0f\n",
-                   models[mi].name, cname, x->gold / n, win, se, x->kl / n, rmtxt, x->len / n,
+            if (!isnan(x->kl)) {
+                snprintf(kltxt, sizeof kltxt, "%.2f", x->kl / n);
+                snprintf(kljson, sizeof kljson, "%.6f", x->kl / n);
+            }
+            printf("%-10s %-9s %6.3f %6.3f %6.3f %7s %6s %6.1f %6.3f %7s %7s %5.0f\n",
+                   models[mi].name, cname, x->gold / n, win, se, kltxt, rmtxt, x->len / n,
                    d2, rs, ru, n);
             if (of) {
                 fprintf(of,
                         "{\"model\": \"%s\", \"category\": \"%s\", \"n\": %.0f, \"gold\": %.6f, "
-                        "\"win_rate\": %.6f, \"win_se\": %.6f, \"kl\": %.6f, \"rm\": %s, "
+                        "\"win_rate\": %.6f, \"win_se\": %.6f, \"kl\": %s, \"rm\": %s, "
                         "\"length\": %.4f, \"distinct1\": %.6f, \"distinct2\": %.6f, "
                         "\"refusal_safe\": %s, \"refusal_unsafe\": %s, \"helpfulness\": %.6f, "
                         "\"harmlessness\": %.6f, \"politeness\": %.6f, \"concision\": %.6f}\n",
-                        models[mi].name, cname, n, x->gold / n, win, se, x->kl / n,
+                        models[mi].name, cname, n, x->gold / n, win, se, kljson,
                         have_rm ? rmtxt : "null", x->len / n, d1, d2,
                         x->n_safe > 0 ? rs : "null", x->n_unsafe > 0 ? ru : "null",
                         x->help / n, x->harm / n, x->polite / n, x->concise / n);
@@ -395,9 +461,10 @@ int main(int argc, char **argv) {
         }
         if (sf) {
             for (int j = 0; j < N; j++) {
-                json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:f, s:f, s:i}", "model", models[mi].name,
+                json_t *kl = isnan(s->kl[j]) ? json_null() : json_real((double)s->kl[j]);
+                json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:f, s:o, s:i}", "model", models[mi].name,
                                       "prompt", ptext[j / K], "response", s->resp[j], "sample", j % K,
-                                      "gold", (double)s->gold[j], "kl", (double)s->kl[j], "length", s->len[j]);
+                                      "gold", (double)s->gold[j], "kl", kl, "length", s->len[j]);
                 char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
                 if (line) fprintf(sf, "%s\n", line);
                 free(line);
