@@ -44,8 +44,11 @@ stamp "3/6 reward model ($RM_STEPS steps)"
 $MPIRUN "$NP" "$B/learner" rm configs/rm.ini run.out_dir="$RUN/rm" model.init="$RUN/sft" \
   data.train="$D/prefs_train.jsonl" data.eval="$D/prefs_eval.jsonl" optim.steps="$RM_STEPS" \
   run.log_every=50 run.eval_every=100 run.ckpt_every=0 $SEEDARG
-printf 'reward model noise ceiling (agreement of the gold ordering with the noisy labels): '
-sed -nE 's/.*"expected": ?([0-9.]+).*/\1/p' "$D/ceiling.json" | head -1
+# the ceiling: the accuracy of the gold judge itself on the held-out labels (a reward
+# model that ranks exactly like it gets this), and its expectation over the label noise
+printf 'reward model noise ceiling on the held-out pairs (gold judge vs the noisy labels): %s (expected over the noise: %s)\n' \
+  "$(sed -nE 's/.*"empirical_agreement": ?([0-9.]+).*/\1/p' "$D/ceiling.json" | head -1)" \
+  "$(sed -nE 's/.*"expected_agreement": ?([0-9.]+).*/\1/p' "$D/ceiling.json" | head -1)"
 
 stamp "4/6 DPO ($DPO_STEPS steps)"
 $MPIRUN "$NP" "$B/learner" dpo configs/dpo.ini run.out_dir="$RUN/dpo" model.init="$RUN/sft" \

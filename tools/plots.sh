@@ -32,7 +32,7 @@ if [ -f "$RUN/sft/metrics.jsonl" ]; then
 fi
 if [ -f "$RUN/rm/metrics.jsonl" ]; then
   pairs "$RUN/rm/metrics.jsonl" step eval_accuracy > "$P/rm_acc.dat"
-  ceil=$(sed -nE 's/.*"expected": ?([0-9.]+).*/\1/p' "$RUN/data/ceiling.json" | head -1)
+  ceil=$(sed -nE 's/.*"empirical_agreement": ?([0-9.]+).*/\1/p' "$RUN/data/ceiling.json" | head -1)
   gnuplot <<GP
 set terminal pngcairo size 800,500 noenhanced
 set output "$P/rm_accuracy.png"

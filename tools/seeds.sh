@@ -28,7 +28,7 @@ files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
   # reward model: last held-out accuracy of each seed, and the ceiling
   for d in "${files[@]}"; do
     grep '"eval_accuracy"' "$d/rm/metrics.jsonl" | tail -1 | sed -nE 's/.*"eval_accuracy": ([0-9.]+).*/\1/p'
-  done | awk -v c="$(sed -nE 's/.*"expected": ?([0-9.]+).*/\1/p' "${files[0]}/data/ceiling.json" | head -1)" '
+  done | awk -v c="$(sed -nE 's/.*"empirical_agreement": ?([0-9.]+).*/\1/p' "${files[0]}/data/ceiling.json" | head -1)" '
     { s += $1; q += $1 * $1; n++ }
     END { m = s / n; sd = n > 1 ? sqrt((q - n * m * m) / (n - 1)) : 0; if (sd != sd) sd = 0
           printf "Reward model held-out accuracy %.3f ± %.3f; noise ceiling %.3f; %.0f%% of the ceiling\n\n", m, sd, c, 100 * m / c }'
