@@ -206,6 +206,43 @@ static void test_batch_invariance(void) {
     gpt_free(&m);
 }
 
+/* Generation splits its kernels (matmul and LM-head columns, attention rows, element-wise
+ * ops) over the kernel threads: 1, 2 and 3 threads must give the same tokens and
+ * log-probs bit for bit (a model and batch large enough for every parallel path). */
+static void test_thread_invariance(void) {
+    enum { V = 300, MAXT = 64, NEW = 40, NB = 8 };
+    int before = ops_blas_threads();
+    int prompts_buf[NB][12], plens[NB];
+    const int *prompts[NB];
+    uint64_t pids[NB], sids[NB];
+    for (int b = 0; b < NB; b++) {
+        plens[b] = 8 + b % 5;
+        for (int t = 0; t < plens[b]; t++) prompts_buf[b][t] = (int)rng_below(&g_rng, V);
+        prompts[b] = prompts_buf[b], pids[b] = (uint64_t)b, sids[b] = 0;
+    }
+    GenParams gp = {.max_new_tokens = NEW, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 99};
+    static int toks[4][NB * NEW], lens[4][NB];
+    static float lps[4][NB * NEW];
+    char err[ERRBUF_LEN];
+    for (int th = 1; th <= 3; th++) {
+        ops_blas_setup(th); /* before the model: the cache sizes its scratch per thread */
+        GPT m;
+        GPTConfig c = {.vocab_size = V, .max_seq_len = MAXT, .n_layer = 2, .n_head = 4,
+                       .n_embd = 128, .head = GPT_HEAD_LM};
+        gpt_init(&m, &c);
+        gpt_init_weights(&m, 5);
+        CHECK(generate(&m, &gp, NB, prompts, plens, pids, sids, toks[th], lps[th], lens[th], err) == 0);
+        gpt_free(&m);
+        if (th == 1) continue;
+        CHECK_MSG(memcmp(lens[th], lens[1], sizeof lens[1]) == 0 &&
+                      memcmp(toks[th], toks[1], sizeof toks[1]) == 0 &&
+                      memcmp(lps[th], lps[1], sizeof lps[1]) == 0,
+                  "generation with %d threads differs from 1 thread", th);
+    }
+    ops_blas_setup(before);
+}
+
 static void test_eos_and_padding(void) {
     int V = 30, maxnew = 12;
     GPT m;
@@ -480,6 +517,7 @@ int main(void) {
     TEST_RUN(test_decode_matches_forward);
     TEST_RUN(test_logprobs_match_training_path);
     TEST_RUN(test_batch_invariance);
+    TEST_RUN(test_thread_invariance);
     TEST_RUN(test_eos_and_padding);
     TEST_RUN(test_bad_input);
     TEST_RUN(test_sample_against_reference);
