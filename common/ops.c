@@ -24,6 +24,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -57,6 +58,11 @@ int ops_blas_threads(void) {
 // a pool of worker threads for the batch-invariant kernels
 
 #define POOL_MAX 64
+/* After a job, workers (and the caller waiting for them) poll for this long before they
+ * sleep on the condition variable: a training step issues a job every few tens of
+ * microseconds, and waking a sleeping thread on an idle (virtual) CPU costs about as
+ * much. Past it nothing polls, so an idle rank uses no CPU. */
+#define POOL_SPIN_NS 50000
 
 static struct {
     pthread_mutex_t mu;
@@ -68,14 +74,49 @@ static struct {
     int pending;   /* worker parts not finished */
     OpsPartFn fn;
     void *arg;
+    atomic_uint gen_seen; /* copies of gen and pending, for polling without the mutex */
+    atomic_int pending_seen;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
+
+static uint64_t pool_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void pool_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Poll until a new job is published (or its worker parts are done) or POOL_SPIN_NS
+ * pass; the caller then takes the mutex and sleeps if it has to. */
+static void pool_spin_gen(unsigned seen) {
+    uint64_t t0 = pool_now_ns();
+    while (atomic_load_explicit(&pool.gen_seen, memory_order_acquire) == seen &&
+           pool_now_ns() - t0 < POOL_SPIN_NS)
+        pool_relax();
+}
+
+static void pool_spin_done(void) {
+    uint64_t t0 = pool_now_ns();
+    while (atomic_load_explicit(&pool.pending_seen, memory_order_acquire) != 0 &&
+           pool_now_ns() - t0 < POOL_SPIN_NS)
+        pool_relax();
+}
 
 static void *pool_worker(void *p) {
     int id = (int)(intptr_t)p; /* 1.. */
     unsigned seen = 0;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
+        if (pool.gen == seen) {
+            pthread_mutex_unlock(&pool.mu);
+            pool_spin_gen(seen);
+            pthread_mutex_lock(&pool.mu);
+        }
         while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
         seen = pool.gen;
         if (id >= pool.nparts) continue;
@@ -85,7 +126,8 @@ static void *pool_worker(void *p) {
         pthread_mutex_unlock(&pool.mu);
         fn(arg, id, nparts);
         pthread_mutex_lock(&pool.mu);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+        atomic_store_explicit(&pool.pending_seen, --pool.pending, memory_order_release);
+        if (pool.pending == 0) pthread_cond_signal(&pool.done);
     }
     return NULL;
 }
@@ -114,10 +156,13 @@ static void pool_run(OpsPartFn fn, void *arg, int max_parts) {
     pool.arg = arg;
     pool.nparts = n;
     pool.pending = n - 1;
+    atomic_store_explicit(&pool.pending_seen, n - 1, memory_order_release);
     pool.gen++;
+    atomic_store_explicit(&pool.gen_seen, pool.gen, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
     fn(arg, 0, n);
+    pool_spin_done();
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
