@@ -3,21 +3,23 @@
  *
  * Linear layers, the LM head and the two products of attention go through cblas_sgemm;
  * the element-wise and row-wise ops are plain loops written so that GCC vectorises them
- * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses;
- * they split their output columns over the same number of threads as OpenBLAS uses (a
- * small pool of sleeping pthreads, started on first use and kept for the process), which
- * changes no result: each output element is computed by the same code on any thread.
- * The element-wise and row-wise ops (LayerNorm, GELU, residual, embedding, log-softmax,
- * bias gradients) and the (batch, head) pairs of attention are split over the same pool
- * under the same rule, and so are the GEMMs (whole 16-row or 16-column shares, each one
- * single-threaded sgemm call): OpenBLAS runs with one thread and the pool is the only
- * parallelism of a rank. With OpenBLAS's own threads, its workers spin in sched_yield for
- * ~0.1 s after every call and, on a machine with as many threads as cores, steal the
- * cores the element-wise work needs (tiny training step, 2 threads: 103 ms with OpenBLAS
- * threads, 83 ms this way; docs/bench.md). tests/test_ops.c checks that a training step's
- * kernels give the same bits with 1, 2 and 3 threads.
- * The pool is the only state of this file; the kernels are not reentrant across threads
- * of the caller (one model per thread of the caller is fine, concurrent calls are not).
+ * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses.
+ *
+ * Threads: one pool per process (ops_blas_threads() threads, part 0 on the caller,
+ * started on first use; workers poll for 50 us after a job, then sleep). Everything is
+ * split over it: the `_rows` kernels by output columns, the element-wise and row-wise
+ * ops (LayerNorm, GELU, residual, embedding, log-softmax, bias gradients) by rows or
+ * columns, attention by (batch, head) pairs, and the GEMMs in whole 16-row or 16-column
+ * shares, each one single-threaded sgemm call. OpenBLAS itself runs with one thread: with
+ * its own threads, its workers spin in sched_yield for ~0.1 s after every call and, with
+ * as many threads as cores, steal the cores the element-wise work needs (tiny training
+ * step, 2 threads: 103 ms with OpenBLAS threads, 83 ms this way, docs/bench.md). Each
+ * output element is computed by the same code whichever thread computes it, so results do
+ * not depend on the thread count: tests/test_ops.c and tests/test_generate.c check a
+ * training step's kernels and generation bit for bit at 1, 2 and 3 threads.
+ * The thread count and the pool are the only state of this file; the kernels are not
+ * reentrant across threads of the caller (one model per thread of the caller is fine,
+ * concurrent calls are not).
  */
 #include "ops.h"
 
@@ -55,7 +57,7 @@ int ops_blas_threads(void) {
 }
 
 // ----------------------------------------------------------------------------
-// a pool of worker threads for the batch-invariant kernels
+// the pool of worker threads of every kernel below
 
 #define POOL_MAX 64
 /* After a job, workers (and the caller waiting for them) poll for this long before they
