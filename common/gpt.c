@@ -657,7 +657,8 @@ static void cache_pass(GPT *m, int n, int out_row) {
         }
         /* one row at a time: splitting the rows over the kernel threads made tiny-model
          * decoding slower (16 rows, 2 threads: median 153 vs 122 ms per generation in
-         * bench_model), the work per layer being too small for a pool wake-up */
+         * bench_model), the work per layer being too small for a pool wake-up (measured
+         * while pool workers still slept right after each job; not re-measured since) */
         for (int i = 0; i < n; i++)
             attention_row_forward(c->atty + (size_t)i * C, c->scores, c->qkv + (size_t)i * 3 * C,
                                   kl + (size_t)c->slot[i] * slot_stride,
