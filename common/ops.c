@@ -134,8 +134,8 @@ static void *pool_worker(void *p) {
     return NULL;
 }
 
-/* Run fn(arg, i, n) for i < n parts, n = the OpenBLAS thread count (capped by max_parts
- * and POOL_MAX), part 0 on the calling thread. Workers sleep between jobs. */
+/* Run fn(arg, i, n) for i < n parts, n = ops_blas_threads() (capped by max_parts
+ * and POOL_MAX), part 0 on the calling thread. Workers poll, then sleep, between jobs. */
 static void pool_run(OpsPartFn fn, void *arg, int max_parts) {
     int n = ops_blas_threads();
     if (n > max_parts) n = max_parts;
