@@ -577,7 +577,8 @@ struct GPTCache {
     int *slot, *pos, *tok, *emit;
     float *x, *ln, *qkv, *atty, *proj, *fch, *fch_gelu, *mean, *rstd; /* (R, width) */
     float *lnf;        /* (R, C) final LayerNorm of the rows that emit logits */
-    float *scores;     /* (T) */
+    float *scores;     /* (score_slots, T): one attention-score row per thread */
+    int score_slots;
     float *logits;     /* (B, V) */
 };
 
@@ -622,9 +623,43 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->mean = xalloc_floats((size_t)R);
     c->rstd = xalloc_floats((size_t)R);
     c->lnf = xalloc_floats((size_t)R * C);
-    c->scores = xalloc_floats((size_t)T);
+    c->score_slots = ops_blas_threads() < 1 ? 1 : ops_blas_threads();
+    c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
     m->cache = c;
+}
+
+typedef struct {
+    GPT *m;
+    const float *kl, *vl; /* this layer's K and V caches */
+    int n;
+} CacheAttJob;
+
+/* Rows [n part / nparts, n (part+1) / nparts) attend to their slots, with score row
+ * `part`. Each row runs the same fixed-order attention_row_forward on any thread. */
+static void cache_attention_part(void *p, int part, int nparts) {
+    const CacheAttJob *j = p;
+    struct GPTCache *c = j->m->cache;
+    int C = j->m->config.n_embd, NH = j->m->config.n_head;
+    size_t slot_stride = (size_t)NH * c->T * (C / NH);
+    int lo = (int)((long long)j->n * part / nparts), hi = (int)((long long)j->n * (part + 1) / nparts);
+    for (int i = lo; i < hi; i++)
+        attention_row_forward(c->atty + (size_t)i * C, c->scores + (size_t)part * c->T,
+                              c->qkv + (size_t)i * 3 * C, j->kl + (size_t)c->slot[i] * slot_stride,
+                              j->vl + (size_t)c->slot[i] * slot_stride, c->pos[i] + 1, c->T, C, NH);
+}
+
+/* Below this many multiply-adds the attention of a pass stays on the calling thread. */
+#define CACHE_ATT_PAR_MIN (1 << 16)
+
+static void cache_attention(GPT *m, int n, const float *kl, const float *vl) {
+    struct GPTCache *c = m->cache;
+    CacheAttJob j = {m, kl, vl, n};
+    double work = 0;
+    for (int i = 0; i < n; i++) work += 2.0 * (c->pos[i] + 1) * m->config.n_embd;
+    int parts = n < c->score_slots ? n : c->score_slots;
+    if (work < CACHE_ATT_PAR_MIN || parts < 2) cache_attention_part(&j, 0, 1);
+    else ops_parallel(cache_attention_part, &j, parts);
 }
 
 /* Run the n (<= R) rows staged in c->slot/pos/tok through the network: their keys and
@@ -655,14 +690,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
                 memcpy(vd + (size_t)h * c->T * hs, row + 2 * C + (size_t)h * hs, (size_t)hs * sizeof(float));
             }
         }
-        /* one row at a time: splitting the rows over the kernel threads made tiny-model
-         * decoding slower (16 rows, 2 threads: median 153 vs 122 ms per generation in
-         * bench_model), the work per layer being too small for a pool wake-up (measured
-         * while pool workers still slept right after each job; not re-measured since) */
-        for (int i = 0; i < n; i++)
-            attention_row_forward(c->atty + (size_t)i * C, c->scores, c->qkv + (size_t)i * 3 * C,
-                                  kl + (size_t)c->slot[i] * slot_stride,
-                                  vl + (size_t)c->slot[i] * slot_stride, c->pos[i] + 1, c->T, C, NH);
+        cache_attention(m, n, kl, vl);
         matmul_forward_rows(c->proj, c->atty, w->attn_proj_w, w->attn_proj_b, n, C, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
