@@ -208,6 +208,9 @@ static void range_part(void *p, int part, int nparts) {
 
 /* Split `units` over at most max_parts parts of the pool when `elems` is worth it. */
 static void run_range(RangeFn fn, void *arg, size_t units, size_t elems, int max_parts) {
+    /* first use in a program that never called ops_blas_setup: OpenBLAS is made
+     * single-threaded before any sgemm below runs */
+    (void)ops_blas_threads();
     if (elems < POOL_MIN_ELEMS || units < 2 || max_parts < 2) {
         if (units > 0) fn(arg, 0, units, 0);
         return;
@@ -259,8 +262,8 @@ static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int 
     GemmJob j = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, bias ? 1.0f : beta, A, B, bias, C};
     int dim = j.split_m ? M : N;
     size_t units = ((size_t)dim + GEMM_GRAIN - 1) / GEMM_GRAIN;
-    if ((double)M * N * K < POOL_MIN_WORK) gemm_range(&j, 0, units, 0);
-    else run_range(gemm_range, &j, units, POOL_MIN_ELEMS, POOL_MAX);
+    run_range(gemm_range, &j, units, (double)M * N * K < POOL_MIN_WORK ? 0 : POOL_MIN_ELEMS,
+              POOL_MAX);
 }
 
 static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
