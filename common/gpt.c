@@ -196,7 +196,7 @@ void gpt_alloc_grads(GPT *m) {
 }
 
 void gpt_zero_grad(GPT *m) {
-    if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+    if (m->grads) ops_zero(m->grads, m->num_params);
 }
 
 // ----------------------------------------------------------------------------

@@ -1084,6 +1084,19 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 // ----------------------------------------------------------------------------
 // residual
 
+static void zero_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const FlatJob *j = p;
+    size_t i0, i1;
+    flat_bounds(j, lo, hi, &i0, &i1);
+    memset(j->out + i0, 0, (i1 - i0) * sizeof(float));
+}
+
+void ops_zero(float *x, size_t n) {
+    FlatJob j = {.out = x, .N = n};
+    run_flat(zero_range, &j);
+}
+
 static void residual_forward_range(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const FlatJob *j = p;

@@ -42,6 +42,9 @@ int ops_blas_threads(void);
 typedef void (*OpsPartFn)(void *arg, int part, int nparts);
 void ops_parallel(OpsPartFn fn, void *arg, int max_parts);
 
+/* x[0..n) = 0, split over the pool (gradient buffers of 124M parameters are 0.5 GB). */
+void ops_zero(float *x, size_t n);
+
 // ----------------------------------------------------------------------------
 // embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
 
