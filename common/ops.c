@@ -1017,6 +1017,35 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
 }
 
 // ----------------------------------------------------------------------------
+// flat element-wise jobs: fn(j, i0, i1) on elements [i0, i1), split over the pool in
+// units of FLAT_UNIT elements
+
+#define FLAT_UNIT 4096
+typedef struct FlatJob FlatJob;
+struct FlatJob {
+    void (*fn)(const FlatJob *j, size_t i0, size_t i1);
+    float *out;
+    const float *a, *b;
+    size_t N;
+};
+
+static void flat_range(void *p, size_t lo, size_t hi, int part) {
+    (void)part;
+    const FlatJob *j = p;
+    j->fn(j, lo * FLAT_UNIT, hi * FLAT_UNIT < j->N ? hi * FLAT_UNIT : j->N);
+}
+
+static void run_flat(FlatJob j) {
+    run_range(flat_range, &j, (j.N + FLAT_UNIT - 1) / FLAT_UNIT, j.N, POOL_MAX);
+}
+
+static void zero_flat(const FlatJob *j, size_t i0, size_t i1) {
+    memset(j->out + i0, 0, (i1 - i0) * sizeof(float));
+}
+
+void ops_zero(float *x, size_t n) { run_flat((FlatJob){zero_flat, x, NULL, NULL, n}); }
+
+// ----------------------------------------------------------------------------
 // GELU
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
@@ -1024,28 +1053,7 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
 
 /* 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^{-2u}): one exp, no
  * cancellation near 0. d/dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
-/* Flat element-wise jobs: units of FLAT_UNIT elements. */
-#define FLAT_UNIT 4096
-typedef struct {
-    float *out, *out2;
-    const float *a, *b;
-    size_t N;
-} FlatJob;
-
-static void flat_bounds(const FlatJob *j, size_t lo, size_t hi, size_t *i0, size_t *i1) {
-    *i0 = lo * FLAT_UNIT;
-    *i1 = hi * FLAT_UNIT < j->N ? hi * FLAT_UNIT : j->N;
-}
-
-static void run_flat(RangeFn fn, FlatJob *j) {
-    run_range(fn, j, (j->N + FLAT_UNIT - 1) / FLAT_UNIT, j->N, POOL_MAX);
-}
-
-static void gelu_forward_range(void *p, size_t lo, size_t hi, int part) {
-    (void)part;
-    const FlatJob *j = p;
-    size_t i0, i1;
-    flat_bounds(j, lo, hi, &i0, &i1);
+static void gelu_forward_flat(const FlatJob *j, size_t i0, size_t i1) {
     float *restrict out = j->out;
     const float *inp = j->a;
     for (size_t i = i0; i < i1; i++) {
@@ -1056,15 +1064,10 @@ static void gelu_forward_range(void *p, size_t lo, size_t hi, int part) {
 }
 
 void gelu_forward(float *out, const float *inp, size_t N) {
-    FlatJob j = {.out = out, .a = inp, .N = N};
-    run_flat(gelu_forward_range, &j);
+    run_flat((FlatJob){gelu_forward_flat, out, inp, NULL, N});
 }
 
-static void gelu_backward_range(void *p, size_t lo, size_t hi, int part) {
-    (void)part;
-    const FlatJob *j = p;
-    size_t i0, i1;
-    flat_bounds(j, lo, hi, &i0, &i1);
+static void gelu_backward_flat(const FlatJob *j, size_t i0, size_t i1) {
     float *restrict dinp = j->out;
     const float *inp = j->a, *dout = j->b;
     for (size_t i = i0; i < i1; i++) {
@@ -1077,37 +1080,18 @@ static void gelu_backward_range(void *p, size_t lo, size_t hi, int part) {
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-    FlatJob j = {.out = dinp, .a = inp, .b = dout, .N = N};
-    run_flat(gelu_backward_range, &j);
+    run_flat((FlatJob){gelu_backward_flat, dinp, inp, dout, N});
 }
 
 // ----------------------------------------------------------------------------
 // residual
 
-static void zero_range(void *p, size_t lo, size_t hi, int part) {
-    (void)part;
-    const FlatJob *j = p;
-    size_t i0, i1;
-    flat_bounds(j, lo, hi, &i0, &i1);
-    memset(j->out + i0, 0, (i1 - i0) * sizeof(float));
-}
-
-void ops_zero(float *x, size_t n) {
-    FlatJob j = {.out = x, .N = n};
-    run_flat(zero_range, &j);
-}
-
-static void residual_forward_range(void *p, size_t lo, size_t hi, int part) {
-    (void)part;
-    const FlatJob *j = p;
-    size_t i0, i1;
-    flat_bounds(j, lo, hi, &i0, &i1);
+static void residual_forward_flat(const FlatJob *j, size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; i++) j->out[i] = j->a[i] + j->b[i];
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t N) {
-    FlatJob j = {.out = out, .a = a, .b = b, .N = N};
-    run_flat(residual_forward_range, &j);
+    run_flat((FlatJob){residual_forward_flat, out, a, b, N});
 }
 
 void residual_backward(float *da, float *db, const float *dout, size_t N) {
