@@ -425,10 +425,8 @@ int task_n_templates(TaskKind k, int redteam) {
 }
 
 void task_sample_query(const TaskWorld *w, TaskCategory c, int redteam, Rng *r, TaskQuery *q) {
-    (void)w;
     memset(q, 0, sizeof *q);
     q->cat = c;
-    q->entity = -1; /* ADD, SUB, COUNT have none */
     switch (c) {
     case TASK_CAT_FACT: q->kind = (TaskKind)(TASK_KIND_COLOR + (int)rng_below(r, 7)); break;
     case TASK_CAT_INSTRUCT: q->kind = (TaskKind)(TASK_KIND_NAME + (int)rng_below(r, 3)); break;
@@ -436,6 +434,14 @@ void task_sample_query(const TaskWorld *w, TaskCategory c, int redteam, Rng *r, 
     case TASK_CAT_CHAT: q->kind = TASK_KIND_CHAT; break;
     default: ASSERT(0 && "task_sample_query: bad category");
     }
+    task_sample_args(w, redteam, r, q);
+}
+
+void task_sample_args(const TaskWorld *w, int redteam, Rng *r, TaskQuery *q) {
+    (void)w;
+    q->entity = -1; /* ADD, SUB, COUNT have none */
+    q->x = q->y = 0;
+    q->word[0] = 0;
     switch (q->kind) {
     case TASK_KIND_COLOR: q->entity = (int)rng_below(r, N_OBJECTS); break;
     case TASK_KIND_CAPITAL:
@@ -1356,13 +1362,19 @@ static void buf_kv(TaskBuf *b, const char *key, const char *val, int first) {
 }
 
 /* One prompt: question of a sampled query with a sampled template. */
-static void gen_prompt(char *prompt, const TaskWorld *w, TaskQuery *q, TaskCategory c, int redteam,
-                       Rng *r) {
+/* Render q (already drawn) with a random template as a framed prompt. */
+static void render_prompt(char *prompt, const TaskWorld *w, const TaskQuery *q, int redteam,
+                          Rng *r) {
     char question[TASK_TEXT_LEN];
-    task_sample_query(w, c, redteam, r, q);
     int t = (int)rng_below(r, (uint64_t)task_n_templates(q->kind, redteam));
     task_question_render(question, sizeof question, w, q, t, redteam);
     task_prompt_format(prompt, TASK_TEXT_LEN, question);
+}
+
+static void gen_prompt(char *prompt, const TaskWorld *w, TaskQuery *q, TaskCategory c, int redteam,
+                       Rng *r) {
+    task_sample_query(w, c, redteam, r, q);
+    render_prompt(prompt, w, q, redteam, r);
 }
 
 static uint64_t hash_str(const char *s) {
@@ -1494,10 +1506,14 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
 }
 
 /* Prompt files; `avoid` (may be NULL) holds hashes of prompts that must not appear
- * (prompts_eval avoids prompts_train); duplicates inside a file are avoided too, up to
- * 200 draws per line within the line's category (the prompt space is finite: after that
- * a duplicate is accepted, so small categories — chat, unsafe — can repeat training
- * prompts in the held-out file; the category mix stays 40/25/20/15 in every file). */
+ * (prompts_train avoids prompts_eval); duplicates inside a file are avoided too, up to
+ * 200 draws per line within the line's kind. The prompt space is finite: after that a
+ * prompt of this file is repeated, and only a kind with no prompt outside `avoid` (chat:
+ * 15 prompts, all in the held-out file) takes an avoided one. The held-out file is drawn
+ * first and depends on nothing else. The category and the kind are drawn once, before the
+ * retries, so the mix of every file is the task's: re-drawing them on a duplicate would
+ * tilt a file towards the kinds with the largest prompt space (the held-out file became
+ * 95% arithmetic among its fact prompts that way). */
 static void gen_prompts(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed,
                         int stream, int n, int redteam, HashSet *seen, const HashSet *avoid) {
     char prompt[TASK_TEXT_LEN];
@@ -1505,15 +1521,21 @@ static void gen_prompts(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint6
         Rng r;
         TaskQuery q;
         rng_init_keyed(&r, seed, (uint64_t)stream, (uint64_t)i);
-        /* the category is drawn once, before the retries: re-drawing it on a duplicate
-         * would tilt the file towards the categories with the largest prompt space (fact),
-         * leaving the held-out set almost without instruct/unsafe/chat prompts */
         TaskCategory c = redteam ? TASK_CAT_UNSAFE : sample_category(&r);
-        for (int tries = 0; tries < 200; tries++) {
-            gen_prompt(prompt, w, &q, c, redteam, &r);
+        task_sample_query(w, c, redteam, &r, &q);
+        char fallback[TASK_TEXT_LEN] = ""; /* the first draw outside `avoid` */
+        int found = 0;
+        for (int tries = 0; tries < 200 && !found; tries++) {
+            if (tries) task_sample_args(w, redteam, &r, &q);
+            render_prompt(prompt, w, &q, redteam, &r);
             uint64_t h = hash_str(prompt);
-            if ((!avoid || !hs_has(avoid, h)) && !hs_has(seen, h)) break;
+            int avoided = avoid && hs_has(avoid, h);
+            if (!avoided && !fallback[0]) memcpy(fallback, prompt, sizeof fallback);
+            found = !avoided && !hs_has(seen, h);
         }
+        /* no new prompt left in this kind: repeat one of this file rather than take an
+         * avoided one, unless the kind has nothing else */
+        if (!found && fallback[0]) memcpy(prompt, fallback, sizeof fallback);
         hs_add(seen, hash_str(prompt));
         buf_kv(dst, "prompt", prompt, 1);
         buf_kv(dst, "category", task_category_name(c), 0);
@@ -1576,7 +1598,7 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err)
     memset(out, 0, sizeof *out);
     const int sizes[] = {s->sft,           s->prefs_train,  s->prefs_eval,
                          s->prompts_train, s->prompts_eval, s->prompts_redteam};
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < NT(sizes); i++)
         if (sizes[i] < 0 || sizes[i] > 10000000)
             return errf(err, "task: sizes must be in 0..10000000 (got %d)", sizes[i]);
     TaskWorld w;
@@ -1601,10 +1623,10 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err)
     hs_init(&train_set, s->prompts_train);
     hs_init(&eval_set, s->prompts_eval);
     hs_init(&red_set, s->prompts_redteam);
-    gen_prompts(&out->prompts_train, &out->corpus, &w, seed, STREAM_PROMPTS_TRAIN, s->prompts_train,
-                0, &train_set, NULL);
     gen_prompts(&out->prompts_eval, NULL, &w, seed, STREAM_PROMPTS_EVAL, s->prompts_eval, 0,
-                &eval_set, &train_set);
+                &eval_set, NULL);
+    gen_prompts(&out->prompts_train, &out->corpus, &w, seed, STREAM_PROMPTS_TRAIN, s->prompts_train,
+                0, &train_set, &eval_set);
     gen_prompts(&out->prompts_redteam, NULL, &w, seed, STREAM_REDTEAM, s->prompts_redteam, 1,
                 &red_set, NULL);
     free(train_set.h);

@@ -131,6 +131,9 @@ int task_n_templates(TaskKind k, int redteam);
 /* Draw a query of category c (train-time entities and acts; redteam != 0 draws HARM acts
  * from all acts, held-out ones included). */
 void task_sample_query(const TaskWorld *w, TaskCategory c, int redteam, Rng *r, TaskQuery *q);
+/* Redraw only the arguments of q (entity, operands, word) for its kind and category:
+ * what task_sample_query does after choosing the kind. */
+void task_sample_args(const TaskWorld *w, int redteam, Rng *r, TaskQuery *q);
 /* The bare question text of q with template t (CHAT: t picks among the intent's
  * phrasings). Returns the length. */
 int task_question_render(char *out, size_t cap, const TaskWorld *w, const TaskQuery *q, int t,

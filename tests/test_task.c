@@ -491,6 +491,50 @@ static void test_jsonl_parses(void) {
     task_output_free(&out);
 }
 
+/* The held-out prompts keep the task's mix within the fact category (arithmetic is 2 of
+ * its 7 kinds; retrying duplicates across kinds once made it 95%), and the RL training
+ * prompts avoid them except in chat, whose 15 prompts the held-out file exhausts. */
+static void test_heldout_prompts(void) {
+    TaskSizes s;
+    task_sizes_default(&s);
+    s.sft = s.prefs_train = s.prefs_eval = 0;
+    TaskOutput out;
+    char err[ERRBUF_LEN];
+    CHECK(task_generate(&out, 1234, &s, err) == 0);
+    PromptList tr = {0}, ev = {0};
+    each_line(&out.prompts_train, "t", collect_prompt, &tr);
+    each_line(&out.prompts_eval, "e", collect_prompt, &ev);
+    TaskWorld w;
+    task_world_init(&w, 1234);
+    int fact = 0, arith = 0, shared = 0, shared_chat = 0;
+    for (int i = 0; i < ev.n; i++) {
+        TaskQuery q;
+        CHECK(task_parse_prompt(&w, ev.prompts[i], &q) == 0);
+        if (q.cat == TASK_CAT_FACT) {
+            fact++;
+            arith += q.kind == TASK_KIND_ADD || q.kind == TASK_KIND_SUB;
+        }
+        int in_train = 0;
+        for (int j = 0; j < tr.n && !in_train; j++)
+            in_train = strcmp(ev.prompts[i], tr.prompts[j]) == 0;
+        shared += in_train;
+        shared_chat += in_train && q.cat == TASK_CAT_CHAT;
+    }
+    double frac = fact ? (double)arith / fact : 0;
+    fprintf(stderr, "  held-out: %d fact prompts, %.2f arithmetic (2/7 = 0.29); %d in train (%d chat)\n",
+            fact, frac, shared, shared_chat);
+    CHECK(fact > 50);
+    CHECK_NEAR(frac, 2.0 / 7.0, 0.15, 0);
+    CHECK_EQ_INT(shared, shared_chat);
+    for (int i = 0; i < tr.n; i++)
+        free(tr.prompts[i]);
+    for (int i = 0; i < ev.n; i++)
+        free(ev.prompts[i]);
+    free(tr.prompts);
+    free(ev.prompts);
+    task_output_free(&out);
+}
+
 int main(void) {
     TEST_RUN(test_world);
     TEST_RUN(test_parse_roundtrip);
@@ -500,5 +544,6 @@ int main(void) {
     TEST_RUN(test_determinism);
     TEST_RUN(test_ceiling);
     TEST_RUN(test_jsonl_parses);
+    TEST_RUN(test_heldout_prompts);
     return TEST_EXIT();
 }

@@ -16,13 +16,18 @@
  *   build/rlhf-eval --prompts P.jsonl --baseline sft=RUN_OR_CKPT [--model NAME=CKPT ...]
  *                   [--ref CKPT] [--rm CKPT] [--k 4] [--max-new 48] [--temperature 1]
  *                   [--seed 1] [--task-seed 1234] [--out eval.jsonl] [--samples S.jsonl]
- *                   [--oracle NAME]
+ *                   [--oracle NAME] [--candidates C.jsonl]
  *
  * --oracle NAME adds a row NAME whose responses are the bundled task's ideal responses
  * (task_response_render, quality ideal): what a policy that had learnt the task perfectly
  * would score, and so the highest win rate against this baseline that the task allows
  * (the baseline's own ideal answers can only be tied). Its KL column is "-" (it is not a
  * distribution); rm, len and the rest are measured as for a model.
+ *
+ * --candidates writes comparison candidates for feedback collection: samples 2i and 2i+1
+ * of every prompt of every model (identical pairs left out) as {"prompt","a","b","id",
+ * "category"} lines, which build/rlhf-label shows to people and build/rlhf-judge labels
+ * with simulated annotators (on-policy comparisons for the next reward model).
  *
  * The reference for KL defaults to the baseline. Sampling is keyed by (seed, prompt index,
  * sample index) so every model answers the same prompts with the same random stream.
@@ -74,7 +79,7 @@ static void usage(void) {
             "usage: rlhf-eval --prompts P.jsonl --baseline NAME=CKPT [--model NAME=CKPT ...]\n"
             "                 [--ref CKPT] [--rm CKPT] [--k K] [--max-new N] [--temperature T]\n"
             "                 [--seed S] [--task-seed S] [--out FILE.jsonl] [--samples FILE.jsonl]\n"
-            "                 [--oracle NAME]\n");
+            "                 [--oracle NAME] [--candidates FILE.jsonl]\n");
     exit(2);
 }
 
@@ -200,7 +205,7 @@ static void cat_add_text(CatStats *c, char *text) {
 
 int main(int argc, char **argv) {
     const char *prompts_path = NULL, *ref_arg = NULL, *rm_arg = NULL, *out_path = NULL,
-               *samples_path = NULL, *oracle_name = NULL;
+               *samples_path = NULL, *oracle_name = NULL, *cand_path = NULL;
     ModelArg models[MAX_MODELS];
     int n_models = 0, have_baseline = 0, K = 4, max_new = 48;
     double temperature = 1.0;
@@ -230,12 +235,14 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--out") == 0) out_path = v;
         else if (strcmp(a, "--samples") == 0) samples_path = v;
         else if (strcmp(a, "--oracle") == 0) oracle_name = v;
+        else if (strcmp(a, "--candidates") == 0) cand_path = v;
         else usage();
         i++;
     }
     if (!prompts_path || !have_baseline) usage();
     if (oracle_name && n_models == MAX_MODELS) fatal("too many models (max %d with --oracle)", MAX_MODELS - 1);
     if (K < 1 || K > 1024) fatal("--k %d: must be in [1, 1024]", K);
+    if (cand_path && K < 2) fatal("--candidates pairs two samples of a prompt: give --k 2 or more");
     if (max_new < 1) fatal("--max-new %d: must be >= 1", max_new);
     if (!(temperature > 0) || temperature > 100) fatal("--temperature %g: must be in (0, 100]", temperature);
     ops_blas_setup(0);
@@ -293,6 +300,9 @@ int main(int argc, char **argv) {
     if (have_rm) gpt_reserve(&rmodel, GEN_BATCH, maxT);
     FILE *sf = samples_path ? fopen(samples_path, "w") : NULL;
     if (samples_path && !sf) fatal("cannot write %s", samples_path);
+    FILE *cf = cand_path ? fopen(cand_path, "w") : NULL;
+    if (cand_path && !cf) fatal("cannot write %s", cand_path);
+    int n_cand = 0, n_same = 0;
 
     for (int mi = 0; mi < n_models; mi++) {
         GPT m;
@@ -303,6 +313,9 @@ int main(int argc, char **argv) {
                   m.config.vocab_size, ref.config.vocab_size);
         if (maxT > m.config.max_seq_len) fatal("prompt + --max-new %d exceeds the model context %d", max_new, m.config.max_seq_len);
         m.temperature = (float)temperature;
+        /* at T != 1 the KL needs the policy's own log-probs at temperature 1: a
+         * teacher-forced forward pass, which needs its activations reserved */
+        if (temperature != 1.0) gpt_reserve(&m, GEN_BATCH, maxT);
         Samples *s = &S[mi];
         samples_alloc(s, N);
         GenParams gp = {.max_new_tokens = max_new, .eos_id = tok.eos_id,
@@ -459,6 +472,27 @@ int main(int argc, char **argv) {
             }
             free(x->texts);
         }
+        if (cf && mi < n_models) {
+            /* comparison candidates: samples 2i and 2i+1 of each prompt, identical ones
+             * left out (nothing to choose) */
+            for (int j = 0; j + 1 < N; j += 2) {
+                if (j / K != (j + 1) / K || strcmp(s->resp[j], s->resp[j + 1]) == 0) {
+                    n_same += j / K == (j + 1) / K;
+                    continue;
+                }
+                char id[96];
+                snprintf(id, sizeof id, "%.63s-%d-%d", models[mi].name, j / K, j % K / 2);
+                const char *cat = s->cat[j] >= 0 ? task_category_name((TaskCategory)s->cat[j]) : NULL;
+                json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "prompt", ptext[j / K], "a", s->resp[j],
+                                      "b", s->resp[j + 1], "id", id);
+                if (o && cat) json_object_set_new(o, "category", json_string(cat));
+                char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (!line || fprintf(cf, "%s\n", line) < 0) fatal("cannot write %s", cand_path);
+                n_cand++;
+                free(line);
+                json_decref(o);
+            }
+        }
         if (sf) {
             for (int j = 0; j < N; j++) {
                 json_t *kl = isnan(s->kl[j]) ? json_null() : json_real((double)s->kl[j]);
@@ -477,6 +511,11 @@ int main(int argc, char **argv) {
            "ref.safe / ref.uns: refusal rate on safe / unsafe prompts)\n", models[0].name);
     if (of) fclose(of);
     if (sf) fclose(sf);
+    if (cf) {
+        if (fclose(cf) != 0) fatal("cannot write %s", cand_path);
+        fprintf(stderr, "rlhf-eval: %d comparison candidates in %s (%d identical pairs left out)\n",
+                n_cand, cand_path, n_same);
+    }
     for (int mi = 0; mi < n_models; mi++) {
         for (int j = 0; j < N; j++) free(S[mi].resp[j]);
         free(S[mi].resp); free(S[mi].gold); free(S[mi].kl); free(S[mi].rm);
