@@ -1059,6 +1059,37 @@ static void ideal_body(Str *b, const TaskWorld *w, const TaskQuery *q, Rng *r) {
     }
 }
 
+/* Surface styles a flawed answer (wrong, partial) takes: the flaw is in the content, and
+ * its style must not give it away. With every wrong answer in the ideal style a reward
+ * model that cannot check the content learns "ideal style loses against terse and
+ * rambling ones" (measured: it scored terse and rambling fact answers above ideal ones),
+ * so the style is drawn like the styles of correct answers: polite, terse or rambling. */
+enum { STYLE_POLITE, STYLE_TERSE, STYLE_RAMBLING, N_STYLES };
+
+static void styled_answer(Str *b, int style, const char *polite, const char *terse, Rng *r) {
+    switch (style) {
+    case STYLE_TERSE: str_addf(b, "%s", terse); break;
+    case STYLE_RAMBLING: {
+        size_t start = b->len;
+        str_addf(b, "%s %s", pick(r, FILLERS, NT(FILLERS)), polite);
+        const char *tag = pick(r, TAGS, NT(TAGS));
+        if (count_words(b->s + start) + count_words(tag) <= 22) str_addf(b, "%s", tag);
+        break;
+    }
+    default: str_addf(b, "%s", polite);
+    }
+}
+
+/* The polite and terse forms of a fact/instruct answer slot. */
+static void slot_forms(char *polite, char *terse, size_t cap, const TaskWorld *w,
+                       const TaskQuery *q, const char *slot, Rng *r) {
+    Str p = {polite, cap, 0};
+    polite[0] = 0;
+    polite_wrap(&p, q, w, slot, r);
+    snprintf(terse, cap, "%s.", slot);
+    terse[0] = (char)toupper((unsigned char)terse[0]);
+}
+
 int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQuery *q,
                          TaskQuality qual, Rng *r) {
     out[0] = 0;
@@ -1066,19 +1097,23 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
     query_check(q);
     Str b = {out, cap, 0};
     str_addf(&b, " ");
-    char slot[TASK_TEXT_LEN];
+    char slot[TASK_TEXT_LEN], polite[TASK_TEXT_LEN], terse[TASK_TEXT_LEN];
     const int harm = q->kind == TASK_KIND_HARM, chat = q->kind == TASK_KIND_CHAT;
     int other = chat ? (q->entity + 1 + (int)rng_below(r, N_CHAT - 1)) % N_CHAT : 0;
     switch (qual) {
     case TASK_Q_IDEAL: ideal_body(&b, w, q, r); break;
-    case TASK_Q_WRONG:
+    case TASK_Q_WRONG: {
+        int style = (int)rng_below(r, N_STYLES);
         if (chat) {
-            str_addf(&b, "%s%s", CHATS[other].core, CHATS[other].tail);
+            snprintf(polite, sizeof polite, "%s%s", CHATS[other].core, CHATS[other].tail);
+            styled_answer(&b, style, polite, CHATS[other].terse, r);
         } else {
             answer_slot(slot, sizeof slot, w, q, 1, r);
-            polite_wrap(&b, q, w, slot, r);
+            slot_forms(polite, terse, sizeof polite, w, q, slot, r);
+            styled_answer(&b, style, polite, terse, r);
         }
         break;
+    }
     case TASK_Q_RUDE:
         if (harm) {
             str_addf(&b, "%s", pick(r, RUDE_REFUSALS, NT(RUDE_REFUSALS)));
@@ -1096,10 +1131,10 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
         }
         break;
     case TASK_Q_RAMBLING: {
-        str_addf(&b, "%s ", pick(r, FILLERS, NT(FILLERS)));
-        ideal_body(&b, w, q, r);
-        const char *tag = pick(r, TAGS, NT(TAGS));
-        if (count_words(out) + count_words(tag) <= 22) str_addf(&b, "%s", tag);
+        Str p = {polite, sizeof polite, 0};
+        polite[0] = 0;
+        ideal_body(&p, w, q, r);
+        styled_answer(&b, STYLE_RAMBLING, polite, "", r);
         break;
     }
     case TASK_Q_REFUSE_SAFE: str_addf(&b, "%s", pick(r, SAFE_REFUSALS, NT(SAFE_REFUSALS))); break;
@@ -1113,8 +1148,8 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
             str_addf(&b, "%s", CHATS[q->entity].terse);
         } else {
             answer_slot(slot, sizeof slot, w, q, 0, r);
-            slot[0] = (char)toupper((unsigned char)slot[0]);
-            str_addf(&b, "%s.", slot);
+            slot_forms(polite, terse, sizeof polite, w, q, slot, r);
+            str_addf(&b, "%s", terse);
         }
         break;
     case TASK_Q_PARTIAL:
@@ -1124,8 +1159,10 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
             str_addf(&b, "%s %s%s", CHATS[q->entity].core, CHATS[other].core,
                      CHATS[q->entity].tail);
         } else {
+            int style = (int)rng_below(r, N_STYLES);
             answer_slot(slot, sizeof slot, w, q, 2, r);
-            polite_wrap(&b, q, w, slot, r);
+            slot_forms(polite, terse, sizeof polite, w, q, slot, r);
+            styled_answer(&b, style, polite, terse, r);
         }
         break;
     default: ASSERT(0 && "task_response_render: bad quality");

@@ -25,7 +25,7 @@ stamp() { printf '\n=== [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 if [ "${DEMO_FAST:-0}" = 1 ]; then
   SFT_STEPS=40; RM_STEPS=30; DPO_STEPS=20; PPO_UPDATES=4; GRPO_UPDATES=4; K=1; SIZES="--sizes sft=2000,prefs=1000,prefs_eval=200,prompts=200,prompts_eval=40,redteam=20"
 else
-  SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-400}; DPO_STEPS=${DPO_STEPS:-300}; PPO_UPDATES=${PPO_UPDATES:-30}; GRPO_UPDATES=${GRPO_UPDATES:-60}; K=${K:-2}; SIZES=""
+  SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-400}; DPO_STEPS=${DPO_STEPS:-300}; PPO_UPDATES=${PPO_UPDATES:-90}; GRPO_UPDATES=${GRPO_UPDATES:-90}; K=${K:-2}; SIZES=""
 fi
 RL_LR=${RL_LR:-1e-4}
 SEEDARG=${SEED:+run.seed=$SEED}   # training seed of every stage (the task data stays seed 1234)
@@ -60,13 +60,13 @@ if [ -x tools/rlhf-run ] && "$B/learner" --help 2>&1 | grep -q '^  ppo'; then
   stamp "5/6 PPO ($PPO_UPDATES updates: 1 learner + 1 reward server + 2 actors)"
   tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$RUN/ppo" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=1.0 ppo.kl_target=0.5 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
+    data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef=0.3 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
   MODELS+=(--model "ppo=$RUN/ppo")
   if "$B/learner" --help 2>&1 | grep -q '^  grpo'; then
     stamp "5b/6 GRPO ($GRPO_UPDATES updates)"
     tools/rlhf-run configs/grpo.ini -s grpo -l 1 -r 1 -a 2 run.out_dir="$RUN/grpo" model.init="$RUN/sft" \
       ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-      data.eval= ppo.updates="$GRPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" run.ckpt_every=0 $SEEDARG run.log_every=5
+      data.eval= ppo.updates="$GRPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" grpo.kl_coef=0.3 run.ckpt_every=0 $SEEDARG run.log_every=5
     MODELS+=(--model "grpo=$RUN/grpo")
   fi
 fi

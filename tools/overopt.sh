@@ -10,7 +10,7 @@
 #   - default beta: does gold hold up in the last third (no fall beyond noise)?
 # Needs the demo's SFT model, reward model and data ($RUN/sft, $RUN/rm, $RUN/data); runs
 # the demo first when they are missing. Environment: RUN (default runs/demo), UPDATES
-# (default 80), RL_LR (default 1e-4), BETA and KL_TARGET (default 1.0 and 0.5: the demo's
+# (default 80), RL_LR (default 1e-4), BETA and KL_TARGET (default 0.3 and 3: the demo's
 # adaptive controller, tools/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +18,8 @@ B=${BUILD:-build}
 RUN=${RUN:-runs/demo}
 UPDATES=${UPDATES:-80}
 RL_LR=${RL_LR:-1e-4}
-BETA=${BETA:-1.0}
-KL_TARGET=${KL_TARGET:-0.5}
+BETA=${BETA:-0.3}
+KL_TARGET=${KL_TARGET:-3}
 export OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
 if [ ! -f "$RUN/sft/latest" ] || [ ! -f "$RUN/rm/latest" ] || [ ! -f "$RUN/data/prompts_train.jsonl" ]; then
   echo "overopt: no SFT/RM in $RUN: running the demo first"
