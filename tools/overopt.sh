@@ -10,14 +10,14 @@
 #   - default beta: does gold hold up in the last third (no fall beyond noise)?
 # Needs the demo's SFT model, reward model and data ($RUN/sft, $RUN/rm, $RUN/data); runs
 # the demo first when they are missing. Environment: RUN (default runs/demo), UPDATES
-# (default 80), RL_LR (default 1e-4), BETA and KL_TARGET (default 0.3 and 3: the demo's
+# (default 80), RL_LR (default 5e-5), BETA and KL_TARGET (default 0.3 and 3: the demo's
 # adaptive controller, tools/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 RUN=${RUN:-runs/demo}
 UPDATES=${UPDATES:-80}
-RL_LR=${RL_LR:-1e-4}
+RL_LR=${RL_LR:-5e-5}
 BETA=${BETA:-0.3}
 KL_TARGET=${KL_TARGET:-3}
 export OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
