@@ -143,11 +143,11 @@ typedef struct {
     const AdamW *o;
     float *params;
     const float *grads;
-    float lr, inv_bc1, inv_bc2;
+    float lr, inv_bc1, inv_bc2, gscale;
 } AdamWJob;
 
 static void adamw_step_range(const AdamW *o, float *restrict p, const float *restrict g, float lr,
-                             float inv_bc1, float inv_bc2, size_t lo, size_t hi) {
+                             float inv_bc1, float inv_bc2, float gs, size_t lo, size_t hi) {
     const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
     float *restrict m = o->m, *restrict v = o->v;
     for (int k = 0; k < o->num_ranges; k++) {
@@ -157,7 +157,7 @@ static void adamw_step_range(const AdamW *o, float *restrict p, const float *res
         if (a >= b) continue;
         const float wd = o->ranges[k].decay ? o->cfg.weight_decay : 0.0f;
         for (size_t i = a; i < b; i++) {
-            float gi = g[i];
+            float gi = g[i] * gs; /* gs = 1 is exact: the unscaled update */
             float mi = b1 * m[i] + (1.0f - b1) * gi;
             float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
             m[i] = mi;
@@ -185,14 +185,18 @@ static void adamw_step_part(void *arg, int part, int nparts) {
     const AdamWJob *j = arg;
     size_t lo, hi;
     adamw_chunk(j->o->n, part, nparts, &lo, &hi);
-    adamw_step_range(j->o, j->params, j->grads, j->lr, j->inv_bc1, j->inv_bc2, lo, hi);
+    adamw_step_range(j->o, j->params, j->grads, j->lr, j->inv_bc1, j->inv_bc2, j->gscale, lo, hi);
 }
 
 void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
+    adamw_step_scaled(o, params, grads, lr, 1.0f);
+}
+
+void adamw_step_scaled(AdamW *o, float *params, const float *grads, float lr, float grad_scale) {
     o->step++;
     const double t = (double)o->step;
     /* bias corrections in double: 1 - b^t loses everything in float for b2 near 1 */
-    AdamWJob j = {.o = o, .params = params, .grads = grads, .lr = lr,
+    AdamWJob j = {.o = o, .params = params, .grads = grads, .lr = lr, .gscale = grad_scale,
                   .inv_bc1 = (float)(1.0 / (1.0 - pow((double)o->cfg.beta1, t))),
                   .inv_bc2 = (float)(1.0 / (1.0 - pow((double)o->cfg.beta2, t)))};
     if (o->n < ADAMW_PAR_MIN) adamw_step_part(&j, 0, 1);
@@ -258,11 +262,16 @@ double adamw_grad_norm(const float *grads, size_t n) {
     return sqrt(s);
 }
 
+float adamw_clip_scale(double norm, float max_norm) {
+    if (!isfinite(norm) || !(max_norm > 0.0f) || norm <= (double)max_norm) return 1.0f;
+    return (float)((double)max_norm / norm);
+}
+
 double adamw_clip_grad_norm(float *grads, size_t n, float max_norm) {
     double norm = adamw_grad_norm(grads, n);
-    if (!isfinite(norm)) return norm;
-    if (max_norm > 0.0f && norm > (double)max_norm) {
-        NormJob j = {.gw = grads, .n = n, .scale = (float)((double)max_norm / norm)};
+    float scale = adamw_clip_scale(norm, max_norm);
+    if (scale != 1.0f) {
+        NormJob j = {.gw = grads, .n = n, .scale = scale};
         if (n < ADAMW_PAR_MIN) scale_part(&j, 0, 1);
         else ops_parallel(scale_part, &j, 64);
     }

@@ -5,9 +5,10 @@
  * How it is used: the model keeps parameters and gradients as two contiguous float
  * buffers laid out by one table (gpt.h); the optimizer owns two more of the same length,
  * m and v, plus the step counter. A learner step is
- *     norm = adamw_clip_grad_norm(grads, n, max_norm);          // after the allreduce
+ *     norm = adamw_grad_norm(grads, n);                         // after the allreduce
  *     if (!isfinite(norm)) skip the step;                       // or adamw_grads_finite
- *     adamw_step(&opt, params, grads, adamw_schedule_lr(&sched, opt.step));
+ *     adamw_step_scaled(&opt, params, grads, adamw_schedule_lr(&sched, opt.step),
+ *                       adamw_clip_scale(norm, max_norm));   // clipping fused in
  * The checkpoint saves/restores opt.m, opt.v (n floats each) and opt.step directly: they
  * are the whole state (the decay table is rebuilt from the model's table at start-up).
  *
@@ -83,6 +84,11 @@ int adamw_decays(const AdamW *o, size_t i);
  * Reads grads only; params and grads must not overlap each other or m, v. Non-finite
  * gradients propagate into m, v, params: check first (adamw_clip_grad_norm's return). */
 void adamw_step(AdamW *o, float *params, const float *grads, float lr);
+/* adamw_step on grads multiplied by grad_scale (g * grad_scale, one float multiply: bit for
+ * bit what scaling the gradients in place and then stepping computes). Global-norm
+ * clipping fused into the update: adamw_step_scaled(o, p, g, lr, adamw_clip_scale(norm,
+ * max)) reads the gradients once instead of scaling them in a pass of their own. */
+void adamw_step_scaled(AdamW *o, float *params, const float *grads, float lr, float grad_scale);
 
 /* Reset m, v to zero and step to 0 (e.g. a new stage starting from loaded weights). */
 void adamw_reset(AdamW *o);
@@ -97,6 +103,9 @@ double adamw_grad_norm(const float *grads, size_t n);
  * Returns the norm BEFORE clipping. If the norm is not finite (a NaN or Inf gradient)
  * nothing is scaled and the non-finite norm is returned: the caller must skip the step. */
 double adamw_clip_grad_norm(float *grads, size_t n, float max_norm);
+/* The factor global-norm clipping multiplies gradients by: max_norm / norm if max_norm > 0
+ * and a finite norm exceeds it, else 1 (also for a non-finite norm: skip that step). */
+float adamw_clip_scale(double norm, float max_norm);
 /* 1 if all n values are finite; else 0 and *first_bad (if not NULL) = the first index. */
 int adamw_grads_finite(const float *grads, size_t n, size_t *first_bad);
 

@@ -732,13 +732,14 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     *entropy = ntok > 0 ? ent / ntok : 0;
 }
 
-/* Sum gradients over learner ranks and clip them; returns the pre-clip norm. */
+/* Sum gradients over learner ranks; returns their norm (clipping happens in the update:
+ * adamw_step_scaled with adamw_clip_scale). */
 static double ppo_grad_reduce(Ppo *p, GPT *m) {
     Trainer *t = p->t;
     if (t->nranks > 1)
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
                                 t->comm));
-    return adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
+    return adamw_grad_norm(m->grads, m->num_params);
 }
 
 typedef struct {
@@ -836,10 +837,13 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
             us->lr = adamw_schedule_lr(&t->sched, t->opt.step);
             /* policy and value step together or not at all */
             if (isfinite(gp) && isfinite(gv)) {
-                adamw_step(&t->opt, t->model.params, t->model.grads, us->lr);
+                const float clip = (float)t->cfg.optim.grad_clip;
+                adamw_step_scaled(&t->opt, t->model.params, t->model.grads, us->lr,
+                                  adamw_clip_scale(gp, clip));
                 if (p->algo == ALGO_PPO)
-                    adamw_step(&p->vopt, p->value.params, p->value.grads,
-                               adamw_schedule_lr(&p->vsched, p->vopt.step));
+                    adamw_step_scaled(&p->vopt, p->value.params, p->value.grads,
+                                      adamw_schedule_lr(&p->vsched, p->vopt.step),
+                                      adamw_clip_scale(gv, clip));
             }
             if (!isfinite(gp) || !isfinite(gv)) {
                 p->skipped++;

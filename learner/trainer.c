@@ -402,7 +402,9 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
     if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) m->grads[0] = NAN;
     if (t->nranks > 1)
         MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM, t->comm);
-    double norm = adamw_clip_grad_norm(m->grads, m->num_params, (float)t->cfg.optim.grad_clip);
+    /* clipping is applied inside the update (adamw_step_scaled): one pass over the
+     * gradients fewer than scaling them in place first, the same numbers */
+    double norm = adamw_grad_norm(m->grads, m->num_params);
     *gnorm = norm;
     *lr = adamw_schedule_lr(&t->sched, t->opt.step);
     if (!isfinite(norm)) {
@@ -420,7 +422,8 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
         return 0;
     }
     t->nonfinite_streak = 0;
-    adamw_step(&t->opt, m->params, m->grads, *lr);
+    adamw_step_scaled(&t->opt, m->params, m->grads, *lr,
+                      adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
     return 1;
 }

@@ -422,6 +422,46 @@ static void test_schedule(void) {
     CHECK(adamw_schedule_validate(&b4, err) == -1);
 }
 
+/* Clipping fused into the update: adamw_step_scaled(.., adamw_clip_scale(norm, max)) gives
+ * bit for bit what adamw_clip_grad_norm (in place) + adamw_step give, on the serial and the
+ * parallel path, over several steps; and the scale's edge cases. */
+static void test_fused_clip(void) {
+    const size_t sizes[] = {1000, (1u << 18) + 37};
+    for (int si = 0; si < 2; si++) {
+        size_t n = sizes[si];
+        AdamWConfig c = cfg_095();
+        AdamW a, b;
+        adamw_init(&a, n, &c);
+        adamw_init(&b, n, &c);
+        float *pa = xalloc_floats(n), *pb = xalloc_floats(n), *g = xalloc_floats(n),
+              *gc = xalloc_floats(n);
+        for (size_t i = 0; i < n; i++) pa[i] = pb[i] = 0.01f * sinf((float)i);
+        int clipped = 0;
+        for (int s = 0; s < 3; s++) {
+            for (size_t i = 0; i < n; i++) g[i] = (s == 1 ? 1e-4f : 0.3f) * cosf((float)(i * 7 + s));
+            memcpy(gc, g, n * sizeof(float));
+            double na = adamw_clip_grad_norm(gc, n, 1.0f);
+            adamw_step(&a, pa, gc, 1e-3f);
+            double nb = adamw_grad_norm(g, n);
+            float sc = adamw_clip_scale(nb, 1.0f);
+            clipped += sc != 1.0f;
+            adamw_step_scaled(&b, pb, g, 1e-3f, sc);
+            CHECK(na == nb);
+        }
+        CHECK_EQ_INT(clipped, 2); /* steps 0 and 2 clip, step 1 does not */
+        CHECK(memcmp(pa, pb, n * sizeof(float)) == 0);
+        CHECK(memcmp(a.m, b.m, n * sizeof(float)) == 0 && memcmp(a.v, b.v, n * sizeof(float)) == 0);
+        free(pa), free(pb), free(g), free(gc);
+        adamw_free(&a);
+        adamw_free(&b);
+    }
+    CHECK(adamw_clip_scale(2.0, 1.0f) == 0.5f);
+    CHECK(adamw_clip_scale(0.5, 1.0f) == 1.0f);
+    CHECK(adamw_clip_scale(2.0, 0.0f) == 1.0f);
+    CHECK(adamw_clip_scale(NAN, 1.0f) == 1.0f);
+    CHECK(adamw_clip_scale(INFINITY, 1.0f) == 1.0f);
+}
+
 int main(void) {
     TEST_RUN(test_two_steps_by_hand);
     TEST_RUN(test_constant_gradient_closed_form);
@@ -430,6 +470,7 @@ int main(void) {
     TEST_RUN(test_decay_table_errors);
     TEST_RUN(test_state_restore);
     TEST_RUN(test_clipping);
+    TEST_RUN(test_fused_clip);
     TEST_RUN(test_parallel_passes);
     TEST_RUN(test_finite);
     TEST_RUN(test_schedule);
