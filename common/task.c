@@ -1398,7 +1398,6 @@ static void buf_kv(TaskBuf *b, const char *key, const char *val, int first) {
     buf_json(b, val);
 }
 
-/* One prompt: question of a sampled query with a sampled template. */
 /* Render q (already drawn) with a random template as a framed prompt. */
 static void render_prompt(char *prompt, const TaskWorld *w, const TaskQuery *q, int redteam,
                           Rng *r) {
@@ -1408,6 +1407,7 @@ static void render_prompt(char *prompt, const TaskWorld *w, const TaskQuery *q, 
     task_prompt_format(prompt, TASK_TEXT_LEN, question);
 }
 
+/* One prompt: question of a sampled query with a sampled template. */
 static void gen_prompt(char *prompt, const TaskWorld *w, TaskQuery *q, TaskCategory c, int redteam,
                        Rng *r) {
     task_sample_query(w, c, redteam, r, q);

@@ -475,15 +475,16 @@ int main(int argc, char **argv) {
         if (cf && mi < n_models) {
             /* comparison candidates: samples 2i and 2i+1 of each prompt, identical ones
              * left out (nothing to choose) */
-            for (int j = 0; j + 1 < N; j += 2) {
-                if (j / K != (j + 1) / K || strcmp(s->resp[j], s->resp[j + 1]) == 0) {
-                    n_same += j / K == (j + 1) / K;
+            for (int pi = 0; pi < P * (K / 2); pi++) {
+                int p = pi / (K / 2), pair = pi % (K / 2), j = p * K + 2 * pair;
+                if (strcmp(s->resp[j], s->resp[j + 1]) == 0) {
+                    n_same++;
                     continue;
                 }
                 char id[96];
-                snprintf(id, sizeof id, "%.63s-%d-%d", models[mi].name, j / K, j % K / 2);
+                snprintf(id, sizeof id, "%.63s-%d-%d", models[mi].name, p, pair);
                 const char *cat = s->cat[j] >= 0 ? task_category_name((TaskCategory)s->cat[j]) : NULL;
-                json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "prompt", ptext[j / K], "a", s->resp[j],
+                json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "prompt", ptext[p], "a", s->resp[j],
                                       "b", s->resp[j + 1], "id", id);
                 if (o && cat) json_object_set_new(o, "category", json_string(cat));
                 char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
