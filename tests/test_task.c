@@ -431,6 +431,11 @@ static void collect_prompt(json_t *o, void *ctx) {
     l->prompts = xrealloc(l->prompts, (size_t)(l->n + 1) * sizeof *l->prompts);
     l->prompts[l->n++] = xstrdup(p ? p : "");
 }
+static void prompt_list_free(PromptList *l) {
+    for (int i = 0; i < l->n; i++)
+        free(l->prompts[i]);
+    free(l->prompts);
+}
 
 /* Every JSONL line parses with jansson and carries the documented fields; the red-team
  * phrasings never occur in any training or eval file. */
@@ -480,12 +485,8 @@ static void test_jsonl_parses(void) {
     }
     CHECK_EQ_INT(unsafe, red.n);
     CHECK_EQ_INT(leaks, 0);
-    for (int i = 0; i < red.n; i++)
-        free(red.prompts[i]);
-    for (int i = 0; i < other.n; i++)
-        free(other.prompts[i]);
-    free(red.prompts);
-    free(other.prompts);
+    prompt_list_free(&red);
+    prompt_list_free(&other);
     /* corpus: prompt + response per example */
     CHECK(out.corpus.len > 0 && strstr(out.corpus.data, "User: ") == out.corpus.data);
     task_output_free(&out);
@@ -526,12 +527,8 @@ static void test_heldout_prompts(void) {
     CHECK(fact > 50);
     CHECK_NEAR(frac, 2.0 / 7.0, 0.15, 0);
     CHECK_EQ_INT(shared, shared_chat);
-    for (int i = 0; i < tr.n; i++)
-        free(tr.prompts[i]);
-    for (int i = 0; i < ev.n; i++)
-        free(ev.prompts[i]);
-    free(tr.prompts);
-    free(ev.prompts);
+    prompt_list_free(&tr);
+    prompt_list_free(&ev);
     task_output_free(&out);
 }
 
