@@ -52,7 +52,9 @@ static const AnimalRow ANIMALS[] = {
     {"crow", "caw", 2},  {"mouse", "squeak", 4}, {"spider", NULL, 8}};
 #define N_ANIMALS ((int)(sizeof ANIMALS / sizeof ANIMALS[0]))
 
-static const char *const REPEAT_WORDS[] = {"moon",   "river", "happy",  "table",  "music", "window",
+/* none of them may occur in a response template ("happy" did, in "Happy to help.", and an
+ * ideal "Happy to help. Happy happy." had three of two) */
+static const char *const REPEAT_WORDS[] = {"moon",   "river", "candle", "table",  "music", "window",
                                            "garden", "paper", "summer", "pencil", "bread", "star"};
 #define N_REPEAT ((int)(sizeof REPEAT_WORDS / sizeof REPEAT_WORDS[0]))
 
@@ -151,7 +153,9 @@ static const char *const RUDE_OPENERS[] = {"Ugh, what a dumb question. ", "Liste
                                            "Are you stupid? "};
 static const char *const RUDE_CLOSERS[] = {" Now stop bothering me, fool.",
                                            " Everyone knows that, idiot."};
-static const char *const FILLERS[] = {"Well, let me think about this for a moment.",
+/* No filler may hold a word a judge reads ("Well, ..." made every rambling chat answer a
+ * how-are-you reply too). */
+static const char *const FILLERS[] = {"Hmm, let me think about this for a moment.",
                                       "This is something a lot of people wonder about.",
                                       "Let me say a few words about this.",
                                       "Okay, so this is a question I get a lot."};
@@ -1170,6 +1174,40 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
     return (int)b.len;
 }
 
+int task_contrast_render(char *good, char *bad, size_t cap, const TaskWorld *w,
+                         const TaskQuery *q, TaskQuality *q_good, TaskQuality *q_bad, Rng *r) {
+    good[0] = bad[0] = 0;
+    query_check(q);
+    if (q->kind == TASK_KIND_HARM) return -1;
+    const int chat = q->kind == TASK_KIND_CHAT;
+    /* the flaw: partial answers exist for fact/instruct slots, a chat reply is right or
+     * another intent's (mixed chat replies have no style to share) */
+    const int mode = chat ? 1 : 1 + (int)rng_below(r, 2);
+    const int style = (int)rng_below(r, N_STYLES);
+    char slot[TASK_TEXT_LEN], polite[TASK_TEXT_LEN], terse[TASK_TEXT_LEN];
+    Rng surface; /* both answers draw their wording from copies of one stream */
+    rng_init(&surface, rng_next_u64(r));
+    for (int k = 0; k < 2; k++) {
+        Rng s = surface;
+        Str b = {k ? bad : good, cap, 0};
+        str_addf(&b, " ");
+        if (chat) {
+            int e = k ? (q->entity + 1 + (int)rng_below(r, N_CHAT - 1)) % N_CHAT : q->entity;
+            snprintf(polite, sizeof polite, "%s%s", CHATS[e].core, CHATS[e].tail);
+            snprintf(terse, sizeof terse, "%s", CHATS[e].terse);
+        } else {
+            answer_slot(slot, sizeof slot, w, q, k ? mode : 0, r);
+            slot_forms(polite, terse, sizeof polite, w, q, slot, &s);
+        }
+        styled_answer(&b, style, polite, terse, &s);
+    }
+    static const TaskQuality STYLE_QUALITY[N_STYLES] = {TASK_Q_IDEAL, TASK_Q_TERSE,
+                                                        TASK_Q_RAMBLING};
+    *q_good = STYLE_QUALITY[style];
+    *q_bad = mode == 1 ? TASK_Q_WRONG : TASK_Q_PARTIAL;
+    return 0;
+}
+
 // ---------------------------------------------------------------------------------------
 // Expectations
 
@@ -1255,11 +1293,12 @@ void task_expect(TaskExpect *e, const TaskWorld *w, const TaskQuery *q) {
 
 void task_sizes_default(TaskSizes *s) {
     s->sft = 6000;
-    s->prefs_train = 6000;
+    s->prefs_train = 24000;
     s->prefs_eval = 600;
     s->prompts_train = 1000;
     s->prompts_eval = 200;
     s->prompts_redteam = 100;
+    s->contrast_pct = TASK_CONTRAST_PCT;
 }
 
 int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
@@ -1271,7 +1310,7 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
         if (!eq || eq > comma)
             return errf(err,
                         "--sizes: '%.*s' is not name=N (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam)",
+                        "prompts, prompts_eval, redteam, contrast)",
                         (int)(comma - p), p);
         char name[32];
         size_t nl = (size_t)(eq - p);
@@ -1290,12 +1329,15 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
                    : !strcmp(name, "prompts_eval")                              ? &s->prompts_eval
                    : !strcmp(name, "redteam") || !strcmp(name, "prompts_redteam")
                        ? &s->prompts_redteam
-                       : NULL;
+                   : !strcmp(name, "contrast") ? &s->contrast_pct
+                                               : NULL;
         if (!dst)
             return errf(err,
                         "--sizes: unknown name '%s' (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam)",
+                        "prompts, prompts_eval, redteam, contrast)",
                         name);
+        if (dst == &s->contrast_pct && v > 100)
+            return errf(err, "--sizes: 'contrast=%ld': a percentage, 0..100", v);
         *dst = (int)v;
         p = *comma ? comma + 1 : comma;
     }
@@ -1481,7 +1523,8 @@ typedef struct {
 } AgreeAcc;
 
 static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed, int stream,
-                      int n, AgreeAcc *all, AgreeAcc *per_cat, AgreeAcc *per_ann) {
+                      int n, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
+                      AgreeAcc *per_ann) {
     char prompt[TASK_TEXT_LEN], ra[TASK_TEXT_LEN], rb[TASK_TEXT_LEN], err[ERRBUF_LEN];
     for (int i = 0; i < n; i++) {
         Rng r;
@@ -1496,7 +1539,17 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
         TaskQuality qa = TASK_Q_IDEAL, qb = TASK_Q_IDEAL;
         JudgeScores sa, sb;
         int tries = 0;
-        for (;; tries++) {
+        /* a contrast pair (same style and wording, only the content differs) for
+         * contrast_pct % of the safe prompts; drawn only when asked for, so that
+         * contrast=0 reproduces the files made before contrast pairs existed */
+        if (contrast_pct > 0 && c != TASK_CAT_UNSAFE && (int)rng_below(&r, 100) < contrast_pct) {
+            ASSERT(task_contrast_render(ra, rb, sizeof ra, w, &q, &qa, &qb, &r) == 0);
+            if (judge_gold(w, prompt, ra, &sa, err) != 0 || judge_gold(w, prompt, rb, &sb, err) != 0)
+                fatal("task: gold judge failed on a generated prompt: %s", err);
+            ASSERT(sa.total > sb.total + 1e-6 && "contrast pair: the right answer must win");
+            tries = -1;
+        }
+        for (; tries >= 0; tries++) {
             ASSERT(tries < 100 && "no pair with distinct gold scores");
             int x[2];
             choose_distinct(&r, n_app, 2, x);
@@ -1530,8 +1583,12 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
         buf_kv(dst, "annotator", ann->name, 0);
         buf_kv(dst, "chosen_quality", task_quality_name(a_chosen ? qa : qb), 0);
         buf_kv(dst, "rejected_quality", task_quality_name(a_chosen ? qb : qa), 0);
+        buf_kv(dst, "pair", tries < 0 ? "contrast" : "random", 0);
         buf_str(dst, "}\n");
-        if (corpus) {
+        /* the tokenizer's text takes the first TASK_CORPUS_PAIRS pairs only: more comparisons
+         * must not shift the vocabulary towards the contrast pairs' answers (the unsafe
+         * responses then tokenize longer) */
+        if (corpus && i < TASK_CORPUS_PAIRS) {
             buf_str(corpus, prompt);
             buf_str(corpus, ra);
             buf_str(corpus, "\n");
@@ -1652,10 +1709,10 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err)
     AgreeAcc tr = {0, 0, 0}, ev = {0, 0, 0}, ev_cat[TASK_N_CAT], ev_ann[N_GEN_ANNOTATORS];
     memset(ev_cat, 0, sizeof ev_cat);
     memset(ev_ann, 0, sizeof ev_ann);
-    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train, &tr,
-              NULL, NULL);
-    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval, &ev, ev_cat,
-              ev_ann);
+    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train,
+              s->contrast_pct, &tr, NULL, NULL);
+    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval,
+              s->contrast_pct, &ev, ev_cat, ev_ann);
     HashSet train_set, eval_set, red_set;
     hs_init(&train_set, s->prompts_train);
     hs_init(&eval_set, s->prompts_eval);

@@ -151,6 +151,14 @@ int task_parse_prompt(const TaskWorld *w, const char *prompt, TaskQuery *q);
 int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQuery *q,
                          TaskQuality qual, Rng *r);
 
+/* A contrast pair for a safe prompt: a right answer and a flawed one (wrong, or partial
+ * for fact/instruct prompts) in the same style (polite, terse or rambling) and the same
+ * wording, so that only the content tells them apart ("Sure! A duck says quack." /
+ * "Sure! A duck says meow."). q_good is IDEAL, TERSE or RAMBLING by the style, q_bad
+ * WRONG or PARTIAL. Returns 0, or -1 for an unsafe prompt (no such pair). */
+int task_contrast_render(char *good, char *bad, size_t cap, const TaskWorld *w,
+                         const TaskQuery *q, TaskQuality *q_good, TaskQuality *q_bad, Rng *r);
+
 /* ---- expectations: what a right answer to a query contains ----------------------- */
 typedef enum {
     TASK_EXPECT_WORD,     /* the right word among alts (the class: colours, capitals, ...) */
@@ -180,10 +188,13 @@ void task_expect(TaskExpect *e, const TaskWorld *w, const TaskQuery *q);
 /* ---- data set generation --------------------------------------------------------- */
 typedef struct {
     int sft, prefs_train, prefs_eval, prompts_train, prompts_eval, prompts_redteam;
+    int contrast_pct; /* % of the safe prompts' comparison pairs that are contrast pairs */
 } TaskSizes;
-void task_sizes_default(TaskSizes *s); /* 6000, 6000, 600, 1000, 200, 100 */
-/* "sft=N,prefs=N,prefs_eval=N,prompts=N,prompts_eval=N,redteam=N" (any subset, any
- * order) onto s. 0 or -1 with err naming the bad item. */
+#define TASK_CONTRAST_PCT 50
+#define TASK_CORPUS_PAIRS 6000 /* training pairs whose responses go into corpus.txt */
+void task_sizes_default(TaskSizes *s); /* 6000, 24000, 600, 1000, 200, 100, contrast 50 % */
+/* "sft=N,prefs=N,prefs_eval=N,prompts=N,prompts_eval=N,redteam=N,contrast=PCT" (any
+ * subset, any order) onto s. 0 or -1 with err naming the bad item. */
 int task_sizes_parse(TaskSizes *s, const char *spec, char *err);
 
 typedef struct {

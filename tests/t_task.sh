@@ -39,7 +39,7 @@ done
 ok "another seed -> other files"
 lines() { wc -l <"$1" | tr -d ' '; }
 [ "$(lines "$T/a/sft.jsonl")" = 6000 ] || fail "sft.jsonl: $(lines "$T/a/sft.jsonl") lines, want 6000"
-[ "$(lines "$T/a/prefs_train.jsonl")" = 6000 ] || fail "prefs_train.jsonl line count"
+[ "$(lines "$T/a/prefs_train.jsonl")" = 24000 ] || fail "prefs_train.jsonl line count"
 [ "$(lines "$T/a/prefs_eval.jsonl")" = 600 ] || fail "prefs_eval.jsonl line count"
 [ "$(lines "$T/a/prompts_train.jsonl")" = 1000 ] || fail "prompts_train.jsonl line count"
 [ "$(lines "$T/a/prompts_eval.jsonl")" = 200 ] || fail "prompts_eval.jsonl line count"

@@ -225,7 +225,7 @@ static void score_sft(json_t *o, void *ctx) {
 /* The gold judge on the generated demonstrations: ideal near the top, each flawed kind
  * lower overall and lower on the criterion it breaks, in every category. */
 static void test_generated_scores(void) {
-    TaskSizes s = {8000, 0, 0, 0, 0, 0};
+    TaskSizes s = {8000, 0, 0, 0, 0, 0, TASK_CONTRAST_PCT};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 321, &s, err) == 0);
@@ -276,7 +276,7 @@ static void test_generated_scores(void) {
 }
 
 static void test_determinism(void) {
-    TaskSizes s = {500, 400, 100, 200, 50, 30};
+    TaskSizes s = {500, 400, 100, 200, 50, 30, TASK_CONTRAST_PCT};
     TaskOutput a, b, c, d;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&a, 77, &s, err) == 0);
@@ -305,10 +305,10 @@ static void test_determinism(void) {
     /* bad sizes */
     TaskSizes z;
     task_sizes_default(&z);
-    CHECK(z.sft == 6000 && z.prefs_train == 6000 && z.prefs_eval == 600 &&
+    CHECK(z.sft == 6000 && z.prefs_train == 24000 && z.prefs_eval == 600 &&
           z.prompts_train == 1000 && z.prompts_eval == 200 && z.prompts_redteam == 100);
     CHECK(task_sizes_parse(&z, "sft=10,prefs_eval=3,redteam=0", err) == 0);
-    CHECK(z.sft == 10 && z.prefs_eval == 3 && z.prompts_redteam == 0 && z.prefs_train == 6000);
+    CHECK(z.sft == 10 && z.prefs_eval == 3 && z.prompts_redteam == 0 && z.prefs_train == 24000);
     CHECK(task_sizes_parse(&z, "sft=-1", err) == -1 && strstr(err, "sft"));
     CHECK(task_sizes_parse(&z, "sft=12x", err) == -1 && strstr(err, "integer"));
     CHECK(task_sizes_parse(&z, "dpo=3", err) == -1 && strstr(err, "unknown name 'dpo'"));
@@ -350,7 +350,7 @@ static void ceil_line(json_t *o, void *ctx) {
  * equals ceiling.json; (2) on a large eval split the empirical agreement of the noisy
  * labels with the gold ordering matches it within a few standard errors. */
 static void test_ceiling(void) {
-    TaskSizes s = {0, 0, 600, 0, 0, 0};
+    TaskSizes s = {0, 0, 600, 0, 0, 0, TASK_CONTRAST_PCT};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 1234, &s, err) == 0);
@@ -381,7 +381,7 @@ static void test_ceiling(void) {
     json_decref(cj);
     task_output_free(&out);
 
-    TaskSizes big = {0, 0, 20000, 0, 0, 0};
+    TaskSizes big = {0, 0, 20000, 0, 0, 0, TASK_CONTRAST_PCT};
     CHECK(task_generate(&out, 4321, &big, err) == 0);
     double e = out.eval_all.expected, m = out.eval_all.empirical;
     double se = sqrt(e * (1 - e) / 20000.0);
@@ -440,7 +440,7 @@ static void prompt_list_free(PromptList *l) {
 /* Every JSONL line parses with jansson and carries the documented fields; the red-team
  * phrasings never occur in any training or eval file. */
 static void test_jsonl_parses(void) {
-    TaskSizes s = {1500, 1500, 300, 1000, 200, 100};
+    TaskSizes s = {1500, 1500, 300, 1000, 200, 100, TASK_CONTRAST_PCT};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 1234, &s, err) == 0);
@@ -532,6 +532,90 @@ static void test_heldout_prompts(void) {
     task_output_free(&out);
 }
 
+/* Contrast pairs: for every training prompt (all kinds, all safe categories) a right and
+ * a flawed answer in the same style; the right one wins on the gold judge, only
+ * helpfulness differs (same politeness and harmlessness: the style gives nothing
+ * away), and a right answer in the ideal style scores exactly 1. Unsafe prompts have
+ * none. Also checks contrast=PCT reaches the files: ~PCT % of the safe pairs, and
+ * contrast=0 writes no contrast pair. */
+static int count_pairs(const TaskBuf *b, const char *needle) {
+    int n = 0;
+    for (const char *p = b->data; p && (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void test_contrast_pairs(void) {
+    TaskSizes s;
+    task_sizes_default(&s);
+    s.sft = s.prefs_train = s.prefs_eval = s.prompts_eval = s.prompts_redteam = 0;
+    TaskOutput out;
+    char err[ERRBUF_LEN];
+    CHECK(task_generate(&out, 99, &s, err) == 0);
+    PromptList pl = {0};
+    each_line(&out.prompts_train, "t", collect_prompt, &pl);
+    TaskWorld w;
+    task_world_init(&w, 99);
+    int n_pairs = 0, n_ideal = 0, n_unsafe = 0, by_bad[TASK_N_QUALITY] = {0};
+    for (int i = 0; i < pl.n; i++) {
+        TaskQuery q;
+        CHECK(task_parse_prompt(&w, pl.prompts[i], &q) == 0);
+        for (int k = 0; k < 4; k++) {
+            Rng r;
+            rng_init_keyed(&r, 5, (uint64_t)i, (uint64_t)k);
+            char good[TASK_TEXT_LEN], bad[TASK_TEXT_LEN];
+            TaskQuality qg, qb;
+            int rc = task_contrast_render(good, bad, sizeof good, &w, &q, &qg, &qb, &r);
+            if (q.cat == TASK_CAT_UNSAFE) {
+                CHECK_EQ_INT(rc, -1);
+                n_unsafe++;
+                continue;
+            }
+            CHECK_EQ_INT(rc, 0);
+            JudgeScores sg, sb;
+            CHECK(judge_gold(&w, pl.prompts[i], good, &sg, err) == 0);
+            CHECK(judge_gold(&w, pl.prompts[i], bad, &sb, err) == 0);
+            CHECK_MSG(sg.total > sb.total && sg.helpfulness == 1.0 && sb.helpfulness < 1.0 &&
+                          sg.politeness == sb.politeness && sg.harmlessness == sb.harmlessness,
+                      "contrast pair for '%s': '%s' (%.3f) vs '%s' (%.3f)", pl.prompts[i], good,
+                      sg.total, bad, sb.total);
+            CHECK(qg == TASK_Q_IDEAL || qg == TASK_Q_TERSE || qg == TASK_Q_RAMBLING);
+            CHECK(qb == TASK_Q_WRONG || (qb == TASK_Q_PARTIAL && q.cat != TASK_CAT_CHAT));
+            if (qg == TASK_Q_IDEAL) {
+                CHECK_MSG(sg.total == 1.0, "ideal '%s' -> '%s' scores %.3f", pl.prompts[i], good,
+                          sg.total);
+                n_ideal++;
+            }
+            by_bad[qb]++;
+            n_pairs++;
+        }
+    }
+    fprintf(stderr, "  %d contrast pairs (%d ideal style; %d wrong, %d partial), %d unsafe refused\n",
+            n_pairs, n_ideal, by_bad[TASK_Q_WRONG], by_bad[TASK_Q_PARTIAL], n_unsafe);
+    CHECK(n_pairs > 2000 && n_ideal > 500 && by_bad[TASK_Q_PARTIAL] > 300 && n_unsafe > 0);
+    prompt_list_free(&pl);
+    task_output_free(&out);
+
+    /* the share in the files */
+    task_sizes_default(&s);
+    s.sft = s.prompts_train = s.prompts_eval = s.prompts_redteam = s.prefs_eval = 0;
+    s.prefs_train = 4000;
+    CHECK(task_generate(&out, 99, &s, err) == 0);
+    int contrast = count_pairs(&out.prefs_train, "\"pair\":\"contrast\"");
+    int unsafe = count_pairs(&out.prefs_train, "\"category\":\"unsafe\"");
+    double share = (double)contrast / (4000 - unsafe);
+    fprintf(stderr, "  contrast=%d%%: %d of %d safe pairs (%.3f)\n", s.contrast_pct, contrast,
+            4000 - unsafe, share);
+    CHECK_NEAR(share, s.contrast_pct / 100.0, 0.03, 0);
+    task_output_free(&out);
+    CHECK(task_sizes_parse(&s, "contrast=0", err) == 0);
+    CHECK(task_generate(&out, 99, &s, err) == 0);
+    CHECK_EQ_INT(count_pairs(&out.prefs_train, "\"pair\":\"contrast\""), 0);
+    CHECK_EQ_INT(count_pairs(&out.prefs_train, "\"pair\":\"random\""), 4000);
+    task_output_free(&out);
+    CHECK(task_sizes_parse(&s, "contrast=101", err) != 0 && strstr(err, "0..100"));
+}
+
 int main(void) {
     TEST_RUN(test_world);
     TEST_RUN(test_parse_roundtrip);
@@ -542,5 +626,6 @@ int main(void) {
     TEST_RUN(test_ceiling);
     TEST_RUN(test_jsonl_parses);
     TEST_RUN(test_heldout_prompts);
+    TEST_RUN(test_contrast_pairs);
     return TEST_EXIT();
 }

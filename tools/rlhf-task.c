@@ -85,7 +85,7 @@ static int cmd_world(int argc, char **argv) {
         else
             fatal("world: unknown argument '%s'", argv[i]);
     }
-    TaskSizes none = {0, 0, 0, 0, 0, 0};
+    TaskSizes none = {0, 0, 0, 0, 0, 0, 0};
     TaskOutput out;
     char err[ERRBUF_LEN];
     if (task_generate(&out, seed, &none, err) != 0) fatal("%s", err);
