@@ -1540,8 +1540,8 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
         JudgeScores sa, sb;
         int tries = 0;
         /* a contrast pair (same style and wording, only the content differs) for
-         * contrast_pct % of the safe prompts; drawn only when asked for, so that
-         * contrast=0 reproduces the files made before contrast pairs existed */
+         * contrast_pct % of the safe prompts; the coin is drawn only when asked for,
+         * so contrast=0 draws every pair as the generator did before contrast pairs */
         if (contrast_pct > 0 && c != TASK_CAT_UNSAFE && (int)rng_below(&r, 100) < contrast_pct) {
             ASSERT(task_contrast_render(ra, rb, sizeof ra, w, &q, &qa, &qb, &r) == 0);
             if (judge_gold(w, prompt, ra, &sa, err) != 0 || judge_gold(w, prompt, rb, &sb, err) != 0)

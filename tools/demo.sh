@@ -25,7 +25,7 @@ stamp() { printf '\n=== [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 if [ "${DEMO_FAST:-0}" = 1 ]; then
   SFT_STEPS=40; RM_STEPS=30; DPO_STEPS=20; PPO_UPDATES=4; GRPO_UPDATES=4; K=1; SIZES="--sizes sft=2000,prefs=1000,prefs_eval=200,prompts=200,prompts_eval=40,redteam=20"
 else
-  SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-1500}; DPO_STEPS=${DPO_STEPS:-300}; PPO_UPDATES=${PPO_UPDATES:-90}; GRPO_UPDATES=${GRPO_UPDATES:-90}; K=${K:-2}; SIZES=""
+  SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-1500}; DPO_STEPS=${DPO_STEPS:-600}; PPO_UPDATES=${PPO_UPDATES:-180}; GRPO_UPDATES=${GRPO_UPDATES:-90}; K=${K:-2}; SIZES=""
 fi
 RL_LR=${RL_LR:-1e-4}     # GRPO's learning rate
 PPO_LR=${PPO_LR:-5e-5}   # PPO's (at 1e-4 one seed of three collapsed to terse answers; docs/task.md)
