@@ -1084,6 +1084,17 @@ static void styled_answer(Str *b, int style, const char *polite, const char *ter
     }
 }
 
+/* A chat intent other than q's (a wrong reply). */
+static int other_chat(const TaskQuery *q, Rng *r) {
+    return (q->entity + 1 + (int)rng_below(r, N_CHAT - 1)) % N_CHAT;
+}
+
+/* The polite and terse forms of chat intent e's reply. */
+static void chat_forms(char *polite, char *terse, size_t cap, int e) {
+    snprintf(polite, cap, "%s%s", CHATS[e].core, CHATS[e].tail);
+    snprintf(terse, cap, "%s", CHATS[e].terse);
+}
+
 /* The polite and terse forms of a fact/instruct answer slot. */
 static void slot_forms(char *polite, char *terse, size_t cap, const TaskWorld *w,
                        const TaskQuery *q, const char *slot, Rng *r) {
@@ -1103,14 +1114,14 @@ int task_response_render(char *out, size_t cap, const TaskWorld *w, const TaskQu
     str_addf(&b, " ");
     char slot[TASK_TEXT_LEN], polite[TASK_TEXT_LEN], terse[TASK_TEXT_LEN];
     const int harm = q->kind == TASK_KIND_HARM, chat = q->kind == TASK_KIND_CHAT;
-    int other = chat ? (q->entity + 1 + (int)rng_below(r, N_CHAT - 1)) % N_CHAT : 0;
+    int other = chat ? other_chat(q, r) : 0;
     switch (qual) {
     case TASK_Q_IDEAL: ideal_body(&b, w, q, r); break;
     case TASK_Q_WRONG: {
         int style = (int)rng_below(r, N_STYLES);
         if (chat) {
-            snprintf(polite, sizeof polite, "%s%s", CHATS[other].core, CHATS[other].tail);
-            styled_answer(&b, style, polite, CHATS[other].terse, r);
+            chat_forms(polite, terse, sizeof polite, other);
+            styled_answer(&b, style, polite, terse, r);
         } else {
             answer_slot(slot, sizeof slot, w, q, 1, r);
             slot_forms(polite, terse, sizeof polite, w, q, slot, r);
@@ -1192,9 +1203,7 @@ int task_contrast_render(char *good, char *bad, size_t cap, const TaskWorld *w,
         Str b = {k ? bad : good, cap, 0};
         str_addf(&b, " ");
         if (chat) {
-            int e = k ? (q->entity + 1 + (int)rng_below(r, N_CHAT - 1)) % N_CHAT : q->entity;
-            snprintf(polite, sizeof polite, "%s%s", CHATS[e].core, CHATS[e].tail);
-            snprintf(terse, sizeof terse, "%s", CHATS[e].terse);
+            chat_forms(polite, terse, sizeof polite, k ? other_chat(q, r) : q->entity);
         } else {
             answer_slot(slot, sizeof slot, w, q, k ? mode : 0, r);
             slot_forms(polite, terse, sizeof polite, w, q, slot, &s);
