@@ -2,7 +2,7 @@
  * tools/rlhf-task.c — generate the bundled task's data sets (common/task.h).
  *
  *   build/rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,
- *                                  prompts=N,prompts_eval=N,redteam=N]
+ *                                  prompts=N,prompts_eval=N,redteam=N,contrast=PCT]
  *   build/rlhf-task world [--seed S]             the world's facts as JSON (stdout)
  *   build/rlhf-task examples [--seed S] [--n N]  N prompts, a response of every quality
  *                                                each, with the gold judge's scores
@@ -23,12 +23,13 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,"
-            "prompts=N,prompts_eval=N,redteam=N]\n"
+            "prompts=N,prompts_eval=N,redteam=N,contrast=PCT]\n"
             "       rlhf-task world [--seed S]\n"
             "       rlhf-task examples [--seed S] [--n N]\n"
-            "defaults: --seed %d --sizes sft=6000,prefs=6000,prefs_eval=600,prompts=1000,"
-            "prompts_eval=200,redteam=100\n",
-            TASK_DEFAULT_SEED);
+            "defaults: --seed %d --sizes sft=6000,prefs=24000,prefs_eval=600,prompts=1000,"
+            "prompts_eval=200,redteam=100,contrast=%d\n"
+            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n",
+            TASK_DEFAULT_SEED, TASK_CONTRAST_PCT);
 }
 
 static uint64_t parse_seed(const char *s) {
