@@ -32,6 +32,9 @@ PPO_LR=${PPO_LR:-5e-5}   # PPO's (at 1e-4 one seed of three collapsed to terse a
 SEEDARG=${SEED:+run.seed=$SEED}   # training seed of every stage (the task data stays seed 1234)
 mkdir -p "$RUN"
 D="$RUN/data"
+# every stage starts fresh: a learner appends to its run's metrics.jsonl (for resume), so
+# an earlier demo's records and checkpoints left in $RUN would mix into the plots
+rm -rf "$RUN"/{sft,rm,dpo,ppo,grpo,plots}
 
 stamp "1/6 generating the bundled task into $D"
 "$B/rlhf-task" gen --out "$D" --seed 1234 $SIZES
