@@ -565,6 +565,9 @@ typedef float v16f __attribute__((vector_size(64)));
  * replaced, which read every panel twice; docs/bench.md.) */
 #define MM_RB 8
 #define MM_CB 48
+#ifndef MM_PF
+#define MM_PF 8 /* rows of W prefetched ahead */
+#endif
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
                                                                const float *W, const float *bias,
                                                                int nr, int C, int OC, int j0,
@@ -579,6 +582,14 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
         }
     for (int k = 0; k < C; k++) {
         const float *w = W + (size_t)k * OC + j0;
+        /* the panel walks W with a stride of OC floats, which the hardware prefetchers do
+         * not follow across pages: fetch the row MM_PF ahead (the first and last byte of
+         * its cb floats cover every cache line they touch) */
+        if (k + MM_PF < C) {
+#pragma GCC unroll 4
+            for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * OC + 16 * q);
+            __builtin_prefetch(w + (size_t)MM_PF * OC + cb - 1);
+        }
         v16f wv[MM_CB / 16];
 #pragma GCC unroll 3
         for (int q = 0; q < cb / 16; q++) V16_LOAD(wv[q], w + 16 * q);
