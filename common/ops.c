@@ -583,8 +583,9 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
     for (int k = 0; k < C; k++) {
         const float *w = W + (size_t)k * OC + j0;
         /* the panel walks W with a stride of OC floats, which the hardware prefetchers do
-         * not follow across pages: fetch the row MM_PF ahead (the first and last byte of
-         * its cb floats cover every cache line they touch) */
+         * not follow across pages: fetch the row MM_PF ahead (the start of every 16 floats
+         * and the last float cover each cache line its cb floats touch). 124M decode at
+         * batch 8, 2 threads: 1.26x (docs/bench.md). */
         if (k + MM_PF < C) {
 #pragma GCC unroll 4
             for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * OC + 16 * q);
