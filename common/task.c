@@ -1531,10 +1531,18 @@ typedef struct {
     int n;
 } AgreeAcc;
 
+/* The gold scores of both responses of a generated pair. */
+static void judge_pair(const TaskWorld *w, const char *prompt, const char *ra, const char *rb,
+                       JudgeScores *sa, JudgeScores *sb) {
+    char err[ERRBUF_LEN];
+    if (judge_gold(w, prompt, ra, sa, err) != 0 || judge_gold(w, prompt, rb, sb, err) != 0)
+        fatal("task: gold judge failed on a generated prompt: %s", err);
+}
+
 static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed, int stream,
                       int n, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
                       AgreeAcc *per_ann) {
-    char prompt[TASK_TEXT_LEN], ra[TASK_TEXT_LEN], rb[TASK_TEXT_LEN], err[ERRBUF_LEN];
+    char prompt[TASK_TEXT_LEN], ra[TASK_TEXT_LEN], rb[TASK_TEXT_LEN];
     for (int i = 0; i < n; i++) {
         Rng r;
         TaskQuery q;
@@ -1547,29 +1555,27 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
             if (task_quality_applies((TaskQuality)k, c)) app[n_app++] = (TaskQuality)k;
         TaskQuality qa = TASK_Q_IDEAL, qb = TASK_Q_IDEAL;
         JudgeScores sa, sb;
-        int tries = 0;
         /* a contrast pair (same style and wording, only the content differs) for
          * contrast_pct % of the safe prompts; the coin is drawn only when asked for,
          * so contrast=0 draws every pair as the generator did before contrast pairs */
-        if (contrast_pct > 0 && c != TASK_CAT_UNSAFE && (int)rng_below(&r, 100) < contrast_pct) {
+        const int contrast = contrast_pct > 0 && c != TASK_CAT_UNSAFE &&
+                             (int)rng_below(&r, 100) < contrast_pct;
+        if (contrast) {
             ASSERT(task_contrast_render(ra, rb, sizeof ra, w, &q, &qa, &qb, &r) == 0);
-            if (judge_gold(w, prompt, ra, &sa, err) != 0 || judge_gold(w, prompt, rb, &sb, err) != 0)
-                fatal("task: gold judge failed on a generated prompt: %s", err);
+            judge_pair(w, prompt, ra, rb, &sa, &sb);
             ASSERT(sa.total > sb.total + 1e-6 && "contrast pair: the right answer must win");
-            tries = -1;
-        }
-        for (; tries >= 0; tries++) {
-            ASSERT(tries < 100 && "no pair with distinct gold scores");
-            int x[2];
-            choose_distinct(&r, n_app, 2, x);
-            qa = app[x[0]];
-            qb = app[x[1]];
-            task_response_render(ra, sizeof ra, w, &q, qa, &r);
-            task_response_render(rb, sizeof rb, w, &q, qb, &r);
-            if (judge_gold(w, prompt, ra, &sa, err) != 0 ||
-                judge_gold(w, prompt, rb, &sb, err) != 0)
-                fatal("task: gold judge failed on a generated prompt: %s", err);
-            if (fabs(sa.total - sb.total) > 1e-6) break;
+        } else {
+            for (int tries = 0;; tries++) {
+                ASSERT(tries < 100 && "no pair with distinct gold scores");
+                int x[2];
+                choose_distinct(&r, n_app, 2, x);
+                qa = app[x[0]];
+                qb = app[x[1]];
+                task_response_render(ra, sizeof ra, w, &q, qa, &r);
+                task_response_render(rb, sizeof rb, w, &q, qb, &r);
+                judge_pair(w, prompt, ra, rb, &sa, &sb);
+                if (fabs(sa.total - sb.total) > 1e-6) break;
+            }
         }
         int k = i % N_GEN_ANNOTATORS;
         const Annotator *ann = &GEN_ANNOTATORS[k];
@@ -1592,7 +1598,7 @@ static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_
         buf_kv(dst, "annotator", ann->name, 0);
         buf_kv(dst, "chosen_quality", task_quality_name(a_chosen ? qa : qb), 0);
         buf_kv(dst, "rejected_quality", task_quality_name(a_chosen ? qb : qa), 0);
-        buf_kv(dst, "pair", tries < 0 ? "contrast" : "random", 0);
+        buf_kv(dst, "pair", contrast ? "contrast" : "random", 0);
         buf_str(dst, "}\n");
         /* the tokenizer's text takes the first TASK_CORPUS_PAIRS pairs only: more comparisons
          * must not shift the vocabulary towards the contrast pairs' answers (the unsafe
