@@ -580,13 +580,18 @@ struct GPTCache {
     float *scores;     /* (score_slots, T): one attention-score row per thread */
     int score_slots;
     float *logits;     /* (B, V) */
+    /* panel-major copies of every layer's four linear weights (matmul_pack_rows), made at
+     * each prefill: decoding reads the trunk once per token step, and packed it streams */
+    float *packed;
+    size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
 };
 
 static void cache_free(struct GPTCache *c) {
     if (!c) return;
     free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit);
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
-                     c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits};
+                     c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits,
+                     c->packed};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -626,6 +631,11 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->score_slots = ops_blas_threads() < 1 ? 1 : ops_blas_threads();
     c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
+    int Ci = cf->n_embd;
+    size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
+                    matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
+    for (int i = 0; i < 4; i++) c->pk_off[i] = c->pk_layer, c->pk_layer += pk[i];
+    c->packed = xalloc_floats(L * c->pk_layer); /* touched here once, reused by every prefill */
     m->cache = c;
 }
 
@@ -680,7 +690,9 @@ static void cache_pass(GPT *m, int n, int out_row) {
         const GPTBlock *w = &m->w.h[l];
         float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_1_w, w->ln_1_b, n, C);
-        matmul_forward_rows(c->qkv, c->ln, w->attn_w, w->attn_b, n, C, 3 * C);
+        const float *pk = c->packed + (size_t)l * c->pk_layer;
+        matmul_forward_rows_packed(c->qkv, c->ln, pk + c->pk_off[0], w->attn_w, w->attn_b, n, C,
+                                   3 * C);
         for (int i = 0; i < n; i++) {
             const float *row = c->qkv + (size_t)i * 3 * C;
             float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
@@ -691,12 +703,15 @@ static void cache_pass(GPT *m, int n, int out_row) {
             }
         }
         cache_attention(m, n, kl, vl);
-        matmul_forward_rows(c->proj, c->atty, w->attn_proj_w, w->attn_proj_b, n, C, C);
+        matmul_forward_rows_packed(c->proj, c->atty, pk + c->pk_off[1], w->attn_proj_w,
+                                   w->attn_proj_b, n, C, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
-        matmul_forward_rows(c->fch, c->ln, w->fc_w, w->fc_b, n, C, 4 * C);
+        matmul_forward_rows_packed(c->fch, c->ln, pk + c->pk_off[2], w->fc_w, w->fc_b, n, C,
+                                   4 * C);
         gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
-        matmul_forward_rows(c->proj, c->fch_gelu, w->fc_proj_w, w->fc_proj_b, n, 4 * C, C);
+        matmul_forward_rows_packed(c->proj, c->fch_gelu, pk + c->pk_off[3], w->fc_proj_w,
+                                   w->fc_proj_b, n, 4 * C, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
     int ne = 0;
@@ -724,6 +739,17 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
         for (int t = 0; t < lens[b]; t++) cache_check_token(m, prompts[b][t], "gpt_cache_prefill", b, t);
     }
     for (int b = 0; b < c->B; b++) c->len[b] = 0;
+    /* the weights may have changed since the last generation (an optimizer step, a weight
+     * sync): pack them again; one pass over the trunk, small next to the token steps */
+    int C = m->config.n_embd;
+    for (int l = 0; l < m->config.n_layer; l++) {
+        const GPTBlock *w = &m->w.h[l];
+        float *pk = c->packed + (size_t)l * c->pk_layer;
+        matmul_pack_rows(pk + c->pk_off[0], w->attn_w, C, 3 * C);
+        matmul_pack_rows(pk + c->pk_off[1], w->attn_proj_w, C, C);
+        matmul_pack_rows(pk + c->pk_off[2], w->fc_w, C, 4 * C);
+        matmul_pack_rows(pk + c->pk_off[3], w->fc_proj_w, 4 * C, C);
+    }
     int n = 0, out_row = 0, emitted = 0;
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < lens[b]; t++) {

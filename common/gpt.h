@@ -165,11 +165,16 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  * Positions are per sequence: a sequence's tokens sit at 0, 1, ... in its own slot. */
 
 /* Size the cache for B slots of T tokens (grows, never shrinks; T <= max_seq_len). All
- * the scratch of prefill and decode is allocated here. */
+ * the scratch of prefill and decode is allocated here, including a panel-major copy of
+ * every block's four linear weights (ops.h matmul_pack_rows; 12·L·C² floats, 340 MB for
+ * GPT-2 124M): decoding at small batch is bound by reading the weights, and the copy
+ * turns those reads into sequential streams (docs/bench.md). */
 void gpt_cache_reserve(GPT *m, int B, int T);
-/* Reset the cache and run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,
+/* Reset the cache, pack the current weights (so a change of m->params since the last
+ * generation is seen) and run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,
  * tokens in [0,V), lens[b] <= the reserved T). Returns the logits (B,V) of the token
- * that follows each prompt; valid until the next cache call. */
+ * that follows each prompt; valid until the next cache call. The weights must not
+ * change between a prefill and the decode steps that follow it. */
 const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const int *lens);
 /* Append tokens[i] to the sequence in slot slots[i] (at its current length) for i < n,
  * slots distinct. Returns the logits (n,V) of the token after each. */

@@ -565,13 +565,16 @@ typedef float v16f __attribute__((vector_size(64)));
  * replaced, which read every panel twice; docs/bench.md.) */
 #define MM_RB 8
 #define MM_CB 48
-#ifndef MM_PF
-#define MM_PF 8 /* rows of W prefetched ahead */
-#endif
+#define MM_PF 8  /* (C,OC) layout: rows of W prefetched ahead, into L1 */
+#define MM_PFP 32 /* packed layout: rows (of 192 bytes) prefetched ahead, into L2 */
+/* packed: W is a packed panel (ldw = MM_CB) and the floats from W to the end of the packed
+ * matrix number pf_left, so the prefetch runs on into the next panel; otherwise W is
+ * weight + j0 (ldw = OC) and pf_left ends the prefetch at the panel's last row. */
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
-                                                               const float *W, const float *bias,
-                                                               int nr, int C, int OC, int j0,
-                                                               int cb) {
+                                                               const float *W, size_t ldw,
+                                                               int packed, size_t pf_left,
+                                                               const float *bias, int nr, int C,
+                                                               int OC, int j0, int cb) {
     v16f acc[MM_RB][MM_CB / 16];
 #pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++)
@@ -581,15 +584,26 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
             else acc[r][q] = (v16f){0};
         }
     for (int k = 0; k < C; k++) {
-        const float *w = W + (size_t)k * OC + j0;
-        /* the panel walks W with a stride of OC floats, which the hardware prefetchers do
-         * not follow across pages: fetch the row MM_PF ahead (the start of every 16 floats
-         * and the last float cover each cache line its cb floats touch). 124M decode at
-         * batch 8, 2 threads: 1.26x (docs/bench.md). */
-        if (k + MM_PF < C) {
+        const float *w = W + (size_t)k * ldw;
+        /* In the (C,OC) layout the panel walks W with a stride of OC floats, which the
+         * hardware prefetchers do not follow across pages: fetch the row MM_PF ahead (the
+         * start of every 16 floats and the last float cover each cache line its cb floats
+         * touch). 124M decode at batch 8, 2 threads: 1.26x. Packed, the stream is
+         * sequential, yet the hardware alone keeps too few lines in flight for a loop that
+         * also computes: 6 KiB ahead into L2 (prefetcht1) took the 124M trunk at batch 8
+         * from 16.5 to 14.2 ms per token step; 8 rows into L1 gave 16.5, none 25
+         * (docs/bench.md). */
+        if (packed) {
+            if ((size_t)(k + MM_PFP) * MM_CB + MM_CB <= pf_left) {
+                const float *pw = w + (size_t)MM_PFP * MM_CB;
+                __builtin_prefetch(pw, 0, 2);
+                __builtin_prefetch(pw + 16, 0, 2);
+                __builtin_prefetch(pw + 32, 0, 2);
+            }
+        } else if (k + MM_PF < C) {
 #pragma GCC unroll 4
-            for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * OC + 16 * q);
-            __builtin_prefetch(w + (size_t)MM_PF * OC + cb - 1);
+            for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * ldw + 16 * q);
+            __builtin_prefetch(w + (size_t)MM_PF * ldw + cb - 1);
         }
         v16f wv[MM_CB / 16];
 #pragma GCC unroll 3
@@ -610,16 +624,21 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
     }
 }
 
-/* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest). */
+/* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest). W points
+ * at the panel's first element, rows ldw floats apart: weight + j0 with ldw = OC, or a
+ * packed panel with ldw = MM_CB. */
 static inline __attribute__((always_inline)) void mm_rows_panel(float *out, const float *inp,
-                                                                const float *W, const float *bias,
-                                                                int N, int C, int OC, int j0,
-                                                                int cb) {
+                                                                const float *W, size_t ldw,
+                                                                int packed, size_t pf_left,
+                                                                const float *bias, int N, int C,
+                                                                int OC, int j0, int cb) {
     int n = 0;
     for (; n + MM_RB <= N; n += MM_RB)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, bias, MM_RB, C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, packed, pf_left, bias,
+                     MM_RB, C, OC, j0, cb);
     if (n < N)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, bias, N - n, C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, packed, pf_left, bias,
+                     N - n, C, OC, j0, cb);
 }
 
 /* The same per-element computation for the last OC % 16 columns, one row at a time. */
@@ -637,39 +656,87 @@ static void mm_rows_edge(float *out, const float *inp, const float *W, const flo
 
 typedef struct {
     float *out;
-    const float *inp, *weight, *bias;
+    const float *inp, *weight, *packed, *bias; /* packed: NULL or matmul_pack_rows's copy */
     int N, C, OC;
 } MMRowsJob;
 
 /* Part of matmul_forward_rows: a contiguous range of the MM_CB-wide column panels; the
  * last part also takes the OC % MM_CB columns that remain (a 32- and a 16-wide panel as
- * they fit, then the OC % 16 edge). Which code computes a column depends on OC only. */
+ * they fit, then the OC % 16 edge). Which code computes a column depends on OC only, and
+ * the packed and unpacked layouts run the same tile on the same values in the same order,
+ * so they agree bit for bit. */
 static void mm_rows_part(void *p, int part, int nparts) {
     const MMRowsJob *jb = p;
     float *out = jb->out;
-    const float *inp = jb->inp, *weight = jb->weight, *bias = jb->bias;
+    const float *inp = jb->inp, *weight = jb->weight, *packed = jb->packed, *bias = jb->bias;
     int N = jb->N, C = jb->C, OC = jb->OC;
     int full = OC - OC % MM_CB, lo, hi;
     part_range(full / MM_CB, part, nparts, &lo, &hi);
-    for (int j0 = lo * MM_CB; j0 < hi * MM_CB; j0 += MM_CB)
-        mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, MM_CB);
+    size_t panel = (size_t)C * MM_CB, in_panel = (size_t)(C - 1) * OC + MM_CB;
+    for (int pi = lo; pi < hi; pi++) {
+        int j0 = pi * MM_CB;
+        if (packed)
+            mm_rows_panel(out, inp, packed + (size_t)pi * panel, MM_CB, 1,
+                          (size_t)(full / MM_CB - pi) * panel, bias, N, C, OC, j0, MM_CB);
+        else
+            mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0,
+                          MM_CB);
+    }
     if (full == OC || part != nparts - 1) return;
     int j0 = full;
-    if (OC - j0 >= 32) mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, 32), j0 += 32;
-    if (OC - j0 >= 16) mm_rows_panel(out, inp, weight, bias, N, C, OC, j0, 16), j0 += 16;
+    if (OC - j0 >= 32)
+        mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0, 32),
+            j0 += 32;
+    if (OC - j0 >= 16)
+        mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0, 16),
+            j0 += 16;
     if (j0 < OC)
         for (int n = 0; n < N; n++)
             mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, j0,
                          OC - j0);
 }
 
+static void mm_rows_run(const MMRowsJob *jb) {
+    double work = (double)jb->N * jb->C * jb->OC;
+    int panels = jb->OC / MM_CB;
+    if (work < POOL_MIN_WORK || panels < 2) mm_rows_part((void *)jb, 0, 1);
+    else pool_run(mm_rows_part, (void *)jb, panels);
+}
+
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC) {
-    MMRowsJob jb = {out, inp, weight, bias, N, C, OC};
-    double work = (double)N * C * OC;
+    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, N, C, OC});
+}
+
+void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
+                                const float *weight, const float *bias, int N, int C, int OC) {
+    mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, N, C, OC});
+}
+
+size_t matmul_packed_floats(int C, int OC) { return (size_t)(OC / MM_CB) * MM_CB * (size_t)C; }
+
+typedef struct {
+    float *packed;
+    const float *weight;
+    int C, OC;
+} MMPackJob;
+
+static void mm_pack_part(void *p, int part, int nparts) {
+    const MMPackJob *jb = p;
+    int lo, hi;
+    part_range(jb->OC / MM_CB, part, nparts, &lo, &hi);
+    for (int pi = lo; pi < hi; pi++)
+        for (int k = 0; k < jb->C; k++)
+            memcpy(jb->packed + ((size_t)pi * jb->C + k) * MM_CB,
+                   jb->weight + (size_t)k * jb->OC + (size_t)pi * MM_CB, MM_CB * sizeof(float));
+}
+
+void matmul_pack_rows(float *packed, const float *weight, int C, int OC) {
+    MMPackJob jb = {packed, weight, C, OC};
     int panels = OC / MM_CB;
-    if (work < POOL_MIN_WORK || panels < 2) mm_rows_part(&jb, 0, 1);
-    else pool_run(mm_rows_part, &jb, panels);
+    if (panels < 1) return;
+    if ((double)C * OC < POOL_MIN_WORK || panels < 2) mm_pack_part(&jb, 0, 1);
+    else pool_run(mm_pack_part, &jb, panels);
 }
 
 typedef struct {
@@ -761,8 +828,14 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
 #pragma GCC unroll 2
         for (int u = 0; u < LM_NV; u++) acc[r][u] = (v16f){0};
     const float *w0 = wte + (size_t)v0 * C, *w1 = wte + (size_t)(v0 + (nv > 1)) * C;
+    /* the next tile's two rows, fetched a tile ahead into L2: the stream is sequential,
+     * but the hardware prefetchers alone keep too few lines in flight for a loop that also
+     * computes. 124M head at batch 8, 2 threads: 9.7 -> 6.2 ms (docs/bench.md). */
+    const float *pf = v0 + 2 * LM_NV <= V ? w0 + (size_t)LM_NV * C : w0;
     for (int k = 0; k < Cv; k += 16) {
         v16f a, b;
+        __builtin_prefetch(pf + k, 0, 2);
+        __builtin_prefetch(pf + C + k, 0, 2);
         V16_LOAD(a, w0 + k);
         V16_LOAD(b, w1 + k);
 #pragma GCC unroll 8

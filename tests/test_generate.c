@@ -98,6 +98,34 @@ static void test_decode_matches_forward(void) {
     gpt_free(&m);
 }
 
+/* The cache decodes from a packed copy of the trunk weights made at each prefill: after
+ * the parameters change (an optimizer step, a weight sync), the next prefill and its
+ * decode steps must give exactly what a model loaded with the new weights gives. */
+static void test_prefill_sees_new_weights(void) {
+    int V = 40, B = 3;
+    GPT m, fresh;
+    make_model(&m, V, 16, 11);
+    make_model(&fresh, V, 16, 12);
+    int seqs[3][5] = {{1, 2, 3, 4, 5}, {7, 8, 9, 10, 11}, {30, 31, 32, 33, 34}};
+    int lens[3] = {3, 5, 2};
+    const int *prompts[3] = {seqs[0], seqs[1], seqs[2]};
+    int slots[3] = {0, 1, 2}, toks[3] = {5, 6, 7};
+    gpt_cache_reserve(&m, B, 8);
+    gpt_cache_reserve(&fresh, B, 8);
+    gpt_cache_prefill(&m, B, prompts, lens);
+    gpt_cache_decode(&m, B, slots, toks);
+    memcpy(m.params, fresh.params, m.num_params * sizeof(float));
+    float *got = xalloc_floats((size_t)2 * B * V), *want = xalloc_floats((size_t)2 * B * V);
+    memcpy(got, gpt_cache_prefill(&m, B, prompts, lens), (size_t)B * V * sizeof(float));
+    memcpy(got + B * V, gpt_cache_decode(&m, B, slots, toks), (size_t)B * V * sizeof(float));
+    memcpy(want, gpt_cache_prefill(&fresh, B, prompts, lens), (size_t)B * V * sizeof(float));
+    memcpy(want + B * V, gpt_cache_decode(&fresh, B, slots, toks), (size_t)B * V * sizeof(float));
+    CHECK(memcmp(got, want, (size_t)2 * B * V * sizeof(float)) == 0);
+    free(got), free(want);
+    gpt_free(&m);
+    gpt_free(&fresh);
+}
+
 // ----------------------------------------------------------------------------
 // generation
 
@@ -515,6 +543,7 @@ int main(void) {
     rng_init(&g_rng, 4242);
     ops_blas_setup(0);
     TEST_RUN(test_decode_matches_forward);
+    TEST_RUN(test_prefill_sees_new_weights);
     TEST_RUN(test_logprobs_match_training_path);
     TEST_RUN(test_batch_invariance);
     TEST_RUN(test_thread_invariance);
