@@ -29,6 +29,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "gpt.h"
 #include "util.h"
@@ -726,9 +729,22 @@ static void mm_pack_part(void *p, int part, int nparts) {
     int lo, hi;
     part_range(jb->OC / MM_CB, part, nparts, &lo, &hi);
     for (int pi = lo; pi < hi; pi++)
-        for (int k = 0; k < jb->C; k++)
-            memcpy(jb->packed + ((size_t)pi * jb->C + k) * MM_CB,
-                   jb->weight + (size_t)k * jb->OC + (size_t)pi * MM_CB, MM_CB * sizeof(float));
+        for (int k = 0; k < jb->C; k++) {
+            float *dst = jb->packed + ((size_t)pi * jb->C + k) * MM_CB;
+            const float *src = jb->weight + (size_t)k * jb->OC + (size_t)pi * MM_CB;
+#if defined(__AVX512F__)
+            /* streaming stores: every line of the copy is overwritten whole, so it need not
+             * be read into the cache first (124M prefill with the packing: 124 -> 115 ms) */
+            if (((uintptr_t)dst & 63) == 0) {
+                for (int q = 0; q < MM_CB; q += 16) _mm512_stream_ps(dst + q, _mm512_loadu_ps(src + q));
+                continue;
+            }
+#endif
+            memcpy(dst, src, MM_CB * sizeof(float));
+        }
+#if defined(__AVX512F__)
+    _mm_sfence();
+#endif
 }
 
 void matmul_pack_rows(float *packed, const float *weight, int C, int OC) {
