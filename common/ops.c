@@ -331,6 +331,29 @@ static inline double sum_lanes_d(const float *x, int n) {
 /* For z = x * inv_t - mx: sum of e^z and of z e^z, in double, through a stack block so
  * that the exp loop and the lane sums both vectorise. */
 #define STATS_BLOCK 256
+double softmax_row_weights(float *e, double *block, const float *x, int n, float inv_t) {
+    float mx = max_lanes(x, n) * inv_t;
+    double total = 0.0;
+    for (int i0 = 0; i0 < n; i0 += SOFTMAX_BLOCK) {
+        int m = n - i0 < SOFTMAX_BLOCK ? n - i0 : SOFTMAX_BLOCK;
+        float *eb = e + i0;
+        for (int j = 0; j < m; j++) {
+            float z = x[i0 + j] * inv_t - mx;
+            eb[j] = z < -87.0f ? 0.0f : exp_fast(z);
+        }
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int mv = m - m % 8;
+        for (int j = 0; j < mv; j += 8)
+            for (int l = 0; l < 8; l++) s[l] += (double)eb[j + l];
+        double b = 0.0;
+        for (int l = 0; l < 8; l++) b += s[l];
+        for (int j = mv; j < m; j++) b += eb[j];
+        block[i0 / SOFTMAX_BLOCK] = b;
+        total += b;
+    }
+    return total;
+}
+
 static void softmax_row_stats(const float *x, int n, float inv_t, float mx, double *sum,
                               double *sumz) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sz[8] = {0, 0, 0, 0, 0, 0, 0, 0};

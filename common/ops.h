@@ -172,6 +172,13 @@ void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const
 // (logprob = entropy = 0, lse = 0, no gradient). temperature > 0.
 
 /* logprobs, entropy, lse (N); logits (N,V); targets (N) */
+/* Sampling weights of one row x (n): e[i] = exp(x[i] * inv_t - mx) with mx the row's max
+ * of x * inv_t (0 where that is below -87: e^-87 is under the float resolution of a sum
+ * that holds a 1), the vectorised exp of the log-softmax; block[b] (double) = the sum of
+ * e over block b of SOFTMAX_BLOCK elements; returns the sum of the blocks. sample.c draws
+ * from these without a serial pass over the row. */
+#define SOFTMAX_BLOCK 64
+double softmax_row_weights(float *e, double *block, const float *x, int n, float inv_t);
 void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
                      const int *targets, float temperature, int N, int V);
 /* dlogits (N,V) = d/dlogits of sum_n dlogprobs[n] logprob[n] + dentropy[n] entropy[n]:

@@ -35,7 +35,8 @@ typedef struct {
 typedef struct {
     int V;
     int *idx;    /* (V) candidate token ids */
-    float *z;    /* (V) scaled logits */
+    float *z;    /* (V) scaled logits, or the unfiltered draw's weights */
+    double *block; /* (V / SOFTMAX_BLOCK rounded up) the weights' block sums */
 } Sampler;
 
 /* 0, or -1 with err naming the bad field (temperature < 0 or not finite, top_k < 0,

@@ -392,6 +392,55 @@ static int reference_sample(const float *logits, int V, const SampleParams *p, d
     return tok;
 }
 
+/* The unfiltered draw (top-k 0, top-p 1, the RL default) walks the vocabulary in id
+ * order: brute force in double with exp(), against sample_token's block-skipping walk of
+ * vectorised weights, at a vocabulary of many blocks and an odd tail; with masked (-inf)
+ * logits, which must never be drawn; and with one logit far above the rest. */
+static void test_sample_unfiltered(void) {
+    int V = 1000 + 37;
+    Sampler s;
+    sampler_init(&s, V);
+    float *logits = xalloc_floats((size_t)V);
+    double *w = xcalloc((size_t)V, sizeof(double));
+    float temps[3] = {1.0f, 0.6f, 1.7f};
+    int mismatches = 0, total = 0, masked_drawn = 0;
+    for (int trial = 0; trial < 600; trial++) {
+        float t = temps[trial % 3];
+        for (int i = 0; i < V; i++) logits[i] = 3.0f * rng_normal(&g_rng);
+        if (trial % 5 == 1)
+            for (int i = 0; i < V; i += 2) logits[i] = -INFINITY;
+        if (trial % 5 == 2) logits[trial % V] = 60.0f;
+        Rng r;
+        rng_init_keyed(&r, 4, 7, (uint64_t)trial);
+        Rng copy = r;
+        double u = rng_uniform_double(&copy);
+        float lp;
+        int tok = sample_token(&s, logits, &(SampleParams){t, 0, 1.0f}, &r, &lp);
+        float inv_t = 1.0f / t, mx = -INFINITY;
+        for (int i = 0; i < V; i++) mx = fmaxf(mx, logits[i] * inv_t);
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += w[i] = exp((double)(logits[i] * inv_t - mx));
+        double cum = 0.0;
+        int ref = -1;
+        for (int i = 0; i < V && ref < 0; i++)
+            if ((cum += w[i]) > u * sum) ref = i;
+        mismatches += tok != ref;
+        masked_drawn += logits[tok] == -INFINITY;
+        total++;
+        CHECK(memcmp(&r, &copy, sizeof r) == 0);
+        float lp2, ent, lse;
+        logprob_forward(&lp2, &ent, &lse, logits, &tok, t, 1, V);
+        CHECK(lp == lp2);
+    }
+    fprintf(stderr, "    unfiltered draw vs brute force in double: %d of %d differ\n", mismatches,
+            total);
+    CHECK_EQ_INT(mismatches, 0);
+    CHECK_EQ_INT(masked_drawn, 0);
+    free(logits);
+    free(w);
+    sampler_free(&s);
+}
+
 static void test_sample_against_reference(void) {
     int V = 300;
     Sampler s;
@@ -550,6 +599,7 @@ int main(void) {
     TEST_RUN(test_eos_and_padding);
     TEST_RUN(test_bad_input);
     TEST_RUN(test_sample_against_reference);
+    TEST_RUN(test_sample_unfiltered);
     TEST_RUN(test_greedy_and_topk1);
     TEST_RUN(test_frequencies);
     TEST_RUN(test_large_vocab_nucleus);
