@@ -591,14 +591,14 @@ typedef float v16f __attribute__((vector_size(64)));
  * replaced, which read every panel twice; docs/bench.md.) */
 #define MM_RB 8
 #define MM_CB 48
-#define MM_PF 8  /* (C,OC) layout: rows of W prefetched ahead, into L1 */
-#define MM_PFP 32 /* packed layout: rows (of 192 bytes) prefetched ahead, into L2 */
-/* packed: W is a packed panel (ldw = MM_CB) and the floats from W to the end of the packed
- * matrix number pf_left, so the prefetch runs on into the next panel; otherwise W is
- * weight + j0 (ldw = OC) and pf_left ends the prefetch at the panel's last row. */
+#define MM_PF 8   /* (C,OC) layout: rows of W prefetched ahead, into L1 */
+#define MM_PFP 48 /* packed layout: rows prefetched ahead in each 16-column stream, into L2 */
+/* The column group q (16 floats) of row k of the tile is at W + k * ldw + q * qs: the
+ * (C,OC) layout is W = weight + j0, ldw = OC, qs = 16; the packed one (matmul_pack_rows)
+ * is W = the tile's first 16-column panel, ldw = 16, qs = C * 16 (the next panel). */
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
                                                                const float *W, size_t ldw,
-                                                               int packed, size_t pf_left,
+                                                               size_t qs, int packed,
                                                                const float *bias, int nr, int C,
                                                                int OC, int j0, int cb) {
     v16f acc[MM_RB][MM_CB / 16];
@@ -614,18 +614,17 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
         /* In the (C,OC) layout the panel walks W with a stride of OC floats, which the
          * hardware prefetchers do not follow across pages: fetch the row MM_PF ahead (the
          * start of every 16 floats and the last float cover each cache line its cb floats
-         * touch). 124M decode at batch 8, 2 threads: 1.26x. Packed, the stream is
-         * sequential, yet the hardware alone keeps too few lines in flight for a loop that
-         * also computes: 6 KiB ahead into L2 (prefetcht1) took the 124M trunk at batch 8
-         * from 16.5 to 14.2 ms per token step; 8 rows into L1 gave 16.5, none 25
-         * (docs/bench.md). */
+         * touch). 124M decode at batch 8, 2 threads: 1.26x. Packed, each column group is a
+         * sequential stream of 64-byte rows, three streams per tile: a core keeps more
+         * misses in flight over several streams than over one, and the prefetch, 3 KiB
+         * ahead in each into L2 (prefetcht1), keeps them coming while the loop computes.
+         * 124M trunk at batch 8, 2 threads, per token step: 16.5 ms one 48-wide packed
+         * stream prefetched into L1, 13.9 ms into L2, 11.5 ms three streams (docs/bench.md).
+         * The packed buffer ends in MM_PFP rows of slack, so the prefetch needs no bound. */
         if (packed) {
-            if ((size_t)(k + MM_PFP) * MM_CB + MM_CB <= pf_left) {
-                const float *pw = w + (size_t)MM_PFP * MM_CB;
-                __builtin_prefetch(pw, 0, 2);
-                __builtin_prefetch(pw + 16, 0, 2);
-                __builtin_prefetch(pw + 32, 0, 2);
-            }
+#pragma GCC unroll 3
+            for (int q = 0; q < cb / 16; q++)
+                __builtin_prefetch(w + (size_t)MM_PFP * 16 + q * qs, 0, 2);
         } else if (k + MM_PF < C) {
 #pragma GCC unroll 4
             for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * ldw + 16 * q);
@@ -633,7 +632,7 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
         }
         v16f wv[MM_CB / 16];
 #pragma GCC unroll 3
-        for (int q = 0; q < cb / 16; q++) V16_LOAD(wv[q], w + 16 * q);
+        for (int q = 0; q < cb / 16; q++) V16_LOAD(wv[q], w + q * qs);
 #pragma GCC unroll 8
         for (int r = 0; r < MM_RB; r++) {
             if (r >= nr) break;
@@ -650,21 +649,20 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
     }
 }
 
-/* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest). W points
- * at the panel's first element, rows ldw floats apart: weight + j0 with ldw = OC, or a
- * packed panel with ldw = MM_CB. */
+/* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest); W, ldw,
+ * qs as for mm_rows_tile. */
 static inline __attribute__((always_inline)) void mm_rows_panel(float *out, const float *inp,
                                                                 const float *W, size_t ldw,
-                                                                int packed, size_t pf_left,
+                                                                size_t qs, int packed,
                                                                 const float *bias, int N, int C,
                                                                 int OC, int j0, int cb) {
     int n = 0;
     for (; n + MM_RB <= N; n += MM_RB)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, packed, pf_left, bias,
-                     MM_RB, C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bias, MM_RB,
+                     C, OC, j0, cb);
     if (n < N)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, packed, pf_left, bias,
-                     N - n, C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bias, N - n,
+                     C, OC, j0, cb);
 }
 
 /* The same per-element computation for the last OC % 16 columns, one row at a time. */
@@ -698,24 +696,26 @@ static void mm_rows_part(void *p, int part, int nparts) {
     int N = jb->N, C = jb->C, OC = jb->OC;
     int full = OC - OC % MM_CB, lo, hi;
     part_range(full / MM_CB, part, nparts, &lo, &hi);
-    size_t panel = (size_t)C * MM_CB, in_panel = (size_t)(C - 1) * OC + MM_CB;
+    size_t g = (size_t)C * 16; /* floats of one packed 16-column panel */
     for (int pi = lo; pi < hi; pi++) {
         int j0 = pi * MM_CB;
         if (packed)
-            mm_rows_panel(out, inp, packed + (size_t)pi * panel, MM_CB, 1,
-                          (size_t)(full / MM_CB - pi) * panel, bias, N, C, OC, j0, MM_CB);
+            mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, MM_CB);
         else
-            mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0,
-                          MM_CB);
+            mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, MM_CB);
     }
     if (full == OC || part != nparts - 1) return;
     int j0 = full;
-    if (OC - j0 >= 32)
-        mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0, 32),
-            j0 += 32;
-    if (OC - j0 >= 16)
-        mm_rows_panel(out, inp, weight + j0, (size_t)OC, 0, in_panel, bias, N, C, OC, j0, 16),
-            j0 += 16;
+    if (OC - j0 >= 32) {
+        if (packed) mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, 32);
+        else mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, 32);
+        j0 += 32;
+    }
+    if (OC - j0 >= 16) {
+        if (packed) mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, 16);
+        else mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, 16);
+        j0 += 16;
+    }
     if (j0 < OC)
         for (int n = 0; n < N; n++)
             mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, j0,
@@ -739,7 +739,9 @@ void matmul_forward_rows_packed(float *out, const float *inp, const float *packe
     mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, N, C, OC});
 }
 
-size_t matmul_packed_floats(int C, int OC) { return (size_t)(OC / MM_CB) * MM_CB * (size_t)C; }
+size_t matmul_packed_floats(int C, int OC) {
+    return (size_t)(OC / 16) * 16 * (size_t)C + (size_t)MM_PFP * 16;
+}
 
 typedef struct {
     float *packed;
@@ -747,23 +749,26 @@ typedef struct {
     int C, OC;
 } MMPackJob;
 
+/* Part of matmul_pack_rows: a range of W's rows, each read once in order and written as
+ * one 64-byte line into every panel (twice as fast as filling one panel at a time, which
+ * reads W a line per row down the columns). */
 static void mm_pack_part(void *p, int part, int nparts) {
     const MMPackJob *jb = p;
-    int lo, hi;
-    part_range(jb->OC / MM_CB, part, nparts, &lo, &hi);
-    for (int pi = lo; pi < hi; pi++)
-        for (int k = 0; k < jb->C; k++) {
-            float *dst = jb->packed + ((size_t)pi * jb->C + k) * MM_CB;
-            const float *src = jb->weight + (size_t)k * jb->OC + (size_t)pi * MM_CB;
+    int lo, hi, panels = jb->OC / 16;
+    part_range(jb->C, part, nparts, &lo, &hi);
+    for (int k = lo; k < hi; k++)
+        for (int pi = 0; pi < panels; pi++) {
+            float *dst = jb->packed + ((size_t)pi * jb->C + k) * 16;
+            const float *src = jb->weight + (size_t)k * jb->OC + (size_t)pi * 16;
 #if defined(__AVX512F__)
             /* streaming stores: every line of the copy is overwritten whole, so it need not
-             * be read into the cache first (124M prefill with the packing: 124 -> 115 ms) */
+             * be read into the cache first */
             if (((uintptr_t)dst & 63) == 0) {
-                for (int q = 0; q < MM_CB; q += 16) _mm512_stream_ps(dst + q, _mm512_loadu_ps(src + q));
+                _mm512_stream_ps(dst, _mm512_loadu_ps(src));
                 continue;
             }
 #endif
-            memcpy(dst, src, MM_CB * sizeof(float));
+            memcpy(dst, src, 16 * sizeof(float));
         }
 #if defined(__AVX512F__)
     _mm_sfence();
@@ -772,10 +777,11 @@ static void mm_pack_part(void *p, int part, int nparts) {
 
 void matmul_pack_rows(float *packed, const float *weight, int C, int OC) {
     MMPackJob jb = {packed, weight, C, OC};
-    int panels = OC / MM_CB;
+    int panels = OC / 16;
+    memset(packed + (size_t)panels * 16 * C, 0, (size_t)MM_PFP * 16 * sizeof(float));
     if (panels < 1) return;
-    if ((double)C * OC < POOL_MIN_WORK || panels < 2) mm_pack_part(&jb, 0, 1);
-    else pool_run(mm_pack_part, &jb, panels);
+    if ((double)C * OC < POOL_MIN_WORK || C < 2) mm_pack_part(&jb, 0, 1);
+    else pool_run(mm_pack_part, &jb, C);
 }
 
 typedef struct {
@@ -816,8 +822,8 @@ void lmhead_forward(float *logits, const float *inp, const float *wte, int N, in
 
 /* Batch-invariant dot products: 16 fixed lanes (lane l sums k = l, l+16, ... in order,
  * the last C % 16 terms go to lanes 0..), then a fixed pairwise reduction of the lanes.
- * A tile is nr (<= LM_RB) rows x LM_NV vocabulary rows; the result of a (row, token)
- * pair does not depend on the tile it was computed in. */
+ * A tile is nr (<= LM_RB) rows x LM_NV vocabulary rows (any two); the result of a (row,
+ * token) pair does not depend on the tile it was computed in. */
 #define LM_RB 8
 #define LM_NV 2
 static inline float lanes_reduce(const float l[16]) {
@@ -857,24 +863,31 @@ static inline __attribute__((always_inline)) void lanes_reduce16(float res[16], 
     V16_STORE(res, e);
 }
 
+#ifndef LM_PFD
+#define LM_PFD 2 /* vocabulary rows prefetched ahead in each of a tile's two streams */
+#endif
+/* nr rows x the vocabulary rows va and (nv = 2) vb: two streams through wte. */
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
                                                                const float *wte, int nr, int C,
-                                                               int V, int v0, int nv) {
-    int Cv = C - C % 16;
+                                                               int V, int va, int vb, int nv) {
+    int Cv = C - C % 16, vs[LM_NV] = {va, nv > 1 ? vb : va};
     v16f acc[LM_RB][LM_NV];
 #pragma GCC unroll 8
     for (int r = 0; r < LM_RB; r++)
 #pragma GCC unroll 2
         for (int u = 0; u < LM_NV; u++) acc[r][u] = (v16f){0};
-    const float *w0 = wte + (size_t)v0 * C, *w1 = wte + (size_t)(v0 + (nv > 1)) * C;
-    /* the next tile's two rows, fetched a tile ahead into L2: the stream is sequential,
-     * but the hardware prefetchers alone keep too few lines in flight for a loop that also
-     * computes. 124M head at batch 8, 2 threads: 9.7 -> 6.2 ms (docs/bench.md). */
-    const float *pf = v0 + 2 * LM_NV <= V ? w0 + (size_t)LM_NV * C : w0;
+    const float *w0 = wte + (size_t)vs[0] * C, *w1 = wte + (size_t)vs[1] * C;
+    /* Each stream's row LM_PFD ahead, fetched into L2: the streams are sequential, but
+     * the hardware prefetchers alone keep too few lines in flight for a loop that also
+     * computes, and a core keeps more in flight over two streams than over one. 124M head
+     * at batch 8, 2 threads: 9.7 ms with neither, 6.2 ms one stream prefetched a tile
+     * ahead (docs/bench.md). Rows past the end fall back to the current ones. */
+    const float *p0 = vs[0] + LM_PFD < V ? w0 + (size_t)LM_PFD * C : w0;
+    const float *p1 = vs[1] + LM_PFD < V ? w1 + (size_t)LM_PFD * C : w1;
     for (int k = 0; k < Cv; k += 16) {
         v16f a, b;
-        __builtin_prefetch(pf + k, 0, 2);
-        __builtin_prefetch(pf + C + k, 0, 2);
+        __builtin_prefetch(p0 + k, 0, 2);
+        __builtin_prefetch(p1 + k, 0, 2);
         V16_LOAD(a, w0 + k);
         V16_LOAD(b, w1 + k);
 #pragma GCC unroll 8
@@ -891,17 +904,17 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
         float res[16];
         lanes_reduce16(res, &acc[0][0]);
         for (int r = 0; r < LM_RB; r++)
-            memcpy(logits + (size_t)r * V + v0, res + r * LM_NV, LM_NV * sizeof(float));
+            for (int u = 0; u < LM_NV; u++) logits[(size_t)r * V + vs[u]] = res[r * LM_NV + u];
         return;
     }
     for (int r = 0; r < nr; r++) {
         const float *x = inp + (size_t)r * C;
         for (int u = 0; u < nv; u++) {
-            const float *w = wte + (size_t)(v0 + u) * C;
+            const float *w = wte + (size_t)vs[u] * C;
             float l[16];
             V16_STORE(l, acc[r][u]);
             for (int k = Cv; k < C; k++) l[k - Cv] += x[k] * w[k];
-            logits[(size_t)r * V + v0 + u] = lanes_reduce(l);
+            logits[(size_t)r * V + vs[u]] = lanes_reduce(l);
         }
     }
 }
@@ -912,21 +925,23 @@ typedef struct {
     int N, C, V;
 } LMRowsJob;
 
-/* Part of lmhead_forward_rows: a contiguous range of vocabulary pairs. */
+/* Part of lmhead_forward_rows: a contiguous range of vocabulary rows, cut in two halves
+ * that a tile walks side by side (rows lo + i and mid + i). */
 static void lm_rows_part(void *p, int part, int nparts) {
     const LMRowsJob *jb = p;
     float *logits = jb->logits;
     const float *inp = jb->inp, *wte = jb->wte;
     int N = jb->N, C = jb->C, V = jb->V, lo, hi;
-    part_range((V + LM_NV - 1) / LM_NV, part, nparts, &lo, &hi);
+    part_range(V, part, nparts, &lo, &hi);
+    int half = (hi - lo + 1) / 2, mid = lo + half;
     for (int n = 0; n < N; n += LM_RB) {
         int nr = N - n < LM_RB ? N - n : LM_RB;
-        for (int v = lo * LM_NV; v < hi * LM_NV && v < V; v += LM_NV) {
-            int nv = V - v < LM_NV ? V - v : LM_NV;
-            if (nr == LM_RB)
-                lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, LM_RB, C, V, v, nv);
-            else
-                lm_rows_tile(logits + (size_t)n * V, inp + (size_t)n * C, wte, nr, C, V, v, nv);
+        float *lg = logits + (size_t)n * V;
+        const float *x = inp + (size_t)n * C;
+        for (int i = 0; i < half; i++) {
+            int nv = mid + i < hi ? 2 : 1;
+            if (nr == LM_RB) lm_rows_tile(lg, x, wte, LM_RB, C, V, lo + i, mid + i, nv);
+            else lm_rows_tile(lg, x, wte, nr, C, V, lo + i, mid + i, nv);
         }
     }
 }
@@ -935,7 +950,7 @@ void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int 
                          int V) {
     LMRowsJob jb = {logits, inp, wte, N, C, V};
     double work = (double)N * C * V;
-    int pairs = (V + LM_NV - 1) / LM_NV;
+    int pairs = V / LM_NV;
     if (work < POOL_MIN_WORK || pairs < 2) lm_rows_part(&jb, 0, 1);
     else pool_run(lm_rows_part, &jb, pairs);
 }

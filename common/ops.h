@@ -84,18 +84,19 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight,
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC);
 /* The same results, bit for bit, reading the weight from a panel-major copy made by
- * matmul_pack_rows: the kernel walks each 48-column panel of W down its C rows, which in
- * the (C,OC) layout is 192 bytes every OC floats (a page crossed every row); packed, every
- * panel is one sequential stream the hardware prefetchers follow. Decoding at small batch
- * is bound by reading the weights, so this is the generation path's matmul (gpt.c packs
- * the trunk once per prefill). The columns past the last whole panel (OC % 48) are read
- * from `weight`. */
+ * matmul_pack_rows. The kernel walks 48 columns of W down its C rows; in the (C,OC)
+ * layout that is 192 bytes every OC floats (a page crossed every row); packed, each of the
+ * three 16-column groups is one sequential stream that the prefetchers follow. Decoding at
+ * small batch is bound by reading the weights, so this is the generation path's matmul
+ * (gpt.c packs the trunk once per prefill). The columns past the last whole 16 (OC % 16)
+ * are read from `weight`. */
 void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
                                 const float *weight, const float *bias, int N, int C, int OC);
-/* floats of the packed copy of a (C,OC) weight: C x (OC rounded down to 48) */
+/* floats of the packed copy of a (C,OC) weight: C x (OC rounded down to 16), then a few
+ * KiB of slack that the kernel's prefetch may touch past the last panel */
 size_t matmul_packed_floats(int C, int OC);
-/* packed[p][k][0..48) = weight[k][48p .. 48p+48) for every whole panel p (split over the
- * pool); packed holds matmul_packed_floats(C, OC) floats. */
+/* packed[p][k][0..16) = weight[k][16p .. 16p+16) for every whole 16-column panel p (split
+ * over the pool), the slack zeroed; packed holds matmul_packed_floats(C, OC) floats. */
 void matmul_pack_rows(float *packed, const float *weight, int C, int OC);
 /* dinp (N,C) = dout @ weight^T (written: the input gradient of a linear layer has no
  * other contribution in GPT-2); dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum
