@@ -86,6 +86,7 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
     a->eos_id = (int)eos;
     a->version = hdr->policy_version;
     a->model.temperature = (float)a->cfg.gen.temperature;
+    a->model.decode_packed = a->cfg.gen.pack_weights;
     a->lim.vocab_size = a->model.config.vocab_size;
     a->lim.max_seq_len = a->model.config.max_seq_len;
     a->t_weights += time_now() - t0;

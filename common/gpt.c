@@ -154,6 +154,7 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     m->params = xalloc_floats(m->num_params);
     gpt_weights_point(m, m->params, &m->w);
     m->temperature = 1.0f;
+    m->decode_packed = 1;
 }
 
 const GPTTensor *gpt_find_tensor(const GPT *m, const char *name) {
@@ -603,7 +604,8 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
         fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
               cf->max_seq_len);
     struct GPTCache *old = m->cache;
-    if (old && B <= old->B && T <= old->T) return;
+    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == (m->decode_packed != 0))
+        return;
     if (old && B < old->B) B = old->B;
     if (old && T < old->T) T = old->T;
     cache_free(old);
@@ -631,11 +633,13 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->score_slots = ops_blas_threads() < 1 ? 1 : ops_blas_threads();
     c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
-    int Ci = cf->n_embd;
-    size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
-                    matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
-    for (int i = 0; i < 4; i++) c->pk_off[i] = c->pk_layer, c->pk_layer += pk[i];
-    c->packed = xalloc_floats(L * c->pk_layer); /* touched here once, reused by every prefill */
+    if (m->decode_packed) {
+        int Ci = cf->n_embd;
+        size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
+                        matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
+        for (int i = 0; i < 4; i++) c->pk_off[i] = c->pk_layer, c->pk_layer += pk[i];
+        c->packed = xalloc_floats(L * c->pk_layer); /* touched here once, reused by every prefill */
+    }
     m->cache = c;
 }
 
@@ -690,9 +694,10 @@ static void cache_pass(GPT *m, int n, int out_row) {
         const GPTBlock *w = &m->w.h[l];
         float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_1_w, w->ln_1_b, n, C);
-        const float *pk = c->packed + (size_t)l * c->pk_layer;
-        matmul_forward_rows_packed(c->qkv, c->ln, pk + c->pk_off[0], w->attn_w, w->attn_b, n, C,
-                                   3 * C);
+        /* the packed copies of this layer's weights, or NULL (m->decode_packed = 0) */
+        const float *pk = c->packed ? c->packed + (size_t)l * c->pk_layer : NULL;
+#define PK(i) (pk ? pk + c->pk_off[i] : NULL)
+        matmul_forward_rows_packed(c->qkv, c->ln, PK(0), w->attn_w, w->attn_b, n, C, 3 * C);
         for (int i = 0; i < n; i++) {
             const float *row = c->qkv + (size_t)i * 3 * C;
             float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
@@ -703,15 +708,15 @@ static void cache_pass(GPT *m, int n, int out_row) {
             }
         }
         cache_attention(m, n, kl, vl);
-        matmul_forward_rows_packed(c->proj, c->atty, pk + c->pk_off[1], w->attn_proj_w,
-                                   w->attn_proj_b, n, C, C);
+        matmul_forward_rows_packed(c->proj, c->atty, PK(1), w->attn_proj_w, w->attn_proj_b, n, C,
+                                   C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
-        matmul_forward_rows_packed(c->fch, c->ln, pk + c->pk_off[2], w->fc_w, w->fc_b, n, C,
-                                   4 * C);
+        matmul_forward_rows_packed(c->fch, c->ln, PK(2), w->fc_w, w->fc_b, n, C, 4 * C);
         gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
-        matmul_forward_rows_packed(c->proj, c->fch_gelu, pk + c->pk_off[3], w->fc_proj_w,
-                                   w->fc_proj_b, n, 4 * C, C);
+        matmul_forward_rows_packed(c->proj, c->fch_gelu, PK(3), w->fc_proj_w, w->fc_proj_b, n,
+                                   4 * C, C);
+#undef PK
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
     int ne = 0;
@@ -742,7 +747,7 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
     /* the weights may have changed since the last generation (an optimizer step, a weight
      * sync): pack them again; one pass over the trunk, small next to the token steps */
     int C = m->config.n_embd;
-    for (int l = 0; l < m->config.n_layer; l++) {
+    for (int l = 0; c->packed && l < m->config.n_layer; l++) {
         const GPTBlock *w = &m->w.h[l];
         float *pk = c->packed + (size_t)l * c->pk_layer;
         matmul_pack_rows(pk + c->pk_off[0], w->attn_w, C, 3 * C);

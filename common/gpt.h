@@ -91,6 +91,10 @@ typedef struct {
     /* logits are divided by this before every softmax of the LM head (training and
      * generation alike), so behaviour and learner log-probs use the same distribution */
     float temperature;
+    /* 1 (gpt_init's default): generation decodes from a packed copy of the weights (see
+     * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. The same
+     * results either way, bit for bit. Set before gpt_cache_reserve / generate. */
+    int decode_packed;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
     float *logits;   /* (B,T,V) LM head; rows whose target is -1 may be left uncomputed */
     float *logprobs; /* (B,T)   LM head: log p(targets[b,t] | tokens[b,0..t]) */

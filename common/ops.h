@@ -89,7 +89,7 @@ void matmul_forward_rows(float *out, const float *inp, const float *weight,
  * three 16-column groups is one sequential stream that the prefetchers follow. Decoding at
  * small batch is bound by reading the weights, so this is the generation path's matmul
  * (gpt.c packs the trunk once per prefill). The columns past the last whole 16 (OC % 16)
- * are read from `weight`. */
+ * are read from `weight`; packed NULL reads all of them there (matmul_forward_rows). */
 void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
                                 const float *weight, const float *bias, int N, int C, int OC);
 /* floats of the packed copy of a (C,OC) weight: C x (OC rounded down to 16), then a few

@@ -268,6 +268,21 @@ static void test_thread_invariance(void) {
                       memcmp(lps[th], lps[1], sizeof lps[1]) == 0,
                   "generation with %d threads differs from 1 thread", th);
     }
+    /* and with the weights read in place instead of from the packed copy (gen.pack_weights
+     * = false): the same bits */
+    ops_blas_setup(2);
+    GPT m;
+    GPTConfig c = {.vocab_size = V, .max_seq_len = MAXT, .n_layer = 2, .n_head = 4,
+                   .n_embd = 128, .head = GPT_HEAD_LM};
+    gpt_init(&m, &c);
+    gpt_init_weights(&m, 5);
+    m.decode_packed = 0;
+    CHECK(generate(&m, &gp, NB, prompts, plens, pids, sids, toks[0], lps[0], lens[0], err) == 0);
+    gpt_free(&m);
+    CHECK_MSG(memcmp(lens[0], lens[1], sizeof lens[1]) == 0 &&
+                  memcmp(toks[0], toks[1], sizeof toks[1]) == 0 &&
+                  memcmp(lps[0], lps[1], sizeof lps[1]) == 0,
+              "generation from the unpacked weights differs from the packed");
     ops_blas_setup(before);
 }
 
