@@ -328,9 +328,6 @@ static inline double sum_lanes_d(const float *x, int n) {
     return r;
 }
 
-/* For z = x * inv_t - mx: sum of e^z and of z e^z, in double, through a stack block so
- * that the exp loop and the lane sums both vectorise. */
-#define STATS_BLOCK 256
 double softmax_row_weights(float *e, double *block, const float *x, int n, float inv_t) {
     float mx = max_lanes(x, n) * inv_t;
     double total = 0.0;
@@ -354,6 +351,9 @@ double softmax_row_weights(float *e, double *block, const float *x, int n, float
     return total;
 }
 
+/* For z = x * inv_t - mx: sum of e^z and of z e^z, in double, through a stack block so
+ * that the exp loop and the lane sums both vectorise. */
+#define STATS_BLOCK 256
 static void softmax_row_stats(const float *x, int n, float inv_t, float mx, double *sum,
                               double *sumz) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sz[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -697,25 +697,18 @@ static void mm_rows_part(void *p, int part, int nparts) {
     int full = OC - OC % MM_CB, lo, hi;
     part_range(full / MM_CB, part, nparts, &lo, &hi);
     size_t g = (size_t)C * 16; /* floats of one packed 16-column panel */
-    for (int pi = lo; pi < hi; pi++) {
-        int j0 = pi * MM_CB;
-        if (packed)
-            mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, MM_CB);
-        else
-            mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, MM_CB);
-    }
+    /* columns [j0, j0 + cb) from the packed copy or in place (constant flags, so each
+     * layout gets its own specialised tile) */
+#define MM_PANEL(j0, cb)                                                                     \
+    (packed ? mm_rows_panel(out, inp, packed + (size_t)(j0) * C, 16, g, 1, bias, N, C, OC,  \
+                            j0, cb)                                                          \
+            : mm_rows_panel(out, inp, weight + (j0), (size_t)OC, 16, 0, bias, N, C, OC, j0, cb))
+    for (int pi = lo; pi < hi; pi++) MM_PANEL(pi * MM_CB, MM_CB);
     if (full == OC || part != nparts - 1) return;
     int j0 = full;
-    if (OC - j0 >= 32) {
-        if (packed) mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, 32);
-        else mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, 32);
-        j0 += 32;
-    }
-    if (OC - j0 >= 16) {
-        if (packed) mm_rows_panel(out, inp, packed + (size_t)j0 * C, 16, g, 1, bias, N, C, OC, j0, 16);
-        else mm_rows_panel(out, inp, weight + j0, (size_t)OC, 16, 0, bias, N, C, OC, j0, 16);
-        j0 += 16;
-    }
+    if (OC - j0 >= 32) MM_PANEL(j0, 32), j0 += 32;
+    if (OC - j0 >= 16) MM_PANEL(j0, 16), j0 += 16;
+#undef MM_PANEL
     if (j0 < OC)
         for (int n = 0; n < N; n++)
             mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, j0,
@@ -863,9 +856,7 @@ static inline __attribute__((always_inline)) void lanes_reduce16(float res[16], 
     V16_STORE(res, e);
 }
 
-#ifndef LM_PFD
 #define LM_PFD 2 /* vocabulary rows prefetched ahead in each of a tile's two streams */
-#endif
 /* nr rows x the vocabulary rows va and (nv = 2) vb: two streams through wte. */
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
                                                                const float *wte, int nr, int C,
