@@ -141,6 +141,48 @@ static double replica_run(const Replica *rp) {
 
 static void replica_free(Replica *rp) { free(rp->A), free(rp->B), free(rp->C); }
 
+/* Read bandwidth: the sum of n floats split over the kernels' pool, each part reading
+ * `streams` sequential runs side by side (a core keeps more misses in flight over several
+ * streams than over one). The bound that decoding at small batch is held to. */
+typedef struct {
+    const float *x;
+    size_t n;
+    int streams;
+    float sum[64];
+} ReadJob;
+
+typedef float v16f __attribute__((vector_size(64)));
+
+static void read_part(void *p, int part, int nparts) {
+    ReadJob *j = p;
+    size_t lo = j->n * (size_t)part / (size_t)nparts, hi = j->n * (size_t)(part + 1) / (size_t)nparts;
+    size_t len = (hi - lo) / (size_t)j->streams / 16 * 16;
+    v16f acc[8] = {{0}};
+    for (size_t i = 0; i < len; i += 16)
+        for (int q = 0; q < j->streams; q++) {
+            v16f t;
+            memcpy(&t, j->x + lo + (size_t)q * len + i, sizeof t);
+            acc[q] += t;
+        }
+    float s = 0;
+    for (int q = 0; q < 8; q++)
+        for (int l = 0; l < 16; l++) s += acc[q][l];
+    j->sum[part % 64] = s;
+}
+
+/* best of `reps` reads of x (n floats), GB/s */
+static double read_gbs(const float *x, size_t n, int streams, int reps) {
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        ReadJob j = {x, n, streams, {0}};
+        double t0 = time_now();
+        ops_parallel(read_part, &j, 64);
+        double dt = time_now() - t0;
+        if (dt < best) best = dt;
+    }
+    return (double)n * sizeof(float) / best / 1e9;
+}
+
 static void bench_one(const Shape *s, int iters) {
     GPTConfig c;
     if (gpt_config_preset(s->name, &c) != 0) fatal("unknown preset %s", s->name);
@@ -280,6 +322,44 @@ static void bench_one(const Shape *s, int iters) {
     printf("RESULT\tmodel.%s.generate.ms\t%.3f\tms\n", s->name, best * 1e3);
     printf("RESULT\tmodel.%s.generate.tokens_per_s\t%.1f\ttokens/s\n", s->name, GB * NEW / best);
     printf("RESULT\tmodel.%s.generate.gflops\t%.3f\tGFLOP/s\n", s->name, gfl / best / 1e9);
+
+    /* the decode steps alone (prefill, then NEW - 1 steps feeding the sampled tokens back)
+     * against the time to read the weights they read: the packed trunk and the LM head
+     * (the KV cache, LayerNorms and biases are left out, so the bound is optimistic) */
+    int *slots = xcalloc((size_t)GB, sizeof(int)), *toks = xcalloc((size_t)GB, sizeof(int));
+    double step = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        gpt_cache_prefill(&m, GB, prompts, plens);
+        for (int b = 0; b < GB; b++) slots[b] = b, toks[b] = out[b * NEW];
+        double t0 = time_now();
+        for (int t = 1; t < NEW; t++) {
+            gpt_cache_decode(&m, GB, slots, toks);
+            for (int b = 0; b < GB; b++) toks[b] = out[b * NEW + t];
+        }
+        double dt = (time_now() - t0) / (NEW - 1);
+        if (it > 0 && dt < step) step = dt;
+    }
+    double C2 = (double)c.n_embd * c.n_embd;
+    double wbytes = 4.0 * (12.0 * c.n_layer * C2 + (double)c.vocab_size * c.n_embd);
+    printf("RESULT\tmodel.%s.decode.step_ms\t%.3f\tms\n", s->name, step * 1e3);
+    if (wbytes < 64e6) { /* the weights stay in the caches: no memory bound to compare with */
+        printf("decode at batch %d: %.3f ms per token step (%.1f MB of weights: cache-resident)\n",
+               GB, step * 1e3, wbytes / 1e6);
+    } else {
+        /* m.grads: 4 x num_params bytes, already touched by the training step above */
+        double bw1 = read_gbs(m.grads, m.num_params, 1, 3);
+        double bw4 = read_gbs(m.grads, m.num_params, 4, 3);
+        double bw = bw1 > bw4 ? bw1 : bw4, bound = wbytes / (bw * 1e9);
+        printf("decode at batch %d: %.2f ms per token step; weights read per step %.1f MB; read "
+               "bandwidth %.1f GB/s (1 stream per thread), %.1f GB/s (4) -> bound %.2f ms, "
+               "decode at %.0f%% of it\n",
+               GB, step * 1e3, wbytes / 1e6, bw1, bw4, bound * 1e3, 100.0 * bound / step);
+        printf("RESULT\tmodel.%s.decode.weight_mb\t%.1f\tMB\n", s->name, wbytes / 1e6);
+        printf("RESULT\tmodel.%s.decode.read_gbs\t%.2f\tGB/s\n", s->name, bw);
+        printf("RESULT\tmodel.%s.decode.pct_of_bandwidth\t%.1f\t%%\n", s->name,
+               100.0 * bound / step);
+    }
+    free(slots), free(toks);
     free(tokens), free(targets), free(dlp), free(pbuf), free(prompts), free(plens), free(out);
     free(lens), free(lps), free(ids);
     gpt_free(&m);

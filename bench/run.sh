@@ -222,6 +222,13 @@ if want model || want torch; then
           "$(ratio "$(val "model.$c.$p.generate.tokens_per_s")" "$(val "torch.$s.$p.gen_tok_s")")"
       done
     done
+    for c in "${CORES[@]}"; do
+      pb=$(val "model.$c.$p.decode.pct_of_bandwidth")
+      [ -z "$pb" ] && continue
+      printf '  decode, %s (%s core): %s ms per token step, %s%% of the bound of reading its %s MB of weights at %s GB/s\n' \
+        "$p" "$c" "$(fmt "$(val "model.$c.$p.decode.step_ms")")" "$(fmt "$pb" 0)" \
+        "$(fmt "$(val "model.$c.$p.decode.weight_mb")" 0)" "$(fmt "$(val "model.$c.$p.decode.read_gbs")" 1)"
+    done
     # the full training step: fwd+bwd plus the optimizer (ours: grad-norm clip + AdamW;
     # PyTorch: optimizer.step(), timed alone; its default setup skips it at 124M)
     ad=$(val "torch.best.$p.adamw_ms")
