@@ -85,6 +85,7 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
                   (long long)hdr->policy_version, (long long)eos);
     a->eos_id = (int)eos;
     a->version = hdr->policy_version;
+    a->model.weights_version = a->version; /* the decode copy is packed once per version */
     a->model.temperature = (float)a->cfg.gen.temperature;
     a->model.decode_packed = a->cfg.gen.pack_weights;
     a->lim.vocab_size = a->model.config.vocab_size;
@@ -104,6 +105,7 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
     else
         online_weights_recv_params(a->wcomm, hdr, &a->model);
     a->version = hdr->policy_version;
+    a->model.weights_version = a->version;
     a->t_weights += time_now() - t0;
 }
 

@@ -155,6 +155,7 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     gpt_weights_point(m, m->params, &m->w);
     m->temperature = 1.0f;
     m->decode_packed = 1;
+    m->weights_version = -1;
 }
 
 const GPTTensor *gpt_find_tensor(const GPT *m, const char *name) {
@@ -585,6 +586,7 @@ struct GPTCache {
      * each prefill: decoding reads the trunk once per token step, and packed it streams */
     float *packed;
     size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
+    int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
 };
 
 static void cache_free(struct GPTCache *c) {
@@ -640,6 +642,7 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
         for (int i = 0; i < 4; i++) c->pk_off[i] = c->pk_layer, c->pk_layer += pk[i];
         c->packed = xalloc_floats(L * c->pk_layer); /* touched here once, reused by every prefill */
     }
+    c->packed_version = -1;
     m->cache = c;
 }
 
@@ -745,9 +748,12 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
     }
     for (int b = 0; b < c->B; b++) c->len[b] = 0;
     /* the weights may have changed since the last generation (an optimizer step, a weight
-     * sync): pack them again; one pass over the trunk, small next to the token steps */
+     * sync): pack them again (one pass over the trunk, small next to the token steps)
+     * unless the caller labels them as the ones already packed */
     int C = m->config.n_embd;
-    for (int l = 0; c->packed && l < m->config.n_layer; l++) {
+    int repack = m->weights_version < 0 || m->weights_version != c->packed_version;
+    c->packed_version = m->weights_version;
+    for (int l = 0; c->packed && repack && l < m->config.n_layer; l++) {
         const GPTBlock *w = &m->w.h[l];
         float *pk = c->packed + (size_t)l * c->pk_layer;
         matmul_pack_rows(pk + c->pk_off[0], w->attn_w, C, 3 * C);

@@ -95,6 +95,11 @@ typedef struct {
      * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. The same
      * results either way, bit for bit. Set before gpt_cache_reserve / generate. */
     int decode_packed;
+    /* -1 (gpt_init's default): every prefill packs the weights again. >= 0: the caller's
+     * label for the current params (the actor uses the policy version): a prefill packs
+     * only when the label differs from the packed copy's. A caller that sets it must change
+     * it whenever it changes params, or generation reads the old weights. */
+    int64_t weights_version;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
     float *logits;   /* (B,T,V) LM head; rows whose target is -1 may be left uncomputed */
     float *logprobs; /* (B,T)   LM head: log p(targets[b,t] | tokens[b,0..t]) */

@@ -121,6 +121,22 @@ static void test_prefill_sees_new_weights(void) {
     memcpy(want, gpt_cache_prefill(&fresh, B, prompts, lens), (size_t)B * V * sizeof(float));
     memcpy(want + B * V, gpt_cache_decode(&fresh, B, slots, toks), (size_t)B * V * sizeof(float));
     CHECK(memcmp(got, want, (size_t)2 * B * V * sizeof(float)) == 0);
+    /* labelled weights (the actor's policy versions): a new label packs the new weights;
+     * the same label reuses the copy (so a caller that changes the weights must change the
+     * label: here the copy still gives the labelled weights' logits) */
+    GPT other;
+    make_model(&other, V, 16, 13);
+    m.weights_version = 7;
+    memcpy(m.params, other.params, m.num_params * sizeof(float));
+    gpt_cache_reserve(&other, B, 8);
+    memcpy(want, gpt_cache_prefill(&other, B, prompts, lens), (size_t)B * V * sizeof(float));
+    CHECK(memcmp(gpt_cache_prefill(&m, B, prompts, lens), want, (size_t)B * V * sizeof(float)) == 0);
+    memcpy(m.params, fresh.params, m.num_params * sizeof(float)); /* label left at 7 */
+    memcpy(want, gpt_cache_prefill(&fresh, B, prompts, lens), (size_t)B * V * sizeof(float));
+    CHECK(memcmp(gpt_cache_prefill(&m, B, prompts, lens), want, (size_t)B * V * sizeof(float)) != 0);
+    m.weights_version = 8;
+    CHECK(memcmp(gpt_cache_prefill(&m, B, prompts, lens), want, (size_t)B * V * sizeof(float)) == 0);
+    gpt_free(&other);
     free(got), free(want);
     gpt_free(&m);
     gpt_free(&fresh);
