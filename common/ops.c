@@ -338,13 +338,7 @@ double softmax_row_weights(float *e, double *block, const float *x, int n, float
             float z = x[i0 + j] * inv_t - mx;
             eb[j] = z < -87.0f ? 0.0f : exp_fast(z);
         }
-        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int mv = m - m % 8;
-        for (int j = 0; j < mv; j += 8)
-            for (int l = 0; l < 8; l++) s[l] += (double)eb[j + l];
-        double b = 0.0;
-        for (int l = 0; l < 8; l++) b += s[l];
-        for (int j = mv; j < m; j++) b += eb[j];
+        double b = sum_lanes_d(eb, m);
         block[i0 / SOFTMAX_BLOCK] = b;
         total += b;
     }
