@@ -582,8 +582,9 @@ struct GPTCache {
     float *scores;     /* (score_slots, T): one attention-score row per thread */
     int score_slots;
     float *logits;     /* (B, V) */
-    /* panel-major copies of every layer's four linear weights (matmul_pack_rows), made at
-     * each prefill: decoding reads the trunk once per token step, and packed it streams */
+    /* panel-major copies of every layer's four linear weights (matmul_pack_rows), made by
+     * a prefill (see GPT.weights_version): decoding reads the trunk once per token step,
+     * and packed it streams; NULL when m->decode_packed was 0 at gpt_cache_reserve */
     float *packed;
     size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
     int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
