@@ -88,7 +88,7 @@ void matmul_forward_rows(float *out, const float *inp, const float *weight,
  * layout that is 192 bytes every OC floats (a page crossed every row); packed, each of the
  * three 16-column groups is one sequential stream that the prefetchers follow. Decoding at
  * small batch is bound by reading the weights, so this is the generation path's matmul
- * (gpt.c packs the trunk once per prefill). The columns past the last whole 16 (OC % 16)
+ * (gpt.c packs the trunk at a prefill, see GPT.weights_version). The columns past the last whole 16 (OC % 16)
  * are read from `weight`; packed NULL reads all of them there (matmul_forward_rows). */
 void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
                                 const float *weight, const float *bias, int N, int C, int OC);
@@ -172,7 +172,6 @@ void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const
 // One pass over each row (after its max); rows whose target is < 0 are skipped
 // (logprob = entropy = 0, lse = 0, no gradient). temperature > 0.
 
-/* logprobs, entropy, lse (N); logits (N,V); targets (N) */
 /* Sampling weights of one row x (n): e[i] = exp(x[i] * inv_t - mx) with mx the row's max
  * of x * inv_t (0 where that is below -87: e^-87 is under the float resolution of a sum
  * that holds a 1), the vectorised exp of the log-softmax; block[b] (double) = the sum of
@@ -180,6 +179,7 @@ void rowdot_backward(float *dinp, float *dw, float *db, const float *dout, const
  * from these without a serial pass over the row. */
 #define SOFTMAX_BLOCK 64
 double softmax_row_weights(float *e, double *block, const float *x, int n, float inv_t);
+/* logprobs, entropy, lse (N); logits (N,V); targets (N) */
 void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits,
                      const int *targets, float temperature, int N, int V);
 /* dlogits (N,V) = d/dlogits of sum_n dlogprobs[n] logprob[n] + dentropy[n] entropy[n]:

@@ -128,8 +128,8 @@ int sample_token(Sampler *s, const float *logits, const SampleParams *p, Rng *rn
         /* no filter (the RL default): the first token, in id order, at which the running
          * sum of the weights passes u * total. The weights and their block sums come from
          * one vectorised pass; the walk skips whole blocks that stay below the target and
-         * adds one weight at a time only inside the block that crosses it. (At GPT-2's
-         * vocabulary, two serial passes of expf were ~0.3 ms a row.) */
+         * adds one weight at a time only inside the block that crosses it. (Two serial
+         * passes of expf before: 124M generation at batch 8, 1220 -> 1182 ms.) */
         double total = softmax_row_weights(z, s->block, logits, V, inv_t);
         double target = u * total, cum = 0.0;
         tok = -1;
