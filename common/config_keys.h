@@ -88,7 +88,7 @@
     X(gen, temperature, FLOAT, 1.0, 1e-3, 100.0, "softmax temperature of sampling (and of the policy's log-probs)") \
     X(gen, top_k, INT, 0, 0, 16777216, "sample from the k most likely tokens (0 = off)") \
     X(gen, top_p, FLOAT, 1.0, 1e-6, 1.0, "nucleus sampling mass (1 = off)") \
-    X(gen, pack_weights, BOOL, true, 0, 1, "decode from a panel-major copy of the blocks' linear weights, made at each batch's prefill: ~1.7x faster generation at batch 8 (GPT-2 124M) for 12*n_layer*n_embd^2 more floats (340 MB at GPT-2 124M)")
+    X(gen, pack_weights, BOOL, true, 0, 1, "decode from a panel-major copy of the blocks' linear weights (actors pack it once per policy version): ~1.7x faster generation at batch 8 (GPT-2 124M) for 12*n_layer*n_embd^2 more floats (340 MB at GPT-2 124M)")
 
 #define RLHF_CONFIG_KEYS_ppo(X) \
     X(ppo, rollout_batch, INT, 64, 1, 16777216, "responses per PPO update (over all actors)") \
