@@ -232,7 +232,7 @@ struct GPTActs {
     float *dres;      /* (B,T,C) gradient of the residual stream */
     float *dbtc;      /* (B,T,C) */
     float *dqkv;      /* (B,T,3C) */
-    float *dfch, *dfch_gelu; /* (B,T,4C) */
+    float *dfch;      /* (B,T,4C) (the GELU's input gradient: fused into c_proj's) */
     float *datt;      /* (datt_slots,T,T) attention backward scratch, one per thread */
     int datt_slots;
     float *dlnf;      /* (B,T,C) */
@@ -247,7 +247,7 @@ static void acts_free(struct GPTActs *a) {
     float *bufs[] = {a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
                      a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd, a->proj,
-                     a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,     a->dfch_gelu,
+                     a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,
                      a->datt,    a->dlnf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a);
@@ -271,7 +271,6 @@ static void grad_scratch_reserve(GPT *m) {
     a->dbtc = xalloc_floats(BT * C);
     a->dqkv = xalloc_floats(BT * 3 * C);
     a->dfch = xalloc_floats(BT * 4 * C);
-    a->dfch_gelu = xalloc_floats(BT * 4 * C);
     /* one attention scratch per thread, at most one per (b, h) pair */
     int slots = ops_blas_threads(), pairs = a->B * m->config.n_head;
     a->datt_slots = slots < 1 ? 1 : slots > pairs ? pairs : slots;
@@ -394,8 +393,7 @@ void gpt_forward(GPT *m, const int *tokens, int B, int T) {
         matmul_forward(a->proj, la.atty, w->attn_proj_w, w->attn_proj_b, N, C, C);
         residual_forward(la.res2, la.res_in, a->proj, BT * C);
         layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.res2, w->ln_2_w, w->ln_2_b, N, C);
-        matmul_forward(la.fch, la.ln2, w->fc_w, w->fc_b, N, C, 4 * C);
-        gelu_forward(la.fch_gelu, la.fch, BT * 4 * (size_t)C);
+        matmul_gelu_forward(la.fch, la.fch_gelu, la.ln2, w->fc_w, w->fc_b, N, C, 4 * C);
         matmul_forward(a->proj, la.fch_gelu, w->fc_proj_w, w->fc_proj_b, N, 4 * C, C);
         residual_forward(la.res3, la.res2, a->proj, BT * C);
     }
@@ -441,9 +439,8 @@ static void trunk_backward(GPT *m, int B, int T) {
         const GPTBlock *w = &m->w.h[l];
         GPTBlock *gw = &g->h[l];
         LayerActs la = layer_acts(m, l, B, T);
-        matmul_backward(a->dfch_gelu, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
-                        w->fc_proj_w, N, 4 * C, C);
-        gelu_backward(a->dfch, la.fch, a->dfch_gelu, BTC * 4);
+        matmul_gelu_backward(a->dfch, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
+                             w->fc_proj_w, la.fch, N, 4 * C, C);
         matmul_backward(a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);
         layernorm_backward(a->dres, gw->ln_2_w, gw->ln_2_b, a->dbtc, la.res2, w->ln_2_w,
                            la.ln2_mean, la.ln2_rstd, N, C);

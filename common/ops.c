@@ -33,8 +33,10 @@
 #include <immintrin.h>
 #endif
 
+#include "gemm.h"
 #include "gpt.h"
 #include "util.h"
+#include "vmath.h"
 
 // ----------------------------------------------------------------------------
 // BLAS set-up
@@ -259,9 +261,25 @@ static void gemm_range(void *p, size_t lo, size_t hi, int part) {
     }
 }
 
+/* gemm.c's kernel for the linear layers and the LM head where it was compiled in (AVX-512),
+ * unless switched off (ops_gemm_own); OpenBLAS otherwise. */
+static int g_own_gemm = -1;
+
+int ops_gemm_own(int on) {
+    if (g_own_gemm < 0) g_own_gemm = gemm_f32_available();
+    int was = g_own_gemm;
+    if (on >= 0) g_own_gemm = on && gemm_f32_available();
+    return was;
+}
+
 static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias) {
+    if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && ops_gemm_own(-1)) {
+        GemmEpilogue e = {beta == 1.0f, bias, NULL, NULL};
+        gemm_f32(ta == CblasTrans, tb == CblasTrans, M, N, K, A, lda, B, ldb, C, ldc, &e);
+        return;
+    }
     GemmJob j = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, bias ? 1.0f : beta, A, B, bias, C};
     int dim = j.split_m ? M : N;
     size_t units = ((size_t)dim + GEMM_GRAIN - 1) / GEMM_GRAIN;
@@ -276,33 +294,10 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 }
 
 // ----------------------------------------------------------------------------
-// exp: a branch-free float exp that GCC vectorises (libm's expf is a scalar call, and
-// the softmax rows and GELU call it for every element). Cody–Waite reduction
-// x = n ln2 + r, |r| <= ln2/2, then a degree-7 Taylor polynomial for e^r (truncation
-// < 1e-8 relative) and 2^n from the exponent bits. Max error about 2 ulp over the
-// clamped range [-87, 88] (below: ~1e-38 instead of 0; above: e^88). Deterministic.
+// exp: vmath.h's vm_exp (a branch-free float exp that GCC vectorises; libm's expf is a
+// scalar call, and the softmax rows and GELU call it for every element). Deterministic.
 
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = __builtin_rintf(x * 1.44269504088896341f); /* rintf vectorises, floorf not */
-    float r = x - n * 0.693359375f;      /* ln2 high part (exact product) */
-    r = r - n * -2.12194440e-4f;         /* ln2 low part */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } scale;
-    scale.i = ((int32_t)n + 127) << 23;
-    return p * scale.f;
-}
+#define exp_fast vm_exp
 
 /* Row reductions with fixed lanes (vectorised, and the order is fixed by the code). */
 static inline float max_lanes(const float *x, int n) {
@@ -790,14 +785,20 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
     }
 }
 
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int C, int OC) {
-    gemm(CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC, 0.0f, dinp, C);
+/* dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum(dout) */
+static void matmul_backward_weights(float *dweight, float *dbias, const float *dout,
+                                    const float *inp, int N, int C, int OC) {
     gemm(CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
     if (dbias) {
         ColSumJob j = {dbias, dout, N, OC};
         run_range(colsum_range, &j, ((size_t)OC + 15) / 16, (size_t)N * OC, POOL_MAX);
     }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC) {
+    gemm(CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC, 0.0f, dinp, C);
+    matmul_backward_weights(dweight, dbias, dout, inp, N, C, OC);
 }
 
 // ----------------------------------------------------------------------------
@@ -1172,19 +1173,30 @@ void ops_zero(float *x, size_t n) { run_flat((FlatJob){zero_flat, x, NULL, NULL,
 // ----------------------------------------------------------------------------
 // GELU
 
-#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_CUBE 0.044715f
+/* The span functions are the only GELU loops here: 16 lanes at a time with vmath.h's
+ * vector formulas (the same bits as its scalar ones, which the non-AVX-512 build runs). */
+static inline void gelu_span_forward(float *out, const float *inp, size_t n) {
+    size_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, vm_gelu16(_mm512_loadu_ps(inp + i)));
+#endif
+    for (; i < n; i++) out[i] = vm_gelu(inp[i]);
+}
 
-/* 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^{-2u}): one exp, no
- * cancellation near 0. d/dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
+/* dinp may be dout (in place) */
+static inline void gelu_span_backward(float *dinp, const float *inp, const float *dout,
+                                      size_t n) {
+    size_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dinp + i, vm_gelu_grad16(_mm512_loadu_ps(inp + i),
+                                                  _mm512_loadu_ps(dout + i)));
+#endif
+    for (; i < n; i++) dinp[i] = vm_gelu_grad(inp[i], dout[i]);
+}
+
 static void gelu_forward_flat(const FlatJob *j, size_t i0, size_t i1) {
-    float *restrict out = j->out;
-    const float *inp = j->a;
-    for (size_t i = i0; i < i1; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
-        out[i] = x / (1.0f + exp_fast(-2.0f * u));
-    }
+    gelu_span_forward(j->out + i0, j->a + i0, i1 - i0);
 }
 
 void gelu_forward(float *out, const float *inp, size_t N) {
@@ -1192,19 +1204,35 @@ void gelu_forward(float *out, const float *inp, size_t N) {
 }
 
 static void gelu_backward_flat(const FlatJob *j, size_t i0, size_t i1) {
-    float *restrict dinp = j->out;
-    const float *inp = j->a, *dout = j->b;
-    for (size_t i = i0; i < i1; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + GELU_CUBE * x * x * x);
-        float sg = 1.0f / (1.0f + exp_fast(-2.0f * u));
-        float du = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
-        dinp[i] = (sg + 2.0f * x * sg * (1.0f - sg) * du) * dout[i];
-    }
+    gelu_span_backward(j->out + i0, j->a + i0, j->b + i0, i1 - i0);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     run_flat((FlatJob){gelu_backward_flat, dinp, inp, dout, N});
+}
+
+void matmul_gelu_forward(float *out, float *out_gelu, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC) {
+    if (!ops_gemm_own(-1)) {
+        matmul_forward(out, inp, weight, bias, N, C, OC);
+        gelu_forward(out_gelu, out, (size_t)N * OC);
+        return;
+    }
+    GemmEpilogue e = {0, bias, out_gelu, NULL};
+    gemm_f32(0, 0, N, OC, C, inp, C, weight, OC, out, OC, &e);
+}
+
+void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, const float *gelu_inp, int N,
+                          int C, int OC) {
+    if (!ops_gemm_own(-1)) {
+        matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        gelu_backward(dinp, gelu_inp, dinp, (size_t)N * C);
+        return;
+    }
+    GemmEpilogue e = {0, NULL, NULL, gelu_inp};
+    gemm_f32(0, 1, N, C, OC, dout, OC, weight, OC, dinp, C, &e);
+    matmul_backward_weights(dweight, dbias, dout, inp, N, C, OC);
 }
 
 // ----------------------------------------------------------------------------

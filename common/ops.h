@@ -42,6 +42,12 @@ int ops_blas_threads(void);
 typedef void (*OpsPartFn)(void *arg, int part, int nparts);
 void ops_parallel(OpsPartFn fn, void *arg, int max_parts);
 
+/* Which GEMM the linear layers and the LM head use: gemm.c's own kernel (on > 0; only
+ * where it was compiled in, AVX-512) or OpenBLAS (on == 0); on < 0 only asks. Returns the
+ * setting before the call. Default: the own kernel where available. For benchmarks and
+ * tests that compare the two; not thread-safe against running kernels. */
+int ops_gemm_own(int on);
+
 /* x[0..n) = 0, split over the pool (gradient buffers of 124M parameters are 0.5 GB). */
 void ops_zero(float *x, size_t n);
 
@@ -103,6 +109,17 @@ void matmul_pack_rows(float *packed, const float *weight, int C, int OC);
  * (accumulated, so micro-batches add up). dbias may be NULL (no bias). */
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC);
+
+/* The MLP's two GELU seams fused into the GEMMs (gemm.c epilogues; with OpenBLAS, the
+ * separate calls): matmul_gelu_forward = matmul_forward into out, then out_gelu =
+ * gelu(out); matmul_gelu_backward = matmul_backward, then dinp = gelu'(gelu_inp) dinp.
+ * Bit-identical to the separate calls: the GELU code is the same, run on each finished
+ * tile while it is in cache instead of in a pass of its own over (N, 4C). */
+void matmul_gelu_forward(float *out, float *out_gelu, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC);
+void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, const float *gelu_inp, int N,
+                          int C, int OC);
 
 // ----------------------------------------------------------------------------
 // LM head tied to the token embedding: logits (N,V) = inp (N,C) @ wte (V,C)^T

@@ -1,0 +1,50 @@
+/*
+ * common/gemm.h — our own fp32 GEMM for the training step's linear layers, with fused
+ * epilogues (bias, accumulate, a per-row callback for GELU and its gradient).
+ *
+ * Why not OpenBLAS everywhere: on the small inner dimensions of the tiny model (K = 128 to
+ * 512) OpenBLAS spends as long packing both operands as multiplying (perf: 15 % of a tiny
+ * training step in its copy routines against 43 % in its kernel), each thread of our pool
+ * packs the operand it shares with the other threads again, and a bias or GELU is a
+ * separate pass over the output. Here the B operand is packed once per (32-column
+ * panel, 256-deep block) by the thread that owns the panel, A is read in place (broadcast
+ * one element at a time), and the GELU (or its gradient) is applied to a finished tile
+ * while it is still in registers (vmath.h's formulas: the bits of ops.c's GELU passes).
+ *
+ * Arithmetic: every element of C is one chain of fused multiply-adds over k = 0..K-1 in
+ * order, starting from C (accumulate), the bias, or 0 — whichever tile, panel or thread
+ * computes it — so results do not depend on the thread count or the shape of the split.
+ * Built only with AVX-512 (x86-64 -march with avx512f); elsewhere gemm_f32_available()
+ * is 0 and ops.c keeps OpenBLAS.
+ */
+#ifndef RLHF_GEMM_H
+#define RLHF_GEMM_H
+
+#include <stddef.h>
+
+typedef struct {
+    int accumulate;             /* 1: C += A B (C read first); 0: C = A B (+ bias) */
+    const float *bias;          /* (N) the chain's starting value; only with !accumulate */
+    float *gelu_out;            /* optional: also gelu_out = gelu(C), laid out as C (ldc) */
+    const float *gelu_grad_inp; /* optional: C = gelu'(gelu_grad_inp) * (A B), laid out as
+                                 * C; only with !accumulate and no bias */
+} GemmEpilogue;
+
+/* 1 when the kernel below was compiled in (AVX-512), 0 otherwise. */
+int gemm_f32_available(void);
+
+/* C (M,N) = op(A) op(B) [+ C | + bias], row-major, ldc >= N:
+ *   op(A) (M,K) is A (M,K) with row stride lda, or A (K,M) transposed (trans_a);
+ *   op(B) (K,N) is B (K,N) with row stride ldb, or B (N,K) transposed (trans_b).
+ * Split over the ops.c pool by 32-column panels (by 12-row tiles when there are fewer
+ * panels than threads). Call only when gemm_f32_available(). */
+void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+              const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi);
+
+/* The scalar reference: the same chain per element (fmaf over k in order, from C, the
+ * bias or 0), then the GELU epilogue with vmath.h's scalar formulas. Tests compare
+ * gemm_f32 with it bit for bit. */
+void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi);
+
+#endif

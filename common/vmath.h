@@ -1,0 +1,109 @@
+/*
+ * common/vmath.h — the element-wise formulas that more than one kernel file evaluates:
+ * exp (ops.c's exp_fast) and the GELU with its derivative, as scalar functions and, with
+ * AVX-512, as 16-lane versions that perform the same float operations in the same order
+ * (separate multiplies and adds, as the scalar code compiles under -std=c11, where GCC
+ * does not contract a * b + c), so a lane gives the bits of the scalar call.
+ *
+ * ops.c runs the GELU passes with them and gemm.c applies them to a GEMM tile while it
+ * is still in registers; the two therefore agree bit for bit (tests/test_gemm.c).
+ */
+#ifndef RLHF_VMATH_H
+#define RLHF_VMATH_H
+
+#include <stdint.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* GELU, tanh approximation (Hendrycks & Gimpel 2016, sec. 2) */
+#define VM_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+#define VM_GELU_CUBE 0.044715f
+
+/* Branch-free float exp: Cody–Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7
+ * Taylor polynomial for e^r (truncation < 1e-8 relative) and 2^n from the exponent bits.
+ * Max error about 2 ulp over the clamped range [-87, 88] (below: ~1e-38 instead of 0;
+ * above: e^88). GCC vectorises it (libm's expf is a scalar call). */
+static inline float vm_exp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = __builtin_rintf(x * 1.44269504088896341f); /* rintf vectorises, floorf not */
+    float r = x - n * 0.693359375f;                      /* ln2 high part (exact product) */
+    r = r - n * -2.12194440e-4f;                         /* ln2 low part */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+/* 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^{-2u}): one exp, no
+ * cancellation near 0. d/dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
+static inline float vm_gelu(float x) {
+    float u = VM_GELU_SCALE * (x + VM_GELU_CUBE * x * x * x);
+    return x / (1.0f + vm_exp(-2.0f * u));
+}
+
+/* gelu'(x) * dout */
+static inline float vm_gelu_grad(float x, float dout) {
+    float u = VM_GELU_SCALE * (x + VM_GELU_CUBE * x * x * x);
+    float sg = 1.0f / (1.0f + vm_exp(-2.0f * u));
+    float du = VM_GELU_SCALE * (1.0f + 3.0f * VM_GELU_CUBE * x * x);
+    return (sg + 2.0f * x * sg * (1.0f - sg) * du) * dout;
+}
+
+#if defined(__AVX512F__)
+static inline __m512 vm_exp16(__m512 x) {
+    /* operand order as the scalar ternaries: a NaN passes through */
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(-2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+static inline __m512 vm_gelu_u16(__m512 x) {
+    __m512 c = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(VM_GELU_CUBE), x), x), x);
+    return _mm512_mul_ps(_mm512_set1_ps(VM_GELU_SCALE), _mm512_add_ps(x, c));
+}
+
+static inline __m512 vm_gelu16(__m512 x) {
+    __m512 e = vm_exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), vm_gelu_u16(x)));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+static inline __m512 vm_gelu_grad16(__m512 x, __m512 dout) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = vm_exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), vm_gelu_u16(x)));
+    __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 du = _mm512_mul_ps(
+        _mm512_set1_ps(VM_GELU_SCALE),
+        _mm512_add_ps(one, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(3.0f * VM_GELU_CUBE), x), x)));
+    __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), x), sg),
+                                           _mm512_sub_ps(one, sg)),
+                             du);
+    return _mm512_mul_ps(_mm512_add_ps(sg, t), dout);
+}
+#endif
+
+#endif
