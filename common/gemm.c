@@ -47,6 +47,7 @@ void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *
             float acc = epi->accumulate ? C[at] : epi->bias ? epi->bias[j] : 0.0f;
             for (int k = 0; k < K; k++)
                 acc = fmaf(gemm_a(A, lda, trans_a, i, k), gemm_b(B, ldb, trans_b, k, j), acc);
+            if (epi->scale != 0.0f) acc *= epi->scale;
             if (epi->gelu_grad_inp) acc = vm_gelu_grad(epi->gelu_grad_inp[at], acc);
             C[at] = acc;
             if (epi->gelu_out) epi->gelu_out[at] = vm_gelu(acc);
@@ -141,7 +142,7 @@ static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b
 static inline __attribute__((always_inline)) void gemm_tile(
     const int MR, const float *restrict a, size_t ars, size_t aks, const float *restrict bp,
     int kc, float *c, int ldc, int nc, int init, const float *bias, float *gout,
-    const float *ginp) {
+    const float *ginp, float scale) {
     __m512 c0[GEMM_MR], c1[GEMM_MR];
     __mmask16 m0 = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
     __mmask16 m1 = nc >= 32 ? (__mmask16)0xFFFF
@@ -164,6 +165,7 @@ static inline __attribute__((always_inline)) void gemm_tile(
             c1[r] = _mm512_setzero_ps();
         }
     }
+#pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp + (size_t)k * GEMM_NR);
         __m512 b1 = _mm512_load_ps(bp + (size_t)k * GEMM_NR + 16);
@@ -172,6 +174,13 @@ static inline __attribute__((always_inline)) void gemm_tile(
             __m512 av = _mm512_set1_ps(ak[(size_t)r * ars]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    if (scale != 0.0f) {
+        __m512 sv = _mm512_set1_ps(scale);
+        for (int r = 0; r < MR; r++) {
+            c0[r] = _mm512_mul_ps(c0[r], sv);
+            c1[r] = _mm512_mul_ps(c1[r], sv);
         }
     }
     if (ginp) {
@@ -198,13 +207,13 @@ static inline __attribute__((always_inline)) void gemm_tile(
 #define GEMM_TILE_CASE(n)                                                                    \
     case n:                                                                                  \
         if (aks == GEMM_MR)                                                                  \
-            gemm_tile(n, a, 1, GEMM_MR, bp, kc, c, ldc, nc, init, bias, gout, ginp);         \
-        else gemm_tile(n, a, ars, 1, bp, kc, c, ldc, nc, init, bias, gout, ginp);            \
+            gemm_tile(n, a, 1, GEMM_MR, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale);  \
+        else gemm_tile(n, a, ars, 1, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale);     \
         break;
 
 static void gemm_tile_any(int mr, const float *a, size_t ars, size_t aks, const float *bp,
                           int kc, float *c, int ldc, int nc, int init, const float *bias,
-                          float *gout, const float *ginp) {
+                          float *gout, const float *ginp, float scale) {
     switch (mr) {
         GEMM_TILE_CASE(1)
         GEMM_TILE_CASE(2)
@@ -279,7 +288,8 @@ static void gemm_block(const GemmJob *j, float *bg, float *ap, int p0, int p1, i
                         gemm_tile_any(mr, a, ars, aks, bg + (size_t)(p - g0) * kc * GEMM_NR, kc,
                                       j->C + at, j->ldc, nc, init, e->bias ? e->bias + j0 : NULL,
                                       last && e->gelu_out ? e->gelu_out + at : NULL,
-                                      last && e->gelu_grad_inp ? e->gelu_grad_inp + at : NULL);
+                                      last && e->gelu_grad_inp ? e->gelu_grad_inp + at : NULL,
+                                      last ? e->scale : 0.0f);
                     }
                 }
             }
@@ -324,9 +334,28 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
     ops_parallel(gemm_part, &j, parts);
 }
 
+void gemm_f32_serial(int part, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                     int lda, const float *B, int ldb, float *C, int ldc,
+                     const GemmEpilogue *epi) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        gemm_f32_naive(trans_a, trans_b, M, N, 0, A, lda, B, ldb, C, ldc, epi);
+        return;
+    }
+    GemmJob j = {trans_a, trans_b, M, N, K, lda, ldb, ldc, A, B, C, epi, 0};
+    gemm_block(&j, g_pack_b[part], g_pack_a[part], 0, (N + GEMM_NR - 1) / GEMM_NR, 0, M);
+}
+
 #else /* no AVX-512: ops.c keeps OpenBLAS */
 
 int gemm_f32_available(void) { return 0; }
+
+void gemm_f32_serial(int part, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                     int lda, const float *B, int ldb, float *C, int ldc,
+                     const GemmEpilogue *epi) {
+    (void)part;
+    gemm_f32_naive(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi);
+}
 
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi) {

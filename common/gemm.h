@@ -28,6 +28,8 @@ typedef struct {
     float *gelu_out;            /* optional: also gelu_out = gelu(C), laid out as C (ldc) */
     const float *gelu_grad_inp; /* optional: C = gelu'(gelu_grad_inp) * (A B), laid out as
                                  * C; only with !accumulate and no bias */
+    float scale;                /* nonzero: C = scale * (A B) (the finished chain times
+                                 * scale); only with !accumulate, no bias, no GELU */
 } GemmEpilogue;
 
 /* 1 when the kernel below was compiled in (AVX-512), 0 otherwise. */
@@ -40,6 +42,13 @@ int gemm_f32_available(void);
  * panels than threads). Call only when gemm_f32_available(). */
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi);
+
+/* The same product on the calling thread only, with the packing buffers of pool part
+ * `part` (0 <= part < 64): for kernels that already run one job per pool part (attention
+ * runs one (batch, head) pair per call). */
+void gemm_f32_serial(int part, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                     int lda, const float *B, int ldb, float *C, int ldc,
+                     const GemmEpilogue *epi);
 
 /* The scalar reference: the same chain per element (fmaf over k in order, from C, the
  * bias or 0), then the GELU epilogue with vmath.h's scalar formulas. Tests compare

@@ -276,7 +276,7 @@ static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int 
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias) {
     if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && ops_gemm_own(-1)) {
-        GemmEpilogue e = {beta == 1.0f, bias, NULL, NULL};
+        GemmEpilogue e = {.accumulate = beta == 1.0f, .bias = bias};
         gemm_f32(ta == CblasTrans, tb == CblasTrans, M, N, K, A, lda, B, ldb, C, ldc, &e);
         return;
     }
@@ -298,6 +298,18 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 // scalar call, and the softmax rows and GELU call it for every element). Deterministic.
 
 #define exp_fast vm_exp
+
+/* sum_i a_i b_i in double over 8 fixed lanes (vectorised; the order is fixed by the code) */
+static inline double dot_lanes_d(const float *a, const float *b, int n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int nv = n - n % 8;
+    for (int i = 0; i < nv; i += 8)
+        for (int l = 0; l < 8; l++) s[l] += (double)a[i + l] * b[i + l];
+    double r = 0.0;
+    for (int l = 0; l < 8; l++) r += s[l];
+    for (int i = nv; i < n; i++) r += (double)a[i] * b[i];
+    return r;
+}
 
 /* Row reductions with fixed lanes (vectorised, and the order is fixed by the code). */
 static inline float max_lanes(const float *x, int n) {
@@ -966,8 +978,23 @@ static void causal_softmax_rows(float *a, int T) {
     }
 }
 
+/* One single-threaded product of attention, C = alpha op(A) op(B) + beta C with beta 0
+ * or 1, on pool part `part`: gemm.c's kernel where it is in use (alpha only with beta 0:
+ * the callers fold it in elsewhere otherwise), OpenBLAS sgemm otherwise. */
+static void att_gemm(int part, int own, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N,
+                     int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                     float beta, float *C, int ldc) {
+    if (own) {
+        GemmEpilogue e = {.accumulate = beta != 0.0f, .scale = alpha == 1.0f ? 0.0f : alpha};
+        gemm_f32_serial(part, ta == CblasTrans, tb == CblasTrans, M, N, K, A, lda, B, ldb, C,
+                        ldc, &e);
+    } else {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+}
+
 /* The (b, h) pairs are split over the pool; each pair runs the same single-threaded
- * sgemm calls whichever thread takes it. */
+ * products whichever thread takes it. */
 typedef struct {
     float *out, *att;
     float *dqkv, *scratch;
@@ -977,8 +1004,8 @@ typedef struct {
 } AttJob;
 
 static void attention_forward_range(void *p, size_t lo, size_t hi, int part) {
-    (void)part;
     const AttJob *j = p;
+    int own = ops_gemm_own(-1);
     int T = j->T, C = j->C, NH = j->NH, hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (size_t bh = lo; bh < hi; bh++) {
@@ -989,15 +1016,14 @@ static void attention_forward_range(void *p, size_t lo, size_t hi, int part) {
         /* causal: query block [t0, t0+nt) needs keys [0, t0+nt) only */
         for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
-                        q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
+            att_gemm(part, own, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
+                     q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
         }
         causal_softmax_rows(a, T); /* also zeroes the never-computed upper part */
         for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
-                        a + (size_t)t0 * T, T, v, C3, 0.0f,
-                        j->out + (b * T + t0) * C + h * hs, C);
+            att_gemm(part, own, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
+                     a + (size_t)t0 * T, T, v, C3, 0.0f, j->out + (b * T + t0) * C + h * hs, C);
         }
     }
 }
@@ -1060,6 +1086,9 @@ static void attention_backward_range(void *p, size_t lo, size_t hi, int part) {
     float scale = 1.0f / sqrtf((float)hs);
     float *ds = j->scratch + (size_t)part * T * T;
     int last = (T - 1) / OPS_ATT_BLOCK * OPS_ATT_BLOCK;
+    /* gemm.c takes no alpha with beta 1 (dK): there dS is scaled once instead */
+    int own = ops_gemm_own(-1);
+    float ds_scale = own ? scale : 1.0f, alpha = own ? 1.0f : scale;
     for (size_t bh = lo; bh < hi; bh++) {
         size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
         size_t off = b * T * C3 + h * hs;
@@ -1070,30 +1099,28 @@ static void attention_backward_range(void *p, size_t lo, size_t hi, int part) {
         /* per causal query block: dP = dY V^T, dV (+)= P^T dY */
         for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
-                        dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
-                        a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, t0 == last ? 0.0f : 1.0f,
-                        dv, C3);
+            att_gemm(part, own, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
+                     dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
+            att_gemm(part, own, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
+                     a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, t0 == last ? 0.0f : 1.0f,
+                     dv, C3);
         }
         /* softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal */
         for (int t = 0; t < T; t++) {
             const float *pr = a + (size_t)t * T;
             float *dr = ds + (size_t)t * T;
-            double dot = 0.0;
-            for (int s = 0; s <= t; s++) dot += (double)pr[s] * dr[s];
-            float fdot = (float)dot;
-            for (int s = 0; s <= t; s++) dr[s] = pr[s] * (dr[s] - fdot);
+            float fdot = (float)dot_lanes_d(pr, dr, t + 1);
+            for (int s = 0; s <= t; s++) dr[s] = ds_scale * (pr[s] * (dr[s] - fdot));
             for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
         }
         /* S = scale Q K^T: dQ = scale dS K, dK (+)= scale dS^T Q */
         for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, scale,
-                        ds + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, scale,
-                        ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3,
-                        t0 == last ? 0.0f : 1.0f, dk, C3);
+            att_gemm(part, own, CblasNoTrans, CblasNoTrans, nt, hs, nk, alpha,
+                     ds + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
+            att_gemm(part, own, CblasTrans, CblasNoTrans, nk, hs, nt, alpha,
+                     ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3,
+                     t0 == last ? 0.0f : 1.0f, dk, C3);
         }
     }
 }
@@ -1218,7 +1245,7 @@ void matmul_gelu_forward(float *out, float *out_gelu, const float *inp, const fl
         gelu_forward(out_gelu, out, (size_t)N * OC);
         return;
     }
-    GemmEpilogue e = {0, bias, out_gelu, NULL};
+    GemmEpilogue e = {.bias = bias, .gelu_out = out_gelu};
     gemm_f32(0, 0, N, OC, C, inp, C, weight, OC, out, OC, &e);
 }
 
@@ -1230,7 +1257,7 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
         gelu_backward(dinp, gelu_inp, dinp, (size_t)N * C);
         return;
     }
-    GemmEpilogue e = {0, NULL, NULL, gelu_inp};
+    GemmEpilogue e = {.gelu_grad_inp = gelu_inp};
     gemm_f32(0, 1, N, C, OC, dout, OC, weight, OC, dinp, C, &e);
     matmul_backward_weights(dweight, dbias, dout, inp, N, C, OC);
 }
