@@ -41,6 +41,9 @@ static inline float gemm_b(const float *B, int ldb, int trans_b, int k, int j) {
 
 void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi) {
+    if (epi->colsum_b)
+        for (int j = 0; j < N; j++)
+            for (int k = 0; k < K; k++) epi->colsum_b[j] += gemm_b(B, ldb, trans_b, k, j);
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             size_t at = (size_t)i * ldc + j;
@@ -96,26 +99,54 @@ static inline void gemm_transpose16(float *dst, int ldd, const float *src, int l
 
 /* The block k in [k0, k0 + kc) of panels [g0, g1) of op(B), panel after panel:
  * bg[p - g0][k][jj] = op(B)(k0 + k, 32 p + jj), zero past column N. */
+static inline __mmask16 gemm_mask(int n) { /* the first n (clamped to 0..16) lanes */
+    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
+}
+
+/* With colsum (non-transposed B only): colsum[j] += op(B)(k, j) for every packed element,
+ * k in order — the column sums ride along with the copy (the bias gradient of a linear
+ * layer, summed in the order of ops.c's separate pass, so with the same bits). */
 static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b, int k0,
-                        int kc, int g0, int g1, int N) {
+                        int kc, int g0, int g1, int N, float *colsum) {
     if (!trans_b) {
         /* row by row: each row of B is read once, contiguously, across the group */
+        float cs[GEMM_GROUP * GEMM_NR] __attribute__((aligned(64)));
+        if (colsum)
+            for (int p = g0; p < g1; p++) {
+                int j0 = p * GEMM_NR;
+                for (int v = 0; v < 2; v++)
+                    _mm512_store_ps(cs + (p - g0) * GEMM_NR + 16 * v,
+                                    _mm512_maskz_loadu_ps(gemm_mask(N - j0 - 16 * v), colsum + j0 + 16 * v));
+            }
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(k0 + k) * ldb;
             for (int p = g0; p < g1; p++) {
                 int j0 = p * GEMM_NR, nc = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
                 float *dst = bg + ((size_t)(p - g0) * kc + k) * GEMM_NR;
+                __m512 b0, b1;
                 if (nc == GEMM_NR) {
-                    _mm512_store_ps(dst, _mm512_loadu_ps(src + j0));
-                    _mm512_store_ps(dst + 16, _mm512_loadu_ps(src + j0 + 16));
+                    b0 = _mm512_loadu_ps(src + j0);
+                    b1 = _mm512_loadu_ps(src + j0 + 16);
                 } else {
-                    __mmask16 m0 = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
-                    __mmask16 m1 = nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1u) : (__mmask16)0;
-                    _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src + j0));
-                    _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + j0 + 16));
+                    b0 = _mm512_maskz_loadu_ps(gemm_mask(nc), src + j0);
+                    b1 = _mm512_maskz_loadu_ps(gemm_mask(nc - 16), src + j0 + 16);
+                }
+                _mm512_store_ps(dst, b0);
+                _mm512_store_ps(dst + 16, b1);
+                if (colsum) {
+                    float *c = cs + (p - g0) * GEMM_NR;
+                    _mm512_store_ps(c, _mm512_add_ps(_mm512_load_ps(c), b0));
+                    _mm512_store_ps(c + 16, _mm512_add_ps(_mm512_load_ps(c + 16), b1));
                 }
             }
         }
+        if (colsum)
+            for (int p = g0; p < g1; p++) {
+                int j0 = p * GEMM_NR;
+                for (int v = 0; v < 2; v++)
+                    _mm512_mask_storeu_ps(colsum + j0 + 16 * v, gemm_mask(N - j0 - 16 * v),
+                                          _mm512_load_ps(cs + (p - g0) * GEMM_NR + 16 * v));
+            }
         return;
     }
     /* B is (N, K): 16 x 16 blocks transposed in registers; the ragged edges by hand */
@@ -269,7 +300,9 @@ static void gemm_block(const GemmJob *j, float *bg, float *ap, int p0, int p1, i
             int kc = j->K - k0 < GEMM_KB ? j->K - k0 : GEMM_KB;
             int init = k0 > 0 || e->accumulate ? 1 : e->bias ? 2 : 0;
             int last = k0 + kc == j->K;
-            gemm_pack_b(bg, j->B, j->ldb, j->trans_b, k0, kc, g0, g1, j->N);
+            /* the column sums of B, by the part that owns row 0 (each column once) */
+            gemm_pack_b(bg, j->B, j->ldb, j->trans_b, k0, kc, g0, g1, j->N,
+                        i0 == 0 ? e->colsum_b : NULL);
             for (int ic = i0; ic < i1; ic += GEMM_MC) {
                 int ic1 = i1 - ic < GEMM_MC ? i1 : ic + GEMM_MC;
                 if (j->trans_a) gemm_pack_a_trans(ap, j->A, j->lda, ic, ic1 - ic, k0, kc);

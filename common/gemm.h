@@ -30,6 +30,8 @@ typedef struct {
                                  * C; only with !accumulate and no bias */
     float scale;                /* nonzero: C = scale * (A B) (the finished chain times
                                  * scale); only with !accumulate, no bias, no GELU */
+    float *colsum_b;            /* optional (N): colsum_b[j] += sum_k op(B)(k, j), k in
+                                 * order (a bias gradient); only with B not transposed */
 } GemmEpilogue;
 
 /* 1 when the kernel below was compiled in (AVX-512), 0 otherwise. */

@@ -303,8 +303,16 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 static inline double dot_lanes_d(const float *a, const float *b, int n) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int nv = n - n % 8;
+#if defined(__AVX512F__) /* the same lanes (GCC leaves the float -> double mix scalar) */
+    __m512d v = _mm512_setzero_pd();
+    for (int i = 0; i < nv; i += 8)
+        v = _mm512_add_pd(v, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + i)),
+                                           _mm512_cvtps_pd(_mm256_loadu_ps(b + i))));
+    _mm512_storeu_pd(s, v);
+#else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) s[l] += (double)a[i + l] * b[i + l];
+#endif
     double r = 0.0;
     for (int l = 0; l < 8; l++) r += s[l];
     for (int i = nv; i < n; i++) r += (double)a[i] * b[i];
@@ -327,8 +335,14 @@ static inline float max_lanes(const float *x, int n) {
 static inline double sum_lanes_d(const float *x, int n) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int nv = n - n % 8;
+#if defined(__AVX512F__)
+    __m512d v = _mm512_setzero_pd();
+    for (int i = 0; i < nv; i += 8) v = _mm512_add_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+    _mm512_storeu_pd(s, v);
+#else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) s[l] += (double)x[i + l];
+#endif
     double r = 0.0;
     for (int l = 0; l < 8; l++) r += s[l];
     for (int i = nv; i < n; i++) r += x[i];
@@ -432,11 +446,21 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *to
 static inline double sumsq_dev_lanes_d(const float *x, float m, int n) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int nv = n - n % 8;
+#if defined(__AVX512F__)
+    __m512d v = _mm512_setzero_pd();
+    __m256 vm = _mm256_set1_ps(m);
+    for (int i = 0; i < nv; i += 8) {
+        __m512d d = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        v = _mm512_add_pd(v, _mm512_mul_pd(d, d));
+    }
+    _mm512_storeu_pd(s, v);
+#else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) {
             double d = (double)(x[i + l] - m);
             s[l] += d * d;
         }
+#endif
     double r = 0.0;
     for (int l = 0; l < 8; l++) r += s[l];
     for (int i = nv; i < n; i++) {
@@ -495,6 +519,20 @@ static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
         float m = j->mean[n], r = j->rstd[n];
         double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int nv = C - C % 8;
+#if defined(__AVX512F__)
+        /* the loop below, 8 lanes at a time (GCC leaves the float -> double mix scalar) */
+        __m512d v1 = _mm512_setzero_pd(), v2 = _mm512_setzero_pd();
+        __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+        for (int i = 0; i < nv; i += 8) {
+            __m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+            __m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_loadu_ps(d + i));
+            __m512d dd = _mm512_cvtps_pd(dnorm);
+            v1 = _mm512_add_pd(v1, dd);
+            v2 = _mm512_add_pd(v2, _mm512_mul_pd(dd, _mm512_cvtps_pd(norm)));
+        }
+        _mm512_storeu_pd(s1, v1);
+        _mm512_storeu_pd(s2, v2);
+#else
         for (int i = 0; i < nv; i += 8)
             for (int l = 0; l < 8; l++) {
                 float norm = (x[i + l] - m) * r;
@@ -502,6 +540,7 @@ static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
                 s1[l] += (double)dnorm;
                 s2[l] += (double)dnorm * (double)norm;
             }
+#endif
         double dn_mean = 0.0, dn_norm_mean = 0.0;
         for (int l = 0; l < 8; l++) dn_mean += s1[l], dn_norm_mean += s2[l];
         for (int i = nv; i < C; i++) {
@@ -525,14 +564,29 @@ static void layernorm_backward_cols(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const LNBackwardJob *j = p;
     int C = j->C, c0 = (int)lo * 16, c1 = (int)hi * 16 < C ? (int)hi * 16 : C, w = c1 - c0;
-    float *restrict dw = j->dweight + c0, *restrict db = j->dbias + c0;
-    for (int n = 0; n < j->N; n++) {
-        const float *x = j->inp + (size_t)n * C + c0, *d = j->dout + (size_t)n * C + c0;
-        float m = j->mean[n], r = j->rstd[n];
-        for (int i = 0; i < w; i++) {
-            db[i] += d[i];
-            dw[i] += (x[i] - m) * r * d[i];
+    /* 32 columns at a time, summed down the rows in registers (as colsum_range) */
+    for (int b0 = 0; b0 < w; b0 += 32) {
+        int bw = w - b0 < 32 ? w - b0 : 32;
+        float db[32], dw[32];
+        memcpy(db, j->dbias + c0 + b0, (size_t)bw * sizeof(float));
+        memcpy(dw, j->dweight + c0 + b0, (size_t)bw * sizeof(float));
+        for (int n = 0; n < j->N; n++) {
+            const float *x = j->inp + (size_t)n * C + c0 + b0, *d = j->dout + (size_t)n * C + c0 + b0;
+            float m = j->mean[n], r = j->rstd[n];
+            if (bw == 32) {
+                for (int i = 0; i < 32; i++) {
+                    db[i] += d[i];
+                    dw[i] += (x[i] - m) * r * d[i];
+                }
+            } else {
+                for (int i = 0; i < bw; i++) {
+                    db[i] += d[i];
+                    dw[i] += (x[i] - m) * r * d[i];
+                }
+            }
         }
+        memcpy(j->dbias + c0 + b0, db, (size_t)bw * sizeof(float));
+        memcpy(j->dweight + c0 + b0, dw, (size_t)bw * sizeof(float));
     }
 }
 
@@ -790,16 +844,31 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const ColSumJob *j = p;
     int OC = j->OC, c0 = (int)lo * 16, c1 = (int)hi * 16 < OC ? (int)hi * 16 : OC;
-    float *restrict db = j->dbias + c0;
-    for (int n = 0; n < j->N; n++) {
-        const float *d = j->dout + (size_t)n * OC + c0;
-        for (int o = 0; o < c1 - c0; o++) db[o] += d[o];
+    /* 64 columns at a time, summed down the rows in registers (each column still in row
+     * order): one store per column instead of a load-add-store chain per row */
+    for (int b0 = c0; b0 < c1; b0 += 64) {
+        int w = c1 - b0 < 64 ? c1 - b0 : 64;
+        float acc[64];
+        memcpy(acc, j->dbias + b0, (size_t)w * sizeof(float));
+        for (int n = 0; n < j->N; n++) {
+            const float *d = j->dout + (size_t)n * OC + b0;
+            if (w == 64)
+                for (int o = 0; o < 64; o++) acc[o] += d[o];
+            else
+                for (int o = 0; o < w; o++) acc[o] += d[o];
+        }
+        memcpy(j->dbias + b0, acc, (size_t)w * sizeof(float));
     }
 }
 
 /* dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum(dout) */
 static void matmul_backward_weights(float *dweight, float *dbias, const float *dout,
                                     const float *inp, int N, int C, int OC) {
+    if (ops_gemm_own(-1)) { /* dbias summed while the GEMM packs dout (the same bits) */
+        GemmEpilogue e = {.accumulate = 1, .colsum_b = dbias};
+        gemm_f32(1, 0, C, OC, N, inp, C, dout, OC, dweight, OC, &e);
+        return;
+    }
     gemm(CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
     if (dbias) {
         ColSumJob j = {dbias, dout, N, OC};
