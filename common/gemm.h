@@ -32,7 +32,16 @@ typedef struct {
                                  * scale); only with !accumulate, no bias, no GELU */
     float *colsum_b;            /* optional (N): colsum_b[j] += sum_k op(B)(k, j), k in
                                  * order (a bias gradient); only with B not transposed */
+    int causal, causal_off;     /* GEMM_CAUSAL_*: the causal structure of attention */
 } GemmEpilogue;
+
+/* Causal shapes (d = causal_off), all exact: a skipped term is a zero of A (fma(0, b, c)
+ * = c for finite b), a skipped output is one the caller does not read.
+ *   GEMM_CAUSAL_OUT:    only C(i, j) with j <= i + d are needed; whole 32-column panels
+ *                       past that are skipped (left as they were), the rest computed;
+ *   GEMM_CAUSAL_K_UPTO: op(A)(i, k) = 0 for k > i + d (row i of a causal P or dS);
+ *   GEMM_CAUSAL_K_FROM: op(A)(i, k) = 0 for k < i + d (P or dS transposed). */
+enum { GEMM_CAUSAL_NONE = 0, GEMM_CAUSAL_OUT, GEMM_CAUSAL_K_UPTO, GEMM_CAUSAL_K_FROM };
 
 /* 1 when the kernel below was compiled in (AVX-512), 0 otherwise. */
 int gemm_f32_available(void);

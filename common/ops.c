@@ -299,6 +299,17 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 
 #define exp_fast vm_exp
 
+#if defined(__AVX512F__)
+/* the first n lanes (n clamped to 0..16), and the halves of a vector */
+static inline __mmask16 lanes_mask(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
+}
+static inline __m256 lo_half(__m512 x) { return _mm512_castps512_ps256(x); }
+static inline __m256 hi_half(__m512 x) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+}
+#endif
+
 /* sum_i a_i b_i in double over 8 fixed lanes (vectorised; the order is fixed by the code) */
 static inline double dot_lanes_d(const float *a, const float *b, int n) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -1039,26 +1050,38 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float
 static void causal_softmax_rows(float *a, int T) {
     for (int t = 0; t < T; t++) {
         float *row = a + (size_t)t * T;
-        float mx = max_lanes(row, t + 1);
-        for (int s = 0; s <= t; s++) row[s] = exp_fast(row[s] - mx);
-        float inv = (float)(1.0 / sum_lanes_d(row, t + 1));
-        for (int s = 0; s <= t; s++) row[s] *= inv;
-        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
-    }
-}
-
-/* One single-threaded product of attention, C = alpha op(A) op(B) + beta C with beta 0
- * or 1, on pool part `part`: gemm.c's kernel where it is in use (alpha only with beta 0:
- * the callers fold it in elsewhere otherwise), OpenBLAS sgemm otherwise. */
-static void att_gemm(int part, int own, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N,
-                     int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                     float beta, float *C, int ldc) {
-    if (own) {
-        GemmEpilogue e = {.accumulate = beta != 0.0f, .scale = alpha == 1.0f ? 0.0f : alpha};
-        gemm_f32_serial(part, ta == CblasTrans, tb == CblasTrans, M, N, K, A, lda, B, ldb, C,
-                        ldc, &e);
-    } else {
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        int n = t + 1;
+#if defined(__AVX512F__)
+        /* 16 lanes with a masked last chunk (the scalar tails of up to 15 exps per row
+         * cost as much as the vector part at T = 128); the sum in 8 double lanes */
+        __m512 vmx = _mm512_set1_ps(-INFINITY);
+        for (int s = 0; s < n; s += 16) {
+            __mmask16 m = lanes_mask(n - s);
+            vmx = _mm512_mask_max_ps(vmx, m, vmx, _mm512_maskz_loadu_ps(m, row + s));
+        }
+        __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
+        __m512d acc = _mm512_setzero_pd();
+        for (int s = 0; s < n; s += 16) {
+            __mmask16 m = lanes_mask(n - s);
+            __m512 e = _mm512_maskz_mov_ps(m, vm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + s), mx)));
+            _mm512_mask_storeu_ps(row + s, m, e);
+            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(lo_half(e)));
+            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(hi_half(e)));
+        }
+        __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(acc)));
+        /* lanes past t become 0: the upper triangle */
+        for (int s = 0; s < T; s += 16) {
+            __mmask16 m = lanes_mask(n - s);
+            _mm512_mask_storeu_ps(row + s, lanes_mask(T - s),
+                                  _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(m, row + s), inv));
+        }
+#else
+        float mx = max_lanes(row, n);
+        for (int s = 0; s < n; s++) row[s] = exp_fast(row[s] - mx);
+        float inv = (float)(1.0 / sum_lanes_d(row, n));
+        for (int s = 0; s < n; s++) row[s] *= inv;
+        for (int s = n; s < T; s++) row[s] = 0.0f;
+#endif
     }
 }
 
@@ -1072,27 +1095,45 @@ typedef struct {
     int T, C, NH;
 } AttJob;
 
+/* gemm.c's kernel on one (b, h) pair, whole T x T at once with its causal shapes: the
+ * scores' panels above the diagonal and the zero terms of P are skipped. */
+static void attention_forward_own(const AttJob *j, size_t b, size_t h, int part) {
+    int T = j->T, C = j->C, hs = C / j->NH, C3 = 3 * C;
+    const float *q = j->qkv + b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+    float *a = j->att + (b * j->NH + h) * T * T;
+    GemmEpilogue es = {.scale = 1.0f / sqrtf((float)hs), .causal = GEMM_CAUSAL_OUT};
+    gemm_f32_serial(part, 0, 1, T, T, hs, q, C3, k, C3, a, T, &es);
+    causal_softmax_rows(a, T); /* also zeroes the upper part */
+    GemmEpilogue ev = {.causal = GEMM_CAUSAL_K_UPTO};
+    gemm_f32_serial(part, 0, 0, T, hs, T, a, T, v, C3, j->out + b * T * C + h * hs, C, &ev);
+}
+
 static void attention_forward_range(void *p, size_t lo, size_t hi, int part) {
     const AttJob *j = p;
-    int own = ops_gemm_own(-1);
     int T = j->T, C = j->C, NH = j->NH, hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    int own = ops_gemm_own(-1);
     for (size_t bh = lo; bh < hi; bh++) {
         size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
+        if (own) {
+            attention_forward_own(j, b, h, part);
+            continue;
+        }
         const float *q = j->qkv + b * T * C3 + h * hs;
         const float *k = q + C, *v = q + 2 * C;
         float *a = j->att + bh * T * T;
         /* causal: query block [t0, t0+nt) needs keys [0, t0+nt) only */
         for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            att_gemm(part, own, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
-                     q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, scale,
+                        q + (size_t)t0 * C3, C3, k, C3, 0.0f, a + (size_t)t0 * T, T);
         }
         causal_softmax_rows(a, T); /* also zeroes the never-computed upper part */
         for (int t0 = 0; t0 < T; t0 += OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            att_gemm(part, own, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
-                     a + (size_t)t0 * T, T, v, C3, 0.0f, j->out + (b * T + t0) * C + h * hs, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, 1.0f,
+                        a + (size_t)t0 * T, T, v, C3, 0.0f,
+                        j->out + (b * T + t0) * C + h * hs, C);
         }
     }
 }
@@ -1146,6 +1187,54 @@ void attention_forward_naive(float *out, float *att, const float *qkv, int B, in
     }
 }
 
+/* dS = P (dP - sum_s P dP) times ds_scale, zero above the diagonal (in place in ds) */
+static void softmax_backward_rows(float *ds, const float *a, int T, float ds_scale) {
+    for (int t = 0; t < T; t++) {
+        const float *pr = a + (size_t)t * T;
+        float *dr = ds + (size_t)t * T;
+        int n = t + 1;
+#if defined(__AVX512F__)
+        /* as causal_softmax_rows: 16 lanes, a masked last chunk, the dot in 8 double lanes */
+        __m512d acc = _mm512_setzero_pd();
+        for (int s = 0; s < n; s += 16) {
+            __mmask16 m = lanes_mask(n - s);
+            __m512 x = _mm512_maskz_loadu_ps(m, pr + s), y = _mm512_maskz_loadu_ps(m, dr + s);
+            acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_cvtps_pd(lo_half(x)), _mm512_cvtps_pd(lo_half(y))));
+            acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_cvtps_pd(hi_half(x)), _mm512_cvtps_pd(hi_half(y))));
+        }
+        __m512 dot = _mm512_set1_ps((float)_mm512_reduce_add_pd(acc)), sc = _mm512_set1_ps(ds_scale);
+        for (int s = 0; s < T; s += 16) {
+            __mmask16 m = lanes_mask(n - s);
+            __m512 x = _mm512_maskz_loadu_ps(m, pr + s), y = _mm512_maskz_loadu_ps(m, dr + s);
+            _mm512_mask_storeu_ps(dr + s, lanes_mask(T - s),
+                                  _mm512_maskz_mul_ps(m, sc, _mm512_mul_ps(x, _mm512_sub_ps(y, dot))));
+        }
+#else
+        float fdot = (float)dot_lanes_d(pr, dr, n);
+        for (int s = 0; s <= t; s++) dr[s] = ds_scale * (pr[s] * (dr[s] - fdot));
+        for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
+#endif
+    }
+}
+
+/* gemm.c's kernel on one (b, h) pair (see attention_forward_own); S = scale Q K^T, so
+ * dS is scaled once and dQ = dS' K, dK = dS'^T Q take no alpha. */
+static void attention_backward_own(const AttJob *j, size_t b, size_t h, float *ds, int part) {
+    int T = j->T, C = j->C, hs = C / j->NH, C3 = 3 * C;
+    size_t off = b * T * C3 + h * hs;
+    const float *q = j->qkv + off, *k = q + C, *v = q + 2 * C;
+    float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+    const float *a = j->catt + (b * j->NH + h) * T * T;
+    const float *dy = j->dout + b * T * C + h * hs;
+    GemmEpilogue out = {.causal = GEMM_CAUSAL_OUT}, upto = {.causal = GEMM_CAUSAL_K_UPTO};
+    GemmEpilogue from = {.causal = GEMM_CAUSAL_K_FROM};
+    gemm_f32_serial(part, 0, 1, T, T, hs, dy, C, v, C3, ds, T, &out);  /* dP = dY V^T */
+    gemm_f32_serial(part, 1, 0, T, hs, T, a, T, dy, C, dv, C3, &from); /* dV = P^T dY */
+    softmax_backward_rows(ds, a, T, 1.0f / sqrtf((float)hs));
+    gemm_f32_serial(part, 0, 0, T, hs, T, ds, T, k, C3, dq, C3, &upto); /* dQ = dS' K */
+    gemm_f32_serial(part, 1, 0, T, hs, T, ds, T, q, C3, dk, C3, &from); /* dK = dS'^T Q */
+}
+
 /* Part `part` uses the (T,T) scratch slot `part`. The causal query blocks run last to
  * first: the last block reaches every key, so its dK, dV products overwrite (beta 0)
  * and the earlier ones accumulate; each dQ row belongs to one block. */
@@ -1155,11 +1244,13 @@ static void attention_backward_range(void *p, size_t lo, size_t hi, int part) {
     float scale = 1.0f / sqrtf((float)hs);
     float *ds = j->scratch + (size_t)part * T * T;
     int last = (T - 1) / OPS_ATT_BLOCK * OPS_ATT_BLOCK;
-    /* gemm.c takes no alpha with beta 1 (dK): there dS is scaled once instead */
     int own = ops_gemm_own(-1);
-    float ds_scale = own ? scale : 1.0f, alpha = own ? 1.0f : scale;
     for (size_t bh = lo; bh < hi; bh++) {
         size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
+        if (own) {
+            attention_backward_own(j, b, h, ds, part);
+            continue;
+        }
         size_t off = b * T * C3 + h * hs;
         const float *q = j->qkv + off, *k = q + C, *v = q + 2 * C;
         float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
@@ -1168,28 +1259,21 @@ static void attention_backward_range(void *p, size_t lo, size_t hi, int part) {
         /* per causal query block: dP = dY V^T, dV (+)= P^T dY */
         for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            att_gemm(part, own, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
-                     dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
-            att_gemm(part, own, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
-                     a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, t0 == last ? 0.0f : 1.0f,
-                     dv, C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hs, 1.0f,
+                        dy + (size_t)t0 * C, C, v, C3, 0.0f, ds + (size_t)t0 * T, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, 1.0f,
+                        a + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, t0 == last ? 0.0f : 1.0f,
+                        dv, C3);
         }
-        /* softmax backward: dS = P (dP - sum_s P dP), zero above the diagonal */
-        for (int t = 0; t < T; t++) {
-            const float *pr = a + (size_t)t * T;
-            float *dr = ds + (size_t)t * T;
-            float fdot = (float)dot_lanes_d(pr, dr, t + 1);
-            for (int s = 0; s <= t; s++) dr[s] = ds_scale * (pr[s] * (dr[s] - fdot));
-            for (int s = t + 1; s < T; s++) dr[s] = 0.0f;
-        }
+        softmax_backward_rows(ds, a, T, 1.0f);
         /* S = scale Q K^T: dQ = scale dS K, dK (+)= scale dS^T Q */
         for (int t0 = last; t0 >= 0; t0 -= OPS_ATT_BLOCK) {
             int nt = T - t0 < OPS_ATT_BLOCK ? T - t0 : OPS_ATT_BLOCK, nk = t0 + nt;
-            att_gemm(part, own, CblasNoTrans, CblasNoTrans, nt, hs, nk, alpha,
-                     ds + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
-            att_gemm(part, own, CblasTrans, CblasNoTrans, nk, hs, nt, alpha,
-                     ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3,
-                     t0 == last ? 0.0f : 1.0f, dk, C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, nk, scale,
+                        ds + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nt, scale,
+                        ds + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3,
+                        t0 == last ? 0.0f : 1.0f, dk, C3);
         }
     }
 }

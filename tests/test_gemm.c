@@ -6,7 +6,8 @@
  *     leading dimensions larger than the rows, at 1, 2 and 3 threads (both ways of
  *     splitting the work), and for every epilogue: accumulate, bias, scale, GELU output,
  *     GELU gradient, column sums of B;
- *   - gemm_f32_serial on pool part 5 == gemm_f32;
+ *   - gemm_f32_serial on pool part 5 == gemm_f32; the causal shapes of attention (skipped
+ *     panels and zero terms) == the reference where the caller reads C;
  *   - gemm_f32_naive against a double-precision triple loop (the reference itself);
  *   - the fused MLP seams of ops.c (matmul_gelu_forward / _backward) == the separate calls,
  *     bit for bit, with the own GEMM and with OpenBLAS;
@@ -106,6 +107,47 @@ static void test_kernel_equals_naive(void) {
             cases, bad);
 }
 
+/* The causal shapes: the kernel skips panels and zero terms; the results equal the
+ * reference (which runs every term) where the caller reads them. */
+static void test_causal(void) {
+    if (!gemm_f32_available()) return;
+    const int Ts[] = {1, 13, 64, 130, 300};
+    int bad = 0;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+        int T = Ts[ti], hs = 32;
+        for (int mode = GEMM_CAUSAL_OUT; mode <= GEMM_CAUSAL_K_FROM; mode++)
+            for (int off = -1; off <= 1; off++) {
+                /* OUT: S (T,T) = Q K^T; K_UPTO: O (T,hs) = P V, P(i,k) = 0 for k > i + off;
+                 * K_FROM: dV (T,hs) = P^T dY with op(A)(i,k) = P(k,i) = 0 for k < i + off */
+                int M = T, N = mode == GEMM_CAUSAL_OUT ? T : hs, K = mode == GEMM_CAUSAL_OUT ? hs : T;
+                int ta = mode == GEMM_CAUSAL_K_FROM, tb = mode == GEMM_CAUSAL_OUT;
+                float *A = rand_buf((size_t)M * K, 1.0f), *B = rand_buf((size_t)K * N, 1.0f);
+                for (int i = 0; i < M; i++)
+                    for (int k = 0; k < K; k++) {
+                        int zero = mode == GEMM_CAUSAL_K_UPTO ? k > i + off
+                                 : mode == GEMM_CAUSAL_K_FROM ? k < i + off : 0;
+                        if (zero) A[ta ? (size_t)k * M + i : (size_t)i * K + k] = 0.0f;
+                    }
+                float *C1 = rand_buf((size_t)M * N, 1.0f), *C2 = copy_buf(C1, (size_t)M * N);
+                GemmEpilogue e = {.causal = mode, .causal_off = off,
+                                  .scale = mode == GEMM_CAUSAL_OUT ? 0.5f : 0.0f,
+                                  .accumulate = mode == GEMM_CAUSAL_K_FROM};
+                gemm_f32_serial(3, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C1, N, &e);
+                gemm_f32_naive(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C2, N, &e);
+                int diff = 0;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        if (mode == GEMM_CAUSAL_OUT && j > i + off) continue;
+                        diff += memcmp(&C1[(size_t)i * N + j], &C2[(size_t)i * N + j], sizeof(float)) != 0;
+                    }
+                CHECK_MSG(diff == 0, "causal mode %d off %d T %d: %d elements differ", mode, off, T, diff);
+                bad += diff != 0;
+                free(A), free(B), free(C1), free(C2);
+            }
+    }
+    fprintf(stderr, "    causal shapes: %d of %d cases differ\n", bad, 5 * 3 * 3);
+}
+
 /* The reference is what it claims: double triple loop, tolerance of K ulps. */
 static void test_naive_against_double(void) {
     int M = 9, N = 21, K = 300;
@@ -203,6 +245,7 @@ int main(void) {
     rng_init(&g_rng, 20261205);
     ops_blas_setup(0);
     TEST_RUN(test_kernel_equals_naive);
+    TEST_RUN(test_causal);
     TEST_RUN(test_naive_against_double);
     TEST_RUN(test_fused_seams);
     TEST_RUN(test_own_vs_openblas);
