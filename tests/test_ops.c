@@ -620,6 +620,24 @@ static void gelu_grad_wrong(void *p) {
     for (int i = 0; i < x->N; i++) x->da[i] *= 1.01f;
 }
 
+/* ops_zero, small (plain memset) and large (streaming stores from the first 64-byte
+ * line, a plain head and tail): every element in range zero, the neighbours untouched. */
+static void test_zero(void) {
+    size_t sizes[] = {1, 4097, (size_t)5 << 21};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        float *buf = xalloc_floats(n + 8);
+        for (size_t k = 0; k < n + 8; k++) buf[k] = 1.0f;
+        ops_zero(buf + 3, n); /* 12 bytes off a 64-byte line */
+        size_t nonzero = 0;
+        for (size_t k = 3; k < n + 3; k++) nonzero += buf[k] != 0.0f;
+        CHECK_MSG(nonzero == 0, "%zu floats: %zu not zeroed", n, nonzero);
+        CHECK(buf[0] == 1.0f && buf[1] == 1.0f && buf[2] == 1.0f);
+        for (size_t k = n + 3; k < n + 8; k++) CHECK(buf[k] == 1.0f);
+        free(buf);
+    }
+}
+
 static void test_grad_check_can_fail(void) {
     OpCtx *x = ctx_new();
     x->N = 40;
@@ -768,6 +786,7 @@ int main(void) {
     TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
     TEST_RUN(test_logprob_reference);
+    TEST_RUN(test_zero);
     TEST_RUN(test_grad_check_can_fail);
     TEST_RUN(test_grad_ops);
     return TEST_EXIT();
