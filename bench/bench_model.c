@@ -12,7 +12,8 @@
  * batch-invariant generation kernels). The optimizer (grad-norm clip + AdamW) is timed on
  * its own after the step and added for the full-step figure. FLOPs are those of the GEMMs the code performs (attention computes
  * the full T x T square); the element-wise work is counted as overhead.
- * Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
+ * The step runs with gemm.c's GEMM (the default) and again with OpenBLAS for the same
+ * products (ops_gemm_own(0)), for the ratio. Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
  * lines (the format of bench_sgemm). Not a test: nothing is checked.
  */
 #include <cblas.h>
@@ -223,6 +224,23 @@ static void bench_one(const Shape *s, int iters) {
         if (it > 0 && t2 - t0 < best) best = t2 - t0;
         if (it > 0 && t1 - t0 < best_fwd) best_fwd = t1 - t0;
     }
+    /* the same steps with OpenBLAS for every product gemm.c runs (ops_gemm_own(0)):
+     * what the own GEMM buys inside the step, run right after it */
+    double best_blas = 0.0;
+    if (ops_gemm_own(-1)) {
+        ops_gemm_own(0);
+        best_blas = 1e30;
+        for (int it = 0; it <= iters; it++) {
+            double t0 = time_now();
+            gpt_zero_grad(&m);
+            gpt_forward(&m, tokens, B, T);
+            gpt_lm_forward(&m, targets, B, T);
+            gpt_lm_backward(&m, dlp, NULL, B, T);
+            double dt = time_now() - t0;
+            if (it > 0 && dt < best_blas) best_blas = dt;
+        }
+        ops_gemm_own(1);
+    }
     for (int it = 0; it <= iters; it++) {
         double ts = replica_run(&rp);
         if (it > 0 && ts < sg) sg = ts;
@@ -276,6 +294,11 @@ static void bench_one(const Shape *s, int iters) {
     printf("RESULT\tmodel.%s.train.gflops\t%.3f\tGFLOP/s\n", s->name, fl / best / 1e9);
     printf("RESULT\tmodel.%s.train.sgemm_gflops\t%.3f\tGFLOP/s\n", s->name, sg_fl / sg / 1e9);
     printf("RESULT\tmodel.%s.train.pct_of_sgemm\t%.1f\t%%\n", s->name, pct);
+    if (best_blas > 0.0) {
+        printf("the same step with OpenBLAS instead of gemm.c: %.1f ms (gemm.c %.2fx)\n",
+               best_blas * 1e3, best_blas / best);
+        printf("RESULT\tmodel.%s.train_openblas_gemm.ms\t%.3f\tms\n", s->name, best_blas * 1e3);
+    }
     printf("optimizer (grad-norm clip + AdamW): %.1f ms; full step (fwd+bwd+optimizer) %.1f ms, "
            "%.0f tokens/s\n",
            best_opt * 1e3, (best + best_opt) * 1e3, B * T / (best + best_opt));

@@ -19,6 +19,8 @@
  * enough back-to-back calls to last >= 20 ms; the MEDIAN sample is reported as ms per call
  * and GFLOP/s (2 M N K flops per call). Then the FLOP-weighted rate of the whole step's
  * GEMMs (each shape counted as often as a step calls it): total flops / total median time.
+ * Where gemm.c's kernel is compiled in (AVX-512), every shape is timed again with it, same
+ * thread count (its pool instead of OpenBLAS's threads), as a second column.
  *
  * Output: a human table, and one machine line per number
  *   RESULT <tab> sgemm.<label>.<preset>.<shape>.gflops <tab> value <tab> GFLOP/s
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "gpt.h"
 #include "ops.h"
 #include "rng.h"
@@ -58,22 +61,32 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Median seconds per call of one shape. A, B, C are large enough for every shape. */
-static double time_shape(const Shape *s, const float *A, const float *B, float *C, int reps) {
+/* One call of the shape: OpenBLAS, or gemm.c's kernel (own) on the ops.c pool. */
+static void call_shape(const Shape *s, int own, const float *A, const float *B, float *C) {
     int lda = s->ta == CblasNoTrans ? s->K : s->M;
     int ldb = s->tb == CblasNoTrans ? s->N : s->K;
+    if (own) {
+        GemmEpilogue e = {.accumulate = s->beta != 0.0f};
+        gemm_f32(s->ta == CblasTrans, s->tb == CblasTrans, s->M, s->N, s->K, A, lda, B, ldb, C,
+                 s->N, &e);
+    } else {
+        cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, s->beta,
+                    C, s->N);
+    }
+}
+
+/* Median seconds per call of one shape. A, B, C are large enough for every shape. */
+static double time_shape(const Shape *s, int own, const float *A, const float *B, float *C,
+                         int reps) {
     double t0 = time_now();
-    cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, s->beta, C,
-                s->N);
+    call_shape(s, own, A, B, C);
     double one = time_now() - t0;
     int inner = one > 0 ? (int)(MIN_SAMPLE_S / one) + 1 : 1000;
     if (inner < 1) inner = 1;
     double *samples = xcalloc((size_t)reps, sizeof(double));
     for (int r = 0; r < reps; r++) {
         t0 = time_now();
-        for (int i = 0; i < inner; i++)
-            cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb,
-                        s->beta, C, s->N);
+        for (int i = 0; i < inner; i++) call_shape(s, own, A, B, C);
         samples[r] = (time_now() - t0) / inner;
     }
     double med = median(samples, reps);
@@ -127,23 +140,42 @@ static int bench_preset(const char *preset, int B, int T, int reps, const char *
 
     printf("== %s (%s): V=%d L=%d NH=%d C=%d, step of %dx%d = %d tokens, median of %d\n",
            preset, label, V, L, NH, C, B, T, N, reps);
-    printf("  %-13s %2s %6s %6s %6s %7s %10s %9s\n", "gemm", "op", "M", "N", "K", "calls",
-           "ms/call", "GFLOP/s");
-    double step_flops = 0, step_time = 0;
+    int own = gemm_f32_available();
+    printf("  %-13s %2s %6s %6s %6s %7s %10s %9s %9s\n", "gemm", "op", "M", "N", "K", "calls",
+           "ms/call", "GFLOP/s", own ? "gemm.c" : "");
+    double step_flops = 0, step_time = 0, own_time = 0;
+    /* gemm.c first, every shape, then OpenBLAS: OpenBLAS's threads spin (sched_yield) for
+     * ~0.1 s after each of its calls and would take a core from the pool's threads */
+    double osecs[32] = {0};
+    for (int i = 0; own && i < ns; i++) call_shape(&sh[i], 1, A, Bm, Cm); /* warm-up */
+    for (int i = 0; own && i < ns; i++) osecs[i] = time_shape(&sh[i], 1, A, Bm, Cm, reps);
     for (int i = 0; i < ns; i++) {
         const Shape *s = &sh[i];
-        double sec = time_shape(s, A, Bm, Cm, reps);
+        double sec = time_shape(s, 0, A, Bm, Cm, reps);
+        double osec = osecs[i];
         double fl = 2.0 * s->M * (double)s->N * s->K;
         double gf = fl / sec / 1e9;
         step_flops += fl * s->count;
         step_time += sec * s->count;
-        printf("  %-13s %c%c %6d %6d %6d %7.0f %10.4f %9.1f\n", s->name,
+        own_time += osec * s->count;
+        printf("  %-13s %c%c %6d %6d %6d %7.0f %10.4f %9.1f", s->name,
                s->ta == CblasNoTrans ? 'N' : 'T', s->tb == CblasNoTrans ? 'N' : 'T', s->M, s->N,
                s->K, s->count, sec * 1e3, gf);
+        if (own) printf(" %9.1f", fl / osec / 1e9);
+        printf("\n");
         printf("RESULT\tsgemm.%s.%s.%s.gflops\t%.3f\tGFLOP/s\n", label, preset, s->name, gf);
+        if (own)
+            printf("RESULT\tsgemm.%s.%s.%s.own_gflops\t%.3f\tGFLOP/s\n", label, preset, s->name,
+                   fl / osec / 1e9);
     }
     printf("  step GEMMs: %.3f GFLOP in %.1f ms of sgemm -> %.1f GFLOP/s (FLOP-weighted)\n",
            step_flops / 1e9, step_time * 1e3, step_flops / step_time / 1e9);
+    if (own) {
+        printf("  the same calls with gemm.c: %.1f ms -> %.1f GFLOP/s (%.2fx OpenBLAS)\n",
+               own_time * 1e3, step_flops / own_time / 1e9, step_time / own_time);
+        printf("RESULT\tsgemm.%s.%s.step.own_gflops\t%.3f\tGFLOP/s\n", label, preset,
+               step_flops / own_time / 1e9);
+    }
     printf("RESULT\tsgemm.%s.%s.step.gflops\t%.3f\tGFLOP/s\n", label, preset,
            step_flops / step_time / 1e9);
     printf("RESULT\tsgemm.%s.%s.step.ms\t%.3f\tms\n", label, preset, step_time * 1e3);

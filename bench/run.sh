@@ -194,6 +194,16 @@ if want sgemm; then
     [ ${#CORES[@]} -eq 2 ] && line+="   auto/preset $(ratio "$(val "sgemm.auto.$p.step.gflops")" "$(val "sgemm.preset.$p.step.gflops")")"
     echo "$line"
   done
+  echo "the same GEMM calls with gemm.c (our kernel, same threads; GFLOP/s and ratio to that core's OpenBLAS):"
+  for p in tiny gpt2; do
+    line="  $p:"
+    for c in "${CORES[@]}"; do
+      og=$(val "sgemm.$c.$p.step.own_gflops")
+      [ -z "$og" ] && continue
+      line+=" $c $(fmt "$og") ($(ratio "$og" "$(val "sgemm.$c.$p.step.gflops")"))"
+    done
+    echo "$line"
+  done
 fi
 if want model || want torch; then
   printf '%-34s %12s %12s %8s %14s\n' "training step fwd+bwd (no AdamW)" "tokens/s" "GFLOP/s" "%sgemm" "gen tokens/s"
@@ -221,6 +231,12 @@ if want model || want torch; then
           "$c" "$s" "$p" "$(ratio "$ours_t" "$th_t")" \
           "$(ratio "$(val "model.$c.$p.generate.tokens_per_s")" "$(val "torch.$s.$p.gen_tok_s")")"
       done
+    done
+    for c in "${CORES[@]}"; do
+      ob=$(val "model.$c.$p.train_openblas_gemm.ms"); om=$(val "model.$c.$p.train.ms")
+      [ -z "$ob" ] && continue
+      printf '  own GEMM (gemm.c) in the step, %s (%s core): %s ms, with OpenBLAS for the same products %s ms: %s\n' \
+        "$p" "$c" "$(fmt "$om")" "$(fmt "$ob")" "$(ratio "$ob" "$om")"
     done
     for c in "${CORES[@]}"; do
       pb=$(val "model.$c.$p.decode.pct_of_bandwidth")
