@@ -52,6 +52,7 @@ void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *
             for (int k = 0; k < K; k++)
                 acc = fmaf(gemm_a(A, lda, trans_a, i, k), gemm_b(B, ldb, trans_b, k, j), acc);
             if (epi->scale != 0.0f) acc *= epi->scale;
+            if (epi->residual) acc = epi->residual[at] + acc;
             if (epi->gelu_grad_inp) acc = vm_gelu_grad(epi->gelu_grad_inp[at], acc);
             C[at] = acc;
             if (epi->gelu_out) epi->gelu_out[at] = vm_gelu(acc);
@@ -174,7 +175,7 @@ static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b
 static inline __attribute__((always_inline)) void gemm_tile(
     const int MR, const float *restrict a, size_t ars, size_t aks, const float *restrict bp,
     int kc, float *c, int ldc, int nc, int init, const float *bias, float *gout,
-    const float *ginp, float scale) {
+    const float *ginp, float scale, const float *resid) {
     __m512 c0[GEMM_MR], c1[GEMM_MR];
     __mmask16 m0 = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
     __mmask16 m1 = nc >= 32 ? (__mmask16)0xFFFF
@@ -215,6 +216,13 @@ static inline __attribute__((always_inline)) void gemm_tile(
             c1[r] = _mm512_mul_ps(c1[r], sv);
         }
     }
+    if (resid) {
+        for (int r = 0; r < MR; r++) {
+            const float *x = resid + (size_t)r * ldc;
+            c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, x), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, x + 16), c1[r]);
+        }
+    }
     if (ginp) {
         for (int r = 0; r < MR; r++) {
             const float *x = ginp + (size_t)r * ldc;
@@ -239,13 +247,15 @@ static inline __attribute__((always_inline)) void gemm_tile(
 #define GEMM_TILE_CASE(n)                                                                    \
     case n:                                                                                  \
         if (aks == GEMM_MR)                                                                  \
-            gemm_tile(n, a, 1, GEMM_MR, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale);  \
-        else gemm_tile(n, a, ars, 1, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale);     \
+            gemm_tile(n, a, 1, GEMM_MR, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale,   \
+                      resid);                                                                \
+        else gemm_tile(n, a, ars, 1, bp, kc, c, ldc, nc, init, bias, gout, ginp, scale, resid); \
         break;
 
 static void gemm_tile_any(int mr, const float *a, size_t ars, size_t aks, const float *bp,
                           int kc, float *c, int ldc, int nc, int init, const float *bias,
-                          float *gout, const float *ginp, float scale) {
+                          float *gout, const float *ginp, float scale,
+                          const float *resid) {
     switch (mr) {
         GEMM_TILE_CASE(1)
         GEMM_TILE_CASE(2)
@@ -351,7 +361,8 @@ static void gemm_block(const GemmJob *j, float *bg, float *ap, int p0, int p1, i
                                       j->C + at, j->ldc, nc, init, e->bias ? e->bias + j0 : NULL,
                                       last && e->gelu_out ? e->gelu_out + at : NULL,
                                       last && e->gelu_grad_inp ? e->gelu_grad_inp + at : NULL,
-                                      last ? e->scale : 0.0f);
+                                      last ? e->scale : 0.0f,
+                                      last && e->residual ? e->residual + at : NULL);
                     }
                 }
             }

@@ -30,6 +30,8 @@ typedef struct {
                                  * C; only with !accumulate and no bias */
     float scale;                /* nonzero: C = scale * (A B) (the finished chain times
                                  * scale); only with !accumulate, no bias, no GELU */
+    const float *residual;      /* optional: C = residual + (the chain), laid out as C
+                                 * (a residual add); only with !accumulate, no scale */
     float *colsum_b;            /* optional (N): colsum_b[j] += sum_k op(B)(k, j), k in
                                  * order (a bias gradient); only with B not transposed */
     int causal, causal_off;     /* GEMM_CAUSAL_*: the causal structure of attention */

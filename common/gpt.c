@@ -226,7 +226,6 @@ struct GPTActs {
     float *fch, *fch_gelu;           /* (L,B,T,4C) */
     float *res3;                     /* (L,B,T,C) residual after the MLP (block output) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C) (B,T) (B,T) */
-    float *proj;                     /* (B,T,C) c_proj outputs before the residual add */
     float *lse;                      /* (B,T) logsumexp of the LM head rows */
     /* backward scratch (allocated on the first backward) */
     float *dres;      /* (B,T,C) gradient of the residual stream */
@@ -246,7 +245,7 @@ static void acts_free(struct GPTActs *a) {
     free(a->runs);
     float *bufs[] = {a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
                      a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
-                     a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd, a->proj,
+                     a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd,
                      a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,
                      a->datt,    a->dlnf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -313,7 +312,6 @@ void gpt_reserve(GPT *m, int B, int T) {
     a->lnf = xalloc_floats(BT * C);
     a->lnf_mean = xalloc_floats(BT);
     a->lnf_rstd = xalloc_floats(BT);
-    a->proj = xalloc_floats(BT * C);
     a->lse = xalloc_floats(BT);
     m->acts = a;
     m->max_B = B;
@@ -390,12 +388,12 @@ void gpt_forward(GPT *m, const int *tokens, int B, int T) {
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.res_in, w->ln_1_w, w->ln_1_b, N, C);
         matmul_forward(la.qkv, la.ln1, w->attn_w, w->attn_b, N, C, 3 * C);
         attention_forward(la.atty, la.att, la.qkv, B, T, C, NH);
-        matmul_forward(a->proj, la.atty, w->attn_proj_w, w->attn_proj_b, N, C, C);
-        residual_forward(la.res2, la.res_in, a->proj, BT * C);
+        matmul_residual_forward(la.res2, la.atty, w->attn_proj_w, w->attn_proj_b, la.res_in, N,
+                                C, C);
         layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.res2, w->ln_2_w, w->ln_2_b, N, C);
         matmul_gelu_forward(la.fch, la.fch_gelu, la.ln2, w->fc_w, w->fc_b, N, C, 4 * C);
-        matmul_forward(a->proj, la.fch_gelu, w->fc_proj_w, w->fc_proj_b, N, 4 * C, C);
-        residual_forward(la.res3, la.res2, a->proj, BT * C);
+        matmul_residual_forward(la.res3, la.fch_gelu, w->fc_proj_w, w->fc_proj_b, la.res2, N,
+                                4 * C, C);
     }
     LayerActs last = layer_acts(m, L - 1, B, T);
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last.res3, m->w.ln_f_w, m->w.ln_f_b,

@@ -1409,6 +1409,17 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     run_flat((FlatJob){gelu_backward_flat, dinp, inp, dout, N});
 }
 
+void matmul_residual_forward(float *out, const float *inp, const float *weight,
+                             const float *bias, const float *residual, int N, int C, int OC) {
+    if (!ops_gemm_own(-1)) {
+        matmul_forward(out, inp, weight, bias, N, C, OC);
+        residual_forward(out, residual, out, (size_t)N * OC);
+        return;
+    }
+    GemmEpilogue e = {.bias = bias, .residual = residual};
+    gemm_f32(0, 0, N, OC, C, inp, C, weight, OC, out, OC, &e);
+}
+
 void matmul_gelu_forward(float *out, float *out_gelu, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC) {
     if (!ops_gemm_own(-1)) {

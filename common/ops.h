@@ -115,6 +115,10 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * gelu(out); matmul_gelu_backward = matmul_backward, then dinp = gelu'(gelu_inp) dinp.
  * Bit-identical to the separate calls: the GELU code is the same, run on each finished
  * tile while it is in cache instead of in a pass of its own over (N, 4C). */
+/* out (N,OC) = residual + (inp @ weight + bias): c_proj and the residual add after it in
+ * one pass (bit-identical to matmul_forward then residual_forward). */
+void matmul_residual_forward(float *out, const float *inp, const float *weight,
+                             const float *bias, const float *residual, int N, int C, int OC);
 void matmul_gelu_forward(float *out, float *out_gelu, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC);
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout,

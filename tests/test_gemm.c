@@ -5,11 +5,12 @@
  *     32-column panels, 256-deep blocks, 16-panel groups and 192-row packed chunks, with
  *     leading dimensions larger than the rows, at 1, 2 and 3 threads (both ways of
  *     splitting the work), and for every epilogue: accumulate, bias, scale, GELU output,
- *     GELU gradient, column sums of B;
+ *     GELU gradient, column sums of B, bias + residual;
  *   - gemm_f32_serial on pool part 5 == gemm_f32; the causal shapes of attention (skipped
  *     panels and zero terms) == the reference where the caller reads C;
  *   - gemm_f32_naive against a double-precision triple loop (the reference itself);
- *   - the fused MLP seams of ops.c (matmul_gelu_forward / _backward) == the separate calls,
+ *   - the fused seams of ops.c (matmul_gelu_forward / _backward, matmul_residual_forward)
+ *     == the separate calls,
  *     bit for bit, with the own GEMM and with OpenBLAS;
  *   - the own GEMM and OpenBLAS agree on matmul_forward / matmul_backward (tolerance).
  * Without AVX-512 only the reference checks run (gemm_f32_available() == 0).
@@ -36,8 +37,8 @@ static float *copy_buf(const float *x, size_t n) {
     return p;
 }
 
-enum { EPI_NONE, EPI_ACC, EPI_BIAS, EPI_SCALE, EPI_GELU, EPI_GELU_GRAD, EPI_COLSUM, EPI_COUNT };
-static const char *epi_name[] = {"none", "accumulate", "bias", "scale", "gelu", "gelu grad", "colsum"};
+enum { EPI_NONE, EPI_ACC, EPI_BIAS, EPI_SCALE, EPI_GELU, EPI_GELU_GRAD, EPI_COLSUM, EPI_RESID, EPI_COUNT };
+static const char *epi_name[] = {"none", "accumulate", "bias", "scale", "gelu", "gelu grad", "colsum", "bias + residual"};
 
 typedef struct {
     int ta, tb, M, N, K, extra; /* extra: added to every leading dimension */
@@ -63,6 +64,7 @@ static int run_case(const Shape *s, int epi_kind, int threads, int serial) {
     case EPI_GELU: e1.gelu_out = g1, e2.gelu_out = g2; break;
     case EPI_GELU_GRAD: e1.gelu_grad_inp = e2.gelu_grad_inp = ginp; break;
     case EPI_COLSUM: e1.colsum_b = cs1, e2.colsum_b = cs2, e1.accumulate = e2.accumulate = 1; break;
+    case EPI_RESID: e1.bias = e2.bias = bias, e1.residual = e2.residual = ginp; break;
     default: break;
     }
     int before = ops_blas_threads();
@@ -202,6 +204,13 @@ static void test_fused_seams(void) {
         CHECK_MSG(memcmp(d1, d2, (size_t)N * OC * sizeof(float)) == 0, "fused backward, own %d", own);
         CHECK_MSG(memcmp(dw1, dw2, (size_t)OC * C * sizeof(float)) == 0, "dweight, own %d", own);
         CHECK_MSG(memcmp(db1, db2, (size_t)C * sizeof(float)) == 0, "dbias, own %d", own);
+        /* c_proj + residual */
+        float *r1 = xalloc_floats((size_t)N * C), *r2 = xalloc_floats((size_t)N * C);
+        matmul_residual_forward(r1, g1, w2, b, x, N, OC, C);
+        matmul_forward(r2, g1, w2, b, N, OC, C);
+        residual_forward(r2, x, r2, (size_t)N * C);
+        CHECK_MSG(memcmp(r1, r2, (size_t)N * C * sizeof(float)) == 0, "fused residual, own %d", own);
+        free(r1), free(r2);
         free(h1), free(g1), free(h2), free(g2), free(d1), free(d2);
         free(dw1), free(dw2), free(db1), free(db2);
     }
