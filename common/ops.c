@@ -1,16 +1,21 @@
 /*
  * common/ops.c — GPT-2 kernels (see ops.h for the contract of each op).
  *
- * Linear layers, the LM head and the two products of attention go through cblas_sgemm;
- * the element-wise and row-wise ops are plain loops written so that GCC vectorises them
- * without -ffast-math. The `_rows` kernels are the batch-invariant ones generation uses.
+ * Linear layers, the LM head and the products of attention go through gemm.c's AVX-512
+ * kernel (bias, GELU, residual add and bias gradient fused into it; attention one (batch,
+ * head) pair at a time with its causal shapes), or cblas_sgemm where that kernel is not
+ * compiled in or is switched off (ops_gemm_own); the element-wise and row-wise ops are
+ * plain loops written so that GCC vectorises them without -ffast-math, or AVX-512
+ * intrinsics where it would not. The `_rows` kernels are the batch-invariant ones
+ * generation uses (gemm.c computes each element with the same chain, so the two agree).
  *
  * Threads: one pool per process (ops_blas_threads() threads, part 0 on the caller,
  * started on first use; workers poll for 50 us after a job, then sleep). Everything is
  * split over it: the `_rows` kernels by output columns, the element-wise and row-wise
  * ops (LayerNorm, GELU, residual, embedding, log-softmax, bias gradients) by rows or
- * columns, attention by (batch, head) pairs, and the GEMMs in whole 16-row or 16-column
- * shares, each one single-threaded sgemm call. OpenBLAS itself runs with one thread: with
+ * columns, attention by (batch, head) pairs, gemm.c's GEMMs by 12-row tiles or 32-column
+ * panels, and OpenBLAS's in whole 16-row or 16-column shares, each one single-threaded
+ * sgemm call. OpenBLAS itself runs with one thread: with
  * its own threads, its workers spin in sched_yield for ~0.1 s after every call and, with
  * as many threads as cores, steal the cores the element-wise work needs (tiny training
  * step, 2 threads: 103 ms with OpenBLAS threads, 83 ms this way, docs/bench.md). Each

@@ -1,5 +1,5 @@
 /*
- * common/ops.h — the kernels of GPT-2 in fp32 on OpenBLAS: every op is a
+ * common/ops.h — the kernels of GPT-2 in fp32 (gemm.c's GEMM or OpenBLAS): every op is a
  * `_forward`/`_backward` pair (outputs first, then inputs, then sizes), the llm.c way.
  *
  * Used by gpt.c (training path and KV-cache decoding) and by sample.c (the log-softmax
@@ -74,7 +74,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 // ----------------------------------------------------------------------------
 // linear layer, HF Conv1D layout: out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC)
 
-/* cblas_sgemm; bias may be NULL. */
+/* gemm.c (or cblas_sgemm); bias may be NULL. */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int N, int C, int OC);
 /* scalar triple loop (double accumulation): the reference for matmul_forward */
@@ -145,7 +145,9 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits, const float
 /* out (B,T,C): head h writes columns h*hs..; att (B,NH,T,T): the softmax probabilities
  * (zero above the diagonal), saved for the backward. Per (b,h) and per block of
  * OPS_ATT_BLOCK query rows: cblas_sgemm for Q K^T and P V reading q, k, v in place with
- * leading dimension 3C, over the keys up to the block's last row only (causal). */
+ * leading dimension 3C, over the keys up to the block's last row only (causal) — or, with
+ * gemm.c's kernel, the whole T x T per pair, skipping the panels above the diagonal and
+ * the zero terms of P (GEMM_CAUSAL_*). */
 #define OPS_ATT_BLOCK 64
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                        int NH);
