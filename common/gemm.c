@@ -2,14 +2,16 @@
  * common/gemm.c — the fp32 GEMM of gemm.h: 12 x 32 register tiles on AVX-512.
  *
  * Blocking (Goto & van de Geijn 2008, "Anatomy of high-performance matrix
- * multiplication", with the A panel left unpacked): C is cut into 32-column panels; for
- * each panel and each 256-deep block of k, the block of B (256 x 32 floats, 32 KB) is
- * copied into a contiguous per-thread buffer, where it stays in L1 while every 12-row tile
- * of the panel runs over it. A tile keeps its 12 x 32 outputs in 24 zmm registers; per k it
- * loads two vectors of B and broadcasts 12 elements of A straight from A's rows (or, for a
- * transposed A, from 12 consecutive floats of one row). The tile's chain starts from C,
- * the bias or zero at the first block and from the stored partial sums at later blocks,
- * so each element is one fused multiply-add chain over k in order.
+ * multiplication", with A left in place): C is cut into 32-column panels and 12-row
+ * tiles. For each group of 16 panels and each 256-deep block of k, the group's block of B
+ * (16 x 256 x 32 floats, 512 KB, in L2) is copied into a contiguous per-thread buffer;
+ * then each tile runs against every panel of the group, its stretch of A staying in L1.
+ * A tile keeps its 12 x 32 outputs in 24 zmm registers; per k it loads two vectors of B
+ * and broadcasts 12 elements of A straight from A's rows (a transposed A is first copied,
+ * 192 rows at a time, into 12-float groups per k). The tile's chain starts from C, the
+ * bias or zero at the first block and from the stored partial sums at later blocks, so
+ * each element is one fused multiply-add chain over k in order; the epilogue (scale,
+ * residual, GELU or its gradient) runs on the registers after the last block.
  */
 #include "gemm.h"
 
@@ -65,7 +67,8 @@ void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *
 int gemm_f32_available(void) { return 1; }
 
 /* per-part packing buffers (part p of a job owns index p): B's block for a group of
- * panels and A's block for one tile. Static: pages are touched only by parts that run. */
+ * panels and a transposed A's chunk of rows. Static: pages are touched only by parts that
+ * run (not malloc'd per call: first touch costs ~12 us a page here). */
 static float g_pack_b[GEMM_MAX_PARTS][GEMM_GROUP * GEMM_KB * GEMM_NR] __attribute__((aligned(64)));
 static float g_pack_a[GEMM_MAX_PARTS][GEMM_MC * GEMM_KB] __attribute__((aligned(64)));
 
@@ -99,13 +102,13 @@ static inline void gemm_transpose16(float *dst, int ldd, const float *src, int l
     for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (size_t)i * ldd, r[i]);
 }
 
-/* The block k in [k0, k0 + kc) of panels [g0, g1) of op(B), panel after panel:
- * bg[p - g0][k][jj] = op(B)(k0 + k, 32 p + jj), zero past column N. */
 static inline __mmask16 gemm_mask(int n) { /* the first n (clamped to 0..16) lanes */
     return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
 }
 
-/* With colsum (non-transposed B only): colsum[j] += op(B)(k, j) for every packed element,
+/* The block k in [k0, k0 + kc) of panels [g0, g1) of op(B), panel after panel:
+ * bg[p - g0][k][jj] = op(B)(k0 + k, 32 p + jj), zero past column N.
+ * With colsum (non-transposed B only): colsum[j] += op(B)(k, j) for every packed element,
  * k in order — the column sums ride along with the copy (the bias gradient of a linear
  * layer, summed in the order of ops.c's separate pass, so with the same bits). */
 static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b, int k0,

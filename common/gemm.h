@@ -4,12 +4,13 @@
  *
  * Why not OpenBLAS everywhere: on the small inner dimensions of the tiny model (K = 128 to
  * 512) OpenBLAS spends as long packing both operands as multiplying (perf: 15 % of a tiny
- * training step in its copy routines against 43 % in its kernel), each thread of our pool
- * packs the operand it shares with the other threads again, and a bias or GELU is a
- * separate pass over the output. Here the B operand is packed once per (32-column
- * panel, 256-deep block) by the thread that owns the panel, A is read in place (broadcast
- * one element at a time), and the GELU (or its gradient) is applied to a finished tile
- * while it is still in registers (vmath.h's formulas: the bits of ops.c's GELU passes).
+ * training step in its copy routines against 43 % in its kernel, a third as much), each
+ * thread of our pool packs the operand it shares with the other threads again, and a
+ * bias, GELU or residual add is a separate pass over the output. Here B is packed once
+ * per (group of 32-column panels, 256-deep block) by the thread that owns the panels, A is
+ * read in place (broadcast one element at a time), and the epilogue works on a finished
+ * tile while it is in registers (GELU with vmath.h's formulas: the bits of ops.c's GELU
+ * passes). Measured: docs/bench.md (the tiny step 1.16-1.19x, 124M 1.03-1.06x).
  *
  * Arithmetic: every element of C is one chain of fused multiply-adds over k = 0..K-1 in
  * order, starting from C (accumulate), the bias, or 0 — whichever tile, panel or thread
@@ -51,8 +52,9 @@ int gemm_f32_available(void);
 /* C (M,N) = op(A) op(B) [+ C | + bias], row-major, ldc >= N:
  *   op(A) (M,K) is A (M,K) with row stride lda, or A (K,M) transposed (trans_a);
  *   op(B) (K,N) is B (K,N) with row stride ldb, or B (N,K) transposed (trans_b).
- * Split over the ops.c pool by 32-column panels (by 12-row tiles when there are fewer
- * panels than threads). Call only when gemm_f32_available(). */
+ * Split over the ops.c pool by 12-row tiles when M >= N (each part then packs all of B)
+ * or by 32-column panels otherwise (each part reads all of A). Without AVX-512 it runs
+ * gemm_f32_naive (ops.c does not call it then). */
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi);
 
