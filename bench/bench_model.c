@@ -10,8 +10,10 @@
  * prompts of 16 + 48 new. Each measurement is the best of `iters` runs (default 3) after
  * one warm-up. Threads: OPENBLAS_NUM_THREADS (also the thread count of the
  * batch-invariant generation kernels). The optimizer (grad-norm clip + AdamW) is timed on
- * its own after the step and added for the full-step figure. FLOPs are those of the GEMMs the code performs (attention computes
- * the full T x T square); the element-wise work is counted as overhead.
+ * its own after the step and added for the full-step figure. FLOPs are those of the
+ * step's GEMMs, attention counted as the OpenBLAS path computes it (the causal query
+ * blocks of OPS_ATT_BLOCK rows; gemm.c's causal shapes skip a further ~20 %), so GFLOP/s
+ * compare like with like; the element-wise work is counted as overhead.
  * The step runs with gemm.c's GEMM (the default) and again with OpenBLAS for the same
  * products (ops_gemm_own(0)), for the ratio. Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
  * lines (the format of bench_sgemm). Not a test: nothing is checked.
