@@ -30,6 +30,13 @@
 #define GEMM_MAX_PARTS 64
 #define GEMM_GROUP 16 /* panels whose packed B blocks are kept at once (512 KB) */
 #define GEMM_MC (16 * GEMM_MR) /* rows of a transposed A packed at once (192 KB) */
+/* The weight-gradient shape (A transposed, C += A^T B over many rows k, the tokens): split
+ * over k in chunks of GEMM_KSPLIT, each chunk's product from zero into scratch, then
+ * C + P_0 + P_1 + ... in chunk order. The chunks are fixed by K alone, so the bits do not
+ * depend on the thread count, and with one part per run of chunks each thread reads the
+ * tokens it produced (the row split of the ops before) instead of all of them. */
+#define GEMM_KSPLIT 512
+#define GEMM_KSPLIT_FLOATS (1 << 20) /* partial products and column sums, all chunks (4 MB) */
 /* below this many multiply-adds, one thread: waking the pool costs more than it saves */
 #define GEMM_MIN_WORK (1 << 20)
 
@@ -41,8 +48,60 @@ static inline float gemm_b(const float *B, int ldb, int trans_b, int k, int j) {
     return trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
 }
 
+/* Chunks of a split weight-gradient product (see GEMM_KSPLIT), 0 when it is not split.
+ * Chunk c is k in [c GEMM_KSPLIT, (c + 1) GEMM_KSPLIT), the last one to K. */
+static int gemm_ksplit_chunks(int trans_a, int M, int N, int K, const GemmEpilogue *e) {
+    if (!trans_a || !e->accumulate || e->causal || e->scale != 0.0f || e->residual ||
+        e->gelu_out || e->gelu_grad_inp || e->bias)
+        return 0;
+    int chunks = K / GEMM_KSPLIT;
+    if (chunks < 2 || (size_t)chunks * ((size_t)M * N + (size_t)N) > GEMM_KSPLIT_FLOATS) return 0;
+    return chunks;
+}
+
+static void gemm_ksplit_range(int c, int chunks, int K, int *k0, int *k1) {
+    *k0 = c * GEMM_KSPLIT;
+    *k1 = c == chunks - 1 ? K : (c + 1) * GEMM_KSPLIT;
+}
+
+/* The reference of a split product: per chunk a chain from zero, then the chunks added to
+ * C (and to the column sums) in order. */
+static void gemm_naive_ksplit(int chunks, int trans_b, int M, int N, int K, const float *A,
+                              int lda, const float *B, int ldb, float *C, int ldc,
+                              const GemmEpilogue *epi) {
+    for (int j = 0; epi->colsum_b && j < N; j++) {
+        float acc = epi->colsum_b[j];
+        for (int c = 0; c < chunks; c++) {
+            int k0, k1;
+            gemm_ksplit_range(c, chunks, K, &k0, &k1);
+            float part = 0.0f;
+            for (int k = k0; k < k1; k++) part += gemm_b(B, ldb, trans_b, k, j);
+            acc = acc + part;
+        }
+        epi->colsum_b[j] = acc;
+    }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = C[(size_t)i * ldc + j];
+            for (int c = 0; c < chunks; c++) {
+                int k0, k1;
+                gemm_ksplit_range(c, chunks, K, &k0, &k1);
+                float part = 0.0f;
+                for (int k = k0; k < k1; k++)
+                    part = fmaf(gemm_a(A, lda, 1, i, k), gemm_b(B, ldb, trans_b, k, j), part);
+                acc = acc + part;
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+}
+
 void gemm_f32_naive(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi) {
+    int chunks = gemm_ksplit_chunks(trans_a, M, N, K, epi);
+    if (chunks) {
+        gemm_naive_ksplit(chunks, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi);
+        return;
+    }
     if (epi->colsum_b)
         for (int j = 0; j < N; j++)
             for (int k = 0; k < K; k++) epi->colsum_b[j] += gemm_b(B, ldb, trans_b, k, j);
@@ -414,10 +473,68 @@ static void gemm_part(void *arg, int part, int nparts) {
     }
 }
 
+static float g_ksplit[GEMM_KSPLIT_FLOATS] __attribute__((aligned(64)));
+
+typedef struct {
+    const GemmJob *j; /* the whole product */
+    int chunks;
+} KSplitJob;
+
+/* Part `part` computes its run of chunks, each into its slot of g_ksplit (from zero). */
+static void gemm_ksplit_part(void *arg, int part, int nparts) {
+    const KSplitJob *ks = arg;
+    const GemmJob *j = ks->j;
+    size_t mn = (size_t)j->M * j->N;
+    int c0 = (int)((long long)ks->chunks * part / nparts);
+    int c1 = (int)((long long)ks->chunks * (part + 1) / nparts);
+    for (int c = c0; c < c1; c++) {
+        int k0, k1;
+        gemm_ksplit_range(c, ks->chunks, j->K, &k0, &k1);
+        float *cs = j->epi->colsum_b ? g_ksplit + (size_t)ks->chunks * mn + (size_t)c * j->N : NULL;
+        if (cs) memset(cs, 0, (size_t)j->N * sizeof(float));
+        GemmEpilogue e = {.colsum_b = cs};
+        GemmJob jc = {1, j->trans_b, j->M, j->N, k1 - k0, j->lda, j->ldb, j->N,
+                      j->A + (size_t)k0 * j->lda,
+                      j->B + (j->trans_b ? (size_t)k0 : (size_t)k0 * j->ldb),
+                      g_ksplit + (size_t)c * mn, &e, 0};
+        gemm_block(&jc, g_pack_b[part], g_pack_a[part], 0, (j->N + GEMM_NR - 1) / GEMM_NR, 0,
+                   j->M);
+    }
+}
+
+/* C += P_0 + P_1 + ... (in chunk order), rows split over the parts; part 0 also the
+ * column sums */
+static void gemm_ksplit_reduce(void *arg, int part, int nparts) {
+    const KSplitJob *ks = arg;
+    const GemmJob *j = ks->j;
+    size_t mn = (size_t)j->M * j->N;
+    int i0 = (int)((long long)j->M * part / nparts), i1 = (int)((long long)j->M * (part + 1) / nparts);
+    for (int i = i0; i < i1; i++) {
+        float *restrict c = j->C + (size_t)i * j->ldc;
+        for (int k = 0; k < ks->chunks; k++) {
+            const float *p = g_ksplit + (size_t)k * mn + (size_t)i * j->N;
+            for (int x = 0; x < j->N; x++) c[x] = c[x] + p[x];
+        }
+    }
+    if (part == 0 && j->epi->colsum_b)
+        for (int k = 0; k < ks->chunks; k++) {
+            const float *p = g_ksplit + (size_t)ks->chunks * mn + (size_t)k * j->N;
+            for (int x = 0; x < j->N; x++) j->epi->colsum_b[x] = j->epi->colsum_b[x] + p[x];
+        }
+}
+
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, float *C, int ldc, const GemmEpilogue *epi) {
     if (M <= 0 || N <= 0) return;
     GemmJob j = {trans_a, trans_b, M, N, K, lda, ldb, ldc, A, B, C, epi, 0};
+    int chunks = gemm_ksplit_chunks(trans_a, M, N, K, epi);
+    if (chunks) {
+        KSplitJob ks = {&j, chunks};
+        int threads = ops_blas_threads();
+        ops_parallel(gemm_ksplit_part, &ks, threads < chunks ? threads : chunks);
+        ops_parallel(gemm_ksplit_reduce, &ks, threads < M ? threads : M);
+        return;
+    }
     if (K <= 0) { /* no products: C keeps C or takes the bias (or 0), then the epilogue */
         gemm_f32_naive(trans_a, trans_b, M, N, 0, A, lda, B, ldb, C, ldc, epi);
         return;

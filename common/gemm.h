@@ -50,6 +50,9 @@ enum { GEMM_CAUSAL_NONE = 0, GEMM_CAUSAL_OUT, GEMM_CAUSAL_K_UPTO, GEMM_CAUSAL_K_
 int gemm_f32_available(void);
 
 /* C (M,N) = op(A) op(B) [+ C | + bias], row-major, ldc >= N:
+ * (The weight-gradient shape — A transposed, accumulate, no other epilogue but colsum_b,
+ * K >= 1024 — is split over k in fixed chunks of 512 summed in order: each element is
+ * C + P_0 + P_1 + ..., each P_c one FMA chain from zero; the column sums likewise.)
  *   op(A) (M,K) is A (M,K) with row stride lda, or A (K,M) transposed (trans_a);
  *   op(B) (K,N) is B (K,N) with row stride ldb, or B (N,K) transposed (trans_b).
  * Split over the ops.c pool by 12-row tiles when M >= N (each part then packs all of B)
@@ -60,7 +63,8 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
 
 /* The same product on the calling thread only, with the packing buffers of pool part
  * `part` (0 <= part < 64): for kernels that already run one job per pool part (attention
- * runs one (batch, head) pair per call). */
+ * runs one (batch, head) pair per call). It never splits over k, so on the split
+ * weight-gradient shape (see gemm_f32) its bits are the unsplit chain's. */
 void gemm_f32_serial(int part, int trans_a, int trans_b, int M, int N, int K, const float *A,
                      int lda, const float *B, int ldb, float *C, int ldc,
                      const GemmEpilogue *epi);

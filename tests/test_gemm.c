@@ -97,13 +97,17 @@ static void test_kernel_equals_naive(void) {
         {1, 0, 11, 32, 257, 0},  {1, 1, 25, 47, 16, 5},  {0, 1, 193, 545, 33, 0},
         {1, 0, 193, 40, 513, 2}, {0, 0, 37, 96, 256, 0}, {1, 1, 7, 100, 255, 1},
         {0, 0, 2048, 128, 64, 0}, {1, 0, 130, 384, 600, 0}, {0, 1, 64, 1100, 40, 0},
+        /* weight-gradient shapes long enough in k to be split in chunks (accumulate and
+         * colsum epilogues): 4 chunks; 2 chunks + a remainder, B transposed */
+        {1, 0, 128, 384, 2048, 0}, {1, 1, 37, 70, 1500, 3},
     };
     int n = (int)(sizeof shapes / sizeof shapes[0]), bad = 0, cases = 0;
     for (int i = 0; i < n; i++)
         for (int e = 0; e < EPI_COUNT; e++) {
             if (e == EPI_COLSUM && shapes[i].tb) continue; /* colsum needs B in place */
             for (int th = 1; th <= 3; th++) bad += !run_case(&shapes[i], e, th, 0), cases++;
-            bad += !run_case(&shapes[i], e, 2, 1), cases++;
+            /* the serial entry never splits over k: compared where nothing splits */
+            if (shapes[i].K < 1024) bad += !run_case(&shapes[i], e, 2, 1), cases++;
         }
     fprintf(stderr, "    %d cases (shapes x epilogues x threads), %d differ from the reference\n",
             cases, bad);
