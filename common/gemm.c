@@ -161,10 +161,6 @@ static inline void gemm_transpose16(float *dst, int ldd, const float *src, int l
     for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (size_t)i * ldd, r[i]);
 }
 
-static inline __mmask16 gemm_mask(int n) { /* the first n (clamped to 0..16) lanes */
-    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
-}
-
 /* The block k in [k0, k0 + kc) of panels [g0, g1) of op(B), panel after panel:
  * bg[p - g0][k][jj] = op(B)(k0 + k, 32 p + jj), zero past column N.
  * With colsum (non-transposed B only): colsum[j] += op(B)(k, j) for every packed element,
@@ -180,7 +176,7 @@ static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b
                 int j0 = p * GEMM_NR;
                 for (int v = 0; v < 2; v++)
                     _mm512_store_ps(cs + (p - g0) * GEMM_NR + 16 * v,
-                                    _mm512_maskz_loadu_ps(gemm_mask(N - j0 - 16 * v), colsum + j0 + 16 * v));
+                                    _mm512_maskz_loadu_ps(vm_mask16(N - j0 - 16 * v), colsum + j0 + 16 * v));
             }
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(k0 + k) * ldb;
@@ -192,8 +188,8 @@ static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b
                     b0 = _mm512_loadu_ps(src + j0);
                     b1 = _mm512_loadu_ps(src + j0 + 16);
                 } else {
-                    b0 = _mm512_maskz_loadu_ps(gemm_mask(nc), src + j0);
-                    b1 = _mm512_maskz_loadu_ps(gemm_mask(nc - 16), src + j0 + 16);
+                    b0 = _mm512_maskz_loadu_ps(vm_mask16(nc), src + j0);
+                    b1 = _mm512_maskz_loadu_ps(vm_mask16(nc - 16), src + j0 + 16);
                 }
                 _mm512_store_ps(dst, b0);
                 _mm512_store_ps(dst + 16, b1);
@@ -208,7 +204,7 @@ static void gemm_pack_b(float *restrict bg, const float *B, int ldb, int trans_b
             for (int p = g0; p < g1; p++) {
                 int j0 = p * GEMM_NR;
                 for (int v = 0; v < 2; v++)
-                    _mm512_mask_storeu_ps(colsum + j0 + 16 * v, gemm_mask(N - j0 - 16 * v),
+                    _mm512_mask_storeu_ps(colsum + j0 + 16 * v, vm_mask16(N - j0 - 16 * v),
                                           _mm512_load_ps(cs + (p - g0) * GEMM_NR + 16 * v));
             }
         return;
@@ -246,10 +242,7 @@ static inline __attribute__((always_inline)) GEMM_NO_SANITIZE void gemm_tile(
     int kc, float *c, int ldc, int nc, int init, const float *bias, float *gout,
     const float *ginp, float scale, const float *resid) {
     __m512 c0[GEMM_MR], c1[GEMM_MR];
-    __mmask16 m0 = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
-    __mmask16 m1 = nc >= 32 ? (__mmask16)0xFFFF
-                 : nc > 16  ? (__mmask16)((1u << (nc - 16)) - 1u)
-                            : (__mmask16)0;
+    __mmask16 m0 = vm_mask16(nc), m1 = vm_mask16(nc - 16);
     if (init == 1) {
         for (int r = 0; r < MR; r++) {
             c0[r] = _mm512_maskz_loadu_ps(m0, c + (size_t)r * ldc);
@@ -390,7 +383,7 @@ static void gemm_pack_a_trans(float *restrict ap, const float *A, int lda, int i
                 _mm256_storeu_ps(dst, _mm256_loadu_ps(src + t * GEMM_MR));
                 _mm_storeu_ps(dst + 8, _mm_loadu_ps(src + t * GEMM_MR + 8));
             } else {
-                __mmask16 m = (__mmask16)((1u << mr) - 1u);
+                __mmask16 m = vm_mask16(mr);
                 _mm512_mask_storeu_ps(dst, m, _mm512_maskz_loadu_ps(m, src + t * GEMM_MR));
             }
         }

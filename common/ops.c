@@ -305,10 +305,7 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 #define exp_fast vm_exp
 
 #if defined(__AVX512F__)
-/* the first n lanes (n clamped to 0..16), and the halves of a vector */
-static inline __mmask16 lanes_mask(int n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
-}
+/* the halves of a vector */
 static inline __m256 lo_half(__m512 x) { return _mm512_castps512_ps256(x); }
 static inline __m256 hi_half(__m512 x) {
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
@@ -1061,13 +1058,13 @@ static void causal_softmax_rows(float *a, int T) {
          * cost as much as the vector part at T = 128); the sum in 8 double lanes */
         __m512 vmx = _mm512_set1_ps(-INFINITY);
         for (int s = 0; s < n; s += 16) {
-            __mmask16 m = lanes_mask(n - s);
+            __mmask16 m = vm_mask16(n - s);
             vmx = _mm512_mask_max_ps(vmx, m, vmx, _mm512_maskz_loadu_ps(m, row + s));
         }
         __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
         __m512d acc = _mm512_setzero_pd();
         for (int s = 0; s < n; s += 16) {
-            __mmask16 m = lanes_mask(n - s);
+            __mmask16 m = vm_mask16(n - s);
             __m512 e = _mm512_maskz_mov_ps(m, vm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + s), mx)));
             _mm512_mask_storeu_ps(row + s, m, e);
             acc = _mm512_add_pd(acc, _mm512_cvtps_pd(lo_half(e)));
@@ -1076,8 +1073,8 @@ static void causal_softmax_rows(float *a, int T) {
         __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(acc)));
         /* lanes past t become 0: the upper triangle */
         for (int s = 0; s < T; s += 16) {
-            __mmask16 m = lanes_mask(n - s);
-            _mm512_mask_storeu_ps(row + s, lanes_mask(T - s),
+            __mmask16 m = vm_mask16(n - s);
+            _mm512_mask_storeu_ps(row + s, vm_mask16(T - s),
                                   _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(m, row + s), inv));
         }
 #else
@@ -1202,16 +1199,16 @@ static void softmax_backward_rows(float *ds, const float *a, int T, float ds_sca
         /* as causal_softmax_rows: 16 lanes, a masked last chunk, the dot in 8 double lanes */
         __m512d acc = _mm512_setzero_pd();
         for (int s = 0; s < n; s += 16) {
-            __mmask16 m = lanes_mask(n - s);
+            __mmask16 m = vm_mask16(n - s);
             __m512 x = _mm512_maskz_loadu_ps(m, pr + s), y = _mm512_maskz_loadu_ps(m, dr + s);
             acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_cvtps_pd(lo_half(x)), _mm512_cvtps_pd(lo_half(y))));
             acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_cvtps_pd(hi_half(x)), _mm512_cvtps_pd(hi_half(y))));
         }
         __m512 dot = _mm512_set1_ps((float)_mm512_reduce_add_pd(acc)), sc = _mm512_set1_ps(ds_scale);
         for (int s = 0; s < T; s += 16) {
-            __mmask16 m = lanes_mask(n - s);
+            __mmask16 m = vm_mask16(n - s);
             __m512 x = _mm512_maskz_loadu_ps(m, pr + s), y = _mm512_maskz_loadu_ps(m, dr + s);
-            _mm512_mask_storeu_ps(dr + s, lanes_mask(T - s),
+            _mm512_mask_storeu_ps(dr + s, vm_mask16(T - s),
                                   _mm512_maskz_mul_ps(m, sc, _mm512_mul_ps(x, _mm512_sub_ps(y, dot))));
         }
 #else

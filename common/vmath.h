@@ -49,6 +49,11 @@ static inline float vm_exp(float x) {
 }
 
 #if defined(__AVX512F__)
+/* the first n lanes of 16 (n clamped to 0..16): masked loads and stores of a row's tail */
+static inline __mmask16 vm_mask16(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : (__mmask16)0;
+}
+
 static inline __m512 vm_exp16(__m512 x) {
     /* operand order as the scalar ternaries: a NaN passes through */
     x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
