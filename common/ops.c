@@ -577,7 +577,7 @@ static void layernorm_backward_cols(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const LNBackwardJob *j = p;
     int C = j->C, c0 = (int)lo * 16, c1 = (int)hi * 16 < C ? (int)hi * 16 : C, w = c1 - c0;
-    /* 32 columns at a time, summed down the rows in registers (as colsum_range) */
+    /* 32 columns at a time, summed down the rows in a local buffer (as colsum_range) */
     for (int b0 = 0; b0 < w; b0 += 32) {
         int bw = w - b0 < 32 ? w - b0 : 32;
         float db[32], dw[32];
@@ -586,16 +586,9 @@ static void layernorm_backward_cols(void *p, size_t lo, size_t hi, int part) {
         for (int n = 0; n < j->N; n++) {
             const float *x = j->inp + (size_t)n * C + c0 + b0, *d = j->dout + (size_t)n * C + c0 + b0;
             float m = j->mean[n], r = j->rstd[n];
-            if (bw == 32) {
-                for (int i = 0; i < 32; i++) {
-                    db[i] += d[i];
-                    dw[i] += (x[i] - m) * r * d[i];
-                }
-            } else {
-                for (int i = 0; i < bw; i++) {
-                    db[i] += d[i];
-                    dw[i] += (x[i] - m) * r * d[i];
-                }
+            for (int i = 0; i < bw; i++) {
+                db[i] += d[i];
+                dw[i] += (x[i] - m) * r * d[i];
             }
         }
         memcpy(j->dbias + c0 + b0, db, (size_t)bw * sizeof(float));
@@ -857,18 +850,15 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const ColSumJob *j = p;
     int OC = j->OC, c0 = (int)lo * 16, c1 = (int)hi * 16 < OC ? (int)hi * 16 : OC;
-    /* 64 columns at a time, summed down the rows in registers (each column still in row
-     * order): one store per column instead of a load-add-store chain per row */
+    /* 64 columns at a time, summed down the rows in a local buffer (each column still in
+     * row order), stored once instead of once per row */
     for (int b0 = c0; b0 < c1; b0 += 64) {
         int w = c1 - b0 < 64 ? c1 - b0 : 64;
         float acc[64];
         memcpy(acc, j->dbias + b0, (size_t)w * sizeof(float));
         for (int n = 0; n < j->N; n++) {
             const float *d = j->dout + (size_t)n * OC + b0;
-            if (w == 64)
-                for (int o = 0; o < 64; o++) acc[o] += d[o];
-            else
-                for (int o = 0; o < w; o++) acc[o] += d[o];
+            for (int o = 0; o < w; o++) acc[o] += d[o];
         }
         memcpy(j->dbias + b0, acc, (size_t)w * sizeof(float));
     }
