@@ -65,12 +65,19 @@ wait_job() {
 # a random delay in [lo, hi) seconds, at 0.05 s resolution
 rand_delay() { awk -v lo="$1" -v hi="$2" -v r="$RANDOM" 'BEGIN { printf "%.2f", lo + (hi - lo) * r / 32768 }'; }
 
+# the checkpoint a run directory's "latest" names (none if there is none)
+latest_of() { readlink "$1/latest" 2>/dev/null || cat "$1/latest" 2>/dev/null || echo none; }
 # run_with_kills NAME KILLS LO HI CMD...: launch CMD (which must resume with run.resume=auto),
-# kill -9 it KILLS times at random moments in [LO, HI) s after each launch (in turn: every
-# process of the job, one random rank, mpirun alone), then let it run to the end.
+# kill -9 it KILLS times (in turn: every process of the job, one random rank, mpirun alone),
+# then let it run to the end. Odd kills come at a random moment in [LO, HI) s after the
+# launch (possibly before its first checkpoint: a relaunch from nothing, or from the same
+# one); even kills at a random moment in [0, HI - LO) s after the launch has written a
+# checkpoint of its own, so that relaunches resume from checkpoints however fast or loaded
+# the machine is (a fixed window alone missed every checkpoint on a CI machine whose
+# start-up took most of it).
 run_with_kills() {
   local name=$1 kills=$2 lo=$3 hi=$4; shift 4
-  local k d victim how ended=0 attempt
+  local k d when victim how ended=0 attempt
   # The windows come from the reference run's time; if the machine's load drops, the
   # first launch can finish before its kill. Then the run directory ($T/NAME, which CMD
   # must write) is removed and everything starts again with windows a third as long.
@@ -87,12 +94,23 @@ run_with_kills() {
 run_kills_once() {
   first_done=0; ended=0
   for ((k = 1; k <= kills; k++)); do
+    local before; before=$(latest_of "$T/$name")
     start_group "$T/$name.kill$k.log" "$@"
-    d=$(rand_delay "$lo" "$hi")
-    sleep "$d"
+    if [ $((k % 2)) -eq 1 ]; then
+      d=$(rand_delay "$lo" "$hi"); sleep "$d"; when="${d}s"
+    else
+      local i t0w=$SECONDS
+      for ((i = 0; i < 1200; i++)); do   # (up to 120 s: the launch ending also stops it)
+        [ "$(latest_of "$T/$name")" != "$before" ] && break
+        kill -0 "$JOB" 2>/dev/null || break
+        sleep 0.1
+      done
+      d=$(rand_delay 0 "$(awk -v a="$lo" -v b="$hi" 'BEGIN { printf "%.2f", b - a }')"); sleep "$d"
+      when="${d}s after its first new checkpoint ($((SECONDS - t0w)) s in)"
+    fi
     if ! kill -0 "$JOB" 2>/dev/null; then   # finished before the kill
       wait "$JOB" || { cat "$T/$name.kill$k.log"; fail "$name: run $k failed"; }
-      ended=1; echo "  kill $k: the run had already finished at ${d}s"
+      ended=1; echo "  kill $k: the run had already finished at $when"
       [ "$k" -eq 1 ] && first_done=1
       break
     fi
@@ -114,7 +132,7 @@ run_kills_once() {
     local i
     for ((i = 0; i < 300; i++)); do group_alive "$JOB" || break; sleep 0.1; done
     group_alive "$JOB" && { ps -e -o sid=,pid=,stat=,comm= | awk -v s="$JOB" '$1 == s'; fail "$name: ranks still running 30 s after kill -9 of $how"; }
-    echo "  kill $k at ${d}s: $how; latest now $(readlink "$T/$name/latest" 2>/dev/null || cat "$T/$name/latest" 2>/dev/null || echo none)"
+    echo "  kill $k at $when: $how; latest now $(latest_of "$T/$name")"
   done
   if [ $ended -eq 0 ]; then
     start_group "$T/$name.final.log" "$@"
