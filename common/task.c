@@ -1101,7 +1101,11 @@ static void slot_forms(char *polite, char *terse, size_t cap, const TaskWorld *w
     Str p = {polite, cap, 0};
     polite[0] = 0;
     polite_wrap(&p, q, w, slot, r);
-    snprintf(terse, cap, "%s.", slot);
+    size_t n = strlen(slot); /* the slot and a full stop, cut to fit (cap >= 2) */
+    if (n > cap - 2) n = cap - 2;
+    memcpy(terse, slot, n);
+    terse[n] = '.';
+    terse[n + 1] = 0;
     terse[0] = (char)toupper((unsigned char)terse[0]);
 }
 
