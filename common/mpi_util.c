@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -30,6 +31,8 @@ static int g_role = -1;
 static const MpiRoles *g_roles;                        /* for naming peers */
 static _Atomic double g_peer_timeout = DEFAULT_PEER_TIMEOUT;
 static char g_prefix[96] = "rlhf-c: [rank ? role ?] "; /* also read by the signal handler */
+static int g_auto_threads = 1;                         /* run.threads = 0 (auto) */
+static char g_auto_why[160] = "auto: no MPI launch";
 
 // ----------------------------------------------------------------------------------------
 // Names
@@ -286,6 +289,48 @@ static int check_needs(const MpiRoles *r, const MpiRoleNeeds *need, char *msg, s
     return -1;
 }
 
+/* The kernel threads of run.threads = 0: the CPUs this rank may run on (its affinity
+ * mask, which mpirun --bind-to / srun --cpus-per-task set) divided by the most ranks of
+ * the job on this node that share one of them, at least 1. Unbound ranks on a 16-core
+ * node: 4 ranks -> 4 threads each; ranks bound to 4 cores each -> 4; to 1 core -> 1.
+ * Collective over the world (every program calls it from mpi_roles_init). */
+static void auto_threads_init(const MpiRoles *r) {
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0) { /* no mask: every online CPU */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &mine);
+    }
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r->world_rank,
+                                  MPI_INFO_NULL, &node));
+    int nn;
+    MPI_CHECK(MPI_Comm_size(node, &nn));
+    cpu_set_t *all = xmalloc((size_t)nn * sizeof(cpu_set_t));
+    MPI_CHECK(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
+                            node));
+    MPI_CHECK(MPI_Comm_free(&node));
+    int cpus = CPU_COUNT(&mine), share = 1;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &mine)) continue;
+        int k = 0;
+        for (int i = 0; i < nn; i++) k += CPU_ISSET(c, &all[i]) ? 1 : 0;
+        share = k > share ? k : share;
+    }
+    free(all);
+    if (cpus < 1) cpus = 1;
+    g_auto_threads = cpus / share > 1 ? cpus / share : 1;
+    snprintf(g_auto_why, sizeof g_auto_why,
+             "auto: %d CPU%s for this rank, shared by %d rank%s of the job on this node", cpus,
+             cpus == 1 ? "" : "s", share, share == 1 ? "" : "s");
+}
+
+int mpi_threads(int configured) { return configured > 0 ? configured : g_auto_threads; }
+
+const char *mpi_threads_why(int configured) {
+    return configured > 0 ? "run.threads" : g_auto_why;
+}
+
 void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *needs,
                     MpiRoles *r) {
     ASSERT((int)my_role >= 0 && (int)my_role < ROLE_COUNT);
@@ -344,6 +389,7 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
     ASSERT(r->role_size == r->count[my_role]);
     ASSERT(r->ranks[my_role][r->role_rank] == r->world_rank);
     g_roles = r;
+    auto_threads_init(r);
 
     char msg[2048];
     if (needs && check_needs(r, needs, msg, sizeof msg)) {

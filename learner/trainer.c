@@ -12,6 +12,7 @@
 
 #include "ckpt.h"
 #include "fault.h"
+#include "mpi_util.h"
 #include "ops.h"
 #include "util.h"
 
@@ -203,11 +204,12 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     if (config_load(&t->cfg, cfg_path, n_over, overrides, err) != 0)
         trainer_fail(t, 0, "%s", err);
     t->cfg_text = config_to_text(&t->cfg);
-    const char *core = ops_blas_setup(t->cfg.run.threads);
+    int threads = mpi_threads(t->cfg.run.threads);
+    const char *core = ops_blas_setup(threads);
     if (t->rank == 0)
-        printf("learner %s: %d rank%s, OpenBLAS core %s, %d thread%s per rank\n", stage,
-               t->nranks, t->nranks == 1 ? "" : "s", core, t->cfg.run.threads,
-               t->cfg.run.threads == 1 ? "" : "s");
+        printf("learner %s: %d rank%s, OpenBLAS core %s, %d thread%s per rank (%s)\n", stage,
+               t->nranks, t->nranks == 1 ? "" : "s", core, threads, threads == 1 ? "" : "s",
+               mpi_threads_why(t->cfg.run.threads));
     rng_init_keyed(&t->rng, (uint64_t)t->cfg.run.seed, 0x6c6561726eULL, (uint64_t)t->rank);
 
     /* model.init may name a checkpoint file or a run directory (its newest good one) */

@@ -2,7 +2,8 @@
 # tests/t_mpi.sh — common/mpi_util.c and common/msg.c under real MPMD mpirun launches of
 # the helper programs tests/mpi_roles.c and tests/mpi_echo.c (4-6 ranks, oversubscribed).
 #
-# Checks: roles are found and counted on every rank; a launch that lacks a role (or has
+# Checks: roles are found and counted on every rank; run.threads = 0 divides the CPUs a
+# rank may use among the ranks sharing them (unbound and bound launches); a launch that lacks a role (or has
 # one an offline stage cannot use) exits non-zero with ONE clear message from rank 0; msg
 # messages travel learner -> all (weights), actor -> reward -> actor -> learner and are
 # verified bit-exactly; a bad message makes the receiver abort the job naming the sender;
@@ -70,6 +71,26 @@ launch 60 -np 2 "$ROLES" learner offline
 expect_ok "offline 2 learners"
 expect_text "offline 2 learners" "roles ok"
 ok "offline 2 learners"
+
+# ---- run.threads = 0: the CPUs a rank may use, divided among the ranks sharing them ------
+NCPU=$(nproc)
+launch 60 --bind-to none -np 3 "$ROLES" learner threads
+expect_ok "auto threads, 3 unbound ranks"
+want=$(( NCPU / 3 > 1 ? NCPU / 3 : 1 ))
+[ "$(grep -c "threads $want (auto: $NCPU CPUs* for this rank, shared by 3 ranks of the job on this node)" "$TMP/out")" -eq 3 ] \
+  || fail "auto threads, 3 unbound ranks on $NCPU CPUs: expected $want threads each"
+ok "auto threads: 3 unbound ranks on $NCPU CPUs -> $want each"
+launch 60 --bind-to none -np 1 "$ROLES" learner threads
+expect_ok "auto threads, 1 unbound rank"
+expect_text "auto threads, 1 unbound rank" "rank 0 threads $NCPU (auto: $NCPU CPU"
+ok "auto threads: 1 unbound rank -> $NCPU"
+if [ "$NCPU" -ge 2 ]; then
+  launch 60 --bind-to core -np 2 "$ROLES" learner threads
+  expect_ok "auto threads, 2 ranks bound to a core each"
+  [ "$(grep -c "threads 1 (auto: 1 CPU for this rank, shared by 1 rank of" "$TMP/out")" -eq 2 ] \
+    || fail "auto threads, 2 ranks bound to a core each: expected 1 thread each"
+  ok "auto threads: 2 ranks bound to a core each -> 1 each"
+fi
 
 # ---- wrong launches: one message from rank 0, non-zero exit ------------------------------
 launch 60 -np 1 "$ROLES" learner roles : -np 2 "$ROLES" actor roles
