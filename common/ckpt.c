@@ -28,6 +28,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__PCLMUL__) && defined(__SSE4_1__)
+#include <immintrin.h> /* the CRC's carry-less multiplies */
+#endif
+
 #include "fault.h"
 #include "util.h"
 
@@ -36,12 +40,41 @@
 #endif
 
 // ----------------------------------------------------------------------------
-// CRC-32 (IEEE 802.3 polynomial, reflected: the CRC of zlib, PNG and gzip), slicing by 8
-// (eight 256-entry tables, 8 bytes per step) so checking a GPT-2 124M checkpoint costs
-// well under a second.
+// CRC-32 (IEEE 802.3 polynomial, reflected: the CRC of zlib, PNG and gzip). Long inputs
+// are folded with carry-less multiplies (PCLMULQDQ; Gopal et al. 2009, "Fast CRC
+// computation for generic polynomials using PCLMULQDQ instruction", Intel white paper):
+// four 16-byte accumulators step over 64 bytes at a time, are folded into one, and the
+// last 16 bytes and the tail go through the tables. Slicing by 8 (eight 256-entry
+// tables, 8 bytes per step) does short inputs and hosts without the instruction; it was
+// ~1.5 GB/s, a fifth of the time of writing or reading a 124M checkpoint.
 
 static uint32_t crc_tab[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+#if defined(__PCLMUL__) && defined(__SSE4_1__)
+#define CRC_FOLD 1
+/* Fold constants, as 64-bit lanes: a 16-byte block is the polynomial X = H x^64 + L
+ * (the reflected bit order puts H, the higher powers, in the low lane), and a carry-less
+ * product of two reflected 64-bit values is x times the product of their polynomials.
+ * So X x^F = x H k_h + x L k_l (mod P) for k_h = x^(F+63) mod P and k_l = x^(F-1) mod P,
+ * each placed in the high 32 bits of its lane. Computed in crc_init for F = 512 (the four
+ * accumulators, 64 bytes apart) and F = 128 (one block). */
+static __m128i crc_k512, crc_k128;
+
+/* x^n mod P in the reflected 32-bit form (bit i is the coefficient of x^(31 - i)) */
+static uint32_t crc_xpow(int n) {
+    uint32_t v = 0x80000000u; /* x^0 */
+    for (int i = 0; i < n; i++) v = (v & 1) ? (v >> 1) ^ 0xEDB88320u : v >> 1;
+    return v;
+}
+static __m128i crc_fold_consts(int F) {
+    return _mm_set_epi64x((long long)((uint64_t)crc_xpow(F - 1) << 32),
+                          (long long)((uint64_t)crc_xpow(F + 63) << 32));
+}
+static inline __m128i crc_fold(__m128i x, __m128i k) {
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+#endif
 
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -52,12 +85,14 @@ static void crc_init(void) {
     for (int s = 1; s < 8; s++)
         for (int i = 0; i < 256; i++)
             crc_tab[s][i] = (crc_tab[s - 1][i] >> 8) ^ crc_tab[0][crc_tab[s - 1][i] & 0xff];
+#if defined(CRC_FOLD)
+    crc_k512 = crc_fold_consts(512);
+    crc_k128 = crc_fold_consts(128);
+#endif
 }
 
-uint32_t ckpt_crc32(uint32_t crc, const void *data, size_t n) {
-    pthread_once(&crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
+/* The register form of the CRC (no inversions) of n bytes from state crc, by the tables. */
+static uint32_t crc_tables(uint32_t crc, const unsigned char *p, size_t n) {
     while (n >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
@@ -70,7 +105,41 @@ uint32_t ckpt_crc32(uint32_t crc, const void *data, size_t n) {
         n -= 8;
     }
     while (n--) crc = crc_tab[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
+    return crc;
+}
+
+uint32_t ckpt_crc32(uint32_t crc, const void *data, size_t n) {
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+#if defined(CRC_FOLD)
+    if (n >= 128) {
+        /* the state enters as an xor into the first 4 bytes (the CRC is linear); the
+         * folded 16 bytes are then congruent to everything before them, so the tables
+         * finish from state 0 */
+        __m128i a0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128((int)crc));
+        __m128i a1 = _mm_loadu_si128((const __m128i *)(p + 16));
+        __m128i a2 = _mm_loadu_si128((const __m128i *)(p + 32));
+        __m128i a3 = _mm_loadu_si128((const __m128i *)(p + 48));
+        p += 64;
+        n -= 64;
+        for (; n >= 64; p += 64, n -= 64) {
+            a0 = _mm_xor_si128(crc_fold(a0, crc_k512), _mm_loadu_si128((const __m128i *)p));
+            a1 = _mm_xor_si128(crc_fold(a1, crc_k512), _mm_loadu_si128((const __m128i *)(p + 16)));
+            a2 = _mm_xor_si128(crc_fold(a2, crc_k512), _mm_loadu_si128((const __m128i *)(p + 32)));
+            a3 = _mm_xor_si128(crc_fold(a3, crc_k512), _mm_loadu_si128((const __m128i *)(p + 48)));
+        }
+        a1 = _mm_xor_si128(crc_fold(a0, crc_k128), a1);
+        a2 = _mm_xor_si128(crc_fold(a1, crc_k128), a2);
+        a3 = _mm_xor_si128(crc_fold(a2, crc_k128), a3);
+        for (; n >= 16; p += 16, n -= 16)
+            a3 = _mm_xor_si128(crc_fold(a3, crc_k128), _mm_loadu_si128((const __m128i *)p));
+        unsigned char last[16];
+        _mm_storeu_si128((__m128i *)last, a3);
+        crc = crc_tables(0, last, 16);
+    }
+#endif
+    return ~crc_tables(crc, p, n);
 }
 
 // ----------------------------------------------------------------------------
