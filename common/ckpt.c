@@ -771,10 +771,23 @@ int ckpt_write_meta(CkptWriter *w, const CkptMeta *meta, char *err) {
  * before they are written, and the write fails (the previous checkpoint stays latest). */
 static int check_finite(const CkptWriter *w, const char *path, const float *x, size_t n,
                         char *err) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return errf(err, "%s: %s[%zu] = %g is not finite: refusing to write a checkpoint "
-                             "with it", wsrc(w), path, i, (double)x[i]);
+    /* blocks of 4096 tested with a branch-free OR of "exponent all ones" (vectorised; the
+     * early-exit scalar loop was 7 % of writing a 124M checkpoint), then the block with a
+     * hit element by element for the message */
+    for (size_t i0 = 0; i0 < n; i0 += 4096) {
+        size_t e = n - i0 < 4096 ? n : i0 + 4096;
+        uint32_t hit = 0;
+        for (size_t i = i0; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, x + i, sizeof u);
+            hit |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!hit) continue;
+        for (size_t i = i0; i < e; i++)
+            if (!isfinite(x[i]))
+                return errf(err, "%s: %s[%zu] = %g is not finite: refusing to write a "
+                                 "checkpoint with it", wsrc(w), path, i, (double)x[i]);
+    }
     return 0;
 }
 

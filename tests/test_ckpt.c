@@ -774,6 +774,17 @@ static void test_failed_writes(void) {
     CHECK(ckpt_write_adamw(w, "policy", mom, mom, m.num_params, 1, err) == -1 &&
           strstr(err, "/optim/policy/m[3]") && strstr(err, "not finite"));
     ckpt_writer_free(w);
+    /* the last element, past the first 4096-element block of the check */
+    CHECK(m.num_params > 4096);
+    mom[3] = 0.0f;
+    mom[m.num_params - 1] = -INFINITY;
+    char want[64];
+    snprintf(want, sizeof want, "/optim/policy/m[%zu]", m.num_params - 1);
+    w = ckpt_writer_open_dir(dir, 11, 3, err);
+    CHECK(w && ckpt_write_meta(w, &meta, err) == 0 && ckpt_write_model(w, "policy", &m, err) == 0);
+    CHECK(ckpt_write_adamw(w, "policy", mom, mom, m.num_params, 1, err) == -1 &&
+          strstr(err, want) && strstr(err, "not finite"));
+    ckpt_writer_free(w);
     free(mom);
 
     /* the previous checkpoint and `latest` are untouched, no debris left */
