@@ -16,7 +16,9 @@
 # and, summed over updates 2..7, the time split: actor generate / score wait, reward
 # server busy, learner train / weight sync / idle (waiting for rollouts).
 # Then the same with N = 2 actors in asynchronous mode (ppo.max_staleness = 1): the learner
-# idle fraction = (t_learner_idle + t_sync) / t_update against the synchronous run's.
+# idle fraction = (t_learner_idle + t_sync) / t_update against the synchronous run's; and
+# N = 2 synchronous with the default thread count (run.threads = 0: the learner, whose
+# phase the others sleep through, gets every CPU) against one thread per rank.
 # Ranks outnumber cores here (2 cores: learner + server + N actors), so scaling beyond
 # N = 1 cannot show on this machine; run it where cores >= N + 2.
 # Output: a table and RESULT lines (bench/run.sh collects them). Not part of `make test`.
@@ -91,6 +93,11 @@ done
 job async_a2 2 ppo.max_staleness=1
 report async_a2 2 "async (staleness 1)"
 [ -f "$T/sync_a2/metrics.jsonl" ] || { job sync_a2 2 ppo.max_staleness=0; report sync_a2 2 "sync, 2 actor(s)"; }
+# the default thread count (run.threads = 0): in a synchronous job each phase's ranks
+# divide the CPUs among themselves, so the learner trains on all of them here
+job sync_auto_a2 2 ppo.max_staleness=0 run.threads=0
+report sync_auto_a2 2 "sync, 2, auto threads"
+grep -h "threads per rank" "$T/sync_auto_a2.log" | sed 's/^/  /'
 base=$(rate "sync_a$first" t_collect)
 for na in $COUNTS; do
   r=$(rate "sync_a$na" t_collect)
@@ -101,4 +108,7 @@ done
 awk -v a="$(col async_a2 t_learner_idle | sum)" -v as="$(col async_a2 t_sync | sum)" -v au="$(col async_a2 t_update | sum)" \
     -v s="$(col sync_a2 t_learner_idle | sum)" -v ss="$(col sync_a2 t_sync | sum)" -v su="$(col sync_a2 t_update | sum)" 'BEGIN {
   printf "learner idle (waiting for rollouts + weight sync) / update time, 2 actors: sync %.3f, async %.3f\n", (s + ss) / su, (a + as) / au }'
-echo "cores: $(nproc), ranks per job: learner 1 + reward server 1 + actors; OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+awk -v a="$(rate sync_auto_a2 t_update)" -v o="$(rate sync_a2 t_update)" 'BEGIN {
+  printf "sync, 2 actors: auto threads vs one thread per rank: %.2fx the whole-update rate\n", a / o
+  printf "RESULT\tppo.auto_threads_speedup\t%.4f\tratio\n", a / o }'
+echo "cores: $(nproc), ranks per job: learner 1 + reward server 1 + actors; run.threads=1 except the auto row; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"

@@ -280,6 +280,9 @@ if want ppo; then
     "$(fmt "$(val ppo.sync_a4.rollouts_per_s_collect)")" "$(fmt "$(val ppo.scaling_a2)" 2)" "$(fmt "$(val ppo.scaling_a4)" 2)" "$(nproc)"
   printf 'PPO learner idle fraction, 2 actors: sync %s, async (max_staleness 1) %s\n' \
     "$(fmt "$(val ppo.sync_a2.learner_idle_frac)" 3)" "$(fmt "$(val ppo.async_a2.learner_idle_frac)" 3)"
+  printf 'PPO whole-update rate, 2 actors, sync: run.threads=0 (auto, the default) vs one thread per rank: %sx (rollouts/s %s vs %s)\n' \
+    "$(fmt "$(val ppo.auto_threads_speedup)" 2)" "$(fmt "$(val ppo.sync_auto_a2.rollouts_per_s_update)")" \
+    "$(fmt "$(val ppo.sync_a2.rollouts_per_s_update)")"
 fi
 echo "note: bench_model's numbers are one measurement per process (after a warm-up); their"
 echo "median is over $REPS processes. Load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg)."

@@ -31,8 +31,6 @@ static int g_role = -1;
 static const MpiRoles *g_roles;                        /* for naming peers */
 static _Atomic double g_peer_timeout = DEFAULT_PEER_TIMEOUT;
 static char g_prefix[96] = "rlhf-c: [rank ? role ?] "; /* also read by the signal handler */
-static int g_auto_threads = 1;                         /* run.threads = 0 (auto) */
-static char g_auto_why[160] = "auto: no MPI launch";
 
 // ----------------------------------------------------------------------------------------
 // Names
@@ -293,42 +291,62 @@ static int check_needs(const MpiRoles *r, const MpiRoleNeeds *need, char *msg, s
  * mask, which mpirun --bind-to / srun --cpus-per-task set) divided by the most ranks of
  * the job on this node that share one of them, at least 1. Unbound ranks on a 16-core
  * node: 4 ranks -> 4 threads each; ranks bound to 4 cores each -> 4; to 1 core -> 1.
- * Collective over the world (every program calls it from mpi_roles_init). */
+ * Counted twice: among all ranks, and among the ranks of this rank's phase only
+ * (learners; actors and reward servers), for a job whose phases take turns (synchronous
+ * PPO / GRPO: the learner trains while the others wait for weights, and waits while
+ * they generate and score), where the ranks of the other phase sleep while this one
+ * computes. Collective over the world (every program calls it from mpi_roles_init). */
+static int g_auto_threads[2] = {1, 1}; /* [phased] */
+static char g_auto_why[2][200] = {"auto: no MPI launch", "auto: no MPI launch"};
+
 static void auto_threads_init(const MpiRoles *r) {
-    cpu_set_t mine;
-    CPU_ZERO(&mine);
-    if (sched_getaffinity(0, sizeof mine, &mine) != 0) { /* no mask: every online CPU */
+    struct {
+        cpu_set_t mask;
+        int learner;
+    } mine, *all;
+    memset(&mine, 0, sizeof mine);
+    if (sched_getaffinity(0, sizeof mine.mask, &mine.mask) != 0) { /* no mask: every CPU */
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &mine);
+        for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &mine.mask);
     }
+    mine.learner = r->role == ROLE_LEARNER;
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r->world_rank,
                                   MPI_INFO_NULL, &node));
     int nn;
     MPI_CHECK(MPI_Comm_size(node, &nn));
-    cpu_set_t *all = xmalloc((size_t)nn * sizeof(cpu_set_t));
+    all = xmalloc((size_t)nn * sizeof *all);
     MPI_CHECK(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
                             node));
     MPI_CHECK(MPI_Comm_free(&node));
-    int cpus = CPU_COUNT(&mine), share = 1;
+    int cpus = CPU_COUNT(&mine.mask), share[2] = {1, 1};
     for (int c = 0; c < CPU_SETSIZE; c++) {
-        if (!CPU_ISSET(c, &mine)) continue;
-        int k = 0;
-        for (int i = 0; i < nn; i++) k += CPU_ISSET(c, &all[i]) ? 1 : 0;
-        share = k > share ? k : share;
+        if (!CPU_ISSET(c, &mine.mask)) continue;
+        int k[2] = {0, 0};
+        for (int i = 0; i < nn; i++)
+            if (CPU_ISSET(c, &all[i].mask)) {
+                k[0]++;
+                k[1] += all[i].learner == mine.learner;
+            }
+        for (int ph = 0; ph < 2; ph++) share[ph] = k[ph] > share[ph] ? k[ph] : share[ph];
     }
     free(all);
     if (cpus < 1) cpus = 1;
-    g_auto_threads = cpus / share > 1 ? cpus / share : 1;
-    snprintf(g_auto_why, sizeof g_auto_why,
-             "auto: %d CPU%s for this rank, shared by %d rank%s of the job on this node", cpus,
-             cpus == 1 ? "" : "s", share, share == 1 ? "" : "s");
+    for (int ph = 0; ph < 2; ph++) {
+        g_auto_threads[ph] = cpus / share[ph] > 1 ? cpus / share[ph] : 1;
+        snprintf(g_auto_why[ph], sizeof g_auto_why[ph],
+                 "auto: %d CPU%s for this rank, shared by %d rank%s of the job%s on this node",
+                 cpus, cpus == 1 ? "" : "s", share[ph], share[ph] == 1 ? "" : "s",
+                 !ph ? "" : mine.learner ? " that train" : " that generate or score");
+    }
 }
 
-int mpi_threads(int configured) { return configured > 0 ? configured : g_auto_threads; }
+int mpi_threads(int configured, int phased) {
+    return configured > 0 ? configured : g_auto_threads[phased != 0];
+}
 
-const char *mpi_threads_why(int configured) {
-    return configured > 0 ? "run.threads" : g_auto_why;
+const char *mpi_threads_why(int configured, int phased) {
+    return configured > 0 ? "run.threads" : g_auto_why[phased != 0];
 }
 
 void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *needs,

@@ -85,9 +85,12 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
                     MpiRoles *roles);
 /* Kernel threads for this rank: `configured` (run.threads) when > 0; 0 = auto: the CPUs
  * this rank may run on divided by the most ranks of the job on this node sharing one of
- * them (measured in mpi_roles_init; 1 before it). mpi_threads_why says which, for logs. */
-int mpi_threads(int configured);
-const char *mpi_threads_why(int configured);
+ * them (measured in mpi_roles_init; 1 before it) — with `phased`, only the ranks of this
+ * rank's phase count (learners; actors and reward servers): for jobs whose phases take
+ * turns (synchronous PPO / GRPO, ppo.max_staleness = 0; offline stages, all learners).
+ * mpi_threads_why says which, for logs. */
+int mpi_threads(int configured, int phased);
+const char *mpi_threads_why(int configured, int phased);
 /* Stops the watchdog, frees the communicator and lists, MPI_Finalize (the counterpart of
  * the MPI_Init in mpi_roles_init). NULL: no-op. */
 void mpi_roles_free(MpiRoles *roles);

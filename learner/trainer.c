@@ -204,12 +204,15 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     if (config_load(&t->cfg, cfg_path, n_over, overrides, err) != 0)
         trainer_fail(t, 0, "%s", err);
     t->cfg_text = config_to_text(&t->cfg);
-    int threads = mpi_threads(t->cfg.run.threads);
+    /* the learner and the actors take turns in a synchronous online job */
+    int online = !strcmp(stage, "ppo") || !strcmp(stage, "grpo") || !strcmp(stage, "rloo");
+    int phased = online && t->cfg.ppo.max_staleness == 0;
+    int threads = mpi_threads(t->cfg.run.threads, phased);
     const char *core = ops_blas_setup(threads);
     if (t->rank == 0)
         printf("learner %s: %d rank%s, OpenBLAS core %s, %d thread%s per rank (%s)\n", stage,
                t->nranks, t->nranks == 1 ? "" : "s", core, threads, threads == 1 ? "" : "s",
-               mpi_threads_why(t->cfg.run.threads));
+               mpi_threads_why(t->cfg.run.threads, phased));
     rng_init_keyed(&t->rng, (uint64_t)t->cfg.run.seed, 0x6c6561726eULL, (uint64_t)t->rank);
 
     /* model.init may name a checkpoint file or a run directory (its newest good one) */

@@ -8,7 +8,8 @@
  *              counts agree everywhere), mpi_max_double / mpi_sum_double / mpi_is_root,
  *              a poll that times out, and that waiting on two tags alternates between them
  *   offline    the same tables with offline needs (learners only)
- *   threads    (learners only) print the kernel thread count of run.threads = 0 (auto)
+ *   threads    (any roles) print the kernel thread counts of run.threads = 0 (auto), among
+ *              all ranks and among the ranks of this one's phase
  *   fatal      the first reward rank calls mpi_fatal; everyone else waits for a message
  *   mpierror   the first actor sends to a rank that does not exist (through MPI_CHECK,
  *              so the error comes back from MPI and is reported); everyone else waits
@@ -154,9 +155,9 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[2];
     MpiRoles r;
-    int offline = strcmp(mode, "offline") == 0 || strcmp(mode, "threads") == 0;
-    MpiRoleNeeds need = offline ? mpi_needs_offline("sft") : mpi_needs_online("ppo");
-    mpi_roles_init(&argc, &argv, role, &need, &r);
+    MpiRoleNeeds need = strcmp(mode, "offline") == 0 ? mpi_needs_offline("sft")
+                                                       : mpi_needs_online("ppo");
+    mpi_roles_init(&argc, &argv, role, strcmp(mode, "threads") ? &need : NULL, &r);
     char desc[128];
     if (r.world_rank == 0) printf("launch: %s\n", mpi_roles_describe(&r, desc, sizeof desc));
     fflush(stdout);
@@ -169,8 +170,9 @@ int main(int argc, char **argv) {
         if (r.world_rank == 0) printf("roles ok\n");
     } else if (strcmp(mode, "threads") == 0) {
         /* run.threads = 0 (auto) as this rank decided it; a set count is kept */
-        REQUIRE(mpi_threads(5) == 5 && strcmp(mpi_threads_why(5), "run.threads") == 0);
-        printf("rank %d threads %d (%s)\n", r.world_rank, mpi_threads(0), mpi_threads_why(0));
+        REQUIRE(mpi_threads(5, 0) == 5 && strcmp(mpi_threads_why(5, 1), "run.threads") == 0);
+        printf("rank %d threads %d (%s)\n", r.world_rank, mpi_threads(0, 0), mpi_threads_why(0, 0));
+        printf("rank %d phased %d (%s)\n", r.world_rank, mpi_threads(0, 1), mpi_threads_why(0, 1));
     } else if (strcmp(mode, "fatal") == 0) {
         if (r.role == ROLE_REWARD && r.role_rank == 0)
             mpi_fatal("deliberate failure for the test (reward rank %d)", r.role_rank);

@@ -84,6 +84,16 @@ launch 60 --bind-to none -np 1 "$ROLES" learner threads
 expect_ok "auto threads, 1 unbound rank"
 expect_text "auto threads, 1 unbound rank" "rank 0 threads $NCPU (auto: $NCPU CPU"
 ok "auto threads: 1 unbound rank -> $NCPU"
+launch 60 --bind-to none -np 1 "$ROLES" learner threads : -np 2 "$ROLES" actor threads : -np 1 "$ROLES" reward threads
+expect_ok "auto threads, PPO layout"
+want=$(( NCPU / 4 > 1 ? NCPU / 4 : 1 )); want3=$(( NCPU / 3 > 1 ? NCPU / 3 : 1 ))
+[ "$(grep -c "threads $want (auto: $NCPU CPUs* for this rank, shared by 4 ranks of the job on this node)" "$TMP/out")" -eq 4 ] \
+  || fail "auto threads, PPO layout: expected $want threads each among all 4 ranks"
+expect_text "auto threads, PPO layout" "rank 0 phased $NCPU (auto: $NCPU CPU"
+expect_text "auto threads, PPO layout" "shared by 1 rank of the job that train on this node)"
+[ "$(grep -c "phased $want3 (auto: $NCPU CPUs* for this rank, shared by 3 ranks of the job that generate or score on this node)" "$TMP/out")" -eq 3 ] \
+  || fail "auto threads, PPO layout: expected $want3 threads for each actor and reward server when the phases take turns"
+ok "auto threads: learner + reward + 2 actors -> $want each; taking turns: learner $NCPU, the others $want3"
 if [ "$NCPU" -ge 2 ]; then
   launch 60 --bind-to core -np 2 "$ROLES" learner threads
   expect_ok "auto threads, 2 ranks bound to a core each"
