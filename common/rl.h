@@ -1,6 +1,6 @@
 /*
  * common/rl.h — the RL estimators around the losses: GAE advantages and returns, masked
- * whitening, the per-token PPO reward of the DESIGN.md contract, the fixed and adaptive
+ * whitening, the per-token PPO reward (docs/ppo.md), the fixed and adaptive
  * KL controllers, running score statistics (mergeable across ranks), and the
  * critic-free group advantages of GRPO and RLOO.
  *
@@ -61,7 +61,7 @@ RLMoments rl_masked_moments(const float *x, const float *mask, size_t n);
 RLMoments rl_whiten(float *x, const float *mask, size_t n, int keep_mean);
 
 // ----------------------------------------------------------------------------
-// per-token PPO reward (DESIGN.md "PPO contract"; Ziegler et al. 2019, eq. 2; Stiennon
+// per-token PPO reward (docs/ppo.md "PPO update"; Ziegler et al. 2019, eq. 2; Stiennon
 // et al. 2020, eq. 1):
 //     r_t = -beta (lp_old_t - lp_ref_t)                     for every masked t
 //     r_T += score_b - (has_eos[b] ? 0 : no_eos_penalty)    at the row's last masked t

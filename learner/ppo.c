@@ -40,7 +40,7 @@
  * continues from the checkpoint's data cursor, past the prompts that were in flight.
  * Before the stop message the learner waits for every item still out (ppo_drain).
  *
- * PPO (DESIGN.md "PPO contract"; Ziegler et al. 2019; Ouyang et al. 2022): per-token
+ * PPO (docs/ppo.md "PPO update"; Ziegler et al. 2019; Ouyang et al. 2022): per-token
  * reward r_t = -beta (lp_old - lp_ref), + score at the last token (minus
  * ppo.no_eos_penalty without EOS; scores optionally normalised by running mean/std);
  * GAE (Schulman et al. 2016) with the critic's values; whitened advantages; ppo.epochs
