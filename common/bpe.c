@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unicode_nfc.h"
 #include "util.h"
 
 #define NO_RANK INT_MAX
@@ -202,6 +203,99 @@ size_t bpe_pretoken_end(const char *text, size_t n, size_t i) {
     }
     if (j == n) return n;
     return count >= 2 ? last : j;
+}
+
+// The Llama 3 / Qwen2 pattern (tokenizer.json "Split" regex), alternatives in order:
+//   1. (?i:'s|'t|'re|'ve|'m|'ll|'d) — ASCII letters in either case;
+//   2. [^\r\n\p{L}\p{N}]?\p{L}+ — a letter run, with one character before it that is not
+//      CR, LF, a letter or a number (a space, a tab, punctuation: " word", "\tword", "$x");
+//   3. \p{N}{1,max_digits} — Llama 3 takes up to three numbers, Qwen2 one;
+//   4. " ?[^\s\p{L}\p{N}]+[\r\n]*" — an optional U+0020, a run of "other" characters,
+//      then any CR/LF run;
+//   5. \s*[\r\n]+ — a whitespace run up to and including its last CR or LF (the regex
+//      engine backs \s* off until [\r\n]+ matches, which is at the last CR/LF);
+//   6. \s+(?!\S) and 7. \s+ — as in GPT-2's pattern (no CR/LF is left in the run here).
+
+static int is_crlf(uint32_t cp) {
+    return cp == '\r' || cp == '\n';
+}
+
+/* Alternative 1 at s[i] == '\'': the contraction's length, or 0. */
+static size_t contraction_len(const unsigned char *s, size_t n, size_t i) {
+    if (i + 1 >= n) return 0;
+    unsigned c = s[i + 1] | 0x20u; /* ASCII lower case; non-letters never match below */
+    if (c == 's' || c == 't' || c == 'm' || c == 'd') return 2;
+    if (i + 2 >= n) return 0;
+    unsigned d = s[i + 2] | 0x20u;
+    if ((c == 'r' && d == 'e') || (c == 'v' && d == 'e') || (c == 'l' && d == 'l')) return 3;
+    return 0;
+}
+
+/* End of the run of characters of class cls that starts at j. */
+static size_t run_end(const unsigned char *s, size_t n, size_t j, UnicodeClass cls) {
+    while (j < n) {
+        UnicodeClass c;
+        uint32_t cp;
+        size_t l = char_at(s, n, j, &c, &cp);
+        if (c != cls) break;
+        j += l;
+    }
+    return j;
+}
+
+/* Alternatives 5-7 on the whitespace run that starts at i (its first character is l0
+ * bytes long). */
+static size_t space_run_end(const unsigned char *s, size_t n, size_t i, size_t l0) {
+    size_t last = i, j = i + l0, count = 1, crlf_end = 0;
+    UnicodeClass c;
+    uint32_t cp;
+    char_at(s, n, i, &c, &cp);
+    if (is_crlf(cp)) crlf_end = i + 1;
+    while (j < n) {
+        size_t l = char_at(s, n, j, &c, &cp);
+        if (c != UNI_SPACE) break;
+        if (is_crlf(cp)) crlf_end = j + 1;
+        last = j;
+        j += l;
+        count++;
+    }
+    if (crlf_end) return crlf_end;
+    if (j == n) return n;
+    return count >= 2 ? last : j;
+}
+
+size_t bpe_pretoken_end_llama3(const char *text, size_t n, size_t i, int max_digits) {
+    const unsigned char *s = (const unsigned char *)text;
+    ASSERT(i < n && max_digits >= 1);
+    if (s[i] == '\'') {
+        size_t l = contraction_len(s, n, i);
+        if (l) return i + l;
+    }
+    UnicodeClass cls, cls2 = UNI_OTHER;
+    uint32_t cp, cp2 = 0;
+    size_t len = char_at(s, n, i, &cls, &cp), len2 = 0;
+    if (i + len < n) len2 = char_at(s, n, i + len, &cls2, &cp2);
+    if (cls == UNI_LETTER) return run_end(s, n, i + len, UNI_LETTER);
+    if (cls != UNI_NUMBER && !is_crlf(cp) && cls2 == UNI_LETTER)
+        return run_end(s, n, i + len + len2, UNI_LETTER);
+    if (cls == UNI_NUMBER) {
+        size_t j = i + len;
+        for (int k = 1; k < max_digits && j < n; k++) {
+            UnicodeClass c;
+            uint32_t q;
+            size_t l = char_at(s, n, j, &c, &q);
+            if (c != UNI_NUMBER) break;
+            j += l;
+        }
+        return j;
+    }
+    size_t start = cp == ' ' && cls2 == UNI_OTHER && len2 ? i + len : (cls == UNI_OTHER ? i : n);
+    if (start != n) {
+        size_t j = run_end(s, n, start, UNI_OTHER);
+        while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+        return j;
+    }
+    return space_run_end(s, n, i, len);
 }
 
 // ---- a map from byte strings to ids --------------------------------------------------
@@ -399,6 +493,58 @@ static int merge_heap(const BPE *t, int *w, int n) {
     return out;
 }
 
+/* Hugging Face's order (tokenizers' Word::merge_all, and merges that need not be in
+ * dependency order, as in Llama 3's file): always the single leftmost pair of lowest rank,
+ * and pairs that a merge creates compete at once. With merges in dependency order (every
+ * part made by an earlier merge) this gives the same result as GPT-2's loop. */
+static int merge_naive_hf(const BPE *t, int *w, int n) {
+    while (n > 1) {
+        int best = NO_RANK, at = -1;
+        for (int k = 0; k + 1 < n; k++) {
+            int r = pair_rank(t, w[k], w[k + 1]);
+            if (r < best) best = r, at = k;
+        }
+        if (at < 0) break;
+        w[at] = t->merge_result[best];
+        memmove(w + at + 1, w + at + 2, (size_t)(n - at - 2) * sizeof(int));
+        n--;
+    }
+    return n;
+}
+
+/* merge_naive_hf in O(n log n): the heap of merge_heap, each entry merged as it is popped. */
+static int merge_heap_hf(const BPE *t, int *w, int n) {
+    int *buf = xmalloc((size_t)n * 2 * sizeof(int));
+    uint64_t *heap = xmalloc((size_t)n * 3 * sizeof(uint64_t));
+    int *next = buf, *prev = buf + n, hn = 0;
+    for (int k = 0; k < n; k++) {
+        next[k] = k + 1 < n ? k + 1 : -1;
+        prev[k] = k - 1;
+        int r = k + 1 < n ? pair_rank(t, w[k], w[k + 1]) : NO_RANK;
+        if (r != NO_RANK) heap_push(heap, &hn, ((uint64_t)r << 32) | (uint32_t)k);
+    }
+    while (hn > 0) {
+        uint64_t e = heap_pop(heap, &hn);
+        int r = (int)(e >> 32), p = (int)(uint32_t)e, q = next[p];
+        if (prev[p] < -1 || q < 0 || w[p] != t->merge_left[r] || w[q] != t->merge_right[r])
+            continue; /* stale */
+        w[p] = t->merge_result[r];
+        next[p] = next[q];
+        if (next[q] >= 0) prev[next[q]] = p;
+        prev[q] = -2;
+        int r2;
+        if (prev[p] >= 0 && (r2 = pair_rank(t, w[prev[p]], w[p])) != NO_RANK)
+            heap_push(heap, &hn, ((uint64_t)r2 << 32) | (uint32_t)prev[p]);
+        if (next[p] >= 0 && (r2 = pair_rank(t, w[p], w[next[p]])) != NO_RANK)
+            heap_push(heap, &hn, ((uint64_t)r2 << 32) | (uint32_t)p);
+    }
+    int out = 0;
+    for (int k = 0; k >= 0; k = next[k]) w[out++] = w[k];
+    free(buf);
+    free(heap);
+    return out;
+}
+
 /* Pre-tokens of up to this many bytes use the naive loop (faster when short). */
 #define BPE_NAIVE_MAX 16
 
@@ -423,15 +569,31 @@ static size_t encode_plain(const BPE *t, const unsigned char *s, size_t len, int
                            size_t *cap, size_t n) {
     size_t i = 0;
     while (i < len) {
-        size_t j = bpe_pretoken_end((const char *)s, len, i);
+        size_t j = t->pretok == BPE_PRETOK_GPT2
+                       ? bpe_pretoken_end((const char *)s, len, i)
+                       : bpe_pretoken_end_llama3((const char *)s, len, i,
+                                                 t->pretok == BPE_PRETOK_LLAMA3 ? 3 : 1);
         size_t m = j - i;
         ASSERT(m < (size_t)INT_MAX);
         ids_reserve(ids, cap, n + m);
         int *w = *ids + n;
+        if (t->ignore_merges && m > 1) { /* HF: a pre-token that is a token is that token */
+            IdMap vm = {t->vocab_slot, t->vocab_cap, 0};
+            int id = idmap_find(&vm, t->tok_data, t->tok_off, s + i, m);
+            if (id >= 0) {
+                w[0] = id;
+                n++;
+                i = j;
+                continue;
+            }
+        }
         for (size_t k = 0; k < m; k++) w[k] = t->byte_id[s[i + k]];
-        if (m > 1 && t->num_merges > 0)
+        if (m > 1 && t->num_merges > 0 && !t->hf_merge_order)
             m = (size_t)(m <= BPE_NAIVE_MAX ? merge_naive(t, w, (int)m)
                                             : merge_heap(t, w, (int)m));
+        else if (m > 1 && t->num_merges > 0)
+            m = (size_t)(m <= BPE_NAIVE_MAX ? merge_naive_hf(t, w, (int)m)
+                                            : merge_heap_hf(t, w, (int)m));
         n += m;
         i = j;
     }
@@ -462,10 +624,61 @@ static int find_special(const BPE *t, const unsigned char *s, size_t len, size_t
     return best;
 }
 
+/* The earliest added token at or after `from`, the longest one there (HF's leftmost-
+ * longest match); special ones only with BPE_ENCODE_SPECIAL. Its position in *at, its id
+ * returned, or -1. added_id is sorted longest first, so the first hit at a position wins. */
+static int find_added(const BPE *t, const unsigned char *s, size_t len, size_t from,
+                      unsigned flags, size_t *at) {
+    for (size_t p = from; p < len; p++) {
+        if (!t->added_first[s[p]]) continue;
+        for (int k = 0; k < t->n_added; k++) {
+            int id = t->added_id[k];
+            const unsigned char *c = t->tok_data + t->tok_off[id];
+            size_t cl = t->tok_off[id + 1] - t->tok_off[id];
+            if (c[0] != s[p] || cl > len - p) continue;
+            if (t->tok_special[id] && !(flags & BPE_ENCODE_SPECIAL)) continue;
+            if (memcmp(c, s + p, cl) == 0) {
+                *at = p;
+                return id;
+            }
+        }
+    }
+    *at = len;
+    return -1;
+}
+
+/* A stretch of text between added tokens: NFC if asked for, then pre-tokens and merges. */
+static size_t encode_section(const BPE *t, const unsigned char *s, size_t len, int **ids,
+                             size_t *cap, size_t n) {
+    size_t nl;
+    char *norm = t->nfc ? unicode_nfc((const char *)s, len, &nl) : NULL;
+    if (!norm) return encode_plain(t, s, len, ids, cap, n);
+    n = encode_plain(t, (const unsigned char *)norm, nl, ids, cap, n);
+    free(norm);
+    return n;
+}
+
+/* tokenizer.json tokenizers (hftok.h): added tokens are cut out of the raw text first. */
+static size_t encode_hf(const BPE *t, const unsigned char *s, size_t len, unsigned flags,
+                        int **ids, size_t *cap) {
+    size_t n = 0, i = 0;
+    while (i < len) {
+        size_t at;
+        int id = find_added(t, s, len, i, flags, &at);
+        n = encode_section(t, s + i, at - i, ids, cap, n);
+        if (id < 0) break;
+        ids_reserve(ids, cap, n + 1);
+        (*ids)[n++] = id;
+        i = at + (t->tok_off[id + 1] - t->tok_off[id]);
+    }
+    return n;
+}
+
 size_t bpe_encode(const BPE *t, const char *text, size_t len, unsigned flags, int **ids,
                   size_t *cap) {
     ASSERT(t && t->vocab_size > 0);
     const unsigned char *s = (const unsigned char *)text;
+    if (t->n_added > 0) return encode_hf(t, s, len, flags, ids, cap);
     if (!(flags & BPE_ENCODE_SPECIAL)) return encode_plain(t, s, len, ids, cap, 0);
     size_t n = 0, i = 0;
     while (i < len) {
@@ -580,6 +793,8 @@ void bpe_free(BPE *t) {
     free(t->merge_result);
     free(t->pair_key);
     free(t->pair_rank);
+    free(t->added_id);
+    free(t->vocab_slot);
     memset(t, 0, sizeof *t);
 }
 
@@ -695,19 +910,295 @@ static int resolve_specials(BPE *t, const char *where, char *err) {
     return 0;
 }
 
-/* The loader proper: vocab JSON text (vlen bytes) and merges text (mlen bytes). */
+/* The loader's state, shared by the two file formats (vocab.json + merges.txt here,
+ * tokenizer.json in hftok.c): the model vocabulary decoded from byte-level form, a map
+ * from token bytes to ids, and the merges read so far. */
+struct BPEBuilder {
+    BPE t;
+    size_t n;                 /* model vocabulary entries, ids 0..n-1 */
+    const char **keys;        /* (n) byte-level strings, borrowed from the caller */
+    const char *vname;
+    unsigned char *dec;       /* decoded keys: dec[dec_off[id] .. dec_off[id+1]) */
+    size_t *dec_off, total;
+    unsigned char *decodable; /* (n) key is all byte-level symbols */
+    unsigned char *avail;     /* (n) a byte or the result of a merge so far */
+    unsigned char *is_result; /* (n) */
+    unsigned char *part;      /* scratch for one merge's two parts */
+    size_t part_cap;
+    int *merge_num;           /* (merge_cap) line or index of each merge, for duplicates */
+    size_t merge_cap;
+    IdMap map;
+    int any_order;            /* merge parts need not be made by earlier merges (HF) */
+};
+
+void bpe_builder_any_order(BPEBuilder *b) {
+    b->any_order = 1;
+}
+
+void bpe_builder_free(BPEBuilder *b) {
+    if (!b) return;
+    free(b->dec);
+    free(b->dec_off);
+    free(b->decodable);
+    free(b->avail);
+    free(b->is_result);
+    free(b->part);
+    free(b->merge_num);
+    idmap_free(&b->map);
+    bpe_free(&b->t);
+    free(b);
+}
+
+BPEBuilder *bpe_builder_new(const char *const *keys, size_t n, const char *vname, char *err) {
+    BPEBuilder *b = xcalloc(1, sizeof *b);
+    b->n = n;
+    b->keys = (const char **)keys;
+    b->vname = vname;
+    /* byte-level decode of every key; undecodable keys can only be special tokens */
+    for (size_t id = 0; id < n; id++) b->total += strlen(keys[id]);
+    b->dec = xmalloc(b->total + 1);
+    b->dec_off = xmalloc((n + 1) * sizeof *b->dec_off);
+    b->decodable = xcalloc(n, 1);
+    b->dec_off[0] = 0;
+    for (size_t id = 0; id < n; id++) {
+        uint32_t bad;
+        long l = from_byte_level(keys[id], strlen(keys[id]), b->dec + b->dec_off[id], &bad);
+        b->decodable[id] = l >= 0;
+        b->dec_off[id + 1] = b->dec_off[id] + (l > 0 ? (size_t)l : 0);
+    }
+    BPE *t = &b->t;
+    for (int c = 0; c < 256; c++) t->byte_id[c] = -1;
+    idmap_init(&b->map, n);
+    for (size_t id = 0; id < n; id++) {
+        if (!b->decodable[id]) continue;
+        if (b->dec_off[id + 1] - b->dec_off[id] == 1) t->byte_id[b->dec[b->dec_off[id]]] = (int)id;
+        idmap_put(&b->map, b->dec, b->dec_off, (int)id);
+    }
+    for (int c = 0; c < 256; c++) {
+        if (t->byte_id[c] < 0) {
+            unsigned char u[4];
+            size_t ul = utf8_put(u, bpe_byte_to_unicode((unsigned char)c));
+            errf(err, "%s: no token for byte 0x%02X (written \"%.*s\", U+%04X, in byte-level form)",
+                 vname, c, (int)ul, (const char *)u, bpe_byte_to_unicode((unsigned char)c));
+            bpe_builder_free(b);
+            return NULL;
+        }
+    }
+    b->avail = xcalloc(n, 1);
+    b->is_result = xcalloc(n, 1);
+    for (int c = 0; c < 256; c++) b->avail[t->byte_id[c]] = 1;
+    return b;
+}
+
+void bpe_builder_reserve_merges(BPEBuilder *b, size_t max_merges) {
+    BPE *t = &b->t;
+    ASSERT(!t->pair_key); /* once, before the first merge */
+    if (max_merges == 0) max_merges = 1;
+    pair_table_init(t, max_merges);
+    t->merge_left = xmalloc(max_merges * sizeof(int));
+    t->merge_right = xmalloc(max_merges * sizeof(int));
+    t->merge_result = xmalloc(max_merges * sizeof(int));
+    b->merge_num = xmalloc(max_merges * sizeof(int));
+    b->merge_cap = max_merges;
+}
+
+int bpe_builder_merge(BPEBuilder *b, const char *left, size_t ll, const char *right, size_t rl,
+                      const char *where, const char *num_label, int num, char *err) {
+    BPE *t = &b->t;
+    ASSERT(t->pair_key && (size_t)t->num_merges < b->merge_cap);
+    if (ll + rl > b->part_cap) {
+        b->part_cap = 2 * (ll + rl) + 64;
+        b->part = xrealloc(b->part, b->part_cap);
+    }
+    const char *f[2] = {left, right};
+    size_t fl[2] = {ll, rl};
+    char s1[64], s2[64];
+    int ids[2];
+    long pl[2];
+    for (int side = 0; side < 2; side++) {
+        uint32_t bad;
+        unsigned char *dst = b->part + (side ? (size_t)pl[0] : 0);
+        pl[side] = from_byte_level(f[side], fl[side], dst, &bad);
+        if (pl[side] < 0) {
+            if (bad == UINT32_MAX)
+                return errf(err, "%s: \"%s\" is not valid UTF-8", where,
+                            err_snip(f[side], fl[side], s1));
+            return errf(err,
+                        "%s: \"%s\" contains U+%04X, which is not one of the 256 byte-level "
+                        "symbols (bytes_to_unicode)",
+                        where, err_snip(f[side], fl[side], s1), bad);
+        }
+        ids[side] = idmap_find(&b->map, b->dec, b->dec_off, dst, (size_t)pl[side]);
+        if (ids[side] < 0)
+            return errf(err, "%s: \"%s\" is not in the vocabulary %s", where,
+                        err_snip(f[side], fl[side], s1), b->vname);
+        if (!b->any_order && !b->avail[ids[side]])
+            return errf(err,
+                        "%s: \"%s\" is neither a byte nor the result of an earlier merge (merges "
+                        "must be in rank order)",
+                        where, err_snip(f[side], fl[side], s1));
+    }
+    int res = idmap_find(&b->map, b->dec, b->dec_off, b->part, (size_t)(pl[0] + pl[1]));
+    if (res < 0)
+        return errf(err, "%s: the merge result \"%s%s\" is not in the vocabulary %s", where,
+                    err_snip(f[0], fl[0], s1), err_snip(f[1], fl[1], s2), b->vname);
+    int r = t->num_merges;
+    int prev_rank = pair_table_put(t, ids[0], ids[1], r);
+    if (prev_rank >= 0)
+        return errf(err, "%s: duplicate merge \"%s %s\" (first on %s %d)", where,
+                    err_snip(f[0], fl[0], s1), err_snip(f[1], fl[1], s2), num_label,
+                    b->merge_num[prev_rank]);
+    t->merge_left[r] = ids[0];
+    t->merge_right[r] = ids[1];
+    t->merge_result[r] = res;
+    b->merge_num[r] = num;
+    b->avail[res] = b->is_result[res] = 1;
+    t->num_merges++;
+    return 0;
+}
+
+/* tok_off/tok_data for ids 0..n-1 (GPT-2 files): specials as written, the rest as bytes. */
+static void builder_tokens_gpt2(BPEBuilder *b) {
+    BPE *t = &b->t;
+    size_t n = b->n;
+    t->vocab_size = (int)n;
+    t->tok_special = xcalloc(n, 1);
+    t->tok_off = xmalloc((n + 1) * sizeof(size_t));
+    t->tok_data = xmalloc(b->total + 1);
+    t->tok_off[0] = 0;
+    for (size_t id = 0; id < n; id++) {
+        int is_byte = b->decodable[id] && b->dec_off[id + 1] - b->dec_off[id] == 1;
+        t->tok_special[id] = !is_byte && !b->is_result[id];
+        const void *src = t->tok_special[id] ? (const void *)b->keys[id]
+                                             : (const void *)(b->dec + b->dec_off[id]);
+        size_t l = t->tok_special[id] ? strlen(b->keys[id]) : b->dec_off[id + 1] - b->dec_off[id];
+        memcpy(t->tok_data + t->tok_off[id], src, l);
+        t->tok_off[id + 1] = t->tok_off[id] + l;
+    }
+}
+
+int bpe_builder_finish(BPEBuilder *b, BPE *out, char *err) {
+    if (!b->t.pair_key) bpe_builder_reserve_merges(b, 1);
+    builder_tokens_gpt2(b);
+    if (resolve_specials(&b->t, b->vname, err)) return -1;
+    *out = b->t;
+    memset(&b->t, 0, sizeof b->t);
+    return 0;
+}
+
+/* Added tokens' ids sorted by content length, longest first (leftmost-longest match). */
+static const BPE *added_sort_t;
+static int added_cmp(const void *x, const void *y) {
+    const BPE *t = added_sort_t;
+    int a = *(const int *)x, c = *(const int *)y;
+    size_t la = t->tok_off[a + 1] - t->tok_off[a], lc = t->tok_off[c + 1] - t->tok_off[c];
+    return la != lc ? (la < lc ? 1 : -1) : (a > c) - (a < c);
+}
+
+/* The first added token whose content is one of names[], else the first special one. */
+static int pick_eos(const BPE *t, const BPEAddedToken *added, int n_added) {
+    static const char *names[] = {BPE_EOS_TOKEN, "<|end_of_text|>", "</s>", "<|im_end|>"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        for (int i = 0; i < n_added; i++)
+            if (added[i].special && !strcmp(added[i].content, names[k])) return added[i].id;
+    for (int i = 0; i < n_added; i++)
+        if (added[i].special) return added[i].id;
+    (void)t;
+    return -1;
+}
+
+int bpe_builder_finish_hf(BPEBuilder *b, const BPEAddedToken *added, int n_added,
+                          const char *aname, BPE *out, char *err) {
+    BPE *t = &b->t;
+    if (!t->pair_key) bpe_builder_reserve_merges(b, 1);
+    size_t n = b->n, size = n, extra = 0;
+    char s1[64], s2[64];
+    for (int i = 0; i < n_added; i++) {
+        const BPEAddedToken *a = &added[i];
+        size_t cl = strlen(a->content);
+        if (a->id < 0 || a->id >= BPE_MAX_VOCAB)
+            return errf(err, "%s[%d]: id %d is outside 0..%d", aname, i, a->id, BPE_MAX_VOCAB - 1);
+        if (cl == 0) return errf(err, "%s[%d]: \"content\" is empty", aname, i);
+        if ((size_t)a->id < n && strcmp(b->keys[a->id], a->content) != 0)
+            return errf(err, "%s[%d]: \"%s\" has id %d, which model.vocab gives to \"%s\"", aname,
+                        i, err_snip(a->content, cl, s1), a->id,
+                        err_snip(b->keys[a->id], strlen(b->keys[a->id]), s2));
+        if ((size_t)a->id >= size) size = (size_t)a->id + 1;
+        extra += cl;
+    }
+    int *owner = xmalloc(size * sizeof(int)); /* added token index per id, -1 none */
+    for (size_t id = 0; id < size; id++) owner[id] = -1;
+    for (int i = 0; i < n_added; i++) {
+        if (owner[added[i].id] >= 0) {
+            int j = owner[added[i].id];
+            free(owner);
+            return errf(err, "%s[%d] and %s[%d] both have id %d (ids must be unique)", aname, j,
+                        aname, i, added[i].id);
+        }
+        owner[added[i].id] = i;
+    }
+    for (size_t id = n; id < size; id++)
+        if (owner[id] < 0) {
+            free(owner);
+            return errf(err,
+                        "%s: no token has id %zu (model.vocab has ids 0..%zu; added tokens must "
+                        "continue them without gaps)",
+                        aname, id, n - 1);
+        }
+    t->vocab_size = (int)size;
+    t->tok_special = xcalloc(size, 1);
+    t->tok_off = xmalloc((size + 1) * sizeof(size_t));
+    t->tok_data = xmalloc(b->total + extra + 1);
+    t->tok_off[0] = 0;
+    for (size_t id = 0; id < size; id++) {
+        const char *src;
+        size_t l;
+        if (owner[id] >= 0) { /* an added token decodes to its content, as HF does */
+            src = added[owner[id]].content, l = strlen(src);
+            t->tok_special[id] = (unsigned char)(added[owner[id]].special != 0);
+        } else if (b->decodable[id]) {
+            src = (const char *)b->dec + b->dec_off[id], l = b->dec_off[id + 1] - b->dec_off[id];
+        } else {
+            src = b->keys[id], l = strlen(src);
+        }
+        memcpy(t->tok_data + t->tok_off[id], src, l);
+        t->tok_off[id + 1] = t->tok_off[id] + l;
+    }
+    /* token bytes -> id over the model vocabulary (added tokens aside), for ignore_merges */
+    t->vocab_cap = 16;
+    while (t->vocab_cap < 2 * n) t->vocab_cap <<= 1;
+    IdMap m = {xmalloc(t->vocab_cap * sizeof(int)), t->vocab_cap, 0};
+    memset(m.slot, 0xff, m.cap * sizeof(int));
+    for (size_t id = 0; id < n; id++)
+        if (b->decodable[id] && owner[id] < 0) idmap_put_raw(&m, t->tok_data, t->tok_off, (int)id);
+    t->vocab_slot = m.slot;
+    t->hf_merge_order = 1;
+    free(owner);
+    t->n_added = n_added;
+    t->added_id = xmalloc((size_t)(n_added ? n_added : 1) * sizeof(int));
+    for (int i = 0; i < n_added; i++) t->added_id[i] = added[i].id;
+    added_sort_t = t;
+    qsort(t->added_id, (size_t)n_added, sizeof(int), added_cmp);
+    for (int i = 0; i < n_added; i++) t->added_first[(unsigned char)added[i].content[0]] = 1;
+    t->eos_id = t->pad_id = pick_eos(t, added, n_added);
+    if (t->eos_id < 0)
+        return errf(err,
+                    "%s: no special token (an end-of-text token such as \"" BPE_EOS_TOKEN
+                    "\" or \"<|end_of_text|>\" with \"special\": true is needed)",
+                    aname);
+    *out = *t;
+    memset(t, 0, sizeof *t);
+    return 0;
+}
+
+/* The loader proper for vocab.json text (vlen bytes) and merges.txt text (mlen bytes). */
 static int load_impl(BPE *out, const char *vocab, size_t vlen, const char *vname,
                      const char *merges, size_t mlen, const char *mname, char *err) {
-    BPE t;
-    memset(&t, 0, sizeof t);
     memset(out, 0, sizeof *out);
     json_t *root = NULL;
     const char **keys = NULL;
-    size_t *dec_off = NULL, n = 0;
-    unsigned char *dec = NULL, *decodable = NULL, *avail = NULL, *is_result = NULL;
-    unsigned char *part = NULL;
-    int *merge_line = NULL;
-    IdMap map = {0};
+    BPEBuilder *b = NULL;
+    size_t n = 0;
     char s1[64], s2[64];
 
     json_error_t je;
@@ -728,75 +1219,15 @@ static int load_impl(BPE *out, const char *vocab, size_t vlen, const char *vname
              vname, n, BPE_MAX_VOCAB);
         goto fail;
     }
-    keys = xcalloc(n, sizeof *keys);
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
-        if (!json_is_integer(val)) {
-            errf(err, "%s: token \"%s\": the id must be an integer", vname,
-                 err_snip(key, strlen(key), s1));
-            goto fail;
-        }
-        json_int_t id = json_integer_value(val);
-        if (id < 0 || id >= (json_int_t)n) {
-            errf(err,
-                 "%s: token \"%s\" has id %lld, outside 0..%zu (ids must be dense: 0..N-1 for "
-                 "N entries)",
-                 vname, err_snip(key, strlen(key), s1), (long long)id, n - 1);
-            goto fail;
-        }
-        if (keys[id]) {
-            errf(err, "%s: tokens \"%s\" and \"%s\" both have id %lld (ids must be unique)",
-                 vname, err_snip(keys[id], strlen(keys[id]), s1),
-                 err_snip(key, strlen(key), s2), (long long)id);
-            goto fail;
-        }
-        keys[id] = key;
-    }
-    /* every id in 0..n-1 was seen once: n distinct ids in a range of n values */
-
-    /* byte-level decode of every key; undecodable keys can only be special tokens */
-    size_t total = 0;
-    for (size_t id = 0; id < n; id++) total += strlen(keys[id]);
-    dec = xmalloc(total + 1);
-    dec_off = xmalloc((n + 1) * sizeof *dec_off);
-    decodable = xcalloc(n, 1);
-    dec_off[0] = 0;
-    for (size_t id = 0; id < n; id++) {
-        uint32_t bad;
-        long l = from_byte_level(keys[id], strlen(keys[id]), dec + dec_off[id], &bad);
-        decodable[id] = l >= 0;
-        dec_off[id + 1] = dec_off[id] + (l > 0 ? (size_t)l : 0);
-    }
-    for (int b = 0; b < 256; b++) t.byte_id[b] = -1;
-    idmap_init(&map, n);
-    for (size_t id = 0; id < n; id++) {
-        if (!decodable[id]) continue;
-        if (dec_off[id + 1] - dec_off[id] == 1) t.byte_id[dec[dec_off[id]]] = (int)id;
-        idmap_put(&map, dec, dec_off, (int)id);
-    }
-    for (int b = 0; b < 256; b++) {
-        if (t.byte_id[b] < 0) {
-            unsigned char u[4];
-            size_t ul = utf8_put(u, bpe_byte_to_unicode((unsigned char)b));
-            errf(err, "%s: no token for byte 0x%02X (written \"%.*s\", U+%04X, in byte-level form)",
-                 vname, b, (int)ul, (const char *)u, bpe_byte_to_unicode((unsigned char)b));
-            goto fail;
-        }
-    }
+    keys = bpe_vocab_keys(root, vname, 0, err);
+    if (!keys) goto fail;
+    b = bpe_builder_new(keys, n, vname, err);
+    if (!b) goto fail;
 
     /* merges: one "left right" per line, rank = order */
     size_t max_lines = 1;
     for (size_t k = 0; k < mlen; k++) max_lines += merges[k] == '\n';
-    pair_table_init(&t, max_lines);
-    t.merge_left = xmalloc(max_lines * sizeof(int));
-    t.merge_right = xmalloc(max_lines * sizeof(int));
-    t.merge_result = xmalloc(max_lines * sizeof(int));
-    merge_line = xmalloc(max_lines * sizeof(int));
-    avail = xcalloc(n, 1);
-    is_result = xcalloc(n, 1);
-    for (int b = 0; b < 256; b++) avail[t.byte_id[b]] = 1;
-    part = xmalloc(mlen + 1);
+    bpe_builder_reserve_merges(b, max_lines);
     size_t pos = 0;
     for (int line = 1; pos < mlen; line++) {
         const char *ls = merges + pos;
@@ -822,99 +1253,62 @@ static int load_impl(BPE *out, const char *vocab, size_t vlen, const char *vname
                  nf, nf == 1 ? "" : "s");
             goto fail;
         }
-        int ids[2];
-        long pl[2];
-        for (int side = 0; side < 2; side++) {
-            uint32_t bad;
-            pl[side] = from_byte_level(f[side], fl[side], part + (side ? (size_t)pl[0] : 0), &bad);
-            if (pl[side] < 0) {
-                if (bad == UINT32_MAX)
-                    errf(err, "%s:%d: \"%s\" is not valid UTF-8", mname, line,
-                         err_snip(f[side], fl[side], s1));
-                else
-                    errf(err,
-                         "%s:%d: \"%s\" contains U+%04X, which is not one of the 256 byte-level "
-                         "symbols (bytes_to_unicode)",
-                         mname, line, err_snip(f[side], fl[side], s1), bad);
-                goto fail;
-            }
-            ids[side] = idmap_find(&map, dec, dec_off, part + (side ? (size_t)pl[0] : 0),
-                                   (size_t)pl[side]);
-            if (ids[side] < 0) {
-                errf(err, "%s:%d: \"%s\" is not in the vocabulary %s", mname, line,
-                     err_snip(f[side], fl[side], s1), vname);
-                goto fail;
-            }
-            if (!avail[ids[side]]) {
-                errf(err,
-                     "%s:%d: \"%s\" is neither a byte nor the result of an earlier merge (merges "
-                     "must be in rank order)",
-                     mname, line, err_snip(f[side], fl[side], s1));
-                goto fail;
-            }
-        }
-        int res = idmap_find(&map, dec, dec_off, part, (size_t)(pl[0] + pl[1]));
-        if (res < 0) {
-            errf(err, "%s:%d: the merge result \"%s%s\" is not in the vocabulary %s", mname,
-                 line, err_snip(f[0], fl[0], s1), err_snip(f[1], fl[1], s2), vname);
-            goto fail;
-        }
-        int r = t.num_merges;
-        int prev_rank = pair_table_put(&t, ids[0], ids[1], r);
-        if (prev_rank >= 0) {
-            errf(err, "%s:%d: duplicate merge \"%s %s\" (first on line %d)", mname, line,
-                 err_snip(f[0], fl[0], s1), err_snip(f[1], fl[1], s2), merge_line[prev_rank]);
-            goto fail;
-        }
-        t.merge_left[r] = ids[0];
-        t.merge_right[r] = ids[1];
-        t.merge_result[r] = res;
-        merge_line[r] = line;
-        avail[res] = is_result[res] = 1;
-        t.num_merges++;
+        char where[ERRBUF_LEN / 2];
+        snprintf(where, sizeof where, "%s:%d", mname, line);
+        if (bpe_builder_merge(b, f[0], fl[0], f[1], fl[1], where, "line", line, err)) goto fail;
     }
-
-    /* final token strings: specials as written, the rest as bytes */
-    t.vocab_size = (int)n;
-    t.tok_special = xcalloc(n, 1);
-    t.tok_off = xmalloc((n + 1) * sizeof(size_t));
-    t.tok_data = xmalloc(total + 1);
-    t.tok_off[0] = 0;
-    for (size_t id = 0; id < n; id++) {
-        int is_byte = decodable[id] && dec_off[id + 1] - dec_off[id] == 1;
-        t.tok_special[id] = !is_byte && !is_result[id];
-        const void *src = t.tok_special[id] ? (const void *)keys[id] : (const void *)(dec + dec_off[id]);
-        size_t l = t.tok_special[id] ? strlen(keys[id]) : dec_off[id + 1] - dec_off[id];
-        memcpy(t.tok_data + t.tok_off[id], src, l);
-        t.tok_off[id + 1] = t.tok_off[id] + l;
-    }
-    if (resolve_specials(&t, vname, err)) goto fail;
-
+    if (bpe_builder_finish(b, out, err)) goto fail;
+    (void)s1, (void)s2;
+    bpe_builder_free(b);
     json_decref(root);
     free(keys);
-    free(dec);
-    free(dec_off);
-    free(decodable);
-    free(avail);
-    free(is_result);
-    free(part);
-    free(merge_line);
-    idmap_free(&map);
-    *out = t;
     return 0;
 fail:
+    bpe_builder_free(b);
     json_decref(root);
     free(keys);
-    free(dec);
-    free(dec_off);
-    free(decodable);
-    free(avail);
-    free(is_result);
-    free(part);
-    free(merge_line);
-    idmap_free(&map);
-    bpe_free(&t);
+    memset(out, 0, sizeof *out);
     return -1;
+}
+
+const char **bpe_vocab_keys(struct json_t *obj, const char *vname, size_t min_entries, char *err) {
+    size_t n = json_object_size(obj);
+    char s1[64], s2[64];
+    if (n < min_entries) {
+        errf(err, "%s: %zu entries; a byte-level vocabulary has at least the 256 byte tokens",
+             vname, n);
+        return NULL;
+    }
+    const char **keys = xcalloc(n ? n : 1, sizeof *keys);
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+        if (!json_is_integer(val)) {
+            errf(err, "%s: token \"%s\": the id must be an integer", vname,
+                 err_snip(key, strlen(key), s1));
+            goto fail;
+        }
+        json_int_t id = json_integer_value(val);
+        if (id < 0 || id >= (json_int_t)n) {
+            errf(err,
+                 "%s: token \"%s\" has id %lld, outside 0..%zu (ids must be dense: 0..N-1 for "
+                 "N entries)",
+                 vname, err_snip(key, strlen(key), s1), (long long)id, n - 1);
+            goto fail;
+        }
+        if (keys[id]) {
+            errf(err, "%s: tokens \"%s\" and \"%s\" both have id %lld (ids must be unique)",
+                 vname, err_snip(keys[id], strlen(keys[id]), s1),
+                 err_snip(key, strlen(key), s2), (long long)id);
+            goto fail;
+        }
+        keys[id] = key;
+    }
+    /* every id in 0..n-1 was seen once: n distinct ids in a range of n values */
+    return keys;
+fail:
+    free(keys);
+    return NULL;
 }
 
 int bpe_load_strings(BPE *t, const char *vocab_json, const char *merges_txt, char *err) {

@@ -46,8 +46,15 @@
  * decoding fails only on an out-of-range id. Out of memory is fatal (util.h). A loaded
  * BPE is read-only during encode/decode, so one BPE may be shared by threads.
  *
- * Not here: Unicode normalisation (GPT-2 does none), other pre-tokenizers (GPT-4's
- * cl100k), WordPiece/Unigram, added tokens beyond EOS and one pad.
+ * Hugging Face tokenizer.json files (hftok.h) fill the same struct through the builder
+ * below and set the fields after pair_cap: another pre-tokenizer (the Llama 3 / Qwen2
+ * pattern, bpe_pretoken_end_llama3), NFC normalisation, ignore_merges and any number of
+ * added tokens; bpe_encode then cuts the added tokens out of the text first (leftmost,
+ * longest; special ones only with BPE_ENCODE_SPECIAL, the others always), normalises each
+ * stretch between them, and runs the same pre-token and merge code on it.
+ *
+ * Not here: WordPiece/Unigram, GPT-4's cl100k pattern, saving a tokenizer.json tokenizer
+ * (bpe_save_strings writes only what vocab.json + merges.txt can say).
  */
 #ifndef RLHF_BPE_H
 #define RLHF_BPE_H
@@ -56,6 +63,8 @@
 #include <stdint.h>
 
 #include "unicode_tables.h"
+
+struct json_t; /* jansson's */
 
 #define BPE_EOS_TOKEN "<|endoftext|>"
 #define BPE_MAX_VOCAB (1 << 24) /* ids must fit comfortably in int32 message fields */
@@ -77,7 +86,23 @@ typedef struct {
     uint64_t *pair_key; /* (pair_cap) */
     int *pair_rank;     /* (pair_cap) */
     size_t pair_cap;    /* power of two */
+    /* tokenizer.json extras (hftok.h); all zero for GPT-2 files and trained tokenizers */
+    int pretok;           /* BPE_PRETOK_* */
+    int nfc;              /* NFC-normalise the text between added tokens */
+    int ignore_merges;    /* a pre-token that is a model vocabulary token encodes to it */
+    int hf_merge_order;   /* merge one leftmost lowest-rank pair at a time (bpe.c) */
+    int n_added;          /* added tokens, cut out of the text before anything else */
+    int *added_id;        /* (n_added) their ids, longest content first */
+    unsigned char added_first[256]; /* 1 for bytes that start an added token */
+    int *vocab_slot;      /* (vocab_cap) token bytes -> model vocabulary id, -1 = empty */
+    size_t vocab_cap;
 } BPE;
+
+enum {
+    BPE_PRETOK_GPT2 = 0,   /* bpe_pretoken_end */
+    BPE_PRETOK_LLAMA3 = 1, /* bpe_pretoken_end_llama3, numbers in runs of up to 3 */
+    BPE_PRETOK_QWEN2 = 2   /* bpe_pretoken_end_llama3, one number per pre-token */
+};
 
 void bpe_free(BPE *t);
 
@@ -146,9 +171,46 @@ UnicodeClass bpe_char_class(uint32_t cp);
 /* GPT-2 pre-tokenization: the end of the pre-token that starts at byte i of s[0..n),
  * i < n. Iterating i = end covers s exactly. */
 size_t bpe_pretoken_end(const char *s, size_t n, size_t i);
+/* The Llama 3 / Qwen2 tokenizer.json pattern (max_digits 3 / 1):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max_digits}|
+ *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * with the same classes as bpe_pretoken_end (case-insensitive means ASCII letters). */
+size_t bpe_pretoken_end_llama3(const char *s, size_t n, size_t i, int max_digits);
 /* Apply the merges to one pre-token's symbols ids[0..n) in place; returns the new count.
  * naive = 1 runs the direct GPT-2 loop (O(n^2), the reference), 0 the heap version that
  * bpe_encode uses for long pre-tokens; both give the same result. */
 int bpe_merge_ids(const BPE *t, int *ids, int n, int naive);
+
+/* ---- building a BPE from parts (the file loaders: bpe.c's and hftok.c's) --------------
+ * new: keys[id] is the byte-level string of model vocabulary id (ids 0..n-1), borrowed
+ * until finish; every byte must have a token. reserve_merges once with an upper bound,
+ * then merge in rank order: `where` prefixes errors ("merges.txt:12"), num_label and num
+ * name the merge for a later duplicate ("line" 12). finish: GPT-2 rules (tokens that are
+ * neither bytes nor merge results are special, EOS required, at most one pad).
+ * finish_hf: the added tokens (ids >= n, or < n with the same string) complete the ids
+ * without gaps, special ones are tok_special, eos_id = pad_id = the special token named
+ * "<|endoftext|>", "<|end_of_text|>", "</s>" or "<|im_end|>" (the first of these found),
+ * else the first special one; aname names the added tokens' field in errors. Both move the
+ * result to *out (0) or leave it zeroed (-1 with err); free the builder either way. */
+typedef struct BPEBuilder BPEBuilder;
+typedef struct {
+    int id;
+    const char *content; /* UTF-8, non-empty */
+    int special;
+} BPEAddedToken;
+BPEBuilder *bpe_builder_new(const char *const *keys, size_t n, const char *vname, char *err);
+void bpe_builder_reserve_merges(BPEBuilder *b, size_t max_merges);
+/* Accept merges whose parts are any vocabulary tokens, not only bytes and earlier results
+ * (tokenizer.json files such as Llama 3's list merges out of that order). */
+void bpe_builder_any_order(BPEBuilder *b);
+int bpe_builder_merge(BPEBuilder *b, const char *left, size_t ll, const char *right, size_t rl,
+                      const char *where, const char *num_label, int num, char *err);
+int bpe_builder_finish(BPEBuilder *b, BPE *out, char *err);
+int bpe_builder_finish_hf(BPEBuilder *b, const BPEAddedToken *added, int n_added,
+                          const char *aname, BPE *out, char *err);
+void bpe_builder_free(BPEBuilder *b);
+/* The keys of a JSON object {token: id} by id (ids dense 0..N-1, unique), borrowed from
+ * obj; NULL with err (vname names the object) otherwise or under min_entries. */
+const char **bpe_vocab_keys(struct json_t *obj, const char *vname, size_t min_entries, char *err);
 
 #endif

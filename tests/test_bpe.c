@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bpe.h"
+#include "unicode_nfc.h"
 #include "ckpt.h"
 #include "rng.h"
 #include "test.h"
@@ -866,10 +867,77 @@ static void test_loader_fuzz(void) {
     free(vocab);
 }
 
+/* The Llama 3 / Qwen2 pattern (hand-derived from the regex; t_hf_tokenizer.sh checks the
+ * same splits against the JavaScript implementation on real files). */
+static char *split_llama3(const char *s, size_t n, int digits) {
+    char *out = xmalloc(2 * n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = bpe_pretoken_end_llama3(s, n, i, digits);
+        if (i) out[o++] = '|';
+        memcpy(out + o, s + i, j - i);
+        o += j - i;
+        i = j;
+    }
+    out[o] = 0;
+    return out;
+}
+
+#define CHECK_SPLIT3(in, digits, want)                                                     \
+    do {                                                                                  \
+        char *got_ = split_llama3(in, sizeof(in) - 1, digits);                           \
+        CHECK_MSG(strcmp(got_, want) == 0, "llama3 split(\"%s\") = \"%s\", want \"%s\"", in, \
+                  got_, want);                                                            \
+        free(got_);                                                                       \
+    } while (0)
+
+static void test_pretokenize_llama3(void) {
+    CHECK_SPLIT3("DON'T It'S we'Re", 3, "DON|'T| It|'S| we|'Re");
+    CHECK_SPLIT3("1234567", 3, "123|456|7");
+    CHECK_SPLIT3("1234567", 1, "1|2|3|4|5|6|7");
+    CHECK_SPLIT3("x\n\n  y", 3, "x|\n\n| | y");
+    CHECK_SPLIT3("a\tb $c", 3, "a|\tb| $|c"); /* " $" is alternative 4: "$c" is not " ?\\p{L}+" */
+    CHECK_SPLIT3("hi!!\n\nok", 3, "hi|!!\n\n|ok");
+    CHECK_SPLIT3("end   ", 3, "end|   ");
+    CHECK_SPLIT3("a  1", 3, "a| | |1");
+    CHECK_SPLIT3(" \n x", 3, " \n| x");
+}
+
+static char *nfc_of(const char *s) {
+    size_t n;
+    char *r = unicode_nfc(s, strlen(s), &n);
+    return r ? r : xstrdup(s);
+}
+
+static void test_nfc(void) {
+    static const char *cases[][2] = {
+        {"cafe\xcc\x81", "caf\xc3\xa9"},                    /* e + U+0301 -> U+00E9 */
+        {"A\xcc\x8a", "\xc3\x85"},                          /* A + ring -> U+00C5 */
+        {"o\xcc\x82\xcc\x81", "\xe1\xbb\x91"},              /* o + circumflex + acute -> U+1ED1 */
+        {"\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81"}, /* Hangul L V T -> U+AC01 */
+        {"a\xcc\xa3\xcc\x87", "\xe1\xba\xa1\xcc\x87"},      /* dot below sorts first, composes */
+        {"a\xcc\x87\xcc\xa3", "\xe1\xba\xa1\xcc\x87"},      /* same after canonical reordering */
+        {"\xe2\x84\xab", "\xc3\x85"},                      /* U+212B ANGSTROM SIGN (singleton) */
+        {"\xcd\x84", "\xcc\x88\xcc\x81"},                  /* U+0344 is excluded from composition */
+        {"plain ascii", "plain ascii"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *got = nfc_of(cases[k][0]);
+        CHECK_MSG(strcmp(got, cases[k][1]) == 0, "NFC case %zu", k);
+        free(got);
+    }
+    size_t n;
+    CHECK(unicode_nfc("abc", 3, &n) == NULL); /* the quick check: nothing to do */
+    CHECK_EQ_INT((int)unicode_ccc(0x301), 230);
+    CHECK_EQ_INT((int)unicode_ccc('a'), 0);
+}
+
 int main(void) {
     TEST_RUN(test_byte_mapping);
     TEST_RUN(test_char_class);
     TEST_RUN(test_pretokenize);
+    TEST_RUN(test_pretokenize_llama3);
+    TEST_RUN(test_nfc);
     TEST_RUN(test_train_hand);
     TEST_RUN(test_train_determinism);
     TEST_RUN(test_merge_order);

@@ -1,7 +1,8 @@
 /*
  * tools/rlhf-tokenize.c — the byte-level BPE tokenizer (common/bpe.h) on the command line.
  *
- *   rlhf-tokenize (--vocab FILE --merges FILE | --ckpt CKPT) [--special] [--skip-bad]
+ *   rlhf-tokenize (--vocab FILE --merges FILE | --tokenizer FILE | --ckpt CKPT) [--special]
+ *       [--skip-bad]
  *       reads one JSON string per line on stdin, prints one JSON array of ids per line;
  *   rlhf-tokenize ... --decode [--skip-special]
  *       reads one JSON array of ids per line, prints one JSON string per line (a byte
@@ -13,9 +14,13 @@
  *       DIR/merges.txt (GPT-2 / Hugging Face formats).
  *
  * --vocab/--merges take GPT-2's encoder.json + vocab.bpe or HF vocab.json + merges.txt;
+ * --tokenizer takes a Hugging Face tokenizer.json of the byte-level BPE kind (Llama 3,
+ * Qwen2/Qwen3; common/hftok.h), with its added tokens and NFC normalizer;
  * --ckpt takes an rlhf-c checkpoint file or run directory (its newest good checkpoint)
- * and uses the tokenizer stored in it. --special encodes "<|endoftext|>" in the text as
- * the EOS id (otherwise it is plain text). A bad input line is an error naming its line
+ * and uses the tokenizer stored in it. --special encodes special-token strings in the text
+ * ("<|endoftext|>"; with --tokenizer every added token marked special, "<|im_start|>",
+ * "<|begin_of_text|>", ...) as their ids; otherwise they are plain text. (Added tokens
+ * that are not special, e.g. Qwen3's "<think>", are always their ids, as in HF.) A bad input line is an error naming its line
  * number (exit 1); with --skip-bad it is reported on stderr, "null" is printed in its
  * place (so output lines stay aligned with input lines) and the exit status is 0.
  *
@@ -30,15 +35,17 @@
 
 #include "bpe.h"
 #include "ckpt.h"
+#include "hftok.h"
 #include "util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage:\n"
-            "  rlhf-tokenize (--vocab FILE --merges FILE | --ckpt CKPT) [--special] [--skip-bad]\n"
+            "  rlhf-tokenize (--vocab FILE --merges FILE | --tokenizer FILE | --ckpt CKPT)\n"
+            "      [--special] [--skip-bad]\n"
             "      stdin: one JSON string per line -> stdout: one JSON array of ids per line\n"
-            "  rlhf-tokenize (--vocab FILE --merges FILE | --ckpt CKPT) --decode [--skip-special]\n"
-            "      [--skip-bad]\n"
+            "  rlhf-tokenize (--vocab FILE --merges FILE | --tokenizer FILE | --ckpt CKPT) --decode\n"
+            "      [--skip-special] [--skip-bad]\n"
             "      stdin: one JSON array of ids per line -> stdout: one JSON string per line\n"
             "  rlhf-tokenize train --vocab-size N --out DIR [--min-frequency K] [--pad-token S]\n"
             "      [--quiet] FILE...\n"
@@ -158,7 +165,7 @@ static void print_ids(FILE *f, const int *ids, size_t n) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
-    const char *vocab = NULL, *merges = NULL, *ckpt = NULL;
+    const char *vocab = NULL, *merges = NULL, *ckpt = NULL, *hf = NULL;
     int decode = 0, skip_bad = 0;
     unsigned eflags = 0, dflags = BPE_DECODE_REPLACE_INVALID;
     for (int i = 1; i < argc; i++) {
@@ -167,6 +174,8 @@ int main(int argc, char **argv) {
             vocab = argv[++i];
         else if (!strcmp(a, "--merges") && i + 1 < argc)
             merges = argv[++i];
+        else if (!strcmp(a, "--tokenizer") && i + 1 < argc)
+            hf = argv[++i];
         else if (!strcmp(a, "--ckpt") && i + 1 < argc)
             ckpt = argv[++i];
         else if (!strcmp(a, "--decode"))
@@ -185,14 +194,17 @@ int main(int argc, char **argv) {
             fatal("unknown option or missing value: %s", a);
         }
     }
-    if (!ckpt == !(vocab && merges) || (ckpt && (vocab || merges))) {
+    if ((!!ckpt + !!hf + !!(vocab || merges)) != 1 || (vocab && !merges) || (merges && !vocab)) {
         usage(stderr);
-        fatal("give either --vocab and --merges, or --ckpt");
+        fatal("give either --vocab and --merges, or --tokenizer, or --ckpt");
     }
     BPE t;
     char err[ERRBUF_LEN];
     if (ckpt)
         load_ckpt(&t, ckpt);
+    else if (hf) {
+        if (hftok_load_file(&t, hf, err)) fatal("%s", err);
+    }
     else if (bpe_load_files(&t, vocab, merges, err))
         fatal("%s", err);
 
