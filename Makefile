@@ -12,8 +12,10 @@
 #   make fuzz       libFuzzer on every decoder (FUZZ_SECONDS per target)
 #   make clean
 #
+#   make ARCH=native  build for this machine's CPU only (default ARCH=portable, below)
+#
 # Layout is discovered, so adding a file needs no edit here:
-#   common/*.c          -> build/librlhf.a (the shared core)
+#   common/*.c          -> build/lib/librlhf.so (the shared core; its variants below)
 #   learner/*.c         -> build/learner        (one program)
 #   actor/*.c           -> build/actor
 #   reward_server/*.c   -> build/reward_server
@@ -26,74 +28,149 @@
 CC       ?= gcc
 BUILD    ?= build
 PKGS     := ompi-c openblas hdf5 msgpack jansson
+# Portable binaries (ARCH=portable, the default on x86-64): the programs and the base copy
+# of librlhf.so are built for x86-64-v2 (SSE4.2, POPCNT: every x86-64 server CPU since
+# 2009); two more copies of the library go to build/lib/glibc-hwcaps/x86-64-v3/ (AVX2,
+# FMA) and x86-64-v4/ (AVX-512, where gemm.c's kernel and ops.c's AVX-512 paths are
+# compiled in), and the dynamic loader (glibc >= 2.33) picks the best one the CPU supports
+# at every start. A build made on a login node therefore runs, at full speed, on compute
+# nodes of another CPU. Below x86-64-v2 the library refuses at load time with the missing
+# features named (common/cpu.c). ARCH=native builds one copy for the build machine;
+# ARCH=<gcc -march value> one copy for that CPU.
+ARCH     ?= portable
+ifeq ($(ARCH),portable)
+  ifeq ($(shell uname -m),x86_64)
+    BASE_ARCH := -march=x86-64-v2 -mtune=generic
+    HWCAPS    := x86-64-v3 x86-64-v4
+  else
+    BASE_ARCH :=
+    HWCAPS    :=
+  endif
+  ARCH_NAME := $(if $(BASE_ARCH),x86-64-v2,default)
+else
+  BASE_ARCH := -march=$(ARCH)
+  HWCAPS    :=
+  ARCH_NAME := $(ARCH)
+endif
 # -mprefer-vector-width=512: GCC vectorises loops with 256-bit registers on AVX-512 CPUs
 # unless told otherwise; the element-wise kernels (GELU, LayerNorm, the log-softmax) are
 # faster with 512 (tiny training step 72.4 -> 68.0 ms, docs/bench.md). Results are
 # bit-identical (no reassociation either way); CPUs without AVX-512 ignore it.
-OPT      ?= -O3 -march=native -mprefer-vector-width=512
+ARCH_FLAGS_x86-64-v3 := -march=x86-64-v3 -mtune=generic
+ARCH_FLAGS_x86-64-v4 := -march=x86-64-v4 -mtune=generic -mprefer-vector-width=512
+ifeq ($(ARCH),native)
+  BASE_ARCH += -mprefer-vector-width=512
+endif
+OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 # -fno-math-errno: no math function's errno is ever read here; without it GCC cannot
 # vectorise a loop that calls sqrtf (AdamW). Values are unchanged (IEEE results either way).
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Werror -Icommon
+# the library: position-independent, its own calls bound at link time (no PLT detours
+# between kernels: -fno-semantic-interposition)
+LIB_CFLAGS := -fPIC -fno-semantic-interposition
 SAN      ?=
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 # The sanitizer build (build-asan/, `make asan`, `make test`): -O2 (the kernels run ~11%
 # faster than at -O1 under ASan, with the same checks compiled in), frame pointers and no
-# sibling calls for whole stacks, every report fatal. Its programs also link tests/san_keep_dso.c (see
+# sibling calls for whole stacks, every report fatal; one copy of the library, for this
+# machine (ARCH=native). Its programs also link tests/san_keep_dso.c (see
 # there), with its dlclose exported so that it wins over libc's for the loaded libraries.
-ASAN_OPT := -O2 -march=native -fno-optimize-sibling-calls
+ASAN_OPT := -O2 -fno-optimize-sibling-calls
 ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_OBJ  := $(if $(SAN),$(BUILD)/obj/tests/san_keep_dso.o)
 SAN_LD   := $(if $(SAN),-Xlinker --export-dynamic-symbol=dlclose)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS     += $(PKG_LIBS) -lm -lpthread
+# programs find build/lib from build/ and from build/tests/, build/bench/
+RPATH      := -Wl,-rpath,'$$ORIGIN/lib:$$ORIGIN/../lib'
+LDLIBS     += -L$(BUILD)/lib -lrlhf $(RPATH) $(PKG_LIBS) -lm -lpthread
 
 ifneq ($(MAKECMDGOALS),clean)
-$(info rlhf-c: CC=$(CC) BUILD=$(BUILD))
+$(info rlhf-c: CC=$(CC) BUILD=$(BUILD) ARCH=$(ARCH): $(ARCH_NAME)$(if $(HWCAPS), + $(HWCAPS) (glibc-hwcaps)))
 $(info rlhf-c: pkg-config $(PKGS) -> $(PKG_LIBS))
 endif
 
+# cpu.c (the load-time CPU check) is compiled for plain x86-64 in every copy, told the
+# level of its copy and the instruction sets that level enables (from the compiler itself)
+CPU_SETS   := SSE3 SSSE3 SSE4_1 SSE4_2 POPCNT AVX AVX2 FMA BMI BMI2 AVX512F AVX512BW AVX512CD AVX512DQ AVX512VL
+cpu_need    = $(filter $(CPU_SETS),$(patsubst __%__,%,$(shell $(CC) $(1) -dM -E -x c /dev/null 2>/dev/null | sed -n 's/^\#define \(__[A-Z0-9_]*__\) 1$$/\1/p')))
+cpu_flags   = $(if $(filter x86_64,$(shell uname -m)),-march=x86-64 -mtune=generic) -DRLHF_ARCH_NAME='"$(2)"' -DRLHF_CPU_NEED='"$(call cpu_need,$(1))"'
+
 COMMON_SRC  := $(sort $(wildcard common/*.c))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
-LIB         := $(BUILD)/librlhf.a
+LIB         := $(BUILD)/lib/librlhf.so
+HWCAP_LIBS  := $(foreach v,$(HWCAPS),$(BUILD)/lib/glibc-hwcaps/$(v)/librlhf.so)
 ROLE_BINS   := $(foreach r,learner actor reward_server,$(if $(wildcard $(r)/*.c),$(BUILD)/$(r)))
 TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
 TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all deps test check demo overopt bench asan asan-build fuzz faults clean format
+.PHONY: all pkgcheck deps test check demo overopt bench asan asan-build fuzz faults clean format
 all: $(ROLE_BINS) $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
 
 deps:
 	@bash tools/deps.sh
 
-$(BUILD)/obj/%.o: %.c
+# Without the libraries' development packages every compile would fail on a missing
+# header; say what to do instead (an order-only prerequisite: checked, never a cause to
+# rebuild).
+pkgcheck:
+	@if [ -z "$(PKG_LIBS)" ]; then \
+	  echo "rlhf-c: pkg-config does not find the libraries ($(PKGS)):" >&2; \
+	  pkg-config --print-errors --exists $(PKGS) 2>&1 | sed 's/^/  /' >&2; \
+	  echo "rlhf-c: run 'make deps' (as root it installs the Debian packages; otherwise it prints the apt-get line)," >&2; \
+	  echo "rlhf-c: or 'make test' / 'make demo', which run it first." >&2; exit 1; fi
+
+$(BUILD)/obj/%.o: %.c | pkgcheck
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(BASE_ARCH) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/common/%.o: common/%.c | pkgcheck
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BASE_ARCH) $(LIB_CFLAGS) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/common/cpu.o: common/cpu.c | pkgcheck
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(call cpu_flags,$(BASE_ARCH),$(ARCH_NAME)) $(LIB_CFLAGS) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	@rm -f $@
-	ar rcs $@ $^
+	$(CC) $(CFLAGS) $(SAN) -shared -Wl,-soname,librlhf.so $^ -o $@ $(PKG_LIBS) -lm -lpthread
+
+# one more copy of the library per x86-64 level in HWCAPS (see ARCH above)
+define hwcap_rule
+$(BUILD)/obj-$(1)/common/%.o: common/%.c | pkgcheck
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(ARCH_FLAGS_$(1)) $$(LIB_CFLAGS) $$(SAN) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
+
+$(BUILD)/obj-$(1)/common/cpu.o: common/cpu.c | pkgcheck
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(call cpu_flags,$$(ARCH_FLAGS_$(1)),$(1)) $$(LIB_CFLAGS) $$(SAN) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
+
+$(BUILD)/lib/glibc-hwcaps/$(1)/librlhf.so: $(COMMON_SRC:%.c=$(BUILD)/obj-$(1)/%.o)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(SAN) -shared -Wl,-soname,librlhf.so $$^ -o $$@ $$(PKG_LIBS) -lm -lpthread
+endef
+$(foreach v,$(HWCAPS),$(eval $(call hwcap_rule,$(v))))
 
 define role_rule
-$(BUILD)/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(LIB) $(SAN_OBJ)
-	$$(CC) $$(CFLAGS) $$(SAN) $$^ -o $$@ $$(SAN_LD) $$(LDLIBS)
+$(BUILD)/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SAN_OBJ) $(LIB) $(HWCAP_LIBS)
+	$$(CC) $$(CFLAGS) $$(SAN) $$(filter %.o,$$^) -o $$@ $$(SAN_LD) $$(LDLIBS)
 endef
 $(foreach r,learner actor reward_server,$(eval $(call role_rule,$(r))))
 
-$(BUILD)/rlhf-%: $(BUILD)/obj/tools/rlhf-%.o $(LIB) $(SAN_OBJ)
-	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(SAN_LD) $(LDLIBS)
+$(BUILD)/rlhf-%: $(BUILD)/obj/tools/rlhf-%.o $(SAN_OBJ) $(LIB) $(HWCAP_LIBS)
+	$(CC) $(CFLAGS) $(SAN) $(filter %.o,$^) -o $@ $(SAN_LD) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB) $(SAN_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SAN_OBJ) $(LIB) $(HWCAP_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(SAN_LD) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) $(filter %.o,$^) -o $@ $(SAN_LD) $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB) $(SAN_OBJ)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(SAN_OBJ) $(LIB) $(HWCAP_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(SAN_LD) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) $(filter %.o,$^) -o $@ $(SAN_LD) $(LDLIBS)
 
 # `make test`: both builds, then the plain pass and the ASan + UBSan pass, one summary
 test: deps
@@ -121,7 +198,7 @@ asan: deps
 	@ASAN_OPT="$(ASAN_OPT)" ASAN_SAN="$(ASAN_SAN)" bash tests/run.sh asan
 
 asan-build:
-	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" all
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan ARCH=native OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" all
 
 # libFuzzer targets of every decoder (clang; see fuzz/run.sh and docs/reliability.md)
 FUZZ_SECONDS ?= 60
@@ -144,5 +221,5 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-* -name '*.d' 2>/dev/null)
 .SECONDARY:

@@ -220,6 +220,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     ops_blas_setup(mpi_threads(a.cfg.run.threads, a.cfg.ppo.max_staleness == 0));
+    ops_gemm_choose(a.cfg.run.gemm);
     a.server = roles.ranks[ROLE_REWARD][roles.role_rank % roles.count[ROLE_REWARD]];
     /* until the first weights arrive the limits only bound sizes */
     a.lim = (MsgLimits){.vocab_size = BPE_MAX_VOCAB, .max_seq_len = 65536,

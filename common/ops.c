@@ -4,7 +4,7 @@
  * Linear layers, the LM head and the products of attention go through gemm.c's AVX-512
  * kernel (bias, GELU, residual add and bias gradient fused into it; attention one (batch,
  * head) pair at a time with its causal shapes), or cblas_sgemm where that kernel is not
- * compiled in or is switched off (ops_gemm_own); the element-wise and row-wise ops are
+ * compiled in or not chosen (ops_gemm_choose: run.gemm, by CPU vendor); the element-wise and row-wise ops are
  * plain loops written so that GCC vectorises them without -ffast-math, or AVX-512
  * intrinsics where it would not. The `_rows` kernels are the batch-invariant ones
  * generation uses (gemm.c computes each element with the same chain, so the two agree).
@@ -14,7 +14,7 @@
  * split over it: the `_rows` kernels by output columns, the element-wise and row-wise
  * ops (LayerNorm, GELU, residual, embedding, log-softmax, bias gradients) by rows or
  * columns, attention by (batch, head) pairs, gemm.c's GEMMs by 12-row tiles or 32-column
- * panels, and OpenBLAS's in whole 16-row or 16-column shares, each one single-threaded
+ * panels, and OpenBLAS's in whole 48-row shares (see gemm_range), each one single-threaded
  * sgemm call. OpenBLAS itself runs with one thread: with
  * its own threads, its workers spin in sched_yield for ~0.1 s after every call and, with
  * as many threads as cores, steal the cores the element-wise work needs (tiny training
@@ -33,11 +33,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "cpu.h"
 #include "gemm.h"
 #include "gpt.h"
 #include "util.h"
@@ -229,14 +231,22 @@ static void run_range(RangeFn fn, void *arg, size_t units, size_t elems, int max
     pool_run(range_part, &j, units < (size_t)max_parts ? (int)units : max_parts);
 }
 
-/* C (M,N) = alpha op(A) op(B) + beta C (row-major) on the pool: the larger output
- * dimension is cut into shares of whole GEMM_GRAIN blocks, one single-threaded sgemm per
- * share; each share packs all of the other operand, the smaller one. With `bias` (N),
- * each part first fills its share of C with the bias row and beta must be 1. */
-#define GEMM_GRAIN 16
+/* C (M,N) = alpha op(A) op(B) + beta C (row-major) on the pool: the rows of C are cut
+ * into shares of whole GEMM_GRAIN rows, one single-threaded sgemm per share, each packing
+ * all of op(B). Rows only, and 48 of them: OpenBLAS's x86 sgemm kernels give an element
+ * of C other bits when it falls in another position of their register tiles (an edge
+ * tile sums differently), so a share must start on a tile boundary of every kernel. Row
+ * shares of a multiple of 12 give the bits of the unsplit call on the Haswell and Zen
+ * kernels (every transpose combination; Sandybridge and Nehalem at any split), while a
+ * split of the columns changes them at every width tried (12 to 120): measured with
+ * OpenBLAS 0.3.21. 48 is a multiple of every register tile height of those kernels (4, 8,
+ * 12, 16, 24), so the result does not depend on the thread count (test_ops checks 1, 2
+ * and 3 threads). With `bias` (N), each part first fills its rows of C with the bias
+ * row and beta must be 1. */
+#define GEMM_GRAIN 48
 typedef struct {
     CBLAS_TRANSPOSE ta, tb;
-    int M, N, K, lda, ldb, ldc, split_m;
+    int M, N, K, lda, ldb, ldc;
     float alpha, beta;
     const float *A, *B, *bias;
     float *C;
@@ -245,36 +255,52 @@ typedef struct {
 static void gemm_range(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const GemmJob *j = p;
-    int dim = j->split_m ? j->M : j->N;
-    int i0 = (int)lo * GEMM_GRAIN, i1 = (int)hi * GEMM_GRAIN < dim ? (int)hi * GEMM_GRAIN : dim;
-    if (j->bias) {
-        int r0 = j->split_m ? i0 : 0, r1 = j->split_m ? i1 : j->M;
-        int c0 = j->split_m ? 0 : i0, c1 = j->split_m ? j->N : i1;
-        for (int r = r0; r < r1; r++)
-            memcpy(j->C + (size_t)r * j->ldc + c0, j->bias + c0, (size_t)(c1 - c0) * sizeof(float));
-    }
-    if (j->split_m) {
-        /* rows i0.. of op(A): A is (M,K), or (K,M) when transposed */
-        const float *A = j->A + (j->ta == CblasNoTrans ? (size_t)i0 * j->lda : (size_t)i0);
-        cblas_sgemm(CblasRowMajor, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B,
-                    j->ldb, j->beta, j->C + (size_t)i0 * j->ldc, j->ldc);
-    } else {
-        /* columns i0.. of op(B): B is (K,N), or (N,K) when transposed */
-        const float *B = j->B + (j->tb == CblasNoTrans ? (size_t)i0 : (size_t)i0 * j->ldb);
-        cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->M, i1 - i0, j->K, j->alpha, j->A, j->lda, B,
-                    j->ldb, j->beta, j->C + i0, j->ldc);
-    }
+    int i0 = (int)lo * GEMM_GRAIN, i1 = (int)hi * GEMM_GRAIN < j->M ? (int)hi * GEMM_GRAIN : j->M;
+    for (int r = i0; j->bias && r < i1; r++)
+        memcpy(j->C + (size_t)r * j->ldc, j->bias, (size_t)j->N * sizeof(float));
+    /* rows i0.. of op(A): A is (M,K), or (K,M) when transposed */
+    const float *A = j->A + (j->ta == CblasNoTrans ? (size_t)i0 * j->lda : (size_t)i0);
+    cblas_sgemm(CblasRowMajor, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B,
+                j->ldb, j->beta, j->C + (size_t)i0 * j->ldc, j->ldc);
 }
 
-/* gemm.c's kernel for the linear layers and the LM head where it was compiled in (AVX-512),
- * unless switched off (ops_gemm_own); OpenBLAS otherwise. */
+/* gemm.c's kernel for the linear layers and the LM head, or OpenBLAS: see ops_gemm_choose. */
 static int g_own_gemm = -1;
 
+/* The "auto" rule, from measurements (docs/bench.md): the own kernel beats OpenBLAS on the
+ * training step's products on the Intel Xeons it was tuned on (1.22x tiny, 1.03-1.06x
+ * 124M) and loses on AMD Zen 5 (0.86x tiny, 0.87x 124M). No other AVX-512 CPU has been
+ * measured; OpenBLAS is the safer default there. A rule, not a timing at start-up: the
+ * same machine and config always choose the same kernel, so runs stay bit-reproducible
+ * and a resumed run computes what the uninterrupted one would have. */
+static int ops_gemm_auto(void) { return gemm_f32_available() && !strcmp(cpu_vendor(), "GenuineIntel"); }
+
 int ops_gemm_own(int on) {
-    if (g_own_gemm < 0) g_own_gemm = gemm_f32_available();
+    if (g_own_gemm < 0) g_own_gemm = ops_gemm_auto();
     int was = g_own_gemm;
     if (on >= 0) g_own_gemm = on && gemm_f32_available();
     return was;
+}
+
+const char *ops_gemm_choose(const char *mode) {
+    static char why[160];
+    int have = gemm_f32_available();
+    if (!strcmp(mode, "openblas")) {
+        ops_gemm_own(0);
+        snprintf(why, sizeof why, "OpenBLAS (run.gemm=openblas)");
+    } else if (!strcmp(mode, "own")) {
+        ops_gemm_own(1);
+        snprintf(why, sizeof why, "%s (run.gemm=own%s)", have ? "gemm.c AVX-512" : "OpenBLAS",
+                 have ? "" : ", but this copy of the library has no AVX-512 kernel");
+    } else {
+        int own = ops_gemm_auto();
+        ops_gemm_own(own);
+        snprintf(why, sizeof why, "%s (auto: %s)", own ? "gemm.c AVX-512" : "OpenBLAS",
+                 !have ? "no AVX-512 kernel in this copy of the library"
+                 : own ? "an Intel CPU"
+                       : "not an Intel CPU");
+    }
+    return why;
 }
 
 static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
@@ -285,9 +311,8 @@ static void gemm_bias(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int 
         gemm_f32(ta == CblasTrans, tb == CblasTrans, M, N, K, A, lda, B, ldb, C, ldc, &e);
         return;
     }
-    GemmJob j = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, bias ? 1.0f : beta, A, B, bias, C};
-    int dim = j.split_m ? M : N;
-    size_t units = ((size_t)dim + GEMM_GRAIN - 1) / GEMM_GRAIN;
+    GemmJob j = {ta, tb, M, N, K, lda, ldb, ldc, alpha, bias ? 1.0f : beta, A, B, bias, C};
+    size_t units = ((size_t)M + GEMM_GRAIN - 1) / GEMM_GRAIN;
     run_range(gemm_range, &j, units, (double)M * N * K < POOL_MIN_WORK ? 0 : POOL_MIN_ELEMS,
               POOL_MAX);
 }

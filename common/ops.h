@@ -44,9 +44,15 @@ void ops_parallel(OpsPartFn fn, void *arg, int max_parts);
 
 /* Which GEMM the linear layers and the LM head use: gemm.c's own kernel (on > 0; only
  * where it was compiled in, AVX-512) or OpenBLAS (on == 0); on < 0 only asks. Returns the
- * setting before the call. Default: the own kernel where available. For benchmarks and
- * tests that compare the two; not thread-safe against running kernels. */
+ * setting before the call. Default: the "auto" rule of ops_gemm_choose. For benchmarks
+ * and tests that compare the two; not thread-safe against running kernels. */
 int ops_gemm_own(int on);
+
+/* Apply run.gemm: "own" (gemm.c where compiled in), "openblas", or "auto" (gemm.c on
+ * Intel CPUs with AVX-512, OpenBLAS elsewhere: the faster of the two as measured, see
+ * ops.c). Returns a one-line description for logs, e.g. "OpenBLAS (auto: not an Intel
+ * CPU)". Any other mode is taken as "auto" (config validation rejects it first). */
+const char *ops_gemm_choose(const char *mode);
 
 /* x[0..n) = 0, split over the pool (gradient buffers of 124M parameters are 0.5 GB). */
 void ops_zero(float *x, size_t n);

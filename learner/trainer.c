@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "ckpt.h"
+#include "cpu.h"
 #include "fault.h"
 #include "mpi_util.h"
 #include "ops.h"
@@ -209,9 +210,11 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     int phased = online && t->cfg.ppo.max_staleness == 0;
     int threads = mpi_threads(t->cfg.run.threads, phased);
     const char *core = ops_blas_setup(threads);
+    const char *gemm = ops_gemm_choose(t->cfg.run.gemm);
     if (t->rank == 0)
-        printf("learner %s: %d rank%s, OpenBLAS core %s, %d thread%s per rank (%s)\n", stage,
-               t->nranks, t->nranks == 1 ? "" : "s", core, threads, threads == 1 ? "" : "s",
+        printf("learner %s: %d rank%s, kernels %s, GEMM %s, OpenBLAS core %s, %d thread%s per "
+               "rank (%s)\n", stage, t->nranks, t->nranks == 1 ? "" : "s", cpu_build_arch(),
+               gemm, core, threads, threads == 1 ? "" : "s",
                mpi_threads_why(t->cfg.run.threads, phased));
     rng_init_keyed(&t->rng, (uint64_t)t->cfg.run.seed, 0x6c6561726eULL, (uint64_t)t->rank);
 

@@ -296,6 +296,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     ops_blas_setup(mpi_threads(s.cfg.run.threads, s.cfg.ppo.max_staleness == 0));
+    ops_gemm_choose(s.cfg.run.gemm);
     rs_init(&s);
     for (int i = 0; i < RS_MAX_PENDING; i++) msg_init(&s.req[i]);
     msg_buf_init(&s.buf);
