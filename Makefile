@@ -2,8 +2,8 @@
 #
 #   make            build every program into build/
 #   make test       dependency check, build build/ and build-asan/, run the whole test suite
-#                   twice (tests/run.sh): plain, then under ASan + UBSan; ~13 min on 2 cores
-#   make check      the plain pass alone (build/, ~5 min): for quick local iteration
+#                   twice (tests/run.sh): plain, then under ASan + UBSan
+#   make check      the plain pass alone (build/): for quick local iteration
 #   make demo       dependency check, build, run the most complete pipeline there is
 #   make bench      benchmarks (never part of `make test`)
 #   make asan       the ASan + UBSan pass alone (build-asan/, every sanitizer report fatal)
