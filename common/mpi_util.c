@@ -32,7 +32,7 @@ static int g_role = -1;
 static const MpiRoles *g_roles;                        /* for naming peers */
 static _Atomic double g_peer_timeout = DEFAULT_PEER_TIMEOUT;
 /* where g_peer_timeout came from, for the messages that tell the user what to raise */
-static const char *g_timeout_src = "the default; run.peer_timeout";
+static _Atomic(const char *) g_timeout_src = "the default; run.peer_timeout";
 static _Atomic unsigned long long g_bytes_in[TAG_LAST_ - TAG_SCORE_REQ]; /* by tag */
 static char g_prefix[96] = "rlhf-c: [rank ? role ?] "; /* also read by the signal handler */
 
