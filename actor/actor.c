@@ -204,7 +204,24 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                         &a->ring_req[slot]));
 }
 
+static void actor_usage(FILE *f) {
+    fprintf(f,
+            "usage: build/actor CONFIG.ini [section.key=value ...]\n"
+            "The rollout worker of an online job (ppo, grpo, rloo): it generates responses\n"
+            "with the learner's current policy. It runs only inside ONE mpirun launch with\n"
+            "the learner and the reward server(s), with the same config and overrides:\n"
+            "  mpirun -np 1 build/learner ppo CONFIG.ini : -np 1 build/reward_server CONFIG.ini \\\n"
+            "         : -np 2 build/actor CONFIG.ini\n"
+            "  tools/rlhf-run CONFIG.ini -a 2        (builds that line)\n"
+            "Overrides: section.key=value (e.g. run.threads=2 gen.temperature=0.8); every key:\n"
+            "build/learner help-config.\n"
+            "Exit status: 0 when the learner ends the run; 1 on an error (the whole job is\n"
+            "aborted; the learner reports config errors); 2 on a usage error.\n");
+}
+
 int main(int argc, char **argv) {
+    int arc = online_args(argc, argv, "build/actor", actor_usage);
+    if (arc >= 0) return arc;
     MpiRoles roles;
     MpiRoleNeeds need = mpi_needs_online("ppo");
     mpi_roles_init(&argc, &argv, ROLE_ACTOR, &need, &roles);
@@ -219,6 +236,7 @@ int main(int argc, char **argv) {
         mpi_roles_free(&roles);
         return 1;
     }
+    mpi_config_peer_timeout(a.cfg.run.peer_timeout);
     ops_blas_setup(mpi_threads(a.cfg.run.threads, a.cfg.ppo.max_staleness == 0));
     ops_gemm_choose(a.cfg.run.gemm);
     a.server = roles.ranks[ROLE_REWARD][roles.role_rank % roles.count[ROLE_REWARD]];
@@ -296,6 +314,7 @@ int main(int argc, char **argv) {
                 roles.role_rank, items, a.t_idle, a.t_weights);
     /* the learner took every rollout before it said stop */
     mpi_wait_all(ACTOR_RING, a.ring_req, "sending the last rollouts to the learner");
+    online_traffic_report(&roles, "ppo", 0);
     for (int i = 0; i < ACTOR_RING; i++) msg_buf_free(&a.ring[i]);
     msg_batch_free(&a.batch);
     msg_free(&a.msg);

@@ -36,10 +36,11 @@
     X(run, eval_every, INT, 100, 0, 1000000000, "evaluate every N steps (0 = only at the end)") \
     X(run, ckpt_every, INT, 100, 0, 1000000000, "write a checkpoint every N steps (0 = only at the end)") \
     X(run, keep_last, INT, 3, 1, 1000000, "keep the last K checkpoints, delete older ones") \
-    X(run, threads, INT, 0, 0, 1024, "kernel threads per rank, 0 = auto: the CPUs the rank may run on divided among the ranks of the job on the node that share them (in synchronous PPO/GRPO only the ranks of the same phase: learners, or actors and reward servers); one pool for GEMMs and element-wise ops, OpenBLAS itself single-threaded") \
+    X(run, threads, INT, 0, 0, 64, "kernel threads per rank (at most 64, the kernel pool's size: use more ranks per node for more CPUs), 0 = auto: the CPUs the rank may run on divided among the ranks of the job on the node that share them (in synchronous PPO/GRPO only the ranks of the same phase: learners, or actors and reward servers); one pool for GEMMs and element-wise ops, OpenBLAS itself single-threaded") \
     X(run, gemm, ENUM, "auto", "auto|own|openblas", 0, "GEMM of the linear layers and LM head: auto = gemm.c's AVX-512 kernel on Intel CPUs, OpenBLAS on others (the faster where measured, docs/bench.md); own = gemm.c wherever the CPU runs the AVX-512 copy of the library; openblas. A rule, not a timing: the same machine and config always choose the same kernel, so runs stay reproducible") \
     X(run, bad_data, ENUM, "skip", "skip|fail", 0, "a bad dataset line: skip it (warn with file:line, count) or fail the run") \
     X(run, max_nonfinite, INT, 5, 0, 1000000, "consecutive steps with a non-finite loss or gradient that are skipped before the run stops") \
+    X(run, peer_timeout, FLOAT, 600, 0, 1e9, "seconds a rank waits for a silent peer (a message, a broadcast, a collective) before it aborts the job, 0 = forever; raise it where a rank can stall for minutes (a checkpoint write to a slow parallel file system); RLHF_PEER_TIMEOUT in the environment overrides it") \
     X(run, stop_at_step, INT, 0, 0, 1000000000, "end this process after this step with a checkpoint, as if the job's time ran out (0 = run to the end); resume with run.resume=auto")
 
 #define RLHF_CONFIG_KEYS_model(X) \

@@ -27,7 +27,7 @@
 #define GEMM_MR 12  /* rows of a register tile */
 #define GEMM_NR 32  /* columns of a panel (two zmm) */
 #define GEMM_KB 256 /* depth of a packed block of B */
-#define GEMM_MAX_PARTS 64
+#define GEMM_MAX_PARTS OPS_MAX_THREADS /* one packing buffer per pool thread */
 #define GEMM_GROUP 16 /* panels whose packed B blocks are kept at once (512 KB) */
 #define GEMM_MC (16 * GEMM_MR) /* rows of a transposed A packed at once (192 KB) */
 /* The weight-gradient shape (A transposed, C += A^T B over many rows k, the tokens): split

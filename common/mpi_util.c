@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ops.h"
 #include "util.h"
 
 #define NAP_FIRST_NS 50000L  /* first sleep between polls: 50 us */
@@ -30,6 +31,9 @@ static int g_rank = -1;
 static int g_role = -1;
 static const MpiRoles *g_roles;                        /* for naming peers */
 static _Atomic double g_peer_timeout = DEFAULT_PEER_TIMEOUT;
+/* where g_peer_timeout came from, for the messages that tell the user what to raise */
+static _Atomic(const char *) g_timeout_src = "the default; run.peer_timeout";
+static _Atomic unsigned long long g_bytes_in[TAG_LAST_ - TAG_SCORE_REQ]; /* by tag */
 static char g_prefix[96] = "rlhf-c: [rank ? role ?] "; /* also read by the signal handler */
 
 // ----------------------------------------------------------------------------------------
@@ -315,6 +319,8 @@ static void auto_threads_init(const MpiRoles *r) {
                                   MPI_INFO_NULL, &node));
     int nn;
     MPI_CHECK(MPI_Comm_size(node, &nn));
+    int node_rank;
+    MPI_CHECK(MPI_Comm_rank(node, &node_rank));
     all = xmalloc((size_t)nn * sizeof *all);
     MPI_CHECK(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
                             node));
@@ -333,12 +339,25 @@ static void auto_threads_init(const MpiRoles *r) {
     free(all);
     if (cpus < 1) cpus = 1;
     for (int ph = 0; ph < 2; ph++) {
-        g_auto_threads[ph] = cpus / share[ph] > 1 ? cpus / share[ph] : 1;
+        g_auto_threads[ph] = mpi_threads_auto(cpus, share[ph]);
+        int capped = cpus / share[ph] > OPS_MAX_THREADS;
         snprintf(g_auto_why[ph], sizeof g_auto_why[ph],
-                 "auto: %d CPU%s for this rank, shared by %d rank%s of the job%s on this node",
+                 "auto: %d CPU%s for this rank, shared by %d rank%s of the job%s on this node%s",
                  cpus, cpus == 1 ? "" : "s", share[ph], share[ph] == 1 ? "" : "s",
-                 !ph ? "" : mine.learner ? " that train" : " that generate or score");
+                 !ph ? "" : mine.learner ? " that train" : " that generate or score",
+                 capped ? "; capped at the kernel pool's size" : "");
     }
+    /* once per node: the CPUs left unused are worth a line in the job's output */
+    if (node_rank == 0 && cpus / share[0] > OPS_MAX_THREADS)
+        fprintf(stderr, "rlhf-c: note: run.threads = 0 found %d CPUs per rank on this node; "
+                "each rank uses at most %d kernel threads: start more ranks per node (or bind "
+                "them to fewer CPUs) to use the rest\n", cpus / share[0], OPS_MAX_THREADS);
+}
+
+int mpi_threads_auto(int cpus, int share) {
+    int n = share > 0 ? cpus / share : cpus;
+    if (n < 1) n = 1;
+    return n > OPS_MAX_THREADS ? OPS_MAX_THREADS : n;
 }
 
 int mpi_threads(int configured, int phased) {
@@ -379,6 +398,7 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
             mpi_fatal("RLHF_PEER_TIMEOUT='%s' is not a number of seconds >= 0 (0: no timeout)",
                       env);
         g_peer_timeout = v;
+        g_timeout_src = "RLHF_PEER_TIMEOUT in the environment";
     }
 
     int mine = (int)my_role;
@@ -428,6 +448,12 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
 void mpi_set_peer_timeout(double seconds) { g_peer_timeout = seconds > 0 ? seconds : 0; }
 double mpi_peer_timeout(void) { return g_peer_timeout; }
 
+void mpi_config_peer_timeout(double seconds) {
+    if (getenv("RLHF_PEER_TIMEOUT") && *getenv("RLHF_PEER_TIMEOUT")) return; /* it wins */
+    mpi_set_peer_timeout(seconds);
+    g_timeout_src = "run.peer_timeout";
+}
+
 static void nap(long *ns) {
     struct timespec ts = {0, *ns};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
@@ -460,9 +486,9 @@ static void *wd_main(void *arg) {
              * process exit without MPI_Finalize and aborts the whole job. */
             fprintf(stderr,
                     "%sno progress for %.0f s in %s: a peer has stopped responding; "
-                    "exiting so that mpirun aborts the job (peer timeout %g s, "
-                    "RLHF_PEER_TIMEOUT)\n",
-                    g_prefix, (double)(now_ns() - since) * 1e-9, what ? what : "?", to);
+                    "exiting so that mpirun aborts the job (peer timeout %g s, %s)\n",
+                    g_prefix, (double)(now_ns() - since) * 1e-9, what ? what : "?", to,
+                    g_timeout_src);
             fflush(stderr);
             _exit(1);
         }
@@ -565,9 +591,9 @@ int mpi_wait_any_message_at(const char *file, int line, MPI_Comm comm, int sourc
             char tb[256], pb[64];
             mpi_fatal_at(file, line, "waited %.0f s for a message (%s) from %s and none came: a peer has "
                       "died or is stuck. If it is only slow, raise the peer timeout "
-                      "(RLHF_PEER_TIMEOUT, now %g s)",
+                      "(now %g s, %s)",
                       waited, describe_tags(tags, ntags, tb, sizeof tb),
-                      describe_peer(comm, source, pb, sizeof pb), to);
+                      describe_peer(comm, source, pb, sizeof pb), to, g_timeout_src);
         }
         nap(&ns);
     }
@@ -584,7 +610,7 @@ void mpi_wait_request_at(const char *file, int line, MPI_Request *req, MPI_Statu
         double to = g_peer_timeout, waited = time_now() - t0;
         if (to > 0 && waited > to)
             mpi_fatal_at(file, line, "%s: not complete after %.0f s: the peer has died or is stuck (peer "
-                      "timeout %g s, RLHF_PEER_TIMEOUT)", what, waited, to);
+                      "timeout %g s, %s)", what, waited, to, g_timeout_src);
         nap(&ns);
     }
 }
@@ -599,7 +625,7 @@ void mpi_wait_all_at(const char *file, int line, int n, MPI_Request *reqs, const
         double to = g_peer_timeout, waited = time_now() - t0;
         if (to > 0 && waited > to)
             mpi_fatal_at(file, line, "%s: not complete after %.0f s: a peer has died or is stuck (peer "
-                      "timeout %g s, RLHF_PEER_TIMEOUT)", what, waited, to);
+                      "timeout %g s, %s)", what, waited, to, g_timeout_src);
         nap(&ns);
     }
 }
@@ -638,6 +664,7 @@ size_t mpi_recv_bytes_at(const char *file, int line, MPI_Comm comm, const MPI_St
     MPI_CHECK(MPI_Recv(buf->data, count, MPI_BYTE, st->MPI_SOURCE, st->MPI_TAG, comm,
                        MPI_STATUS_IGNORE));
     buf->len = (size_t)count;
+    mpi_bytes_count(st->MPI_TAG, buf->len);
     return buf->len;
 }
 
@@ -675,4 +702,20 @@ double mpi_sum_double(MPI_Comm comm, double x) {
     double y = x;
     MPI_CHECK(MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_SUM, comm));
     return y;
+}
+
+// ----------------------------------------------------------------------------------------
+// Traffic
+
+void mpi_bytes_count(int tag, size_t n) {
+    if (tag >= TAG_SCORE_REQ && tag < TAG_LAST_) g_bytes_in[tag - TAG_SCORE_REQ] += n;
+}
+
+void mpi_bytes_total(MPI_Comm comm, int root, unsigned long long *out) {
+    unsigned long long mine[TAG_LAST_ - TAG_SCORE_REQ];
+    for (int i = 0; i < TAG_LAST_ - TAG_SCORE_REQ; i++) mine[i] = g_bytes_in[i];
+    mpi_watch_begin("adding up the bytes received (end of the run)");
+    MPI_CHECK(MPI_Reduce(mine, out, TAG_LAST_ - TAG_SCORE_REQ, MPI_UNSIGNED_LONG_LONG, MPI_SUM,
+                         root, comm));
+    mpi_watch_end();
 }

@@ -29,9 +29,12 @@
  * timeout (default 600 s; RLHF_PEER_TIMEOUT in the environment or mpi_set_peer_timeout):
  * a peer that stays silent that long aborts the job with a message naming the wait, so
  * nothing hangs forever. Blocking calls that cannot be polled (collectives) are guarded
- * with mpi_watch_begin/end, a watchdog thread with the same timeout. (An environment
- * variable reaches every rank of a single-node launch; across nodes give `-x
- * RLHF_PEER_TIMEOUT` in EVERY ':'-separated app context — mpirun applies -x per context.)
+ * with mpi_watch_begin/end, a watchdog thread with the same timeout. The timeout is the
+ * config key run.peer_timeout (every role applies it with mpi_config_peer_timeout once it
+ * has read the config, so one config file sets it for the whole job); RLHF_PEER_TIMEOUT in
+ * the environment overrides it, for tests. (An environment variable reaches every rank of
+ * a single-node launch; across nodes give `-x RLHF_PEER_TIMEOUT` in EVERY ':'-separated app
+ * context — mpirun applies -x per context.)
  *
  * Not here: what the messages mean (msg.h, the role programs), the weight broadcast.
  * Sends are one message at a time (mpi_send_bytes waits for completion); a rank that may
@@ -88,8 +91,11 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
  * them (measured in mpi_roles_init; 1 before it) — with `phased`, only the ranks of this
  * rank's phase count (learners; actors and reward servers): for jobs whose phases take
  * turns (synchronous PPO / GRPO, ppo.max_staleness = 0; offline stages, all learners).
- * mpi_threads_why says which, for logs. */
+ * mpi_threads_why says which, for logs. Auto never exceeds OPS_MAX_THREADS (ops.h): a
+ * rank that could use more says so once per node on stderr and gets that many. */
 int mpi_threads(int configured, int phased);
+/* The auto rule: cpus / share, at least 1, at most OPS_MAX_THREADS. */
+int mpi_threads_auto(int cpus, int share);
 const char *mpi_threads_why(int configured, int phased);
 /* Stops the watchdog, frees the communicator and lists, MPI_Finalize (the counterpart of
  * the MPI_Init in mpi_roles_init). NULL: no-op. */
@@ -138,6 +144,8 @@ MsgType mpi_tag_msg_type(int tag);
 /* Seconds a wait may last before the job is aborted (<= 0: forever). Default 600. */
 void mpi_set_peer_timeout(double seconds);
 double mpi_peer_timeout(void);
+/* run.peer_timeout from the config, unless RLHF_PEER_TIMEOUT is set (which then stays). */
+void mpi_config_peer_timeout(double seconds);
 
 /* Wait until a message with one of tags[0..ntags) (ntags 0: any tag) from source (a rank
  * of comm, or MPI_ANY_SOURCE) is pending; fills *st and returns its tag. Tags are probed
@@ -184,6 +192,17 @@ size_t mpi_recv_bytes_at(const char *file, int line, MPI_Comm comm, const MPI_St
 void mpi_recv_msg_at(const char *file, int line, MPI_Comm comm, const MPI_Status *st,
                      MsgBuf *buf, const MsgLimits *lim, Msg *out);
 #define mpi_recv_msg(...) mpi_recv_msg_at(__FILE__, __LINE__, __VA_ARGS__)
+
+// ----------------------------------------------------------------------------------------
+// Traffic: bytes received by this process, by tag (the weight payload under
+// TAG_WEIGHTS_DATA whichever way it came: broadcast or point to point). Every message
+// received with mpi_recv_bytes / mpi_recv_msg is counted; a raw receive is counted by its
+// caller with mpi_bytes_count.
+
+void mpi_bytes_count(int tag, size_t n);
+/* Sum of every rank's counters of comm into out[tag - TAG_SCORE_REQ] on root (collective,
+ * guarded by the watchdog; out needs TAG_LAST_ - TAG_SCORE_REQ entries on root). */
+void mpi_bytes_total(MPI_Comm comm, int root, unsigned long long *out);
 
 // ----------------------------------------------------------------------------------------
 // Progress and timing: one rank prints, timings are the slowest rank's.

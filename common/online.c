@@ -16,6 +16,26 @@ MPI_Comm online_weights_comm_create(const MpiRoles *r) {
 
 int online_learner_root(const MpiRoles *r) { return r->ranks[ROLE_LEARNER][0]; }
 
+void online_traffic_report(const MpiRoles *r, const char *stage, long updates) {
+    unsigned long long b[TAG_LAST_ - TAG_SCORE_REQ] = {0};
+    int root = online_learner_root(r);
+    mpi_bytes_total(MPI_COMM_WORLD, root, b);
+    if (r->world_rank != root) return;
+#define B_(tag) ((double)b[(tag) - TAG_SCORE_REQ] / (double)(updates > 0 ? updates : 1))
+    double w = B_(TAG_WEIGHTS_HDR) + B_(TAG_WEIGHTS_DATA), total = 0;
+    for (int t = TAG_SCORE_REQ; t < TAG_LAST_; t++) total += B_(t);
+    char per[64] = "in all";
+    if (updates > 0) snprintf(per, sizeof per, "per update (mean of %ld)", updates);
+    printf("learner %s: bytes received %s, all ranks: weights %.0f (to %d actor%s), "
+           "work items %.0f, rollouts %.0f, score requests %.0f, score replies %.0f, "
+           "stop %.0f; total %.0f (%.3f MB)\n",
+           stage, per, w, r->count[ROLE_ACTOR],
+           r->count[ROLE_ACTOR] == 1 ? "" : "s", B_(TAG_CTRL), B_(TAG_ROLLOUT),
+           B_(TAG_SCORE_REQ), B_(TAG_SCORE_REP), B_(TAG_STOP), total, total / 1e6);
+#undef B_
+    fflush(stdout);
+}
+
 void online_judge_spec(const RlhfConfig *c, char *out, size_t n) {
     if (strcmp(c->judge.kind, "rule") == 0)
         snprintf(out, n, "%s%s", strncmp(c->judge.rule, "rule:", 5) == 0 ? "" : "rule:",
@@ -24,6 +44,25 @@ void online_judge_spec(const RlhfConfig *c, char *out, size_t n) {
         snprintf(out, n, "gold");
     else
         out[0] = 0;
+}
+
+int online_args(int argc, char **argv, const char *program, void (*usage)(FILE *)) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-') {
+            fprintf(stderr, "rlhf-c: %s: unknown option '%s' (see %s --help)\n", program,
+                    argv[i], program);
+            return 2;
+        }
+    if (argc < 2) {
+        fprintf(stderr, "rlhf-c: %s: missing CONFIG.ini (see %s --help)\n", program, program);
+        return 2;
+    }
+    return -1;
 }
 
 int online_load_config(RlhfConfig *c, int argc, char **argv, char *err) {
@@ -59,6 +98,7 @@ void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap
     mpi_watch_begin("weight broadcast (learner -> actors)");
     MPI_CHECK(MPI_Bcast(*img, (int)n, MPI_BYTE, 0, wcomm));
     mpi_watch_end();
+    mpi_bytes_count(TAG_WEIGHTS_DATA, n);
     uint32_t crc = ckpt_crc32(0, *img, n);
     if (crc != hdr->crc32)
         mpi_fatal("weights version %lld: CRC-32 %08x of the received bytes, header says %08x",
@@ -113,6 +153,7 @@ static void online_params_check(const Msg *hdr, const GPT *m, const char *format
 void online_weights_recv_params(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
     online_params_check(hdr, m, MSG_WEIGHTS_FORMAT_PARAMS);
     online_params_bcast(wcomm, m->params, m->num_params);
+    mpi_bytes_count(TAG_WEIGHTS_DATA, m->num_params * sizeof(float));
 }
 
 void online_weights_post_params(const MpiRoles *r, const float *snap, size_t n,
@@ -139,6 +180,7 @@ void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m) {
     MPI_CHECK(MPI_Irecv(m->params, (int)m->num_params, MPI_FLOAT, root, TAG_WEIGHTS_DATA,
                         MPI_COMM_WORLD, &rq));
     mpi_wait_request(&rq, NULL, "receiving weights from the learner");
+    mpi_bytes_count(TAG_WEIGHTS_DATA, m->num_params * sizeof(float));
 }
 
 int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,

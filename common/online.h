@@ -67,9 +67,23 @@ MPI_Comm online_weights_comm_create(const MpiRoles *r);
 /* The world rank of learner rank 0 (the one that talks to actors and servers). */
 int online_learner_root(const MpiRoles *r);
 
+/* The end of an online run, on EVERY rank of the launch (collective over MPI_COMM_WORLD):
+ * the bytes every rank received (mpi_util.h, Traffic) are summed, and learner rank 0
+ * prints them per update (`updates` done by this run; 0: totals only) by kind: weights
+ * (headers and payload, to every actor), work items, rollouts, score requests and
+ * replies. These are what the network carries between nodes when the roles are spread
+ * over several (docs/cluster.md); the learners' own all-reduce is not counted. */
+void online_traffic_report(const MpiRoles *r, const char *stage, long updates);
+
 /* The judge spec of [judge]: "rule:<judge.rule>" (the "rule:" prefix optional in the
  * key), "gold", or "" for the reward model. */
 void online_judge_spec(const RlhfConfig *c, char *out, size_t n);
+
+/* The command line of the actor and reward_server programs, read BEFORE mpi_roles_init
+ * (so that --help needs neither mpirun nor MPI): -h or --help anywhere prints usage(stdout)
+ * and returns 0; no CONFIG.ini, or an option that is not a config override, prints a
+ * one-line hint on stderr and returns 2; otherwise -1 (go on). */
+int online_args(int argc, char **argv, const char *program, void (*usage)(FILE *));
 
 /* Config for the actor and reward programs: argv[1] is the INI file, argv[2..] overrides
  * (the learner's argv has the stage first; theirs does not). 0, or -1 with err. */

@@ -59,6 +59,7 @@ const char *ops_blas_setup(int threads) {
     if (g_threads == 0) g_threads = openblas_get_num_threads();
     if (threads > 0) g_threads = threads;
     if (g_threads < 1) g_threads = 1;
+    if (g_threads > OPS_MAX_THREADS) g_threads = OPS_MAX_THREADS; /* OpenBLAS's default on a big node */
     openblas_set_num_threads(1);
     return openblas_get_corename();
 }
@@ -71,7 +72,7 @@ int ops_blas_threads(void) {
 // ----------------------------------------------------------------------------
 // the pool of worker threads of every kernel below
 
-#define POOL_MAX 64
+#define POOL_MAX OPS_MAX_THREADS
 /* After a job, workers (and the caller waiting for them) poll for this long before they
  * sleep on the condition variable: a training step issues a job every few tens of
  * microseconds, and waking a sleeping thread on an idle (virtual) CPU costs about as

@@ -32,6 +32,12 @@
  * OpenBLAS itself is set to one thread: the kernels below split every GEMM, element-wise
  * op and attention over their own pool of that many threads (ops.c says why). */
 const char *ops_blas_setup(int threads);
+/* The most kernel threads per rank: the pool's size, and the per-thread packing buffers of
+ * gemm.c (static, ~0.7 MB each, so a larger cap costs memory in every process). Counts
+ * above it are clamped by ops_blas_setup; run.threads refuses them (config_keys.h) and
+ * run.threads = 0 caps its choice with a note (mpi_util.c). More CPUs per node are used
+ * by running more ranks per node. */
+#define OPS_MAX_THREADS 64
 /* The kernels' thread count. */
 int ops_blas_threads(void);
 

@@ -73,6 +73,17 @@ void fatal_at(const char *file, int line, const char *fmt, ...) {
     exit(1);
 }
 
+void usage_error(const char *prog, const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see %s --help)\n", prog);
+    exit(2);
+}
+
 int errf(char *err, const char *fmt, ...) {
     if (err) {
         va_list ap;

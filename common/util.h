@@ -37,6 +37,9 @@ float *xalloc_floats_at(size_t n, const char *file, int line);
 _Noreturn void fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define fatal(...) fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+/* A command-line usage error: "PROG: <what> (see PROG --help)" on stderr, exit 2. */
+_Noreturn void usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define ASSERT(cond)                                                                      \
     do {                                                                                  \

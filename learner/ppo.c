@@ -1040,6 +1040,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                p.B / p.G, p.G, p.n_items, c->ppo.updates);
 
     double t_sync = 0;
+    int64_t first_update = tr.step; /* of this process (a resumed run starts later) */
     ppo_publish(&p, tr.step, &t_sync);
     for (int64_t u = tr.step; u < c->ppo.updates; u++) {
         double t_u0 = time_now(), t_wait = 0;
@@ -1163,6 +1164,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     if (!tr.stopped) trainer_save(&tr);
     ppo_drain(&p);
     ppo_send_stop(&p, tr.stopped ? "run.stop_at_step reached" : "training finished");
+    online_traffic_report(roles, stage, (long)(tr.step - first_update));
 
     if (p.rollout_log) fclose(p.rollout_log);
     for (int i = 0; i < p.n_slots; i++) {

@@ -204,6 +204,7 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     MPI_Comm_size(comm, &t->nranks);
     if (config_load(&t->cfg, cfg_path, n_over, overrides, err) != 0)
         trainer_fail(t, 0, "%s", err);
+    mpi_config_peer_timeout(t->cfg.run.peer_timeout);
     t->cfg_text = config_to_text(&t->cfg);
     /* the learner and the actors take turns in a synchronous online job */
     int online = !strcmp(stage, "ppo") || !strcmp(stage, "grpo") || !strcmp(stage, "rloo");

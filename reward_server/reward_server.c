@@ -282,7 +282,25 @@ static void rs_process(Server *s, int r0, int r1) {
     s->t_busy += time_now() - t0;
 }
 
+static void rs_usage(FILE *f) {
+    fprintf(f,
+            "usage: build/reward_server CONFIG.ini [section.key=value ...]\n"
+            "Scores the actors' responses (the judge of [judge]: reward model, rule or gold)\n"
+            "and computes the reference policy's log-probs, for an online job (ppo, grpo,\n"
+            "rloo). It runs only inside ONE mpirun launch with the learner and the actors,\n"
+            "with the same config and overrides:\n"
+            "  mpirun -np 1 build/learner ppo CONFIG.ini : -np 1 build/reward_server CONFIG.ini \\\n"
+            "         : -np 2 build/actor CONFIG.ini\n"
+            "  tools/rlhf-run CONFIG.ini -r 1        (builds that line)\n"
+            "Overrides: section.key=value (e.g. ppo.reward_ckpt=runs/rm); every key:\n"
+            "build/learner help-config.\n"
+            "Exit status: 0 when the learner ends the run; 1 on an error (the whole job is\n"
+            "aborted; the learner reports config errors); 2 on a usage error.\n");
+}
+
 int main(int argc, char **argv) {
+    int arc = online_args(argc, argv, "build/reward_server", rs_usage);
+    if (arc >= 0) return arc;
     MpiRoles roles;
     MpiRoleNeeds need = mpi_needs_online("ppo");
     mpi_roles_init(&argc, &argv, ROLE_REWARD, &need, &roles);
@@ -295,6 +313,7 @@ int main(int argc, char **argv) {
         mpi_roles_free(&roles); /* the learner reports config errors */
         return 1;
     }
+    mpi_config_peer_timeout(s.cfg.run.peer_timeout);
     ops_blas_setup(mpi_threads(s.cfg.run.threads, s.cfg.ppo.max_staleness == 0));
     ops_gemm_choose(s.cfg.run.gemm);
     rs_init(&s);
@@ -336,6 +355,7 @@ int main(int argc, char **argv) {
     if (getenv("RLHF_ACTOR_VERBOSE"))
         fprintf(stderr, "reward %d: %ld sequences, %.2f s busy, %.2f s idle\n", roles.role_rank,
                 s.n_seqs, s.t_busy, s.t_idle);
+    online_traffic_report(&roles, "ppo", 0);
     rs_free(&s);
     if (wcomm != MPI_COMM_NULL) MPI_Comm_free(&wcomm);
     mpi_roles_free(&roles);

@@ -6,6 +6,11 @@
 #   - synchronous mode is exactly reproducible: the same seed twice, and 1 / 2 / 4 actors,
 #     give bit-identical checkpoints (build/rlhf-ckpt diff), and so does
 #     ppo.weight_sync=image (an HDF5 image every update) against =params;
+#   - transport: the same job with Open MPI restricted to TCP (ob1, btl tcp,self: the
+#     path between nodes) gives the same checkpoint and moves the same bytes per update
+#     (weights, work items, rollouts, score requests and replies: the learner's end-of-run
+#     traffic line); tools/rlhf-run started from another folder with relative config and
+#     data paths runs the same job, and without its programs exits 2 naming them;
 #   - resume: N updates == N/2 (run.stop_at_step) + run.resume=auto + N/2, bit-identical;
 #   - asynchronous mode (ppo.max_staleness=2): the score rises, every update's mean version
 #     lag is within 0..2 and some update used older rollouts; stop + resume=auto works;
@@ -91,6 +96,42 @@ launch 1 1 2 ppo "$T/wi" $SYNC ppo.weight_sync=image > "$T/wi.log" 2>&1 || { cat
 "$B/rlhf-ckpt" diff "$T/a2" "$T/wi" || fail "weight_sync=image and =params differ"
 launch 1 1 2 ppo "$T/s9" $SYNC run.seed=9 > "$T/s9.log" 2>&1 || { cat "$T/s9.log"; fail "run s9"; }
 if "$B/rlhf-ckpt" diff "$T/a2" "$T/s9" > /dev/null 2>&1; then fail "another seed gave the same weights"; fi
+
+echo "== transport: TCP only (the path between nodes) gives the same weights and traffic"
+# ob1 with the tcp and self BTLs only: no shared memory (vader) and no UCX, so every byte
+# between ranks goes through TCP sockets (over loopback here, as between nodes there)
+TCP_MCA="--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo"
+timeout 150 mpirun $TCP_MCA -np 1 "$B/learner" ppo $PPO run.out_dir="$T/tcp" $SYNC \
+  : -np 1 "$B/reward_server" $PPO run.out_dir="$T/tcp" $SYNC \
+  : -np 2 "$B/actor" $PPO run.out_dir="$T/tcp" $SYNC > "$T/tcp.log" 2>&1 || { cat "$T/tcp.log"; fail "run over TCP"; }
+"$B/rlhf-ckpt" diff "$T/a2" "$T/tcp" || fail "TCP and the default transport give different weights"
+# bytes received per update by kind, summed over ranks at the end of the run
+traffic() { grep "bytes received per update" "$1" | sed 's/.*(mean of/(mean of/'; }
+traffic "$T/a2.log" | grep -q "(mean of 4), all ranks: weights [1-9]" || { cat "$T/a2.log"; fail "no traffic line"; }
+echo "traffic: $(traffic "$T/a2.log")"
+for k in "work items" rollouts "score requests" "score replies"; do
+  traffic "$T/a2.log" | grep -q "$k [1-9]" || fail "traffic: no $k counted"
+done
+[ "$(traffic "$T/a2.log")" = "$(traffic "$T/tcp.log")" ] || fail "TCP moved other bytes: $(traffic "$T/tcp.log")"
+[ "$(traffic "$T/a2.log")" = "$(traffic "$T/b2.log")" ] || fail "the same run counted other bytes"
+
+echo "== tools/rlhf-run from another folder, relative config and data paths"
+mkdir -p "$T/elsewhere/cfg" && cp configs/ppo.ini "$T/elsewhere/cfg/"
+ln -s "$T/data" "$T/elsewhere/data" && ln -s "$T/sft" "$T/elsewhere/sft"
+RUNNER=$PWD/tools/rlhf-run BABS=$(realpath "$B")
+RUNARGS="data.train=data/prompts_train.jsonl data.eval= model.init=sft $MODEL judge.kind=rule
+  judge.rule=contains:help ppo.value_init=sft ppo.reward_ckpt= ppo.ref_ckpt= ppo.actor_batch=8
+  optim.lr=5e-4 optim.min_lr=5e-4 run.ckpt_every=0 run.log_every=1 $SYNC run.out_dir=out"
+( cd "$T/elsewhere" && BUILD="$BABS" "$RUNNER" cfg/ppo.ini -a 2 -n $RUNARGS ) > "$T/dry.txt"
+grep -q -- "--oversubscribe" "$T/dry.txt" && fail "rlhf-run forces --oversubscribe: $(cat "$T/dry.txt")"
+( cd "$T/elsewhere" && BUILD="$BABS" timeout 150 "$RUNNER" cfg/ppo.ini -a 2 \
+    --oversubscribe $RUNARGS ) > "$T/elsewhere.log" 2>&1 || { cat "$T/elsewhere.log"; fail "rlhf-run from another folder"; }
+"$B/rlhf-ckpt" diff "$T/a2" "$T/elsewhere/out" > /dev/null || fail "rlhf-run from another folder: not the same run"
+set +e
+( cd "$T/elsewhere" && BUILD="$T/no-build" "$RUNNER" cfg/ppo.ini ) > "$T/nob.txt" 2>&1; rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "missing program.*make" "$T/nob.txt" || { cat "$T/nob.txt"; fail "rlhf-run without programs: exit $rc"; }
+[ ! -e "$T/no-build" ] || fail "rlhf-run created the build folder"
 
 echo "== resume: 2 + stop + resume=auto + 2 == 4"
 launch 1 1 2 ppo "$T/h" $SYNC run.stop_at_step=2 > "$T/h1.log" 2>&1 || { cat "$T/h1.log"; fail "half run"; }

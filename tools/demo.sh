@@ -62,13 +62,13 @@ $MPIRUN "$NP" "$B/learner" dpo configs/dpo.ini run.out_dir="$RUN/dpo" model.init
 MODELS=(--model "dpo=$RUN/dpo")
 if [ -x tools/rlhf-run ] && "$B/learner" --help 2>&1 | grep -q '^  ppo'; then
   stamp "5/6 PPO ($PPO_UPDATES updates: 1 learner + 1 reward server + 2 actors)"
-  tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$RUN/ppo" model.init="$RUN/sft" \
+  tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 --oversubscribe run.out_dir="$RUN/ppo" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
     data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$PPO_LR" optim.min_lr="$PPO_LR" ppo.kl_coef=0.3 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
   MODELS+=(--model "ppo=$RUN/ppo")
   if "$B/learner" --help 2>&1 | grep -q '^  grpo'; then
     stamp "5b/6 GRPO ($GRPO_UPDATES updates)"
-    tools/rlhf-run configs/grpo.ini -s grpo -l 1 -r 1 -a 2 run.out_dir="$RUN/grpo" model.init="$RUN/sft" \
+    tools/rlhf-run configs/grpo.ini -s grpo -l 1 -r 1 -a 2 --oversubscribe run.out_dir="$RUN/grpo" model.init="$RUN/sft" \
       ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
       data.eval= ppo.updates="$GRPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" grpo.kl_coef=0.3 run.ckpt_every=0 $SEEDARG run.log_every=5
     MODELS+=(--model "grpo=$RUN/grpo")

@@ -31,7 +31,7 @@ for spec in "beta0:0" "beta$BETA:$BETA"; do
   name=${spec%%:*}; beta=${spec#*:}
   echo "=== [$((SECONDS - T0))s] PPO $name ($UPDATES updates, ppo.kl_coef=$beta)"
   rm -rf "${OUT:?}/$name"
-  tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 run.out_dir="$OUT/$name" model.init="$RUN/sft" \
+  tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 --oversubscribe run.out_dir="$OUT/$name" model.init="$RUN/sft" \
     ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$RUN/data/prompts_train.jsonl" \
     data.eval= ppo.updates="$UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" ppo.kl_coef="$beta" \
     ppo.kl_target="$KL_TARGET" judge.monitor_gold=true run.ckpt_every=0 run.log_every=10

@@ -187,10 +187,36 @@ static int cmd_diff(const char *pa, const char *pb) {
     return differ ? 1 : 0;
 }
 
+static void usage(FILE *f, const char *cmd) {
+    if (!cmd || strcmp(cmd, "info") == 0)
+        fprintf(f, "usage: rlhf-ckpt info CKPT.h5|RUN_DIR\n"
+                   "  stage, step, models and their sizes, verification (checksums, every\n"
+                   "  weight finite). Exit status: 0 good; 1 a bad checkpoint; 2 usage or I/O.\n");
+    if (!cmd || strcmp(cmd, "diff") == 0)
+        fprintf(f, "usage: rlhf-ckpt diff A.h5|RUN_DIR B.h5|RUN_DIR\n"
+                   "  compares every model and optimizer buffer. Exit status: 0 bit-identical;\n"
+                   "  1 they differ (largest difference per buffer); 2 usage or I/O error.\n");
+    if (!cmd) fprintf(f, "A RUN_DIR stands for its newest good checkpoint.\n");
+}
+
+static int is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
+
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "info") == 0) return cmd_info(argv[2]);
-    if (argc == 4 && strcmp(argv[1], "diff") == 0) return cmd_diff(argv[2], argv[3]);
-    fprintf(stderr, "usage: rlhf-ckpt info CKPT.h5|RUN_DIR\n"
-                    "       rlhf-ckpt diff A.h5|RUN_DIR B.h5|RUN_DIR\n");
+    const char *cmd = argc >= 2 && (!strcmp(argv[1], "info") || !strcmp(argv[1], "diff"))
+                          ? argv[1] : NULL;
+    for (int i = 1; i < argc; i++)
+        if (is_help(argv[i])) {
+            usage(stdout, cmd);
+            return 0;
+        }
+    if (cmd && strcmp(cmd, "info") == 0 && argc == 3) return cmd_info(argv[2]);
+    if (cmd && strcmp(cmd, "diff") == 0 && argc == 4) return cmd_diff(argv[2], argv[3]);
+    if (!cmd)
+        fprintf(stderr, "rlhf-ckpt: %s%s%s (see rlhf-ckpt --help)\n",
+                argc < 2 ? "missing command info or diff" : "unknown command '",
+                argc < 2 ? "" : argv[1], argc < 2 ? "" : "'");
+    else
+        fprintf(stderr, "rlhf-ckpt %s: wrong number of arguments (see rlhf-ckpt %s --help)\n",
+                cmd, cmd);
     return 2;
 }

@@ -48,7 +48,9 @@ static void usage(FILE *f) {
             "       rlhf-hf info PATH [--group NAME]\n"
             "HF_DIR holds config.json and model.safetensors of a GPT2LMHeadModel or a\n"
             "one-label GPT2ForSequenceClassification (and optionally vocab.json, merges.txt).\n"
-            "CKPT is a checkpoint file or a run directory (its newest loadable checkpoint).\n");
+            "CKPT is a checkpoint file or a run directory (its newest loadable checkpoint).\n"
+            "Exit status: 0 done; 1 an error (unreadable or unsupported model, write "
+            "failed);\n2 a usage error.\n");
 }
 
 static int is_dir(const char *p) {
@@ -590,19 +592,15 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (strcmp(argv[i], "--group") == 0) {
-            if (i + 1 >= argc) fatal("--group needs a name");
+            if (i + 1 >= argc) usage_error("rlhf-hf", "--group needs a name");
             group = argv[++i];
         } else if (np < 3) {
             pos[np++] = argv[i];
         } else {
-            usage(stderr);
-            fatal("too many arguments");
+            usage_error("rlhf-hf", "too many arguments");
         }
     }
-    if (np < 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (np < 1) usage_error("rlhf-hf", "missing command import, export or info");
     int rc;
     if (strcmp(pos[0], "import") == 0 && np == 3 && !group) {
         rc = cmd_import(pos[1], pos[2], err);
@@ -611,8 +609,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(pos[0], "info") == 0 && np == 2) {
         rc = cmd_info(pos[1], group, err);
     } else {
-        usage(stderr);
-        return 2;
+        usage_error("rlhf-hf", "'%s' with %d argument%s: not a command of this tool", pos[0],
+                    np - 1, np == 2 ? "" : "s");
     }
     if (rc != 0) fatal("%s", err);
     return 0;

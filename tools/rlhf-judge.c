@@ -24,7 +24,7 @@
  * --skip-bad (report bad lines and go on, instead of stopping at the first).
  * IN may be "-" for stdin. Bad input lines are reported as "file:line: what is wrong".
  * Exit status: 0 if at least one line was processed and (without --skip-bad) none was
- * bad; 1 otherwise. This program never trains anything.
+ * bad; 1 otherwise; 2 on a usage error. This program never trains anything.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -64,9 +64,12 @@ static void usage(FILE *f) {
             "pairs in: {\"prompt\",\"a\",\"b\"[,\"category\",\"id\"]}  thumbs in: "
             "{\"prompt\",\"response\"[,\"id\"]}\n"
             "defaults: --annotators 1 --tau 0.05 --flip 0 --tie-band 0 --threshold 0.75 "
-            "--seed 1 --task-seed %d\n",
+            "--seed 1 --task-seed %d\n"
+            "Exit status: 0 every line processed (or skipped with --skip-bad) and at least one\n"
+            "valid; 1 a bad line, no valid line or an I/O error; 2 a usage error.\n",
             TASK_DEFAULT_SEED);
 }
+
 
 static double parse_double(const char *flag, const char *s, double lo, double hi) {
     char *end;
@@ -113,7 +116,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
     for (; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
-#define VAL() (has_val ? argv[++i] : (fatal("%s needs a value (see rlhf-judge --help)", a), ""))
+#define VAL() (has_val ? argv[++i] : (usage_error("rlhf-judge", "%s needs a value", a), ""))
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
@@ -140,22 +143,18 @@ static void parse_args(Opts *o, int argc, char **argv) {
         else if (!o->score_mode && !strcmp(a, "--time"))
             o->fixed_time = VAL();
         else if (a[0] == '-' && a[1] != 0) {
-            usage(stderr);
-            fatal("unknown option '%s'", a);
+            usage_error("rlhf-judge", "unknown option '%s'%s", a,
+                        o->score_mode ? " for score" : "");
         } else {
-            if (o->in_path) fatal("more than one input file ('%s' and '%s')", o->in_path, a);
+            if (o->in_path)
+                usage_error("rlhf-judge", "more than one input file ('%s' and '%s')",
+                            o->in_path, a);
             o->in_path = a;
         }
 #undef VAL
     }
-    if (!o->judge_spec) {
-        usage(stderr);
-        fatal("--judge SPEC is required");
-    }
-    if (!o->in_path) {
-        usage(stderr);
-        fatal("an input file (or - for stdin) is required");
-    }
+    if (!o->judge_spec) usage_error("rlhf-judge", "--judge SPEC is required");
+    if (!o->in_path) usage_error("rlhf-judge", "an input file (or - for stdin) is required");
     if (n_tau != 1 && n_tau != o->n_ann)
         fatal("--tau: %d values for %d annotators (give one value or one per annotator)", n_tau,
               o->n_ann);
@@ -488,10 +487,7 @@ static int run_score(const Opts *o, Judge *j, Reader *r) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return 1;
-    }
+    if (argc < 2) usage_error("rlhf-judge", "--judge SPEC and an input file are required");
     Opts o;
     parse_args(&o, argc, argv);
     char err[ERRBUF_LEN];

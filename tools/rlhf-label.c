@@ -67,7 +67,9 @@ static void usage(FILE *f) {
             "? help\n"
             "Keys, thumbs mode: y/+ good  n/- bad  s skip  z undo  q quit  ? help\n"
             "Scrolling: j/k or arrows, space/PgDn, PgUp, g top.\n"
-            "--annotator defaults to $RLHF_ANNOTATOR, then $USER. See docs/labelling.md.\n");
+            "--annotator defaults to $RLHF_ANNOTATOR, then $USER. See docs/labelling.md.\n"
+            "Exit status: 0 done (labelling: quit or every item judged); 1 an error (bad\n"
+            "input file, no terminal, a write failed); 2 a usage error.\n");
 }
 
 // ----------------------------------------------------------------------------
@@ -740,8 +742,8 @@ static int cmd_label(int argc, char **argv) {
         } else if (strcmp(a, "--revisit-skips") == 0) {
             revisit = 1;
         } else if (a[0] == '-' && a[1] != 0) {
-            fprintf(stderr, "rlhf-label: unknown option or missing value: %s\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "rlhf-label: unknown option or missing value: %s (see rlhf-label "
+                            "--help)\n", a);
             return 2;
         } else if (!cand) {
             cand = a;
@@ -751,9 +753,8 @@ static int cmd_label(int argc, char **argv) {
         }
     }
     if (!cand || !out_path) {
-        fprintf(stderr, "rlhf-label: %s\n\n", !cand ? "no CANDIDATES.jsonl given"
-                                                    : "--out PREFS.jsonl is required");
-        usage(stderr);
+        fprintf(stderr, "rlhf-label: %s (see rlhf-label --help)\n",
+                !cand ? "no CANDIDATES.jsonl given" : "--out PREFS.jsonl is required");
         return 2;
     }
     char err[ERRBUF_LEN];
@@ -923,9 +924,8 @@ static int read_logs(LabelLog *log, int argc, char **argv, int first, const char
         nfiles++;
     }
     if (nfiles == 0) {
-        fprintf(stderr, "rlhf-label %s: no PREFS.jsonl given\n\n", cmd);
-        usage(stderr);
-        return -1;
+        fprintf(stderr, "rlhf-label %s: no PREFS.jsonl given (see rlhf-label --help)\n", cmd);
+        return -2;
     }
     print_warnings(log);
     return 0;
@@ -939,9 +939,10 @@ static int cmd_stats(int argc, char **argv) {
         }
     LabelLog log;
     label_log_init(&log);
-    if (read_logs(&log, argc, argv, 2, "stats")) {
+    int rr = read_logs(&log, argc, argv, 2, "stats");
+    if (rr) {
         label_log_free(&log);
-        return 1;
+        return rr == -2 ? 2 : 1;
     }
     LabelStats st;
     label_stats_compute(&st, &log);
@@ -968,9 +969,10 @@ static int cmd_export(int argc, char **argv) {
     }
     LabelLog log;
     label_log_init(&log);
-    if (read_logs(&log, argc, argv, first, "export")) {
+    int rr = read_logs(&log, argc, argv, first, "export");
+    if (rr) {
         label_log_free(&log);
-        return 1;
+        return rr == -2 ? 2 : 1;
     }
     long n = label_export(stdout, &log, thumbs);
     label_log_free(&log);
@@ -985,6 +987,11 @@ static int cmd_export(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
     if (argc >= 2 && strcmp(argv[1], "stats") == 0) return cmd_stats(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "export") == 0) return cmd_export(argc, argv);
     return cmd_label(argc, argv);

@@ -30,7 +30,10 @@ static void usage(FILE *f) {
     fprintf(f, "usage: rlhf-logprobs CKPT [--group policy|reward|reference|value] < tokens.jsonl\n"
                "Each input line: a JSON array of token ids. Output per line: {\"logprobs\": "
                "[...]} (LM),\n{\"score\": x} (reward model) or {\"values\": [...]} (value "
-               "model).\n");
+               "model).\n"
+               "CKPT: a checkpoint file or a run directory (its newest checkpoint).\n"
+               "Exit status: 0 done; 1 a bad input line (stdin:N) or checkpoint; 2 a usage "
+               "error.\n");
 }
 
 static void print_num(double v) {
@@ -86,14 +89,10 @@ int main(int argc, char **argv) {
         } else if (!ckpt && argv[i][0] != '-') {
             ckpt = argv[i];
         } else {
-            usage(stderr);
-            return 2;
+            usage_error("rlhf-logprobs", "unexpected argument '%s'", argv[i]);
         }
     }
-    if (!ckpt) {
-        usage(stderr);
-        return 2;
-    }
+    if (!ckpt) usage_error("rlhf-logprobs", "missing CKPT");
     char err[ERRBUF_LEN] = "", path[CKPT_PATH_LEN];
     int r = ckpt_resolve(ckpt, "auto", path, sizeof path, err);
     if (r == 1) fatal("%s: the run directory holds no checkpoint", ckpt);

@@ -28,7 +28,8 @@ static void usage(FILE *f) {
             "       rlhf-task examples [--seed S] [--n N]\n"
             "defaults: --seed %d --sizes sft=6000,prefs=24000,prefs_eval=600,prompts=1000,"
             "prompts_eval=200,redteam=100,contrast=%d\n"
-            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n",
+            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n"
+            "Exit status: 0 done; 1 an error (cannot write DIR); 2 a usage error.\n",
             TASK_DEFAULT_SEED, TASK_CONTRAST_PCT);
 }
 
@@ -48,7 +49,7 @@ static int cmd_gen(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc && (!strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--sizes")))
-            fatal("%s needs a value (see rlhf-task --help)", a);
+            usage_error("rlhf-task", "%s needs a value", a);
         if (!strcmp(a, "--out"))
             out_dir = argv[++i];
         else if (!strcmp(a, "--seed"))
@@ -56,14 +57,10 @@ static int cmd_gen(int argc, char **argv) {
         else if (!strcmp(a, "--sizes")) {
             if (task_sizes_parse(&sizes, argv[++i], err) != 0) fatal("%s", err);
         } else {
-            usage(stderr);
-            fatal("gen: unknown argument '%s'", a);
+            usage_error("rlhf-task", "gen: unknown argument '%s'", a);
         }
     }
-    if (!out_dir) {
-        usage(stderr);
-        fatal("gen: --out DIR is required");
-    }
+    if (!out_dir) usage_error("rlhf-task", "gen: --out DIR is required");
     double t0 = time_now();
     TaskOutput out;
     if (task_generate(&out, seed, &sizes, err) != 0) fatal("%s", err);
@@ -84,7 +81,7 @@ static int cmd_world(int argc, char **argv) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = parse_seed(argv[++i]);
         else
-            fatal("world: unknown argument '%s'", argv[i]);
+            usage_error("rlhf-task", "world: unknown argument '%s'", argv[i]);
     }
     TaskSizes none = {0, 0, 0, 0, 0, 0, 0};
     TaskOutput out;
@@ -105,7 +102,7 @@ static int cmd_examples(int argc, char **argv) {
             n = atoi(argv[++i]);
             if (n < 1 || n > 1000) fatal("--n: expected 1..1000");
         } else
-            fatal("examples: unknown argument '%s'", argv[i]);
+            usage_error("rlhf-task", "examples: unknown argument '%s'", argv[i]);
     }
     TaskWorld w;
     task_world_init(&w, seed);
@@ -133,14 +130,14 @@ static int cmd_examples(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
-    }
+    if (argc < 2) usage_error("rlhf-task", "missing command gen, world or examples");
+    for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") || !strcmp(argv[1], "help")) {
+            usage(stdout);
+            return 0;
+        }
     if (!strcmp(argv[1], "gen")) return cmd_gen(argc - 2, argv + 2);
     if (!strcmp(argv[1], "world")) return cmd_world(argc - 2, argv + 2);
     if (!strcmp(argv[1], "examples")) return cmd_examples(argc - 2, argv + 2);
-    usage(stderr);
-    fatal("unknown command '%s'", argv[1]);
+    usage_error("rlhf-task", "unknown command '%s'", argv[1]);
 }

@@ -49,7 +49,9 @@ static void usage(FILE *f) {
             "      stdin: one JSON array of ids per line -> stdout: one JSON string per line\n"
             "  rlhf-tokenize train --vocab-size N --out DIR [--min-frequency K] [--pad-token S]\n"
             "      [--quiet] FILE...\n"
-            "      train on FILEs, write DIR/vocab.json and DIR/merges.txt\n");
+            "      train on FILEs, write DIR/vocab.json and DIR/merges.txt\n"
+            "Exit status: 0 done (bad lines reported and replaced by null with --skip-bad);\n"
+            "1 a bad line (stdin:N), file or checkpoint; 2 a usage error.\n");
 }
 
 static int parse_int(const char *s, const char *what, int lo, int hi) {
@@ -78,16 +80,13 @@ static int cmd_train(int argc, char **argv) {
             out = argv[++i];
         else if (!strcmp(a, "--quiet"))
             cfg.verbose = 0;
-        else if (a[0] == '-' && a[1] != 0) {
-            usage(stderr);
-            fatal("train: unknown option or missing value: %s", a);
-        } else
+        else if (a[0] == '-' && a[1] != 0)
+            usage_error("rlhf-tokenize", "train: unknown option or missing value: %s", a);
+        else
             files[nfiles++] = a;
     }
-    if (!cfg.vocab_size || !out || nfiles == 0) {
-        usage(stderr);
-        fatal("train needs --vocab-size, --out and at least one FILE");
-    }
+    if (!cfg.vocab_size || !out || nfiles == 0)
+        usage_error("rlhf-tokenize", "train needs --vocab-size, --out and at least one FILE");
     char err[ERRBUF_LEN];
     BPE t;
     if (bpe_train_files(&t, files, nfiles, &cfg, err)) fatal("%s", err);
@@ -164,6 +163,11 @@ static void print_ids(FILE *f, const int *ids, size_t n) {
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     const char *vocab = NULL, *merges = NULL, *ckpt = NULL, *hf = NULL;
     int decode = 0, skip_bad = 0;
@@ -190,14 +194,11 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else {
-            usage(stderr);
-            fatal("unknown option or missing value: %s", a);
+            usage_error("rlhf-tokenize", "unknown option or missing value: %s", a);
         }
     }
-    if ((!!ckpt + !!hf + !!(vocab || merges)) != 1 || (vocab && !merges) || (merges && !vocab)) {
-        usage(stderr);
-        fatal("give either --vocab and --merges, or --tokenizer, or --ckpt");
-    }
+    if ((!!ckpt + !!hf + !!(vocab || merges)) != 1 || (vocab && !merges) || (merges && !vocab))
+        usage_error("rlhf-tokenize", "give either --vocab and --merges, or --tokenizer, or --ckpt");
     BPE t;
     char err[ERRBUF_LEN];
     if (ckpt)
