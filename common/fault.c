@@ -21,7 +21,31 @@ static struct {
     char kill_point[32];
     long kill_at;    /* the visit that kills, 0 = none */
     long kill_seen;
+    char fatal_point[32];
+    long fatal_at;   /* the visit that calls fatal(), 0 = none */
+    long fatal_seen;
 } F;
+
+static const char *const fatal_points[] = {"train_step", NULL};
+
+/* VAR=POINT:N with POINT one of known[]: the point into point[cap] and N into *at. */
+static void parse_point(const char *var, const char *const *known, char *point, size_t cap,
+                        long *at) {
+    const char *v = getenv(var);
+    if (!v || !*v) return;
+    const char *colon = strchr(v, ':');
+    char *end = NULL;
+    long n = colon ? strtol(colon + 1, &end, 10) : 0;
+    size_t len = colon ? (size_t)(colon - v) : 0;
+    if (!colon || len == 0 || len >= cap || n < 1 || *end)
+        fatal("%s=\"%s\": expected POINT:N (e.g. %s:2)", var, v, known[0]);
+    memcpy(point, v, len);
+    point[len] = '\0';
+    int ok = 0;
+    for (int i = 0; known[i]; i++) ok |= strcmp(point, known[i]) == 0;
+    if (!ok) fatal("%s=\"%s\": unknown point \"%s\" (%s)", var, v, point, known[0]);
+    *at = n;
+}
 
 static void fault_load(void) {
     if (F.loaded) return;
@@ -54,6 +78,8 @@ static void fault_load(void) {
                   F.kill_point);
         F.kill_at = n;
     }
+    parse_point("RLHF_FAULT_FATAL", fatal_points, F.fatal_point, sizeof F.fatal_point,
+                &F.fatal_at);
 }
 
 int fault_nonfinite_at(long step) {
@@ -86,4 +112,12 @@ void fault_kill_point(const char *point) {
         }
     }
     raise(SIGKILL);
+}
+
+void fault_fatal_point(const char *point) {
+    fault_load();
+    if (F.fatal_at == 0 || strcmp(point, F.fatal_point) != 0) return;
+    if (++F.fatal_seen != F.fatal_at) return;
+    fatal("fault injection: internal error at %s (visit %ld, RLHF_FAULT_FATAL)", point,
+          F.fatal_seen);
 }

@@ -28,6 +28,7 @@
 #include "dataset.h"
 #include "learner.h"
 #include "loss.h"
+#include "mpi_util.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -85,7 +86,7 @@ static void dpo_cache_refs(Dpo *s, Dataset *d, const int64_t *list, int64_t n, f
     free(sums);
     /* every value was written by exactly one rank, the others hold 0: the sum is exact */
     if (t->nranks > 1)
-        MPI_Allreduce(MPI_IN_PLACE, out, (int)(2 * n), MPI_FLOAT, MPI_SUM, t->comm);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, out, (int)(2 * n), MPI_FLOAT, MPI_SUM, t->comm));
 }
 
 /* Reference sums for the current batch: from the cache (positions pos[] into the cache

@@ -170,8 +170,7 @@ static _Noreturn void ppo_fail(int rank, const char *stage, const char *fmt, ...
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
     }
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);
+    mpi_abort_job(1);
 }
 
 static const char *algo_stage(Algo a) {
@@ -1203,7 +1202,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     adamw_free(&p.vopt);
     data_sampler_free(&p.sampler);
     dataset_free(&p.prompts);
-    if (p.wcomm != MPI_COMM_NULL) MPI_Comm_free(&p.wcomm);
+    if (p.wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&p.wcomm));
     trainer_free(&tr);
     return 0;
 }

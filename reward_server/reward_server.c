@@ -336,7 +336,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "reward %d: %ld sequences, %.2f s busy, %.2f s idle\n", roles.role_rank,
                 s.n_seqs, s.t_busy, s.t_idle);
     rs_free(&s);
-    if (wcomm != MPI_COMM_NULL) MPI_Comm_free(&wcomm);
+    if (wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&wcomm));
     mpi_roles_free(&roles);
     return 0;
 }
