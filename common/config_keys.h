@@ -121,6 +121,7 @@
     X(dpo, beta, FLOAT, 0.1, 1e-6, 1000.0, "DPO temperature beta (Rafailov et al. 2023)") \
     X(dpo, loss, ENUM, "sigmoid", "sigmoid|ipo|cdpo", 0, "sigmoid = DPO; ipo = Azar et al. 2023; cdpo = conservative DPO with label_smoothing") \
     X(dpo, label_smoothing, FLOAT, 0.0, 0.0, 0.5, "assumed label-flip rate for cdpo") \
+    X(dpo, ipo_logps, ENUM, "mean", "mean|sum", 0, "the sequence log-prob that loss = ipo compares: mean = averaged over the response tokens, as TRL does (loss_type=ipo), so the target margin 1/(2 beta) does not depend on response length; sum = summed over them, Azar et al. 2023 as written (the sigmoid and cdpo losses always use sums)") \
     X(dpo, sft_coef, FLOAT, 0.0, 0.0, 100.0, "weight of the chosen responses' per-token NLL added to the loss (RPO, Pang et al. 2024); 0 = plain DPO") \
     X(dpo, ref_cache, BOOL, true, 0, 1, "compute reference log-probs once and keep them")
 

@@ -12,6 +12,7 @@
 
 #include "ckpt.h"
 #include "fault.h"
+#include "metrics.h"
 #include "mpi_util.h"
 #include "ops.h"
 #include "util.h"
@@ -440,9 +441,8 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
 
 void trainer_log_json(Trainer *t, const char *fields) {
     if (t->rank != 0 || !t->metrics) return;
-    fprintf(t->metrics, "{\"stage\": \"%s\", \"step\": %ld, \"time\": %.3f, %s}\n", t->stage,
-            t->step, time_now() - t->t_start, fields);
-    fflush(t->metrics);
+    /* a NaN or inf metric goes in as null, with a notice on stderr (metrics.h) */
+    metrics_write_line(t->metrics, stderr, t->stage, t->step, time_now() - t->t_start, fields);
 }
 
 void trainer_progress(Trainer *t, const char *text) {
