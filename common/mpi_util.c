@@ -321,6 +321,8 @@ static void auto_threads_init(const MpiRoles *r) {
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r->world_rank,
                                   MPI_INFO_NULL, &node));
+    /* (inherited from MPI_COMM_WORLD already; set anyway, as for every communicator here) */
+    MPI_CHECK(MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN));
     int nn;
     MPI_CHECK(MPI_Comm_size(node, &nn));
     all = xmalloc((size_t)nn * sizeof *all);
