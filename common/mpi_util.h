@@ -22,9 +22,10 @@
  * and MPI_Abort the job; so does fatal() (util.h) once mpi_roles_init has run. Every
  * communicator a program uses has MPI_ERRORS_RETURN (MPI_COMM_WORLD and role_comm here,
  * the weight communicator in online.c), so that MPI_CHECK sees errors instead of MPI's
- * default handler ending the rank without rank, role or call site. Fatal signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) are
- * reported with rank and role, then passed on to the handler that was there before (Open
- * MPI's backtrace, ASan, or the default), so mpirun tears the job down.
+ * default handler ending the rank without rank, role or call site. Fatal signals
+ * (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) are reported with rank and role, then passed
+ * on to the handler that was there before (Open MPI's backtrace, ASan, or the default), so
+ * mpirun tears the job down.
  *
  * Waiting. Ranks often outnumber cores, so nothing here busy-waits: message waits are
  * MPI_Iprobe / MPI_Test polls with nanosleep between them, backing off from 50 us to 2 ms

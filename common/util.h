@@ -2,7 +2,7 @@
  * common/util.h — the small things every rlhf-c file needs: checked allocation, fatal
  * errors with file:line, invariants, wall-clock time, and whole-file I/O.
  *
- * Error tiers (see ../shared/STYLE.md):
+ * Error tiers:
  *   - libc calls that cannot reasonably fail (malloc of a known size) go through
  *     xmalloc/xcalloc/xrealloc, which print file:line and exit(1) on failure;
  *   - invariants use ASSERT(cond), which aborts with file:line (never compiled out);

@@ -28,8 +28,10 @@ static void test_nonfinite_become_null(void) {
     double nan_v = NAN, inf_v = INFINITY;
     char fields[512];
     snprintf(fields, sizeof fields,
-             "\"loss\": %.6f, \"grad_norm\": %.6g, \"kl\": %.6g, \"lr\": %.6g, \"note\": \"nan, inf\", "
-             "\"per_category\": {\"fact\": {\"accuracy\": %.6f, \"margin\": %g}}, \"score\": %.6f",
+             "\"loss\": %.6f, \"grad_norm\": %.6g, \"kl\": %.6g, \"lr\": %.6g, "
+             "\"note\": \"nan, inf\", "
+             "\"per_category\": {\"fact\": {\"accuracy\": %.6f, \"margin\": %g}}, "
+             "\"score\": %.6f",
              nan_v, -nan_v, inf_v, 3e-4, -inf_v, 0.25, 1.5);
     CHECK(strstr(fields, "nan") && strstr(fields, "-inf")); /* printf really wrote them */
     CHECK_EQ_INT(metrics_write_line(out, log, "dpo", 7, 1.5, fields), 4);
