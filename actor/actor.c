@@ -326,7 +326,7 @@ int main(int argc, char **argv) {
     free(a.gen_lp);
     free(a.gen_lens);
     gpt_free(&a.model);
-    if (a.wcomm != MPI_COMM_NULL) MPI_Comm_free(&a.wcomm);
+    if (a.wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&a.wcomm));
     mpi_roles_free(&roles);
     return 0;
 }

@@ -140,6 +140,16 @@ static const char *closest_section(const char *name) {
     return best_d <= (len / 2 > 2 ? len / 2 : 2) ? best : NULL;
 }
 
+/* Keys that no longer exist, with what to do instead: an old config gets this, not a
+ * spelling suggestion. */
+static const struct {
+    const char *key, *why;
+} removed_keys[] = {
+    {"ppo.vf_coef", "the critic has its own AdamW and its own gradient clipping, so a weight "
+                    "on its loss changed nothing but where clipping set in; delete the line "
+                    "(the critic's step size is ppo.vf_lr)"},
+};
+
 /* "unknown key ...; did you mean 'x.y'?" or a pointer to the help. */
 static int unknown_key_error(char *err, const char *where, const char *section, const char *name) {
     const ConfigKey *s = closest_key(section, name);
@@ -148,6 +158,9 @@ static int unknown_key_error(char *err, const char *where, const char *section, 
         snprintf(shown, sizeof shown, "%s.%s", section, name);
     else
         snprintf(shown, sizeof shown, "%s", name);
+    for (size_t i = 0; i < sizeof removed_keys / sizeof removed_keys[0]; i++)
+        if (strcmp(shown, removed_keys[i].key) == 0)
+            return errf(err, "%s: '%s' was removed: %s", where, shown, removed_keys[i].why);
     if (s) return errf(err, "%s: unknown key '%s'; did you mean '%s'?", where, shown, s->key);
     return errf(err,
                 "%s: unknown key '%s'; every key is listed in docs/config.md (or by the "

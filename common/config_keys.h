@@ -98,7 +98,6 @@
     X(ppo, minibatch, INT, 16, 1, 16777216, "responses per PPO minibatch (global)") \
     X(ppo, clip, FLOAT, 0.2, 1e-6, 10.0, "policy ratio clip epsilon (Schulman et al. 2017, eq. 7)") \
     X(ppo, vf_clip, FLOAT, 0.2, 0.0, 1e6, "value clip epsilon around the old values") \
-    X(ppo, vf_coef, FLOAT, 0.5, 0.0, 1000.0, "value loss weight") \
     X(ppo, gamma, FLOAT, 1.0, 0.0, 1.0, "discount") \
     X(ppo, lam, FLOAT, 0.95, 0.0, 1.0, "GAE lambda (Schulman et al. 2016)") \
     X(ppo, kl_coef, FLOAT, 0.05, 0.0, 1000.0, "initial KL penalty beta per token") \
@@ -123,14 +122,16 @@
     X(dpo, beta, FLOAT, 0.1, 1e-6, 1000.0, "DPO temperature beta (Rafailov et al. 2023)") \
     X(dpo, loss, ENUM, "sigmoid", "sigmoid|ipo|cdpo", 0, "sigmoid = DPO; ipo = Azar et al. 2023; cdpo = conservative DPO with label_smoothing") \
     X(dpo, label_smoothing, FLOAT, 0.0, 0.0, 0.5, "assumed label-flip rate for cdpo") \
+    X(dpo, ipo_logps, ENUM, "mean", "mean|sum", 0, "the sequence log-prob that loss = ipo compares: mean = averaged over the response tokens, as TRL does (loss_type=ipo), so the target margin 1/(2 beta) does not depend on response length; sum = summed over them, Azar et al. 2023 as written (the sigmoid and cdpo losses always use sums)") \
     X(dpo, sft_coef, FLOAT, 0.0, 0.0, 100.0, "weight of the chosen responses' per-token NLL added to the loss (RPO, Pang et al. 2024); 0 = plain DPO") \
     X(dpo, ref_cache, BOOL, true, 0, 1, "compute reference log-probs once and keep them")
 
 #define RLHF_CONFIG_KEYS_grpo(X) \
     X(grpo, group_size, INT, 4, 2, 4096, "samples per prompt G") \
     X(grpo, kl_coef, FLOAT, 0.04, 0.0, 1000.0, "KL to the reference weight") \
-    X(grpo, kl_in, ENUM, "loss", "loss|reward", 0, "KL as a loss term (k3 estimator) or as a per-token reward penalty") \
+    X(grpo, kl_in, ENUM, "loss", "loss|reward", 0, "loss = a per-token k3 KL term in the loss, kl_coef * (exp(lp_ref - lp) - (lp_ref - lp) - 1) on every response token (DeepSeekMath GRPO); reward = a per-sequence penalty, kl_coef * sum over the response of (lp_old - lp_ref), taken off the score before the group advantage (RLOO, Ahmadian et al. 2024; TRL's RLOO, whose per-token variant sums to the same)") \
     X(grpo, advantage, ENUM, "grpo", "grpo|rloo", 0, "grpo = (s - mean)/(std + eps) over the group; rloo = leave-one-out baseline") \
+    X(grpo, scale_by_std, BOOL, true, 0, 1, "grpo advantage: divide s - group mean by the group std + eps (DeepSeekMath); false = s - group mean alone (Dr. GRPO, Liu et al. 2025: groups whose scores barely differ are not scaled up); the rloo advantage ignores it") \
     X(grpo, eps, FLOAT, 1e-4, 0.0, 1.0, "added to the group std")
 
 #define RLHF_CONFIG_KEYS_judge(X) \

@@ -21,7 +21,37 @@ static struct {
     char kill_point[32];
     long kill_at;    /* the visit that kills, 0 = none */
     long kill_seen;
+    char fatal_point[32];
+    long fatal_at;   /* the visit that calls fatal(), 0 = none */
+    long fatal_seen;
 } F;
+
+static const char *const kill_points[] = {"ckpt_commit", "ckpt_data", NULL};
+static const char *const fatal_points[] = {"train_step", NULL};
+
+/* VAR=POINT:N with POINT one of known[]: the point into point[cap] and N into *at. */
+static void parse_point(const char *var, const char *const *known, char *point, size_t cap,
+                        long *at) {
+    const char *v = getenv(var);
+    if (!v || !*v) return;
+    const char *colon = strchr(v, ':');
+    char *end = NULL;
+    long n = colon ? strtol(colon + 1, &end, 10) : 0;
+    size_t len = colon ? (size_t)(colon - v) : 0;
+    if (!colon || len == 0 || len >= cap || n < 1 || *end)
+        fatal("%s=\"%s\": expected POINT:N (e.g. %s:2)", var, v, known[0]);
+    memcpy(point, v, len);
+    point[len] = '\0';
+    char list[128] = "";
+    int ok = 0;
+    for (int i = 0; known[i]; i++) {
+        ok |= strcmp(point, known[i]) == 0;
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", known[i]);
+    }
+    if (!ok) fatal("%s=\"%s\": unknown point \"%s\" (%s)", var, v, point, list);
+    *at = n;
+}
 
 static void fault_load(void) {
     if (F.loaded) return;
@@ -39,21 +69,9 @@ static void fault_load(void) {
             p = *end ? end + 1 : end;
         }
     }
-    const char *k = getenv("RLHF_FAULT_KILL");
-    if (k && *k) {
-        const char *colon = strchr(k, ':');
-        char *end = NULL;
-        long n = colon ? strtol(colon + 1, &end, 10) : 0;
-        size_t len = colon ? (size_t)(colon - k) : 0;
-        if (!colon || len == 0 || len >= sizeof F.kill_point || n < 1 || *end)
-            fatal("RLHF_FAULT_KILL=\"%s\": expected POINT:N (e.g. ckpt_commit:2)", k);
-        memcpy(F.kill_point, k, len);
-        F.kill_point[len] = '\0';
-        if (strcmp(F.kill_point, "ckpt_commit") != 0 && strcmp(F.kill_point, "ckpt_data") != 0)
-            fatal("RLHF_FAULT_KILL=\"%s\": unknown point \"%s\" (ckpt_commit, ckpt_data)", k,
-                  F.kill_point);
-        F.kill_at = n;
-    }
+    parse_point("RLHF_FAULT_KILL", kill_points, F.kill_point, sizeof F.kill_point, &F.kill_at);
+    parse_point("RLHF_FAULT_FATAL", fatal_points, F.fatal_point, sizeof F.fatal_point,
+                &F.fatal_at);
 }
 
 int fault_nonfinite_at(long step) {
@@ -86,4 +104,12 @@ void fault_kill_point(const char *point) {
         }
     }
     raise(SIGKILL);
+}
+
+void fault_fatal_point(const char *point) {
+    fault_load();
+    if (F.fatal_at == 0 || strcmp(point, F.fatal_point) != 0) return;
+    if (++F.fatal_seen != F.fatal_at) return;
+    fatal("fault injection: internal error at %s (visit %ld, RLHF_FAULT_FATAL)", point,
+          F.fatal_seen);
 }

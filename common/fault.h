@@ -16,6 +16,12 @@
  *                                  the optimizer state).
  *   RLHF_FAULT_LOG=PATH            a kill's message is appended to PATH too (mpirun can
  *                                  end a job before it forwards a killed rank's stderr).
+ *   RLHF_FAULT_FATAL=POINT:N       the process calls fatal() the N-th time it reaches
+ *                                  POINT, as an internal error would. Point: "train_step"
+ *                                  (an offline learner's optimizer step, before the
+ *                                  gradient all-reduce). Set it for one rank only (an MPMD
+ *                                  launch with `env` in one app context) to check that
+ *                                  one rank's fatal() ends the whole job.
  *
  * Bad values in these variables stop the program with a message (a typo must not make a
  * fault test pass vacuously).
@@ -28,5 +34,8 @@ int fault_nonfinite_at(long step);
 
 /* SIGKILL this process if RLHF_FAULT_KILL names this point and this is its N-th visit. */
 void fault_kill_point(const char *point);
+
+/* fatal() here if RLHF_FAULT_FATAL names this point and this is its N-th visit. */
+void fault_fatal_point(const char *point);
 
 #endif

@@ -82,6 +82,15 @@ void loss_seq_sum_backward(float *dx, const float *dout, const float *mask, int 
         }
 }
 
+void loss_seq_mean_forward(float *out, const float *s, const float *len, int n) {
+    for (int i = 0; i < n; i++) out[i] = len[i] > 0.0f ? (float)((double)s[i] / len[i]) : 0.0f;
+}
+
+void loss_seq_mean_backward(float *ds, const float *dout, const float *len, int n) {
+    for (int i = 0; i < n; i++)
+        if (len[i] > 0.0f) ds[i] += (float)((double)dout[i] / len[i]);
+}
+
 // ----------------------------------------------------------------------------
 // masked token cross-entropy
 

@@ -49,6 +49,13 @@ void loss_seq_sum_forward(float *out, const float *x, const float *mask, int B, 
 /* dx[b,t] += dout[b] * mask[b,t]. */
 void loss_seq_sum_backward(float *dx, const float *dout, const float *mask, int B, int T);
 
+/* Per-token means from those sums: out[i] = s[i] / len[i] with len[i] the row's mask sum
+ * (its response tokens); 0 where len[i] <= 0. The averaged sequence log-prob that TRL
+ * gives IPO (loss_type="ipo": logps / loss_mask.sum). out may alias s. */
+void loss_seq_mean_forward(float *out, const float *s, const float *len, int n);
+/* ds[i] += dout[i] / len[i] (nothing where len[i] <= 0). */
+void loss_seq_mean_backward(float *ds, const float *dout, const float *len, int n);
+
 // ----------------------------------------------------------------------------
 // masked token cross-entropy (SFT): loss = -agg(logprobs), the negative log-likelihood
 // of the target tokens where mask = 1 (response tokens only).
@@ -164,8 +171,9 @@ double loss_explained_variance(const float *values, const float *returns, const 
 //   LOSS_DPO_SIGMOID: -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
 //                     (Rafailov et al. 2023, eq. 7; eps > 0 is conservative DPO,
 //                     Mitchell 2023 — labels flipped with probability eps)
-//   LOSS_DPO_IPO:     (h - 1/(2 beta))^2   (Azar et al. 2023, eq. 17; the paper's IPO uses
-//                     sums like these; pass per-token means instead for TRL's variant)
+//   LOSS_DPO_IPO:     (h - 1/(2 beta))^2   (Azar et al. 2023, eq. 17, on sums as written
+//                     there; TRL feeds it per-token means — loss_seq_mean_forward — and
+//                     so does the dpo stage by default, dpo.ipo_logps = mean)
 // loss = mean over pairs; the gradient is w.r.t. the policy sums only (dpi_l = -dpi_w).
 
 typedef enum { LOSS_DPO_SIGMOID = 0, LOSS_DPO_IPO = 1 } LossDPOType;

@@ -106,7 +106,8 @@ char *mpi_roles_describe(const MpiRoles *roles, char *buf, size_t n) {
     return buf;
 }
 
-/* The world rank of rank `rank` of comm (for messages). */
+/* The world rank of rank `rank` of comm, for messages — most of them about to abort the
+ * job, so a failing group call falls back to the comm rank instead of failing again. */
 static int world_rank_of(MPI_Comm comm, int rank) {
     if (comm == MPI_COMM_WORLD || rank < 0) return rank;
     MPI_Group g, w;
@@ -114,9 +115,9 @@ static int world_rank_of(MPI_Comm comm, int rank) {
     if (MPI_Comm_group(comm, &g) != MPI_SUCCESS) return rank;
     if (MPI_Comm_group(MPI_COMM_WORLD, &w) == MPI_SUCCESS) {
         if (MPI_Group_translate_ranks(g, 1, &rank, w, &out) != MPI_SUCCESS) out = rank;
-        MPI_Group_free(&w);
+        (void)MPI_Group_free(&w); /* a leaked group handle cannot change the message */
     }
-    MPI_Group_free(&g);
+    (void)MPI_Group_free(&g);
     return out;
 }
 
@@ -127,12 +128,19 @@ static char *describe_peer(MPI_Comm comm, int rank, char *buf, size_t n) {
 // ----------------------------------------------------------------------------------------
 // Failing loudly
 
-static _Noreturn void abort_job(int code) {
+/* The failure path itself: MPI_CHECK here would recurse, so a query that fails counts as
+ * "not initialised" and the process at least exits. */
+void mpi_abort_job(int code) {
     int init = 0, fin = 0;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+    if (MPI_Initialized(&init) != MPI_SUCCESS) init = 0;
+    if (init && MPI_Finalized(&fin) != MPI_SUCCESS) fin = 1;
+    if (init && !fin) (void)MPI_Abort(MPI_COMM_WORLD, code); /* does not return on success */
     exit(code);
+}
+
+/* fatal() (util.h) inside an MPI job: the same line and the same abort as mpi_fatal. */
+static void fatal_hook(const char *file, int line, const char *msg) {
+    mpi_fatal_at(file, line, "%s", msg);
 }
 
 void mpi_fatal_at(const char *file, int line, const char *fmt, ...) {
@@ -144,7 +152,7 @@ void mpi_fatal_at(const char *file, int line, const char *fmt, ...) {
     fflush(stdout);
     fprintf(stderr, "%s%s:%d: %s\n", g_prefix, file, line, msg);
     fflush(stderr);
-    abort_job(1);
+    mpi_abort_job(1);
 }
 
 void mpi_check_fail(int rc, const char *call, const char *file, int line) {
@@ -317,6 +325,8 @@ static void auto_threads_init(const MpiRoles *r) {
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r->world_rank,
                                   MPI_INFO_NULL, &node));
+    /* (inherited from MPI_COMM_WORLD already; set anyway, as for every communicator here) */
+    MPI_CHECK(MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN));
     int nn;
     MPI_CHECK(MPI_Comm_size(node, &nn));
     int node_rank;
@@ -374,12 +384,13 @@ void mpi_roles_init(int *argc, char ***argv, Role my_role, const MpiRoleNeeds *n
     memset(r, 0, sizeof *r);
     r->role_comm = MPI_COMM_NULL;
     int init = 0;
-    MPI_Initialized(&init);
+    if (MPI_Initialized(&init) != MPI_SUCCESS) init = 0;
     if (!init && MPI_Init(argc, argv) != MPI_SUCCESS) {
         fprintf(stderr, "rlhf-c: error: MPI_Init failed; start the program with mpirun\n");
         exit(1);
     }
     MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    fatal_set_hook(fatal_hook);
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &r->world_rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &r->world_size));
     r->role = my_role;
@@ -522,16 +533,19 @@ void mpi_roles_free(MpiRoles *r) {
     if (!r) return;
     wd_stop();
     int fin = 0;
-    MPI_Finalized(&fin);
-    if (!fin && r->role_comm != MPI_COMM_NULL) MPI_Comm_free(&r->role_comm);
+    MPI_CHECK(MPI_Finalized(&fin));
+    if (!fin && r->role_comm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&r->role_comm));
     for (int k = 0; k < ROLE_COUNT; k++) free(r->ranks[k]);
     free(r->role_of);
     if (g_roles == r) g_roles = NULL;
     memset(r, 0, sizeof *r);
     r->role_comm = MPI_COMM_NULL;
     int init = 0;
-    MPI_Initialized(&init);
-    if (init && !fin) MPI_Finalize();
+    MPI_CHECK(MPI_Initialized(&init));
+    if (init && !fin) {
+        fatal_set_hook(NULL); /* after MPI_Finalize a fatal() can only exit this process */
+        MPI_CHECK(MPI_Finalize());
+    }
 }
 
 // ----------------------------------------------------------------------------------------

@@ -19,9 +19,13 @@
  *
  * Failing. MPI_CHECK(call) and mpi_fatal(fmt, ...) print
  *     rlhf-c: [rank R role ROLE] file:line: <what>
- * and MPI_Abort the job. Fatal signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) are
- * reported with rank and role, then passed on to the handler that was there before (Open
- * MPI's backtrace, ASan, or the default), so mpirun tears the job down.
+ * and MPI_Abort the job; so does fatal() (util.h) once mpi_roles_init has run. Every
+ * communicator a program uses has MPI_ERRORS_RETURN (MPI_COMM_WORLD and role_comm here,
+ * the weight communicator in online.c), so that MPI_CHECK sees errors instead of MPI's
+ * default handler ending the rank without rank, role or call site. Fatal signals
+ * (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) are reported with rank and role, then passed
+ * on to the handler that was there before (Open MPI's backtrace, ASan, or the default), so
+ * mpirun tears the job down.
  *
  * Waiting. Ranks often outnumber cores, so nothing here busy-waits: message waits are
  * MPI_Iprobe / MPI_Test polls with nanosleep between them, backing off from 50 us to 2 ms
@@ -109,6 +113,9 @@ char *mpi_describe_rank(int world_rank, char *buf, size_t n);
 // Failing loudly
 
 _Noreturn void mpi_check_fail(int rc, const char *call, const char *file, int line);
+/* MPI_Abort(MPI_COMM_WORLD, code) when MPI is up (mpirun then ends every rank), else
+ * exit(code): for paths that have printed their own message. */
+_Noreturn void mpi_abort_job(int code);
 _Noreturn void mpi_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -62,14 +62,23 @@ float *xalloc_floats_at(size_t n, const char *file, int line) {
     return p;
 }
 
+static FatalHook g_fatal_hook;
+
+void fatal_set_hook(FatalHook hook) { g_fatal_hook = hook; }
+
 void fatal_at(const char *file, int line, const char *fmt, ...) {
+    char msg[2048];
     va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "rlhf-c: error: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (%s:%d)\n", file, line);
+    FatalHook hook = g_fatal_hook;
+    if (hook) {
+        g_fatal_hook = NULL; /* a failure inside the hook must not recurse */
+        hook(file, line, msg);
+    }
+    fflush(stdout);
+    fprintf(stderr, "rlhf-c: error: %s (%s:%d)\n", msg, file, line);
     exit(1);
 }
 

@@ -9,8 +9,10 @@
  *   - recoverable errors (a bad file, a bad message) are returned as -1 with a message
  *     written by the callee into an `err` buffer (ERRBUF_LEN bytes) or printed, and the
  *     caller decides; MPI and HDF5 calls use the CHECK macros of mpi_util.h / ckpt.c.
- * fatal() is for command-line programs: it prints "rlhf-c: error: ..." and exits 1; in an
- * MPI job call mpi_fatal (mpi_util.h) instead, which names rank and role and aborts the job.
+ * fatal() prints "rlhf-c: error: ... (file:line)" and exits 1. Inside an MPI job (after
+ * mpi_roles_init, which installs a fatal hook) it goes through mpi_fatal instead: the line
+ * names rank, role and file:line, and MPI_Abort ends the whole job — a rank that simply
+ * exited would leave its peers blocked in a collective until the peer timeout.
  */
 #ifndef RLHF_UTIL_H
 #define RLHF_UTIL_H
@@ -40,6 +42,12 @@ _Noreturn void fatal_at(const char *file, int line, const char *fmt, ...)
 /* A command-line usage error: "PROG: <what> (see PROG --help)" on stderr, exit 2. */
 _Noreturn void usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* What fatal_at does with its formatted message instead of printing it and exiting (must
+ * not return); NULL restores that default. mpi_roles_init sets it, mpi_roles_free clears
+ * it. util.c itself knows nothing of MPI. */
+typedef void (*FatalHook)(const char *file, int line, const char *msg);
+void fatal_set_hook(FatalHook hook);
 
 #define ASSERT(cond)                                                                      \
     do {                                                                                  \

@@ -5,7 +5,9 @@
  *   -log σ(β[(lp_θ(y_w) - lp_ref(y_w)) - (lp_θ(y_l) - lp_ref(y_l))])
  * with lp the summed log-probability of the response tokens (prompt tokens excluded),
  * or its conservative (label-smoothed, dpo.loss=cdpo) or IPO (Azar et al. 2023,
- * dpo.loss=ipo) variants — loss.h implements all three.
+ * dpo.loss=ipo) variants — loss.h implements all three. IPO compares per-token means of
+ * the log-probs by default (lp / response tokens, for policy and reference alike, as
+ * TRL's loss_type="ipo" does); dpo.ipo_logps = sum gives it the sums.
  *
  *   build/learner dpo CONFIG [section.key=value ...]
  *
@@ -28,6 +30,7 @@
 #include "dataset.h"
 #include "learner.h"
 #include "loss.h"
+#include "mpi_util.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -43,18 +46,33 @@ typedef struct {
     float *ref_eval;    /* (2 * n_eval) */
     LossDPOConfig lc;
     float *pi, *refs, *dpi, *dlogprobs; /* (2*micro) sums, (micro*T) */
-    float *len_w;       /* (micro) response tokens of the chosen rows (dpo.sft_coef) */
+    int mean_logps;     /* ipo with dpo.ipo_logps = mean: the loss sees per-token means */
+    float *len;         /* (2*micro) response tokens of each row (chosen rows first) */
+    float *piv, *refv, *dpiv; /* (2*micro) the loss's inputs and their gradient */
     int64_t *idx;
 } Dpo;
 
-/* Response token counts of the k chosen rows (the batch's first k rows). */
-static void dpo_chosen_lengths(Dpo *s, int k) {
+/* Response token counts of the batch's rows into s->len (chosen rows 0..k-1 first). */
+static void dpo_row_lengths(Dpo *s) {
     const SeqBatch *b = &s->batch;
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < b->B; j++) {
         float n = 0;
         for (int t = 0; t < b->T; t++) n += b->mask[(size_t)j * b->T + t];
-        s->len_w[j] = n;
+        s->len[j] = n;
     }
+}
+
+/* The loss's inputs for the batch's k pairs (s->pi, s->refs hold the sums): the sums
+ * themselves, or the per-token means when mean_logps. */
+static void dpo_loss_inputs(Dpo *s, int k, const float **pi, const float **ref) {
+    *pi = s->pi;
+    *ref = s->refs;
+    if (!s->mean_logps) return;
+    dpo_row_lengths(s);
+    loss_seq_mean_forward(s->piv, s->pi, s->len, 2 * k);
+    loss_seq_mean_forward(s->refv, s->refs, s->len, 2 * k);
+    *pi = s->piv;
+    *ref = s->refv;
 }
 
 /* Response log-prob sums of the 2n rows of the current batch under model m. */
@@ -85,7 +103,7 @@ static void dpo_cache_refs(Dpo *s, Dataset *d, const int64_t *list, int64_t n, f
     free(sums);
     /* every value was written by exactly one rank, the others hold 0: the sum is exact */
     if (t->nranks > 1)
-        MPI_Allreduce(MPI_IN_PLACE, out, (int)(2 * n), MPI_FLOAT, MPI_SUM, t->comm);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, out, (int)(2 * n), MPI_FLOAT, MPI_SUM, t->comm));
 }
 
 /* Reference sums for the current batch: from the cache (positions pos[] into the cache
@@ -118,7 +136,9 @@ static void dpo_eval(Dpo *s) {
         LossDPOConfig lc = s->lc;
         lc.denom = 0;
         LossDPOStats st;
-        loss_dpo_forward(&st, s->pi, s->pi + k, s->refs, s->refs + k, &lc, k);
+        const float *pi, *ref;
+        dpo_loss_inputs(s, k, &pi, &ref);
+        loss_dpo_forward(&st, pi, pi + k, ref, ref + k, &lc, k);
         acc[0] += st.loss * k;
         acc[1] += st.accuracy * k;
         acc[2] += st.chosen_reward * k;
@@ -165,6 +185,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
                                                   ? (float)c->dpo.label_smoothing
                                                   : 0.0f};
     if (loss_dpo_config_validate(&s.lc, err) != 0) trainer_fail(&tr, 0, "dpo: %s", err);
+    s.mean_logps = s.lc.type == LOSS_DPO_IPO && strcmp(c->dpo.ipo_logps, "mean") == 0;
     pair_data_open(&s.pd, &tr);
 
     /* the reference: the same weights as the policy starts with */
@@ -184,7 +205,10 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     s.pi = xalloc_floats((size_t)2 * s.micro);
     s.refs = xalloc_floats((size_t)2 * s.micro);
     s.dpi = xalloc_floats((size_t)2 * s.micro);
-    s.len_w = xalloc_floats((size_t)s.micro);
+    s.len = xalloc_floats((size_t)2 * s.micro);
+    s.piv = xalloc_floats((size_t)2 * s.micro);
+    s.refv = xalloc_floats((size_t)2 * s.micro);
+    s.dpiv = xalloc_floats((size_t)2 * s.micro);
     s.dlogprobs = xalloc_floats((size_t)2 * s.micro * maxT);
     s.idx = xmalloc((size_t)(share > 0 ? share : 1) * sizeof(int64_t));
 
@@ -213,9 +237,12 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     if (adamw_schedule_validate(&tr.sched, err) != 0) trainer_fail(&tr, 0, "optim: %s", err);
     trainer_resume(&tr);
     if (tr.rank == 0)
-        printf("dpo: %lld training pairs, %lld held-out, beta %.3g, loss %s, global batch %d, "
-               "%ld steps\n", (long long)s.pd.n_train, (long long)s.pd.n_eval, c->dpo.beta,
-               c->dpo.loss, G, tr.total_steps);
+        printf("dpo: %lld training pairs, %lld held-out, beta %.3g, loss %s%s, global batch "
+               "%d, %ld steps\n", (long long)s.pd.n_train, (long long)s.pd.n_eval, c->dpo.beta,
+               c->dpo.loss, s.lc.type != LOSS_DPO_IPO ? ""
+                            : s.mean_logps ? " on per-token mean log-probs"
+                                           : " on summed log-probs",
+               G, tr.total_steps);
 
     int64_t *rec = xmalloc((size_t)s.micro * sizeof(int64_t));
     int64_t *pos = xmalloc((size_t)s.micro * sizeof(int64_t));
@@ -242,20 +269,29 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
             dpo_sums(&s, &tr.model, s.pi);
             if (s.ref_train) dpo_ref_for_batch(&s, s.ref_train, pos, k);
             LossDPOStats ds;
-            st[0] += loss_dpo_forward(&ds, s.pi, s.pi + k, s.refs, s.refs + k, &lc, k);
+            const float *pi, *ref;
+            dpo_loss_inputs(&s, k, &pi, &ref);
+            st[0] += loss_dpo_forward(&ds, pi, pi + k, ref, ref + k, &lc, k);
             st[1] += ds.accuracy * k;
             st[2] += ds.chosen_reward * k;
             st[3] += ds.rejected_reward * k;
             st[4] += ds.margin * k;
+            /* dpi: the gradient w.r.t. the sums, through the means when the loss saw them */
             memset(s.dpi, 0, (size_t)2 * k * sizeof(float));
-            loss_dpo_backward(s.dpi, s.dpi + k, s.pi, s.pi + k, s.refs, s.refs + k, &lc, k);
+            if (s.mean_logps) {
+                memset(s.dpiv, 0, (size_t)2 * k * sizeof(float));
+                loss_dpo_backward(s.dpiv, s.dpiv + k, pi, pi + k, ref, ref + k, &lc, k);
+                loss_seq_mean_backward(s.dpi, s.dpiv, s.len, 2 * k);
+            } else {
+                loss_dpo_backward(s.dpi, s.dpi + k, pi, pi + k, ref, ref + k, &lc, k);
+            }
             if (c->dpo.sft_coef > 0) {
-                dpo_chosen_lengths(&s, k);
+                dpo_row_lengths(&s);
                 float a = (float)c->dpo.sft_coef;
-                double nll = loss_seq_nll_forward(s.pi, s.len_w, a, G, k);
+                double nll = loss_seq_nll_forward(s.pi, s.len, a, G, k);
                 st[0] += nll;
                 st[6] += nll / a;
-                loss_seq_nll_backward(s.dpi, s.len_w, a, G, k);
+                loss_seq_nll_backward(s.dpi, s.len, a, G, k);
             }
             memset(s.dlogprobs, 0, (size_t)s.batch.B * s.batch.T * sizeof(float));
             loss_seq_sum_backward(s.dlogprobs, s.dpi, s.batch.mask, s.batch.B, s.batch.T);
@@ -299,7 +335,10 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     free(s.pi);
     free(s.refs);
     free(s.dpi);
-    free(s.len_w);
+    free(s.len);
+    free(s.piv);
+    free(s.refv);
+    free(s.dpiv);
     free(s.dlogprobs);
     free(s.idx);
     free(s.ref_train);

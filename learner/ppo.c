@@ -49,10 +49,18 @@
  * AdamW for each of the two models; adaptive or fixed KL controller. The critic is a GPT
  * with a value head whose trunk comes from the reward model (ppo.value_init = reward) or
  * the SFT policy (sft).
+ * The critic has its own AdamW (rate ppo.vf_lr) and its own global-norm clipping, so its
+ * loss needs no weight against the policy's: there is no vf_coef.
  * GRPO / RLOO (Shao et al. 2024; Ahmadian et al. 2024): G samples per prompt, one
- * advantage per sequence from the group's scores, no critic, the KL to the reference as
- * the k3 loss term (grpo.kl_in = loss) or as a per-sequence reward penalty
- * -kl_coef * sum_t (lp_old - lp_ref) (grpo.kl_in = reward).
+ * advantage per sequence from the group's scores (grpo.scale_by_std = false: Dr. GRPO's
+ * unscaled s - mean), no critic, the KL to the reference as the per-token k3 loss term
+ * (grpo.kl_in = loss) or as a per-sequence reward penalty -kl_coef * sum_t (lp_old -
+ * lp_ref) on the score before the advantage (grpo.kl_in = reward: with one advantage per
+ * sequence a per-token penalty could only act through its sum). Loss aggregation, PPO and
+ * GRPO alike: every minibatch is one optimizer step, and its loss is the sum of the
+ * per-token terms over every response token of the minibatch (all learner ranks) divided
+ * by that token count (LOSS_AGG_TOKEN, denom = the minibatch's response tokens; DAPO's
+ * token-level mean), so a long response weighs more than a short one.
  *
  * Logged per update (metrics.jsonl, rank 0): score, KL, beta, entropy, clip fraction,
  * approx-KL, value loss, explained variance, response length, version lag, the largest
@@ -170,8 +178,7 @@ static _Noreturn void ppo_fail(int rank, const char *stage, const char *fmt, ...
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
     }
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);
+    mpi_abort_job(1);
 }
 
 static const char *algo_stage(Algo a) {
@@ -811,7 +818,6 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                     memset(p->dval, 0, nt * sizeof(float));
                     loss_value_backward(p->dval, vm->values, p->mvold, p->mret, p->mmask, &vc, n,
                                         Tm);
-                    for (size_t x = 0; x < nt; x++) p->dval[x] *= (float)c->ppo.vf_coef;
                     gpt_value_backward(vm, p->dval, n, Tm);
                     us->v_loss += vs.loss;
                     us->v_clipfrac += vs.clipfrac * ntk;
@@ -1090,7 +1096,8 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
             if (algo == ALGO_RLOO)
                 rl_rloo_advantages(p.seq_adv, s, p.B / p.G, p.G);
             else
-                rl_group_advantages(p.seq_adv, s, p.B / p.G, p.G, (float)c->grpo.eps, 1);
+                rl_group_advantages(p.seq_adv, s, p.B / p.G, p.G, (float)c->grpo.eps,
+                                    c->grpo.scale_by_std);
         }
         double t_t0 = time_now();
         UpdStats us;
@@ -1205,7 +1212,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     adamw_free(&p.vopt);
     data_sampler_free(&p.sampler);
     dataset_free(&p.prompts);
-    if (p.wcomm != MPI_COMM_NULL) MPI_Comm_free(&p.wcomm);
+    if (p.wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&p.wcomm));
     trainer_free(&tr);
     return 0;
 }

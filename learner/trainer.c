@@ -13,6 +13,7 @@
 #include "ckpt.h"
 #include "cpu.h"
 #include "fault.h"
+#include "metrics.h"
 #include "mpi_util.h"
 #include "ops.h"
 #include "util.h"
@@ -35,12 +36,12 @@ void trainer_fail(const Trainer *t, int all, const char *fmt, ...) {
     /* Only this rank knows, or other roles (actors, reward servers) share the job and
      * would wait in MPI_Finalize for peers that never come: take the whole job down. */
     int world = 0, mine = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    MPI_Comm_size(t->comm, &mine);
-    if (all || world != mine) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
+    MPI_CHECK(MPI_Comm_size(t->comm, &mine));
+    if (all || world != mine) mpi_abort_job(1);
     /* every learner rank reached the same verdict (a collective decision): leave together */
-    MPI_Barrier(t->comm);
-    MPI_Finalize();
+    MPI_CHECK(MPI_Barrier(t->comm));
+    MPI_CHECK(MPI_Finalize());
     exit(1);
 }
 
@@ -48,7 +49,7 @@ void trainer_fail(const Trainer *t, int all, const char *fmt, ...) {
  * maximum of ok-codes (0 ok, 1 failed) over ranks. */
 static int any_failed(const Trainer *t, int failed) {
     int any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, t->comm);
+    MPI_CHECK(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, t->comm));
     return any;
 }
 
@@ -79,14 +80,14 @@ static int train_tokenizer(Trainer *t, char *err) {
                    t->tok.vocab_size, c->tokenizer.train_files, time_now() - t0);
         }
     }
-    MPI_Bcast(lens, 2, MPI_LONG, 0, t->comm);
+    MPI_CHECK(MPI_Bcast(lens, 2, MPI_LONG, 0, t->comm));
     if (lens[0] == 0) return rc != 0 ? rc : errf(err, "tokenizer training failed");
     if (t->rank != 0) {
         t->tok_vocab = xmalloc((size_t)lens[0]);
         t->tok_merges = xmalloc((size_t)lens[1]);
     }
-    MPI_Bcast(t->tok_vocab, (int)lens[0], MPI_CHAR, 0, t->comm);
-    MPI_Bcast(t->tok_merges, (int)lens[1], MPI_CHAR, 0, t->comm);
+    MPI_CHECK(MPI_Bcast(t->tok_vocab, (int)lens[0], MPI_CHAR, 0, t->comm));
+    MPI_CHECK(MPI_Bcast(t->tok_merges, (int)lens[1], MPI_CHAR, 0, t->comm));
     if (t->rank != 0) return bpe_load_strings(&t->tok, t->tok_vocab, t->tok_merges, err);
     return 0;
 }
@@ -200,8 +201,8 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     t->stage = stage;
     t->group = group;
     t->comm = comm;
-    MPI_Comm_rank(comm, &t->rank);
-    MPI_Comm_size(comm, &t->nranks);
+    MPI_CHECK(MPI_Comm_rank(comm, &t->rank));
+    MPI_CHECK(MPI_Comm_size(comm, &t->nranks));
     if (config_load(&t->cfg, cfg_path, n_over, overrides, err) != 0)
         trainer_fail(t, 0, "%s", err);
     mpi_config_peer_timeout(t->cfg.run.peer_timeout);
@@ -269,8 +270,8 @@ void trainer_save(Trainer *t) {
     /* every rank's RNG state goes into the checkpoint */
     uint64_t *states = NULL;
     if (t->rank == 0) states = xmalloc(sizeof(uint64_t) * RNG_STATE_WORDS * (size_t)t->nranks);
-    MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
-               MPI_UINT64_T, 0, t->comm);
+    MPI_CHECK(MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
+                         MPI_UINT64_T, 0, t->comm));
     int failed = 0;
     if (t->rank == 0) {
         CkptWriter *w = ckpt_writer_open_dir(t->cfg.run.out_dir, t->step, t->cfg.run.keep_last,
@@ -403,14 +404,16 @@ void trainer_resume(Trainer *t) {
 // the data-parallel step
 
 void trainer_allreduce_sum(Trainer *t, double *x, int n) {
-    if (t->nranks > 1) MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, t->comm);
+    if (t->nranks > 1) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, t->comm));
 }
 
 int trainer_step(Trainer *t, double *gnorm, float *lr) {
     GPT *m = &t->model;
     if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) m->grads[0] = NAN;
+    fault_fatal_point("train_step");
     if (t->nranks > 1)
-        MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM, t->comm);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
+                                t->comm));
     /* clipping is applied inside the update (adamw_step_scaled): one pass over the
      * gradients fewer than scaling them in place first, the same numbers */
     double norm = adamw_grad_norm(m->grads, m->num_params);
@@ -442,9 +445,8 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
 
 void trainer_log_json(Trainer *t, const char *fields) {
     if (t->rank != 0 || !t->metrics) return;
-    fprintf(t->metrics, "{\"stage\": \"%s\", \"step\": %ld, \"time\": %.3f, %s}\n", t->stage,
-            t->step, time_now() - t->t_start, fields);
-    fflush(t->metrics);
+    /* a NaN or inf metric goes in as null, with a notice on stderr (metrics.h) */
+    metrics_write_line(t->metrics, stderr, t->stage, t->step, time_now() - t->t_start, fields);
 }
 
 void trainer_progress(Trainer *t, const char *text) {

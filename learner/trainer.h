@@ -99,7 +99,8 @@ void trainer_save(Trainer *t);
 int trainer_maybe_save(Trainer *t);
 
 /* Rank 0: append one JSON object line {"stage":..,"step":..,<fields>} to metrics.jsonl;
- * fields is the inside of a JSON object ("\"loss\": 1.2, ..."). */
+ * fields is the inside of a JSON object ("\"loss\": 1.2, ..."). Non-finite numbers are
+ * written as null and reported on stderr with the metric and the step (metrics.h). */
 void trainer_log_json(Trainer *t, const char *fields);
 /* Rank 0: the progress line "<stage> step s/total | <text> | tok/s | eta". */
 void trainer_progress(Trainer *t, const char *text);

@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
                 s.n_seqs, s.t_busy, s.t_idle);
     online_traffic_report(&roles, "ppo", 0);
     rs_free(&s);
-    if (wcomm != MPI_COMM_NULL) MPI_Comm_free(&wcomm);
+    if (wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&wcomm));
     mpi_roles_free(&roles);
     return 0;
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # tests/t_rm.sh — the reward model's held-out report, checked against files whose answers
 # are known:
-#   - a small toy set the model can separate: held-out (= the training set) accuracy ~100%;
+#   - trained from scratch on pairs whose chosen answer is the task's ideal one, the
+#     accuracy on HELD-OUT pairs of the same kind (prefs_eval, never trained on) reaches
+#     0.7. Measured: 0.80 on 79 held-out pairs, where chance is 0.5 +- 0.06 (1 s.e.); the
+#     same run at lr 0 scores 0.49;
 #   - a hand-made file of 2 + 3 + 1 pairs in three categories (and one without a category):
 #     the per-category pair counts are exactly those, each accuracy is a multiple of
 #     1/pairs, and the overall numbers are the pair-weighted means of the categories.
@@ -13,23 +16,26 @@ trap 'rm -rf "$T"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$B/rlhf-task" gen --out "$T/data" --seed 5 --sizes sft=200,prefs=100,prefs_eval=20,prompts=10,prompts_eval=5,redteam=5 >/dev/null
+"$B/rlhf-task" gen --out "$T/data" --seed 5 --sizes sft=200,prefs=600,prefs_eval=300,prompts=10,prompts_eval=5,redteam=5 >/dev/null
 "$B/rlhf-tokenize" train --vocab-size 320 --out "$T/tok" "$T/data/corpus.txt" >/dev/null 2>&1
 MODEL="tokenizer.path=$T/tok model.preset=custom model.n_layer=2 model.n_head=2 model.n_embd=32
   model.max_seq_len=64 data.max_prompt_len=32 data.max_response_len=32 gen.max_new_tokens=32
   run.ckpt_every=0 run.log_every=10"
 
-echo "== a separable toy set: accuracy -> ~100%"
-# ideal vs unsafe-compliant/rude answers, 16 pairs the model can tell apart
-# (grep -m, not grep | head: with pipefail, head closing the pipe early fails the test)
-grep -m 16 '"chosen_quality":"ideal"' "$T/data/prefs_train.jsonl" > "$T/toy.jsonl"
-[ "$(wc -l < "$T/toy.jsonl")" -ge 8 ] || fail "too few toy pairs"
+echo "== held-out accuracy of a reward model trained on ideal-vs-other pairs"
+# the pairs the task's gold judge orders without doubt: chosen = the ideal answer
+grep '"chosen_quality":"ideal"' "$T/data/prefs_train.jsonl" > "$T/toy.jsonl"
+grep '"chosen_quality":"ideal"' "$T/data/prefs_eval.jsonl" > "$T/heldout.jsonl"
+nev=$(wc -l < "$T/heldout.jsonl")
+[ "$(wc -l < "$T/toy.jsonl")" -ge 100 ] && [ "$nev" -ge 60 ] || fail "too few ideal-chosen pairs"
 mpirun --oversubscribe -np 2 "$B/learner" rm configs/rm.ini $MODEL model.init= data.train="$T/toy.jsonl" \
-  data.eval="$T/toy.jsonl" optim.batch_size=8 optim.steps=60 optim.warmup_steps=2 optim.lr=3e-3 \
-  optim.min_lr=3e-4 run.eval_every=0 rm.normalize=false run.out_dir="$T/toy" > "$T/toy.log" 2>&1 || { cat "$T/toy.log"; fail "toy rm"; }
-acc=$(grep '"eval_accuracy"' "$T/toy/metrics.jsonl" | tail -1 | sed -E 's/.*"eval_accuracy": ([0-9.]+).*/\1/')
-echo "toy held-out accuracy: $acc"
-awk -v a="$acc" 'BEGIN { exit !(a >= 0.95) }' || fail "accuracy $acc < 0.95 on a separable toy set"
+  data.eval="$T/heldout.jsonl" optim.batch_size=16 optim.steps=80 optim.warmup_steps=2 optim.lr=3e-3 \
+  optim.min_lr=3e-4 run.eval_every=0 rm.normalize=false run.out_dir="$T/toy" > "$T/toy.log" 2>&1 || { cat "$T/toy.log"; fail "rm run"; }
+line=$(grep '"eval_accuracy"' "$T/toy/metrics.jsonl" | tail -1)
+acc=$(echo "$line" | sed -E 's/.*"eval_accuracy": ([0-9.]+).*/\1/')
+echo "$line" | grep -q "\"eval_pairs\": $nev" || fail "held-out pairs: expected $nev: $line"
+echo "held-out accuracy: $acc ($nev pairs)"
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.7) }' || fail "held-out accuracy $acc < 0.7"
 
 echo "== per-category metrics on a hand-made file"
 P='"prompt": "User: hi\nAssistant:"'

@@ -435,6 +435,135 @@ static void test_dpo_fd(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// IPO on per-token mean log-probs (TRL's loss_type="ipo", dpo.ipo_logps = mean): the
+// per-token log-probs -> masked sums -> means -> IPO chain the dpo stage runs.
+
+typedef struct {
+    int P, T;
+    const float *mask; /* (2P, T): chosen rows, then rejected rows */
+    const float *ref;  /* (2P) reference sums */
+    const LossDPOConfig *cfg;
+} IpoMean;
+
+/* Response tokens of each of the 2P rows (as learner/dpo.c counts them). */
+static void ipo_mean_lengths(const IpoMean *q, float *len) {
+    for (int r = 0; r < 2 * q->P; r++) {
+        double n = 0;
+        for (int t = 0; t < q->T; t++) n += q->mask[(size_t)r * q->T + t];
+        len[r] = (float)n;
+    }
+}
+
+/* The loss through the library: per-token lp (2P, T) -> loss. */
+static double ipo_mean_loss(const IpoMean *q, const float *lp) {
+    enum { MAXR = 16 };
+    float sum[MAXR], len[MAXR], pi[MAXR], ref[MAXR];
+    int R = 2 * q->P;
+    ASSERT(R <= MAXR);
+    loss_seq_sum_forward(sum, lp, q->mask, R, q->T);
+    ipo_mean_lengths(q, len);
+    loss_seq_mean_forward(pi, sum, len, R);
+    loss_seq_mean_forward(ref, q->ref, len, R);
+    return loss_dpo_forward(NULL, pi, pi + q->P, ref, ref + q->P, q->cfg, q->P);
+}
+
+/* Its gradient w.r.t. lp, as learner/dpo.c chains the backward passes. */
+static void ipo_mean_grad(const IpoMean *q, const float *lp, float *dlp) {
+    enum { MAXR = 16 };
+    float sum[MAXR], len[MAXR], pi[MAXR], ref[MAXR], dpi[MAXR] = {0}, ds[MAXR] = {0};
+    int R = 2 * q->P;
+    loss_seq_sum_forward(sum, lp, q->mask, R, q->T);
+    ipo_mean_lengths(q, len);
+    loss_seq_mean_forward(pi, sum, len, R);
+    loss_seq_mean_forward(ref, q->ref, len, R);
+    loss_dpo_backward(dpi, dpi + q->P, pi, pi + q->P, ref, ref + q->P, q->cfg, q->P);
+    loss_seq_mean_backward(ds, dpi, len, R);
+    memset(dlp, 0, (size_t)R * q->T * sizeof(float));
+    loss_seq_sum_backward(dlp, ds, q->mask, R, q->T);
+}
+
+static void test_ipo_mean_by_hand(void) {
+    /* one pair, T = 4, beta 0.25 (target margin 1/(2 beta) = 2):
+     *   chosen   lp (-1, -2, -3, pad) mask 1 1 1 0: sum -6, 3 tokens, mean -2
+     *   rejected lp (-4, -2, pad, pad) mask 1 1 0 0: sum -6, 2 tokens, mean -3
+     *   reference sums -7.5 (mean -2.5) and -5 (mean -2.5)
+     *   h = (-2 - -2.5) - (-3 - -2.5) = 1, loss = (1 - 2)^2 = 1, dloss/dh = 2 (1 - 2) = -2
+     *   chosen tokens: -2 / 3 each; rejected tokens: +2 / 2 = +1 each; padding 0.
+     * On sums instead: h = (-6 + 7.5) - (-6 + 5) = 2.5, loss (2.5 - 2)^2 = 0.25. */
+    const float mask[8] = {1, 1, 1, 0, 1, 1, 0, 0};
+    float lp[8] = {-1, -2, -3, NAN, -4, -2, NAN, NAN}, dlp[8];
+    const float ref[2] = {-7.5f, -5.0f};
+    LossDPOConfig cfg = {.type = LOSS_DPO_IPO, .beta = 0.25f};
+    IpoMean q = {.P = 1, .T = 4, .mask = mask, .ref = ref, .cfg = &cfg};
+    CHECK_NEAR(ipo_mean_loss(&q, lp), 1.0, 1e-12, 0);
+    ipo_mean_grad(&q, lp, dlp);
+    for (int t = 0; t < 3; t++) CHECK_NEAR(dlp[t], -2.0 / 3.0, 1e-7, 0);
+    CHECK_NEAR(dlp[4], 1.0, 1e-7, 0);
+    CHECK_NEAR(dlp[5], 1.0, 1e-7, 0);
+    CHECK(dlp[3] == 0.0f && dlp[6] == 0.0f && dlp[7] == 0.0f);
+    float sums[2] = {-6, -6};
+    CHECK_NEAR(loss_dpo_forward(NULL, sums, sums + 1, ref, ref + 1, &cfg, 1), 0.25, 1e-12, 0);
+    /* an empty row has mean 0 and passes no gradient */
+    float s0[2] = {3.0f, -4.0f}, l0[2] = {0.0f, 2.0f}, m0[2], d0[2] = {0, 0}, one[2] = {1, 1};
+    loss_seq_mean_forward(m0, s0, l0, 2);
+    CHECK(m0[0] == 0.0f && m0[1] == -2.0f);
+    loss_seq_mean_backward(d0, one, l0, 2);
+    CHECK(d0[0] == 0.0f && d0[1] == 0.5f);
+}
+
+/* An independent float64 reference on random inputs (plain loops, nothing from loss.c),
+ * and central differences of the whole chain w.r.t. every per-token log-prob. The loss
+ * is exactly quadratic in each lp (means are linear in lp, IPO is a square), so central
+ * differences have no truncation error at any step: a wide step h = 1/16 keeps the float
+ * rounding of the sums and means (~6e-8 relative) far below the tolerance. */
+static void test_ipo_mean_fd(void) {
+    enum { P = 3, T = 6, R = 2 * P };
+    Rng r;
+    rng_init(&r, 77);
+    float lp[R * T], dlp[R * T], ref[R];
+    /* rows of 6, 2, 5, 1, 4 and 3 response tokens */
+    const int n_tok[R] = {6, 2, 5, 1, 4, 3};
+    float mask[R * T];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) mask[i * T + t] = t < n_tok[i] ? 1.0f : 0.0f;
+    fill_normal(&r, lp, R * T, -2.0f, 1.0f);
+    for (int i = 0; i < R; i++) ref[i] = (float)n_tok[i] * (-2.0f + 0.5f * rng_normal(&r));
+    LossDPOConfig cfg = {.type = LOSS_DPO_IPO, .beta = 0.3f};
+    IpoMean q = {.P = P, .T = T, .mask = mask, .ref = ref, .cfg = &cfg};
+    double expect = 0;
+    for (int i = 0; i < P; i++) {
+        double m[2], mr[2];
+        for (int side = 0; side < 2; side++) {
+            int row = i + side * P;
+            double s = 0;
+            for (int t = 0; t < n_tok[row]; t++) s += lp[row * T + t];
+            m[side] = s / n_tok[row];
+            mr[side] = (double)ref[row] / n_tok[row];
+        }
+        double h = (m[0] - mr[0]) - (m[1] - mr[1]), d = h - 1.0 / (2.0 * (double)0.3f);
+        expect += d * d / P;
+    }
+    CHECK_NEAR(ipo_mean_loss(&q, lp), expect, 1e-6, 1e-6);
+    ipo_mean_grad(&q, lp, dlp);
+    const double step = 1.0 / 16;
+    double worst = 0;
+    for (int i = 0; i < R * T; i++) {
+        float save = lp[i];
+        lp[i] = (float)(save + step);
+        double up = ipo_mean_loss(&q, lp);
+        lp[i] = (float)(save - step);
+        double dn = ipo_mean_loss(&q, lp);
+        lp[i] = save;
+        double fd = (up - dn) / (2 * step), err = fabs(fd - dlp[i]);
+        CHECK_MSG(err <= 2e-5 + 1e-4 * fabs(fd), "ipo mean d/dlp[%d] analytic %.9g numeric %.9g",
+                  i, (double)dlp[i], fd);
+        if (mask[i] == 0.0f) CHECK(dlp[i] == 0.0f);
+        if (err > worst) worst = err;
+    }
+    fprintf(stderr, "  fd %-28s max |analytic - numeric| = %.2e\n", "ipo mean d/dlp", worst);
+}
+
 static double seq_nll_fn(const Ctx *c) {
     return loss_seq_nll_forward(c->x1, c->x2, 0.7f, 4.0, c->P);
 }
@@ -871,6 +1000,8 @@ int main(void) {
     TEST_RUN(test_value_fd);
     TEST_RUN(test_dpo_by_hand);
     TEST_RUN(test_dpo_fd);
+    TEST_RUN(test_ipo_mean_by_hand);
+    TEST_RUN(test_ipo_mean_fd);
     TEST_RUN(test_seq_nll);
     TEST_RUN(test_grpo_by_hand);
     TEST_RUN(test_grpo_fd);
