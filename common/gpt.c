@@ -896,20 +896,22 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     if (T > cf->max_seq_len)
         fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
               cf->max_seq_len);
-    if (cf->family != GPT_FAMILY_GPT2)
-        fatal("gpt_cache_reserve: KV-cache generation supports GPT-2 models only");
+    /* Llama decodes from the weights in place (lmhead_forward_rows reads the (out, in)
+     * layout); the panel-major copy is GPT-2's */
+    int packed = m->decode_packed != 0 && cf->family == GPT_FAMILY_GPT2;
     struct GPTCache *old = m->cache;
-    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == (m->decode_packed != 0))
-        return;
+    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == packed) return;
     if (old && B < old->B) B = old->B;
     if (old && T < old->T) T = old->T;
     cache_free(old);
     struct GPTCache *c = xcalloc(1, sizeof *c);
     size_t L = (size_t)cf->n_layer, C = (size_t)cf->n_embd, V = (size_t)cf->vocab_size;
     int R = CACHE_CHUNK_ROWS > B ? CACHE_CHUNK_ROWS : B;
+    Widths wd = model_widths(cf);
     c->B = B, c->T = T, c->R = R;
-    c->k = xalloc_floats(L * (size_t)B * (size_t)T * C);
-    c->v = xalloc_floats(L * (size_t)B * (size_t)T * C);
+    /* per layer and slot: NKV (GPT-2: NH) heads of T x hd, i.e. KW floats per position */
+    c->k = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
+    c->v = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->len = xcalloc((size_t)B, sizeof(int));
     c->slot = xcalloc((size_t)R, sizeof(int));
     c->pos = xcalloc((size_t)R, sizeof(int));
@@ -917,18 +919,19 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->emit = xcalloc((size_t)R, sizeof(int));
     c->x = xalloc_floats((size_t)R * C);
     c->ln = xalloc_floats((size_t)R * C);
-    c->qkv = xalloc_floats((size_t)R * 3 * C);
-    c->atty = xalloc_floats((size_t)R * C);
+    c->qkv = xalloc_floats((size_t)R * wd.QKVW);
+    c->atty = xalloc_floats((size_t)R * wd.QW);
     c->proj = xalloc_floats((size_t)R * C);
-    c->fch = xalloc_floats((size_t)R * 4 * C);
-    c->fch_gelu = xalloc_floats((size_t)R * 4 * C);
+    c->fch = xalloc_floats((size_t)R * wd.FW);
+    c->fch_gelu = xalloc_floats((size_t)R * wd.FGW);
     c->mean = xalloc_floats((size_t)R);
-    c->rstd = xalloc_floats((size_t)R);
+    /* (R, NH): Llama's per-head q/k RMSNorm uses it too */
+    c->rstd = xalloc_floats((size_t)R * (size_t)(cf->n_head + 1));
     c->lnf = xalloc_floats((size_t)R * C);
     c->score_slots = ops_blas_threads() < 1 ? 1 : ops_blas_threads();
     c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
-    if (m->decode_packed) {
+    if (packed) {
         int Ci = cf->n_embd;
         size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
                         matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
@@ -976,7 +979,13 @@ static void cache_attention(GPT *m, int n, const float *kl, const float *vl) {
  * values go into the cache, then each row attends to its own slot's positions 0..pos.
  * Rows with c->emit[i] set get logits, written to consecutive rows of c->logits from
  * out_row on. Every kernel is row-wise deterministic (see gpt.h). */
+static void llama_cache_pass(GPT *m, int n, int out_row);
+
 static void cache_pass(GPT *m, int n, int out_row) {
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        llama_cache_pass(m, n, out_row);
+        return;
+    }
     const GPTConfig *cf = &m->config;
     struct GPTCache *c = m->cache;
     int C = cf->n_embd, NH = cf->n_head, hs = C / NH, L = cf->n_layer, V = cf->vocab_size;
@@ -1022,7 +1031,89 @@ static void cache_pass(GPT *m, int n, int out_row) {
                           m->w.ln_f_w, m->w.ln_f_b, 1, C);
         ne++;
     }
-    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.wte, ne, C, V);
+    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
+}
+
+/* Llama: rows [n part / nparts, n (part+1) / nparts) attend to their slots (NKV heads of
+ * T x hd per slot), with score row `part`. */
+static void llama_cache_attention_part(void *p, int part, int nparts) {
+    const CacheAttJob *j = p;
+    struct GPTCache *c = j->m->cache;
+    const GPTConfig *cf = &j->m->config;
+    Widths wd = model_widths(cf);
+    size_t slot_stride = (size_t)wd.KW * c->T;
+    int lo = (int)((long long)j->n * part / nparts), hi = (int)((long long)j->n * (part + 1) / nparts);
+    for (int i = lo; i < hi; i++)
+        gqa_attention_row_forward(c->atty + (size_t)i * wd.QW, c->scores + (size_t)part * c->T,
+                                  c->qkv + (size_t)i * wd.QKVW,
+                                  j->kl + (size_t)c->slot[i] * slot_stride,
+                                  j->vl + (size_t)c->slot[i] * slot_stride, c->pos[i] + 1, c->T,
+                                  cf->n_head, cf->n_kv_head, wd.hd);
+}
+
+/* out (n,OC) = inp (n,IC) @ w^T (+ bias): the batch-invariant kernel on an (out, in)
+ * weight, the bias added after (each row on its own) */
+static void linear_rows(float *out, const float *inp, const float *w, const float *bias, int n,
+                        int IC, int OC) {
+    lmhead_forward_rows(out, inp, w, n, IC, OC);
+    if (!bias) return;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] += bias[o];
+}
+
+/* cache_pass for the Llama family: the same row-wise pipeline as llama_block_forward, each
+ * kernel batch-invariant; rows are rotated at their own cache positions. */
+static void llama_cache_pass(GPT *m, int n, int out_row) {
+    const GPTConfig *cf = &m->config;
+    struct GPTCache *c = m->cache;
+    Widths wd = model_widths(cf);
+    int C = cf->n_embd, NH = cf->n_head, NKV = cf->n_kv_head, hd = wd.hd, V = cf->vocab_size;
+    float eps = cf->norm_eps;
+    size_t slot_stride = (size_t)wd.KW * c->T, layer_stride = (size_t)c->B * slot_stride;
+    embedding_forward(c->x, c->tok, m->w.wte, n, C);
+    for (int l = 0; l < cf->n_layer; l++) {
+        const GPTBlock *w = &m->w.h[l];
+        float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
+        rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_1_w, eps, n, 1, C, C);
+        linear_rows(c->qkv, c->ln, w->qkv_w, w->qkv_b, n, C, wd.QKVW);
+        if (cf->qk_norm) {
+            rmsnorm_forward(c->qkv, c->rstd, c->qkv, w->q_norm_w, eps, n, NH, hd, wd.QKVW);
+            rmsnorm_forward(c->qkv + wd.QW, c->rstd, c->qkv + wd.QW, w->k_norm_w, eps, n, NKV, hd,
+                            wd.QKVW);
+        }
+        rope_forward(c->qkv, c->qkv, m->rope_freq, c->pos, n, NH + NKV, hd, wd.QKVW);
+        for (int i = 0; i < n; i++) {
+            const float *row = c->qkv + (size_t)i * wd.QKVW;
+            float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hd;
+            float *vd = vl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hd;
+            for (int h = 0; h < NKV; h++) {
+                memcpy(kd + (size_t)h * c->T * hd, row + wd.QW + (size_t)h * hd, (size_t)hd * sizeof(float));
+                memcpy(vd + (size_t)h * c->T * hd, row + wd.QW + wd.KW + (size_t)h * hd,
+                       (size_t)hd * sizeof(float));
+            }
+        }
+        CacheAttJob j = {m, kl, vl, n};
+        double work = 0;
+        for (int i = 0; i < n; i++) work += 2.0 * (c->pos[i] + 1) * wd.QW;
+        int parts = n < c->score_slots ? n : c->score_slots;
+        if (work < CACHE_ATT_PAR_MIN || parts < 2) llama_cache_attention_part(&j, 0, 1);
+        else ops_parallel(llama_cache_attention_part, &j, parts);
+        linear_rows(c->proj, c->atty, w->o_w, NULL, n, wd.QW, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+        rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_2_w, eps, n, 1, C, C);
+        linear_rows(c->fch, c->ln, w->gate_up_w, NULL, n, C, wd.FW);
+        swiglu_forward(c->fch_gelu, c->fch, n, cf->d_ff);
+        linear_rows(c->proj, c->fch_gelu, w->down_w, NULL, n, wd.FGW, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+    }
+    int ne = 0;
+    for (int i = 0; i < n; i++) {
+        if (!c->emit[i]) continue;
+        rmsnorm_forward(c->lnf + (size_t)ne * C, c->rstd, c->x + (size_t)i * C, m->w.ln_f_w, eps, 1,
+                        1, C, C);
+        ne++;
+    }
+    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
 }
 
 static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int t) {

@@ -8,7 +8,10 @@
  *     scaling). Each is loaded by Hugging Face name and compared;
  *   - the parameter table: names, shapes and counts of the presets (smol = SmolLM2-135M's
  *     134,515,008 parameters), and config validation of bad Llama configs;
- *   - the score and value heads on a Llama trunk against finite differences.
+ *   - the score and value heads on a Llama trunk against finite differences;
+ *   - KV-cache generation (prefill, then decode with rotary positions continuing): logits
+ *     equal the full forward's at every position, and are bit-identical whatever slot,
+ *     batch companions, row order or thread count (1 or 3) a sequence is decoded with.
  */
 #include <stdint.h>
 
@@ -284,11 +287,124 @@ static void test_heads_grad(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// KV-cache generation: prefill + decode against the full forward, batch and thread
+// invariance
+
+static GPTConfig gen_config(int variant) {
+    GPTConfig c = {.vocab_size = 40, .max_seq_len = 24, .n_layer = 2, .n_head = 4, .n_embd = 32,
+                   .head = GPT_HEAD_LM, .family = GPT_FAMILY_LLAMA, .n_kv_head = 2, .d_ff = 48,
+                   .tie_embeddings = 1, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    if (variant == 1) { /* MQA, Qwen3-like: biases, q/k norms, own head_dim, untied, llama3 */
+        c.n_kv_head = 1, c.qkv_bias = 1, c.qk_norm = 1, c.head_dim = 12, c.tie_embeddings = 0;
+        c.rope_factor = 8.0f, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
+        c.rope_orig_max_pos = 16;
+    }
+    return c;
+}
+
+#define GEN_B 3
+#define GEN_NEW 6
+static const int gen_lens[GEN_B] = {5, 9, 1};
+
+static int gen_token(int b, int t) { return (7 * b + 3 * t * t + 1) % 40; }
+
+/* Logits of every prefill and decode step of the GEN_B sequences, (GEN_B, 1 + GEN_NEW, V),
+ * with the sequences in slots `slot_of` and decoded in the order given (each step decodes
+ * all sequences in one call). */
+static void gen_run(GPT *m, const int *slot_of, float *out) {
+    int V = m->config.vocab_size;
+    int seq[GEN_B][32];
+    for (int b = 0; b < GEN_B; b++)
+        for (int t = 0; t < gen_lens[b] + GEN_NEW; t++) seq[b][t] = gen_token(b, t);
+    /* prefill: slot s holds the sequence b with slot_of[b] = s */
+    const int *prompts[GEN_B];
+    int lens[GEN_B], who[GEN_B];
+    for (int b = 0; b < GEN_B; b++) who[slot_of[b]] = b;
+    for (int s = 0; s < GEN_B; s++) prompts[s] = seq[who[s]], lens[s] = gen_lens[who[s]];
+    gpt_cache_reserve(m, GEN_B, 24);
+    const float *lg = gpt_cache_prefill(m, GEN_B, prompts, lens);
+    for (int s = 0; s < GEN_B; s++)
+        memcpy(out + ((size_t)who[s] * (1 + GEN_NEW)) * V, lg + (size_t)s * V, V * sizeof(float));
+    for (int k = 0; k < GEN_NEW; k++) {
+        int slots[GEN_B], toks[GEN_B];
+        for (int i = 0; i < GEN_B; i++) {
+            int b = (i + k) % GEN_B; /* a different row order every step */
+            slots[i] = slot_of[b], toks[i] = seq[b][gen_lens[b] + k];
+        }
+        lg = gpt_cache_decode(m, GEN_B, slots, toks);
+        for (int i = 0; i < GEN_B; i++) {
+            int b = who[slots[i]];
+            memcpy(out + ((size_t)b * (1 + GEN_NEW) + 1 + k) * V, lg + (size_t)i * V,
+                   V * sizeof(float));
+        }
+    }
+}
+
+static void test_generate_cache(void) {
+    int before = ops_blas_threads();
+    for (int variant = 0; variant <= 1; variant++) {
+        GPTConfig c = gen_config(variant);
+        GPT m;
+        gpt_init(&m, &c);
+        gpt_init_weights(&m, 3 + variant);
+        Rng rng;
+        rng_init(&rng, 17);
+        for (size_t i = 0; i < m.num_params; i++) m.params[i] += 0.1f * rng_normal(&rng);
+        int V = c.vocab_size;
+        size_t n = (size_t)GEN_B * (1 + GEN_NEW) * V;
+        float *a = xalloc_floats(n), *b2 = xalloc_floats(n), *th = xalloc_floats(n);
+        int order_a[GEN_B] = {0, 1, 2}, order_b[GEN_B] = {2, 0, 1};
+        ops_blas_setup(1);
+        gen_run(&m, order_a, a);
+        gen_run(&m, order_b, b2); /* other slots, other companions in each call */
+        ops_blas_setup(3);
+        gen_run(&m, order_a, th);
+        CHECK_MSG(memcmp(a, b2, n * sizeof(float)) == 0, "variant %d: logits depend on the slot "
+                  "and the batch", variant);
+        CHECK_MSG(memcmp(a, th, n * sizeof(float)) == 0, "variant %d: logits depend on the thread "
+                  "count", variant);
+        /* one sequence alone in the cache: the same bits as in the batch */
+        {
+            int seq[32];
+            for (int t = 0; t < gen_lens[1] + GEN_NEW; t++) seq[t] = gen_token(1, t);
+            const int *pr[1] = {seq};
+            int len = gen_lens[1], slot = 0;
+            const float *lg = gpt_cache_prefill(&m, 1, pr, &len);
+            CHECK(memcmp(lg, a + (size_t)1 * (1 + GEN_NEW) * V, V * sizeof(float)) == 0);
+            lg = gpt_cache_decode(&m, 1, &slot, &seq[len]);
+            CHECK(memcmp(lg, a + ((size_t)1 * (1 + GEN_NEW) + 1) * V, V * sizeof(float)) == 0);
+        }
+        /* against the training path's logits of each whole sequence */
+        double worst = 0.0;
+        for (int b = 0; b < GEN_B; b++) {
+            int T = gen_lens[b] + GEN_NEW, tok[32], tg[32];
+            for (int t = 0; t < T; t++) tok[t] = gen_token(b, t), tg[t] = 0;
+            gpt_reserve(&m, 1, 24);
+            gpt_forward(&m, tok, 1, T);
+            gpt_lm_forward(&m, tg, 1, T);
+            for (int k = 0; k <= GEN_NEW; k++) {
+                int t = gen_lens[b] - 1 + k;
+                if (t >= T) break;
+                worst = fmax(worst, norm_err(a + ((size_t)b * (1 + GEN_NEW) + k) * V,
+                                             m.logits + (size_t)t * V, V, 1e-3));
+            }
+        }
+        fprintf(stderr, "    variant %d: cache logits vs full forward: normalised err %.2e\n",
+                variant, worst);
+        CHECK(worst < 1e-5);
+        free(a), free(b2), free(th);
+        gpt_free(&m);
+    }
+    ops_blas_setup(before);
+}
+
 int main(void) {
     ops_blas_setup(0);
     TEST_RUN(test_parity);
     TEST_RUN(test_presets);
     TEST_RUN(test_validate);
     TEST_RUN(test_heads_grad);
+    TEST_RUN(test_generate_cache);
     return TEST_EXIT();
 }
