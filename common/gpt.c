@@ -1,6 +1,7 @@
 /*
- * common/gpt.c — GPT-2: the parameter table, allocation, initialisation, and the
- * forward/backward of the whole network and its heads, and the KV-cache decoding path.
+ * common/gpt.c — the transformer core (GPT-2 and the Llama family, see gpt.h): the
+ * parameter table, allocation, initialisation, and the forward/backward of the whole
+ * network and its heads, and the KV-cache decoding path.
  * The per-op kernels live in ops.c; this file wires them into the model described in
  * gpt.h. It owns every buffer of a GPT (parameters, gradients, activations, cache) and
  * allocates only in gpt_init / gpt_alloc_grads / gpt_reserve / gpt_cache_reserve (and
@@ -15,11 +16,43 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops_llama.h"
 #include "rng.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
 // config
+
+/* The Llama family's own fields (gpt_config_validate checked the shared ones). */
+static int llama_config_validate(const GPTConfig *c, char *err) {
+    int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+    if (c->n_kv_head < 1 || c->n_head % c->n_kv_head != 0)
+        return errf(err, "n_kv_head = %d: must be positive and divide n_head = %d", c->n_kv_head,
+                    c->n_head);
+    if (c->head_dim == 0 && c->n_embd % c->n_head != 0)
+        return errf(err, "n_embd = %d is not divisible by n_head = %d (set head_dim)", c->n_embd,
+                    c->n_head);
+    if (hd < 2 || hd > 1024 || hd % 2 != 0)
+        return errf(err, "head_dim = %d: must be even and in [2, 1024] (rotary halves)", hd);
+    if (c->d_ff < 1 || c->d_ff > (1 << 18))
+        return errf(err, "d_ff = %d: must be in [1, 262144]", c->d_ff);
+    if (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta))
+        return errf(err, "rope_theta = %g: must be a finite number > 1", (double)c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || !(c->norm_eps < 1.0f))
+        return errf(err, "norm_eps = %g: must be in (0, 1)", (double)c->norm_eps);
+    if (c->rope_factor != 0.0f &&
+        (!(c->rope_factor >= 1.0f) || !(c->rope_low_freq_factor > 0.0f) ||
+         !(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_orig_max_pos < 1))
+        return errf(err, "rope scaling (llama3): factor %g >= 1, 0 < low_freq_factor %g < "
+                    "high_freq_factor %g and original_max_position_embeddings %d >= 1 required",
+                    (double)c->rope_factor, (double)c->rope_low_freq_factor,
+                    (double)c->rope_high_freq_factor, c->rope_orig_max_pos);
+    if (c->qkv_bias < 0 || c->qkv_bias > 1 || c->qk_norm < 0 || c->qk_norm > 1 ||
+        c->tie_embeddings < 0 || c->tie_embeddings > 1)
+        return errf(err, "qkv_bias = %d, qk_norm = %d, tie_embeddings = %d: each must be 0 or 1",
+                    c->qkv_bias, c->qk_norm, c->tie_embeddings);
+    return 0;
+}
 
 int gpt_config_validate(const GPTConfig *c, char *err) {
     if (c->vocab_size < 2 || c->vocab_size > (1 << 24))
@@ -31,8 +64,13 @@ int gpt_config_validate(const GPTConfig *c, char *err) {
     if (c->n_head < 1 || c->n_embd < 1 || c->n_embd > (1 << 16))
         return errf(err, "n_head = %d, n_embd = %d: both must be positive (n_embd <= 65536)",
                     c->n_head, c->n_embd);
-    if (c->n_embd % c->n_head != 0)
+    if (c->family == GPT_FAMILY_LLAMA) {
+        if (llama_config_validate(c, err) != 0) return -1;
+    } else if (c->family != GPT_FAMILY_GPT2) {
+        return errf(err, "family = %d: must be 0 (gpt2) or 1 (llama)", (int)c->family);
+    } else if (c->n_embd % c->n_head != 0) {
         return errf(err, "n_embd = %d is not divisible by n_head = %d", c->n_embd, c->n_head);
+    }
     if (c->head != GPT_HEAD_LM && c->head != GPT_HEAD_SCORE && c->head != GPT_HEAD_VALUE)
         return errf(err, "head = %d: must be 0 (lm), 1 (score) or 2 (value)", (int)c->head);
     return 0;
@@ -46,6 +84,16 @@ int gpt_config_preset(const char *name, GPTConfig *out) {
     } else if (strcmp(name, "gpt2") == 0) {
         *out = (GPTConfig){.vocab_size = 50257, .max_seq_len = 1024, .n_layer = 12,
                            .n_head = 12, .n_embd = 768, .head = GPT_HEAD_LM};
+    } else if (strcmp(name, "llama-tiny") == 0) {
+        *out = (GPTConfig){.vocab_size = 512, .max_seq_len = 128, .n_layer = 4, .n_head = 4,
+                           .n_embd = 128, .head = GPT_HEAD_LM, .family = GPT_FAMILY_LLAMA,
+                           .n_kv_head = 2, .d_ff = 344, .tie_embeddings = 1,
+                           .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    } else if (strcmp(name, "smol") == 0) {
+        *out = (GPTConfig){.vocab_size = 49152, .max_seq_len = 2048, .n_layer = 30,
+                           .n_head = 9, .n_embd = 576, .head = GPT_HEAD_LM,
+                           .family = GPT_FAMILY_LLAMA, .n_kv_head = 3, .d_ff = 1536,
+                           .tie_embeddings = 1, .rope_theta = 100000.0f, .norm_eps = 1e-5f};
     } else {
         return -1;
     }
@@ -68,7 +116,55 @@ static void table_add(GPTTensor *t, int *n, int max, size_t *off, const char *na
     *off += e->numel;
 }
 
+/* Llama: Hugging Face LlamaForCausalLM's names and (out, in) shapes; q, k, v and gate, up
+ * consecutive (see GPTBlock). Biases of q/k/v after the three weights for the same reason. */
+static int llama_tensors_build(const GPTConfig *c, GPTTensor *out, int max) {
+    int n = 0, V = c->vocab_size, C = c->n_embd, F = c->d_ff;
+    int hd = c->head_dim ? c->head_dim : C / c->n_head;
+    int QW = c->n_head * hd, KW = c->n_kv_head * hd;
+    size_t off = 0;
+    char name[GPT_NAME_LEN];
+    table_add(out, &n, max, &off, "model.embed_tokens.weight", V, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        struct {
+            const char *suffix;
+            int d0, d1, on;
+        } rows[] = {
+            {"input_layernorm.weight", C, 0, 1},
+            {"self_attn.q_proj.weight", QW, C, 1},
+            {"self_attn.k_proj.weight", KW, C, 1},
+            {"self_attn.v_proj.weight", KW, C, 1},
+            {"self_attn.q_proj.bias", QW, 0, c->qkv_bias},
+            {"self_attn.k_proj.bias", KW, 0, c->qkv_bias},
+            {"self_attn.v_proj.bias", KW, 0, c->qkv_bias},
+            {"self_attn.q_norm.weight", hd, 0, c->qk_norm},
+            {"self_attn.k_norm.weight", hd, 0, c->qk_norm},
+            {"self_attn.o_proj.weight", C, QW, 1},
+            {"post_attention_layernorm.weight", C, 0, 1},
+            {"mlp.gate_proj.weight", F, C, 1},
+            {"mlp.up_proj.weight", F, C, 1},
+            {"mlp.down_proj.weight", C, F, 1},
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            if (!rows[r].on) continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, rows[r].suffix);
+            table_add(out, &n, max, &off, name, rows[r].d0, rows[r].d1);
+        }
+    }
+    table_add(out, &n, max, &off, "model.norm.weight", C, 0);
+    if (c->head == GPT_HEAD_LM && !c->tie_embeddings)
+        table_add(out, &n, max, &off, "lm_head.weight", V, C);
+    if (c->head == GPT_HEAD_SCORE) {
+        table_add(out, &n, max, &off, "score.weight", 1, C);
+    } else if (c->head == GPT_HEAD_VALUE) {
+        table_add(out, &n, max, &off, "v_head.summary.weight", 1, C);
+        table_add(out, &n, max, &off, "v_head.summary.bias", 1, 0);
+    }
+    return n;
+}
+
 int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max) {
+    if (c->family == GPT_FAMILY_LLAMA) return llama_tensors_build(c, out, max);
     int n = 0, V = c->vocab_size, C = c->n_embd;
     size_t off = 0;
     char name[GPT_NAME_LEN];
@@ -102,7 +198,7 @@ int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max) {
     return n;
 }
 
-static int table_capacity(const GPTConfig *c) { return 2 + 12 * c->n_layer + 2 + 2; }
+static int table_capacity(const GPTConfig *c) { return 2 + 14 * c->n_layer + 2 + 2; }
 
 size_t gpt_config_num_params(const GPTConfig *c) {
     int cap = table_capacity(c);
@@ -113,10 +209,49 @@ size_t gpt_config_num_params(const GPTConfig *c) {
     return total;
 }
 
+/* Llama: pointers by the order of llama_tensors_build. */
+static void llama_weights_point(const GPT *m, float *buf, GPTWeights *w) {
+    const GPTTensor *t = m->tensors;
+    const GPTConfig *c = &m->config;
+    int k = 0;
+    w->wte = buf + t[k++].offset;
+    w->wpe = NULL;
+    for (int l = 0; l < c->n_layer; l++) {
+        GPTBlock *b = &w->h[l];
+        memset(b, 0, sizeof *b);
+        b->ln_1_w = buf + t[k++].offset;
+        b->qkv_w = buf + t[k].offset; /* q, k, v weights: three consecutive entries */
+        k += 3;
+        if (c->qkv_bias) b->qkv_b = buf + t[k].offset, k += 3;
+        if (c->qk_norm) b->q_norm_w = buf + t[k++].offset, b->k_norm_w = buf + t[k++].offset;
+        b->o_w = buf + t[k++].offset;
+        b->ln_2_w = buf + t[k++].offset;
+        b->gate_up_w = buf + t[k].offset; /* gate, up: consecutive */
+        k += 2;
+        b->down_w = buf + t[k++].offset;
+    }
+    w->ln_f_w = buf + t[k++].offset;
+    w->ln_f_b = NULL;
+    w->lm_head = w->wte;
+    if (c->head == GPT_HEAD_LM && !c->tie_embeddings) w->lm_head = buf + t[k++].offset;
+    w->head_w = w->head_b = NULL;
+    if (c->head == GPT_HEAD_SCORE) {
+        w->head_w = buf + t[k++].offset;
+    } else if (c->head == GPT_HEAD_VALUE) {
+        w->head_w = buf + t[k++].offset;
+        w->head_b = buf + t[k++].offset;
+    }
+    ASSERT(k == m->num_tensors);
+}
+
 void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w) {
     const GPTTensor *t = m->tensors;
     int L = m->config.n_layer, k = 0;
     if (!w->h) w->h = xcalloc((size_t)L, sizeof(GPTBlock));
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        llama_weights_point(m, buf, w);
+        return;
+    }
     w->wte = buf + t[k++].offset;
     w->wpe = buf + t[k++].offset;
     for (int l = 0; l < L; l++) {
@@ -128,6 +263,7 @@ void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w) {
     }
     w->ln_f_w = buf + t[k++].offset;
     w->ln_f_b = buf + t[k++].offset;
+    w->lm_head = w->wte;
     w->head_w = w->head_b = NULL;
     if (m->config.head == GPT_HEAD_SCORE) {
         w->head_w = buf + t[k++].offset;
@@ -153,6 +289,12 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     m->num_params = last->offset + last->numel;
     m->params = xalloc_floats(m->num_params);
     gpt_weights_point(m, m->params, &m->w);
+    if (c->family == GPT_FAMILY_LLAMA) {
+        int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+        m->rope_freq = xcalloc((size_t)hd / 2, sizeof(double));
+        rope_inv_freq(m->rope_freq, hd, c->rope_theta, c->rope_factor, c->rope_low_freq_factor,
+                      c->rope_high_freq_factor, c->rope_orig_max_pos);
+    }
     m->temperature = 1.0f;
     m->decode_packed = 1;
     m->weights_version = -1;
@@ -175,7 +317,9 @@ void gpt_init_weights(GPT *m, uint64_t seed) {
         const char *nm = t->name;
         size_t len = strlen(nm);
         int is_bias = len >= 5 && strcmp(nm + len - 5, ".bias") == 0;
-        int is_ln = strstr(nm, "ln_") != NULL;
+        /* GPT-2's LayerNorms are ln_*; Llama's RMSNorms are *layernorm, *_norm, model.norm */
+        int is_ln = strstr(nm, "ln_") != NULL ||
+                    (c->family == GPT_FAMILY_LLAMA && strstr(nm, "norm.weight") != NULL);
         if (is_bias) {
             memset(p, 0, t->numel * sizeof(float));
         } else if (is_ln) {
@@ -204,6 +348,31 @@ void gpt_zero_grad(GPT *m) {
 // ----------------------------------------------------------------------------
 // activations
 
+/* Row widths of the per-token activations, by family. */
+typedef struct {
+    int hd;   /* head size */
+    int QW;   /* attention output: NH hd (GPT-2: C) */
+    int KW;   /* keys (and values): NKV hd (GPT-2: C) */
+    int QKVW; /* the fused projection: QW + 2 KW */
+    int FW;   /* MLP up projection: 4C (GPT-2) or gate|up 2F (Llama) */
+    int FGW;  /* MLP activation: 4C or F */
+} Widths;
+
+static Widths model_widths(const GPTConfig *c) {
+    Widths w;
+    if (c->family == GPT_FAMILY_LLAMA) {
+        w.hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+        w.QW = c->n_head * w.hd, w.KW = c->n_kv_head * w.hd;
+        w.FW = 2 * c->d_ff, w.FGW = c->d_ff;
+    } else {
+        w.hd = c->n_embd / c->n_head;
+        w.QW = w.KW = c->n_embd;
+        w.FW = w.FGW = 4 * c->n_embd;
+    }
+    w.QKVW = w.QW + 2 * w.KW;
+    return w;
+}
+
 /* Everything the training path keeps between a forward and its backward. Per-layer
  * tensors hold L slices laid out for the B, T of the current call (slice l starts at
  * l*B*T*width), inside buffers sized for the reserved max_B x max_T. */
@@ -218,20 +387,25 @@ struct GPTActs {
     int nruns;
     float *encoded;                  /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
-    float *qkv;                      /* (L,B,T,3C) */
-    float *atty;                     /* (L,B,T,C) attention output before c_proj */
+    float *qkv;                      /* (L,B,T,QKVW) (GPT-2: 3C) */
+    float *qkvr;                     /* (L,B,T,QKVW) Llama: q, k normed and rotated, v */
+    float *qkn_rstd;                 /* (L,B,T,NH+NKV) Llama with qk_norm: per-head rstd */
+    int *pos;                        /* (B,T) Llama: the position of each row (t) */
+    float *atty;                     /* (L,B,T,QW) attention output before c_proj */
     float *att;                      /* (L,B,NH,T,T) softmax probabilities */
     float *res2;                     /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
-    float *fch, *fch_gelu;           /* (L,B,T,4C) */
+    float *fch, *fch_gelu;           /* (L,B,T,FW) (L,B,T,FGW): GPT-2 4C 4C, Llama 2F F */
     float *res3;                     /* (L,B,T,C) residual after the MLP (block output) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C) (B,T) (B,T) */
     float *lse;                      /* (B,T) logsumexp of the LM head rows */
     /* backward scratch (allocated on the first backward) */
     float *dres;      /* (B,T,C) gradient of the residual stream */
-    float *dbtc;      /* (B,T,C) */
-    float *dqkv;      /* (B,T,3C) */
-    float *dfch;      /* (B,T,4C) (the GELU's input gradient: fused into c_proj's) */
+    float *dbtc;      /* (B,T,max(C,QW)) */
+    float *dqkv;      /* (B,T,QKVW) */
+    float *dqkvr;     /* (B,T,QKVW) Llama: gradient of the normed, rotated q, k and v */
+    float *dfch;      /* (B,T,FW) (GPT-2: the GELU's input gradient, fused into c_proj's) */
+    float *dmlp;      /* (B,T,F) Llama: gradient of the SwiGLU output */
     float *datt;      /* (datt_slots,T,T) attention backward scratch, one per thread */
     int datt_slots;
     float *dlnf;      /* (B,T,C) */
@@ -243,7 +417,8 @@ static void acts_free(struct GPTActs *a) {
     free(a->targets);
     free(a->lengths);
     free(a->runs);
-    float *bufs[] = {a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
+    free(a->pos);
+    float *bufs[] = {a->qkvr, a->qkn_rstd, a->dqkvr, a->dmlp, a->encoded, a->ln1,  a->ln1_mean, a->ln1_rstd, a->qkv,      a->atty,
                      a->att,     a->res2, a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,     a->lnf_mean, a->lnf_rstd,
                      a->lse,     a->dres, a->dbtc,     a->dqkv,     a->dfch,
@@ -266,10 +441,15 @@ static void grad_scratch_reserve(GPT *m) {
     struct GPTActs *a = m->acts;
     if (a->dres) return;
     size_t C = (size_t)m->config.n_embd, BT = (size_t)a->B * (size_t)a->T;
+    Widths wd = model_widths(&m->config);
     a->dres = xalloc_floats(BT * C);
-    a->dbtc = xalloc_floats(BT * C);
-    a->dqkv = xalloc_floats(BT * 3 * C);
-    a->dfch = xalloc_floats(BT * 4 * C);
+    a->dbtc = xalloc_floats(BT * (C > (size_t)wd.QW ? C : (size_t)wd.QW));
+    a->dqkv = xalloc_floats(BT * wd.QKVW);
+    a->dfch = xalloc_floats(BT * wd.FW);
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        a->dqkvr = xalloc_floats(BT * wd.QKVW);
+        a->dmlp = xalloc_floats(BT * wd.FGW);
+    }
     /* one attention scratch per thread, at most one per (b, h) pair */
     int slots = ops_blas_threads(), pairs = a->B * m->config.n_head;
     a->datt_slots = slots < 1 ? 1 : slots > pairs ? pairs : slots;
@@ -299,15 +479,21 @@ void gpt_reserve(GPT *m, int B, int T) {
     a->ln1 = xalloc_floats(L * BT * C);
     a->ln1_mean = xalloc_floats(L * BT);
     a->ln1_rstd = xalloc_floats(L * BT);
-    a->qkv = xalloc_floats(L * BT * 3 * C);
-    a->atty = xalloc_floats(L * BT * C);
+    Widths wd = model_widths(c);
+    a->qkv = xalloc_floats(L * BT * wd.QKVW);
+    a->atty = xalloc_floats(L * BT * wd.QW);
+    if (c->family == GPT_FAMILY_LLAMA) {
+        a->qkvr = xalloc_floats(L * BT * wd.QKVW);
+        if (c->qk_norm) a->qkn_rstd = xalloc_floats(L * BT * (size_t)(c->n_head + c->n_kv_head));
+        a->pos = xcalloc(BT, sizeof(int));
+    }
     a->att = xalloc_floats(L * (size_t)B * NH * (size_t)T * (size_t)T);
     a->res2 = xalloc_floats(L * BT * C);
     a->ln2 = xalloc_floats(L * BT * C);
     a->ln2_mean = xalloc_floats(L * BT);
     a->ln2_rstd = xalloc_floats(L * BT);
-    a->fch = xalloc_floats(L * BT * 4 * C);
-    a->fch_gelu = xalloc_floats(L * BT * 4 * C);
+    a->fch = xalloc_floats(L * BT * wd.FW);
+    a->fch_gelu = xalloc_floats(L * BT * wd.FGW);
     a->res3 = xalloc_floats(L * BT * C);
     a->lnf = xalloc_floats(BT * C);
     a->lnf_mean = xalloc_floats(BT);
@@ -338,6 +524,7 @@ void gpt_reserve(GPT *m, int B, int T) {
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *res2, *ln2, *ln2_mean, *ln2_rstd,
         *fch, *fch_gelu, *res3;
+    float *qkvr, *qkn_rstd; /* Llama */
     const float *res_in; /* the block input: encoded or the previous res3 */
 } LayerActs;
 
@@ -345,19 +532,24 @@ static LayerActs layer_acts(const GPT *m, int l, int B, int T) {
     const struct GPTActs *a = m->acts;
     size_t C = (size_t)m->config.n_embd, NH = (size_t)m->config.n_head;
     size_t BT = (size_t)B * (size_t)T, lz = (size_t)l;
+    Widths wd = model_widths(&m->config);
     LayerActs la;
     la.ln1 = a->ln1 + lz * BT * C;
     la.ln1_mean = a->ln1_mean + lz * BT;
     la.ln1_rstd = a->ln1_rstd + lz * BT;
-    la.qkv = a->qkv + lz * BT * 3 * C;
-    la.atty = a->atty + lz * BT * C;
+    la.qkv = a->qkv + lz * BT * wd.QKVW;
+    la.qkvr = a->qkvr ? a->qkvr + lz * BT * wd.QKVW : NULL;
+    la.qkn_rstd = a->qkn_rstd
+                      ? a->qkn_rstd + lz * BT * (size_t)(m->config.n_head + m->config.n_kv_head)
+                      : NULL;
+    la.atty = a->atty + lz * BT * wd.QW;
     la.att = a->att + lz * (size_t)B * NH * (size_t)T * (size_t)T;
     la.res2 = a->res2 + lz * BT * C;
     la.ln2 = a->ln2 + lz * BT * C;
     la.ln2_mean = a->ln2_mean + lz * BT;
     la.ln2_rstd = a->ln2_rstd + lz * BT;
-    la.fch = a->fch + lz * BT * 4 * C;
-    la.fch_gelu = a->fch_gelu + lz * BT * 4 * C;
+    la.fch = a->fch + lz * BT * wd.FW;
+    la.fch_gelu = a->fch_gelu + lz * BT * wd.FGW;
     la.res3 = a->res3 + lz * BT * C;
     la.res_in = l == 0 ? a->encoded : a->res3 + (lz - 1) * BT * C;
     return la;
@@ -367,6 +559,47 @@ static void check_shape(const GPT *m, int B, int T) {
     if (!m->acts || B < 1 || T < 1 || B > m->max_B || T > m->max_T)
         fatal("gpt: batch %d x %d exceeds the reserved %d x %d (call gpt_reserve first)", B, T,
               m->max_B, m->max_T);
+}
+
+/* One Llama block (HF LlamaDecoderLayer): x + attn(rmsnorm(x)), then + mlp(rmsnorm(.)).
+ * q, k (qk_norm: each head RMSNormed first, Qwen3) are rotated at the rows' positions. */
+static void llama_block_forward(GPT *m, const GPTBlock *w, LayerActs *la, int B, int T) {
+    const GPTConfig *c = &m->config;
+    Widths wd = model_widths(c);
+    int C = c->n_embd, N = B * T, NH = c->n_head, NKV = c->n_kv_head, hd = wd.hd;
+    float eps = c->norm_eps;
+    const int *pos = m->acts->pos;
+    rmsnorm_forward(la->ln1, la->ln1_rstd, la->res_in, w->ln_1_w, eps, N, 1, C, C);
+    linear_forward(la->qkv, la->ln1, w->qkv_w, w->qkv_b, N, C, wd.QKVW);
+    memcpy(la->qkvr, la->qkv, (size_t)N * wd.QKVW * sizeof(float));
+    if (c->qk_norm) {
+        rmsnorm_forward(la->qkvr, la->qkn_rstd, la->qkv, w->q_norm_w, eps, N, NH, hd, wd.QKVW);
+        rmsnorm_forward(la->qkvr + wd.QW, la->qkn_rstd + (size_t)N * NH, la->qkv + wd.QW,
+                        w->k_norm_w, eps, N, NKV, hd, wd.QKVW);
+    }
+    rope_forward(la->qkvr, la->qkvr, m->rope_freq, pos, N, NH + NKV, hd, wd.QKVW);
+    gqa_attention_forward(la->atty, la->att, la->qkvr, B, T, NH, NKV, hd);
+    linear_forward(la->res2, la->atty, w->o_w, NULL, N, wd.QW, C);
+    residual_forward(la->res2, la->res_in, la->res2, (size_t)N * C);
+    rmsnorm_forward(la->ln2, la->ln2_rstd, la->res2, w->ln_2_w, eps, N, 1, C, C);
+    linear_forward(la->fch, la->ln2, w->gate_up_w, NULL, N, C, wd.FW);
+    swiglu_forward(la->fch_gelu, la->fch, N, c->d_ff);
+    linear_forward(la->res3, la->fch_gelu, w->down_w, NULL, N, wd.FGW, C);
+    residual_forward(la->res3, la->res2, la->res3, (size_t)N * C);
+}
+
+static void llama_forward(GPT *m, const int *tokens, int B, int T) {
+    const GPTConfig *c = &m->config;
+    int C = c->n_embd, N = B * T;
+    struct GPTActs *a = m->acts;
+    for (int i = 0; i < N; i++) a->pos[i] = i % T;
+    embedding_forward(a->encoded, tokens, m->w.wte, N, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs la = layer_acts(m, l, B, T);
+        llama_block_forward(m, &m->w.h[l], &la, B, T);
+    }
+    LayerActs last = layer_acts(m, c->n_layer - 1, B, T);
+    rmsnorm_forward(a->lnf, a->lnf_rstd, last.res3, m->w.ln_f_w, c->norm_eps, N, 1, C, C);
 }
 
 void gpt_forward(GPT *m, const int *tokens, int B, int T) {
@@ -380,6 +613,13 @@ void gpt_forward(GPT *m, const int *tokens, int B, int T) {
             fatal("gpt_forward: token %d at position %zu of the batch is outside the "
                   "vocabulary [0, %d)", tokens[i], i, V);
     memcpy(a->tokens, tokens, BT * sizeof(int));
+    if (c->family == GPT_FAMILY_LLAMA) {
+        llama_forward(m, tokens, B, T);
+        a->fwd_B = B;
+        a->fwd_T = T;
+        a->head_fwd = 0;
+        return;
+    }
     encoder_forward(a->encoded, tokens, m->w.wte, m->w.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         const GPTBlock *w = &m->w.h[l];
@@ -419,7 +659,62 @@ static void backward_begin(GPT *m, const char *fn) {
     grad_scratch_reserve(m);
 }
 
+/* The backward of llama_block_forward: from a->dres (the gradient of the block output,
+ * replaced by that of its input) into the block's weight gradients gw. */
+static void llama_block_backward(GPT *m, const GPTBlock *w, GPTBlock *gw, const LayerActs *la,
+                                 int B, int T) {
+    const GPTConfig *c = &m->config;
+    Widths wd = model_widths(c);
+    int C = c->n_embd, N = B * T, NH = c->n_head, NKV = c->n_kv_head, hd = wd.hd;
+    struct GPTActs *a = m->acts;
+    linear_backward(a->dmlp, gw->down_w, NULL, a->dres, la->fch_gelu, w->down_w, N, wd.FGW, C);
+    swiglu_backward(a->dfch, a->dmlp, la->fch, N, c->d_ff);
+    linear_backward(a->dbtc, gw->gate_up_w, NULL, a->dfch, la->ln2, w->gate_up_w, N, C, wd.FW);
+    rmsnorm_backward(a->dres, gw->ln_2_w, a->dbtc, la->res2, w->ln_2_w, la->ln2_rstd, N, 1, C, C);
+    linear_backward(a->dbtc, gw->o_w, NULL, a->dres, la->atty, w->o_w, N, wd.QW, C);
+    gqa_attention_backward(a->dqkvr, a->datt, a->datt_slots, a->dbtc, la->qkvr, la->att, B, T,
+                           NH, NKV, hd);
+    rope_backward(a->dqkvr, a->dqkvr, m->rope_freq, a->pos, N, NH + NKV, hd, wd.QKVW);
+    const float *dqkv = a->dqkvr;
+    if (c->qk_norm) {
+        /* q, k: through the per-head RMSNorms (accumulated into zeros); v: as it is */
+        int qk = wd.QW + wd.KW;
+        for (int n = 0; n < N; n++) {
+            float *row = a->dqkv + (size_t)n * wd.QKVW;
+            memset(row, 0, (size_t)qk * sizeof(float));
+            memcpy(row + qk, a->dqkvr + (size_t)n * wd.QKVW + qk, (size_t)wd.KW * sizeof(float));
+        }
+        rmsnorm_backward(a->dqkv, gw->q_norm_w, a->dqkvr, la->qkv, w->q_norm_w, la->qkn_rstd, N,
+                         NH, hd, wd.QKVW);
+        rmsnorm_backward(a->dqkv + wd.QW, gw->k_norm_w, a->dqkvr + wd.QW, la->qkv + wd.QW,
+                         w->k_norm_w, la->qkn_rstd + (size_t)N * NH, N, NKV, hd, wd.QKVW);
+        dqkv = a->dqkv;
+    }
+    linear_backward(a->dbtc, gw->qkv_w, gw->qkv_b, dqkv, la->ln1, w->qkv_w, N, C, wd.QKVW);
+    rmsnorm_backward(a->dres, gw->ln_1_w, a->dbtc, la->res_in, w->ln_1_w, la->ln1_rstd, N, 1, C,
+                     C);
+}
+
+static void llama_trunk_backward(GPT *m, int B, int T) {
+    const GPTConfig *c = &m->config;
+    int C = c->n_embd, L = c->n_layer, N = B * T;
+    struct GPTActs *a = m->acts;
+    LayerActs last = layer_acts(m, L - 1, B, T);
+    memset(a->dres, 0, (size_t)N * C * sizeof(float));
+    rmsnorm_backward(a->dres, m->g.ln_f_w, a->dlnf, last.res3, m->w.ln_f_w, a->lnf_rstd, N, 1, C,
+                     C);
+    for (int l = L - 1; l >= 0; l--) {
+        LayerActs la = layer_acts(m, l, B, T);
+        llama_block_backward(m, &m->w.h[l], &m->g.h[l], &la, B, T);
+    }
+    embedding_backward(m->g.wte, a->dres, a->tokens, N, C);
+}
+
 static void trunk_backward(GPT *m, int B, int T) {
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        llama_trunk_backward(m, B, T);
+        return;
+    }
     const GPTConfig *c = &m->config;
     int C = c->n_embd, NH = c->n_head, L = c->n_layer;
     size_t BT = (size_t)B * (size_t)T, BTC = BT * (size_t)C;
@@ -489,7 +784,7 @@ void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
     }
     for (int r = 0; r < a->nruns; r++) {
         int s0 = a->runs[2 * r], n = a->runs[2 * r + 1] - s0;
-        lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.wte, n, C, V);
+        lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.lm_head, n, C, V);
     }
     logprob_forward(m->logprobs, m->entropy, a->lse, m->logits, targets, m->temperature, N, V);
     a->head_fwd = 1;
@@ -509,8 +804,8 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
         logprob_backward(rows, dlogprobs + s0, dentropy ? dentropy + s0 : NULL, rows,
                          a->lse + s0, m->entropy + s0, a->targets + s0, m->temperature, e - s0,
                          V);
-        lmhead_backward(a->dlnf + (size_t)s0 * C, m->g.wte, m->logits + (size_t)s0 * V,
-                        a->lnf + (size_t)s0 * C, m->w.wte, e - s0, C, V);
+        lmhead_backward(a->dlnf + (size_t)s0 * C, m->g.lm_head, m->logits + (size_t)s0 * V,
+                        a->lnf + (size_t)s0 * C, m->w.lm_head, e - s0, C, V);
     }
     trunk_backward(m, B, T);
     a->head_fwd = 0;
@@ -601,18 +896,22 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     if (T > cf->max_seq_len)
         fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
               cf->max_seq_len);
+    /* Llama decodes from the weights in place (lmhead_forward_rows reads the (out, in)
+     * layout); the panel-major copy is GPT-2's */
+    int packed = m->decode_packed != 0 && cf->family == GPT_FAMILY_GPT2;
     struct GPTCache *old = m->cache;
-    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == (m->decode_packed != 0))
-        return;
+    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == packed) return;
     if (old && B < old->B) B = old->B;
     if (old && T < old->T) T = old->T;
     cache_free(old);
     struct GPTCache *c = xcalloc(1, sizeof *c);
     size_t L = (size_t)cf->n_layer, C = (size_t)cf->n_embd, V = (size_t)cf->vocab_size;
     int R = CACHE_CHUNK_ROWS > B ? CACHE_CHUNK_ROWS : B;
+    Widths wd = model_widths(cf);
     c->B = B, c->T = T, c->R = R;
-    c->k = xalloc_floats(L * (size_t)B * (size_t)T * C);
-    c->v = xalloc_floats(L * (size_t)B * (size_t)T * C);
+    /* per layer and slot: NKV (GPT-2: NH) heads of T x hd, i.e. KW floats per position */
+    c->k = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
+    c->v = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->len = xcalloc((size_t)B, sizeof(int));
     c->slot = xcalloc((size_t)R, sizeof(int));
     c->pos = xcalloc((size_t)R, sizeof(int));
@@ -620,18 +919,19 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->emit = xcalloc((size_t)R, sizeof(int));
     c->x = xalloc_floats((size_t)R * C);
     c->ln = xalloc_floats((size_t)R * C);
-    c->qkv = xalloc_floats((size_t)R * 3 * C);
-    c->atty = xalloc_floats((size_t)R * C);
+    c->qkv = xalloc_floats((size_t)R * wd.QKVW);
+    c->atty = xalloc_floats((size_t)R * wd.QW);
     c->proj = xalloc_floats((size_t)R * C);
-    c->fch = xalloc_floats((size_t)R * 4 * C);
-    c->fch_gelu = xalloc_floats((size_t)R * 4 * C);
+    c->fch = xalloc_floats((size_t)R * wd.FW);
+    c->fch_gelu = xalloc_floats((size_t)R * wd.FGW);
     c->mean = xalloc_floats((size_t)R);
-    c->rstd = xalloc_floats((size_t)R);
+    /* (R, NH): Llama's per-head q/k RMSNorm uses it too */
+    c->rstd = xalloc_floats((size_t)R * (size_t)(cf->n_head + 1));
     c->lnf = xalloc_floats((size_t)R * C);
     c->score_slots = ops_blas_threads() < 1 ? 1 : ops_blas_threads();
     c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
-    if (m->decode_packed) {
+    if (packed) {
         int Ci = cf->n_embd;
         size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
                         matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
@@ -679,7 +979,13 @@ static void cache_attention(GPT *m, int n, const float *kl, const float *vl) {
  * values go into the cache, then each row attends to its own slot's positions 0..pos.
  * Rows with c->emit[i] set get logits, written to consecutive rows of c->logits from
  * out_row on. Every kernel is row-wise deterministic (see gpt.h). */
+static void llama_cache_pass(GPT *m, int n, int out_row);
+
 static void cache_pass(GPT *m, int n, int out_row) {
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        llama_cache_pass(m, n, out_row);
+        return;
+    }
     const GPTConfig *cf = &m->config;
     struct GPTCache *c = m->cache;
     int C = cf->n_embd, NH = cf->n_head, hs = C / NH, L = cf->n_layer, V = cf->vocab_size;
@@ -725,7 +1031,89 @@ static void cache_pass(GPT *m, int n, int out_row) {
                           m->w.ln_f_w, m->w.ln_f_b, 1, C);
         ne++;
     }
-    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.wte, ne, C, V);
+    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
+}
+
+/* Llama: rows [n part / nparts, n (part+1) / nparts) attend to their slots (NKV heads of
+ * T x hd per slot), with score row `part`. */
+static void llama_cache_attention_part(void *p, int part, int nparts) {
+    const CacheAttJob *j = p;
+    struct GPTCache *c = j->m->cache;
+    const GPTConfig *cf = &j->m->config;
+    Widths wd = model_widths(cf);
+    size_t slot_stride = (size_t)wd.KW * c->T;
+    int lo = (int)((long long)j->n * part / nparts), hi = (int)((long long)j->n * (part + 1) / nparts);
+    for (int i = lo; i < hi; i++)
+        gqa_attention_row_forward(c->atty + (size_t)i * wd.QW, c->scores + (size_t)part * c->T,
+                                  c->qkv + (size_t)i * wd.QKVW,
+                                  j->kl + (size_t)c->slot[i] * slot_stride,
+                                  j->vl + (size_t)c->slot[i] * slot_stride, c->pos[i] + 1, c->T,
+                                  cf->n_head, cf->n_kv_head, wd.hd);
+}
+
+/* out (n,OC) = inp (n,IC) @ w^T (+ bias): the batch-invariant kernel on an (out, in)
+ * weight, the bias added after (each row on its own) */
+static void linear_rows(float *out, const float *inp, const float *w, const float *bias, int n,
+                        int IC, int OC) {
+    lmhead_forward_rows(out, inp, w, n, IC, OC);
+    if (!bias) return;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] += bias[o];
+}
+
+/* cache_pass for the Llama family: the same row-wise pipeline as llama_block_forward, each
+ * kernel batch-invariant; rows are rotated at their own cache positions. */
+static void llama_cache_pass(GPT *m, int n, int out_row) {
+    const GPTConfig *cf = &m->config;
+    struct GPTCache *c = m->cache;
+    Widths wd = model_widths(cf);
+    int C = cf->n_embd, NH = cf->n_head, NKV = cf->n_kv_head, hd = wd.hd, V = cf->vocab_size;
+    float eps = cf->norm_eps;
+    size_t slot_stride = (size_t)wd.KW * c->T, layer_stride = (size_t)c->B * slot_stride;
+    embedding_forward(c->x, c->tok, m->w.wte, n, C);
+    for (int l = 0; l < cf->n_layer; l++) {
+        const GPTBlock *w = &m->w.h[l];
+        float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
+        rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_1_w, eps, n, 1, C, C);
+        linear_rows(c->qkv, c->ln, w->qkv_w, w->qkv_b, n, C, wd.QKVW);
+        if (cf->qk_norm) {
+            rmsnorm_forward(c->qkv, c->rstd, c->qkv, w->q_norm_w, eps, n, NH, hd, wd.QKVW);
+            rmsnorm_forward(c->qkv + wd.QW, c->rstd, c->qkv + wd.QW, w->k_norm_w, eps, n, NKV, hd,
+                            wd.QKVW);
+        }
+        rope_forward(c->qkv, c->qkv, m->rope_freq, c->pos, n, NH + NKV, hd, wd.QKVW);
+        for (int i = 0; i < n; i++) {
+            const float *row = c->qkv + (size_t)i * wd.QKVW;
+            float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hd;
+            float *vd = vl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hd;
+            for (int h = 0; h < NKV; h++) {
+                memcpy(kd + (size_t)h * c->T * hd, row + wd.QW + (size_t)h * hd, (size_t)hd * sizeof(float));
+                memcpy(vd + (size_t)h * c->T * hd, row + wd.QW + wd.KW + (size_t)h * hd,
+                       (size_t)hd * sizeof(float));
+            }
+        }
+        CacheAttJob j = {m, kl, vl, n};
+        double work = 0;
+        for (int i = 0; i < n; i++) work += 2.0 * (c->pos[i] + 1) * wd.QW;
+        int parts = n < c->score_slots ? n : c->score_slots;
+        if (work < CACHE_ATT_PAR_MIN || parts < 2) llama_cache_attention_part(&j, 0, 1);
+        else ops_parallel(llama_cache_attention_part, &j, parts);
+        linear_rows(c->proj, c->atty, w->o_w, NULL, n, wd.QW, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+        rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_2_w, eps, n, 1, C, C);
+        linear_rows(c->fch, c->ln, w->gate_up_w, NULL, n, C, wd.FW);
+        swiglu_forward(c->fch_gelu, c->fch, n, cf->d_ff);
+        linear_rows(c->proj, c->fch_gelu, w->down_w, NULL, n, wd.FGW, C);
+        residual_forward(c->x, c->x, c->proj, (size_t)n * C);
+    }
+    int ne = 0;
+    for (int i = 0; i < n; i++) {
+        if (!c->emit[i]) continue;
+        rmsnorm_forward(c->lnf + (size_t)ne * C, c->rstd, c->x + (size_t)i * C, m->w.ln_f_w, eps, 1,
+                        1, C, C);
+        ne++;
+    }
+    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
 }
 
 static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int t) {
@@ -807,6 +1195,7 @@ void gpt_free(GPT *m) {
     cache_free(m->cache);
     outputs_free(m);
     free(m->tensors);
+    free(m->rope_freq);
     free(m->params);
     free(m->grads);
     free(m->w.h);

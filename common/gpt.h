@@ -12,6 +12,20 @@
  *                   value-head layout (PPO critic).
  * fp32 throughout.
  *
+ * The same core runs the Llama family (config.family = GPT_FAMILY_LLAMA; Hugging Face
+ * LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM): token embedding without
+ * positions, pre-RMSNorm blocks of grouped-query causal attention with rotary positions
+ * (optionally q/k/v biases, per-head q/k RMSNorm before the rotation, a head_dim of its
+ * own, llama3 rope scaling) and a SwiGLU MLP, a final RMSNorm, and the same three heads
+ * (the LM head tied to the embedding or lm_head.weight). Its kernels are in ops_llama.h.
+ * Its table, with Hugging Face's names and nn.Linear (out, in) shapes:
+ *   model.embed_tokens.weight (V,C), then per layer l, prefix model.layers.l.:
+ *   input_layernorm.weight (C), self_attn.{q,k,v}_proj.weight (NH hd,C) (NKV hd,C) (NKV hd,C),
+ *   [self_attn.{q,k,v}_proj.bias], [self_attn.{q,k}_norm.weight (hd)],
+ *   self_attn.o_proj.weight (C,NH hd), post_attention_layernorm.weight (C),
+ *   mlp.{gate,up}_proj.weight (F,C), mlp.down_proj.weight (C,F);
+ *   then model.norm.weight (C), [lm_head.weight (V,C) when untied], the head tensors.
+ *
  * Parameters: ONE table of (name, shape) built from the config (gpt_tensors), in this
  * order: wte.weight (V,C), wpe.weight (maxT,C), then per layer l
  *   h.l.ln_1.weight (C)  h.l.ln_1.bias (C)
@@ -39,13 +53,29 @@
 
 typedef enum { GPT_HEAD_LM = 0, GPT_HEAD_SCORE = 1, GPT_HEAD_VALUE = 2 } GPTHead;
 
+typedef enum { GPT_FAMILY_GPT2 = 0, GPT_FAMILY_LLAMA = 1 } GPTFamily;
+
 typedef struct {
     int vocab_size;  /* V */
-    int max_seq_len; /* maxT, HF n_positions */
+    int max_seq_len; /* maxT, HF n_positions / max_position_embeddings */
     int n_layer;     /* L */
     int n_head;      /* NH */
-    int n_embd;      /* C, divisible by NH */
+    int n_embd;      /* C (GPT-2: divisible by NH) */
     GPTHead head;
+    /* The fields below are the Llama family's (HF LlamaConfig / Qwen2Config / Qwen3Config
+     * names in comments); all zero for GPT-2, which ignores them. */
+    GPTFamily family;
+    int n_kv_head;       /* NKV, num_key_value_heads: divides NH (1 = multi-query) */
+    int head_dim;        /* hd, head_dim: 0 means C / NH; Qwen3 sets its own */
+    int d_ff;            /* F, intermediate_size of the SwiGLU MLP */
+    int qkv_bias;        /* 1: q/k/v projections have biases (Qwen2, attention_bias) */
+    int qk_norm;         /* 1: per-head RMSNorm of q and k before the rotation (Qwen3) */
+    int tie_embeddings;  /* 1: the LM head is embed_tokens (tie_word_embeddings) */
+    float rope_theta;    /* rope_theta */
+    float norm_eps;      /* rms_norm_eps */
+    /* rope_scaling {"rope_type": "llama3"}: factor > 0 turns it on */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_max_pos; /* original_max_position_embeddings */
 } GPTConfig;
 
 #define GPT_NAME_LEN 64
@@ -59,6 +89,11 @@ typedef struct {
     size_t numel;
 } GPTTensor;
 
+/* One block's weights. GPT-2 uses the first group; Llama uses ln_1_w, ln_2_w (its two
+ * RMSNorms, biases NULL) and the second group. Llama's linear weights are in nn.Linear
+ * layout (out, in); q_proj, k_proj, v_proj are consecutive in the table, so qkv_w is their
+ * row-concatenation ((NH+2NKV)hd, C), one GEMM (ops_llama.h's fused qkv layout); likewise
+ * gate_proj, up_proj as gate_up_w (2F, C). */
 typedef struct {
     float *ln_1_w, *ln_1_b;           /* (C) (C) */
     float *attn_w, *attn_b;           /* (C,3C) (3C): q,k,v column blocks of C each */
@@ -66,13 +101,19 @@ typedef struct {
     float *ln_2_w, *ln_2_b;           /* (C) (C) */
     float *fc_w, *fc_b;               /* (C,4C) (4C) */
     float *fc_proj_w, *fc_proj_b;     /* (4C,C) (C) */
+    float *qkv_w, *qkv_b;             /* ((NH+2NKV)hd, C), bias ((NH+2NKV)hd) or NULL */
+    float *q_norm_w, *k_norm_w;       /* (hd) (hd) or NULL */
+    float *o_w;                       /* (C, NH hd) */
+    float *gate_up_w;                 /* (2F, C) */
+    float *down_w;                    /* (C, F) */
 } GPTBlock;
 
 typedef struct {
     float *wte;              /* (V,C) */
-    float *wpe;              /* (maxT,C) */
+    float *wpe;              /* (maxT,C); NULL for Llama (rotary positions) */
     GPTBlock *h;             /* [L] */
-    float *ln_f_w, *ln_f_b;  /* (C) (C) */
+    float *ln_f_w, *ln_f_b;  /* (C) (C); ln_f_b NULL for Llama (RMSNorm) */
+    float *lm_head;          /* (V,C): wte when tied (GPT-2 always), else lm_head.weight */
     float *head_w, *head_b;  /* score: (1,C), NULL; value: (1,C), (1); LM: NULL, NULL */
 } GPTWeights;
 
@@ -91,6 +132,9 @@ typedef struct {
     /* logits are divided by this before every softmax of the LM head (training and
      * generation alike), so behaviour and learner log-probs use the same distribution */
     float temperature;
+    /* Llama: the rotary inverse frequencies (head_dim/2, ops_llama.h rope_inv_freq) of
+     * the config, shared by training and generation; NULL for GPT-2 */
+    double *rope_freq;
     /* 1 (gpt_init's default): generation decodes from a packed copy of the weights (see
      * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. The same
      * results either way, bit for bit. Set before gpt_cache_reserve / generate. */
@@ -113,7 +157,9 @@ typedef struct {
 
 /* Check a config a user gave (sizes positive, C % NH == 0, ...). 0 or -1 with err. */
 int gpt_config_validate(const GPTConfig *c, char *err);
-/* Presets: "tiny" (V512 L4 NH4 C128 T128) and "gpt2" (124M: V50257 L12 NH12 C768 T1024).
+/* Presets: "tiny" (V512 L4 NH4 C128 T128) and "gpt2" (124M: V50257 L12 NH12 C768 T1024);
+ * Llama family: "llama-tiny" (V512 L4 NH4 NKV2 C128 F344 T128, tied) and "smol"
+ * (SmolLM2-135M's shape: V49152 L30 NH9 NKV3 C576 F1536 T2048, tied, rope_theta 1e5).
  * Returns -1 for an unknown name. */
 int gpt_config_preset(const char *name, GPTConfig *out);
 size_t gpt_config_num_params(const GPTConfig *c);

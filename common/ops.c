@@ -911,6 +911,23 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     matmul_backward_weights(dweight, dbias, dout, inp, N, C, OC);
 }
 
+/* Linear layers in torch's nn.Linear layout (OC,C): the same GEMM with the weight
+ * transposed, so a Llama-family checkpoint keeps Hugging Face's shapes. */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC) {
+    gemm_bias(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
+}
+
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC) {
+    gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, dinp, C);
+    gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias) {
+        ColSumJob j = {dbias, dout, N, OC};
+        run_range(colsum_range, &j, ((size_t)OC + 15) / 16, (size_t)N * OC, POOL_MAX);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // LM head
 

@@ -122,6 +122,14 @@ void matmul_pack_rows(float *packed, const float *weight, int C, int OC);
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC);
 
+/* The same in torch's nn.Linear layout, weight (OC,C): out (N,OC) = inp @ weight^T + bias
+ * (bias may be NULL). linear_backward: dinp (N,C) = dout @ weight (written); dweight
+ * (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout) (dbias may be NULL). */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC);
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC);
+
 /* The MLP's two GELU seams fused into the GEMMs (gemm.c epilogues; with OpenBLAS, the
  * separate calls): matmul_gelu_forward = matmul_forward into out, then out_gelu =
  * gelu(out); matmul_gelu_backward = matmul_backward, then dinp = gelu'(gelu_inp) dinp.
