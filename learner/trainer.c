@@ -430,6 +430,7 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
     adamw_step_scaled(&t->opt, m->params, m->grads, *lr,
                       adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
+    if (t->rank == 0) fault_kill_point("train_step");
     return 1;
 }
 
