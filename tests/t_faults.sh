@@ -105,7 +105,7 @@ run_with_kills() {
   done
   if [ $ended -eq 0 ]; then
     start_group "$T/$name.final.log" "$@"
-    wait_job "$JOB" 600
+    RC=0; wait "$JOB" || RC=$?   # (no limit of ours: the suite's own, tests/run.sh)
     [ "$RC" -eq 0 ] || { cat "$T/$name.final.log"; fail "$name: the final resumed run failed (rc $RC)"; }
   fi
 }
@@ -120,7 +120,7 @@ all_gone() {  # all_gone NAME HOW
 # die there (the fault log says so), and the whole job must end within 30 s of it.
 kill_at_point() {
   local name=$1 k=$2 point=$3; shift 3
-  local flog="$T/$name.kill$k.fault" i
+  local flog="$T/$name.kill$k.fault"
   start_group "$T/$name.kill$k.log" env RLHF_FAULT_KILL="$point" RLHF_FAULT_LOG="$flog" "$@"
   # (no time limit of ours on reaching the point: the suite's own limit, tests/run.sh)
   while kill -0 "$JOB" 2>/dev/null && ! grep -qs "SIGKILL at ${point%%:*}" "$flog"; do sleep 0.1; done
@@ -137,7 +137,7 @@ kill_at_point() {
 # sets ended=1 if the launch finished the run first
 kill_timed() {
   local name=$1 k=$2 j=$3 lo=$4 hi=$5; shift 5
-  local d when how victim before i t0w
+  local d when how victim before t0w
   before=$(latest_of "$T/$name")
   start_group "$T/$name.kill$k.log" "$@"
   if [ "$j" -ne 2 ]; then
@@ -203,6 +203,12 @@ for point in ckpt_data:2 ckpt_commit:3; do  # (the 2nd / 3rd checkpoint of the r
     || { cat "$T/diff.log"; fail "$point: not bit-identical after the kill"; }
   echo "  $point: killed mid-write, $(grep -o 'resumed from .*' "$d.resume.log" | sed "s|$T/||"), final bit-identical"
 done
+
+# a misspelt point must stop the run, not make a fault test pass vacuously
+RLHF_FAULT_KILL=ckpt_save:1 mpirun -np 1 "$B/learner" sft $SFT optim.steps=2 run.ckpt_every=0 \
+  run.out_dir="$T/typo" > "$T/typo.log" 2>&1 && { cat "$T/typo.log"; fail "RLHF_FAULT_KILL=ckpt_save:1 was accepted"; }
+grep -q 'unknown point "ckpt_save"' "$T/typo.log" || { cat "$T/typo.log"; fail "RLHF_FAULT_KILL typo: no clear error"; }
+echo "  RLHF_FAULT_KILL=ckpt_save:1 refused: $(grep -o 'unknown point.*' "$T/typo.log" | head -1)"
 
 # ---------------------------------------------------------------------------------------
 echo "== SFT policy for the online scenarios"
