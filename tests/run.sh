@@ -24,7 +24,8 @@
 # suites plus skipped parts of passing suites); exit status 1 on any failure.
 # Environment: BUILD (plain pass, default build), ASAN_BUILD (default build-asan),
 # TEST_FILTER (substring of the suite names to run), TEST_TIMEOUT (seconds per suite,
-# default 900), TEST_JOBS (suites run at the same time: default 1 in the plain pass, 2 in
+# default 1800: it only catches a hung suite, and a passing suite never waits for it, so
+# it is set for a 2-core machine that other work keeps busy), TEST_JOBS (suites run at the same time: default 1 in the plain pass, 2 in
 # the asan pass, whose sequential run keeps 2 cores less than half busy: its time goes to
 # many short sanitized processes, mpirun launches and the scripts' waits); ASAN_SAN /
 # ASAN_OPT (set by the Makefile: the asan build's flags, so that a script's `make` of an
@@ -74,7 +75,7 @@ run_one() {
   res="$TMPROOT/res/$(printf '%04d' $nres)" log="$TMPROOT/${name//\//_}.log"
   (
     rc=0
-    timeout "${TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1 || rc=$?
+    timeout "${TEST_TIMEOUT:-1800}" "$@" >"$log" 2>&1 || rc=$?
     # the reasons of the SKIP lines, at most 200 characters each
     grep -E '^SKIP: ' "$log" | cut -c7-206 >"$res.skips" || true
     nskip=$(wc -l <"$res.skips")
