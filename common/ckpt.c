@@ -1003,6 +1003,7 @@ int ckpt_writer_commit(CkptWriter *w, char *err) {
         if (prune_dir(w->dir, w->name, w->keep_last, err) != 0) goto fail_committed;
     }
     free(w);
+    fault_kill_point("ckpt_saved");
     return 0;
 fail:
     ckpt_writer_free(w);

@@ -23,7 +23,7 @@
 # precious here: targets run one after another), FUZZ_TIMEOUT (per input, default 10 s),
 # FUZZ_NO_LOG=1 (do not append to fuzz/EXECUTIONS.md).
 #
-# Not here: installing clang (tests/t_fuzz_smoke.sh does that when it runs as root).
+# Not here: installing clang (tools/deps.sh does that, as root).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=build-fuzz

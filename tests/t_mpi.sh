@@ -11,7 +11,8 @@
 # collective (watchdog) each end the WHOLE job with a non-zero exit well within 30 s
 # (every launch runs under `timeout`, so a hang fails the test); ranks waiting for a
 # message use < 10% of a core (utime+stime from /proc/<pid>/stat over 3 s) and really sleep
-# (voluntary context switches in /proc/<pid>/status: >= 50/s; a spin loop has none).
+# (voluntary context switches in /proc/<pid>/status: >= 20/s; a sleeping poll blocks ~500
+# times/s on an idle machine, fewer when the CPUs are busy; a spin loop has none).
 # Run by tests/run.sh (TEST_FILTER=mpi); exits non-zero on the first failed check.
 set -u
 cd "$(dirname "$0")/.."
@@ -178,29 +179,31 @@ expect_abort "bad RLHF_PEER_TIMEOUT"
 expect_text "bad RLHF_PEER_TIMEOUT" "RLHF_PEER_TIMEOUT='soon' is not a number"
 ok "bad RLHF_PEER_TIMEOUT"
 
-# kill -9 of one actor while everybody waits (the learner would stop them after 60 s)
+# kill -9 of one actor while everybody waits (the learner would stop them after 60 s);
+# the job must end within 30 s of the kill. (The waits for the ranks to start and to be
+# gone have no limit of their own but the launch's: they end as soon as that happens.)
 mkdir -p "$TMP/kill"
-t0=$(now_ms)
-timeout 30 "${MPIRUN[@]}" -np 1 "$ROLES" learner idle "$TMP/kill" 60 : -np 2 "$ROLES" actor idle \
+timeout 120 "${MPIRUN[@]}" -np 1 "$ROLES" learner idle "$TMP/kill" 60 : -np 2 "$ROLES" actor idle \
   "$TMP/kill" 60 : -np 1 "$ROLES" reward idle "$TMP/kill" 60 >"$TMP/out" 2>&1 &
 job=$!
-for _ in $(seq 200); do [ "$(ls "$TMP/kill" | wc -l)" -eq 4 ] && break; sleep 0.1; done
-[ "$(ls "$TMP/kill" | wc -l)" -eq 4 ] || { kill "$job"; fail "kill -9: the ranks did not start"; }
+while [ "$(ls "$TMP/kill" | wc -l)" -lt 4 ] && kill -0 "$job" 2>/dev/null; do sleep 0.1; done
+[ "$(ls "$TMP/kill" | wc -l)" -eq 4 ] || { wait "$job"; fail "kill -9: the ranks did not start"; }
 sleep 0.5
 victim=$(cat "$TMP/kill/pid.2")
+t0=$(now_ms)
 kill -9 "$victim"
 wait "$job"
 RC=$?
 MS=$(( $(now_ms) - t0 ))
 expect_abort "kill -9"
 expect_text "kill -9" "exited on signal 9"
-for _ in $(seq 50); do
+for _ in $(seq 300); do
   alive=0
   for f in "$TMP"/kill/pid.*; do [ -e "/proc/$(cat "$f")" ] && alive=1; done
   [ $alive -eq 0 ] && break
   sleep 0.1
 done
-[ $alive -eq 0 ] || fail "kill -9: ranks still alive 5 s after mpirun ended"
+[ $alive -eq 0 ] || fail "kill -9: ranks still alive 30 s after mpirun ended"
 ok "kill -9 of one rank"
 
 # ---- waiting ranks do not spin ------------------------------------------------------------
@@ -214,8 +217,8 @@ blocks() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/status" 2>/dev/
 timeout 120 "${MPIRUN[@]}" -np 1 "$ROLES" learner idle "$TMP/idle" 90 : -np 3 "$ROLES" actor \
   idle "$TMP/idle" 90 : -np 1 "$ROLES" reward idle "$TMP/idle" 90 >"$TMP/out" 2>&1 &
 job=$!
-for _ in $(seq 300); do [ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] && break; sleep 0.1; done
-[ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] || { kill "$job"; fail "idle: the ranks did not start"; }
+while [ "$(ls "$TMP/idle" | wc -l)" -lt 5 ] && kill -0 "$job" 2>/dev/null; do sleep 0.1; done
+[ "$(ls "$TMP/idle" | wc -l)" -eq 5 ] || { wait "$job"; fail "idle: the ranks did not start"; }
 sleep 1
 hz=$(getconf CLK_TCK)
 declare -A before
@@ -246,7 +249,7 @@ for w in 1 2 3 4; do
   rate=$(( (vol1[$w] - vol0[$w]) * 1000 / ms ))              # blocking sleeps per second
   report="$report rank$w=${pct}%,${rate}/s"
   [ "$pct" -lt 10 ] || fail "idle: waiting world rank $w used ${pct}% of a core"
-  [ "$rate" -ge 50 ] || fail "idle: waiting world rank $w slept only ${rate} times/s: spinning?"
+  [ "$rate" -ge 20 ] || fail "idle: waiting world rank $w slept only ${rate} times/s: spinning?"
 done
 [ "$(grep -c 'waited .* s using' "$TMP/out")" -eq 4 ] || fail "idle: not every waiting rank got the stop"
 MS=$ms

@@ -54,7 +54,7 @@ PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.ini
 # launch LEARNERS REWARD ACTORS STAGE OUT [overrides...]
 launch() {
   local nl=$1 nr=$2 na=$3 stage=$4 out=$5; shift 5
-  timeout 150 mpirun -np "$nl" "$B/learner" "$stage" $PPO run.out_dir="$out" "$@" \
+  timeout 600 mpirun -np "$nl" "$B/learner" "$stage" $PPO run.out_dir="$out" "$@" \
     : -np "$nr" "$B/reward_server" $PPO run.out_dir="$out" "$@" \
     : -np "$na" "$B/actor" $PPO run.out_dir="$out" "$@"
 }

@@ -4,8 +4,11 @@
  * Each test program defines test functions, runs them with TEST_RUN(fn) from main and
  * returns TEST_EXIT(). Every CHECK that fails prints file:line and the values involved;
  * a test program exits non-zero if any check failed, and prints one summary line
- * ("test_x: N checks, M failed"). tests/run.sh runs every test program and prints the
- * suite summary "N passed, N failed". Nothing here is timed: speed lives in bench/.
+ * ("test_x: N checks, M failed, K skipped"). A test that cannot run a part here (the CPU
+ * lacks what it tests, ...) says so with TEST_SKIP("reason", ...), which prints
+ * "SKIP: test: reason": tests/run.sh counts those lines and shows them on the suite's
+ * result line; a program that skipped everything and checked nothing exits 77, which
+ * tests/run.sh counts as a skipped suite. Nothing here is timed: speed lives in bench/.
  */
 #ifndef RLHF_TEST_H
 #define RLHF_TEST_H
@@ -17,6 +20,7 @@
 
 static int test_checks_ = 0;
 static int test_failures_ = 0;
+static int test_skips_ = 0;
 static const char *test_current_ = "";
 
 #define CHECK(cond)                                                                       \
@@ -64,16 +68,29 @@ static const char *test_current_ = "";
         }                                                                                 \
     } while (0)
 
-#define TEST_RUN(fn)                                                                      \
+/* A part of the current test that cannot run here: one "SKIP: test: reason" line (the
+ * format tests/run.sh counts); the caller then leaves that part out. */
+#define TEST_SKIP(...)                                                                    \
     do {                                                                                  \
-        int before_ = test_failures_;                                                     \
-        test_current_ = #fn;                                                              \
-        fn();                                                                             \
-        fprintf(stderr, "%s %s\n", test_failures_ == before_ ? "  ok  " : "  FAIL", #fn); \
+        test_skips_++;                                                                    \
+        fprintf(stderr, "SKIP: %s: ", test_current_);                                     \
+        fprintf(stderr, __VA_ARGS__);                                                     \
+        fputc('\n', stderr);                                                              \
     } while (0)
 
+#define TEST_RUN(fn)                                                                      \
+    do {                                                                                  \
+        int before_ = test_failures_, skips_ = test_skips_;                               \
+        test_current_ = #fn;                                                              \
+        fn();                                                                             \
+        fprintf(stderr, "%s %s\n", test_failures_ != before_ ? "  FAIL"                   \
+                                   : test_skips_ != skips_ ? "  skip" : "  ok  ", #fn);   \
+    } while (0)
+
+/* 1 on any failure; 77 (a skipped suite) when parts were skipped and nothing was checked */
 #define TEST_EXIT()                                                                       \
-    (fprintf(stderr, "%s: %d checks, %d failed\n", __FILE__, test_checks_, test_failures_), \
-     test_failures_ ? 1 : 0)
+    (fprintf(stderr, "%s: %d checks, %d failed, %d skipped\n", __FILE__, test_checks_,    \
+             test_failures_, test_skips_),                                                \
+     test_failures_ ? 1 : test_checks_ == 0 && test_skips_ > 0 ? 77 : 0)
 
 #endif
