@@ -282,7 +282,7 @@ if want model || want torch; then
       gf=$(val "model.$c.$p.train.gflops")
       lim=$(val "sgemm.$c.$p.step.gflops")
       pct=$(awk -v a="$gf" -v b="$lim" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", 100 * a / b }')
-      path=OpenBLAS; [ "$(val "model.$c.gemm_c")" = 1 ] && path=gemm.c
+      path=$(val "model.$c.gemm_default"); path=${path:-OpenBLAS} # the product's default GEMM
       printf '%-52s %10s %9s %7s %12s\n' "ours $p, $path $(core_tag "$c")" "$(fmt "$tk" 0)" "$(fmt "$gf")" "$pct" \
         "$(fmt "$(val "model.$c.$p.generate.tokens_per_s")" 0)"
     done
