@@ -289,11 +289,13 @@ if want model || want torch; then
     for s in default best; do
       tk=$(val "torch.$s.$p.train_tok_s")
       [ -z "$tk" ] && continue
-      printf '%-52s %10s %9s %7s %12s\n' "PyTorch $p $s $(torch_tag "$s" "$p")" "$(fmt "$tk" 0)" \
+      name=$s; [ "$s" = best ] && ! best_ok "$p" && name="best-REJECTED"
+      printf '%-52s %10s %9s %7s %12s\n' "PyTorch $p $name $(torch_tag "$s" "$p")" "$(fmt "$tk" 0)" \
         "$(fmt "$(val "torch.$s.$p.train_gflops")")" "" "$(fmt "$(val "torch.$s.$p.gen_tok_s")" 0)"
     done
     if want torch && ! best_ok "$p"; then
       echo "  PyTorch best, $p: $BEST_WHY: no ratio against it"
+      [ -z "$BEST_MISSING" ] && not_measured+=("PyTorch best setup, $p: $BEST_WHY")
     fi
     for c in "${CORES[@]}"; do
       for s in best default; do
