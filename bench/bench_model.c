@@ -14,11 +14,11 @@
  * step's GEMMs, attention counted as the OpenBLAS path computes it (the causal query
  * blocks of OPS_ATT_BLOCK rows; gemm.c's causal shapes skip a further ~20 %), so GFLOP/s
  * compare like with like; the element-wise work is counted as overhead.
- * Where gemm.c is compiled in (AVX-512), the step runs with gemm.c's GEMM (the default)
- * and again with OpenBLAS for the same products (ops_gemm_own(0)), and both times are
- * printed with the faster marked (the train.* figures are the default path's,
- * model.gemm_default); elsewhere the step is OpenBLAS's alone and the output
- * says why gemm.c is missing (bench/gemm_path.h) instead of printing a ratio.
+ * Where gemm.c is compiled in (AVX-512), the step runs with gemm.c's GEMM (ops_gemm_own(1))
+ * and right after with OpenBLAS for the same products (ops_gemm_own(0)); both times are
+ * printed with the faster marked, and the train.* figures are those of the path the
+ * product takes by default (model.gemm_default). Elsewhere the step is OpenBLAS's alone
+ * and the output says why gemm.c is missing (bench/gemm_path.h) instead of a ratio.
  * Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
  * lines (the format of bench_sgemm), and model.core (the OpenBLAS core in use) and
  * model.gemm_c (1 when gemm.c ran). Not a test: nothing is checked.

@@ -12,9 +12,9 @@
 #   3. the same GPT-2 in PyTorch (bench/torch_gpt2.py under Debian's /usr/bin/python3):
 #      "default" = the environment as it is; "best" = tcmalloc preloaded, the OpenMP
 #      OpenBLAS first on the library path, OPENBLAS_CORETYPE unset. bench/deps.sh installs
-#      the packages this needs first (as root); where it cannot, or where the run shows the
-#      setup did not take (the script reports what it loaded), there is no "best" column
-#      and no ratio against it: the summary says what is missing and what to install;
+#      the packages this needs first (as root). Where it cannot, best is not run; where the
+#      run shows the setup did not take (the script reports what it loaded), its row reads
+#      best-REJECTED. Either way there is no ratio against it, and the summary says why;
 #   4. checkpoint I/O of the 124M model vs raw write+fsync/read (build/bench/bench_io);
 #   5. weight sync: HDF5 image + MPI_Bcast, and the parameter-buffer path of
 #      ppo.weight_sync=params, vs raw MPI_Bcast (build/bench/bench_bcast
@@ -27,13 +27,15 @@
 # from those medians. Every line whose figure depends on OpenBLAS names the core it ran
 # (e.g. [Zen auto]: OpenBLAS's own detection; [Haswell preset]: OPENBLAS_CORETYPE). gemm.c
 # (our AVX-512 GEMM) is reported next to OpenBLAS, the faster marked, where it is compiled
-# in; elsewhere the summary says why it is missing and prints no ratio for it. Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS
-# (default 2), BENCH_NP (ranks for the broadcast, default 4), BENCH_ONLY (space-separated
-# subset of: sgemm model torch io bcast ppo), BENCH_PRESETS (the model sizes of sgemm,
-# model and torch: "tiny gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M
-# model under the preset core, slow). Nothing here is part of `make test`. Exit status 1 if a benchmark
-# program failed (the table still shows what was measured); what could not be measured
-# (PyTorch or its best setup missing) is listed at the end and in the JSON ("not_measured").
+# in; elsewhere the summary says why it is missing and prints no ratio for it.
+# Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
+# (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
+# torch io bcast ppo), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
+# core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
+# Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
+# table still shows what was measured); what could not be measured (PyTorch or its best
+# setup, gemm.c) is listed at the end and in the JSON (meta.not_measured).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
