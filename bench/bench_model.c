@@ -14,9 +14,14 @@
  * step's GEMMs, attention counted as the OpenBLAS path computes it (the causal query
  * blocks of OPS_ATT_BLOCK rows; gemm.c's causal shapes skip a further ~20 %), so GFLOP/s
  * compare like with like; the element-wise work is counted as overhead.
- * The step runs with gemm.c's GEMM (the default) and again with OpenBLAS for the same
- * products (ops_gemm_own(0)), for the ratio. Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
- * lines (the format of bench_sgemm). Not a test: nothing is checked.
+ * Where gemm.c is compiled in (AVX-512), the step runs with gemm.c's GEMM (ops_gemm_own(1))
+ * and right after with OpenBLAS for the same products (ops_gemm_own(0)); both times are
+ * printed with the faster marked, and the train.* figures are those of the path the
+ * product takes by default (model.gemm_default). Elsewhere the step is OpenBLAS's alone
+ * and the output says why gemm.c is missing (bench/gemm_path.h) instead of a ratio.
+ * Output: a human summary and `RESULT <tab> model.<preset>.<what> <tab> value <tab> unit`
+ * lines (the format of bench_sgemm), and model.core (the OpenBLAS core in use) and
+ * model.gemm_c (1 when gemm.c ran). Not a test: nothing is checked.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 #include <string.h>
 
 #include "adamw.h"
+#include "gemm_path.h"
 #include "generate.h"
 #include "gpt.h"
 #include "ops.h"
@@ -186,6 +192,43 @@ static double read_gbs(const float *x, size_t n, int streams, int reps) {
     return (double)n * sizeof(float) / best / 1e9;
 }
 
+/* Both GEMM paths of the step: gemm.c's time (0 when not compiled in) and OpenBLAS's,
+ * the faster marked; or why gemm.c is missing, with no ratio. */
+static void print_gemm_paths(const char *preset, double own, double blas, int own_default) {
+    if (own > 0.0) {
+        int own_faster = own < blas;
+        printf("the step with gemm.c %.1f ms, with OpenBLAS for the same products %.1f ms: "
+               "faster %s (%.2fx); the default: %s\n",
+               own * 1e3, blas * 1e3, own_faster ? "gemm.c" : "OpenBLAS",
+               own_faster ? blas / own : own / blas, own_default ? "gemm.c" : "OpenBLAS");
+        printf("RESULT\tmodel.%s.train_gemm_c.ms\t%.3f\tms\n", preset, own * 1e3);
+    } else {
+        printf("the step with OpenBLAS for every product: %.1f ms; gemm.c: %s\n", blas * 1e3,
+               bench_gemm_absent_reason());
+    }
+    printf("RESULT\tmodel.%s.train_openblas_gemm.ms\t%.3f\tms\n", preset, blas * 1e3);
+}
+
+/* Best of `iters` training steps (forward, LM head, backward) after one warm-up, back to
+ * back as a trainer runs them; *fwd: the best forward + LM head part. */
+static double time_steps(GPT *m, const int *tokens, const int *targets, const float *dlp, int B,
+                         int T, int iters, double *fwd) {
+    double best = 1e30;
+    *fwd = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        gpt_zero_grad(m);
+        gpt_forward(m, tokens, B, T);
+        gpt_lm_forward(m, targets, B, T);
+        double t1 = time_now();
+        gpt_lm_backward(m, dlp, NULL, B, T);
+        double t2 = time_now();
+        if (it > 0 && t2 - t0 < best) best = t2 - t0;
+        if (it > 0 && t1 - t0 < *fwd) *fwd = t1 - t0;
+    }
+    return best;
+}
+
 static void bench_one(const Shape *s, int iters) {
     GPTConfig c;
     if (gpt_config_preset(s->name, &c) != 0) fatal("unknown preset %s", s->name);
@@ -214,35 +257,18 @@ static void bench_one(const Shape *s, int iters) {
      * differently (tiny: 80 ms back to back, 105 ms after a 0.3 s pause). */
     Replica rp;
     replica_init(&rp, &c, B, T);
-    double best = 1e30, best_fwd = 1e30, sg = 1e30;
-    for (int it = 0; it <= iters; it++) {
-        double t0 = time_now();
-        gpt_zero_grad(&m);
-        gpt_forward(&m, tokens, B, T);
-        gpt_lm_forward(&m, targets, B, T);
-        double t1 = time_now();
-        gpt_lm_backward(&m, dlp, NULL, B, T);
-        double t2 = time_now();
-        if (it > 0 && t2 - t0 < best) best = t2 - t0;
-        if (it > 0 && t1 - t0 < best_fwd) best_fwd = t1 - t0;
-    }
-    /* the same steps with OpenBLAS for every product gemm.c runs (ops_gemm_own(0)):
-     * what the own GEMM buys inside the step, run right after it */
-    double best_blas = 0.0;
-    if (ops_gemm_own(-1)) {
-        ops_gemm_own(0);
-        best_blas = 1e30;
-        for (int it = 0; it <= iters; it++) {
-            double t0 = time_now();
-            gpt_zero_grad(&m);
-            gpt_forward(&m, tokens, B, T);
-            gpt_lm_forward(&m, targets, B, T);
-            gpt_lm_backward(&m, dlp, NULL, B, T);
-            double dt = time_now() - t0;
-            if (it > 0 && dt < best_blas) best_blas = dt;
-        }
+    /* the step with gemm.c (where compiled in), then right after it with OpenBLAS for
+     * the same products; "ours" below is the path the product takes by default */
+    int own_default = ops_gemm_own(-1), have_own = gemm_f32_available();
+    double fwd_own = 0.0, fwd_blas = 0.0, best_own = 0.0, sg = 1e30;
+    if (have_own) {
         ops_gemm_own(1);
+        best_own = time_steps(&m, tokens, targets, dlp, B, T, iters, &fwd_own);
     }
+    ops_gemm_own(0);
+    double best_blas = time_steps(&m, tokens, targets, dlp, B, T, iters, &fwd_blas);
+    ops_gemm_own(own_default);
+    double best = own_default ? best_own : best_blas, best_fwd = own_default ? fwd_own : fwd_blas;
     for (int it = 0; it <= iters; it++) {
         double ts = replica_run(&rp);
         if (it > 0 && ts < sg) sg = ts;
@@ -296,11 +322,7 @@ static void bench_one(const Shape *s, int iters) {
     printf("RESULT\tmodel.%s.train.gflops\t%.3f\tGFLOP/s\n", s->name, fl / best / 1e9);
     printf("RESULT\tmodel.%s.train.sgemm_gflops\t%.3f\tGFLOP/s\n", s->name, sg_fl / sg / 1e9);
     printf("RESULT\tmodel.%s.train.pct_of_sgemm\t%.1f\t%%\n", s->name, pct);
-    if (best_blas > 0.0) {
-        printf("the same step with OpenBLAS instead of gemm.c: %.1f ms (gemm.c %.2fx)\n",
-               best_blas * 1e3, best_blas / best);
-        printf("RESULT\tmodel.%s.train_openblas_gemm.ms\t%.3f\tms\n", s->name, best_blas * 1e3);
-    }
+    print_gemm_paths(s->name, have_own ? best_own : 0.0, best_blas, own_default);
     printf("optimizer (grad-norm clip + AdamW): %.1f ms; full step (fwd+bwd+optimizer) %.1f ms, "
            "%.0f tokens/s\n",
            best_opt * 1e3, (best + best_opt) * 1e3, B * T / (best + best_opt));
@@ -396,8 +418,15 @@ int main(int argc, char **argv) {
     if (iters < 1) iters = 1;
     const char *core = ops_blas_setup(0);
     const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d threads\n", core, ct ? ct : "unset",
-           ops_blas_threads());
+    printf("OpenBLAS core %s (%s), %d threads\n", core,
+           ct ? "OPENBLAS_CORETYPE preset" : "OpenBLAS's own detection", ops_blas_threads());
+    const char *absent = bench_gemm_absent_reason();
+    if (absent) printf("gemm.c: %s; the training step runs OpenBLAS for every product\n", absent);
+    else printf("the training step's GEMMs by default: %s\n", ops_gemm_own(-1) ? "gemm.c" : "OpenBLAS");
+    printf("RESULT\tmodel.core\t%s\tname\n", core);
+    printf("RESULT\tmodel.gemm_c\t%d\tflag\n", absent ? 0 : 1);
+    printf("RESULT\tmodel.gemm_default\t%s\tname\n", ops_gemm_own(-1) ? "gemm.c" : "OpenBLAS");
+    if (absent) printf("RESULT\tmodel.gemm_c_absent\t%s\ttext\n", absent);
     Shape shapes[] = {{"tiny", 16, 128, 16, 16, 112}, {"gpt2", 4, 64, 8, 16, 48}};
     int ran = 0;
     for (int i = 0; i < 2; i++) {

@@ -20,7 +20,9 @@
  * and GFLOP/s (2 M N K flops per call). Then the FLOP-weighted rate of the whole step's
  * GEMMs (each shape counted as often as a step calls it): total flops / total median time.
  * Where gemm.c's kernel is compiled in (AVX-512), every shape is timed again with it, same
- * thread count (its pool instead of OpenBLAS's threads), as a second column.
+ * thread count (its pool instead of OpenBLAS's threads), as a second column, and the
+ * step's total says which is faster; elsewhere the output says why gemm.c is missing
+ * (bench/gemm_path.h) and prints no gemm.c figure.
  *
  * Output: a human table, and one machine line per number
  *   RESULT <tab> sgemm.<label>.<preset>.<shape>.gflops <tab> value <tab> GFLOP/s
@@ -35,6 +37,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "gemm_path.h"
 #include "gpt.h"
 #include "ops.h"
 #include "rng.h"
@@ -170,9 +173,12 @@ static int bench_preset(const char *preset, int B, int T, int reps, const char *
     }
     printf("  step GEMMs: %.3f GFLOP in %.1f ms of sgemm -> %.1f GFLOP/s (FLOP-weighted)\n",
            step_flops / 1e9, step_time * 1e3, step_flops / step_time / 1e9);
+    if (!own) printf("  gemm.c: %s\n", bench_gemm_absent_reason());
     if (own) {
-        printf("  the same calls with gemm.c: %.1f ms -> %.1f GFLOP/s (%.2fx OpenBLAS)\n",
-               own_time * 1e3, step_flops / own_time / 1e9, step_time / own_time);
+        int own_faster = own_time < step_time;
+        printf("  the same calls with gemm.c: %.1f ms -> %.1f GFLOP/s; faster %s (%.2fx)\n",
+               own_time * 1e3, step_flops / own_time / 1e9, own_faster ? "gemm.c" : "OpenBLAS",
+               own_faster ? step_time / own_time : own_time / step_time);
         printf("RESULT\tsgemm.%s.%s.step.own_gflops\t%.3f\tGFLOP/s\n", label, preset,
                step_flops / own_time / 1e9);
     }
@@ -201,8 +207,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_sgemm: label '%s' must be [A-Za-z0-9_-]\n", label);
             return 2;
         }
-    printf("OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s), %d threads\n", openblas_get_config(),
-           core, ct ? ct : "unset", ops_blas_threads());
+    printf("OpenBLAS %s, core %s (%s), %d threads\n", openblas_get_config(), core,
+           ct ? "OPENBLAS_CORETYPE preset" : "OpenBLAS's own detection", ops_blas_threads());
+    const char *absent = bench_gemm_absent_reason();
+    if (absent) printf("gemm.c: %s; OpenBLAS alone\n", absent);
+    printf("RESULT\tsgemm.%s.gemm_c\t%d\tflag\n", label, absent ? 0 : 1);
+    if (absent) printf("RESULT\tsgemm.%s.gemm_c_absent\t%s\ttext\n", label, absent);
     printf("RESULT\tsgemm.%s.core\t%s\tname\n", label, core);
     printf("RESULT\tsgemm.%s.threads\t%d\tthreads\n", label, ops_blas_threads());
     int ran = 0;

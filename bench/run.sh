@@ -11,7 +11,10 @@
 #      measurement each, so the median is over processes;
 #   3. the same GPT-2 in PyTorch (bench/torch_gpt2.py under Debian's /usr/bin/python3):
 #      "default" = the environment as it is; "best" = tcmalloc preloaded, the OpenMP
-#      OpenBLAS first on the library path, OPENBLAS_CORETYPE unset;
+#      OpenBLAS first on the library path, OPENBLAS_CORETYPE unset. bench/deps.sh installs
+#      the packages this needs first (as root). Where it cannot, best is not run; where the
+#      run shows the setup did not take (the script reports what it loaded), its row reads
+#      best-REJECTED. Either way there is no ratio against it, and the summary says why;
 #   4. checkpoint I/O of the 124M model vs raw write+fsync/read (build/bench/bench_io);
 #   5. weight sync: HDF5 image + MPI_Bcast, and the parameter-buffer path of
 #      ppo.weight_sync=params, vs raw MPI_Bcast (build/bench/bench_bcast
@@ -21,11 +24,18 @@
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
-# from those medians. Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS
-# (default 2), BENCH_NP (ranks for the broadcast, default 4), BENCH_ONLY (space-separated
-# subset of: sgemm model torch io bcast ppo), BENCH_FULL=1 (also the 124M model under the
-# preset core, slow). Nothing here is part of `make test`. Exit status 1 if a benchmark
-# program failed (the table still shows what was measured).
+# from those medians. Every line whose figure depends on OpenBLAS names the core it ran
+# (e.g. [Zen auto]: OpenBLAS's own detection; [Haswell preset]: OPENBLAS_CORETYPE). gemm.c
+# (our AVX-512 GEMM) is reported next to OpenBLAS, the faster marked, where it is compiled
+# in; elsewhere the summary says why it is missing and prints no ratio for it.
+# Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
+# (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
+# torch io bcast ppo), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
+# core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
+# Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
+# table still shows what was measured); what could not be measured (PyTorch or its best
+# setup, gemm.c) is listed at the end and in the JSON (meta.not_measured).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -33,13 +43,14 @@ REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
 ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo}
-PY=/usr/bin/python3
-TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-OMP_BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
+PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
 [ "$REPS" -ge 5 ] || { echo "bench: BENCH_REPS must be >= 5 (medians of >= 5)" >&2; exit 2; }
 case $THREADS in '' | *[!0-9]* | 0) echo "bench: BENCH_THREADS must be >= 1" >&2; exit 2 ;; esac
+for p in $PRESETS; do
+  case $p in tiny | gpt2) ;; *) echo "bench: BENCH_PRESETS: '$p' is not tiny or gpt2" >&2; exit 2 ;; esac
+done
 case $NP in '' | *[!0-9]* | 0 | 1) echo "bench: BENCH_NP must be >= 2" >&2; exit 2 ;; esac
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -50,6 +61,7 @@ trap 'rm -rf "$TMP"' EXIT
 RAW=$TMP/results.tsv
 : >"$RAW"
 failed=()
+not_measured=() # comparisons the bench could not make, each with what to do about it
 t_start=$SECONDS
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -91,16 +103,18 @@ LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 if want sgemm; then
   for c in "${CORES[@]}"; do
     echo "== sgemm, core setting '$c'"
-    # shellcheck disable=SC2046
-    run "sgemm_$c" "" env $(core_env "$c") "$BUILD/bench/bench_sgemm" all "$REPS" "$c"
+    for p in $PRESETS; do
+      # shellcheck disable=SC2046
+      run "sgemm_${c}_$p" "" env $(core_env "$c") "$BUILD/bench/bench_sgemm" "$p" "$REPS" "$c"
+    done
   done
 fi
 
 # ---- 2. our model ---------------------------------------------------------------------
 if want model; then
   for c in "${CORES[@]}"; do
-    presets="tiny gpt2"
-    [ "$c" = preset ] && [ "${BENCH_FULL:-0}" != 1 ] && presets="tiny"
+    presets=$PRESETS
+    [ "$c" = preset ] && [ "${BENCH_FULL:-0}" != 1 ] && presets=${PRESETS/gpt2/}
     for p in $presets; do
       echo "== our model, $p, core setting '$c' ($REPS processes, one measurement each)"
       for i in $(seq "$REPS"); do
@@ -116,29 +130,37 @@ if want model; then
 fi
 
 # ---- 3. PyTorch -------------------------------------------------------------------------
+# BEST_MISSING: why PyTorch's best setup was not measured ("" when it was); the results
+# are checked again after the run (best_ok below), since LD_PRELOAD and LD_LIBRARY_PATH
+# can fail silently.
+BEST_MISSING=""
 if want torch; then
-  if ! "$PY" -c 'import torch' 2>/dev/null; then
-    echo "== PyTorch: $PY cannot import torch; skipped"
-    failed+=("torch (not importable by $PY)")
+  # shellcheck source=bench/deps.sh
+  source bench/deps.sh
+  echo "== PyTorch dependencies (bench/deps.sh)"
+  bench_deps_install
+  BEST_MISSING=$(bench_best_missing)
+  if ! bench_torch_ok; then
+    echo "== PyTorch: $BENCH_PY cannot import torch; not measured"
+    not_measured+=("PyTorch: $BENCH_PY cannot import torch; as root: apt-get install -y --no-install-recommends python3-torch (make bench run as root installs it)")
   else
-    best_env=(-u OPENBLAS_CORETYPE)
-    best_note="OPENBLAS_CORETYPE unset"
-    if [ -f "$TCMALLOC" ]; then best_env+=("LD_PRELOAD=$TCMALLOC"); best_note+=", tcmalloc"
-    else best_note+=", NO tcmalloc (apt-get install libtcmalloc-minimal4)"; fi
-    if [ -f "$OMP_BLAS_DIR/libblas.so.3" ]; then
-      best_env+=("LD_LIBRARY_PATH=$OMP_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
-      best_note+=", OpenMP OpenBLAS"
-    else best_note+=", NO OpenMP OpenBLAS (apt-get install libopenblas0-openmp)"; fi
-    for p in tiny gpt2; do
-      echo "== PyTorch default, $p"
+    best_env=(-u OPENBLAS_CORETYPE "LD_PRELOAD=$BENCH_TCMALLOC"
+      "LD_LIBRARY_PATH=$BENCH_OMP_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+    for p in $PRESETS; do
+      echo "== PyTorch default (the environment as it is), $p"
       # (AdamW is timed in the best setup only: in the default one it takes ~10 s at 124M)
       skip=(); [ "$p" = gpt2 ] && skip=(--skip-adamw)
-      run "torch_default_$p" "" "$PY" bench/torch_gpt2.py --preset "$p" --threads "$THREADS" \
+      run "torch_default_$p" "" "$BENCH_PY" bench/torch_gpt2.py --preset "$p" --threads "$THREADS" \
         --reps "$REPS" --label default "${skip[@]}"
-      echo "== PyTorch best ($best_note), $p"
-      run "torch_best_$p" "" env "${best_env[@]}" "$PY" bench/torch_gpt2.py --preset "$p" \
+      [ -n "$BEST_MISSING" ] && continue
+      echo "== PyTorch best (tcmalloc, OpenMP OpenBLAS, OPENBLAS_CORETYPE unset), $p"
+      run "torch_best_$p" "" env "${best_env[@]}" "$BENCH_PY" bench/torch_gpt2.py --preset "$p" \
         --threads "$THREADS" --reps "$REPS" --label best
     done
+    if [ -n "$BEST_MISSING" ]; then
+      BEST_MISSING="missing $BEST_MISSING; as root: apt-get install -y --no-install-recommends $BEST_MISSING (make bench run as root installs them)"
+      echo "== PyTorch best: not measured: $BEST_MISSING"
+    fi
   fi
 fi
 
@@ -179,81 +201,155 @@ val() { awk -F'\t' -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) 
 ratio() { # a / b with 2 decimals, or "-" if either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
+# faster <time or rate a> <b> <name a> <name b> [rate]: "name (x.xx)" for the faster of
+# two times (lower wins) — or of two rates with a fifth argument "rate" (higher wins)
+faster() {
+  awk -v a="$1" -v b="$2" -v na="$3" -v nb="$4" -v rate="${5:-}" 'BEGIN {
+    if (a == "" || b == "" || a + 0 <= 0 || b + 0 <= 0) { print "-"; exit }
+    if (rate != "") { t = a; a = b; b = t }
+    if (a <= b) printf "%s (%.2fx)", na, b / a; else printf "%s (%.2fx)", nb, a / b }'
+}
 fmt() { [ -z "$1" ] && { echo "-"; return; }; awk -v x="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, x }'; }
+
+# ---- labels --------------------------------------------------------------------------
+# [core source] of our runs: the OpenBLAS core bench_sgemm / bench_model reported, and
+# whether OPENBLAS_CORETYPE chose it (preset) or OpenBLAS's own detection did (auto).
+core_tag() {
+  local n
+  n=$(val "model.$1.core"); [ -z "$n" ] && n=$(val "sgemm.$1.core")
+  echo "[${n:-?} $1]"
+}
+# [core source, build, allocator] of a PyTorch setup at a preset
+torch_tag() {
+  local src=auto
+  [ "$1" = default ] && [ -n "$ENV_CORE" ] && src=preset
+  local tc=glibc; [ "$(val "torch.$1.$2.tcmalloc")" = 1 ] && tc=tcmalloc
+  echo "[$(val "torch.$1.$2.blas_core") $src, $(val "torch.$1.$2.blas_build"), $tc]"
+}
+# 0 when PyTorch's best setup at preset $1 was measured and took effect; otherwise the
+# reason goes to BEST_WHY (printed in place of every ratio against it)
+best_ok() {
+  [ -n "$BEST_MISSING" ] && { BEST_WHY="not measured: $BEST_MISSING"; return 1; }
+  [ -z "$(val "torch.best.$1.train_tok_s")" ] && { BEST_WHY="no result (see its output above)"; return 1; }
+  local tc build
+  tc=$(val "torch.best.$1.tcmalloc"); build=$(val "torch.best.$1.blas_build")
+  [ "$tc" = 1 ] && [ "$build" = openmp ] && return 0
+  BEST_WHY="the setup did not take (tcmalloc loaded: $tc, OpenBLAS build: $build; check $BENCH_TCMALLOC and $BENCH_OMP_BLAS_DIR)"
+  return 1
+}
+# gemm.c's absence, as the programs reported it ("" when it ran)
+gemm_absent() {
+  local c
+  for c in "${CORES[@]}"; do
+    [ "$(val "model.$c.gemm_c")" = 0 ] || [ "$(val "sgemm.$c.gemm_c")" = 0 ] || continue
+    val "model.$c.gemm_c_absent" | grep . || val "sgemm.$c.gemm_c_absent"
+    return
+  done
+}
 
 # ---- table ----------------------------------------------------------------------------
 echo
 echo "================ summary (medians; ratios of medians) ================"
+echo "[core source]: the OpenBLAS core a figure ran on; auto = OpenBLAS's own detection,"
+echo "preset = OPENBLAS_CORETYPE (=${ENV_CORE:-unset} here)"
+GEMM_ABSENT=$(gemm_absent)
 if want sgemm; then
   echo "sgemm limit, FLOP-weighted over the GEMMs of one training step (GFLOP/s):"
-  for p in tiny gpt2; do
+  for p in $PRESETS; do
     line="  $p:"
     for c in "${CORES[@]}"; do
-      line+=" $c ($(val "sgemm.$c.core")) $(fmt "$(val "sgemm.$c.$p.step.gflops")")"
+      line+=" OpenBLAS $(core_tag "$c") $(fmt "$(val "sgemm.$c.$p.step.gflops")")"
     done
     [ ${#CORES[@]} -eq 2 ] && line+="   auto/preset $(ratio "$(val "sgemm.auto.$p.step.gflops")" "$(val "sgemm.preset.$p.step.gflops")")"
     echo "$line"
   done
-  echo "the same GEMM calls with gemm.c (our kernel, same threads; GFLOP/s and ratio to that core's OpenBLAS):"
-  for p in tiny gpt2; do
-    line="  $p:"
+  echo "the same GEMM calls with gemm.c (our kernel, same threads), against that core's OpenBLAS:"
+  for p in $PRESETS; do
     for c in "${CORES[@]}"; do
-      og=$(val "sgemm.$c.$p.step.own_gflops")
-      [ -z "$og" ] && continue
-      line+=" $c $(fmt "$og") ($(ratio "$og" "$(val "sgemm.$c.$p.step.gflops")"))"
+      og=$(val "sgemm.$c.$p.step.own_gflops"); bg=$(val "sgemm.$c.$p.step.gflops")
+      if [ -z "$og" ]; then
+        echo "  $p: gemm.c: ${GEMM_ABSENT:-no result}: no gemm.c figure, no ratio"
+        break
+      fi
+      echo "  $p: gemm.c $(fmt "$og"), OpenBLAS $(core_tag "$c") $(fmt "$bg") GFLOP/s: faster $(faster "$og" "$bg" gemm.c OpenBLAS rate)"
     done
-    echo "$line"
   done
 fi
 if want model || want torch; then
-  printf '%-34s %12s %12s %8s %14s\n' "training step fwd+bwd (no AdamW)" "tokens/s" "GFLOP/s" "%sgemm" "gen tokens/s"
-  for p in tiny gpt2; do
+  printf '%-52s %10s %9s %7s %12s\n' "training step fwd+bwd (no AdamW)" "tokens/s" "GFLOP/s" "%sgemm" "gen tokens/s"
+  for p in $PRESETS; do
     for c in "${CORES[@]}"; do
       tk=$(val "model.$c.$p.train.tokens_per_s")
       [ -z "$tk" ] && continue
       gf=$(val "model.$c.$p.train.gflops")
       lim=$(val "sgemm.$c.$p.step.gflops")
       pct=$(awk -v a="$gf" -v b="$lim" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", 100 * a / b }')
-      printf '%-34s %12s %12s %8s %14s\n' "ours $p ($c core)" "$(fmt "$tk" 0)" "$(fmt "$gf")" "$pct" \
+      path=$(val "model.$c.gemm_default"); path=${path:-OpenBLAS} # the product's default GEMM
+      printf '%-52s %10s %9s %7s %12s\n' "ours $p, $path $(core_tag "$c")" "$(fmt "$tk" 0)" "$(fmt "$gf")" "$pct" \
         "$(fmt "$(val "model.$c.$p.generate.tokens_per_s")" 0)"
     done
     for s in default best; do
       tk=$(val "torch.$s.$p.train_tok_s")
       [ -z "$tk" ] && continue
-      printf '%-34s %12s %12s %8s %14s\n' "PyTorch $p ($s)" "$(fmt "$tk" 0)" \
+      name=$s; [ "$s" = best ] && ! best_ok "$p" && name="best-REJECTED"
+      printf '%-52s %10s %9s %7s %12s\n' "PyTorch $p $name $(torch_tag "$s" "$p")" "$(fmt "$tk" 0)" \
         "$(fmt "$(val "torch.$s.$p.train_gflops")")" "" "$(fmt "$(val "torch.$s.$p.gen_tok_s")" 0)"
     done
+    if want torch && ! best_ok "$p"; then
+      echo "  PyTorch best, $p: $BEST_WHY: no ratio against it"
+      [ -z "$BEST_MISSING" ] && not_measured+=("PyTorch best setup, $p: $BEST_WHY")
+    fi
     for c in "${CORES[@]}"; do
       for s in best default; do
+        [ "$s" = best ] && ! best_ok "$p" && continue
         ours_t=$(val "model.$c.$p.train.tokens_per_s"); th_t=$(val "torch.$s.$p.train_tok_s")
         [ -z "$ours_t" ] || [ -z "$th_t" ] && continue
-        printf '  ratio ours(%s core)/PyTorch-%s, %s: train %s, generate %s (>1: ours faster)\n' \
-          "$c" "$s" "$p" "$(ratio "$ours_t" "$th_t")" \
+        printf '  ratio ours %s / PyTorch-%s %s, %s: train %s, generate %s (>1: ours faster)\n' \
+          "$(core_tag "$c")" "$s" "$(torch_tag "$s" "$p")" "$p" "$(ratio "$ours_t" "$th_t")" \
           "$(ratio "$(val "model.$c.$p.generate.tokens_per_s")" "$(val "torch.$s.$p.gen_tok_s")")"
       done
     done
+    # which PyTorch setup was faster here: "best" names the setup, not the outcome (on a
+    # loaded machine OpenMP's spinning threads can make it the slower one)
+    if best_ok "$p" && [ -n "$(val "torch.default.$p.train_tok_s")" ]; then
+      printf '  PyTorch, %s: the faster setup in this run: train %s, generate %s\n' "$p" \
+        "$(faster "$(val "torch.best.$p.train_tok_s")" "$(val "torch.default.$p.train_tok_s")" best default rate)" \
+        "$(faster "$(val "torch.best.$p.gen_tok_s")" "$(val "torch.default.$p.gen_tok_s")" best default rate)"
+    fi
+    # the step with gemm.c and with OpenBLAS for the same products: both where both exist
     for c in "${CORES[@]}"; do
-      ob=$(val "model.$c.$p.train_openblas_gemm.ms"); om=$(val "model.$c.$p.train.ms")
+      ob=$(val "model.$c.$p.train_openblas_gemm.ms"); og=$(val "model.$c.$p.train_gemm_c.ms")
       [ -z "$ob" ] && continue
-      printf '  own GEMM (gemm.c) in the step, %s (%s core): %s ms, with OpenBLAS for the same products %s ms: %s\n' \
-        "$p" "$c" "$(fmt "$om")" "$(fmt "$ob")" "$(ratio "$ob" "$om")"
+      if [ -n "$og" ]; then
+        printf '  training step, %s: gemm.c %s ms, OpenBLAS %s for the same products %s ms: faster %s\n' \
+          "$p" "$(fmt "$og")" "$(core_tag "$c")" "$(fmt "$ob")" "$(faster "$og" "$ob" gemm.c OpenBLAS)"
+      else
+        printf '  training step, %s: OpenBLAS %s %s ms; gemm.c: %s: no ratio\n' \
+          "$p" "$(core_tag "$c")" "$(fmt "$ob")" "${GEMM_ABSENT:-no result}"
+      fi
     done
+    # generation runs our own kernels, not OpenBLAS: no core on this line
     for c in "${CORES[@]}"; do
       pb=$(val "model.$c.$p.decode.pct_of_bandwidth")
       [ -z "$pb" ] && continue
-      printf '  decode, %s (%s core): %s ms per token step, %s%% of the bound of reading its %s MB of weights at %s GB/s\n' \
+      printf '  decode, %s (run %s): %s ms per token step, %s%% of the bound of reading its %s MB of weights at %s GB/s\n' \
         "$p" "$c" "$(fmt "$(val "model.$c.$p.decode.step_ms")")" "$(fmt "$pb" 0)" \
         "$(fmt "$(val "model.$c.$p.decode.weight_mb")" 0)" "$(fmt "$(val "model.$c.$p.decode.read_gbs")" 1)"
     done
     # the full training step: fwd+bwd plus the optimizer (ours: grad-norm clip + AdamW;
     # PyTorch: optimizer.step(), timed alone; its default setup skips it at 124M)
-    ad=$(val "torch.best.$p.adamw_ms")
-    for c in "${CORES[@]}"; do
-      of=$(val "model.$c.$p.step_full.ms"); oo=$(val "model.$c.$p.optim.ms")
-      [ -z "$of" ] && continue
-      tf=$(awk -v a="$(val "torch.best.$p.train_ms")" -v b="$ad" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.3f", a + b }')
-      printf '  full step fwd+bwd+AdamW, %s (%s core): ours %s ms (optimizer %s ms), PyTorch-best %s ms (AdamW %s ms): ratio %s (>1: ours faster)\n' \
-        "$p" "$c" "$(fmt "$of")" "$(fmt "$oo")" "$(fmt "$tf")" "$(fmt "$ad")" "$(ratio "$tf" "$of")"
+    for s in best default; do
+      [ "$s" = best ] && ! best_ok "$p" && continue
+      ad=$(val "torch.$s.$p.adamw_ms")
+      [ -z "$ad" ] && continue
+      tf=$(awk -v a="$(val "torch.$s.$p.train_ms")" -v b="$ad" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.3f", a + b }')
+      for c in "${CORES[@]}"; do
+        of=$(val "model.$c.$p.step_full.ms"); oo=$(val "model.$c.$p.optim.ms")
+        [ -z "$of" ] && continue
+        printf '  full step fwd+bwd+AdamW, %s: ours %s %s ms (optimizer %s ms), PyTorch-%s %s %s ms (AdamW %s ms): ratio %s (>1: ours faster)\n' \
+          "$p" "$(core_tag "$c")" "$(fmt "$of")" "$(fmt "$oo")" "$s" "$(torch_tag "$s" "$p")" "$(fmt "$tf")" "$(fmt "$ad")" "$(ratio "$tf" "$of")"
+      done
+      break # against the best setup where it counts, else the default
     done
   done
 fi
@@ -284,6 +380,9 @@ if want ppo; then
     "$(fmt "$(val ppo.auto_threads_speedup)" 2)" "$(fmt "$(val ppo.sync_auto_a2.rollouts_per_s_update)")" \
     "$(fmt "$(val ppo.sync_a2.rollouts_per_s_update)")"
 fi
+if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
+[ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")
+for m in "${not_measured[@]+"${not_measured[@]}"}"; do echo "NOT MEASURED: $m"; done
 echo "note: bench_model's numbers are one measurement per process (after a warm-up); their"
 echo "median is over $REPS processes. Load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg)."
 
@@ -298,6 +397,11 @@ mkdir -p "$(dirname "$JSON")"
   printf '"load_after": %s, "seconds": %d, "failed": [' "$(cut -d' ' -f1 /proc/loadavg)" $((SECONDS - t_start))
   first=1
   for f in "${failed[@]+"${failed[@]}"}"; do
+    [ $first -eq 1 ] || printf ', '; first=0; printf '"%s"' "${f//\"/}"
+  done
+  printf '], "not_measured": ['
+  first=1
+  for f in "${not_measured[@]+"${not_measured[@]}"}"; do
     [ $first -eq 1 ] || printf ', '; first=0; printf '"%s"' "${f//\"/}"
   done
   printf ']},\n  "results": {\n'

@@ -8,7 +8,8 @@ Run it with Debian's /usr/bin/python3 (python3-torch 1.13 + numpy), never anothe
 on PATH. bench/run.sh runs it twice per preset: the default setup, and the best setup it
 can arrange from outside (LD_PRELOAD of libtcmalloc_minimal, the OpenMP build of OpenBLAS
 put first on LD_LIBRARY_PATH, OPENBLAS_CORETYPE unset so OpenBLAS picks the core itself);
-this script only reports what it finds loaded (allocator, BLAS library and its core).
+this script only reports what it finds loaded (allocator, BLAS library, its build and
+its core), and run.sh rejects a "best" run whose setup did not take.
 
 Model: token + position embeddings, pre-LayerNorm blocks (causal multi-head attention,
 GELU(tanh) MLP, residuals), final LayerNorm, LM head tied to wte; fp32; GPT-2 init
@@ -151,6 +152,15 @@ def loaded_libs():
     return blas, core, tc
 
 
+def blas_build(path):
+    """Which OpenBLAS build a loaded BLAS library is: openmp, pthread, serial, or its
+    file name (bench/run.sh accepts a "best" run only with the OpenMP one)."""
+    for build in ("openmp", "pthread", "serial"):
+        if f"openblas-{build}" in path:
+            return build
+    return os.path.basename(path) or "none"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
@@ -191,6 +201,7 @@ def main():
     print(f"== torch {a.label} {a.preset}: V={V} L={L} NH={NH} C={C}, {nparams / 1e6:.1f}M "
           f"parameters, median of {a.reps}")
     print(f"RESULT\t{label}.blas_core\t{core or 'unknown'}\tname")
+    print(f"RESULT\t{label}.blas_build\t{blas_build(blas)}\tname")
     print(f"RESULT\t{label}.tcmalloc\t{1 if tc else 0}\tflag")
 
     med, best = time_reps(train_step, a.reps)
