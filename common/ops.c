@@ -676,8 +676,16 @@ typedef float v16f __attribute__((vector_size(64)));
  * broadcast x (of AVX-512's 32); at decode batch 8 each W element is loaded once per
  * call. (The 124M trunk at batch 8, 2 threads: 1.36x faster than the 4 x 64 tile it
  * replaced, which read every panel twice; docs/bench.md.) */
+#if defined(__AVX512F__)
 #define MM_RB 8
 #define MM_CB 48
+#else
+/* AVX2 has 16 vector registers of 8 floats: a v16f takes two, and the 8 x 48 tile would
+ * spill its accumulators to the stack on every k. 6 x 16: 12 accumulator registers, 2
+ * for W, 1 for x. The same arithmetic per element, so the same bits. */
+#define MM_RB 6
+#define MM_CB 16
+#endif
 #define MM_PF 8   /* (C,OC) layout: rows of W prefetched ahead, into L1 */
 #define MM_PFP 48 /* packed layout: rows prefetched ahead in each 16-column stream, into L2 */
 /* The column group q (16 floats) of row k of the tile is at W + k * ldw + q * qs: the
@@ -793,8 +801,12 @@ static void mm_rows_part(void *p, int part, int nparts) {
     for (int pi = lo; pi < hi; pi++) MM_PANEL(pi * MM_CB, MM_CB);
     if (full == OC || part != nparts - 1) return;
     int j0 = full;
+#if MM_CB > 32
     if (OC - j0 >= 32) MM_PANEL(j0, 32), j0 += 32;
+#endif
+#if MM_CB > 16
     if (OC - j0 >= 16) MM_PANEL(j0, 16), j0 += 16;
+#endif
 #undef MM_PANEL
     if (j0 < OC)
         for (int n = 0; n < N; n++)
