@@ -135,7 +135,7 @@ int adamw_decays(const AdamW *o, size_t i) {
  * do not depend on the thread count. The update loop vectorises (the Makefile's
  * -fno-math-errno lets GCC use vsqrtps, correctly rounded like sqrtss; -std=c11 keeps
  * mul and add unfused), bit-identical to the scalar loop. 124M parameters: 291 ms before,
- * single-threaded and scalar; docs/bench.md has the numbers now. */
+ * single-threaded and scalar. */
 /* Below this many elements a pass runs on the calling thread only. */
 #define ADAMW_PAR_MIN (1 << 18)
 

@@ -223,7 +223,7 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  * the scratch of prefill and decode is allocated here, including a panel-major copy of
  * every block's four linear weights (ops.h matmul_pack_rows; 12·L·C² floats, 340 MB for
  * GPT-2 124M): decoding at small batch is bound by reading the weights, and the copy
- * turns those reads into sequential streams (docs/bench.md). */
+ * turns those reads into sequential streams. */
 void gpt_cache_reserve(GPT *m, int B, int T);
 /* Reset the cache, pack the current weights (so a change of m->params since the last
  * generation is seen) and run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,

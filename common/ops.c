@@ -18,7 +18,7 @@
  * sgemm call. OpenBLAS itself runs with one thread: with
  * its own threads, its workers spin in sched_yield for ~0.1 s after every call and, with
  * as many threads as cores, steal the cores the element-wise work needs (tiny training
- * step, 2 threads: 103 ms with OpenBLAS threads, 83 ms this way, docs/bench.md). Each
+ * step, 2 threads, Intel Xeon VM: 103 ms with OpenBLAS threads, 83 ms this way). Each
  * output element is computed by the same code whichever thread computes it, so results do
  * not depend on the thread count: tests/test_ops.c and tests/test_generate.c check a
  * training step's kernels and generation bit for bit at 1, 2 and 3 threads.
@@ -268,7 +268,7 @@ static void gemm_range(void *p, size_t lo, size_t hi, int part) {
 /* gemm.c's kernel for the linear layers and the LM head, or OpenBLAS: see ops_gemm_choose. */
 static int g_own_gemm = -1;
 
-/* The "auto" rule, from measurements (docs/bench.md): the own kernel beats OpenBLAS on the
+/* The "auto" rule, from measurements (docs/bench.md, "Other machines"): the own kernel beats OpenBLAS on the
  * training step's products on the Intel Xeons it was tuned on (1.22x tiny, 1.03-1.06x
  * 124M) and loses on AMD Zen 5 (0.86x tiny, 0.87x 124M). No other AVX-512 CPU has been
  * measured; OpenBLAS is the safer default there. A rule, not a timing at start-up: the
@@ -675,7 +675,7 @@ typedef float v16f __attribute__((vector_size(64)));
  * position are. MM_RB x MM_CB = 8 x 48: 24 accumulator registers, 3 for W, 1 for the
  * broadcast x (of AVX-512's 32); at decode batch 8 each W element is loaded once per
  * call. (The 124M trunk at batch 8, 2 threads: 1.36x faster than the 4 x 64 tile it
- * replaced, which read every panel twice; docs/bench.md.) */
+ * replaced, which read every panel twice; Intel Xeon VM.) */
 #if defined(__AVX512F__)
 #define MM_RB 8
 #define MM_CB 48
@@ -714,7 +714,7 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
          * misses in flight over several streams than over one, and the prefetch, 3 KiB
          * ahead in each into L2 (prefetcht1), keeps them coming while the loop computes.
          * 124M trunk at batch 8, 2 threads, per token step: 16.5 ms one 48-wide packed
-         * stream prefetched into L1, 13.9 ms into L2, 11.5 ms three streams (docs/bench.md).
+         * stream prefetched into L1, 13.9 ms into L2, 11.5 ms three streams (Intel Xeon VM).
          * The packed buffer ends in MM_PFP rows of slack, so the prefetch needs no bound. */
         if (packed) {
 #pragma GCC unroll 3
@@ -1006,7 +1006,7 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
      * the hardware prefetchers alone keep too few lines in flight for a loop that also
      * computes, and a core keeps more in flight over two streams than over one. 124M head
      * at batch 8, 2 threads: 9.7 ms with neither, 6.2 ms one stream prefetched a tile
-     * ahead (docs/bench.md). Rows past the end fall back to the current ones. */
+     * ahead (Intel Xeon VM). Rows past the end fall back to the current ones. */
     const float *p0 = vs[0] + LM_PFD < V ? w0 + (size_t)LM_PFD * C : w0;
     const float *p1 = vs[1] + LM_PFD < V ? w1 + (size_t)LM_PFD * C : w1;
     for (int k = 0; k < Cv; k += 16) {

@@ -44,7 +44,7 @@ char *xstrdup_at(const char *s, const char *file, int line) {
  * 2 MB, and advised MADV_HUGEPAGE before the first touch (this kernel hands huge pages
  * only to advised memory, "madvise" mode). A tiny training step streams ~100 MB of
  * activations and the 124M model 0.5 GB of weights per token; with 4 KiB pages that is a
- * TLB miss every 64 cache lines (docs/bench.md). Where the advice is refused, the buffer
+ * TLB miss every 64 cache lines. Where the advice is refused, the buffer
  * simply keeps small pages. */
 #define HUGE_BYTES ((size_t)2 << 20)
 
