@@ -107,7 +107,7 @@ TOOL_BINS   := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/rlhf-*.c))
 TEST_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c tests/mpi_*.c tests/fx_*.c))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all pkgcheck deps test check demo overopt bench asan asan-build fuzz faults clean format
+.PHONY: all pkgcheck FORCE deps test check demo overopt bench asan asan-build fuzz faults clean format
 all: $(ROLE_BINS) $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
 
 deps:
@@ -123,15 +123,25 @@ pkgcheck:
 	  echo "rlhf-c: run 'make deps' (as root it installs the Debian packages; otherwise it prints the apt-get line)," >&2; \
 	  echo "rlhf-c: or 'make test' / 'make demo', which run it first." >&2; exit 1; fi
 
-$(BUILD)/obj/%.o: %.c | pkgcheck
+# Objects depend on the flags they were compiled with: switching ARCH, OPT, SAN or the
+# compiler rebuilds everything (a stale object of another -march in the x86-64-v2 copy
+# would crash older CPUs with SIGILL). The stamp is rewritten only when the flags change.
+FLAGS_TEXT := $(CC) | $(CFLAGS) | $(SAN) | $(ARCH) $(BASE_ARCH) | $(HWCAPS) | $(PKG_CFLAGS)
+FLAGS_STAMP := $(BUILD)/obj/flags.txt
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_TEXT)' | cmp -s - $@ 2>/dev/null || echo '$(FLAGS_TEXT)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BASE_ARCH) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/common/%.o: common/%.c | pkgcheck
+$(BUILD)/obj/common/%.o: common/%.c $(FLAGS_STAMP) | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BASE_ARCH) $(LIB_CFLAGS) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/common/cpu.o: common/cpu.c | pkgcheck
+$(BUILD)/obj/common/cpu.o: common/cpu.c $(FLAGS_STAMP) | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(call cpu_flags,$(BASE_ARCH),$(ARCH_NAME)) $(LIB_CFLAGS) $(SAN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -141,11 +151,11 @@ $(LIB): $(COMMON_OBJ)
 
 # one more copy of the library per x86-64 level in HWCAPS (see ARCH above)
 define hwcap_rule
-$(BUILD)/obj-$(1)/common/%.o: common/%.c | pkgcheck
+$(BUILD)/obj-$(1)/common/%.o: common/%.c $(FLAGS_STAMP) | pkgcheck
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS) $$(ARCH_FLAGS_$(1)) $$(LIB_CFLAGS) $$(SAN) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
 
-$(BUILD)/obj-$(1)/common/cpu.o: common/cpu.c | pkgcheck
+$(BUILD)/obj-$(1)/common/cpu.o: common/cpu.c $(FLAGS_STAMP) | pkgcheck
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS) $$(call cpu_flags,$$(ARCH_FLAGS_$(1)),$(1)) $$(LIB_CFLAGS) $$(SAN) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
 
