@@ -1,6 +1,6 @@
 /*
  * tests/gradcheck.h — the finite-difference gradient check that the kernel tests share
- * (test_ops_llama.c; test_ops.c keeps its own copy): a GradCase names the inputs of one op, a loss (the
+ * (test_ops.c, test_ops_llama.c): a GradCase names the inputs of one op, a loss (the
  * forward, projected on a fixed random vector) and a grad (forward + backward);
  * grad_check compares the backward's gradients with central differences and checks that
  * the backward accumulates (or overwrites, for the inputs marked `written`). Include after
