@@ -233,7 +233,10 @@ static void h5_close_any(hid_t *id) {
 
 static const char *const RESERVED_ATTRS[] = {
     "format", "format_version", "stage",  "step",   "policy_version", "config",
-    "vocab_size", "max_seq_len", "n_layer", "n_head", "n_embd", "head"};
+    "vocab_size", "max_seq_len", "n_layer", "n_head", "n_embd", "head", "family",
+    "n_kv_head", "head_dim", "d_ff", "qkv_bias", "qk_norm", "tie_embeddings",
+    "rope_orig_max_pos", "rope_theta", "norm_eps", "rope_factor", "rope_low_freq_factor",
+    "rope_high_freq_factor"};
 
 const char *ckpt_head_name(GPTHead h) {
     switch (h) {
@@ -337,6 +340,10 @@ static int attr_write_i64(hid_t obj, const char *name, int64_t v, char *err) {
     return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, err);
 }
 
+static int attr_write_f64(hid_t obj, const char *name, double v, char *err) {
+    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
+}
+
 static int attr_write_u32(hid_t obj, const char *name, uint32_t v, char *err) {
     return attr_write(obj, name, H5T_STD_U32LE, H5T_NATIVE_UINT32, &v, err);
 }
@@ -387,7 +394,7 @@ static hid_t attr_open(hid_t obj, const char *src, const char *objname, const ch
     H5TRY(type = H5Aget_type(attr), "%s: %s: attribute %s has no type", src, objname, name);
     if (H5Tget_class(type) != cls) {
         errf(err, "%s: %s: attribute '%s' is not %s", src, objname, name,
-             cls == H5T_STRING ? "a string" : "an integer");
+             cls == H5T_STRING ? "a string" : cls == H5T_FLOAT ? "a number" : "an integer");
         goto fail;
     }
     H5DROP(type);
@@ -406,6 +413,19 @@ static int attr_read_i64(hid_t obj, const char *src, const char *objname, const 
     if (attr < 0) return -1;
     int rc = -1;
     H5TRY(H5Aread(attr, H5T_NATIVE_INT64, out), "%s: %s: cannot read attribute %s", src,
+            objname, name);
+    rc = 0;
+fail:
+    H5DROP(attr);
+    return rc;
+}
+
+static int attr_read_f64(hid_t obj, const char *src, const char *objname, const char *name,
+                         double *out, char *err) {
+    hid_t attr = attr_open(obj, src, objname, name, H5T_FLOAT, err);
+    if (attr < 0) return -1;
+    int rc = -1;
+    H5TRY(H5Aread(attr, H5T_NATIVE_DOUBLE, out), "%s: %s: cannot read attribute %s", src,
             objname, name);
     rc = 0;
 fail:
@@ -734,6 +754,26 @@ static int write_text(CkptWriter *w, const char *path, const char *s, char *err)
     return rc;
 }
 
+/* The Llama family's fields of GPTConfig, as (attribute name, int field) and (attribute
+ * name, float field) pairs: one table serves the writer and the reader. A GPT-2 checkpoint
+ * has none of them and no "family" attribute (files written before the Llama family
+ * existed read as GPT-2). */
+#define LLAMA_INT_FIELDS(X) \
+    X(n_kv_head) X(head_dim) X(d_ff) X(qkv_bias) X(qk_norm) X(tie_embeddings) \
+    X(rope_orig_max_pos)
+#define LLAMA_F64_FIELDS(X) \
+    X(rope_theta) X(norm_eps) X(rope_factor) X(rope_low_freq_factor) X(rope_high_freq_factor)
+
+static int write_llama_attrs(hid_t obj, const GPTConfig *c, char *err) {
+#define W_INT(f) if (attr_write_i64(obj, #f, c->f, err)) return -1;
+#define W_F64(f) if (attr_write_f64(obj, #f, (double)c->f, err)) return -1;
+    LLAMA_INT_FIELDS(W_INT)
+    LLAMA_F64_FIELDS(W_F64)
+#undef W_INT
+#undef W_F64
+    return 0;
+}
+
 static int write_config_attrs(hid_t obj, const GPTConfig *c, char *err) {
     if (attr_write_i64(obj, "vocab_size", c->vocab_size, err) ||
         attr_write_i64(obj, "max_seq_len", c->max_seq_len, err) ||
@@ -741,6 +781,9 @@ static int write_config_attrs(hid_t obj, const GPTConfig *c, char *err) {
         attr_write_i64(obj, "n_head", c->n_head, err) ||
         attr_write_i64(obj, "n_embd", c->n_embd, err) ||
         attr_write_str(obj, "head", ckpt_head_name(c->head), err))
+        return -1;
+    if (c->family == GPT_FAMILY_LLAMA &&
+        (attr_write_str(obj, "family", "llama", err) || write_llama_attrs(obj, c, err)))
         return -1;
     return 0;
 }
@@ -1091,6 +1134,36 @@ static int int_field(int64_t v, const char *src, const char *obj, const char *na
     return 0;
 }
 
+/* The family attribute ("gpt2" when absent) and, for Llama, its fields. */
+static int read_family_attrs(hid_t obj, const char *src, const char *objname, GPTConfig *c,
+                             char *err) {
+    htri_t ex = H5Aexists(obj, "family");
+    if (ex < 0) return errf(err, "%s: %s: cannot look up attribute family", src, objname);
+    if (!ex) return 0;
+    char *f = NULL;
+    if (attr_read_str(obj, src, objname, "family", &f, err) != 0) return -1;
+    int llama = strcmp(f, "llama") == 0, gpt2 = strcmp(f, "gpt2") == 0;
+    if (!llama && !gpt2)
+        errf(err, "%s: %s: family = \"%.32s\" is not one of gpt2, llama (a checkpoint of a "
+                  "newer rlhf-c?)", src, objname, f);
+    free(f);
+    if (!llama) return gpt2 ? 0 : -1;
+    c->family = GPT_FAMILY_LLAMA;
+    int64_t v;
+    double d;
+#define R_INT(f) \
+    if (attr_read_i64(obj, src, objname, #f, &v, err) || int_field(v, src, objname, #f, &c->f, err)) \
+        return -1;
+#define R_F64(f) \
+    if (attr_read_f64(obj, src, objname, #f, &d, err)) return -1; \
+    c->f = (float)d;
+    LLAMA_INT_FIELDS(R_INT)
+    LLAMA_F64_FIELDS(R_F64)
+#undef R_INT
+#undef R_F64
+    return 0;
+}
+
 /* The model config stored as attributes of obj. */
 static int read_config_attrs(hid_t obj, const char *src, const char *objname, GPTConfig *c,
                              char *err) {
@@ -1109,6 +1182,7 @@ static int read_config_attrs(hid_t obj, const char *src, const char *objname, GP
     if (bad) errf(err, "%s: %s: head = \"%.32s\" is not one of lm, score, value", src, objname, h);
     free(h);
     if (bad) return -1;
+    if (read_family_attrs(obj, src, objname, c, err) != 0) return -1;
     char cerr[ERRBUF_LEN];
     if (gpt_config_validate(c, cerr) != 0)
         return errf(err, "%s: %s: invalid model config: %s", src, objname, cerr);
@@ -1558,16 +1632,39 @@ int ckpt_read_table(const CkptReader *r, const char *group, const GPTTensor *tab
     return read_table(r, group, table, n, buf, 0, err);
 }
 
+static int llama_diff(const GPTConfig *file, const GPTConfig *want, const char *src,
+                      const char *group, char *err) {
+#define D_INT(f) \
+    if (file->f != want->f) \
+        return errf(err, "%s: /%s: model config mismatch: %s = %d in the checkpoint, %d " \
+                         "expected", src, group, #f, file->f, want->f);
+#define D_F64(f) \
+    if (file->f != want->f) \
+        return errf(err, "%s: /%s: model config mismatch: %s = %g in the checkpoint, %g " \
+                         "expected", src, group, #f, (double)file->f, (double)want->f);
+    LLAMA_INT_FIELDS(D_INT)
+    LLAMA_F64_FIELDS(D_F64)
+#undef D_INT
+#undef D_F64
+    return 0;
+}
+
 static int config_diff(const GPTConfig *file, const GPTConfig *want, const char *src,
                        const char *group, char *err) {
     const char *names[5] = {"vocab_size", "max_seq_len", "n_layer", "n_head", "n_embd"};
     int a[5] = {file->vocab_size, file->max_seq_len, file->n_layer, file->n_head, file->n_embd};
     int b[5] = {want->vocab_size, want->max_seq_len, want->n_layer, want->n_head, want->n_embd};
+    if (file->family != want->family)
+        return errf(err, "%s: /%s: model config mismatch: family = %s in the checkpoint, %s "
+                         "expected", src, group, gpt_family_name(file->family),
+                    gpt_family_name(want->family));
     for (int i = 0; i < 5; i++)
         if (a[i] != b[i])
             return errf(err, "%s: /%s: model config mismatch: %s = %d in the checkpoint, %d "
                              "expected (use a config matching the checkpoint)", src, group,
                         names[i], a[i], b[i]);
+    if (file->family == GPT_FAMILY_LLAMA && llama_diff(file, want, src, group, err) != 0)
+        return -1;
     if (file->head != want->head)
         return errf(err, "%s: /%s: model config mismatch: head = %s in the checkpoint, %s "
                          "expected", src, group, ckpt_head_name(file->head),
@@ -1587,7 +1684,7 @@ int ckpt_load_model(const CkptReader *r, const char *group, GPT *m, char *err) {
     memset(m, 0, sizeof *m);
     if (ckpt_read_model_config(r, group, &c, err) != 0) return -1;
     /* check the file holds this model before allocating for it */
-    int cap = 2 + 12 * c.n_layer + 4;
+    int cap = gpt_tensors_capacity(&c);
     GPTTensor *t = xcalloc((size_t)cap, sizeof *t);
     int n = gpt_tensors_build(&c, t, cap);
     int rc = check_table(r, group, t, n, 1, err);

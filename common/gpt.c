@@ -23,6 +23,8 @@
 // ----------------------------------------------------------------------------
 // config
 
+const char *gpt_family_name(GPTFamily f) { return f == GPT_FAMILY_LLAMA ? "llama" : "gpt2"; }
+
 /* The Llama family's own fields (gpt_config_validate checked the shared ones). */
 static int llama_config_validate(const GPTConfig *c, char *err) {
     int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
@@ -198,10 +200,10 @@ int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max) {
     return n;
 }
 
-static int table_capacity(const GPTConfig *c) { return 2 + 14 * c->n_layer + 2 + 2; }
+int gpt_tensors_capacity(const GPTConfig *c) { return 2 + 14 * c->n_layer + 2 + 2; }
 
 size_t gpt_config_num_params(const GPTConfig *c) {
-    int cap = table_capacity(c);
+    int cap = gpt_tensors_capacity(c);
     GPTTensor *t = xcalloc((size_t)cap, sizeof *t);
     int n = gpt_tensors_build(c, t, cap);
     size_t total = t[n - 1].offset + t[n - 1].numel;
@@ -282,7 +284,7 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     memset(m, 0, sizeof *m);
     if (gpt_config_validate(c, err) != 0) fatal("invalid model config: %s", err);
     m->config = *c;
-    int cap = table_capacity(c);
+    int cap = gpt_tensors_capacity(c);
     m->tensors = xcalloc((size_t)cap, sizeof(GPTTensor));
     m->num_tensors = gpt_tensors_build(c, m->tensors, cap);
     const GPTTensor *last = &m->tensors[m->num_tensors - 1];

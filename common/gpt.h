@@ -155,6 +155,8 @@ typedef struct {
     struct GPTCache *cache;
 } GPT;
 
+/* "gpt2" or "llama" (the names checkpoints and configs use). */
+const char *gpt_family_name(GPTFamily f);
 /* Check a config a user gave (sizes positive, C % NH == 0, ...). 0 or -1 with err. */
 int gpt_config_validate(const GPTConfig *c, char *err);
 /* Presets: "tiny" (V512 L4 NH4 C128 T128) and "gpt2" (124M: V50257 L12 NH12 C768 T1024);
@@ -164,6 +166,8 @@ int gpt_config_validate(const GPTConfig *c, char *err);
 int gpt_config_preset(const char *name, GPTConfig *out);
 size_t gpt_config_num_params(const GPTConfig *c);
 
+/* The most table entries a config of c's family and depth can have. */
+int gpt_tensors_capacity(const GPTConfig *c);
 /* Build the parameter table for c into out (max entries); returns the count. */
 int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max);
 /* Fill a GPTWeights with pointers into buf laid out by m's table. */

@@ -106,9 +106,16 @@ void online_weights_recv(MPI_Comm wcomm, const Msg *hdr, void **img, size_t *cap
 }
 
 uint32_t online_layout_crc(const GPTConfig *c) {
-    char s[160];
+    char s[400];
     int n = snprintf(s, sizeof s, "gpt V%d T%d L%d NH%d C%d head%d f32", c->vocab_size,
                      c->max_seq_len, c->n_layer, c->n_head, c->n_embd, (int)c->head);
+    if (c->family == GPT_FAMILY_LLAMA) /* every field that changes the table or the math */
+        n += snprintf(s + n, sizeof s - (size_t)n,
+                      " llama KV%d hd%d F%d qb%d qn%d tie%d theta%a eps%a rope%a,%a,%a,%d",
+                      c->n_kv_head, c->head_dim, c->d_ff, c->qkv_bias, c->qk_norm,
+                      c->tie_embeddings, (double)c->rope_theta, (double)c->norm_eps,
+                      (double)c->rope_factor, (double)c->rope_low_freq_factor,
+                      (double)c->rope_high_freq_factor, c->rope_orig_max_pos);
     return ckpt_crc32(0, s, (size_t)n);
 }
 

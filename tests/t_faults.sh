@@ -159,9 +159,17 @@ kill_timed() {
     2) victim=""   # one rank of the job (mpirun may still be starting them)
        for _ in $(seq 50); do
          victim=$(pgrep -s "$JOB" | grep -v "^$JOB\$" | shuf -n1 --random-source=<(yes "$k") || true)
-         [ -n "$victim" ] && break; sleep 0.1
+         [ -n "$victim" ] && break
+         kill -0 "$JOB" 2>/dev/null || break; sleep 0.1
        done
-       [ -n "$victim" ] || fail "$name: no rank process to kill in the job"
+       if [ -z "$victim" ]; then
+         # no rank left: the launch is ending by itself (its ranks finished the run and
+         # mpirun is closing) -- it must end well, and that counts as finished first
+         wait_job "$JOB" 30
+         [ "$RC" -eq 0 ] || { cat "$T/$name.kill$k.log"; fail "$name: run $k ended rc $RC with no rank left to kill"; }
+         ended=1; echo "  kill $k: the run had already finished its ranks at $when"
+         return
+       fi
        how="rank process $victim ($(ps -o comm= -p "$victim" 2>/dev/null || echo gone))"
        kill -9 "$victim" 2>/dev/null || true ;;
     3) how="mpirun alone"; kill -9 "$JOB" 2>/dev/null || true ;;

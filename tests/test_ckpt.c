@@ -2,8 +2,8 @@
  * tests/test_ckpt.c — HDF5 checkpoints (common/ckpt.h): bit-exact round trips of a file
  * and of an in-memory image; every kind of bad file refused with a message that names the
  * problem (truncated, flipped bit, missing tensor, wrong shape, other model size, wrong
- * format, newer version, text file, no file); keep-last-K, `latest` and ckpt_resolve; and
- * failed writes (no room for the temp file, a file-size limit hit mid-write, an abandoned
+ * format, newer version, text file, no file); a Llama-family model's config and weights;
+ * keep-last-K, `latest` and ckpt_resolve; and failed writes (no room for the temp file, a file-size limit hit mid-write, an abandoned
  * writer) leaving the previous checkpoint byte-for-byte intact.
  *
  * Files are modified behind ckpt.c's back with the raw HDF5 API (delete a dataset, rewrite
@@ -290,6 +290,74 @@ done:
     free(av);
     free(vocab);
     free(config);
+}
+
+/* A Llama-family model (Qwen3-style switches: q/k/v biases, q/k norms, its own head_dim,
+ * untied head, llama3 rope scaling) round-trips config and weights bit-exactly; a model of
+ * another family or another Llama field is refused, naming the field. */
+static void test_llama_roundtrip(void) {
+    char err[ERRBUF_LEN] = "", path[700], dir[600];
+    path_in(dir, sizeof dir, "llama");
+    GPTConfig c = {.vocab_size = 64, .max_seq_len = 16, .n_layer = 2, .n_head = 4,
+                   .n_embd = 16, .head = GPT_HEAD_LM, .family = GPT_FAMILY_LLAMA,
+                   .n_kv_head = 2, .head_dim = 8, .d_ff = 24, .qkv_bias = 1, .qk_norm = 1,
+                   .tie_embeddings = 0, .rope_theta = 500000.0f, .norm_eps = 1e-6f,
+                   .rope_factor = 8.0f, .rope_low_freq_factor = 1.0f,
+                   .rope_high_freq_factor = 4.0f, .rope_orig_max_pos = 8};
+    GPTConfig cs = c;
+    cs.head = GPT_HEAD_SCORE;
+    CHECK_MSG(gpt_config_validate(&c, err) == 0, "%s", err);
+    GPT pol, rm;
+    gpt_init(&pol, &c);
+    gpt_init(&rm, &cs);
+    CHECK(gpt_find_tensor(&pol, "lm_head.weight") != NULL);
+    fill_random(pol.params, pol.num_params, 21);
+    fill_random(rm.params, rm.num_params, 22);
+    CkptMeta meta = {.stage = "sft", .step = 3, .model = c};
+    CkptWriter *w = ckpt_writer_open_dir(dir, 3, 1, err);
+    CHECK_MSG(w != NULL, "%s", err);
+    if (!w) goto done;
+    CHECK_MSG(ckpt_write_meta(w, &meta, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_write_model(w, "policy", &pol, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_write_model(w, "reward", &rm, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_writer_commit(w, err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/ckpt-00000003.h5", dir);
+    CkptReader *r = ckpt_reader_open(path, err);
+    CHECK_MSG(r != NULL, "%s", err);
+    if (!r) goto done;
+    CHECK(memcmp(&ckpt_reader_meta(r)->model, &c, sizeof c) == 0);
+    GPT p2, r2;
+    CHECK_MSG(ckpt_load_model(r, "policy", &p2, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_load_model(r, "reward", &r2, err) == 0, "%s", err);
+    CHECK(memcmp(&p2.config, &c, sizeof c) == 0 && memcmp(&r2.config, &cs, sizeof cs) == 0);
+    CHECK(p2.num_params == pol.num_params &&
+          memcmp(p2.params, pol.params, pol.num_params * sizeof(float)) == 0);
+    CHECK(r2.num_params == rm.num_params &&
+          memcmp(r2.params, rm.params, rm.num_params * sizeof(float)) == 0);
+    CHECK(ckpt_has(r, "/policy/model.layers.1.self_attn.k_norm.weight") == 1);
+    /* another Llama field, another family: refused with the field's name */
+    GPTConfig c3 = c;
+    c3.n_kv_head = 1;
+    GPT other;
+    gpt_init(&other, &c3);
+    CHECK(ckpt_read_model(r, "policy", &other, err) == -1 && strstr(err, "n_kv_head"));
+    gpt_free(&other);
+    c3 = c;
+    c3.rope_theta = 10000.0f;
+    gpt_init(&other, &c3);
+    CHECK(ckpt_read_model(r, "policy", &other, err) == -1 && strstr(err, "rope_theta"));
+    gpt_free(&other);
+    GPTConfig g2 = small_config(GPT_HEAD_LM);
+    gpt_init(&other, &g2);
+    CHECK(ckpt_read_model(r, "policy", &other, err) == -1 && strstr(err, "family"));
+    gpt_free(&other);
+    CHECK_MSG(ckpt_verify(r, err) == 0, "%s", err);
+    ckpt_reader_free(r);
+    gpt_free(&p2);
+    gpt_free(&r2);
+done:
+    gpt_free(&pol);
+    gpt_free(&rm);
 }
 
 static void test_deterministic_bytes(void) {
@@ -814,6 +882,7 @@ int main(void) {
     TEST_RUN(test_crc32);
     TEST_RUN(test_crc32_fast);
     TEST_RUN(test_roundtrip);
+    TEST_RUN(test_llama_roundtrip);
     TEST_RUN(test_deterministic_bytes);
     TEST_RUN(test_image);
     TEST_RUN(test_corrupt);

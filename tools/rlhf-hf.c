@@ -251,7 +251,7 @@ static int hf_load(const char *dir, GPT *m, char **vocab, char **merges, char *e
         errf(err, "%s: has score.weight but config.json says GPT2LMHeadModel", path);
         goto done;
     }
-    int cap = 2 + 12 * c.n_layer + 4;
+    int cap = gpt_tensors_capacity(&c);
     table = xcalloc((size_t)cap, sizeof *table);
     int n = gpt_tensors_build(&c, table, cap);
     found = xcalloc((size_t)n, sizeof *found);
