@@ -820,6 +820,11 @@ int ckpt_write_meta(CkptWriter *w, const CkptMeta *meta, char *err) {
         return -1;
     if (meta->tok_merges && write_text(w, "/tokenizer/merges", meta->tok_merges, err) != 0)
         return -1;
+    if (meta->tok_json && write_text(w, "/tokenizer/json", meta->tok_json, err) != 0)
+        return -1;
+    if (meta->chat_template &&
+        write_text(w, "/tokenizer/chat_template", meta->chat_template, err) != 0)
+        return -1;
     w->meta_written = 1;
     return 0;
 }
@@ -1122,7 +1127,7 @@ struct CkptReader {
     hid_t file;
     char src[CKPT_PATH_LEN];
     CkptMeta meta;
-    char *config, *vocab, *merges;
+    char *config, *vocab, *merges, *tok_json, *chat_template;
     ImageRef image; /* images: the caller's bytes, read in place */
 };
 
@@ -1450,6 +1455,14 @@ static int reader_validate(CkptReader *r, char *err) {
         if (read_text(r, "/tokenizer/merges", &r->merges, err) != 0) goto fail;
         r->meta.tok_merges = r->merges;
     }
+    if (exists_path(r->file, "/tokenizer/json")) {
+        if (read_text(r, "/tokenizer/json", &r->tok_json, err) != 0) goto fail;
+        r->meta.tok_json = r->tok_json;
+    }
+    if (exists_path(r->file, "/tokenizer/chat_template")) {
+        if (read_text(r, "/tokenizer/chat_template", &r->chat_template, err) != 0) goto fail;
+        r->meta.chat_template = r->chat_template;
+    }
     rc = 0;
 fail:
     free(fmt);
@@ -1463,6 +1476,8 @@ void ckpt_reader_free(CkptReader *r) {
     free(r->config);
     free(r->vocab);
     free(r->merges);
+    free(r->tok_json);
+    free(r->chat_template);
     free(r);
 }
 
@@ -1919,6 +1934,7 @@ int ckpt_image_load(const void *bytes, size_t len, const char *group, GPT *m,
     if (rc == 0 && meta_out) {
         *meta_out = r->meta;
         meta_out->config = meta_out->tok_vocab = meta_out->tok_merges = NULL;
+        meta_out->tok_json = meta_out->chat_template = NULL;
     }
     ckpt_reader_free(r);
     return rc;

@@ -23,11 +23,15 @@
  *                     init/sft/rm/ppo/dpo/grpo/rloo), step, policy_version (int64), config
  *                     (string: the run's config text), vocab_size, max_seq_len, n_layer,
  *                     n_head, n_embd (int64) and head (string lm/score/value) of the
- *                     primary model; any extra attributes a stage adds (ckpt_write_attr_*).
+ *                     primary model; a Llama-family model adds family = "llama" and its
+ *                     fields (n_kv_head ... rope_orig_max_pos int64, rope_theta, norm_eps,
+ *                     rope_*_factor float64; no family attribute = gpt2); any extra attributes a stage adds (ckpt_write_attr_*).
  *   /tokenizer/vocab, /tokenizer/merges   scalar fixed-length strings (the vocab JSON and
  *                     merges text exactly as the caller gave them; optional). Datasets,
  *                     not attributes, because GPT-2's vocab (~1 MB) is far beyond the
  *                     64 KiB that attributes hold compactly, and so they get a checksum.
+ *   /tokenizer/json, /tokenizer/chat_template   the same for a Hugging Face
+ *                     tokenizer.json and the model's chat template (an imported model).
  *   /<group>/<tensor> one float32 dataset per row of the model's parameter table
  *                     (gpt.h), HF shapes and names; the group carries the model config
  *                     as attributes (same names as the root ones). Groups used by the
@@ -85,6 +89,10 @@ typedef struct {
     const char *config;      /* the run's config text */
     const char *tok_vocab;   /* tokenizer vocab JSON text, or NULL */
     const char *tok_merges;  /* tokenizer merges text, or NULL */
+    /* a Hugging Face tokenizer.json text (the tokenizer of an imported model, hftok.h),
+     * or NULL; a checkpoint holds it or vocab + merges, or none */
+    const char *tok_json;
+    const char *chat_template; /* the model's chat template (Jinja text), or NULL */
 } CkptMeta;
 
 typedef struct CkptWriter CkptWriter;

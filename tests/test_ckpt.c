@@ -313,7 +313,8 @@ static void test_llama_roundtrip(void) {
     CHECK(gpt_find_tensor(&pol, "lm_head.weight") != NULL);
     fill_random(pol.params, pol.num_params, 21);
     fill_random(rm.params, rm.num_params, 22);
-    CkptMeta meta = {.stage = "sft", .step = 3, .model = c};
+    const char *tj = "{\"model\": {\"type\": \"BPE\"}}", *tmpl = "{% for m in messages %}{{ m.content }}{% endfor %}";
+    CkptMeta meta = {.stage = "sft", .step = 3, .model = c, .tok_json = tj, .chat_template = tmpl};
     CkptWriter *w = ckpt_writer_open_dir(dir, 3, 1, err);
     CHECK_MSG(w != NULL, "%s", err);
     if (!w) goto done;
@@ -326,6 +327,10 @@ static void test_llama_roundtrip(void) {
     CHECK_MSG(r != NULL, "%s", err);
     if (!r) goto done;
     CHECK(memcmp(&ckpt_reader_meta(r)->model, &c, sizeof c) == 0);
+    CHECK(ckpt_reader_meta(r)->tok_json && strcmp(ckpt_reader_meta(r)->tok_json, tj) == 0);
+    CHECK(ckpt_reader_meta(r)->chat_template &&
+          strcmp(ckpt_reader_meta(r)->chat_template, tmpl) == 0);
+    CHECK(ckpt_reader_meta(r)->tok_vocab == NULL);
     GPT p2, r2;
     CHECK_MSG(ckpt_load_model(r, "policy", &p2, err) == 0, "%s", err);
     CHECK_MSG(ckpt_load_model(r, "reward", &r2, err) == 0, "%s", err);
