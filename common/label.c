@@ -17,7 +17,8 @@
 // ----------------------------------------------------------------------------
 // label kinds
 
-static const char *const kind_names[LABEL_COUNT] = {"A", "B", "tie", "skip", "up", "down"};
+static const char *const kind_names[LABEL_COUNT] = {"A",  "B",    "tie", "skip",
+                                                     "up", "down", "rank"};
 
 const char *label_kind_name(LabelKind k) {
     ASSERT((int)k >= 0 && k < LABEL_COUNT);
@@ -33,6 +34,7 @@ int label_kind_parse(const char *s) {
 int label_kind_in_mode(LabelKind k, LabelMode m) {
     if (k == LABEL_SKIP) return 1;
     if (m == LABEL_MODE_PAIR) return k == LABEL_A || k == LABEL_B || k == LABEL_TIE;
+    if (m == LABEL_MODE_RANK) return k == LABEL_RANK;
     return k == LABEL_UP || k == LABEL_DOWN;
 }
 
@@ -230,7 +232,43 @@ void label_item_hash_id(char out[LABEL_HASH_ID_LEN], LabelMode mode, const char 
     snprintf(out, LABEL_HASH_ID_LEN, "h%016llx", (unsigned long long)h);
 }
 
+void label_item_hash_id_rank(char out[LABEL_HASH_ID_LEN], const char *prompt,
+                             const char *const *resp, int k) {
+    unsigned char tag = 'R';
+    uint64_t h = fnv1a(FNV_OFFSET, &tag, 1);
+    for (int f = -1; f < k; f++) {
+        const char *s = f < 0 ? prompt : resp[f];
+        uint64_t len = strlen(s);
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++) le[i] = (unsigned char)(len >> (8 * i));
+        h = fnv1a(h, le, 8);
+        h = fnv1a(h, s, (size_t)len);
+    }
+    snprintf(out, LABEL_HASH_ID_LEN, "h%016llx", (unsigned long long)h);
+}
+
+/* The "responses" array of a rank line or record: n strings, lo <= n <= hi. Returns the
+ * count with *out pointing into o (not copied), or -1 with err. */
+static int get_responses(json_t *o, int lo, int hi, const char **out, char *err) {
+    json_t *v = json_object_get(o, "responses");
+    if (!v) return errf(err, "missing field \"responses\"");
+    if (!json_is_array(v)) return errf(err, "field \"responses\" must be an array of strings");
+    size_t n = json_array_size(v);
+    if (n < (size_t)lo || n > (size_t)hi)
+        return errf(err, "field \"responses\" holds %zu responses; %d to %d are needed", n, lo,
+                    hi);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e))
+            return errf(err, "responses[%zu] must be a string", i);
+        out[i] = json_string_value(e);
+    }
+    return (int)n;
+}
+
 static void item_free(LabelItem *x) {
+    for (int i = 0; i < x->n_resp; i++) free(x->resp[i]);
+    free(x->resp);
     free(x->id);
     free(x->prompt);
     free(x->a);
@@ -243,7 +281,18 @@ static int item_parse(LabelItem *x, json_t *o, LabelMode mode, char *err) {
     const char *prompt, *a = NULL, *b = NULL, *resp = NULL, *cat;
     if (get_string(o, "prompt", &prompt, err)) return -1;
     if (!prompt) return errf(err, "missing field \"prompt\"");
-    if (mode == LABEL_MODE_PAIR) {
+    if (mode != LABEL_MODE_RANK && json_object_get(o, "responses"))
+        return errf(err, "this is a rank line {\"prompt\",\"responses\":[...]}; use --mode rank");
+    const char *rs[LABEL_RANK_ITEM_MAX];
+    int nr = 0;
+    if (mode == LABEL_MODE_RANK) {
+        if (!json_object_get(o, "responses") && (json_object_get(o, "a") || json_object_get(o, "response")))
+            return errf(err, "missing field \"responses\": this is a %s line; use --mode %s",
+                        json_object_get(o, "a") ? "pair" : "thumbs",
+                        json_object_get(o, "a") ? "pair" : "thumbs");
+        nr = get_responses(o, LABEL_RANK_ITEM_MIN, LABEL_RANK_ITEM_MAX, rs, err);
+        if (nr < 0) return -1;
+    } else if (mode == LABEL_MODE_PAIR) {
         if (get_string(o, "a", &a, err) || get_string(o, "b", &b, err)) return -1;
         if (!a || !b) {
             if (json_object_get(o, "response"))
@@ -269,10 +318,16 @@ static int item_parse(LabelItem *x, json_t *o, LabelMode mode, char *err) {
     char idbuf[LABEL_ID_MAX];
     int has_id;
     if (get_id(o, "id", idbuf, sizeof(idbuf), &has_id, err)) return -1;
-    if (!has_id) label_item_hash_id(idbuf, mode, prompt, a, b);
+    if (!has_id && mode == LABEL_MODE_RANK) label_item_hash_id_rank(idbuf, prompt, rs, nr);
+    else if (!has_id) label_item_hash_id(idbuf, mode, prompt, a, b);
     x->id = xstrdup(idbuf);
     x->prompt = xstrdup(prompt);
-    x->a = xstrdup(a);
+    x->a = a ? xstrdup(a) : NULL;
+    if (nr > 0) {
+        x->resp = xmalloc((size_t)nr * sizeof(char *));
+        for (int i = 0; i < nr; i++) x->resp[i] = xstrdup(rs[i]);
+        x->n_resp = nr;
+    }
     x->b = b ? xstrdup(b) : NULL;
     x->category = cat ? xstrdup(cat) : NULL;
     return 0;
@@ -324,7 +379,9 @@ int label_items_load(LabelItems *it, const char *path, LabelMode mode, char *err
     }
     if (it->n == 0) {
         errf(err, "%s: no items (the file is empty); each line must be %s", path,
-             mode == LABEL_MODE_PAIR ? "{\"prompt\",\"a\",\"b\"}" : "{\"prompt\",\"response\"}");
+             mode == LABEL_MODE_PAIR     ? "{\"prompt\",\"a\",\"b\"}"
+             : mode == LABEL_MODE_RANK ? "{\"prompt\",\"responses\":[...]}"
+                                       : "{\"prompt\",\"response\"}");
         goto fail;
     }
     free(buf);
@@ -362,6 +419,7 @@ void label_log_free(LabelLog *log) {
         free(log->j[i].id);
         free(log->j[i].time);
         json_decref(log->j[i].rec);
+        free(log->j[i].ranks);
     }
     free(log->j);
     for (int i = 0; i < log->n_files; i++) free(log->files[i]);
@@ -409,7 +467,13 @@ static int derive_id(json_t *o, LabelKind k, char out[LABEL_HASH_ID_LEN]) {
     const char *b = json_string_value(json_object_get(o, "b"));
     const char *r = json_string_value(json_object_get(o, "response"));
     if (!p) return -1;
-    if (k == LABEL_A && ch && rj) {
+    const char *rs[LABEL_RANK_MAX];
+    char tmp[ERRBUF_LEN];
+    if ((k == LABEL_RANK || k == LABEL_SKIP) && json_object_get(o, "responses")) {
+        int n = get_responses(o, 2, LABEL_RANK_MAX, rs, tmp);
+        if (n < 0) return -1;
+        label_item_hash_id_rank(out, p, rs, n);
+    } else if (k == LABEL_A && ch && rj) {
         label_item_hash_id(out, LABEL_MODE_PAIR, p, ch, rj);
     } else if (k == LABEL_B && ch && rj) {
         label_item_hash_id(out, LABEL_MODE_PAIR, p, rj, ch);
@@ -421,6 +485,36 @@ static int derive_id(json_t *o, LabelKind k, char out[LABEL_HASH_ID_LEN]) {
         return -1;
     }
     return 0;
+}
+
+/* The ranks of a "rank" record: K = len(responses) in 2..LABEL_RANK_MAX, "ranks" K
+ * integers in 1..K. Returns K with *ranks malloc'd, or -1 with err. */
+static int parse_ranks(json_t *o, int **ranks, char *err) {
+    const char *rs[LABEL_RANK_MAX];
+    const char *p;
+    *ranks = NULL;
+    if (get_string(o, "prompt", &p, err)) return -1;
+    if (!p) return errf(err, "a \"rank\" judgment needs field \"prompt\"");
+    int k = get_responses(o, 2, LABEL_RANK_MAX, rs, err);
+    if (k < 0) return -1;
+    json_t *v = json_object_get(o, "ranks");
+    if (!json_is_array(v))
+        return errf(err, "a \"rank\" judgment needs field \"ranks\", an array of integers");
+    if (json_array_size(v) != (size_t)k)
+        return errf(err, "field \"ranks\" has %zu entries for %d responses", json_array_size(v),
+                    k);
+    int *r = xmalloc((size_t)k * sizeof(int));
+    for (int i = 0; i < k; i++) {
+        json_t *e = json_array_get(v, (size_t)i);
+        json_int_t x = json_is_integer(e) ? json_integer_value(e) : 0;
+        if (x < 1 || x > k) {
+            free(r);
+            return errf(err, "ranks[%d] must be an integer from 1 (best) to %d", i, k);
+        }
+        r[i] = (int)x;
+    }
+    *ranks = r;
+    return k;
 }
 
 static int check_payload(json_t *o, LabelKind k, char *err) {
@@ -484,17 +578,23 @@ int label_log_apply(LabelLog *log, const char *text, size_t len, int file, int l
     }
     int k = label_kind_parse(label);
     if (k < 0) {
-        errf(err, "unknown label \"%s\" (expected A, B, tie, skip, up or down)", label);
+        errf(err, "unknown label \"%s\" (expected A, B, tie, skip, up, down or rank)", label);
         goto fail;
     }
     if (check_payload(o, (LabelKind)k, err)) goto fail;
-    if (get_id(o, "id", id, sizeof(id), &has_id, err)) goto fail;
-    if (!has_id && derive_id(o, (LabelKind)k, id) != 0) {
-        errf(err, "missing field \"id\" (and no \"a\"/\"b\" or \"response\" to derive "
-                  "the content id from)");
+    int *ranks = NULL, n_ranks = 0;
+    if (k == LABEL_RANK && (n_ranks = parse_ranks(o, &ranks, err)) < 0) goto fail;
+    if (get_id(o, "id", id, sizeof(id), &has_id, err) ||
+        get_string(o, "time", &tm, err)) {
+        free(ranks);
         goto fail;
     }
-    if (get_string(o, "time", &tm, err)) goto fail;
+    if (!has_id && derive_id(o, (LabelKind)k, id) != 0) {
+        errf(err, "missing field \"id\" (and no \"a\"/\"b\", \"response\" or "
+                  "\"responses\" to derive the content id from)");
+        free(ranks);
+        goto fail;
+    }
     if (log->n == log->cap) {
         log->cap = log->cap ? 2 * log->cap : 256;
         log->j = xrealloc(log->j, (size_t)log->cap * sizeof(LabelJudgment));
@@ -508,6 +608,8 @@ int label_log_apply(LabelLog *log, const char *text, size_t len, int file, int l
     j->line = line;
     j->undone = 0;
     j->rec = o;
+    j->ranks = ranks;
+    j->n_ranks = n_ranks;
     char *key = pair_key(annotator, id);
     j->prev = map_get(log->live, key);
     map_put(log->live, key, log->n);
@@ -584,7 +686,11 @@ char *label_record_judgment(const LabelItem *it, LabelMode mode, LabelKind k,
     ASSERT(label_kind_in_mode(k, mode));
     json_t *o = json_object();
     json_object_set_new(o, "prompt", json_string(it->prompt));
-    if (mode == LABEL_MODE_THUMBS) {
+    if (mode == LABEL_MODE_RANK) {
+        json_t *arr = json_array();
+        for (int i = 0; i < it->n_resp; i++) json_array_append_new(arr, json_string(it->resp[i]));
+        json_object_set_new(o, "responses", arr);
+    } else if (mode == LABEL_MODE_THUMBS) {
         json_object_set_new(o, "response", json_string(it->a));
     } else if (k == LABEL_A || k == LABEL_B) {
         json_object_set_new(o, "chosen", json_string(k == LABEL_A ? it->a : it->b));
@@ -596,6 +702,27 @@ char *label_record_judgment(const LabelItem *it, LabelMode mode, LabelKind k,
     json_object_set_new(o, "annotator", json_string(annotator));
     json_object_set_new(o, "time", json_string(time_iso));
     json_object_set_new(o, "label", json_string(label_kind_name(k)));
+    json_object_set_new(o, "id", json_string(it->id));
+    if (it->category) json_object_set_new(o, "category", json_string(it->category));
+    return dump_line(o);
+}
+
+char *label_record_rank(const LabelItem *it, const int *ranks, const char *annotator,
+                        const char *time_iso) {
+    ASSERT(it->n_resp >= 2);
+    json_t *o = json_object();
+    json_object_set_new(o, "prompt", json_string(it->prompt));
+    json_t *arr = json_array(), *rk = json_array();
+    for (int i = 0; i < it->n_resp; i++) {
+        ASSERT(ranks[i] >= 1 && ranks[i] <= it->n_resp);
+        json_array_append_new(arr, json_string(it->resp[i]));
+        json_array_append_new(rk, json_integer(ranks[i]));
+    }
+    json_object_set_new(o, "responses", arr);
+    json_object_set_new(o, "ranks", rk);
+    json_object_set_new(o, "annotator", json_string(annotator));
+    json_object_set_new(o, "time", json_string(time_iso));
+    json_object_set_new(o, "label", json_string("rank"));
     json_object_set_new(o, "id", json_string(it->id));
     if (it->category) json_object_set_new(o, "category", json_string(it->category));
     return dump_line(o);
@@ -706,6 +833,84 @@ static int cmp_vote(const void *x, const void *y) {
     return (a->ann > b->ann) - (a->ann < b->ann);
 }
 
+double label_kendall_tau_b(const int *x, const int *y, int n) {
+    if (n < 2) return NAN;
+    long n0 = (long)n * (n - 1) / 2, n1 = 0, n2 = 0, nc = 0, nd = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = i + 1; k < n; k++) {
+            int dx = (x[i] > x[k]) - (x[i] < x[k]), dy = (y[i] > y[k]) - (y[i] < y[k]);
+            n1 += dx == 0;
+            n2 += dy == 0;
+            if (dx * dy > 0) nc++;
+            if (dx * dy < 0) nd++;
+        }
+    if (n1 == n0 || n2 == n0) return NAN;
+    return (double)(nc - nd) / sqrt((double)(n0 - n1) * (double)(n0 - n2));
+}
+
+typedef struct {
+    const char *id;
+    int ann, j; /* annotator index, judgment index */
+} RankVote;
+
+static int cmp_rank_vote(const void *x, const void *y) {
+    const RankVote *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+    if (c) return c;
+    return (a->ann > b->ann) - (a->ann < b->ann);
+}
+
+/* Kendall tau-b between every two annotators' live rankings of the same id (same K). */
+static void rank_stats_compute(LabelStats *st, const LabelLog *log) {
+    int nl = st->n_annotators;
+    RankVote *v = xmalloc((size_t)(log->n ? log->n : 1) * sizeof(RankVote));
+    int nv = 0;
+    for (int i = 0; i < log->n; i++) {
+        if (log->j[i].label != LABEL_RANK || !label_log_is_live(log, i)) continue;
+        int a = 0;
+        while (a < nl && strcmp(st->annotators[a], log->j[i].annotator) != 0) a++;
+        v[nv++] = (RankVote){log->j[i].id, a, i};
+    }
+    if (nv > 1) qsort(v, (size_t)nv, sizeof(RankVote), cmp_rank_vote);
+    double *sum = xcalloc((size_t)nl * (size_t)nl + 1, sizeof(double));
+    long *common = xcalloc((size_t)nl * (size_t)nl + 1, sizeof(long));
+    long *defined = xcalloc((size_t)nl * (size_t)nl + 1, sizeof(long));
+    double pooled = 0;
+    for (int s = 0; s < nv;) {
+        int e = s + 1;
+        while (e < nv && strcmp(v[e].id, v[s].id) == 0) e++;
+        st->n_rank_items++;
+        for (int x = s; x < e; x++)
+            for (int y = x + 1; y < e; y++) {
+                const LabelJudgment *jx_ = &log->j[v[x].j], *jy = &log->j[v[y].j];
+                if (jx_->n_ranks != jy->n_ranks) continue;
+                size_t c = (size_t)v[x].ann * (size_t)nl + (size_t)v[y].ann;
+                common[c]++;
+                double t = label_kendall_tau_b(jx_->ranks, jy->ranks, jx_->n_ranks);
+                if (isnan(t)) continue;
+                defined[c]++;
+                sum[c] += t;
+                pooled += t;
+                st->rank_pooled_defined++;
+            }
+        s = e;
+    }
+    for (int a = 0; a < nl; a++)
+        for (int b = a + 1; b < nl; b++) {
+            size_t c = (size_t)a * (size_t)nl + (size_t)b;
+            if (!common[c]) continue;
+            st->rank_pairs = xrealloc(st->rank_pairs,
+                                      (size_t)(st->n_rank_pairs + 1) * sizeof(LabelRankPairStat));
+            st->rank_pairs[st->n_rank_pairs++] = (LabelRankPairStat){
+                a, b, common[c], defined[c], defined[c] ? sum[c] / (double)defined[c] : NAN};
+        }
+    st->rank_pooled_tau = st->rank_pooled_defined ? pooled / (double)st->rank_pooled_defined : NAN;
+    free(sum);
+    free(common);
+    free(defined);
+    free(v);
+}
+
 void label_stats_compute(LabelStats *st, const LabelLog *log) {
     memset(st, 0, sizeof(*st));
     /* annotators, sorted */
@@ -740,11 +945,12 @@ void label_stats_compute(LabelStats *st, const LabelLog *log) {
             continue;
         }
         st->counts[a][j->label]++;
-        if (j->label == LABEL_SKIP) continue;
+        if (j->label == LABEL_SKIP || j->label == LABEL_RANK) continue;
         votes[nv++] = (Vote){j->id, a, j->label};
     }
     map_free(names);
     if (nv > 1) qsort(votes, (size_t)nv, sizeof(Vote), cmp_vote);
+    rank_stats_compute(st, log);
 
     /* pairwise confusion matrices, created on first use */
     enum { K = LABEL_COUNT };
@@ -827,6 +1033,9 @@ static void print_kappa(FILE *f, double k) {
         fprintf(f, "%12.3f", k);
 }
 
+static void print_nominal_agreement(FILE *f, const LabelStats *st);
+static void print_rank_agreement(FILE *f, const LabelStats *st);
+
 void label_stats_print(FILE *f, const LabelStats *st) {
     long live = 0, undone = 0;
     for (int a = 0; a < st->n_annotators; a++) {
@@ -854,6 +1063,33 @@ void label_stats_print(FILE *f, const LabelStats *st) {
         fprintf(f, "%8ld%8ld\n", tot, st->undone[a]);
     }
     fprintf(f, "\n");
+    if (st->n_pairs > 0 || st->n_rank_items == 0) print_nominal_agreement(f, st);
+    if (st->n_rank_items > 0) print_rank_agreement(f, st);
+}
+
+static void print_rank_agreement(FILE *f, const LabelStats *st) {
+    fprintf(f, "%sranking agreement: Kendall tau-b between annotators on the items both "
+               "ranked (%ld ranked items)\n",
+            st->n_pairs > 0 ? "\n" : "", st->n_rank_items);
+    if (st->n_rank_pairs == 0) {
+        fprintf(f, "no item was ranked by two or more annotators\n");
+        return;
+    }
+    fprintf(f, "%-40s%8s%9s%12s\n", "pair", "items", "defined", "mean tau-b");
+    for (int p = 0; p < st->n_rank_pairs; p++) {
+        const LabelRankPairStat *ps = &st->rank_pairs[p];
+        char name[256];
+        snprintf(name, sizeof(name), "%s / %s", st->annotators[ps->a], st->annotators[ps->b]);
+        fprintf(f, "%-40s%8ld%9ld", name, ps->n_common, ps->n_defined);
+        print_kappa(f, ps->tau_mean);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "%-40s%8s%9ld", "all pairs pooled", "", st->rank_pooled_defined);
+    print_kappa(f, st->rank_pooled_tau);
+    fprintf(f, "\n");
+}
+
+static void print_nominal_agreement(FILE *f, const LabelStats *st) {
     if (st->n_pairs == 0) {
         fprintf(f, "agreement: no item was judged by two or more annotators (give several "
                    "annotators the same candidates file to measure agreement)\n");
@@ -890,17 +1126,85 @@ void label_stats_free(LabelStats *st) {
     free(st->undone);
     free(st->pairs);
     free(st->groups);
+    free(st->rank_pairs);
     memset(st, 0, sizeof(*st));
 }
 
 // ----------------------------------------------------------------------------
 // export
 
+/* Write o (consumed) as one line; -1 on a write error. */
+static int put_line(FILE *f, json_t *o) {
+    char *line = dump_line(o);
+    int rc = fputs(line, f);
+    free(line);
+    return rc == EOF ? -1 : 0;
+}
+
+/* The non-tied pairs of live ranking j, each weighted 1/C(K,2); lines written or -1. */
+static long export_rank_pairs(FILE *f, const LabelJudgment *j) {
+    int k = j->n_ranks;
+    double w = 2.0 / ((double)k * (double)(k - 1));
+    json_t *resp = json_object_get(j->rec, "responses");
+    json_t *cat = json_object_get(j->rec, "category");
+    size_t gl = strlen(j->annotator) + strlen(j->id) + 2;
+    char *group = xmalloc(gl);
+    snprintf(group, gl, "%s/%s", j->annotator, j->id);
+    long written = 0;
+    for (int x = 0; x < k; x++)
+        for (int y = x + 1; y < k; y++) {
+            if (j->ranks[x] == j->ranks[y]) continue; /* a tie is no pair */
+            int wi = j->ranks[x] < j->ranks[y] ? x : y, li = wi == x ? y : x;
+            json_t *o = json_object();
+            json_object_set(o, "prompt", json_object_get(j->rec, "prompt"));
+            json_object_set(o, "chosen", json_array_get(resp, (size_t)wi));
+            json_object_set(o, "rejected", json_array_get(resp, (size_t)li));
+            if (json_is_string(cat)) json_object_set(o, "category", cat);
+            json_object_set_new(o, "annotator", json_string(j->annotator));
+            json_object_set_new(o, "id", json_string(j->id));
+            json_object_set_new(o, "weight", json_real(w));
+            json_object_set_new(o, "group", json_string(group));
+            if (put_line(f, o)) {
+                free(group);
+                return -1;
+            }
+            written++;
+        }
+    free(group);
+    return written;
+}
+
+long label_export_rankings(FILE *f, const LabelLog *log) {
+    long written = 0;
+    for (int i = 0; i < log->n; i++) {
+        const LabelJudgment *j = &log->j[i];
+        if (j->label != LABEL_RANK || !label_log_is_live(log, i)) continue;
+        json_t *o = json_object();
+        json_object_set(o, "prompt", json_object_get(j->rec, "prompt"));
+        json_object_set(o, "responses", json_object_get(j->rec, "responses"));
+        json_object_set(o, "ranks", json_object_get(j->rec, "ranks"));
+        json_t *cat = json_object_get(j->rec, "category");
+        if (json_is_string(cat)) json_object_set(o, "category", cat);
+        json_object_set_new(o, "annotator", json_string(j->annotator));
+        json_object_set_new(o, "id", json_string(j->id));
+        if (put_line(f, o)) return -1;
+        written++;
+    }
+    if (fflush(f) != 0) return -1;
+    return written;
+}
+
 long label_export(FILE *f, const LabelLog *log, int thumbs) {
     long written = 0;
     for (int i = 0; i < log->n; i++) {
         const LabelJudgment *j = &log->j[i];
         if (!label_log_is_live(log, i)) continue;
+        if (!thumbs && j->label == LABEL_RANK) {
+            long w = export_rank_pairs(f, j);
+            if (w < 0) return -1;
+            written += w;
+            continue;
+        }
         int pair = j->label == LABEL_A || j->label == LABEL_B;
         int thumb = j->label == LABEL_UP || j->label == LABEL_DOWN;
         if (thumbs ? !thumb : !pair) continue;

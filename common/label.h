@@ -10,6 +10,8 @@
  * Files (JSONL, one object per line, UTF-8):
  *   candidates, pair mode:   {"prompt","a","b"[,"category","id"]}
  *   candidates, thumbs mode: {"prompt","response"[,"category","id"]}
+ *   candidates, rank mode:   {"prompt","responses":[r1..rK][,"category","id"]},
+ *                            LABEL_RANK_ITEM_MIN <= K <= LABEL_RANK_ITEM_MAX
  *   The id of an item is its "id" field (string or integer) or, without one, a stable
  *   content hash "h" + 16 hex digits (label_item_hash_id).
  *   judgment log (PREFS.jsonl), one line per event, appended and fsync'd, never rewritten:
@@ -17,10 +19,14 @@
  *     tie/skip:  {"prompt","a","b","annotator","time","label":"tie"|"skip","id"[,"category"]}
  *                (no chosen/rejected: these are not training pairs)
  *     thumbs:    {"prompt","response","annotator","time","label":"up"|"down"|"skip","id"[,"category"]}
+ *     ranking:   {"prompt","responses","ranks","annotator","time","label":"rank","id"[,"category"]}
+ *                ranks[i] = place of responses[i], 1 = best; equal numbers are ties
+ *                (2 <= K <= LABEL_RANK_MAX, 1 <= ranks[i] <= K)
+ *     rank skip: {"prompt","responses","annotator","time","label":"skip","id"[,"category"]}
  *     undo:      {"undo": id,"annotator","time"}
  *   A record without "id" (rlhf-judge may write none) gets the content id of the item it
  *   judged, rebuilt from its texts (A: a = chosen, b = rejected; B: swapped; tie/skip: a,
- *   b; thumbs: response), so it matches the tool's records of the same candidates line.
+ *   b; thumbs: response; ranking: responses), so it matches the tool's records of the same candidates line.
  *   The live judgment of (annotator, id) is the last one not cancelled by an undo; an undo
  *   cancels the last not-yet-cancelled judgment of its (annotator, id) read before it
  *   (files are read in the order given, lines in order). So undo works like a stack.
@@ -41,7 +47,14 @@
 
 #include "util.h"
 
-typedef enum { LABEL_MODE_PAIR = 0, LABEL_MODE_THUMBS = 1 } LabelMode;
+typedef enum { LABEL_MODE_PAIR = 0, LABEL_MODE_THUMBS = 1, LABEL_MODE_RANK = 2 } LabelMode;
+
+/* Responses per ranking: the terminal tool names them with the keys 1..9, so candidates
+ * hold 3..9 (fewer is pair mode); log and training records may hold 2..LABEL_RANK_MAX
+ * (rlhf-judge writes any K). */
+#define LABEL_RANK_ITEM_MIN 3
+#define LABEL_RANK_ITEM_MAX 9
+#define LABEL_RANK_MAX 64
 
 typedef enum {
     LABEL_A = 0,
@@ -50,10 +63,11 @@ typedef enum {
     LABEL_SKIP,
     LABEL_UP,
     LABEL_DOWN,
+    LABEL_RANK,
     LABEL_COUNT
 } LabelKind;
 
-/* "A","B","tie","skip","up","down" */
+/* "A","B","tie","skip","up","down","rank" */
 const char *label_kind_name(LabelKind k);
 /* the LabelKind of a name above, or -1 */
 int label_kind_parse(const char *s);
@@ -72,6 +86,8 @@ typedef struct {
     char *b;        /* pair: response B; thumbs: NULL */
     char *category; /* NULL when the line has none */
     int line;       /* 1-based line in the candidates file */
+    char **resp;    /* rank mode: the K responses (a and b are NULL); else NULL */
+    int n_resp;
 } LabelItem;
 
 typedef struct LabelMap LabelMap; /* private string -> int index */
@@ -96,6 +112,10 @@ int label_items_find(const LabelItems *it, const char *id);
  * mode. Stable across runs, machines and versions of this program. */
 void label_item_hash_id(char out[LABEL_HASH_ID_LEN], LabelMode mode, const char *prompt,
                         const char *a, const char *b);
+/* The content id of a rank-mode line: the same hash with mode tag 'R' over the prompt
+ * and the K responses in order. */
+void label_item_hash_id_rank(char out[LABEL_HASH_ID_LEN], const char *prompt,
+                             const char *const *resp, int k);
 
 // ----------------------------------------------------------------------------
 // the judgment log
@@ -110,6 +130,8 @@ typedef struct {
     int undone;  /* cancelled by a later undo record */
     int prev;    /* previous not-undone judgment of the same (annotator, id), or -1 */
     json_t *rec; /* the parsed record (owned), for export */
+    int *ranks;  /* LABEL_RANK: ranks[i] of responses[i] (1 = best), else NULL */
+    int n_ranks;
 } LabelJudgment;
 
 typedef struct {
@@ -151,6 +173,10 @@ void label_time_iso8601(char out[32], time_t t);
 /* The log line (with its trailing '\n', malloc'd) for judging item `it` with label k. */
 char *label_record_judgment(const LabelItem *it, LabelMode mode, LabelKind k,
                             const char *annotator, const char *time_iso);
+/* The log line (with '\n', malloc'd) for ranking rank-mode item `it`: ranks[i] is the
+ * place of it->resp[i] (1 = best, equal values tie), each in 1..it->n_resp. */
+char *label_record_rank(const LabelItem *it, const int *ranks, const char *annotator,
+                        const char *time_iso);
 /* The log line (with '\n', malloc'd) that undoes the live judgment of (annotator, id). */
 char *label_record_undo(const char *id, const char *annotator, const char *time_iso);
 /* write(2) the whole line to fd (looping on short writes and EINTR), then fsync(2).
@@ -189,6 +215,21 @@ typedef struct {
     double kappa; /* Fleiss; NaN when undefined */
 } LabelFleissGroup;
 
+/* Kendall's tau-b (Kendall 1945, "The treatment of ties in ranking problems", Biometrika
+ * 33:239-251) between two rankings of the same n items, x[i] and y[i] the places of item
+ * i (smaller = better; equal values tie):
+ *   tau_b = (n_c - n_d) / sqrt((n_0 - n_1)(n_0 - n_2)),  n_0 = n(n-1)/2,
+ * n_c / n_d the concordant / discordant pairs (a pair tied in x or y is neither), n_1 /
+ * n_2 the pairs tied in x / in y. NaN when n < 2 or either ranking ties every item. */
+double label_kendall_tau_b(const int *x, const int *y, int n);
+
+typedef struct {
+    int a, b;        /* annotator indices, a < b */
+    long n_common;   /* items both ranked (same K) */
+    long n_defined;  /* ... of which tau-b is defined (neither ranking ties everything) */
+    double tau_mean; /* mean tau-b over those; NaN when none */
+} LabelRankPairStat;
+
 typedef struct {
     int n_annotators;
     char **annotators;          /* sorted by name */
@@ -203,11 +244,18 @@ typedef struct {
     long pooled_common, pooled_agree; /* summed over pairs */
     LabelFleissGroup *groups;   /* one per number of raters >= 2, ascending */
     int n_groups;
+    long n_rank_items;          /* items with >= 1 live ranking */
+    LabelRankPairStat *rank_pairs; /* annotator pairs sharing >= 1 ranked item */
+    int n_rank_pairs;
+    long rank_pooled_defined;   /* summed over rank_pairs */
+    double rank_pooled_tau;     /* mean tau-b over every (pair, item); NaN when none */
 } LabelStats;
 
 /* Statistics over the live judgments of a log. Skips are counted per annotator but are
  * no opinion about an item: they are left out of every agreement number. Categories are
- * A, B, tie, up, down; items are matched across annotators by id. */
+ * A, B, tie, up, down; items are matched across annotators by id. Rankings are not a
+ * nominal category: they enter only the Kendall tau-b part (two rankings of one id with
+ * a different K, which a reused id could give, are not compared). */
 void label_stats_compute(LabelStats *st, const LabelLog *log);
 void label_stats_print(FILE *f, const LabelStats *st);
 void label_stats_free(LabelStats *st);
@@ -221,6 +269,14 @@ void label_stats_free(LabelStats *st);
  * [,"category"],"annotator","id"}. Ties, skips and undone judgments are left out. Returns
  * the number of lines written, or -1 on a write error. */
 long label_export(FILE *f, const LabelLog *log, int thumbs);
+/* Pairs export (thumbs = 0) also writes every live ranking as its K(K-1)/2 pairs minus
+ * the tied ones, each {"prompt","chosen","rejected"[,"category"],"annotator","id",
+ * "weight": 1/C(K,2),"group": "<annotator>/<id>"} (InstructGPT's per-prompt weighting,
+ * Ouyang et al. 2022 eq. 1; a reader that ignores weight and group trains on the pairs
+ * unweighted). label_export_rankings writes the live rankings as the ranking training
+ * file `learner rm` reads (common/rankfile.h): {"prompt","responses","ranks"
+ * [,"category"],"annotator","id"}. Returns lines written, or -1 on a write error. */
+long label_export_rankings(FILE *f, const LabelLog *log);
 
 // ----------------------------------------------------------------------------
 // display helpers

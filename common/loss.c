@@ -170,6 +170,56 @@ void loss_bt_backward(float *dr_w, float *dr_l, const float *r_w, const float *r
 }
 
 // ----------------------------------------------------------------------------
+// rankings: Bradley–Terry over every non-tied pair of a group, weighted 1/C(K,2)
+
+/* The loss of one group (already weighted) and, when dr is given, its gradient scaled
+ * by 1/norm added to dr. st (may be NULL) accumulates pairs, correct pairs, margins. */
+static double rank_group(const float *r, const int *rank, int lo, int hi, float *dr, double norm,
+                         double st[3]) {
+    int k = hi - lo;
+    if (k < 2) return 0.0;
+    double w = 2.0 / ((double)k * (double)(k - 1)), loss = 0.0, dd;
+    for (int i = lo; i < hi; i++)
+        for (int j = i + 1; j < hi; j++) {
+            if (rank[i] == rank[j]) continue;
+            int wi = rank[i] < rank[j] ? i : j, li = wi == i ? j : i;
+            double d = (double)r[wi] - r[li];
+            loss += w * bt_pair(d, &dd);
+            if (dr) {
+                dr[wi] += (float)(w * dd / norm);
+                dr[li] -= (float)(w * dd / norm);
+            }
+            if (st) {
+                st[0] += 1.0;
+                st[1] += r[wi] > r[li] ? 1.0 : 0.0;
+                st[2] += d;
+            }
+        }
+    return loss;
+}
+
+double loss_rank_forward(LossRankStats *stats, const float *r, const int *rank, const int *off,
+                         int G, double denom) {
+    double norm = denom > 0.0 ? denom : (double)G, loss = 0.0, st[3] = {0, 0, 0};
+    for (int g = 0; g < G; g++) loss += rank_group(r, rank, off[g], off[g + 1], NULL, 1.0, st);
+    loss = safe_div(loss, norm);
+    if (stats)
+        *stats = (LossRankStats){.loss = loss,
+                                 .accuracy = safe_div(st[1], st[0]),
+                                 .margin = safe_div(st[2], st[0]),
+                                 .n_pairs = st[0],
+                                 .n_groups = G};
+    return loss;
+}
+
+void loss_rank_backward(float *dr, const float *r, const int *rank, const int *off, int G,
+                        double denom) {
+    double norm = denom > 0.0 ? denom : (double)G;
+    if (!(norm > 0.0)) return;
+    for (int g = 0; g < G; g++) rank_group(r, rank, off[g], off[g + 1], dr, norm, NULL);
+}
+
+// ----------------------------------------------------------------------------
 // PPO / GRPO clipped surrogate, one token
 
 typedef struct {

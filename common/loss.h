@@ -1,6 +1,7 @@
 /*
  * common/loss.h — every training loss of rlhf-c as a pure function of the model heads'
- * outputs: masked token cross-entropy (SFT), Bradley–Terry (reward model), the PPO clipped
+ * outputs: masked token cross-entropy (SFT), Bradley–Terry and its ranking form (reward
+ * model), the PPO clipped
  * policy and value losses, DPO / conservative DPO / IPO, and GRPO.
  *
  * How it is used: the model's LM head gives per-token `logprobs` and `entropy` (B,T), the
@@ -90,6 +91,28 @@ double loss_bt_forward(LossBTStats *stats, const float *r_w, const float *r_l,
 /* dr_w[i] += -sigmoid(-(d_i)) / N, dr_l[i] += +sigmoid(-d_i) / N with d_i = r_w-r_l-m. */
 void loss_bt_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
                       const float *margin, int P, double denom);
+
+// ----------------------------------------------------------------------------
+// Ranking loss (InstructGPT, Ouyang et al. 2022, eq. 1): G groups, group g = rows
+// off[g] .. off[g+1]-1 of scores r with places rank[i] (1 = best, equal = tie), K_g rows:
+//   loss = (1/denom) sum_g (1/C(K_g,2)) sum_{i<j in g, rank_i != rank_j} -log σ(r_w - r_l)
+// with w the better-placed row of the pair; a tied pair contributes nothing (the weight
+// stays 1/C(K,2), so ties shrink the group's share as in eq. 1's normalisation). denom
+// <= 0 means G. With every K_g = 2 and no ties this is loss_bt_forward with denom.
+
+typedef struct {
+    double loss;
+    double accuracy; /* fraction of the non-tied pairs with r_w > r_l (unweighted) */
+    double margin;   /* mean r_w - r_l over those pairs */
+    double n_pairs;  /* non-tied pairs */
+    double n_groups;
+} LossRankStats;
+
+double loss_rank_forward(LossRankStats *stats, const float *r, const int *rank, const int *off,
+                         int G, double denom);
+/* dr[i] += dloss/dr[i] for every row of the G groups. */
+void loss_rank_backward(float *dr, const float *r, const int *rank, const int *off, int G,
+                        double denom);
 
 // ----------------------------------------------------------------------------
 // PPO clipped surrogate policy loss (Schulman et al. 2017, eq. 7), with an optional

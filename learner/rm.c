@@ -14,6 +14,14 @@
  * progress output. With rm.normalize the final checkpoint stores /reward_norm = (mean,
  * std) of the scores of the training responses, which the reward server uses to report
  * (score - mean) / std. Checkpoints (group /reward) and resume as for SFT.
+ *
+ * Rankings: when data.train is a ranking file (common/rankfile.h, detected by its first
+ * line having "responses"), a record is one prompt with K ranked responses and the loss
+ * is InstructGPT's eq. 1: every non-tied pair of the ranking weighted 1/C(K,2), all pairs
+ * of a ranking in the same forward, one forward row per response (not per pair)
+ * (loss_rank_forward). optim.batch_size then counts rankings; data.eval must be a ranking
+ * file too; the held-out report counts pairs (pairwise accuracy over each ranking's
+ * non-tied pairs) plus "eval_rankings". Pair files train exactly as before.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +32,7 @@
 #include "dataset.h"
 #include "learner.h"
 #include "loss.h"
+#include "rankfile.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -41,6 +50,15 @@ typedef struct {
     char *cat_names[RM_MAX_CATEGORIES];
     double norm[2];          /* mean, std of training scores (rm.normalize) */
     int has_norm;
+    /* ranking data (rankfile.h); unused for pair files */
+    RankFile rk, rk_eval;
+    RankFile *rk_eval_src;
+    int64_t *rk_train, n_rk_train, *rk_evidx, n_rk_eval;
+    int rows;      /* batch rows: 2 * micro, or K_max if larger */
+    int per_fwd;   /* rankings per forward: rows / K_max */
+    int *rank_of;  /* (rows) place of each row's response */
+    int *off;      /* (per_fwd + 1) first row of each ranking */
+    int64_t *rk_idx; /* (per_fwd) record indices of one forward */
 } Rm;
 
 static int rm_category(Rm *s, const char *name) {
@@ -61,6 +79,8 @@ static const float *rm_scores(Rm *s) {
     gpt_score_forward(m, s->batch.lengths, s->batch.B, s->batch.T);
     return m->scores;
 }
+
+static void rm_eval_report(Rm *s, double *acc, const char *extra);
 
 /* Held-out metrics: per category [pairs, correct, margin sum, loss sum]; index n_cat is
  * the overall total. Categories are registered in file order on every rank (each rank
@@ -96,6 +116,17 @@ static void rm_eval(Rm *s) {
             }
         }
     }
+    rm_eval_report(s, acc, NULL);
+    free(acc);
+    free(idx);
+    free(cats);
+}
+
+/* All-reduce the per-category sums acc [(n_cat + 1) * 4] and print and log them on rank
+ * 0; extra (may be NULL) is one more JSON field for the record. */
+static void rm_eval_report(Rm *s, double *acc, const char *extra) {
+    Trainer *t = s->t;
+    int nc = s->n_cat;
     trainer_allreduce_sum(t, acc, (nc + 1) * 4);
     if (t->rank == 0) {
         const double *o = acc + (size_t)nc * 4;
@@ -119,14 +150,12 @@ static void rm_eval(Rm *s) {
             printf("    %-12s accuracy %.4f | margin %.3f | loss %.4f | %.0f pairs\n",
                    s->cat_names[c], a[1] / a[0], a[2] / a[0], a[3] / a[0], a[0]);
         }
-        snprintf(fields + len, cap - len, "}");
+        len += (size_t)snprintf(fields + len, cap - len, "}");
+        if (extra) snprintf(fields + len, cap - len, ", %s", extra);
         trainer_log_json(t, fields);
         fflush(stdout);
         free(fields);
     }
-    free(acc);
-    free(idx);
-    free(cats);
 }
 
 /* rm.normalize: mean and std of the scores of up to 1024 training pairs' responses. */
@@ -141,6 +170,164 @@ static void rm_normalize(Rm *s) {
         pair_data_fill(&s->batch, t, &s->pd.data, idx, k, NULL, NULL, NULL);
         const float *sc = rm_scores(s);
         for (int j = 0; j < 2 * k; j++) {
+            acc[0] += 1;
+            acc[1] += sc[j];
+            acc[2] += (double)sc[j] * sc[j];
+        }
+    }
+    trainer_allreduce_sum(t, acc, 3);
+    free(idx);
+    double mean = acc[1] / acc[0], var = acc[2] / acc[0] - mean * mean;
+    s->norm[0] = mean;
+    s->norm[1] = sqrt(var > 1e-12 ? var : 1e-12);
+    s->has_norm = 1;
+    if (t->rank == 0)
+        printf("rm: score normalisation over %.0f training responses: mean %.4f, std %.4f\n",
+               acc[0], s->norm[0], s->norm[1]);
+}
+
+// ----------------------------------------------------------------------------
+// rankings
+
+/* Open data.train (and data.eval) as ranking files, or split off rm.eval_split. */
+static void rm_rank_open(Rm *s) {
+    Trainer *t = s->t;
+    const RlhfConfig *c = &t->cfg;
+    char err[ERRBUF_LEN];
+    if (rank_file_load(&s->rk, c->data.train, err) != 0) trainer_fail(t, 0, "%s", err);
+    if (c->data.eval[0]) {
+        if (!rank_file_sniff(c->data.eval))
+            trainer_fail(t, 0, "data.eval %s is not a ranking file, but data.train is: give "
+                               "{\"prompt\",\"responses\",\"ranks\"} lines for both",
+                         c->data.eval);
+        if (rank_file_load(&s->rk_eval, c->data.eval, err) != 0) trainer_fail(t, 0, "%s", err);
+        s->rk_eval_src = &s->rk_eval;
+        s->n_rk_train = s->rk.n;
+        s->rk_train = xmalloc((size_t)s->n_rk_train * sizeof(int64_t));
+        for (int64_t i = 0; i < s->n_rk_train; i++) s->rk_train[i] = i;
+        s->n_rk_eval = s->rk_eval.n;
+        s->rk_evidx = xmalloc((size_t)s->n_rk_eval * sizeof(int64_t));
+        for (int64_t i = 0; i < s->n_rk_eval; i++) s->rk_evidx[i] = i;
+    } else {
+        s->rk_eval_src = &s->rk;
+        data_split(s->rk.n, c->rm.eval_split, (uint64_t)c->run.seed, &s->rk_train, &s->n_rk_train,
+                   &s->rk_evidx, &s->n_rk_eval);
+    }
+    if (s->n_rk_train < 1) trainer_fail(t, 0, "no training rankings left after the held-out split");
+    if (t->rank == 0 && (s->rk.n_other || (s->rk_eval_src == &s->rk_eval && s->rk_eval.n_other)))
+        fprintf(stderr, "rm: %lld non-ranking line(s) (skips) left out\n",
+                (long long)(s->rk.n_other + (s->rk_eval_src == &s->rk_eval ? s->rk_eval.n_other : 0)));
+}
+
+static void rm_rank_free(Rm *s) {
+    rank_file_free(&s->rk);
+    rank_file_free(&s->rk_eval);
+    free(s->rk_train);
+    free(s->rk_evidx);
+    free(s->rank_of);
+    free(s->off);
+    free(s->rk_idx);
+}
+
+/* Fill the batch with the responses of n rankings (indices into f), one row each;
+ * s->off / s->rank_of describe the groups. cats[i] (if given) = category of ranking i. */
+static void rm_rank_fill(Rm *s, const RankFile *f, const int64_t *idx, int n, int *cats) {
+    int row = 0;
+    seq_batch_clear(&s->batch);
+    for (int g = 0; g < n; g++) {
+        const RankRecord *r = &f->rec[idx[g]];
+        s->off[g] = row;
+        for (int i = 0; i < r->k; i++, row++) {
+            seq_batch_add(&s->batch, s->t, r->prompt, r->resp[i]);
+            s->rank_of[row] = r->rank[i];
+        }
+        if (cats) cats[g] = rm_category(s, r->category);
+    }
+    s->off[n] = row;
+    seq_batch_finish(&s->batch, s->t);
+}
+
+/* rankings in the forward that starts at i0 of n: at most per_fwd */
+static int rm_rank_chunk(const Rm *s, int n, int i0) {
+    return n - i0 < s->per_fwd ? n - i0 : s->per_fwd;
+}
+
+/* Held-out pairwise metrics over the rankings' non-tied pairs, per category. */
+static void rm_rank_eval(Rm *s) {
+    Trainer *t = s->t;
+    const RankFile *f = s->rk_eval_src;
+    for (int64_t i = 0; i < s->n_rk_eval; i++) rm_category(s, f->rec[s->rk_evidx[i]].category);
+    int nc = s->n_cat;
+    double *acc = xcalloc((size_t)(nc + 1) * 4, sizeof(double));
+    int64_t *idx = xmalloc((size_t)s->per_fwd * sizeof(int64_t));
+    int *cats = xmalloc((size_t)s->per_fwd * sizeof(int));
+    double n_rankings = 0;
+    for (int64_t i = t->rank; i < s->n_rk_eval;) {
+        int n = 0;
+        for (; i < s->n_rk_eval && n < s->per_fwd; i += t->nranks) idx[n++] = s->rk_evidx[i];
+        rm_rank_fill(s, f, idx, n, cats);
+        const float *sc = rm_scores(s);
+        n_rankings += n;
+        for (int g = 0; g < n; g++)
+            for (int a = s->off[g]; a < s->off[g + 1]; a++)
+                for (int b = a + 1; b < s->off[g + 1]; b++) {
+                    if (s->rank_of[a] == s->rank_of[b]) continue;
+                    int w = s->rank_of[a] < s->rank_of[b] ? a : b, l = w == a ? b : a;
+                    double d = (double)sc[w] - (double)sc[l];
+                    double loss = d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d));
+                    for (int which = 0; which < 2; which++) {
+                        double *x = acc + (size_t)(which ? nc : cats[g]) * 4;
+                        x[0] += 1;
+                        x[1] += d > 0;
+                        x[2] += d;
+                        x[3] += loss;
+                    }
+                }
+    }
+    trainer_allreduce_sum(t, &n_rankings, 1);
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"eval_rankings\": %.0f", n_rankings);
+    rm_eval_report(s, acc, extra);
+    free(acc);
+    free(idx);
+    free(cats);
+}
+
+/* One step's loss and gradient over this rank's n rankings (of G in the global batch):
+ * st += {loss, correct pairs, tokens}; *pairs += non-tied pairs. */
+static void rm_rank_step(Rm *s, int n, int G, double st[3], double *pairs) {
+    Trainer *t = s->t;
+    int64_t *idx = s->rk_idx;
+    for (int i0 = 0; i0 < n;) {
+        int k = rm_rank_chunk(s, n, i0);
+        for (int g = 0; g < k; g++) idx[g] = s->rk_train[s->idx[i0 + g]];
+        rm_rank_fill(s, &s->rk, idx, k, NULL);
+        const float *sc = rm_scores(s);
+        LossRankStats rs;
+        double l = loss_rank_forward(&rs, sc, s->rank_of, s->off, k, (double)G);
+        memset(s->dscores, 0, (size_t)s->off[k] * sizeof(float));
+        loss_rank_backward(s->dscores, sc, s->rank_of, s->off, k, (double)G);
+        gpt_score_backward(&t->model, s->dscores, s->batch.B, s->batch.T);
+        st[0] += l;
+        st[1] += rs.accuracy * rs.n_pairs;
+        *pairs += rs.n_pairs;
+        for (int r = 0; r < s->batch.B; r++) st[2] += s->batch.lengths[r];
+        i0 += k;
+    }
+}
+
+/* rm.normalize over rankings: the scores of every response of up to 256 rankings. */
+static void rm_rank_normalize(Rm *s) {
+    Trainer *t = s->t;
+    int64_t n = s->n_rk_train < 256 ? s->n_rk_train : 256;
+    double acc[3] = {0, 0, 0};
+    int64_t *idx = xmalloc((size_t)s->per_fwd * sizeof(int64_t));
+    for (int64_t i = t->rank; i < n;) {
+        int k = 0;
+        for (; i < n && k < s->per_fwd; i += t->nranks) idx[k++] = s->rk_train[i];
+        rm_rank_fill(s, &s->rk, idx, k, NULL);
+        const float *sc = rm_scores(s);
+        for (int j = 0; j < s->off[k]; j++) {
             acc[0] += 1;
             acc[1] += sc[j];
             acc[2] += (double)sc[j] * sc[j];
@@ -178,8 +365,13 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
     tr.save_extra = rm_save_extra;
     tr.extra_ctx = &s;
     const RlhfConfig *c = &tr.cfg;
-    pair_data_open(&s.pd, &tr);
-    const int64_t n_train = s.pd.n_train, n_eval = s.pd.n_eval;
+    const int ranking = rank_file_sniff(c->data.train);
+    if (ranking)
+        rm_rank_open(&s);
+    else
+        pair_data_open(&s.pd, &tr);
+    const int64_t n_train = ranking ? s.n_rk_train : s.pd.n_train;
+    const int64_t n_eval = ranking ? s.n_rk_eval : s.pd.n_eval;
 
     int G = c->optim.batch_size;
     int share = data_shard_size(G, 0, tr.nranks);
@@ -187,9 +379,18 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
     if (s.micro > share) s.micro = share;
     if (s.micro < 1) s.micro = 1;
     int maxT = c->data.max_prompt_len + c->data.max_response_len;
-    seq_batch_init(&s.batch, 2 * s.micro, maxT);
-    gpt_reserve(&tr.model, 2 * s.micro, maxT);
-    s.dscores = xalloc_floats((size_t)2 * s.micro);
+    s.rows = 2 * s.micro;
+    if (ranking) { /* the same row budget, at least one whole ranking per forward */
+        int kmax = s.rk.k_max > s.rk_eval.k_max ? s.rk.k_max : s.rk_eval.k_max;
+        if (s.rows < kmax) s.rows = kmax;
+        s.per_fwd = s.rows / kmax;
+        s.rank_of = xmalloc((size_t)s.rows * sizeof(int));
+        s.off = xmalloc((size_t)(s.per_fwd + 1) * sizeof(int));
+        s.rk_idx = xmalloc((size_t)s.per_fwd * sizeof(int64_t));
+    }
+    seq_batch_init(&s.batch, s.rows, maxT);
+    gpt_reserve(&tr.model, s.rows, maxT);
+    s.dscores = xalloc_floats((size_t)s.rows);
     s.idx = xmalloc((size_t)(share > 0 ? share : 1) * sizeof(int64_t));
     data_sampler_init(&s.sampler, n_train, (uint64_t)c->run.seed, c->data.shuffle);
     tr.sampler = &s.sampler;
@@ -201,7 +402,11 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
                                .total = tr.total_steps > c->optim.warmup_steps ? tr.total_steps : 0};
     if (adamw_schedule_validate(&tr.sched, err) != 0) trainer_fail(&tr, 0, "optim: %s", err);
     trainer_resume(&tr);
-    if (tr.rank == 0)
+    if (tr.rank == 0 && ranking)
+        printf("rm: %lld training rankings (%lld pairs in the file), %lld held-out rankings, "
+               "global batch %d rankings, %ld steps\n",
+               (long long)n_train, (long long)s.rk.n_pairs, (long long)n_eval, G, tr.total_steps);
+    else if (tr.rank == 0)
         printf("rm: %lld training pairs, %lld held-out pairs, global batch %d, %ld steps\n",
                (long long)n_train, (long long)n_eval, G, tr.total_steps);
 
@@ -217,8 +422,12 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
     while (tr.step < tr.total_steps) {
         int n = data_sampler_next(&s.sampler, G, tr.rank, tr.nranks, s.idx);
         gpt_zero_grad(&tr.model);
-        double st[3] = {0, 0, 0}; /* loss sum (already / G), correct, tokens */
-        for (int i0 = 0; i0 < n; i0 += s.micro) {
+        double st[4] = {0, 0, 0, G}; /* loss sum (already / G), correct, tokens, pairs */
+        if (ranking) {
+            st[3] = 0;
+            rm_rank_step(&s, n, G, st, &st[3]);
+        }
+        for (int i0 = 0; !ranking && i0 < n; i0 += s.micro) {
             int k = 0;
             for (int i = i0; i < n && i < i0 + s.micro; i++) rec_idx[k++] = s.pd.train_idx[s.idx[i]];
             pair_data_fill(&s.batch, &tr, &s.pd.data, rec_idx, k, NULL, NULL, NULL);
@@ -232,16 +441,17 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
             st[1] += bs.accuracy * k;
             for (int r = 0; r < s.batch.B; r++) st[2] += s.batch.lengths[r];
         }
-        trainer_allreduce_sum(&tr, st, 3);
+        trainer_allreduce_sum(&tr, st, ranking ? 4 : 3);
         tr.tokens_since_log += (long)st[2];
         trainer_step(&tr, &gnorm, &lr);
         loss_sum += st[0];
-        acc_sum += st[1] / G;
+        double acc = st[3] > 0 ? st[1] / st[3] : 0; /* pairs: st[3] = G */
+        acc_sum += acc;
         acc_n++;
         char fields[256];
         snprintf(fields, sizeof fields,
                  "\"loss\": %.6f, \"accuracy\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g", st[0],
-                 st[1] / G, lr, gnorm);
+                 acc, lr, gnorm);
         trainer_log_json(&tr, fields);
         if (tr.step % c->run.log_every == 0 || tr.step == tr.total_steps) {
             char text[160];
@@ -253,12 +463,12 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
         }
         if (c->run.eval_every > 0 && tr.step % c->run.eval_every == 0 && tr.step < tr.total_steps &&
             n_eval > 0)
-            rm_eval(&s);
+            ranking ? rm_rank_eval(&s) : rm_eval(&s);
         if (trainer_maybe_save(&tr)) break;
     }
     if (!tr.stopped) {
-        if (n_eval > 0) rm_eval(&s);
-        if (c->rm.normalize) rm_normalize(&s);
+        if (n_eval > 0) ranking ? rm_rank_eval(&s) : rm_eval(&s);
+        if (c->rm.normalize) ranking ? rm_rank_normalize(&s) : rm_normalize(&s);
         trainer_save(&tr);
     }
 
@@ -269,7 +479,10 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
     free(s.idx);
     seq_batch_free(&s.batch);
     data_sampler_free(&s.sampler);
-    pair_data_free(&s.pd);
+    if (ranking)
+        rm_rank_free(&s);
+    else
+        pair_data_free(&s.pd);
     trainer_free(&tr);
     return 0;
 }
