@@ -433,6 +433,43 @@ double annotator_agree_prob(const Annotator *a, double g_a, double g_b) {
     return (1.0 - a->flip) * s + a->flip * (1.0 - s);
 }
 
+/* The index (into left[0..n)) of a Plackett–Luce draw with weights exp(g/τ) using u. */
+static int pl_draw(const Annotator *a, const double *g, const int *left, int n, double u) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (g[left[i]] > g[left[best]]) best = i;
+    if (a->tau <= 0) return best;
+    double w[ANNOTATOR_RANK_MAX], z = 0; /* shifted by the max: no overflow */
+    for (int i = 0; i < n; i++) z += w[i] = exp((g[left[i]] - g[left[best]]) / a->tau);
+    double acc = 0;
+    for (int i = 0; i < n - 1; i++)
+        if (u * z < (acc += w[i])) return i;
+    return n - 1;
+}
+
+void annotator_rank(const Annotator *a, const double *g, int k, Rng *r, int *ranks) {
+    ASSERT(k >= 1 && k <= ANNOTATOR_RANK_MAX);
+    int left[ANNOTATOR_RANK_MAX], order[ANNOTATOR_RANK_MAX], n = k;
+    for (int i = 0; i < k; i++) left[i] = i;
+    for (int pos = 0; pos < k - 1; pos++, n--) {
+        double u1 = rng_uniform_double(r), u2 = rng_uniform_double(r);
+        int c = pl_draw(a, g, left, n, u1);
+        if (u2 < a->flip) { /* a uniform other one: u2 / flip is uniform in [0,1) */
+            int o = (int)(u2 / a->flip * (n - 1));
+            if (o >= n - 1) o = n - 2;
+            c = o >= c ? o + 1 : o;
+        }
+        order[pos] = left[c];
+        left[c] = left[n - 1];
+    }
+    order[k - 1] = left[0];
+    ranks[order[0]] = 1;
+    for (int pos = 1; pos < k; pos++) {
+        int tie = fabs(g[order[pos]] - g[order[pos - 1]]) <= a->tie_band;
+        ranks[order[pos]] = tie ? ranks[order[pos - 1]] : pos + 1;
+    }
+}
+
 int annotator_thumb(const Annotator *a, double g, double threshold, Rng *r) {
     double u1 = rng_uniform_double(r), u2 = rng_uniform_double(r);
     double p = a->tau > 0 ? judge_sigmoid((g - threshold) / a->tau) : (g > threshold ? 1.0 : 0.0);

@@ -26,7 +26,8 @@
  *
  * Simulated annotators (annotator_prefer): Bradley–Terry noise (Bradley & Terry 1952):
  * P(A preferred) = σ((g_a - g_b)/τ), then the label is flipped with probability `flip`;
- * |g_a - g_b| <= tie_band gives a tie.
+ * |g_a - g_b| <= tie_band gives a tie. annotator_rank draws whole orders of K responses
+ * (Plackett–Luce, the same noise model).
  *
  * Errors: judge_init and judge_score return -1 with a message in err (ERRBUF_LEN bytes);
  * nothing here exits. Not thread-safe across one Judge; separate Judges are independent
@@ -132,6 +133,17 @@ Pref annotator_prefer(const Annotator *a, double g_a, double g_b, Rng *r);
  * (1-flip) σ(|d|/τ) + flip (1 - σ(|d|/τ)), d = g_a - g_b; 0 when |d| <= tie_band (a tie
  * never agrees). */
 double annotator_agree_prob(const Annotator *a, double g_a, double g_b);
+/* A noisy ranking of k responses with gold scores g (k <= ANNOTATOR_RANK_MAX): the
+ * Plackett–Luce model (Luce 1959, "Individual Choice Behavior"; Plackett 1975, "The
+ * analysis of permutations", Appl. Statist. 24:193-202), the generalisation of
+ * Bradley–Terry to orders: the best is drawn among the remaining responses with
+ * probability ∝ exp(g_i/τ), then the next among the rest, and so on (τ <= 0 sorts by g).
+ * Each draw is replaced, with probability `flip`, by a uniform pick among the other
+ * remaining responses, so for k = 2 it has the distribution of annotator_prefer. Consecutive
+ * responses of the drawn order whose gold scores differ by <= tie_band share a place.
+ * ranks[i] = place of response i (1 = best). Draws exactly 2(k-1) uniforms from r. */
+#define ANNOTATOR_RANK_MAX 64
+void annotator_rank(const Annotator *a, const double *g, int k, Rng *r, int *ranks);
 /* Thumbs up (1) with probability σ((g - threshold)/τ), flipped with `flip`; two draws. */
 int annotator_thumb(const Annotator *a, double g, double threshold, Rng *r);
 /* σ(x), computed without overflow */

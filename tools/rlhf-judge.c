@@ -12,6 +12,12 @@
  *       IN lines {"prompt","response"[,"id"]}; OUT {"prompt","response","category",
  *       "annotator","label":"up"|"down","time","judge"[,"id"]}: up with probability
  *       σ((g - threshold)/τ), flipped with --flip.
+ *   build/rlhf-judge --rank --judge SPEC [options] IN.jsonl > OUT.jsonl
+ *       IN lines {"prompt","responses":[r1..rK][,"category","id"]} (2 <= K <= 64); OUT
+ *       ranking records {"prompt","responses","ranks","category","annotator","label":
+ *       "rank","time","judge"[,"id"]} (common/label.h), ranks[i] = place of responses[i]
+ *       (1 = best), drawn by the Plackett–Luce model with the same --tau/--flip/--tie-band
+ *       (annotator_rank). `learner rm` trains on this file directly.
  *   build/rlhf-judge score --judge SPEC [--task-seed S] [--skip-bad] IN.jsonl
  *       per-line scores as JSONL on stdout for lines with "response", "chosen"+"rejected"
  *       or "a"+"b"; a per-category summary on stderr.
@@ -49,7 +55,7 @@ typedef struct {
     int n_ann;
     Annotator ann[MAX_ANNOTATORS];
     double threshold;
-    int thumbs, skip_bad, score_mode;
+    int thumbs, rank, skip_bad, score_mode;
     const char *fixed_time;
     const char *in_path;
 } Opts;
@@ -58,11 +64,12 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: rlhf-judge --judge SPEC [--annotators K] [--tau T[,T..]] [--flip F[,F..]]\n"
             "                  [--tie-band B] [--seed S] [--task-seed S] [--time ISO]\n"
-            "                  [--skip-bad] [--thumbs [--threshold X]] IN.jsonl > OUT.jsonl\n"
+            "                  [--skip-bad] [--thumbs [--threshold X] | --rank] IN.jsonl > OUT.jsonl\n"
             "       rlhf-judge score --judge SPEC [--task-seed S] [--skip-bad] IN.jsonl\n"
             "SPEC: gold | rule:arith | rule:refusal | rule:contains:WORD | rule:length:N\n"
             "pairs in: {\"prompt\",\"a\",\"b\"[,\"category\",\"id\"]}  thumbs in: "
             "{\"prompt\",\"response\"[,\"id\"]}\n"
+            "rank in: {\"prompt\",\"responses\":[...][,\"category\",\"id\"]}\n"
             "defaults: --annotators 1 --tau 0.05 --flip 0 --tie-band 0 --threshold 0.75 "
             "--seed 1 --task-seed %d\n"
             "Exit status: 0 every line processed (or skipped with --skip-bad) and at least one\n"
@@ -140,6 +147,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->threshold = parse_double(a, VAL(), 0.0, 1.0);
         else if (!o->score_mode && !strcmp(a, "--thumbs"))
             o->thumbs = 1;
+        else if (!o->score_mode && !strcmp(a, "--rank"))
+            o->rank = 1;
         else if (!o->score_mode && !strcmp(a, "--time"))
             o->fixed_time = VAL();
         else if (a[0] == '-' && a[1] != 0) {
@@ -154,6 +163,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
 #undef VAL
     }
     if (!o->judge_spec) usage_error("rlhf-judge", "--judge SPEC is required");
+    if (o->thumbs && o->rank) usage_error("rlhf-judge", "--thumbs and --rank exclude each other");
     if (!o->in_path) usage_error("rlhf-judge", "an input file (or - for stdin) is required");
     if (n_tau != 1 && n_tau != o->n_ann)
         fatal("--tau: %d values for %d annotators (give one value or one per annotator)", n_tau,
@@ -354,6 +364,80 @@ static int run_label(const Opts *o, Judge *j, Reader *r) {
     return 0;
 }
 
+// ---- rank mode --------------------------------------------------------------------------
+
+/* The responses of a rank line into out (pointers into in); their count, or 0 when the
+ * line is bad (reported). */
+static int rank_responses(Reader *r, json_t *in, const char **out) {
+    json_t *v = json_object_get(in, "responses");
+    if (!json_is_array(v)) {
+        bad_line(r, "field \"responses\" must be an array of strings (rank lines are "
+                    "{\"prompt\",\"responses\":[...]})");
+        return 0;
+    }
+    size_t k = json_array_size(v);
+    if (k < 2 || k > ANNOTATOR_RANK_MAX) {
+        bad_line(r, "field \"responses\" holds %zu responses; 2 to %d are needed", k,
+                 ANNOTATOR_RANK_MAX);
+        return 0;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (!json_is_string(json_array_get(v, i))) {
+            bad_line(r, "responses[%zu] must be a string", i);
+            return 0;
+        }
+        out[i] = json_string_value(json_array_get(v, i));
+    }
+    return (int)k;
+}
+
+static int run_rank(const Opts *o, Judge *j, Reader *r) {
+    char err[ERRBUF_LEN], when[64];
+    const char *resp[ANNOTATOR_RANK_MAX];
+    double g[ANNOTATOR_RANK_MAX];
+    int ranks[ANNOTATOR_RANK_MAX];
+    long ties = 0;
+    json_t *in;
+    while ((in = next_object(r))) {
+        const char *prompt = need_str(r, in, "prompt", "rank lines are {\"prompt\",\"responses\"}");
+        int k = prompt ? rank_responses(r, in, resp) : 0;
+        JudgeScores sc;
+        int i = 0;
+        for (; i < k && judge_score(j, prompt, resp[i], &sc, err) == 0; i++) g[i] = sc.total;
+        if (k == 0 || i < k) {
+            if (k > 0) bad_line(r, "%s", err);
+            json_decref(in);
+            continue;
+        }
+        const Annotator *ann = &o->ann[(r->line - 1) % o->n_ann];
+        Rng rng;
+        rng_init_keyed(&rng, o->seed, (uint64_t)r->line, 0x6a756467ULL /* "judg" */);
+        annotator_rank(ann, g, k, &rng, ranks);
+        iso_time(when, sizeof when, o);
+        json_t *out = json_object(), *rk = json_array();
+        for (i = 0; i < k; i++) {
+            json_array_append_new(rk, json_integer(ranks[i]));
+            for (int m = i + 1; m < k; m++) ties += ranks[i] == ranks[m];
+        }
+        json_object_set_new(out, "prompt", json_string(prompt));
+        json_object_set(out, "responses", json_object_get(in, "responses"));
+        json_object_set_new(out, "ranks", rk);
+        json_object_set_new(out, "category", json_string(category_out(&sc, in)));
+        json_object_set_new(out, "annotator", json_string(ann->name));
+        json_object_set_new(out, "label", json_string("rank"));
+        json_object_set_new(out, "time", json_string(when));
+        json_object_set_new(out, "judge", json_string(o->judge_spec));
+        json_t *id = json_object_get(in, "id");
+        if (json_is_string(id) || json_is_integer(id)) json_object_set(out, "id", id);
+        emit(out);
+        r->n_ok++;
+        json_decref(in);
+    }
+    fprintf(stderr, "rlhf-judge: %d prompts ranked (%ld tied pairs), %d bad lines skipped\n",
+            r->n_ok, ties, r->n_bad);
+    return 0;
+}
+
 // ---- score mode -------------------------------------------------------------------------
 
 typedef struct {
@@ -498,7 +582,7 @@ int main(int argc, char **argv) {
     r.skip_bad = o.skip_bad;
     r.f = !strcmp(o.in_path, "-") ? stdin : fopen(o.in_path, "rb");
     if (!r.f) fatal("%s: cannot open: %s", o.in_path, strerror(errno));
-    int rc = o.score_mode ? run_score(&o, &j, &r) : run_label(&o, &j, &r);
+    int rc = o.score_mode ? run_score(&o, &j, &r) : o.rank ? run_rank(&o, &j, &r) : run_label(&o, &j, &r);
     if (ferror(r.f)) fatal("%s: read error", o.in_path);
     if (r.f != stdin) fclose(r.f);
     free(r.buf);

@@ -1,15 +1,17 @@
 /*
  * tools/rlhf-label.c — the terminal labelling tool for people, and its statistics.
  *
- *   rlhf-label [--annotator NAME] [--mode pair|thumbs] [--layout auto|side|stacked]
+ *   rlhf-label [--annotator NAME] [--mode pair|thumbs|rank] [--layout auto|side|stacked]
  *              [--revisit-skips] --out PREFS.jsonl CANDIDATES.jsonl
  *   rlhf-label stats PREFS.jsonl [more.jsonl ...]
- *   rlhf-label export [--thumbs] PREFS.jsonl [more.jsonl ...] > train.jsonl
+ *   rlhf-label export [--thumbs | --rankings] PREFS.jsonl [more.jsonl ...] > train.jsonl
  *
  * Labelling shows a prompt and two responses side by side (or stacked when the terminal
  * is narrow, or by flag; one response in thumbs mode) and takes one key per judgment.
  * Every judgment is appended to PREFS.jsonl with write(2) + fsync(2) before the next
- * item is shown, so a killed run loses nothing; a restarted run skips what this
+ * item is shown, so a killed run loses nothing; rank mode shows K responses numbered 1..K and
+ * the annotator types their numbers best first ('=' ties the next with the previous,
+ * Backspace takes the last back, Enter saves and places the one left over last); a restarted run skips what this
  * annotator has already judged. Undo appends an undo record (the log is never
  * rewritten). `stats` prints per-annotator counts and agreement (percent, Cohen's and
  * Fleiss' kappa); `export` writes the live judgments as a training file. The formats and
@@ -55,17 +57,22 @@ static const char *const NOT_A_TTY =
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: rlhf-label [--annotator NAME] [--mode pair|thumbs] "
+            "usage: rlhf-label [--annotator NAME] [--mode pair|thumbs|rank] "
             "[--layout auto|side|stacked]\n"
             "                  [--revisit-skips] --out PREFS.jsonl CANDIDATES.jsonl\n"
             "       rlhf-label stats PREFS.jsonl [more.jsonl ...]\n"
-            "       rlhf-label export [--thumbs] PREFS.jsonl [more.jsonl ...] > train.jsonl\n"
+            "       rlhf-label export [--thumbs | --rankings] PREFS.jsonl [more.jsonl ...] > "
+            "train.jsonl\n"
             "\n"
             "CANDIDATES lines: pair mode {\"prompt\",\"a\",\"b\"[,\"category\",\"id\"]},\n"
-            "                  thumbs mode {\"prompt\",\"response\"[,\"category\",\"id\"]}.\n"
+            "                  thumbs mode {\"prompt\",\"response\"[,\"category\",\"id\"]},\n"
+            "                  rank mode {\"prompt\",\"responses\":[3 to 9][,\"category\",\"id\"]}.\n"
             "Keys, pair mode:   a/1 A better  b/2 B better  t tie  s skip  u undo  q quit  "
             "? help\n"
             "Keys, thumbs mode: y/+ good  n/- bad  s skip  z undo  q quit  ? help\n"
+            "Keys, rank mode:   1-9 next best  = tie with previous  Backspace take back  "
+            "Enter save\n"
+            "                   s skip  z/u undo  q quit  ? help\n"
             "Scrolling: j/k or arrows, space/PgDn, PgUp, g top.\n"
             "--annotator defaults to $RLHF_ANNOTATOR, then $USER. See docs/labelling.md.\n"
             "Exit status: 0 done (labelling: quit or every item judged); 1 an error (bad\n"
@@ -238,6 +245,8 @@ typedef struct {
     long n_done;
     long counts[LABEL_COUNT];
     char status[512];
+    /* rank mode: the order typed so far, best first; tie[p]: order[p] ties order[p-1] */
+    int order[LABEL_RANK_ITEM_MAX], tie[LABEL_RANK_ITEM_MAX], n_order, pending_tie;
 } App;
 
 static int item_done(const App *app, int i) {
@@ -280,7 +289,11 @@ static int app_judge(App *app, LabelKind k, char *err) {
     char t[32];
     label_time_iso8601(t, time(NULL));
     const LabelItem *it = &app->items.items[app->cur];
-    char *line = label_record_judgment(it, app->mode, k, app->annotator, t);
+    int ranks[LABEL_RANK_ITEM_MAX];
+    for (int p = 0; k == LABEL_RANK && p < app->n_order; p++)
+        ranks[app->order[p]] = p > 0 && app->tie[p] ? ranks[app->order[p - 1]] : p + 1;
+    char *line = k == LABEL_RANK ? label_record_rank(it, ranks, app->annotator, t)
+                                 : label_record_judgment(it, app->mode, k, app->annotator, t);
     if (label_append_line(app->out_fd, line, app->out_path, err)) {
         free(line);
         return -1;
@@ -290,6 +303,7 @@ static int app_judge(App *app, LabelKind k, char *err) {
     free(line);
     if (rc) fatal("internal error: the record just written does not read back: %s", why);
     if (k == LABEL_SKIP) app->skipped_now[app->cur] = 1;
+    app->n_order = app->pending_tie = 0;
     app->session_judged++;
     snprintf(app->status, sizeof(app->status), "saved: %s for item %d (id %s)",
              label_kind_name(k), app->cur + 1, it->id);
@@ -326,6 +340,7 @@ static int app_undo(App *app, char *err) {
     free(line);
     if (rc) fatal("internal error: the undo record just written does not read back: %s", why);
     app->skipped_now[ix] = 0;
+    app->n_order = app->pending_tie = 0;
     app->session_undone++;
     snprintf(app->status, sizeof(app->status), "undone: %s for item %d; judge it again",
              label_kind_name(was), ix + 1);
@@ -395,6 +410,13 @@ static void body_help(const App *app, Rows *r, int w) {
         rows_text(r, "  t        tie: both equally good or bad (recorded, not a training pair)", w);
         rows_text(r, "  s        skip: no opinion (recorded, not shown again)", w);
         rows_text(r, "  u or z   undo the last judgment and show that item again", w);
+    } else if (app->mode == LABEL_MODE_RANK) {
+        rows_text(r, "  1-9      the next best response (type them best first)", w);
+        rows_text(r, "  =        the next response ties with the one before it", w);
+        rows_text(r, "  Bksp     take the last one back", w);
+        rows_text(r, "  Enter    save the ranking (the one response left is placed last)", w);
+        rows_text(r, "  s        skip: no opinion (recorded, not shown again)", w);
+        rows_text(r, "  u or z   undo the last saved ranking and show that item again", w);
     } else {
         rows_text(r, "  y or +   the response is good (thumbs up)", w);
         rows_text(r, "  n or -   the response is bad (thumbs down)", w);
@@ -411,12 +433,40 @@ static void body_help(const App *app, Rows *r, int w) {
               w);
 }
 
+/* The place already given to response i in the order typed so far, or 0. */
+static int rank_place(const App *app, int i) {
+    int place = 0;
+    for (int p = 0; p < app->n_order; p++) {
+        place = p > 0 && app->tie[p] ? place : p + 1;
+        if (app->order[p] == i) return place;
+    }
+    return 0;
+}
+
+static void body_rank(const App *app, const LabelItem *it, Rows *r, int w) {
+    for (int i = 0; i < it->n_resp; i++) {
+        char title[64];
+        int place = rank_place(app, i);
+        if (place)
+            snprintf(title, sizeof(title), "[%d]  place %d", i + 1, place);
+        else
+            snprintf(title, sizeof(title), "[%d]", i + 1);
+        rows_title(r, title);
+        rows_text(r, it->resp[i], w);
+        if (i + 1 < it->n_resp) rows_blank(r);
+    }
+}
+
 static void body_item(const App *app, Rows *r, int cols) {
     const LabelItem *it = &app->items.items[app->cur];
     int w = cols - 1;
     rows_title(r, "Prompt");
     rows_text(r, it->prompt, w);
     rows_blank(r);
+    if (app->mode == LABEL_MODE_RANK) {
+        body_rank(app, it, r, w);
+        return;
+    }
     if (app->mode == LABEL_MODE_THUMBS) {
         rows_title(r, "[Response]");
         rows_text(r, it->a, w);
@@ -459,9 +509,24 @@ static void body_done(const App *app, Rows *r, int w) {
              app->cand_path, app->annotator, app->items.n);
     rows_text(r, msg, w);
     rows_blank(r);
-    rows_text(r, app->mode == LABEL_MODE_PAIR ? "u undoes the last judgment; q quits."
-                                              : "z undoes the last judgment; q quits.",
+    rows_text(r, app->mode != LABEL_MODE_THUMBS ? "u undoes the last judgment; q quits."
+                                                : "z undoes the last judgment; q quits.",
               w);
+}
+
+/* " order: 3 > 1 = 4 > _" and what the next key does */
+static void rank_order_text(const App *app, int k, char *out, size_t cap) {
+    size_t l = (size_t)snprintf(out, cap, " order:");
+    for (int p = 0; p < app->n_order && l < cap; p++)
+        l += (size_t)snprintf(out + l, cap - l, "%s%d", p == 0 ? " " : app->tie[p] ? " = " : " > ",
+                              app->order[p] + 1);
+    if (l >= cap) return;
+    if (app->n_order < k)
+        snprintf(out + l, cap - l, "%s_   (type the %s best)",
+                 app->n_order == 0 ? " " : app->pending_tie ? " = " : " > ",
+                 app->n_order == 0 ? "first" : "next");
+    else
+        snprintf(out + l, cap - l, "   Enter saves, Backspace edits");
 }
 
 static void app_draw(App *app) {
@@ -518,6 +583,11 @@ static void app_draw(App *app) {
                  app->n_done, app->items.n, app->counts[LABEL_A], app->counts[LABEL_B],
                  app->counts[LABEL_TIE], app->counts[LABEL_SKIP], app->session_judged,
                  app->session_undone);
+    else if (app->mode == LABEL_MODE_RANK)
+        snprintf(prog, sizeof(prog), " judged %ld/%d   ranked %ld  skip %ld   "
+                                     "this session %ld (undone %ld)",
+                 app->n_done, app->items.n, app->counts[LABEL_RANK], app->counts[LABEL_SKIP],
+                 app->session_judged, app->session_undone);
     else
         snprintf(prog, sizeof(prog), " judged %ld/%d   up %ld  down %ld  skip %ld   "
                                      "this session %ld (undone %ld)",
@@ -541,6 +611,8 @@ static void app_draw(App *app) {
         snprintf(st, sizeof(st), " lines %d-%d of %d: j/k or arrows scroll, space/PgDn "
                                  "PgUp page",
                  app->scroll + 1, app->scroll + body_rows, body.n);
+    else if (app->mode == LABEL_MODE_RANK && it)
+        rank_order_text(app, it->n_resp, st, sizeof(st));
     else
         st[0] = 0;
     if (app->status[0] && max_scroll > 0) {
@@ -554,6 +626,8 @@ static void app_draw(App *app) {
         app->help ? " any key closes the help"
         : app->mode == LABEL_MODE_PAIR
             ? " a/1 A better  b/2 B better  t tie  s skip  u undo  q quit  ? help  j/k scroll"
+        : app->mode == LABEL_MODE_RANK
+            ? " 1-9 best first  = tie  Bksp back  Enter save  s skip  u undo  q quit  ? help"
             : " y/+ good  n/- bad  s skip  z undo  q quit  ? help  j/k scroll";
     buf_fmt(&out, "\x1b[%d;1H\x1b[2m", rows);
     buf_fit(&out, keys, w);
@@ -630,6 +704,7 @@ static Action key_action(LabelMode mode, int c, LabelKind *k, int *scroll_by) {
     case 'z': case 'Z': return ACT_UNDO;
     default: break;
     }
+    if (mode == LABEL_MODE_RANK) return c == 'u' || c == 'U' ? ACT_UNDO : ACT_UNKNOWN;
     if (mode == LABEL_MODE_PAIR) {
         switch (c) {
         case 'a': case 'A': case '1': *k = LABEL_A; return ACT_JUDGE;
@@ -644,6 +719,56 @@ static Action key_action(LabelMode mode, int c, LabelKind *k, int *scroll_by) {
     case 'n': case 'N': case '-': *k = LABEL_DOWN; return ACT_JUDGE;
     default: return ACT_UNKNOWN;
     }
+}
+
+/* Rank mode's ordering keys (digits, '=', Backspace, Enter) on the item on screen.
+ * Returns 1 when c was one of them, 0 when not, -1 when saving failed (err). */
+static int rank_key(App *app, int c, char *err) {
+    if (app->mode != LABEL_MODE_RANK || app->cur < 0) return 0;
+    int k = app->items.items[app->cur].n_resp;
+    if (c >= '1' && c <= '9') {
+        int i = c - '1';
+        if (i >= k)
+            snprintf(app->status, sizeof(app->status), "there is no response %d (this item has %d)",
+                     i + 1, k);
+        else if (rank_place(app, i) || app->n_order == k)
+            snprintf(app->status, sizeof(app->status),
+                     "response %d is already placed (Backspace takes the last one back)", i + 1);
+        else {
+            app->tie[app->n_order] = app->n_order > 0 && app->pending_tie;
+            app->order[app->n_order++] = i;
+            app->pending_tie = 0;
+        }
+        return 1;
+    }
+    if (c == '=') {
+        if (app->n_order == 0 || app->n_order == k)
+            snprintf(app->status, sizeof(app->status),
+                     "= ties the next response you type with the one before it");
+        else
+            app->pending_tie = 1;
+        return 1;
+    }
+    if (c == 0x7f || c == 0x08) {
+        if (app->pending_tie)
+            app->pending_tie = 0;
+        else if (app->n_order > 0)
+            app->n_order--;
+        return 1;
+    }
+    if (c != '\r' && c != '\n') return 0;
+    if (app->n_order < k - 1) {
+        snprintf(app->status, sizeof(app->status),
+                 "place at least %d of the %d responses before Enter (%d so far)", k - 1, k,
+                 app->n_order);
+        return 1;
+    }
+    for (int i = 0; app->n_order < k && i < k; i++) /* the one left over goes last */
+        if (!rank_place(app, i)) {
+            app->tie[app->n_order] = app->pending_tie;
+            app->order[app->n_order++] = i;
+        }
+    return app_judge(app, LABEL_RANK, err) ? -1 : 1;
 }
 
 // ----------------------------------------------------------------------------
@@ -721,8 +846,10 @@ static int cmd_label(int argc, char **argv) {
                 mode = LABEL_MODE_PAIR;
             else if (strcmp(m, "thumbs") == 0)
                 mode = LABEL_MODE_THUMBS;
+            else if (strcmp(m, "rank") == 0)
+                mode = LABEL_MODE_RANK;
             else {
-                fprintf(stderr, "rlhf-label: --mode must be pair or thumbs, not \"%s\"\n", m);
+                fprintf(stderr, "rlhf-label: --mode must be pair, thumbs or rank, not \"%s\"\n", m);
                 return 2;
             }
         } else if (strcmp(a, "--layout") == 0 && has_val) {
@@ -850,6 +977,12 @@ static int cmd_label(int argc, char **argv) {
             continue;
         }
         app.status[0] = 0;
+        int rk = rank_key(&app, c, err);
+        if (rk < 0) {
+            failure = err;
+            break;
+        }
+        if (rk > 0) continue;
         LabelKind k = LABEL_SKIP;
         int by;
         Action act = key_action(mode, c, &k, &by);
@@ -874,7 +1007,7 @@ static int cmd_label(int argc, char **argv) {
             if (app.cur < 0) {
                 snprintf(app.status, sizeof(app.status), "every item is judged: %s undoes, "
                                                          "q quits",
-                         mode == LABEL_MODE_PAIR ? "u" : "z");
+                         mode != LABEL_MODE_THUMBS ? "u" : "z");
             } else if (app_judge(&app, k, err)) {
                 failure = err;
                 break;
@@ -957,13 +1090,17 @@ static int cmd_stats(int argc, char **argv) {
 }
 
 static int cmd_export(int argc, char **argv) {
-    int thumbs = 0, first = 2;
+    int thumbs = 0, rankings = 0, first = 2;
     while (first < argc && argv[first][0] == '-') {
-        if (strcmp(argv[first], "--thumbs") == 0) {
+        if (strcmp(argv[first], "--thumbs") == 0 && !rankings) {
             thumbs = 1;
             first++;
+        } else if (strcmp(argv[first], "--rankings") == 0 && !thumbs) {
+            rankings = 1;
+            first++;
         } else {
-            fprintf(stderr, "rlhf-label export: unknown option %s\n", argv[first]);
+            fprintf(stderr, "rlhf-label export: unknown option %s (--thumbs or --rankings, not "
+                            "both)\n", argv[first]);
             return 2;
         }
     }
@@ -974,15 +1111,19 @@ static int cmd_export(int argc, char **argv) {
         label_log_free(&log);
         return rr == -2 ? 2 : 1;
     }
-    long n = label_export(stdout, &log, thumbs);
+    long n = rankings ? label_export_rankings(stdout, &log) : label_export(stdout, &log, thumbs);
     label_log_free(&log);
     if (n < 0) {
         fprintf(stderr, "rlhf-label export: write to stdout failed: %s\n", strerror(errno));
         return 1;
     }
     fprintf(stderr, "rlhf-label export: wrote %ld %s (undo honoured; %s left out)\n", n,
-            thumbs ? "up/down lines" : "pairs",
-            thumbs ? "skips, pair judgments" : "ties, skips, thumbs judgments");
+            thumbs     ? "up/down lines"
+            : rankings ? "rankings"
+                       : "pairs (rankings as pairs weighted 1/C(K,2))",
+            thumbs     ? "skips, pair judgments"
+            : rankings ? "skips, pair and thumbs judgments"
+                       : "ties, skips, thumbs judgments");
     return 0;
 }
 

@@ -6,12 +6,17 @@
  *   build/rlhf-task world [--seed S]             the world's facts as JSON (stdout)
  *   build/rlhf-task examples [--seed S] [--n N]  N prompts, a response of every quality
  *                                                each, with the gold judge's scores
+ *   build/rlhf-task rank-candidates [--seed S] [--n N] [--k K] [--stream I]
+ *       N rank-mode candidate lines {"prompt","responses":[K responses of distinct
+ *       qualities, shuffled],"category","id"} on stdout, for rlhf-label --mode rank or
+ *       rlhf-judge --rank; --stream gives independent prompt sets (train 0, eval 1).
  *
  * gen writes corpus.txt, sft.jsonl, prefs_train.jsonl, prefs_eval.jsonl,
  * prompts_train.jsonl, prompts_eval.jsonl, prompts_redteam.jsonl, ceiling.json and
  * world.json into DIR, each atomically; the same seed and sizes give byte-identical
  * files. docs/task.md describes every file. This program does not train or tokenise.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,7 @@ static void usage(FILE *f) {
             "prompts=N,prompts_eval=N,redteam=N,contrast=PCT]\n"
             "       rlhf-task world [--seed S]\n"
             "       rlhf-task examples [--seed S] [--n N]\n"
+            "       rlhf-task rank-candidates [--seed S] [--n N] [--k K (2..7)] [--stream I]\n"
             "defaults: --seed %d --sizes sft=6000,prefs=24000,prefs_eval=600,prompts=1000,"
             "prompts_eval=200,redteam=100,contrast=%d\n"
             "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n"
@@ -129,6 +135,63 @@ static int cmd_examples(int argc, char **argv) {
     return 0;
 }
 
+/* One candidates line: K distinct applicable qualities in random order. */
+static void rank_line(const TaskWorld *w, uint64_t seed, uint64_t stream, int i, int k) {
+    char question[TASK_TEXT_LEN], prompt[TASK_TEXT_LEN], resp[TASK_TEXT_LEN];
+    Rng r;
+    rng_init_keyed(&r, seed, 0x72616e6bULL /* "rank" */ + stream, (uint64_t)i);
+    TaskQuery q;
+    TaskCategory c = (TaskCategory)rng_below(&r, TASK_N_CAT);
+    task_sample_query(w, c, 0, &r, &q);
+    task_question_render(question, sizeof question, w, &q,
+                         (int)rng_below(&r, (uint64_t)task_n_templates(q.kind, 0)), 0);
+    task_prompt_format(prompt, sizeof prompt, question);
+    int qual[TASK_N_QUALITY];
+    for (int j = 0; j < TASK_N_QUALITY; j++) qual[j] = j;
+    json_t *o = json_object(), *arr = json_array();
+    for (int j = 0; j < TASK_N_QUALITY && (int)json_array_size(arr) < k; j++) {
+        int x = j + (int)rng_below(&r, (uint64_t)(TASK_N_QUALITY - j)), t = qual[j];
+        qual[j] = qual[x];
+        qual[x] = t;
+        if (task_response_render(resp, sizeof resp, w, &q, (TaskQuality)qual[j], &r) >= 0)
+            json_array_append_new(arr, json_string(resp));
+    }
+    char id[64];
+    snprintf(id, sizeof id, "rank-%llu-%d", (unsigned long long)stream, i);
+    json_object_set_new(o, "prompt", json_string(prompt));
+    json_object_set_new(o, "responses", arr);
+    json_object_set_new(o, "category", json_string(task_category_name(c)));
+    json_object_set_new(o, "id", json_string(id));
+    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ASSERT(line != NULL);
+    puts(line);
+    free(line);
+    json_decref(o);
+}
+
+static int cmd_rank_candidates(int argc, char **argv) {
+    uint64_t seed = TASK_DEFAULT_SEED, stream = 0;
+    int n = 100, k = 4;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = parse_seed(argv[++i]);
+        else if (!strcmp(argv[i], "--stream") && i + 1 < argc)
+            stream = parse_seed(argv[++i]);
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
+            n = atoi(argv[++i]);
+            if (n < 1 || n > 1000000) fatal("--n: expected 1..1000000");
+        } else if (!strcmp(argv[i], "--k") && i + 1 < argc) {
+            k = atoi(argv[++i]);
+            if (k < 2 || k > 7) fatal("--k: expected 2..7 (qualities that apply to every prompt)");
+        } else
+            usage_error("rlhf-task", "rank-candidates: unknown argument '%s'", argv[i]);
+    }
+    TaskWorld w;
+    task_world_init(&w, seed);
+    for (int i = 0; i < n; i++) rank_line(&w, seed, stream, i, k);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) usage_error("rlhf-task", "missing command gen, world or examples");
     for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
@@ -138,6 +201,7 @@ int main(int argc, char **argv) {
         }
     if (!strcmp(argv[1], "gen")) return cmd_gen(argc - 2, argv + 2);
     if (!strcmp(argv[1], "world")) return cmd_world(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "rank-candidates")) return cmd_rank_candidates(argc - 2, argv + 2);
     if (!strcmp(argv[1], "examples")) return cmd_examples(argc - 2, argv + 2);
     usage_error("rlhf-task", "unknown command '%s'", argv[1]);
 }
