@@ -1049,15 +1049,18 @@ void label_stats_print(FILE *f, const LabelStats *st) {
     fprintf(f, "), %d annotators, %ld items judged (skips excluded), %ld of them by one "
                "annotator only\n\n",
             st->n_annotators, st->n_items, st->n_items_single);
+    int nk = LABEL_RANK; /* the rank column only where there are rankings */
+    for (int a = 0; a < st->n_annotators; a++)
+        if (st->counts[a][LABEL_RANK]) nk = LABEL_COUNT;
     fprintf(f, "per annotator (live judgments, after undo)\n");
     fprintf(f, "%-24s", "annotator");
-    for (int k = 0; k < LABEL_COUNT; k++) fprintf(f, "%7s", label_kind_name((LabelKind)k));
+    for (int k = 0; k < nk; k++) fprintf(f, "%7s", label_kind_name((LabelKind)k));
     fprintf(f, "%8s%8s\n", "total", "undone");
     for (int a = 0; a < st->n_annotators; a++) {
         long tot = 0;
         fprintf(f, "%-24s", st->annotators[a]);
         for (int k = 0; k < LABEL_COUNT; k++) {
-            fprintf(f, "%7ld", st->counts[a][k]);
+            if (k < nk) fprintf(f, "%7ld", st->counts[a][k]);
             tot += st->counts[a][k];
         }
         fprintf(f, "%8ld%8ld\n", tot, st->undone[a]);

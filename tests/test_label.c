@@ -695,6 +695,180 @@ static void test_wrap(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// rankings
+
+#define RK(ann, id, ranks) \
+    "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"],\"ranks\":" ranks \
+    ",\"annotator\":\"" ann "\",\"time\":\"t\",\"label\":\"rank\",\"id\":\"" id "\"}\n"
+
+static void test_rank_items(void) {
+    char err[ERRBUF_LEN];
+    const char *p = tmp_path("rank_cand.jsonl");
+    write_file(p, "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"]}\n"
+                  "{\"prompt\":\"q\",\"responses\":[\"1\",\"2\",\"3\",\"4\"],\"id\":7,"
+                  "\"category\":\"c\"}\n");
+    LabelItems it;
+    CHECK(label_items_load(&it, p, LABEL_MODE_RANK, err) == 0);
+    CHECK_EQ_INT(it.n, 2);
+    if (it.n == 2) {
+        /* independently: FNV-1a 64 over b"R", then len (8 bytes LE) + bytes of p, x, y, z */
+        CHECK(!strcmp(it.items[0].id, "h502ec9a9162f90aa"));
+        CHECK_EQ_INT(it.items[0].n_resp, 3);
+        CHECK(!strcmp(it.items[1].id, "7") && it.items[1].n_resp == 4);
+        CHECK(!strcmp(it.items[1].resp[3], "4") && !strcmp(it.items[1].category, "c"));
+        CHECK(it.items[0].a == NULL && it.items[0].b == NULL);
+    }
+    label_items_free(&it);
+    struct {
+        const char *line, *want;
+        LabelMode mode;
+    } bad[] = {
+        {"{\"prompt\":\"p\",\"responses\":[\"x\",\"y\"]}", "2 responses; 3 to 9", LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"responses\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\"]}",
+         "10 responses", LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"responses\":[\"x\",2,\"z\"]}", "responses[1] must be a string",
+         LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"responses\":\"x\"}", "must be an array", LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"a\":\"x\",\"b\":\"y\"}", "use --mode pair", LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"response\":\"x\"}", "use --mode thumbs", LABEL_MODE_RANK},
+        {"{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"]}", "use --mode rank", LABEL_MODE_PAIR},
+        {"{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"]}", "use --mode rank", LABEL_MODE_THUMBS},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof text, "\n%s\n", bad[i].line);
+        write_file(p, text);
+        err[0] = 0;
+        CHECK(label_items_load(&it, p, bad[i].mode, err) == -1);
+        CHECK_MSG(strstr(err, "rank_cand.jsonl:2:") && strstr(err, bad[i].want), "case %zu: %s", i,
+                  err);
+    }
+}
+
+static void test_rank_log(void) {
+    char err[ERRBUF_LEN];
+    const char *p = tmp_path("rank_log.jsonl");
+    /* a ranking, a re-ranking, an undo (the first is live again), bad records */
+    write_file(p, RK("al", "r1", "[1,2,3]") RK("al", "r1", "[3,2,1]") U("al", "r1")
+                  RK("al", "r2", "[1,4,2]")   /* 4: place 4 of 3 */
+                  RK("al", "r3", "[1,2]")     /* 5: 2 places for 3 responses */
+                  "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"],\"annotator\":\"al\","
+                  "\"label\":\"rank\",\"id\":\"r4\"}\n" /* 6: no ranks */
+                  RK("al", "r5", "[1,\"2\",3]"));     /* 7: a string */
+    LabelLog log;
+    label_log_init(&log);
+    CHECK(label_log_read(&log, p, 0, err) == 0);
+    CHECK_EQ_INT(log.n, 2);
+    CHECK_EQ_INT(log.n_warnings, 4);
+    for (int w = 0; w < log.n_warnings && w < 4; w++) {
+        char want[64];
+        snprintf(want, sizeof want, "rank_log.jsonl:%d:", 4 + w);
+        CHECK_MSG(strstr(log.warnings[w], want) != NULL, "%s", log.warnings[w]);
+    }
+    int i = label_log_live(&log, "al", "r1");
+    CHECK_EQ_INT(i, 0);
+    if (i == 0) {
+        CHECK_EQ_INT(log.j[0].label, LABEL_RANK);
+        CHECK_EQ_INT(log.j[0].n_ranks, 3);
+        CHECK(log.j[0].ranks[0] == 1 && log.j[0].ranks[2] == 3);
+    }
+    label_log_free(&log);
+
+    /* the tool's records read back; without "id" the content id is the item's */
+    const char *c = tmp_path("rank_c2.jsonl");
+    write_file(c, "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"],\"category\":\"k\"}\n");
+    LabelItems it;
+    CHECK(label_items_load(&it, c, LABEL_MODE_RANK, err) == 0);
+    int ranks[3] = {2, 1, 2};
+    char *rec = label_record_rank(&it.items[0], ranks, "bo", "T");
+    char *skip = label_record_judgment(&it.items[0], LABEL_MODE_RANK, LABEL_SKIP, "cy", "T");
+    CHECK(strstr(rec, "\"ranks\":[2,1,2]") && strstr(rec, "\"label\":\"rank\"") &&
+          strstr(rec, "\"category\":\"k\""));
+    CHECK(strstr(skip, "\"responses\":[\"x\",\"y\",\"z\"]") && strstr(skip, "\"skip\""));
+    label_log_init(&log);
+    CHECK(label_log_apply(&log, rec, strlen(rec) - 1, 0, 1, err) == 0);
+    CHECK(label_log_apply(&log, skip, strlen(skip) - 1, 0, 2, err) == 0);
+    /* drop the id: derived from prompt + responses, equal to the item's content id */
+    const char *noid = "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"],\"ranks\":[1,1,1],"
+                       "\"annotator\":\"dd\",\"label\":\"rank\"}";
+    CHECK(label_log_apply(&log, noid, strlen(noid), 0, 3, err) == 0);
+    CHECK_EQ_INT(label_log_live(&log, "dd", it.items[0].id), 2);
+    CHECK_EQ_INT(live_label(&log, "cy", it.items[0].id), LABEL_SKIP);
+    free(rec);
+    free(skip);
+    label_log_free(&log);
+    label_items_free(&it);
+}
+
+static void test_kendall(void) {
+    /* hand-computed: n_0 = 6 pairs of 4 items */
+    int a[4] = {1, 2, 3, 4}, rev[4] = {4, 3, 2, 1}, sw[4] = {2, 1, 3, 4};
+    CHECK_NEAR(label_kendall_tau_b(a, a, 4), 1.0, 1e-12, 0);
+    CHECK_NEAR(label_kendall_tau_b(a, rev, 4), -1.0, 1e-12, 0);
+    CHECK_NEAR(label_kendall_tau_b(a, sw, 4), 4.0 / 6.0, 1e-12, 0); /* 5 concordant, 1 not */
+    /* ties: x = (1,1,2,3), y = (1,2,2,3): n_1 = n_2 = 1; pairs 01 and 12 count for
+     * neither; 02, 03, 13, 23 concordant: tau_b = 4 / sqrt(5 * 5) = 0.8 */
+    int x[4] = {1, 1, 2, 3}, y[4] = {1, 2, 2, 3};
+    CHECK_NEAR(label_kendall_tau_b(x, y, 4), 0.8, 1e-12, 0);
+    /* x = (1,1,2), y = (1,2,3): n_0 = 3, n_1 = 1, n_2 = 0; 02, 12 concordant:
+     * tau_b = 2 / sqrt(2 * 3) = 0.8164966 */
+    int x3[3] = {1, 1, 2}, y3[3] = {1, 2, 3};
+    CHECK_NEAR(label_kendall_tau_b(x3, y3, 3), 0.8164966, 1e-7, 0);
+    int all[3] = {1, 1, 1};
+    CHECK(isnan(label_kendall_tau_b(all, y3, 3)));
+    CHECK(isnan(label_kendall_tau_b(a, a, 1)));
+}
+
+static void test_rank_stats_export(void) {
+    char err[ERRBUF_LEN];
+    const char *p = tmp_path("rank_stats.jsonl");
+    /* r1: same order (tau 1); r2: reversed (-1); r3: one annotator; r4: bo ties all
+     * (undefined); plus an A/B judgment that must not mix with the rankings */
+    write_file(p, RK("al", "r1", "[1,2,3]") RK("bo", "r1", "[1,2,3]")
+                  RK("al", "r2", "[1,2,3]") RK("bo", "r2", "[3,2,1]")
+                  RK("al", "r3", "[1,1,2]")
+                  RK("al", "r4", "[2,1,3]") RK("bo", "r4", "[1,1,1]")
+                  J("al", "pair1", "A") J("bo", "pair1", "A"));
+    LabelLog log;
+    label_log_init(&log);
+    CHECK(label_log_read(&log, p, 0, err) == 0);
+    LabelStats st;
+    label_stats_compute(&st, &log);
+    CHECK_EQ_INT(st.n_rank_items, 4);
+    CHECK_EQ_INT(st.n_rank_pairs, 1);
+    if (st.n_rank_pairs == 1) {
+        CHECK_EQ_INT(st.rank_pairs[0].n_common, 3);
+        CHECK_EQ_INT(st.rank_pairs[0].n_defined, 2);
+        CHECK_NEAR(st.rank_pairs[0].tau_mean, 0.0, 1e-12, 0);
+    }
+    CHECK_EQ_INT(st.n_items, 1); /* the pair item only */
+    CHECK_EQ_INT(st.pooled_common, 1);
+    CHECK_EQ_INT(st.counts[0][LABEL_RANK], 4);
+    label_stats_free(&st);
+
+    /* export: r3 (1,1,2) gives 2 pairs of weight 1/3; every ranking of K = 3 is 1/3 */
+    const char *out = tmp_path("rank_export.jsonl");
+    FILE *f = fopen(out, "w");
+    long n = label_export(f, &log, 0);
+    fclose(f);
+    CHECK_EQ_INT(n, (3 + 3 + 2 + 3) + (3 + 3 + 0) + 2); /* al r1..r4; bo r1, r2, r4 (all tied); A/B */
+    size_t len;
+    char *text = file_read_all(out, &len, err);
+    CHECK(text && strstr(text, "{\"prompt\":\"p\",\"chosen\":\"x\",\"rejected\":\"z\","
+                               "\"annotator\":\"al\",\"id\":\"r3\",\"weight\":0.33333333333333331,"
+                               "\"group\":\"al/r3\"}"));
+    free(text);
+    f = fopen(out, "w");
+    CHECK_EQ_INT(label_export_rankings(f, &log), 7);
+    fclose(f);
+    text = file_read_all(out, &len, err);
+    CHECK(text && strstr(text, "{\"prompt\":\"p\",\"responses\":[\"x\",\"y\",\"z\"],\"ranks\":"
+                               "[3,2,1],\"annotator\":\"bo\",\"id\":\"r2\"}\n"));
+    free(text);
+    label_log_free(&log);
+}
+
 int main(void) {
     const char *root = getenv("RLHF_TEST_TMP");
     snprintf(g_dir, sizeof(g_dir), "%s/test_label.XXXXXX", root && *root ? root : "/tmp");
@@ -715,6 +889,10 @@ int main(void) {
     TEST_RUN(test_fleiss);
     TEST_RUN(test_stats);
     TEST_RUN(test_wrap);
+    TEST_RUN(test_rank_items);
+    TEST_RUN(test_rank_log);
+    TEST_RUN(test_kendall);
+    TEST_RUN(test_rank_stats_export);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "test_label: could not remove %s\n", g_dir);

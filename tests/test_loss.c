@@ -187,6 +187,106 @@ static void test_bt_fd(void) {
 }
 
 // ----------------------------------------------------------------------------
+// rankings (InstructGPT eq. 1)
+
+typedef struct {
+    const int *rank, *off;
+    int G;
+} RankCase;
+
+static double rank_fn(const Ctx *c) {
+    const RankCase *rc = c->cfg;
+    return loss_rank_forward(NULL, c->x1, rc->rank, rc->off, rc->G, c->denom);
+}
+
+static void test_rank_by_hand(void) {
+    /* one ranking of K = 3, r = (1, 0, -1), places (1, 2, 3): pairs d = 1, 2, 1, each
+     * weighted 1/C(3,2) = 1/3: loss = (2 softplus(-1) + softplus(-2)) / 3
+     * = (2 * 0.3132617 + 0.1269280) / 3 = 0.2511505;
+     * d/dr_0 = -(σ(-1) + σ(-2)) / 3 = -(0.2689414 + 0.1192029) / 3 = -0.1293814,
+     * d/dr_1 = (σ(-1) - σ(-1)) / 3 = 0, d/dr_2 = +0.1293814 */
+    float r[3] = {1, 0, -1}, dr[3] = {0};
+    int rank[3] = {1, 2, 3}, off[2] = {0, 3};
+    LossRankStats st;
+    CHECK_NEAR(loss_rank_forward(&st, r, rank, off, 1, 0), 0.2511505, 1e-7, 0);
+    CHECK_NEAR(st.n_pairs, 3, 0, 0);
+    CHECK_NEAR(st.accuracy, 1.0, 0, 0);
+    CHECK_NEAR(st.margin, 4.0 / 3.0, 1e-12, 0);
+    loss_rank_backward(dr, r, rank, off, 1, 0);
+    CHECK_NEAR(dr[0], -0.1293814, 1e-7, 0);
+    CHECK_NEAR(dr[1], 0.0, 1e-7, 0);
+    CHECK_NEAR(dr[2], 0.1293814, 1e-7, 0);
+    /* the same order given in another row order: places (3, 1, 2) of r = (-1, 1, 0) */
+    float r2[3] = {-1, 1, 0};
+    int rank2[3] = {3, 1, 2};
+    CHECK_NEAR(loss_rank_forward(NULL, r2, rank2, off, 1, 0), 0.2511505, 1e-7, 0);
+    /* ties: places (1, 1, 2) at equal scores: the tied pair is left out but the weight
+     * stays 1/3, so loss = 2 log 2 / 3; a pair at equal scores counts as wrong */
+    float z[3] = {0, 0, 0};
+    int tie[3] = {1, 1, 2};
+    CHECK_NEAR(loss_rank_forward(&st, z, tie, off, 1, 0), 2 * log(2.0) / 3, 1e-12, 0);
+    CHECK_NEAR(st.n_pairs, 2, 0, 0);
+    CHECK(st.accuracy == 0.0);
+    /* everything tied: no pair, no loss, no gradient */
+    int all[3] = {2, 2, 2};
+    float dz[3] = {0};
+    CHECK(loss_rank_forward(&st, r, all, off, 1, 0) == 0.0);
+    loss_rank_backward(dz, r, all, off, 1, 0);
+    check_all_zero("all tied", dz, 3);
+}
+
+/* K = 2 rankings are Bradley–Terry pairs: the same loss and gradients, any denom. */
+static void test_rank_pairs_are_bt(void) {
+    Rng g;
+    rng_init(&g, 31);
+    float rw[4], rl[4], r[8], dw[4] = {0}, dl[4] = {0}, dr[8] = {0};
+    fill_normal(&g, rw, 4, 0, 2);
+    fill_normal(&g, rl, 4, 0, 2);
+    int rank[8], off[5];
+    for (int i = 0; i < 4; i++) { /* rejected first in even groups: row order is free */
+        int sw = i % 2;
+        r[2 * i + sw] = rw[i], rank[2 * i + sw] = 1;
+        r[2 * i + 1 - sw] = rl[i], rank[2 * i + 1 - sw] = 2;
+        off[i] = 2 * i;
+    }
+    off[4] = 8;
+    CHECK_NEAR(loss_rank_forward(NULL, r, rank, off, 4, 7), loss_bt_forward(NULL, rw, rl, NULL, 4, 7),
+               1e-12, 1e-12);
+    loss_rank_backward(dr, r, rank, off, 4, 7);
+    loss_bt_backward(dw, dl, rw, rl, NULL, 4, 7);
+    for (int i = 0; i < 4; i++) {
+        int sw = i % 2;
+        CHECK_NEAR(dr[2 * i + sw], dw[i], 1e-9, 1e-6);
+        CHECK_NEAR(dr[2 * i + 1 - sw], dl[i], 1e-9, 1e-6);
+    }
+}
+
+static void test_rank_fd(void) {
+    /* three rankings: K = 4 with a tie, K = 3, K = 2; denom 5 (a larger global batch) */
+    Rng g;
+    rng_init(&g, 13);
+    float r[9], dr[9] = {0};
+    fill_normal(&g, r, 9, 0, 2);
+    int rank[9] = {2, 1, 2, 4, 3, 1, 2, 2, 1}, off[4] = {0, 4, 7, 9};
+    RankCase rc = {rank, off, 3};
+    Ctx c = {.x1 = r, .denom = 5, .cfg = &rc};
+    loss_rank_backward(dr, r, rank, off, 3, 5);
+    fd_check("rank r", rank_fn, &c, r, dr, 9);
+    /* two calls with the global denom add up to the whole batch (data parallel) */
+    float d1[9] = {0};
+    int off_b[2] = {7, 9};
+    double whole = loss_rank_forward(NULL, r, rank, off, 3, 0);
+    double split = loss_rank_forward(NULL, r, rank, off, 2, 3) +
+                   loss_rank_forward(NULL, r, rank, off_b, 1, 3);
+    CHECK_NEAR(split, whole, 1e-12, 1e-12);
+    loss_rank_backward(d1, r, rank, off, 2, 3);
+    loss_rank_backward(d1, r, rank, off_b, 1, 3);
+    float d0[9] = {0};
+    loss_rank_backward(d0, r, rank, off, 3, 0);
+    for (int i = 0; i < 9; i++) CHECK_NEAR(d1[i], d0[i], 1e-9, 1e-6);
+}
+
+// ----------------------------------------------------------------------------
 // PPO policy loss
 
 static double ppo_fn(const Ctx *c) {
@@ -994,6 +1094,9 @@ int main(void) {
     TEST_RUN(test_ce_fd);
     TEST_RUN(test_bt_by_hand);
     TEST_RUN(test_bt_fd);
+    TEST_RUN(test_rank_by_hand);
+    TEST_RUN(test_rank_pairs_are_bt);
+    TEST_RUN(test_rank_fd);
     TEST_RUN(test_ppo_by_hand);
     TEST_RUN(test_ppo_fd);
     TEST_RUN(test_value_by_hand);
