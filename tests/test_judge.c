@@ -453,6 +453,59 @@ static void test_fuzz(void) {
     CHECK(parsed > 500); /* the word mix hits many task prompts */
 }
 
+/* Plackett–Luce rankings: K = 2 matches annotator_prefer's probabilities; the first
+ * place follows softmax(g/τ) and the rest is Plackett–Luce over what is left; τ = 0 sorts;
+ * flips and the tie band; 2(K-1) draws. */
+static void test_annotator_rank(void) {
+    Rng r;
+    rng_init(&r, 77);
+    const int N = 20000;
+    int ranks[4];
+    /* K = 2: P(first preferred) = (1-f) σ(d/τ) + f (1-σ(d/τ)) = annotator_agree_prob */
+    Annotator both = {"both", 0.2, 0.1, 0.0};
+    double g2[2] = {0.45, 0.3}, e = annotator_agree_prob(&both, 0.45, 0.3);
+    int first = 0;
+    for (int i = 0; i < N; i++) {
+        annotator_rank(&both, g2, 2, &r, ranks);
+        CHECK(ranks[0] + ranks[1] == 3);
+        first += ranks[0] == 1;
+    }
+    CHECK_NEAR((double)first / N, e, 4 * sqrt(e * (1 - e) / N), 0);
+    /* K = 3, τ = 0.1, g = (0.5, 0.4, 0.2): P(order 0 > 1 > 2) = w0/(w0+w1+w2) * w1/(w1+w2),
+     * w = exp(g/τ): = e^5 / (e^5 + e^4 + e^2) * e^4 / (e^4 + e^2) */
+    Annotator pl = {"pl", 0.1, 0.0, 0.0};
+    double g3[3] = {0.5, 0.4, 0.2};
+    double w0 = exp(5.0), w1 = exp(4.0), w2 = exp(2.0);
+    double p012 = w0 / (w0 + w1 + w2) * w1 / (w1 + w2), p_top2 = w2 / (w0 + w1 + w2);
+    int n012 = 0, n_top2 = 0;
+    for (int i = 0; i < N; i++) {
+        annotator_rank(&pl, g3, 3, &r, ranks);
+        n012 += ranks[0] == 1 && ranks[1] == 2 && ranks[2] == 3;
+        n_top2 += ranks[2] == 1;
+    }
+    CHECK_NEAR((double)n012 / N, p012, 4 * sqrt(p012 * (1 - p012) / N), 0);
+    CHECK_NEAR((double)n_top2 / N, p_top2, 4 * sqrt(p_top2 * (1 - p_top2) / N) + 1e-3, 0);
+    /* τ = 0 sorts by g; a flip rate of 1 never keeps the draw (K = 2: always reversed) */
+    Annotator exact = {"exact", 0.0, 0.0, 0.0}, always = {"always", 0.0, 1.0, 0.0};
+    double g4[4] = {0.1, 0.9, 0.5, 0.3};
+    annotator_rank(&exact, g4, 4, &r, ranks);
+    CHECK(ranks[0] == 4 && ranks[1] == 1 && ranks[2] == 2 && ranks[3] == 3);
+    annotator_rank(&always, g2, 2, &r, ranks);
+    CHECK(ranks[0] == 2 && ranks[1] == 1);
+    /* tie band: consecutive places within the band share a place */
+    Annotator band = {"band", 0.0, 0.0, 0.05};
+    double g5[4] = {0.50, 0.53, 0.9, 0.1};
+    annotator_rank(&band, g5, 4, &r, ranks);
+    CHECK(ranks[2] == 1 && ranks[1] == 2 && ranks[0] == 2 && ranks[3] == 4);
+    /* exactly 2(K-1) draws */
+    Rng r1, r2;
+    rng_init(&r1, 9);
+    rng_init(&r2, 9);
+    annotator_rank(&pl, g4, 4, &r1, ranks);
+    for (int i = 0; i < 6; i++) rng_uniform_double(&r2);
+    CHECK(rng_uniform_double(&r1) == rng_uniform_double(&r2));
+}
+
 int main(void) {
     char err[ERRBUF_LEN];
     if (judge_init(&gold, "gold", 1234, err) != 0) {
@@ -468,6 +521,7 @@ int main(void) {
     TEST_RUN(test_registry);
     TEST_RUN(test_distinct_n);
     TEST_RUN(test_annotator_noise);
+    TEST_RUN(test_annotator_rank);
     TEST_RUN(test_fuzz);
     judge_free(&gold);
     return TEST_EXIT();
