@@ -317,6 +317,31 @@ static void seeds_jsonl(void) {
     put_str("fuzz_label", "candidates_pair.jsonl",
             "{\"prompt\":\"User: 2+2?\\nAssistant:\",\"a\":\" 4\",\"b\":\" 5\",\"id\":7}\n"
             "{\"prompt\":\"p\",\"a\":\"x\\ty\",\"b\":\"\\u00e9\",\"category\":\"fact\"}\r\n");
+    /* rankings: a ranking with a tie, a re-ranking undone, a skip; rank candidates */
+    char *resp[3] = {" 4", " four", " 5"};
+    LabelItem rk = {.id = "r1", .prompt = "User: 2+2?\nAssistant:", .category = "fact",
+                    .resp = resp, .n_resp = 3};
+    int ranks1[3] = {1, 1, 3}, ranks2[3] = {3, 2, 1};
+    char *rl[5] = {
+        label_record_rank(&rk, ranks1, "ann1", time),
+        label_record_rank(&rk, ranks2, "ann2", time),
+        label_record_undo("r1", "ann2", time),
+        label_record_rank(&rk, ranks1, "ann2", time),
+        label_record_judgment(&rk, LABEL_MODE_RANK, LABEL_SKIP, "ann3", time),
+    };
+    char rlog[8192] = "";
+    for (int i = 0; i < 5; i++) {
+        strncat(rlog, rl[i], sizeof rlog - strlen(rlog) - 1);
+        free(rl[i]);
+    }
+    put_str("fuzz_label", "rankings.jsonl", rlog);
+    put_str("fuzz_label", "candidates_rank.jsonl",
+            "{\"prompt\":\"User: 2+2?\\nAssistant:\",\"responses\":[\" 4\",\" 5\",\" 22\"],\"id\":3}\n"
+            "{\"prompt\":\"q\",\"responses\":[\"a\",\"b\",\"c\",\"d\"],\"category\":\"chat\"}\r\n");
+    put_str("fuzz_label", "rankfile.jsonl",
+            "{\"prompt\":\"p\",\"responses\":[\"a\",\"b\"],\"ranks\":[2,1]}\n"
+            "{\"prompt\":\"q\",\"responses\":[\"a\",\"b\",\"c\"],\"ranks\":[1,1,2],"
+            "\"category\":\"x\"}\n{\"prompt\":\"s\",\"responses\":[\"a\",\"b\"],\"label\":\"skip\"}\n");
     put_str("fuzz_label", "candidates_thumbs.jsonl",
             "{\"prompt\":\"User: hi\\nAssistant:\",\"response\":\" Hello!\",\"id\":\"t1\"}\n\n"
             "{\"prompt\":\"q\",\"response\":\"\\u4e2d\\u6587 wide\"}\n");

@@ -4,7 +4,8 @@
 # and restart (nothing judged is lost, judged items are skipped, a torn last line is
 # reported and sealed); q, SIGINT, SIGTERM, SIGHUP and Ctrl-Z/fg restore the terminal;
 # side-by-side, narrow (stacked) and too-small terminals, a resize while running,
-# scrolling, thumbs mode, a second writer refused; without a terminal: the clear error,
+# scrolling, thumbs mode, rank mode (order keys, ties, undo, export), a second writer
+# refused; without a terminal: the clear error,
 # bad candidate files (file:line), non-UTF-8, an unwritable output; then `stats` and
 # `export` on the files written.
 #
@@ -246,6 +247,41 @@ start s8 80 24 --mode thumbs --annotator erin --out "$PT" "$TH"
 check "thumbs: restart when all is judged: nothing to do" wait_for 10 dead s8
 check "thumbs: nothing to do, exit 0" [ "$(dead_status s8)" = 0 ]
 check "thumbs: says all is judged" wait_for 5 final_has s8 "already judged"
+
+# ---------------------------------------------------------------------------------------
+echo "# 5b. rank mode"
+RC=$W/rank_cand.jsonl
+cat >"$RC" <<'EOF'
+{"prompt":"Say hi","responses":["Hello!","Go away.","Hi there."],"id":"r1"}
+{"prompt":"2+2?","responses":["4","5","four","22"],"id":"r2","category":"fact"}
+EOF
+PR=$W/rank_prefs.jsonl
+start s9 100 40 --mode rank --annotator fay --out "$PR" "$RC"
+check "rank: K numbered responses" wait_for 10 screen_has s9 "[3]"
+key s9 9; check "rank: no response 9" wait_for 10 screen_has s9 "there is no response 9"
+key s9 2; key s9 =; key s9 3
+check "rank: order so far, tie shown" wait_for 10 screen_has s9 "order: 2 = 3 > _"
+check "rank: places shown on the responses" wait_for 10 screen_has s9 "[3]  place 1"
+TM send-keys -t s9 Enter; check "rank: Enter saves, the last one placed last" wait_for 10 has_lines "$PR" 1
+check "rank: second item (K = 4)" wait_for 10 screen_has s9 "[4]"
+key s9 4; key s9 1; TM send-keys -t s9 BSpace; key s9 2
+TM send-keys -t s9 Enter; check "rank: Enter refused with 2 of 4 placed" wait_for 10 screen_has s9 "place at least 3 of the 4"
+key s9 1; TM send-keys -t s9 Enter; check "rank: second ranking saved" wait_for 10 has_lines "$PR" 2
+check "rank: all done screen" wait_for 10 screen_has s9 "All done"
+key s9 u; check "rank: undo" wait_for 10 has_lines "$PR" 3
+check "rank: the undone item is shown again" wait_for 10 screen_has s9 "[4]"
+key s9 s; check "rank: skip" wait_for 10 has_lines "$PR" 4
+key s9 q; wait_for 10 dead s9
+check "rank: labels rank, rank, undo, skip" [ "$(labels "$PR")" = "rank rank undo skip " ]
+check "rank: 2 = 3 > 1 is places [3,1,1]" line_has "$PR" 1 '"ranks":\[3,1,1\]' '"label":"rank"' '"id":"r1"'
+check "rank: 4 > 2 > 1 > 3 is places [3,2,4,1]" line_has "$PR" 2 '"ranks":\[3,2,4,1\]' '"category":"fact"'
+check "rank: skip keeps the responses" line_has "$PR" 4 '"responses":\["4","5","four","22"\]' '"label":"skip"'
+"$BIN" export --rankings "$PR" >"$W/rank_export.jsonl" 2>/dev/null
+check "rank: export --rankings: the live ranking only" [ "$(nlines "$W/rank_export.jsonl")" -eq 1 ]
+"$BIN" export "$PR" >"$W/rank_pairs.jsonl" 2>/dev/null
+check "rank: export: the tie left out, 2 pairs of weight 1/3" [ "$(grep -c '"weight":0.3333' "$W/rank_pairs.jsonl")" -eq 2 ]
+check "rank: export: exactly 2 pairs" [ "$(nlines "$W/rank_pairs.jsonl")" -eq 2 ]
+check "wrong mode: rank line in pair mode" fails_with "$W/e9" 'rank_cand\.jsonl:1: .*use --mode rank' "$BIN" --out "$W/z.jsonl" "$RC"
 
 # ---------------------------------------------------------------------------------------
 echo "# 6. errors without a terminal"
