@@ -194,6 +194,10 @@ static void rm_rank_open(Rm *s) {
     Trainer *t = s->t;
     const RlhfConfig *c = &t->cfg;
     char err[ERRBUF_LEN];
+    if (c->rm.margin > 0)
+        trainer_fail(t, 0, "rm.margin = %g applies to pair files only; data.train %s holds "
+                           "rankings: set rm.margin=0",
+                     c->rm.margin, c->data.train);
     if (rank_file_load(&s->rk, c->data.train, err) != 0) trainer_fail(t, 0, "%s", err);
     if (c->data.eval[0]) {
         if (!rank_file_sniff(c->data.eval))
