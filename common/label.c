@@ -848,6 +848,50 @@ double label_kendall_tau_b(const int *x, const int *y, int n) {
     return (double)(nc - nd) / sqrt((double)(n0 - n1) * (double)(n0 - n2));
 }
 
+/* d2(c, k) of the metric; nv[g] the marginal count of value g (ordinal). */
+static double alpha_d2(int c, int k, const double *nv, LabelAlphaMetric metric) {
+    if (metric == LABEL_ALPHA_NOMINAL) return c != k;
+    if (metric == LABEL_ALPHA_INTERVAL) return (double)(c - k) * (c - k);
+    int lo = c < k ? c : k, hi = c < k ? k : c;
+    double s = 0;
+    for (int g = lo; g <= hi; g++) s += nv[g];
+    s -= (nv[lo] + nv[hi]) / 2;
+    return s * s;
+}
+
+double label_krippendorff_alpha(const int *v, int n_units, int m, LabelAlphaMetric metric) {
+    int V = 0;
+    for (long i = 0; i < (long)n_units * m; i++)
+        if (v[i] > V) V = v[i];
+    if (V < 1) return NAN;
+    size_t W = (size_t)V + 1;
+    double *o = xcalloc(W * W, sizeof(double)), *nv = xcalloc(W, sizeof(double));
+    for (int u = 0; u < n_units; u++) {
+        const int *row = v + (size_t)u * m;
+        int mu = 0;
+        for (int c = 0; c < m; c++) mu += row[c] > 0;
+        if (mu < 2) continue;
+        for (int a = 0; a < m; a++)
+            for (int b = 0; b < m; b++)
+                if (a != b && row[a] > 0 && row[b] > 0)
+                    o[(size_t)row[a] * W + row[b]] += 1.0 / (mu - 1);
+    }
+    double n = 0, dobs = 0, dexp = 0;
+    for (size_t c = 1; c < W; c++)
+        for (size_t k = 1; k < W; k++) nv[c] += o[c * W + k];
+    for (size_t c = 1; c < W; c++) n += nv[c];
+    for (size_t c = 1; c < W; c++)
+        for (size_t k = 1; k < W; k++) {
+            double d2 = alpha_d2((int)c, (int)k, nv, metric);
+            dobs += o[c * W + k] * d2;
+            dexp += nv[c] * nv[k] * d2;
+        }
+    free(o);
+    free(nv);
+    if (n < 2 || dexp <= 0) return NAN;
+    return 1.0 - (n - 1) * dobs / dexp;
+}
+
 typedef struct {
     const char *id;
     int ann, j; /* annotator index, judgment index */
@@ -858,6 +902,32 @@ static int cmp_rank_vote(const void *x, const void *y) {
     int c = strcmp(a->id, b->id);
     if (c) return c;
     return (a->ann > b->ann) - (a->ann < b->ann);
+}
+
+/* Krippendorff's alpha (ordinal) of sorted rank votes v[0..nv): one unit per response
+ * of an item ranked by >= 2 annotators, its value the place each annotator gave it. */
+static double rank_alpha(const LabelLog *log, const RankVote *v, int nv, int nl) {
+    int *vals = NULL;
+    int nu = 0;
+    for (int s = 0; s < nv;) {
+        int e = s + 1;
+        while (e < nv && strcmp(v[e].id, v[s].id) == 0) e++;
+        int k = log->j[v[s].j].n_ranks;
+        if (e - s >= 2) {
+            vals = xrealloc(vals, (size_t)(nu + k) * (size_t)nl * sizeof(int));
+            memset(vals + (size_t)nu * nl, 0, (size_t)k * (size_t)nl * sizeof(int));
+            for (int x = s; x < e; x++) {
+                const LabelJudgment *j = &log->j[v[x].j];
+                for (int i = 0; i < k && i < j->n_ranks; i++)
+                    vals[(size_t)(nu + i) * nl + v[x].ann] = j->ranks[i];
+            }
+            nu += k;
+        }
+        s = e;
+    }
+    double a = nu > 0 ? label_krippendorff_alpha(vals, nu, nl, LABEL_ALPHA_ORDINAL) : NAN;
+    free(vals);
+    return a;
 }
 
 /* Kendall tau-b between every two annotators' live rankings of the same id (same K). */
@@ -905,6 +975,7 @@ static void rank_stats_compute(LabelStats *st, const LabelLog *log) {
                 a, b, common[c], defined[c], defined[c] ? sum[c] / (double)defined[c] : NAN};
         }
     st->rank_pooled_tau = st->rank_pooled_defined ? pooled / (double)st->rank_pooled_defined : NAN;
+    st->rank_alpha = rank_alpha(log, v, nv, nl);
     free(sum);
     free(common);
     free(defined);
@@ -1089,6 +1160,8 @@ static void print_rank_agreement(FILE *f, const LabelStats *st) {
     }
     fprintf(f, "%-40s%8s%9ld", "all pairs pooled", "", st->rank_pooled_defined);
     print_kappa(f, st->rank_pooled_tau);
+    fprintf(f, "\n");    fprintf(f, "Krippendorff's alpha (ordinal) over the places of every response:");
+    print_kappa(f, st->rank_alpha);
     fprintf(f, "\n");
 }
 

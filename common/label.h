@@ -1,8 +1,9 @@
 /*
  * common/label.h — the logic behind rlhf-label (human feedback collection), kept apart
- * from the terminal so it can be unit-tested: candidate files, the append-only judgment
- * log (undo, torn last line, resume), agreement statistics (percent agreement, Cohen's and
- * Fleiss' kappa), export to training files, and word-wrapping for display.
+ * from the terminal so it can be unit-tested: candidate files (pairs, single responses,
+ * rankings of K responses), the append-only judgment log (undo, torn last line, resume),
+ * agreement statistics (percent agreement, Cohen's and Fleiss' kappa; Kendall's tau-b for
+ * rankings), export to training files, and word-wrapping for display.
  *
  * Used by tools/rlhf-label.c (the interactive tool and its `stats` / `export`
  * subcommands) and tests/test_label.c. docs/labelling.md is the user's guide.
@@ -223,6 +224,18 @@ typedef struct {
  * n_2 the pairs tied in x / in y. NaN when n < 2 or either ranking ties every item. */
 double label_kendall_tau_b(const int *x, const int *y, int n);
 
+typedef enum { LABEL_ALPHA_NOMINAL = 0, LABEL_ALPHA_ORDINAL, LABEL_ALPHA_INTERVAL } LabelAlphaMetric;
+
+/* Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's alpha-reliability",
+ * Annenberg School, sections C-E) for n_units units and m coders: v[u*m + c] is the value
+ * (an integer >= 1) coder c gave unit u, 0 when missing. Units with fewer than two values
+ * are not pairable and left out. With the coincidences o_ck = sum_u (c-k pairs in u) /
+ * (m_u - 1), n_c = sum_k o_ck, n = sum_c n_c:
+ *   alpha = 1 - (n - 1) sum_ck o_ck d2(c,k) / sum_ck n_c n_k d2(c,k)
+ * d2 = [c != k] (nominal), (c - k)^2 (interval), or (sum_{g=c..k} n_g - (n_c + n_k)/2)^2
+ * (ordinal). NaN when fewer than two pairable values or the expected disagreement is 0. */
+double label_krippendorff_alpha(const int *v, int n_units, int m, LabelAlphaMetric metric);
+
 typedef struct {
     int a, b;        /* annotator indices, a < b */
     long n_common;   /* items both ranked (same K) */
@@ -249,6 +262,9 @@ typedef struct {
     int n_rank_pairs;
     long rank_pooled_defined;   /* summed over rank_pairs */
     double rank_pooled_tau;     /* mean tau-b over every (pair, item); NaN when none */
+    double rank_alpha;          /* Krippendorff's alpha (ordinal) over the places given to
+                                   every response of the items ranked by >= 2 annotators
+                                   (unit = one response, coder = annotator); NaN if none */
 } LabelStats;
 
 /* Statistics over the live judgments of a log. Skips are counted per annotator but are

@@ -7,7 +7,8 @@
 #     labelled at τ = 0) beats chance clearly: >= 0.62, where chance is 0.5 and one
 #     standard error is about 0.02 (measured: 0.715 after 60 steps);
 #   - the report counts exactly the held-out pairs and rankings, per category too;
-#   - Kendall tau-b: identical annotators agree at exactly 1, a noisy one less;
+#   - Kendall tau-b and Krippendorff's alpha: identical annotators agree at exactly 1,
+#     a noisy one less;
 #   - export --rankings gives a file learner rm reads; a pair file as data.eval next to a
 #     ranking data.train, and a bad ranking line, stop the run with file:line messages.
 set -euo pipefail
@@ -59,6 +60,7 @@ sed 's/"annotator":"sim0"/"annotator":"twin"/' "$T/gold.jsonl" > "$T/twin.jsonl"
   | sed 's/"annotator":"sim0"/"annotator":"noisy"/' > "$T/noisy.jsonl"
 "$B/rlhf-label" stats "$T/gold.jsonl" "$T/twin.jsonl" > "$T/stats1.out" 2>&1 || fail "stats"
 grep -Eq '^sim0 / twin +100 +100 +1\.000$' "$T/stats1.out" || { cat "$T/stats1.out"; fail "identical annotators: tau-b 1"; }
+grep -Eq "^Krippendorff's alpha \(ordinal\).* 1\.000$" "$T/stats1.out" || { cat "$T/stats1.out"; fail "identical annotators: alpha 1"; }
 "$B/rlhf-label" stats "$T/gold.jsonl" "$T/noisy.jsonl" > "$T/stats2.out" 2>&1 || fail "stats"
 tau=$(grep -E '^noisy / sim0' "$T/stats2.out" | awk '{ print $NF }')
 awk -v t="$tau" 'BEGIN { exit !(t > 0.2 && t < 0.999) }' || { cat "$T/stats2.out"; fail "noisy tau-b $tau"; }

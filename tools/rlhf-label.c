@@ -14,7 +14,9 @@
  * Backspace takes the last back, Enter saves and places the one left over last); a restarted run skips what this
  * annotator has already judged. Undo appends an undo record (the log is never
  * rewritten). `stats` prints per-annotator counts and agreement (percent, Cohen's and
- * Fleiss' kappa); `export` writes the live judgments as a training file. The formats and
+ * Fleiss' kappa; Kendall's tau-b for rankings); `export` writes the live judgments as a
+ * training file (rankings as pairs weighted 1/C(K,2), or with --rankings as the ranking
+ * file `learner rm` trains on). The formats and
  * rules live in common/label.h; the guide is docs/labelling.md.
  *
  * The terminal is driven with plain termios and ANSI escapes (works over ssh and in tmux;
