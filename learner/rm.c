@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "dataset.h"
@@ -200,7 +201,7 @@ static void rm_rank_open(Rm *s) {
                      c->rm.margin, c->data.train);
     if (rank_file_load(&s->rk, c->data.train, err) != 0) trainer_fail(t, 0, "%s", err);
     if (c->data.eval[0]) {
-        if (!rank_file_sniff(c->data.eval))
+        if (!rank_file_sniff(c->data.eval) && access(c->data.eval, R_OK) == 0)
             trainer_fail(t, 0, "data.eval %s is not a ranking file, but data.train is: give "
                                "{\"prompt\",\"responses\",\"ranks\"} lines for both",
                          c->data.eval);
