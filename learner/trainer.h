@@ -30,6 +30,7 @@
 #include "adamw.h"
 #include "bpe.h"
 #include "config.h"
+#include "toksrc.h"
 #include "dataset.h"
 #include "gpt.h"
 #include "rng.h"
@@ -44,7 +45,7 @@ typedef struct {
     MPI_Comm comm;
     int rank, nranks;
     BPE tok;
-    char *tok_vocab, *tok_merges; /* the tokenizer as text, for checkpoints */
+    TokSrc tok_src; /* the tokenizer as text (and chat template), for checkpoints */
     GPT model;
     AdamW opt;
     AdamWSchedule sched;

@@ -36,6 +36,7 @@
 #include "bpe.h"
 #include "ckpt.h"
 #include "hftok.h"
+#include "toksrc.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -119,12 +120,11 @@ static void load_ckpt(BPE *t, const char *ckpt) {
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) fatal("%s", err);
     const CkptMeta *m = ckpt_reader_meta(r);
-    if (!m->tok_vocab || !m->tok_merges)
-        fatal("%s: the checkpoint stores no tokenizer (/tokenizer/vocab, /tokenizer/merges); "
-              "use --vocab and --merges",
+    if (!toksrc_meta_has(m))
+        fatal("%s: the checkpoint stores no tokenizer (/tokenizer/vocab + /tokenizer/merges "
+              "or /tokenizer/json); use --vocab and --merges",
               path);
-    if (bpe_load_strings(t, m->tok_vocab, m->tok_merges, err))
-        fatal("%s: stored tokenizer: %s", path, err);
+    if (toksrc_load_meta(t, NULL, m, path, err)) fatal("%s: stored tokenizer: %s", path, err);
     ckpt_reader_free(r);
 }
 
