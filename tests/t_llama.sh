@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 T=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/t_llama.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 RLHF_PEER_TIMEOUT=60
 fail() { echo "FAIL: $*"; exit 1; }
@@ -55,27 +55,33 @@ $MPIRUN 2 "$B/learner" sft $SFT run.out_dir="$T/sftk" run.resume=auto > "$T/sftk
 grep -q "resumed from .*ckpt-00000004.h5 at step 4" "$T/sftk2.log" || { cat "$T/sftk2.log"; fail "sft did not resume at 4"; }
 "$B/rlhf-ckpt" diff "$T/sft" "$T/sftk" > "$T/diff.sft" || { cat "$T/diff.sft"; fail "killed + resumed SFT is not bit-identical"; }
 
-echo "== reward model on the SFT trunk: the loss falls"
-RM="configs/rm.ini data.train=$T/data/prefs_train.jsonl data.eval=$T/data/prefs_eval.jsonl
-  model.init=$T/sft tokenizer.path= $MODEL optim.batch_size=8 optim.steps=12 optim.warmup_steps=1
-  optim.lr=2e-3 optim.min_lr=2e-3 run.ckpt_every=0 run.eval_every=0 run.log_every=1 rm.normalize=true"
-$MPIRUN 1 "$B/learner" rm $RM run.out_dir="$T/rm" > "$T/rm.log" 2>&1 || { cat "$T/rm.log"; fail "rm"; }
+echo "== reward model on the SFT trunk: its loss on the pairs it trains on falls"
+# 40 pairs, 3 passes; the loss on them after training against the same model at lr 0 (the
+# new head on the SFT trunk, untrained)
+head -40 "$T/data/prefs_train.jsonl" > "$T/data/rmfit.jsonl"
+RM="configs/rm.ini data.train=$T/data/rmfit.jsonl data.eval=$T/data/rmfit.jsonl
+  model.init=$T/sft tokenizer.path= $MODEL optim.batch_size=8 optim.warmup_steps=1
+  run.ckpt_every=0 run.eval_every=0 run.log_every=1 rm.normalize=true"
+$MPIRUN 1 "$B/learner" rm $RM optim.steps=15 optim.lr=3e-3 optim.min_lr=3e-3 run.out_dir="$T/rm" > "$T/rm.log" 2>&1 || { cat "$T/rm.log"; fail "rm"; }
+$MPIRUN 1 "$B/learner" rm $RM optim.steps=1 optim.lr=0 optim.min_lr=0 run.out_dir="$T/rm0" > "$T/rm0.log" 2>&1 || { cat "$T/rm0.log"; fail "rm at lr 0"; }
 grep -q "new head initialised" "$T/rm.log" || fail "rm did not start from the SFT trunk"
 "$B/rlhf-ckpt" info "$T/rm" | grep -q "/reward: score head, llama" || fail "rm checkpoint has no llama score head"
-r0=$(grep '"stage": "rm"' "$T/rm/metrics.jsonl" | head -3 | field /dev/stdin loss | awk '{ s += $1 } END { print s / NR }')
-r1=$(grep '"stage": "rm"' "$T/rm/metrics.jsonl" | grep '"loss"' | tail -3 | field /dev/stdin loss | awk '{ s += $1 } END { print s / NR }')
-echo "rm loss: mean of the first 3 $r0, of the last 3 $r1"
+r0=$(grep '"eval_loss"' "$T/rm0/metrics.jsonl" | tail -1 | field /dev/stdin eval_loss)
+r1=$(grep '"eval_loss"' "$T/rm/metrics.jsonl" | tail -1 | field /dev/stdin eval_loss)
+echo "rm loss on its 40 training pairs: untrained $r0, after 15 steps $r1"
 awk -v a="$r0" -v b="$r1" 'BEGIN { exit !(b < a - 0.05) }' || fail "RM loss did not fall: $r0 -> $r1"
 
-echo "== DPO from the SFT policy: the loss falls below log 2"
-DPO="configs/dpo.ini data.train=$T/data/prefs_train.jsonl data.eval= model.init=$T/sft $MODEL
-  optim.batch_size=8 optim.steps=8 optim.warmup_steps=1 optim.lr=1e-3 optim.min_lr=1e-3
+echo "== DPO from the SFT policy: the loss on its pairs falls below log 2"
+# at the start policy = reference, so every pair's loss is log 2 = 0.6931
+DPO="configs/dpo.ini data.train=$T/data/rmfit.jsonl data.eval=$T/data/rmfit.jsonl model.init=$T/sft
+  $MODEL optim.batch_size=8 optim.steps=10 optim.warmup_steps=1 optim.lr=3e-4 optim.min_lr=3e-4
   run.ckpt_every=0 run.eval_every=0 run.log_every=1"
 $MPIRUN 1 "$B/learner" dpo $DPO run.out_dir="$T/dpo" > "$T/dpo.log" 2>&1 || { cat "$T/dpo.log"; fail "dpo"; }
 d0=$(grep '"stage": "dpo"' "$T/dpo/metrics.jsonl" | head -1 | field /dev/stdin loss)
-d1=$(grep '"stage": "dpo"' "$T/dpo/metrics.jsonl" | grep '"loss"' | tail -3 | field /dev/stdin loss | awk '{ s += $1 } END { print s / NR }')
-echo "dpo loss: first $d0, mean of the last 3 $d1"
-awk -v b="$d1" 'BEGIN { exit !(b < 0.67) }' || fail "DPO loss did not fall below log 2: $d0 -> $d1"
+d1=$(grep '"eval_loss"' "$T/dpo/metrics.jsonl" | tail -1 | field /dev/stdin eval_loss)
+echo "dpo loss: first step $d0, on the 40 pairs after 10 steps $d1"
+awk -v a="$d0" 'BEGIN { exit !(a > 0.6931 && a < 0.6932) }' || fail "DPO's first loss $d0 is not log 2 (policy != reference?)"
+awk -v b="$d1" 'BEGIN { exit !(b < 0.6) }' || fail "DPO loss did not fall below log 2: $d0 -> $d1"
 
 PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.init=$T/sft $MODEL
   judge.kind=rule judge.rule=contains:help ppo.value_init=sft ppo.reward_ckpt= ppo.ref_ckpt=
@@ -123,9 +129,9 @@ echo "== rlhf-eval and rlhf-logprobs on the Llama checkpoints"
 grep -q "grpo" "$T/eval.txt" || { cat "$T/eval.txt"; fail "rlhf-eval: no row for the grpo model"; }
 printf '[1, 2, 3, 4, 5]\n[7, 8]\n' > "$T/toks.jsonl"
 "$B/rlhf-logprobs" "$T/sft" < "$T/toks.jsonl" > "$T/lp.txt" || fail "rlhf-logprobs on the policy"
-[ "$(grep -c '"logprobs": \[-' "$T/lp.txt")" -eq 2 ] || { cat "$T/lp.txt"; fail "rlhf-logprobs: no log-probs"; }
-"$B/rlhf-logprobs" "$T/rm" < "$T/toks.jsonl" | grep -q '"score": ' || fail "rlhf-logprobs on the reward model"
-"$B/rlhf-logprobs" "$T/ppo" --group value < "$T/toks.jsonl" | grep -q '"values": \[' || fail "rlhf-logprobs on the critic"
+[ "$(grep -c '"logprobs":\[-' "$T/lp.txt")" -eq 2 ] || { cat "$T/lp.txt"; fail "rlhf-logprobs: no log-probs"; }
+"$B/rlhf-logprobs" "$T/rm" < "$T/toks.jsonl" | grep -q '"score":' || fail "rlhf-logprobs on the reward model"
+"$B/rlhf-logprobs" "$T/ppo" --group value < "$T/toks.jsonl" | grep -q '"values":\[' || fail "rlhf-logprobs on the critic"
 
 echo "== a tokenizer.json tokenizer: SFT from it, then from its checkpoint"
 mkdir -p "$T/tj"
@@ -149,5 +155,8 @@ $MPIRUN 1 "$B/learner" sft $SFT2 tokenizer.path="$T/tj" run.out_dir="$T/tj1" > "
 "$B/rlhf-ckpt" diff "$T/vm" "$T/tj1" > "$T/diff.tj" || { cat "$T/diff.tj"; fail "tokenizer.json and vocab.json + merges.txt trained different weights"; }
 $MPIRUN 1 "$B/learner" sft $SFT2 model.init="$T/tj1" tokenizer.path= run.out_dir="$T/tj2" > "$T/tj2.log" 2>&1 || { cat "$T/tj2.log"; fail "sft from the tokenizer.json checkpoint"; }
 "$B/rlhf-ckpt" info "$T/tj2" | grep -q "tokenizer tokenizer.json" || fail "the tokenizer.json did not flow into the next checkpoint"
-"$B/rlhf-tokenize" encode --ckpt "$T/tj2" <<< "hello there" > /dev/null 2>&1 || fail "rlhf-tokenize --ckpt on a tokenizer.json checkpoint"
+echo '"Please help: the 3 cats can'"'"'t sleep.\n"' > "$T/text.jsonl"
+"$B/rlhf-tokenize" --ckpt "$T/tj2" < "$T/text.jsonl" > "$T/ids_tj.txt" || fail "rlhf-tokenize --ckpt on a tokenizer.json checkpoint"
+"$B/rlhf-tokenize" --vocab "$T/tok/vocab.json" --merges "$T/tok/merges.txt" < "$T/text.jsonl" > "$T/ids_vm.txt"
+cmp -s "$T/ids_tj.txt" "$T/ids_vm.txt" || fail "tokenizer.json checkpoint encodes otherwise: $(cat "$T/ids_tj.txt") vs $(cat "$T/ids_vm.txt")"
 echo "t_llama: all checks passed"

@@ -17,7 +17,8 @@
  * --tokenizer takes a Hugging Face tokenizer.json of the byte-level BPE kind (Llama 3,
  * Qwen2/Qwen3; common/hftok.h), with its added tokens and NFC normalizer;
  * --ckpt takes an rlhf-c checkpoint file or run directory (its newest good checkpoint)
- * and uses the tokenizer stored in it. --special encodes special-token strings in the text
+ * and uses the tokenizer stored in it (vocab + merges, or an imported model's tokenizer.json;
+ * common/toksrc.h). --special encodes special-token strings in the text
  * ("<|endoftext|>"; with --tokenizer every added token marked special, "<|im_start|>",
  * "<|begin_of_text|>", ...) as their ids; otherwise they are plain text. (Added tokens
  * that are not special, e.g. Qwen3's "<think>", are always their ids, as in HF.) A bad input line is an error naming its line
