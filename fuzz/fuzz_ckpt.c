@@ -9,8 +9,9 @@
  * ckpt_load_model; its AdamW state, rank 0's RNG state, the data cursors and the stored
  * tokenizer (toksrc_load_meta: vocab + merges or tokenizer.json, as every program loads
  * it) are read; ckpt_verify recomputes every checksum; ckpt_image_load loads the policy
- * again. Properties checked besides "no crash, leak, UB or hang": every failure has an error message; the meta the
- * reader returns is within the ranges it promises (gpt_config_validate passes, step >= 0).
+ * again. Properties checked besides "no crash, leak, UB or hang": every failure has an
+ * error message; the meta the reader returns is within the ranges it promises
+ * (gpt_config_validate passes, step >= 0).
  *
  * Mutations (LLVMFuzzerCustomMutator): ckpt.h says HDF5 is not hardened against
  * deliberately crafted metadata, and byte-level mutation of HDF5 object headers crashes
