@@ -62,7 +62,7 @@
     X(model, norm_eps, FLOAT, 0, 0, 0.5, "llama: epsilon of the RMSNorms (0 = from preset, custom: 1e-5)")
 
 #define RLHF_CONFIG_KEYS_tokenizer(X) \
-    X(tokenizer, path, STR, "", 0, 0, "folder with vocab.json + merges.txt (empty = the tokenizer stored in the checkpoint)") \
+    X(tokenizer, path, STR, "", 0, 0, "folder with vocab.json + merges.txt, or a Hugging Face tokenizer.json (empty = the tokenizer stored in the model.init checkpoint, either form)") \
     X(tokenizer, train_vocab_size, INT, 512, 257, 16777216, "vocabulary size when training a tokenizer (256 bytes + merges + <|endoftext|>)") \
     X(tokenizer, train_files, STR, "", 0, 0, "comma-separated text files to train the tokenizer on")
 
