@@ -6,16 +6,19 @@
 #     (RLHF_FAULT_KILL=ckpt_saved:1) and relaunched with run.resume=auto, it ends
 #     bit-identical to the uninterrupted run (build/rlhf-ckpt diff);
 #   - the reward model trains a score head on the SFT trunk (its loss falls);
-#   - DPO from the SFT policy: the loss falls below log 2 (where policy = reference starts);
+#   - DPO from the SFT policy (model.preset left at GPT-2's tiny: the checkpoint's config
+#     wins): the loss falls below log 2, where policy = reference starts;
 #   - PPO with a learner, a reward server and 2 actors (4 ranks, --oversubscribe): the
 #     critic's value loss falls, the actors' log-probs agree with the learner's
 #     recomputation, and a kill at ckpt_saved:1 + resume=auto ends bit-identical;
 #   - GRPO raises the rule score;
 #   - build/rlhf-eval and build/rlhf-logprobs run on the Llama checkpoints;
 #   - a tokenizer given as a Hugging Face tokenizer.json (the task tokenizer converted with
-#     jq): SFT from it stores /tokenizer/json in its checkpoints, gives the same weights
-#     as from vocab.json + merges.txt, and a second SFT reads the tokenizer back from that
-#     checkpoint.
+#     jq), on a model with an untied head: SFT from it stores /tokenizer/json in its
+#     checkpoints and gives the same weights as from vocab.json + merges.txt; a second SFT
+#     reads the tokenizer back from that checkpoint and encodes like the original files;
+#     RM and PPO (learner and reward server) start from it and keep it in their
+#     checkpoints; an LM head is put back on the RM's trunk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -73,8 +76,9 @@ awk -v a="$r0" -v b="$r1" 'BEGIN { exit !(b < a - 0.05) }' || fail "RM loss did 
 
 echo "== DPO from the SFT policy: the loss on its pairs falls below log 2"
 # at the start policy = reference, so every pair's loss is log 2 = 0.6931
+# (model.preset left at the default, tiny of the GPT-2 family: model.init's config wins)
 DPO="configs/dpo.ini data.train=$T/data/rmfit.jsonl data.eval=$T/data/rmfit.jsonl model.init=$T/sft
-  $MODEL optim.batch_size=8 optim.steps=10 optim.warmup_steps=1 optim.lr=3e-4 optim.min_lr=3e-4
+  data.max_prompt_len=24 data.max_response_len=24 gen.max_new_tokens=24 optim.batch_size=8 optim.steps=10 optim.warmup_steps=1 optim.lr=3e-4 optim.min_lr=3e-4
   run.ckpt_every=0 run.eval_every=0 run.log_every=1"
 $MPIRUN 1 "$B/learner" dpo $DPO run.out_dir="$T/dpo" > "$T/dpo.log" 2>&1 || { cat "$T/dpo.log"; fail "dpo"; }
 d0=$(grep '"stage": "dpo"' "$T/dpo/metrics.jsonl" | head -1 | field /dev/stdin loss)
@@ -82,6 +86,7 @@ d1=$(grep '"eval_loss"' "$T/dpo/metrics.jsonl" | tail -1 | field /dev/stdin eval
 echo "dpo loss: first step $d0, on the 40 pairs after 10 steps $d1"
 awk -v a="$d0" 'BEGIN { exit !(a > 0.6931 && a < 0.6932) }' || fail "DPO's first loss $d0 is not log 2 (policy != reference?)"
 awk -v b="$d1" 'BEGIN { exit !(b < 0.6) }' || fail "DPO loss did not fall below log 2: $d0 -> $d1"
+"$B/rlhf-ckpt" info "$T/dpo" | grep -q "/policy: lm head, llama NKV2 F344 tied" || fail "DPO did not keep the checkpoint's llama config"
 
 PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.init=$T/sft $MODEL
   judge.kind=rule judge.rule=contains:help ppo.value_init=sft ppo.reward_ckpt= ppo.ref_ckpt=
@@ -133,7 +138,7 @@ printf '[1, 2, 3, 4, 5]\n[7, 8]\n' > "$T/toks.jsonl"
 "$B/rlhf-logprobs" "$T/rm" < "$T/toks.jsonl" | grep -q '"score":' || fail "rlhf-logprobs on the reward model"
 "$B/rlhf-logprobs" "$T/ppo" --group value < "$T/toks.jsonl" | grep -q '"values":\[' || fail "rlhf-logprobs on the critic"
 
-echo "== a tokenizer.json tokenizer: SFT from it, then from its checkpoint"
+echo "== a tokenizer.json tokenizer (untied head): SFT from it, then from its checkpoint, RM and PPO on it"
 mkdir -p "$T/tj"
 jq -n --slurpfile v "$T/tok/vocab.json" --rawfile m "$T/tok/merges.txt" '{
   version: "1.0", truncation: null, padding: null,
@@ -146,7 +151,7 @@ jq -n --slurpfile v "$T/tok/vocab.json" --rawfile m "$T/tok/merges.txt" '{
           end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab: $v[0],
           merges: ($m | split("\n") | map(select(length > 0 and (startswith("#version") | not))))}
 }' > "$T/tj/tokenizer.json"
-SFT2="configs/sft.ini data.train=$T/data/sft.jsonl data.eval= $MODEL optim.batch_size=8
+SFT2="configs/sft.ini data.train=$T/data/sft.jsonl data.eval= $MODEL model.tie_embeddings=false optim.batch_size=8
   optim.steps=4 optim.warmup_steps=1 optim.lr=3e-3 optim.min_lr=3e-4 run.log_every=1
   run.eval_every=0 run.ckpt_every=0"
 $MPIRUN 1 "$B/learner" sft $SFT2 tokenizer.path="$T/tok" run.out_dir="$T/vm" > "$T/vm.log" 2>&1 || { cat "$T/vm.log"; fail "sft from vocab.json + merges.txt"; }
@@ -159,4 +164,17 @@ echo '"Please help: the 3 cats can'"'"'t sleep.\n"' > "$T/text.jsonl"
 "$B/rlhf-tokenize" --ckpt "$T/tj2" < "$T/text.jsonl" > "$T/ids_tj.txt" || fail "rlhf-tokenize --ckpt on a tokenizer.json checkpoint"
 "$B/rlhf-tokenize" --vocab "$T/tok/vocab.json" --merges "$T/tok/merges.txt" < "$T/text.jsonl" > "$T/ids_vm.txt"
 cmp -s "$T/ids_tj.txt" "$T/ids_vm.txt" || fail "tokenizer.json checkpoint encodes otherwise: $(cat "$T/ids_tj.txt") vs $(cat "$T/ids_vm.txt")"
+"$B/rlhf-ckpt" info "$T/tj2" | grep -q "/policy: lm head, llama NKV2 F344 untied" || fail "no untied LM head in the checkpoint"
+# a score head and a critic on the untied trunk (lm_head.weight is not the trunk's), the
+# tokenizer from /tokenizer/json in the learner and the reward server
+$MPIRUN 1 "$B/learner" rm $RM model.init="$T/tj2" optim.steps=2 optim.lr=1e-3 optim.min_lr=1e-3 \
+  run.out_dir="$T/tjrm" > "$T/tjrm.log" 2>&1 || { cat "$T/tjrm.log"; fail "rm on the untied tokenizer.json checkpoint"; }
+"$B/rlhf-ckpt" info "$T/tjrm" | grep -q "tokenizer tokenizer.json" || fail "the rm checkpoint lost the tokenizer.json"
+# and back: an LM on the reward model's trunk (a new, untied lm_head.weight)
+$MPIRUN 1 "$B/learner" sft $SFT2 model.init="$T/tjrm" tokenizer.path= optim.steps=1 run.out_dir="$T/tjlm" \
+  > "$T/tjlm.log" 2>&1 || { cat "$T/tjlm.log"; fail "sft from the untied reward model"; }
+grep -q "(/reward, score head, new head initialised)" "$T/tjlm.log" || { cat "$T/tjlm.log"; fail "sft did not start from the reward trunk"; }
+launch 1 1 ppo "$T/tjppo" model.init="$T/tj2" ppo.rollout_batch=8 ppo.minibatch=8 ppo.updates=1 \
+  run.ckpt_every=0 > "$T/tjppo.log" 2>&1 || { cat "$T/tjppo.log"; fail "ppo on the untied tokenizer.json checkpoint"; }
+"$B/rlhf-ckpt" info "$T/tjppo" | grep -q "tokenizer tokenizer.json" || fail "the ppo checkpoint lost the tokenizer.json"
 echo "t_llama: all checks passed"
