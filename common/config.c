@@ -613,9 +613,10 @@ int config_model(const RlhfConfig *c, int tokenizer_vocab, GPTConfig *out, char 
             return errf(err, "model.family = llama needs model.d_ff > 0 (the SwiGLU MLP's "
                              "width, e.g. about 8/3 of model.n_embd)");
     } else if (model_llama_key_set(m)) {
-        return errf(err, "%s applies to the llama family only, and model.preset = %s is a "
-                         "gpt2 model: remove it or set model.family = llama (with "
-                         "model.preset = custom)", model_llama_key_set(m), m->preset);
+        return errf(err, "%s applies to the llama family only, and this model is gpt2 "
+                         "(model.preset = %s, model.family = %s): remove it, or choose a "
+                         "llama model (model.preset = llama-tiny | smol, or custom with "
+                         "model.family = llama)", model_llama_key_set(m), m->preset, m->family);
     }
     /* the family's own rules (gpt.h); the vocabulary may be unknown yet (0: the tokenizer's) */
     GPTConfig check = *out;

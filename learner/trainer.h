@@ -30,10 +30,10 @@
 #include "adamw.h"
 #include "bpe.h"
 #include "config.h"
-#include "toksrc.h"
 #include "dataset.h"
 #include "gpt.h"
 #include "rng.h"
+#include "toksrc.h"
 
 struct CkptWriter;
 
