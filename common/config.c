@@ -544,17 +544,62 @@ int config_override(RlhfConfig *c, const char *arg, char *err) {
 // ----------------------------------------------------------------------------
 // cross-key rules
 
+/* A tri-state model key (auto|true|false): the preset's value for auto. */
+static int tri_state(const char *v, int preset_value) {
+    if (strcmp(v, "true") == 0) return 1;
+    if (strcmp(v, "false") == 0) return 0;
+    return preset_value;
+}
+
+/* The Llama family's keys over out (a preset's values or zeros for custom). */
+static void model_llama_keys(const struct config_model *m, int custom, GPTConfig *out) {
+    if (custom) {
+        out->tie_embeddings = 1;
+        out->rope_theta = 10000.0f;
+        out->norm_eps = 1e-5f;
+    }
+    if (m->n_kv_head) out->n_kv_head = m->n_kv_head;
+    if (out->n_kv_head == 0) out->n_kv_head = out->n_head;
+    if (m->d_ff) out->d_ff = m->d_ff;
+    if (m->head_dim) out->head_dim = m->head_dim;
+    out->qkv_bias = tri_state(m->qkv_bias, out->qkv_bias);
+    out->qk_norm = tri_state(m->qk_norm, out->qk_norm);
+    out->tie_embeddings = tri_state(m->tie_embeddings, out->tie_embeddings);
+    if (m->rope_theta != 0.0) out->rope_theta = (float)m->rope_theta;
+    if (m->norm_eps != 0.0) out->norm_eps = (float)m->norm_eps;
+}
+
+/* The first Llama-only key a GPT-2 model sets, or NULL. */
+static const char *model_llama_key_set(const struct config_model *m) {
+    if (m->n_kv_head) return "model.n_kv_head";
+    if (m->d_ff) return "model.d_ff";
+    if (m->head_dim) return "model.head_dim";
+    if (strcmp(m->qkv_bias, "auto") != 0) return "model.qkv_bias";
+    if (strcmp(m->qk_norm, "auto") != 0) return "model.qk_norm";
+    if (strcmp(m->tie_embeddings, "auto") != 0) return "model.tie_embeddings";
+    if (m->rope_theta != 0.0) return "model.rope_theta";
+    if (m->norm_eps != 0.0) return "model.norm_eps";
+    return NULL;
+}
+
 int config_model(const RlhfConfig *c, int tokenizer_vocab, GPTConfig *out, char *err) {
     const struct config_model *m = &c->model;
-    if (strcmp(m->preset, "custom") == 0) {
+    int custom = strcmp(m->preset, "custom") == 0;
+    if (custom) {
         memset(out, 0, sizeof *out);
         if (m->n_layer <= 0 || m->n_head <= 0 || m->n_embd <= 0 || m->max_seq_len <= 0)
             return errf(err,
                         "model.preset = custom needs model.n_layer, model.n_head, "
                         "model.n_embd and model.max_seq_len all > 0 (got %d, %d, %d, %d)",
                         m->n_layer, m->n_head, m->n_embd, m->max_seq_len);
+        out->family = strcmp(m->family, "llama") == 0 ? GPT_FAMILY_LLAMA : GPT_FAMILY_GPT2;
     } else if (gpt_config_preset(m->preset, out) != 0) {
         return errf(err, "model.preset = %s: unknown preset", m->preset);
+    } else if (strcmp(m->family, "auto") != 0 &&
+               strcmp(m->family, gpt_family_name(out->family)) != 0) {
+        return errf(err, "model.family = %s but model.preset = %s is a %s model: use "
+                         "model.preset = custom for a %s model of your own sizes", m->family,
+                    m->preset, gpt_family_name(out->family), m->family);
     }
     if (m->n_layer) out->n_layer = m->n_layer;
     if (m->n_head) out->n_head = m->n_head;
@@ -562,9 +607,22 @@ int config_model(const RlhfConfig *c, int tokenizer_vocab, GPTConfig *out, char 
     if (m->max_seq_len) out->max_seq_len = m->max_seq_len;
     out->vocab_size = m->vocab_size ? m->vocab_size : tokenizer_vocab;
     out->head = GPT_HEAD_LM;
-    if (out->n_embd % out->n_head != 0)
-        return errf(err, "model.n_embd = %d is not divisible by model.n_head = %d", out->n_embd,
-                    out->n_head);
+    if (out->family == GPT_FAMILY_LLAMA) {
+        model_llama_keys(m, custom, out);
+        if (out->d_ff == 0)
+            return errf(err, "model.family = llama needs model.d_ff > 0 (the SwiGLU MLP's "
+                             "width, e.g. about 8/3 of model.n_embd)");
+    } else if (model_llama_key_set(m)) {
+        return errf(err, "%s applies to the llama family only, and this model is gpt2 "
+                         "(model.preset = %s, model.family = %s): remove it, or choose a "
+                         "llama model (model.preset = llama-tiny | smol, or custom with "
+                         "model.family = llama)", model_llama_key_set(m), m->preset, m->family);
+    }
+    /* the family's own rules (gpt.h); the vocabulary may be unknown yet (0: the tokenizer's) */
+    GPTConfig check = *out;
+    if (check.vocab_size == 0) check.vocab_size = 2;
+    char why[ERRBUF_LEN];
+    if (gpt_config_validate(&check, why) != 0) return errf(err, "model: %s", why);
     return 0;
 }
 

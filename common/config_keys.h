@@ -44,16 +44,25 @@
     X(run, stop_at_step, INT, 0, 0, 1000000000, "end this process after this step with a checkpoint, as if the job's time ran out (0 = run to the end); resume with run.resume=auto")
 
 #define RLHF_CONFIG_KEYS_model(X) \
-    X(model, preset, ENUM, "tiny", "tiny|gpt2|custom", 0, "architecture preset: tiny (L4 NH4 C128 T128), gpt2 (124M), custom (set every size below)") \
+    X(model, preset, ENUM, "tiny", "tiny|gpt2|llama-tiny|smol|custom", 0, "architecture preset: tiny (GPT-2 family, L4 NH4 C128 T128), gpt2 (124M), llama-tiny (Llama family, L4 NH4 NKV2 C128 F344 T128, tied), smol (SmolLM2-135M's shape), custom (set every size below); the keys below override a preset's values") \
+    X(model, family, ENUM, "auto", "auto|gpt2|llama", 0, "architecture family: auto = the preset's (custom: gpt2); gpt2 (LayerNorm, learned positions, GELU MLP) or llama (RMSNorm, rotary positions, SwiGLU MLP, grouped-query attention); a family other than the preset's needs model.preset = custom") \
     X(model, init, STR, "", 0, 0, "checkpoint file, or run directory (its latest checkpoint), to start from (empty = random initialisation)") \
     X(model, n_layer, INT, 0, 0, 256, "transformer blocks (0 = from preset)") \
     X(model, n_head, INT, 0, 0, 256, "attention heads (0 = from preset)") \
-    X(model, n_embd, INT, 0, 0, 16384, "embedding width, divisible by n_head (0 = from preset)") \
+    X(model, n_embd, INT, 0, 0, 16384, "embedding width (0 = from preset); gpt2: divisible by n_head; llama: too, unless model.head_dim is set") \
     X(model, max_seq_len, INT, 0, 0, 65536, "longest sequence, prompt + response (0 = from preset)") \
-    X(model, vocab_size, INT, 0, 0, 16777216, "vocabulary size (0 = from the tokenizer)")
+    X(model, vocab_size, INT, 0, 0, 16777216, "vocabulary size (0 = from the tokenizer)") \
+    X(model, n_kv_head, INT, 0, 0, 256, "llama: key/value heads of grouped-query attention, dividing n_head (1 = multi-query; 0 = from preset, custom: n_head)") \
+    X(model, d_ff, INT, 0, 0, 262144, "llama: width of the SwiGLU MLP, intermediate_size (0 = from preset; custom llama needs it)") \
+    X(model, head_dim, INT, 0, 0, 1024, "llama: width of one attention head, even (0 = from preset, custom: n_embd / n_head)") \
+    X(model, qkv_bias, ENUM, "auto", "auto|true|false", 0, "llama: biases on the q/k/v projections, as Qwen2 (auto = the preset's, custom: false)") \
+    X(model, qk_norm, ENUM, "auto", "auto|true|false", 0, "llama: per-head RMSNorm of q and k before the rotation, as Qwen3 (auto = the preset's, custom: false)") \
+    X(model, tie_embeddings, ENUM, "auto", "auto|true|false", 0, "llama: the LM head is the token embedding (auto = the preset's, custom: true); false adds lm_head.weight") \
+    X(model, rope_theta, FLOAT, 0, 0, 1e12, "llama: base of the rotary frequencies (0 = from preset, custom: 10000)") \
+    X(model, norm_eps, FLOAT, 0, 0, 0.5, "llama: epsilon of the RMSNorms (0 = from preset, custom: 1e-5)")
 
 #define RLHF_CONFIG_KEYS_tokenizer(X) \
-    X(tokenizer, path, STR, "", 0, 0, "folder with vocab.json + merges.txt (empty = the tokenizer stored in the checkpoint)") \
+    X(tokenizer, path, STR, "", 0, 0, "folder with vocab.json + merges.txt, or a Hugging Face tokenizer.json (empty = the tokenizer stored in the model.init checkpoint, either form)") \
     X(tokenizer, train_vocab_size, INT, 512, 257, 16777216, "vocabulary size when training a tokenizer (256 bytes + merges + <|endoftext|>)") \
     X(tokenizer, train_files, STR, "", 0, 0, "comma-separated text files to train the tokenizer on")
 

@@ -202,6 +202,14 @@ int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max) {
 
 int gpt_tensors_capacity(const GPTConfig *c) { return 2 + 14 * c->n_layer + 2 + 2; }
 
+int gpt_trunk_tensors(const GPT *m) {
+    const GPTConfig *c = &m->config;
+    int n = m->num_tensors;
+    if (c->head == GPT_HEAD_SCORE) return n - 1;
+    if (c->head == GPT_HEAD_VALUE) return n - 2;
+    return c->family == GPT_FAMILY_LLAMA && !c->tie_embeddings ? n - 1 : n;
+}
+
 size_t gpt_config_num_params(const GPTConfig *c) {
     int cap = gpt_tensors_capacity(c);
     GPTTensor *t = xcalloc((size_t)cap, sizeof *t);

@@ -170,6 +170,9 @@ size_t gpt_config_num_params(const GPTConfig *c);
 int gpt_tensors_capacity(const GPTConfig *c);
 /* Build the parameter table for c into out (max entries); returns the count. */
 int gpt_tensors_build(const GPTConfig *c, GPTTensor *out, int max);
+/* The trunk's share of m's table: its first entries, all but the head tensors (score,
+ * value) and an untied Llama's lm_head.weight. A new head on a trained trunk reads these. */
+int gpt_trunk_tensors(const GPT *m);
 /* Fill a GPTWeights with pointers into buf laid out by m's table. */
 void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w);
 

@@ -5,6 +5,8 @@
 
 #include "online.h"
 
+#include "toksrc.h"
+
 MPI_Comm online_weights_comm_create(const MpiRoles *r) {
     int in = r->role == ROLE_ACTOR || (r->role == ROLE_LEARNER && r->role_rank == 0);
     int key = r->role == ROLE_LEARNER ? 0 : 1 + r->role_rank;
@@ -190,24 +192,8 @@ void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m) {
     mpi_bytes_count(TAG_WEIGHTS_DATA, m->num_params * sizeof(float));
 }
 
-int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,
-                                     char *err) {
-    if (c->tokenizer.path[0]) {
-        char vp[CONFIG_STR_MAX + 32], mp[CONFIG_STR_MAX + 32];
-        snprintf(vp, sizeof vp, "%s/vocab.json", c->tokenizer.path);
-        snprintf(mp, sizeof mp, "%s/merges.txt", c->tokenizer.path);
-        return bpe_load_files(tok, vp, mp, err);
-    }
-    CkptReader *r = ckpt_reader_open(ckpt, err);
-    if (!r) return -1;
-    const CkptMeta *meta = ckpt_reader_meta(r);
-    int rc = 0;
-    if (!meta->tok_vocab || !meta->tok_merges)
-        rc = errf(err, "%s holds no tokenizer: set tokenizer.path=DIR", ckpt);
-    else
-        rc = bpe_load_strings(tok, meta->tok_vocab, meta->tok_merges, err);
-    ckpt_reader_free(r);
-    return rc;
+int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok, char *err) {
+    return toksrc_load(tok, NULL, c->tokenizer.path, ckpt, err);
 }
 
 const char *online_model_group(const CkptReader *r, const char *preferred) {

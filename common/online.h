@@ -134,9 +134,9 @@ void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m);
 void online_params_bcast(MPI_Comm wcomm, float *x, size_t n);
 
 /* The tokenizer for a program that has no Trainer: tokenizer.path, else the one stored
- * in checkpoint `ckpt` (a resolved file path). 0, or -1 with err. */
-int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok,
-                                     char *err);
+ * in checkpoint `ckpt` (a resolved file path), in either form (toksrc.h). 0, or -1 with
+ * err. */
+int online_load_tokenizer(const RlhfConfig *c, const char *ckpt, BPE *tok, char *err);
 
 /* The group holding a model in a checkpoint: `preferred` if present, else policy,
  * reward, value, reference. NULL if none. */

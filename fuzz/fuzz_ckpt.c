@@ -7,10 +7,11 @@
  * model group (policy, value, reward, reference) present has its config read and, if the
  * model is small enough to allocate here (<= 2^20 parameters), is loaded with
  * ckpt_load_model; its AdamW state, rank 0's RNG state, the data cursors and the stored
- * tokenizer (through bpe_load_strings, as rlhf-tokenize --ckpt does) are read; ckpt_verify
- * recomputes every checksum; ckpt_image_load loads the policy again. Properties checked
- * besides "no crash, leak, UB or hang": every failure has an error message; the meta the
- * reader returns is within the ranges it promises (gpt_config_validate passes, step >= 0).
+ * tokenizer (toksrc_load_meta: vocab + merges or tokenizer.json, as every program loads
+ * it) are read; ckpt_verify recomputes every checksum; ckpt_image_load loads the policy
+ * again. Properties checked besides "no crash, leak, UB or hang": every failure has an
+ * error message; the meta the reader returns is within the ranges it promises
+ * (gpt_config_validate passes, step >= 0).
  *
  * Mutations (LLVMFuzzerCustomMutator): ckpt.h says HDF5 is not hardened against
  * deliberately crafted metadata, and byte-level mutation of HDF5 object headers crashes
@@ -34,6 +35,7 @@
 #include "ckpt.h"
 #include "fuzz_util.h"
 #include "gpt.h"
+#include "toksrc.h"
 #include "util.h"
 
 #define MAX_PARAMS ((size_t)1 << 20)
@@ -96,10 +98,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (ckpt_read_i64(r, "/data/sft", cur, n, err) != 0) FUZZ_REQUIRE(err[0] != '\0');
         }
     }
-    if (meta->tok_vocab && meta->tok_merges) {
+    if (toksrc_meta_has(meta)) { /* either form, as every program loads it (toksrc.h) */
         BPE t;
         err[0] = '\0';
-        if (bpe_load_strings(&t, meta->tok_vocab, meta->tok_merges, err) == 0) bpe_free(&t);
+        if (toksrc_load_meta(&t, NULL, meta, "fuzz.h5", err) == 0) bpe_free(&t);
         else FUZZ_REQUIRE(err[0] != '\0');
     }
     err[0] = '\0';

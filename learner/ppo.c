@@ -213,7 +213,7 @@ static void ppo_build_value(Ppo *p) {
     mc.head = GPT_HEAD_VALUE;
     gpt_init(&p->value, &mc);
     gpt_init_weights(&p->value, (uint64_t)c->run.seed ^ 0x76616c7565ULL);
-    int n_trunk = p->value.num_tensors - 2;
+    int n_trunk = gpt_trunk_tensors(&p->value);
     int rc = ckpt_read_table(r, g, p->value.tensors,
                              src == GPT_HEAD_VALUE ? p->value.num_tensors : n_trunk,
                              p->value.params, err);
@@ -909,10 +909,11 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
         ppo_fail(rank, stage, "%s", err);
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) ppo_fail(rank, stage, "model.init: %s", err);
-    int has_tok = ckpt_reader_meta(r)->tok_vocab != NULL;
+    int has_tok = toksrc_meta_has(ckpt_reader_meta(r));
     ckpt_reader_free(r);
     if (!c.tokenizer.path[0] && !has_tok)
-        ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR", path);
+        ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR (vocab.json + "
+                              "merges.txt, or tokenizer.json)", path);
     if (algo == ALGO_PPO && strcmp(c.ppo.value_init, "reward") == 0 && !c.ppo.reward_ckpt[0])
         ppo_fail(rank, stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward "
                               "model); or set ppo.value_init = sft");

@@ -73,9 +73,9 @@ static int train_tokenizer(Trainer *t, char *err) {
         rc = bpe_train_files(&t->tok, paths, n, &tc, err);
         free(list);
         if (rc == 0) {
-            bpe_save_strings(&t->tok, &t->tok_vocab, &t->tok_merges);
-            lens[0] = (long)strlen(t->tok_vocab) + 1;
-            lens[1] = (long)strlen(t->tok_merges) + 1;
+            bpe_save_strings(&t->tok, &t->tok_src.vocab, &t->tok_src.merges);
+            lens[0] = (long)strlen(t->tok_src.vocab) + 1;
+            lens[1] = (long)strlen(t->tok_src.merges) + 1;
             printf("learner %s: trained a %d-id BPE tokenizer on %s in %.2f s\n", t->stage,
                    t->tok.vocab_size, c->tokenizer.train_files, time_now() - t0);
         }
@@ -83,47 +83,30 @@ static int train_tokenizer(Trainer *t, char *err) {
     MPI_CHECK(MPI_Bcast(lens, 2, MPI_LONG, 0, t->comm));
     if (lens[0] == 0) return rc != 0 ? rc : errf(err, "tokenizer training failed");
     if (t->rank != 0) {
-        t->tok_vocab = xmalloc((size_t)lens[0]);
-        t->tok_merges = xmalloc((size_t)lens[1]);
+        t->tok_src.vocab = xmalloc((size_t)lens[0]);
+        t->tok_src.merges = xmalloc((size_t)lens[1]);
     }
-    MPI_CHECK(MPI_Bcast(t->tok_vocab, (int)lens[0], MPI_CHAR, 0, t->comm));
-    MPI_CHECK(MPI_Bcast(t->tok_merges, (int)lens[1], MPI_CHAR, 0, t->comm));
-    if (t->rank != 0) return bpe_load_strings(&t->tok, t->tok_vocab, t->tok_merges, err);
+    MPI_CHECK(MPI_Bcast(t->tok_src.vocab, (int)lens[0], MPI_CHAR, 0, t->comm));
+    MPI_CHECK(MPI_Bcast(t->tok_src.merges, (int)lens[1], MPI_CHAR, 0, t->comm));
+    if (t->rank != 0)
+        return bpe_load_strings(&t->tok, t->tok_src.vocab, t->tok_src.merges, err);
     return 0;
 }
 
+/* tokenizer.path, else the checkpoint of model.init, else training one; the texts are
+ * kept (t->tok_src) for every checkpoint the run writes. */
 static void load_tokenizer(Trainer *t, const char *init_path) {
     char err[ERRBUF_LEN] = "";
     const RlhfConfig *c = &t->cfg;
     int rc = 0;
-    if (c->tokenizer.path[0]) {
-        char vp[CONFIG_STR_MAX + 32], mp[CONFIG_STR_MAX + 32];
-        snprintf(vp, sizeof vp, "%s/vocab.json", c->tokenizer.path);
-        snprintf(mp, sizeof mp, "%s/merges.txt", c->tokenizer.path);
-        rc = bpe_load_files(&t->tok, vp, mp, err);
-        if (rc == 0) bpe_save_strings(&t->tok, &t->tok_vocab, &t->tok_merges);
-    } else if (init_path[0]) {
-        CkptReader *r = ckpt_reader_open(init_path, err);
-        if (!r) {
-            rc = -1;
-        } else {
-            const CkptMeta *meta = ckpt_reader_meta(r);
-            if (!meta->tok_vocab || !meta->tok_merges) {
-                rc = errf(err, "%s holds no tokenizer: set tokenizer.path=DIR (a folder "
-                               "with vocab.json + merges.txt)", init_path);
-            } else {
-                rc = bpe_load_strings(&t->tok, meta->tok_vocab, meta->tok_merges, err);
-                t->tok_vocab = xstrdup(meta->tok_vocab);
-                t->tok_merges = xstrdup(meta->tok_merges);
-            }
-            ckpt_reader_free(r);
-        }
+    if (c->tokenizer.path[0] || init_path[0]) {
+        rc = toksrc_load(&t->tok, &t->tok_src, c->tokenizer.path, init_path, err);
     } else if (c->tokenizer.train_files[0]) {
         rc = train_tokenizer(t, err);
     } else {
         rc = errf(err, "no tokenizer: set tokenizer.path=DIR (vocab.json + merges.txt, e.g. "
-                       "from `build/rlhf-tokenize train`), tokenizer.train_files=FILE,... or "
-                       "model.init=CKPT.h5");
+                       "from `build/rlhf-tokenize train`, or a tokenizer.json), "
+                       "tokenizer.train_files=FILE,... or model.init=CKPT.h5");
     }
     if (rc != 0) trainer_fail(t, 0, "%s", err);
 }
@@ -158,9 +141,7 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
         GPTHead src_head = mc.head;
         mc.head = head;
         gpt_init(&t->model, &mc);
-        int n_trunk = t->model.num_tensors - (head == GPT_HEAD_SCORE   ? 1
-                                              : head == GPT_HEAD_VALUE ? 2
-                                                                       : 0);
+        int n_trunk = gpt_trunk_tensors(&t->model);
         int rc;
         if (src_head == head) {
             rc = ckpt_read_model(r, grp, &t->model, err);
@@ -259,8 +240,7 @@ void trainer_free(Trainer *t) {
     gpt_free(&t->model);
     adamw_free(&t->opt);
     bpe_free(&t->tok);
-    free(t->tok_vocab);
-    free(t->tok_merges);
+    toksrc_free(&t->tok_src);
     free(t->cfg_text);
     memset(t, 0, sizeof *t);
 }
@@ -282,9 +262,8 @@ void trainer_save(Trainer *t) {
         CkptMeta meta = {.step = t->step,
                          .policy_version = t->step,
                          .model = t->model.config,
-                         .config = t->cfg_text,
-                         .tok_vocab = t->tok_vocab,
-                         .tok_merges = t->tok_merges};
+                         .config = t->cfg_text};
+        toksrc_to_meta(&t->tok_src, &meta);
         snprintf(meta.stage, sizeof meta.stage, "%s", t->stage);
         int rc = w ? 0 : -1;
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);

@@ -33,6 +33,7 @@
 #include "dataset.h"
 #include "gpt.h"
 #include "rng.h"
+#include "toksrc.h"
 
 struct CkptWriter;
 
@@ -44,7 +45,7 @@ typedef struct {
     MPI_Comm comm;
     int rank, nranks;
     BPE tok;
-    char *tok_vocab, *tok_merges; /* the tokenizer as text, for checkpoints */
+    TokSrc tok_src; /* the tokenizer as text (and chat template), for checkpoints */
     GPT model;
     AdamW opt;
     AdamWSchedule sched;

@@ -265,7 +265,7 @@ static void test_validate(void) {
     CHECK_ERR(config_load(&c, NULL, 1, g, err), "model.preset = custom needs");
     char *h[] = {"model.n_head=5"};
     CHECK_ERR(config_load(&c, NULL, 1, h, err),
-              "model.n_embd = 128 is not divisible by model.n_head = 5");
+              "model: n_embd = 128 is not divisible by n_head = 5");
     char *i[] = {"judge.kind=rule"};
     CHECK_ERR(config_load(&c, NULL, 1, i, err), "judge.kind = rule needs judge.rule");
     char *j[] = {"dpo.label_smoothing=0.1"};
@@ -299,6 +299,58 @@ static void test_model(void) {
     CHECK(config_model(&c, 0, &g, err) == 0);
     CHECK_EQ_INT(g.n_layer, 12); /* from the preset */
     CHECK_EQ_INT(g.n_embd, 32);  /* still overridden */
+}
+
+/* The Llama family's keys: presets, custom sizes, the family's own rules. */
+static void test_model_llama(void) {
+    RlhfConfig c;
+    GPTConfig g;
+    char *a[] = {"model.preset=llama-tiny"};
+    CHECK(config_load(&c, NULL, 1, a, err) == 0);
+    CHECK(config_model(&c, 300, &g, err) == 0);
+    CHECK(g.family == GPT_FAMILY_LLAMA);
+    CHECK_EQ_INT(g.n_kv_head, 2);
+    CHECK_EQ_INT(g.d_ff, 344);
+    CHECK_EQ_INT(g.tie_embeddings, 1);
+    CHECK_EQ_INT(g.vocab_size, 300);
+    CHECK(config_override(&c, "model.tie_embeddings=false", err) == 0);
+    CHECK(config_override(&c, "model.n_kv_head=1", err) == 0);
+    CHECK(config_model(&c, 300, &g, err) == 0);
+    CHECK_EQ_INT(g.tie_embeddings, 0); /* a key over the preset's value */
+    CHECK_EQ_INT(g.n_kv_head, 1);
+    CHECK_EQ_INT(g.d_ff, 344);
+    char *b[] = {"model.preset=custom", "model.family=llama", "model.n_layer=2",
+                 "model.n_head=6",      "model.n_embd=40",    "model.head_dim=8",
+                 "model.d_ff=64",       "model.n_kv_head=3",  "model.qkv_bias=true",
+                 "model.qk_norm=true",  "model.max_seq_len=128", "model.rope_theta=5e5"};
+    CHECK(config_load(&c, NULL, 12, b, err) == 0); /* 40 % 6 != 0: head_dim given */
+    CHECK(config_model(&c, 300, &g, err) == 0);
+    CHECK(g.family == GPT_FAMILY_LLAMA);
+    CHECK_EQ_INT(g.head_dim, 8);
+    CHECK_EQ_INT(g.qkv_bias, 1);
+    CHECK_EQ_INT(g.qk_norm, 1);
+    CHECK_EQ_INT(g.tie_embeddings, 1); /* custom's default */
+    CHECK(g.rope_theta == 5e5f);
+    CHECK(g.norm_eps == 1e-5f);
+    CHECK(gpt_config_validate(&g, err) == 0);
+    char *d[] = {"model.preset=custom", "model.family=llama", "model.n_layer=2",
+                 "model.n_head=4",      "model.n_embd=32",    "model.max_seq_len=64",
+                 "model.d_ff=64",       "model.n_kv_head=3"};
+    CHECK_ERR(config_load(&c, NULL, 8, d, err), "n_kv_head = 3: must be positive and divide n_head = 4");
+    CHECK_ERR(config_load(&c, NULL, 6, d, err), "model.family = llama needs model.d_ff > 0");
+    char *e[] = {"model.preset=custom", "model.family=llama", "model.n_layer=2",
+                 "model.n_head=6",      "model.n_embd=40",    "model.max_seq_len=64",
+                 "model.d_ff=64"};
+    CHECK_ERR(config_load(&c, NULL, 7, e, err), "n_embd = 40 is not divisible by n_head = 6 (set head_dim)");
+    char *f[] = {"model.n_kv_head=2"}; /* on the default preset, tiny (gpt2) */
+    CHECK_ERR(config_load(&c, NULL, 1, f, err), "model.n_kv_head applies to the llama family only");
+    char *h[] = {"model.preset=llama-tiny", "model.family=gpt2"};
+    CHECK_ERR(config_load(&c, NULL, 2, h, err), "model.family = gpt2 but model.preset = llama-tiny");
+    char *i[] = {"model.preset=smol"};
+    CHECK(config_load(&c, NULL, 1, i, err) == 0);
+    CHECK(config_model(&c, 0, &g, err) == 0);
+    CHECK_EQ_INT(g.n_kv_head, 3);
+    CHECK_EQ_INT(g.n_layer, 30);
 }
 
 /* A random value of the right type for every key, dumped and read back: equal. */
@@ -488,6 +540,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_overrides);
     TEST_RUN(test_validate);
     TEST_RUN(test_model);
+    TEST_RUN(test_model_llama);
     TEST_RUN(test_roundtrip);
     TEST_RUN(test_diff);
     TEST_RUN(test_help_and_docs);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "toksrc.h"
 #include "util.h"
 
 static const char *groups[] = {"policy", "value", "reward", "reference"};
@@ -40,7 +41,7 @@ static int cmd_info(const char *arg) {
     const CkptMeta *m = ckpt_reader_meta(r);
     int bad = 0;
     printf("%s\n  stage %s, step %lld, policy_version %lld, tokenizer %s\n", path, m->stage,
-           (long long)m->step, (long long)m->policy_version, m->tok_vocab ? "yes" : "no");
+           (long long)m->step, (long long)m->policy_version, toksrc_meta_form(m));
     for (size_t g = 0; g < N_GROUPS; g++) {
         char gp[64];
         snprintf(gp, sizeof gp, "/%s", groups[g]);
@@ -52,8 +53,12 @@ static int cmd_info(const char *arg) {
         }
         char op[80];
         snprintf(op, sizeof op, "/optim/%s/m", groups[g]);
-        printf("  /%s: %s head, V%d T%d L%d NH%d C%d, %zu parameters%s\n", groups[g],
-               ckpt_head_name(c.head), c.vocab_size, c.max_seq_len, c.n_layer, c.n_head,
+        char fam[96] = "gpt2";
+        if (c.family == GPT_FAMILY_LLAMA)
+            snprintf(fam, sizeof fam, "llama NKV%d F%d%s", c.n_kv_head, c.d_ff,
+                     c.tie_embeddings ? " tied" : " untied");
+        printf("  /%s: %s head, %s V%d T%d L%d NH%d C%d, %zu parameters%s\n", groups[g],
+               ckpt_head_name(c.head), fam, c.vocab_size, c.max_seq_len, c.n_layer, c.n_head,
                c.n_embd, gpt_config_num_params(&c),
                ckpt_has(r, op) ? ", with AdamW state" : "");
         GPT x;

@@ -46,6 +46,7 @@
 #include "judge.h"
 #include "ops.h"
 #include "task.h"
+#include "toksrc.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -266,9 +267,7 @@ int main(int argc, char **argv) {
     memset(&tok, 0, sizeof tok);
     {
         CkptReader *r = open_ckpt(models[0].path, path);
-        const CkptMeta *meta = ckpt_reader_meta(r);
-        if (!meta->tok_vocab || !meta->tok_merges) fatal("%s holds no tokenizer", path);
-        if (bpe_load_strings(&tok, meta->tok_vocab, meta->tok_merges, err) != 0) fatal("%s: %s", path, err);
+        if (toksrc_load_meta(&tok, NULL, ckpt_reader_meta(r), path, err) != 0) fatal("%s", err);
         ckpt_reader_free(r);
     }
     Judge judge;

@@ -17,7 +17,8 @@
  * --tokenizer takes a Hugging Face tokenizer.json of the byte-level BPE kind (Llama 3,
  * Qwen2/Qwen3; common/hftok.h), with its added tokens and NFC normalizer;
  * --ckpt takes an rlhf-c checkpoint file or run directory (its newest good checkpoint)
- * and uses the tokenizer stored in it. --special encodes special-token strings in the text
+ * and uses the tokenizer stored in it (vocab + merges, or an imported model's tokenizer.json;
+ * common/toksrc.h). --special encodes special-token strings in the text
  * ("<|endoftext|>"; with --tokenizer every added token marked special, "<|im_start|>",
  * "<|begin_of_text|>", ...) as their ids; otherwise they are plain text. (Added tokens
  * that are not special, e.g. Qwen3's "<think>", are always their ids, as in HF.) A bad input line is an error naming its line
@@ -36,6 +37,7 @@
 #include "bpe.h"
 #include "ckpt.h"
 #include "hftok.h"
+#include "toksrc.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -119,12 +121,11 @@ static void load_ckpt(BPE *t, const char *ckpt) {
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) fatal("%s", err);
     const CkptMeta *m = ckpt_reader_meta(r);
-    if (!m->tok_vocab || !m->tok_merges)
-        fatal("%s: the checkpoint stores no tokenizer (/tokenizer/vocab, /tokenizer/merges); "
-              "use --vocab and --merges",
+    if (!toksrc_meta_has(m))
+        fatal("%s: the checkpoint stores no tokenizer (/tokenizer/vocab + /tokenizer/merges "
+              "or /tokenizer/json); use --vocab and --merges",
               path);
-    if (bpe_load_strings(t, m->tok_vocab, m->tok_merges, err))
-        fatal("%s: stored tokenizer: %s", path, err);
+    if (toksrc_load_meta(t, NULL, m, path, err)) fatal("%s: stored tokenizer: %s", path, err);
     ckpt_reader_free(r);
 }
 
