@@ -4,7 +4,10 @@
  * written by tests/ref/chat_templates.py) must come out of the C renderer byte for byte,
  * with the template recognised from its Jinja text (auto); the assistant spans sit between
  * the assistant header and the end-of-turn token; names, auto without a template and
- * unknown templates give the errors that say what to set.
+ * unknown templates give the errors that say what to set. Then conversational dataset
+ * records (dataset.h, chat_record.h): SFT "messages", explicit and implicit-prompt
+ * preference pairs, prompt-only records, mixed with plain ones, each bad form reported
+ * with file:line and field. Files go under $RLHF_TEST_TMP (or /tmp).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -12,10 +15,12 @@
 #include <string.h>
 
 #include "chat.h"
+#include "dataset.h"
 #include "test.h"
 #include "util.h"
 
 static char err[ERRBUF_LEN];
+static char tmpdir[400];
 
 #define FIXTURE "tests/ref/chat/fixture.jsonl"
 
@@ -206,10 +211,211 @@ static void test_named(void) {
           !chat_is_space(0x200B) && !chat_is_space(0xFEFF));
 }
 
+// ----------------------------------------------------------------------------
+// conversational dataset records
+
+static const char *write_text(const char *name, const char *content) {
+    static char path[600];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    ASSERT(f && fwrite(content, 1, strlen(content), f) == strlen(content));
+    fclose(f);
+    return path;
+}
+
+/* Open path with the skip policy and template name (jinja for auto); log captured. */
+static int open_chat(Dataset *d, const char *path, DataKind kind, const char *tmpl,
+                     const char *jinja, char **log) {
+    size_t len;
+    FILE *f = open_memstream(log, &len);
+    ASSERT(f);
+    DataOptions o = {.bad = DATA_BAD_SKIP, .max_warnings = 100, .log = f, .chat_template = tmpl,
+                     .chat_jinja = jinja};
+    err[0] = 0;
+    int rc = dataset_open(d, path, kind, &o, err);
+    fclose(f);
+    return rc;
+}
+
+#define CHECK_HAS(text, substr)                                                           \
+    CHECK_MSG(strstr((text), (substr)) != NULL, "'%s' lacks '%s'", (text), (substr))
+
+static void test_sft_records(void) {
+    const char *path = write_text(
+        "sft.jsonl",
+        "{\"prompt\": \"P\", \"response\": \"R\"}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+        "\"content\": \"A1\"}, {\"role\": \"user\", \"content\": \"More\"}, {\"role\": "
+        "\"assistant\", \"content\": \"A2\"}], \"category\": \"chat\"}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n"
+        "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": 3}]}\n"
+        "{\"messages\": \"Hi\"}\n"
+        "{\"messages\": []}\n"
+        "{\"messages\": [\"user\"]}\n"
+        "{\"messages\": [{\"content\": \"no role\"}]}\n");
+    Dataset d;
+    char *log = NULL;
+    CHECK_MSG(open_chat(&d, path, DATA_SFT, "chatml", NULL, &log) == 0, "%s", err);
+    CHECK_EQ_INT(d.n, 2);
+    CHECK_EQ_INT(d.n_conv, 1);
+    CHECK_EQ_INT(d.n_bad, 7);
+    CHECK_HAS(log, "sft.jsonl:3: field \"messages\": the last message is a user turn");
+    CHECK_HAS(log, "sft.jsonl:4: field \"messages\"[0].role must be \"system\", \"user\" or "
+                   "\"assistant\", found \"tool\"");
+    CHECK_HAS(log, "sft.jsonl:5: field \"messages\"[0].content must be a string");
+    CHECK_HAS(log, "sft.jsonl:6: field \"messages\" must be a list of messages");
+    CHECK_HAS(log, "sft.jsonl:7: field \"messages\" is an empty list");
+    CHECK_HAS(log, "sft.jsonl:8: field \"messages\"[0] must be an object");
+    CHECK_HAS(log, "sft.jsonl:9: field \"messages\"[0].role must be");
+    DataRecord r = {0};
+    CHECK(dataset_get(&d, 0, &r, err) == 0);
+    CHECK(!r.conversational && !strcmp(r.prompt, "P") && !strcmp(r.response, "R") && !r.conv.text);
+    CHECK(dataset_get(&d, 1, &r, err) == 0);
+    CHECK(r.conversational && !strcmp(r.category, "chat"));
+    CHECK(!strcmp(r.prompt, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n"
+                            "<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n"));
+    CHECK(!strcmp(r.response, "A2<|im_end|>\n"));
+    CHECK_EQ_INT(r.conv.n_spans, 2);
+    if (r.conv.n_spans == 2) {
+        ChatSpan a = r.conv.spans[0], b = r.conv.spans[1];
+        CHECK(a.end - a.begin == 12 && !memcmp(r.conv.text + a.begin, "A1<|im_end|>", 12));
+        CHECK(b.end - b.begin == 12 && !memcmp(r.conv.text + b.begin, "A2<|im_end|>", 12));
+        CHECK(b.begin == strlen(r.prompt));
+    }
+    data_record_free(&r);
+    CHECK(r.conv.text == NULL && r.prompt == NULL);
+    dataset_free(&d);
+    free(log);
+
+    /* plain: one user + one assistant message is the plain record */
+    CHECK(open_chat(&d, path, DATA_SFT, "plain", NULL, &log) == 0);
+    CHECK(dataset_get(&d, 1, &r, err) == 0);
+    CHECK(!strcmp(r.prompt, "HiA1More") && !strcmp(r.response, "A2"));
+    data_record_free(&r);
+    dataset_free(&d);
+    free(log);
+
+    /* auto without the model's template: conversational lines are bad, plain ones fine */
+    CHECK(open_chat(&d, path, DATA_SFT, "auto", NULL, &log) == 0);
+    CHECK_EQ_INT(d.n, 1);
+    CHECK_HAS(log, "sft.jsonl:2: a conversational record (message lists) needs a chat template: "
+                   "chat.template = auto, but the model carries no chat template");
+    dataset_free(&d);
+    free(log);
+
+    /* auto with SmolLM2's template: its default system prompt opens the conversation */
+    char *jinja = read_template("smollm2.jinja");
+    CHECK(open_chat(&d, path, DATA_SFT, "auto", jinja, &log) == 0 && d.n == 2);
+    CHECK(dataset_get(&d, 1, &r, err) == 0);
+    CHECK_HAS(r.prompt, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained "
+                        "by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    data_record_free(&r);
+    dataset_free(&d);
+    free(log);
+    free(jinja);
+}
+
+static void test_pref_records(void) {
+    const char *path = write_text(
+        "pref.jsonl",
+        "{\"prompt\": [{\"role\": \"user\", \"content\": \"Q\"}], \"chosen\": [{\"role\": "
+        "\"assistant\", \"content\": \"good\"}], \"rejected\": [{\"role\": \"assistant\", "
+        "\"content\": \"bad\"}], \"annotator\": \"ann\"}\n"
+        "{\"chosen\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": "
+        "\"Q\"}, {\"role\": \"assistant\", \"content\": \" good \"}], \"rejected\": [{\"role\": "
+        "\"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Q\"}, {\"role\": "
+        "\"assistant\", \"content\": \"bad\"}]}\n"
+        "{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\"}\n"
+        "{\"chosen\": [{\"role\": \"user\", \"content\": \"A\"}], \"rejected\": [{\"role\": "
+        "\"user\", \"content\": \"B\"}]}\n"
+        "{\"prompt\": \"p\", \"chosen\": [{\"role\": \"assistant\", \"content\": \"c\"}], "
+        "\"rejected\": [{\"role\": \"assistant\", \"content\": \"r\"}]}\n"
+        "{\"prompt\": [{\"role\": \"user\", \"content\": \"Q\"}], \"chosen\": [{\"role\": "
+        "\"assistant\", \"content\": \"c\"}]}\n");
+    Dataset d;
+    char *log = NULL;
+    CHECK_MSG(open_chat(&d, path, DATA_PREF, "llama3", NULL, &log) == 0, "%s", err);
+    CHECK_EQ_INT(d.n, 3);
+    CHECK_EQ_INT(d.n_conv, 2);
+    CHECK_HAS(log, "pref.jsonl:4: fields \"chosen\" and \"rejected\" share no leading message");
+    CHECK_HAS(log, "pref.jsonl:5: field \"prompt\" must be a list of messages");
+    CHECK_HAS(log, "pref.jsonl:6: missing field \"rejected\"");
+    DataRecord r = {0};
+    const char *head = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting "
+                       "Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+    CHECK(dataset_get(&d, 0, &r, err) == 0 && r.conversational && !strcmp(r.annotator, "ann"));
+    char want[1024];
+    snprintf(want, sizeof want,
+             "%s<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n", head);
+    CHECK(!strcmp(r.prompt, want));
+    CHECK(!strcmp(r.chosen, "good<|eot_id|>") && !strcmp(r.rejected, "bad<|eot_id|>"));
+    CHECK(r.conv.text == NULL);
+    /* implicit prompt: the shared system + user turns; Llama trims " good " */
+    CHECK(dataset_get(&d, 1, &r, err) == 0);
+    snprintf(want, sizeof want,
+             "%sS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n", head);
+    CHECK(!strcmp(r.prompt, want));
+    CHECK(!strcmp(r.chosen, "good<|eot_id|>") && !strcmp(r.rejected, "bad<|eot_id|>"));
+    CHECK(dataset_get(&d, 2, &r, err) == 0 && !r.conversational && !strcmp(r.chosen, "c"));
+    data_record_free(&r);
+    dataset_free(&d);
+    free(log);
+
+    /* the same pair under qwen2.5: TRL's split keeps the "\n" after <|im_end|> */
+    CHECK(open_chat(&d, path, DATA_PREF, "qwen2.5", NULL, &log) == 0);
+    CHECK(dataset_get(&d, 0, &r, err) == 0);
+    CHECK(!strcmp(r.chosen, "good<|im_end|>\n") && !strcmp(r.rejected, "bad<|im_end|>\n"));
+    CHECK_HAS(r.prompt, "You are Qwen, created by Alibaba Cloud.");
+    data_record_free(&r);
+    dataset_free(&d);
+    free(log);
+}
+
+static void test_prompt_records(void) {
+    const char *path = write_text(
+        "prompts.jsonl",
+        "{\"prompt\": [{\"role\": \"user\", \"content\": \"Solve 2+2\"}], \"category\": \"math\"}\n"
+        "{\"prompt\": \"plain prompt\"}\n"
+        "{\"prompt\": [{\"role\": \"user\"}]}\n");
+    Dataset d;
+    char *log = NULL;
+    size_t len;
+    FILE *f = open_memstream(&log, &len);
+    DataOptions o = {.log = f, .chat_template = "qwen3", .chat_no_thinking = true};
+    CHECK_MSG(dataset_open(&d, path, DATA_PROMPT, &o, err) == 0, "%s", err);
+    fclose(f);
+    CHECK_EQ_INT(d.n, 2);
+    CHECK_HAS(log, "prompts.jsonl:3: field \"prompt\"[0].content must be a string");
+    DataRecord r = {0};
+    CHECK(dataset_get(&d, 0, &r, err) == 0 && !strcmp(r.category, "math"));
+    CHECK(!strcmp(r.prompt, "<|im_start|>user\nSolve 2+2<|im_end|>\n<|im_start|>assistant\n"
+                            "<think>\n\n</think>\n\n"));
+    CHECK(dataset_get(&d, 1, &r, err) == 0 && !strcmp(r.prompt, "plain prompt"));
+    data_record_free(&r);
+    dataset_free(&d);
+    free(log);
+    /* fail policy: the first bad conversational line stops the open with file:line */
+    o = (DataOptions){.bad = DATA_BAD_FAIL, .chat_template = "qwen3"};
+    CHECK_EQ_INT(dataset_open(&d, path, DATA_PROMPT, &o, err), -1);
+    CHECK_HAS(err, "prompts.jsonl:3: field \"prompt\"[0].content must be a string");
+}
+
 int main(void) {
+    const char *root = getenv("RLHF_TEST_TMP");
+    snprintf(tmpdir, sizeof tmpdir, "%s/chat-XXXXXX", root ? root : "/tmp");
+    ASSERT(mkdtemp(tmpdir) != NULL);
     TEST_RUN(test_fixture);
     TEST_RUN(test_detect);
     TEST_RUN(test_errors);
     TEST_RUN(test_named);
+    TEST_RUN(test_sft_records);
+    TEST_RUN(test_pref_records);
+    TEST_RUN(test_prompt_records);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     return TEST_EXIT();
 }
