@@ -424,6 +424,65 @@ int chat_render(const ChatTemplate *t, const ChatMessage *m, int n, int add_gene
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// tokens and loss mask
+
+/* Room for n entries in both arrays. */
+static void tok_reserve(int **ids, unsigned char **mask, size_t *cap, size_t n) {
+    if (n <= *cap) return;
+    size_t c = *cap ? *cap : 64;
+    while (c < n) c *= 2;
+    *ids = xrealloc(*ids, c * sizeof(int));
+    *mask = xrealloc(*mask, c);
+    *cap = c;
+}
+
+/* 1 if byte offset b lies inside an assistant span. */
+static int in_span(const ChatText *c, size_t b) {
+    for (int s = 0; s < c->n_spans; s++)
+        if (b >= c->spans[s].begin && b < c->spans[s].end) return 1;
+    return 0;
+}
+
+/* Encode each stretch between span edges on its own; its mask is its span membership. */
+static size_t tokenize_pieces(const BPE *t, const ChatText *c, int **ids, unsigned char **mask,
+                              size_t *cap) {
+    size_t n = 0, pos = 0, pcap = 0;
+    int *piece = NULL;
+    while (pos < c->len) {
+        size_t end = c->len; /* the next span edge after pos */
+        for (int s = 0; s < c->n_spans; s++) {
+            if (c->spans[s].begin > pos && c->spans[s].begin < end) end = c->spans[s].begin;
+            if (c->spans[s].end > pos && c->spans[s].end < end) end = c->spans[s].end;
+        }
+        size_t k = bpe_encode(t, c->text + pos, end - pos, BPE_ENCODE_SPECIAL, &piece, &pcap);
+        tok_reserve(ids, mask, cap, n + k);
+        memcpy(*ids + n, piece, k * sizeof(int));
+        memset(*mask + n, in_span(c, pos), k);
+        n += k;
+        pos = end;
+    }
+    free(piece);
+    return n;
+}
+
+size_t chat_tokenize(const BPE *t, const ChatText *c, int **ids, unsigned char **mask,
+                     size_t *cap) {
+    size_t idcap = *cap;
+    size_t n = bpe_encode(t, c->text, c->len, BPE_ENCODE_SPECIAL, ids, &idcap);
+    /* bpe_encode may have grown ids past *cap: keep mask as large */
+    *mask = xrealloc(*mask, idcap ? idcap : 1);
+    *cap = idcap;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        (*mask)[i] = off < c->len && in_span(c, off);
+        if (bpe_token_bytes(t, (*ids)[i], &len)) off += len;
+    }
+    if (off == c->len) return n;
+    return tokenize_pieces(t, c, ids, mask, cap); /* normalisation moved the bytes */
+}
+
 void chat_text_free(ChatText *c) {
     if (!c) return;
     free(c->text);

