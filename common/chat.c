@@ -193,30 +193,32 @@ typedef struct {
 
 static Str str_of(const ChatMessage *m) { return (Str){m->content, m->len}; }
 
-/* The code point that ends at s[n) (UTF-8 backwards), its length in *len. */
+/* The code point of the k-byte UTF-8 sequence at p (the text is valid UTF-8: jansson
+ * checked it). */
+static unsigned utf8_decode(const unsigned char *p, size_t k) {
+    if (k == 2) return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+    if (k == 3) return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+    if (k == 4)
+        return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) |
+               (p[3] & 0x3Fu);
+    return p[0];
+}
+
+/* The code point that ends at s[n) (n > 0), its length in *len. */
 static unsigned utf8_last(const char *s, size_t n, size_t *len) {
     size_t k = 1;
     while (k < n && k < 4 && ((unsigned char)s[n - k] & 0xC0) == 0x80) k++;
-    const unsigned char *p = (const unsigned char *)s + n - k;
-    unsigned cp = p[0];
-    if (k == 2) cp = ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
-    if (k == 3) cp = ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
-    if (k == 4)
-        cp = ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) |
-             (p[3] & 0x3Fu);
     *len = k;
-    return cp;
+    return utf8_decode((const unsigned char *)s + n - k, k);
 }
 
-/* The code point that starts at s[0), its length in *len. */
+/* The code point that starts at s[0) (n > 0), its length in *len. */
 static unsigned utf8_first(const char *s, size_t n, size_t *len) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t k = p[0] < 0x80 ? 1 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : 4;
+    unsigned char b = (unsigned char)s[0];
+    size_t k = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
     if (k > n) k = n;
-    size_t l;
-    unsigned cp = utf8_last(s, k, &l);
     *len = k;
-    return cp;
+    return utf8_decode((const unsigned char *)s, k);
 }
 
 int chat_is_space(unsigned cp) {
