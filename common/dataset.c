@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chat_record.h"
 #include "rng.h"
 
 const char *data_kind_name(DataKind k) {
@@ -37,6 +38,9 @@ DataOptions data_options_from_config(const RlhfConfig *c, FILE *log) {
     o.max_line_bytes = (size_t)c->data.max_line_bytes;
     o.max_warnings = DATA_DEFAULT_MAX_WARNINGS;
     o.log = log;
+    o.chat_template = c->chat.template;
+    o.chat_date = c->chat.date;
+    o.chat_no_thinking = !c->chat.enable_thinking;
     return o;
 }
 
@@ -115,13 +119,59 @@ static uint64_t judgment_key(const char *annotator, const char *id) {
 
 typedef struct {
     const char *prompt, *response, *chosen, *rejected, *category, *annotator;
+    int conversational; /* the texts above point into conv (rendered message lists) */
+    ChatRecord conv;
     int is_judgment; /* PREF: the line carries "label" and "id" (rlhf-label log) */
     uint64_t key;    /* PREF: judgment or undo key */
     char undo_id[128], undo_ann[128];
 } LineInfo;
 
-/* Classify a parsed object; strings in info point into o. */
-static LineClass classify(json_t *o, DataKind kind, LineInfo *info, char *what, size_t cap) {
+/* 1 if the record's fields are message lists (a conversational record). */
+static int is_conversational(json_t *o, DataKind kind) {
+    if (kind == DATA_SFT) {
+        json_t *m = json_object_get(o, "messages");
+        return m && !json_is_null(m);
+    }
+    if (chat_record_is_list(json_object_get(o, "prompt"))) return 1;
+    return kind == DATA_PREF && (chat_record_is_list(json_object_get(o, "chosen")) ||
+                                 chat_record_is_list(json_object_get(o, "rejected")));
+}
+
+/* Render a conversational record with d's template; info's texts point into info->conv. */
+static LineClass classify_conv(json_t *o, const Dataset *d, LineInfo *info, char *what,
+                               size_t cap) {
+    if (!d->chat_ok) {
+        snprintf(what, cap, "a conversational record (message lists) needs a chat template: %.400s",
+                 d->chat_err);
+        return LINE_BAD;
+    }
+    ChatRecord *r = &info->conv;
+    int rc;
+    if (d->kind == DATA_SFT) {
+        rc = chat_record_sft(&d->chat, json_object_get(o, "messages"), r, what, cap);
+    } else if (d->kind == DATA_PREF) {
+        json_t *p = json_object_get(o, "prompt");
+        json_t *c = json_object_get(o, "chosen"), *j = json_object_get(o, "rejected");
+        if (!c || !j) {
+            snprintf(what, cap, "missing field \"%s\" (%s)", c ? "rejected" : "chosen",
+                     kind_needs(d->kind));
+            return LINE_BAD;
+        }
+        rc = chat_record_pref(&d->chat, json_is_null(p) ? NULL : p, c, j, r, what, cap);
+    } else {
+        rc = chat_record_prompt(&d->chat, json_object_get(o, "prompt"), r, what, cap);
+    }
+    if (rc) return LINE_BAD;
+    info->conversational = 1;
+    info->prompt = r->prompt, info->response = r->response;
+    info->chosen = r->chosen, info->rejected = r->rejected;
+    return LINE_RECORD;
+}
+
+/* Classify a parsed object; strings in info point into o (or info->conv). */
+static LineClass classify(json_t *o, const Dataset *d, LineInfo *info, char *what,
+                          size_t cap) {
+    DataKind kind = d->kind;
     memset(info, 0, sizeof *info);
     if (!json_is_object(o)) {
         snprintf(what, cap, "expected a JSON object {...}, found %s", json_kind(o));
@@ -157,14 +207,19 @@ static LineClass classify(json_t *o, DataKind kind, LineInfo *info, char *what, 
                 return LINE_NONPAIR;
         }
     }
-    if (get_str(o, "prompt", 1, kind, &info->prompt, what, cap)) return LINE_BAD;
-    if (kind == DATA_SFT && get_str(o, "response", 1, kind, &info->response, what, cap))
-        return LINE_BAD;
-    if (kind == DATA_PREF) {
-        if (get_str(o, "chosen", 1, kind, &info->chosen, what, cap)) return LINE_BAD;
-        if (get_str(o, "rejected", 1, kind, &info->rejected, what, cap)) return LINE_BAD;
-        if (get_str(o, "annotator", 0, kind, &info->annotator, what, cap)) return LINE_BAD;
+    if (is_conversational(o, kind)) {
+        if (classify_conv(o, d, info, what, cap) != LINE_RECORD) return LINE_BAD;
+    } else {
+        if (get_str(o, "prompt", 1, kind, &info->prompt, what, cap)) return LINE_BAD;
+        if (kind == DATA_SFT && get_str(o, "response", 1, kind, &info->response, what, cap))
+            return LINE_BAD;
+        if (kind == DATA_PREF) {
+            if (get_str(o, "chosen", 1, kind, &info->chosen, what, cap)) return LINE_BAD;
+            if (get_str(o, "rejected", 1, kind, &info->rejected, what, cap)) return LINE_BAD;
+        }
     }
+    if (kind == DATA_PREF && get_str(o, "annotator", 0, kind, &info->annotator, what, cap))
+        return LINE_BAD;
     if (get_str(o, "category", 0, kind, &info->category, what, cap)) return LINE_BAD;
     return LINE_RECORD;
 }
@@ -172,10 +227,11 @@ static LineClass classify(json_t *o, DataKind kind, LineInfo *info, char *what, 
 /* Check and parse one line (without '\n'; a trailing '\r' is dropped). Returns the
  * class; *out gets the object (caller json_decref's it) unless LINE_BAD or blank. blank
  * is set for whitespace-only lines (then the class is LINE_NONPAIR and nothing else). */
-static LineClass parse_line(char *line, size_t len, DataKind kind, json_t **out, LineInfo *info,
-                            int *blank, char *what, size_t cap) {
+static LineClass parse_line(char *line, size_t len, const Dataset *d, json_t **out,
+                            LineInfo *info, int *blank, char *what, size_t cap) {
     *out = NULL;
     *blank = 0;
+    memset(info, 0, sizeof *info);
     if (len > 0 && line[len - 1] == '\r') len--;
     size_t i = 0;
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
@@ -195,8 +251,9 @@ static LineClass parse_line(char *line, size_t len, DataKind kind, json_t **out,
         snprintf(what, cap, "malformed JSON at column %d: %s", jerr.column, jerr.text);
         return LINE_BAD;
     }
-    LineClass c = classify(o, kind, info, what, cap);
+    LineClass c = classify(o, d, info, what, cap);
     if (c == LINE_BAD) {
+        chat_record_free(&info->conv);
         json_decref(o);
         return c;
     }
@@ -316,13 +373,15 @@ static int index_line(Indexer *ix, char *line, size_t len, int too_long, int64_t
     json_t *o;
     LineInfo info;
     int blank;
-    LineClass c = parse_line(line, len, d->kind, &o, &info, &blank, what, sizeof what);
+    LineClass c = parse_line(line, len, d, &o, &info, &blank, what, sizeof what);
     if (blank) {
         d->n_blank++;
         return 0;
     }
     if (c == LINE_BAD) return bad_line(ix, lineno, what, err);
     json_decref(o);
+    d->n_conv += info.conversational;
+    chat_record_free(&info.conv);
     if (c == LINE_UNDO) {
         if (!judgment_undo(ix, info.key)) {
             snprintf(what, sizeof what,
@@ -347,6 +406,16 @@ static int index_line(Indexer *ix, char *line, size_t len, int too_long, int64_t
     return 0;
 }
 
+/* The chat template of conversational records, or why there is none (reported only when
+ * such a record appears: plain files never need one). */
+static void open_chat(Dataset *d, const DataOptions *o) {
+    const char *name = o->chat_template ? o->chat_template : "auto";
+    d->chat_ok = chat_template_resolve(&d->chat, name, o->chat_jinja, d->chat_err) == 0;
+    if (!d->chat_ok) return;
+    d->chat.enable_thinking = !o->chat_no_thinking;
+    if (o->chat_date) snprintf(d->chat.date, sizeof d->chat.date, "%s", o->chat_date);
+}
+
 int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions *opt, char *err) {
     memset(d, 0, sizeof *d);
     d->fd = -1;
@@ -354,6 +423,7 @@ int dataset_open(Dataset *d, const char *path, DataKind kind, const DataOptions 
     d->kind = kind;
     DataOptions o = opt ? *opt : (DataOptions){0};
     d->max_line_bytes = o.max_line_bytes ? o.max_line_bytes : DATA_DEFAULT_MAX_LINE;
+    open_chat(d, &o);
     Indexer ix = {.d = d,
                   .policy = o.bad,
                   .max_warnings = o.max_warnings ? o.max_warnings : DATA_DEFAULT_MAX_WARNINGS,
@@ -463,6 +533,7 @@ void dataset_free(Dataset *d) {
     free(d->path);
     free(d->offset);
     free(d->buf);
+    chat_template_free(&d->chat);
     memset(d, 0, sizeof *d);
     d->fd = -1;
 }
@@ -471,6 +542,7 @@ void data_record_free(DataRecord *r) {
     if (!r) return;
     free(r->prompt), free(r->response), free(r->chosen), free(r->rejected);
     free(r->category), free(r->annotator);
+    chat_text_free(&r->conv);
     memset(r, 0, sizeof *r);
 }
 
@@ -508,8 +580,9 @@ int dataset_get(Dataset *d, int64_t i, DataRecord *r, char *err) {
     LineInfo info;
     int blank;
     char what[ERRBUF_LEN];
-    LineClass c = parse_line(d->buf, len, d->kind, &o, &info, &blank, what, sizeof what);
+    LineClass c = parse_line(d->buf, len, d, &o, &info, &blank, what, sizeof what);
     if (c != LINE_RECORD) {
+        chat_record_free(&info.conv);
         if (o) json_decref(o);
         return errf(err,
                     "%s: record %lld at byte %lld no longer parses (the file changed "
@@ -524,6 +597,10 @@ int dataset_get(Dataset *d, int64_t i, DataRecord *r, char *err) {
     r->rejected = dup_or_null(info.rejected);
     r->category = dup_or_null(info.category);
     r->annotator = dup_or_null(info.annotator);
+    r->conversational = info.conversational;
+    r->conv = info.conv.conv; /* moves to the record */
+    info.conv.conv = (ChatText){0};
+    chat_record_free(&info.conv);
     json_decref(o);
     return 0;
 }

@@ -8,7 +8,15 @@
  *   DATA_PREF    {"prompt": str, "chosen": str, "rejected": str[, "category": str,
  *                 "annotator": str]}
  *   DATA_PROMPT  {"prompt": str[, "category": str]}
- * "category" and "annotator" are optional in every kind (null = absent). Preference files
+ * "category" and "annotator" are optional in every kind (null = absent).
+ * Conversational records (TRL's; chat_record.h) put message lists [{"role", "content"}]
+ * where the strings are: DATA_SFT {"messages": [...]}, DATA_PREF {"prompt": [...],
+ * "chosen": [...], "rejected": [...]} or {"chosen": [...], "rejected": [...]} (implicit
+ * prompt), DATA_PROMPT {"prompt": [...]}. They are rendered with the dataset's chat
+ * template (DataOptions.chat_*; chat.h) into the same prompt/response/chosen/rejected
+ * texts, so a reader that takes plain records takes them too; an SFT record also carries
+ * the whole rendering with its assistant spans (DataRecord.conv). Plain and
+ * conversational records may be mixed in one file. Preference files
  * may also be raw rlhf-label judgment logs (common/label.h): a record whose "label" is
  * tie, skip, up or down is not a training pair and is left out (counted, no warning); an
  * {"undo": id, "annotator": a} record cancels the latest live judgment of (a, id) before
@@ -43,6 +51,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "chat.h"
 #include "config.h"
 #include "util.h"
 
@@ -57,9 +66,20 @@ typedef struct {
     size_t max_line_bytes; /* 0 = DATA_DEFAULT_MAX_LINE (1 MiB), excluding the '\n' */
     int max_warnings;      /* bad lines reported one by one (0 = DATA_DEFAULT_MAX_WARNINGS) */
     FILE *log;             /* warnings and the summary go here; NULL = silent */
+    /* chat template of conversational records (chat_template_resolve): a name or "auto"
+     * (NULL = "auto"), the model's Jinja text for auto (NULL = none: then a
+     * conversational record is a bad line that says to set chat.template), the llama3
+     * date (NULL = CHAT_DEFAULT_DATE), Qwen3 thinking off. Plain records never need it. */
+    const char *chat_template;
+    const char *chat_jinja;
+    const char *chat_date;
+    bool chat_no_thinking;
 } DataOptions;
 
-/* Options from the config: run.bad_data, data.max_line_bytes; log as given. */
+/* Options from the config: run.bad_data, data.max_line_bytes, chat.template, chat.date,
+ * chat.enable_thinking (pointers into c); log as given; chat_jinja NULL — a caller that
+ * holds the model's chat template (CkptMeta.chat_template) sets it for chat.template =
+ * auto. */
 DataOptions data_options_from_config(const RlhfConfig *c, FILE *log);
 
 typedef struct {
@@ -74,6 +94,10 @@ typedef struct {
     int64_t n_nonpair;          /* PREF: tie/skip/up/down judgments left out */
     int64_t n_undo;             /* PREF: undo records honoured (each cancels one judgment) */
     int64_t n_undone;           /* PREF: pairs cancelled by an undo */
+    int64_t n_conv;             /* valid conversational records */
+    ChatTemplate chat;          /* the resolved chat template (chat_ok) */
+    int chat_ok;
+    char chat_err[ERRBUF_LEN];  /* why there is none (!chat_ok) */
     char first_bad[ERRBUF_LEN]; /* "path:line: ..." of the first bad line, "" if none */
     size_t max_line_bytes;
     char *buf; /* read buffer of dataset_get */
@@ -82,9 +106,14 @@ typedef struct {
 
 /* One record; every string is NUL-terminated UTF-8, malloc'd, NULL when absent (response
  * only in SFT, chosen/rejected only in PREF). Reuse one DataRecord across dataset_get
- * calls; data_record_free releases the strings. */
+ * calls; data_record_free releases the strings. A conversational record has its texts
+ * rendered (chat_record.h) and conversational = 1; an SFT one also has conv, the whole
+ * conversation with the byte spans of every assistant turn (for a loss on all of them;
+ * prompt/response split at the last one). */
 typedef struct {
     char *prompt, *response, *chosen, *rejected, *category, *annotator;
+    int conversational;
+    ChatText conv; /* SFT conversational only; zero otherwise */
 } DataRecord;
 
 /* "sft" | "pref" | "prompt" */

@@ -288,6 +288,14 @@ static void seeds_jsonl(void) {
     put_lines("fuzz_dataset", "sft.jsonl", &task.sft, 3);
     put_lines("fuzz_dataset", "prefs.jsonl", &task.prefs_train, 3);
     put_lines("fuzz_dataset", "prompts.jsonl", &task.prompts_train, 3);
+    /* conversational records: every form, a bad role and an SFT without its answer */
+    put_str("fuzz_dataset", "chat.jsonl",
+            "{\"messages\": [{\"role\": \"system\", \"content\": \" S \"}, {\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"<think>r</think>A1\"}, {\"role\": \"user\", \"content\": \"<tool_response>x</tool_response>\"}, {\"role\": \"assistant\", \"content\": \"A2\"}]}\n"
+            "{\"prompt\": [{\"role\": \"user\", \"content\": \"Q\"}], \"chosen\": [{\"role\": \"assistant\", \"content\": \"good\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \"bad\"}]}\n"
+            "{\"chosen\": [{\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", \"content\": \"c\"}], \"rejected\": [{\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", \"content\": \"r\"}]}\n"
+            "{\"prompt\": [{\"role\": \"user\", \"content\": \"\xc3\x9cn\xc3\xaf" "code \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x8e\x89\"}], \"category\": \"c\"}\n"
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"
+            "{\"prompt\": [], \"chosen\": [{\"role\": \"tool\", \"content\": 1}]}\n");
 
     /* a judgment log: A, B, tie, a second annotator, an undo; thumbs */
     LabelItem it = {.id = "q1", .prompt = "User: 2+2?\nAssistant:", .a = " 4", .b = " 5",

@@ -23,6 +23,9 @@
 #      sha1 to .cache/npm/NAME-VERSION/sha1). A registry out of reach is a warning, not an
 #      error: the build needs none of these, and the two suites that do print SKIP with the
 #      reason (counted in the summary); a tarball with another sha1 stops the step.
+#   3. python3-jinja2, reference-only (tests/t_chat_ref.sh renders the real chat templates
+#      with it; the product has no Python): installed as root when python3 cannot import
+#      jinja2; where that fails, a warning, and that suite prints SKIP with the reason.
 #
 # When everything is present it only looks (well under a second) and prints nothing.
 set -u
@@ -121,5 +124,17 @@ if [ -n "$unfetched" ]; then
   echo "deps: WARNING: not fetched:$unfetched. The build is complete; the test suites that" \
        "compare with these files (t_bpe_gpt2, t_hf_tokenizer) will print SKIP with the reason" \
        "and be counted as skipped until they are fetched." >&2
+fi
+# ---- 3. jinja2 for the chat-template reference check (optional)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import jinja2' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing python3-jinja2 (reference check of the chat templates)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-jinja2 \
+      >/dev/null 2>&1 || echo "deps: WARNING: python3-jinja2 not installed; tests/t_chat_ref.sh" \
+                              "will print SKIP" >&2
+  else
+    echo "deps: WARNING: python3 cannot import jinja2 (apt-get install python3-jinja2);" \
+         "tests/t_chat_ref.sh will print SKIP" >&2
+  fi
 fi
 exit 0
