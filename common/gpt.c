@@ -5,7 +5,8 @@
  * The per-op kernels live in ops.c; this file wires them into the model described in
  * gpt.h. It owns every buffer of a GPT (parameters, gradients, activations, cache) and
  * allocates only in gpt_init / gpt_alloc_grads / gpt_reserve / gpt_cache_reserve (and
- * once, on the first backward, the activation-gradient scratch): never per step.
+ * once, on the first backward, the activation-gradient scratch; gpt_lm_forward resizes
+ * the LM head's logits after a change of m->lm_chunk_bytes): never per step.
  * Sampling is in sample.c, the generation loop in generate.c.
  */
 #include "gpt.h"
@@ -390,6 +391,7 @@ struct GPTActs {
     int *runs;        /* (B*T, 2) row ranges [start, end) the LM head computed */
     int nruns;
     size_t logit_rows; /* rows of m->logits (LM head): min(B*T, one chunk) */
+    int lm_chunk;      /* rows per chunk of the last gpt_lm_forward, 0: resident logits */
     float *encoded;                  /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
     float *qkv;                      /* (L,B,T,QKVW) (GPT-2: 3C) */
@@ -490,10 +492,7 @@ static void logits_reserve(GPT *m) {
 void gpt_reserve(GPT *m, int B, int T) {
     const GPTConfig *c = &m->config;
     ASSERT(B >= 1 && T >= 1 && T <= c->max_seq_len);
-    if (m->acts && B <= m->max_B && T <= m->max_T) {
-        logits_reserve(m);
-        return;
-    }
+    if (m->acts && B <= m->max_B && T <= m->max_T) return;
     if (B < m->max_B) B = m->max_B;
     if (T < m->max_T) T = m->max_T;
     int had_grad_scratch = m->acts && m->acts->dres;
@@ -816,7 +815,8 @@ void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
         i = e;
     }
     logits_reserve(m);
-    if (gpt_lm_logits_resident(m)) {
+    a->lm_chunk = gpt_lm_logits_resident(m) ? 0 : gpt_lm_chunk_rows(m);
+    if (a->lm_chunk == 0) {
         for (int r = 0; r < a->nruns; r++) {
             int s0 = a->runs[2 * r], n = a->runs[2 * r + 1] - s0;
             lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.lm_head, n,
@@ -828,7 +828,7 @@ void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
         memset(m->logprobs, 0, (size_t)N * sizeof(float));
         memset(m->entropy, 0, (size_t)N * sizeof(float));
         memset(a->lse, 0, (size_t)N * sizeof(float));
-        int R = gpt_lm_chunk_rows(m);
+        int R = a->lm_chunk;
         for (int r = 0; r < a->nruns; r++)
             for (int r0 = a->runs[2 * r], e = a->runs[2 * r + 1]; r0 < e; r0 += R) {
                 int n = e - r0 < R ? e - r0 : R;
@@ -870,7 +870,8 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
     int V = c->vocab_size, C = c->n_embd, N = B * T;
     struct GPTActs *a = m->acts;
     memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
-    if (gpt_lm_logits_resident(m)) {
+    /* the forward's mode, whatever m->lm_chunk_bytes says now (m->logits is sized for it) */
+    if (a->lm_chunk == 0) {
         /* the forward's logits are all there: dlogits replace them in place */
         for (int r = 0; r < a->nruns; r++) {
             int s0 = a->runs[2 * r];
@@ -879,7 +880,7 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
         }
     } else {
         /* each chunk's logits again, from the final hidden states (the forward's bits) */
-        int R = gpt_lm_chunk_rows(m);
+        int R = a->lm_chunk;
         for (int r = 0; r < a->nruns; r++)
             for (int r0 = a->runs[2 * r], e = a->runs[2 * r + 1]; r0 < e; r0 += R) {
                 int n = e - r0 < R ? e - r0 : R;

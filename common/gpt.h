@@ -153,7 +153,8 @@ typedef struct {
     int64_t weights_version;
     /* The training path's LM head works on chunks of rows whose logits fit this many
      * bytes (gpt_init's default GPT_LM_CHUNK_BYTES; 0 = no limit): see gpt_lm_forward.
-     * May be changed between steps (the next gpt_reserve or gpt_lm_forward resizes). */
+     * May be changed between steps (the next gpt_lm_forward resizes m->logits; a
+     * backward follows the chunking of its forward). */
     size_t lm_chunk_bytes;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
     float *logits;   /* LM head, see gpt_lm_logits_resident: when resident, (B,T,V) with
