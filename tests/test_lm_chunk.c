@@ -4,7 +4,8 @@
  *     untied lm_head and tied, temperature 1 and not, with and without an entropy term,
  *     runs of targets shorter and longer than a chunk): log-probs, entropies and every
  *     gradient except the head weight's are the same bits; the head weight's gradient
- *     equals to fp32 rounding; gpt_lm_logits gives the resident logits' bits;
+ *     equals to fp32 rounding; gpt_lm_logits gives the resident logits' bits; a budget
+ *     changed between a forward and its backward does not change the backward;
  *   - a finite-difference check of the chunked head's gradients (tests/gradcheck.h):
  *     the head weight and the final norm's weight;
  *   - memory: a Qwen-sized vocabulary (151,936) at width 64, 2 layers, 4 x 512 tokens,
@@ -132,6 +133,38 @@ static void test_chunked_equals_unchunked(void) {
     compare_chunked("llama tied, t=1.3, entropy", llama_config(777, 400, 1), 3, 400, 144, 1.3f, 1);
 }
 
+/* A budget changed between a forward and its backward: the backward keeps the forward's
+ * chunking (m->logits is sized for it), and the next forward takes the new budget. */
+static void test_budget_change_midstep(void) {
+    GPTConfig c = llama_config(1000, 100, 0);
+    int B = 3, T = 100, N = B * T;
+    int *tokens = xcalloc((size_t)N, sizeof(int)), *targets = xcalloc((size_t)N, sizeof(int));
+    make_batch(tokens, targets, B, T, c.vocab_size);
+    float *dlp = xalloc_floats((size_t)N);
+    for (int i = 0; i < N; i++) dlp[i] = rng_normal(&g_rng);
+    GPT a, b;
+    gpt_init(&a, &c);
+    gpt_init(&b, &c);
+    init_noisy(&a, 5);
+    memcpy(b.params, a.params, a.num_params * sizeof(float));
+    a.lm_chunk_bytes = b.lm_chunk_bytes = (size_t)48 * c.vocab_size * sizeof(float);
+    gpt_reserve(&a, B, T);
+    gpt_reserve(&b, B, T);
+    step(&a, tokens, targets, dlp, NULL, B, T);
+    gpt_zero_grad(&b);
+    gpt_forward(&b, tokens, B, T);
+    gpt_lm_forward(&b, targets, B, T);
+    b.lm_chunk_bytes = 0; /* now: all rows at once */
+    gpt_lm_backward(&b, dlp, NULL, B, T);
+    CHECK(memcmp(a.grads, b.grads, a.num_params * sizeof(float)) == 0);
+    CHECK(gpt_lm_logits_resident(&b));
+    step(&b, tokens, targets, dlp, NULL, B, T); /* resident now: m->logits regrown */
+    CHECK(memcmp(a.logprobs, b.logprobs, (size_t)N * sizeof(float)) == 0);
+    CHECK(norm_err(b.grads, a.grads, a.num_params, 1e-6) <= 1e-5);
+    gpt_free(&a), gpt_free(&b);
+    free(tokens), free(targets), free(dlp);
+}
+
 // ----------------------------------------------------------------------------
 // finite differences through the chunked head
 
@@ -250,6 +283,7 @@ static void test_memory_qwen_vocab(void) {
 int main(void) {
     rng_init(&g_rng, 2024);
     TEST_RUN(test_chunked_equals_unchunked);
+    TEST_RUN(test_budget_change_midstep);
     TEST_RUN(test_gradcheck_chunked);
     TEST_RUN(test_memory_qwen_vocab);
     return TEST_EXIT();
