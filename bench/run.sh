@@ -21,6 +21,9 @@
 #      under mpirun -np $BENCH_NP, oversubscribed).
 #   6. the PPO job: rollouts/s with 1, 2, 4 actors, time split per role, learner idle
 #      fraction sync vs async (bench/bench_ppo.sh; scaling needs cores >= actors + 2).
+#   7. the chunked LM head: peak RSS and time of one SFT learner step at Qwen's vocabulary
+#      (151,936), SmolLM2's width (576, 4 layers), 4 x 512 tokens, chunked vs all rows at
+#      once (build/bench/bench_lm_chunk, one process per mode, environment's core).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -30,7 +33,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# torch io bcast ppo lmchunk), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -42,7 +45,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -92,7 +95,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -180,6 +183,14 @@ fi
 if want ppo; then
   echo "== PPO job: actor scaling, time split, async learner idle (bench/bench_ppo.sh)"
   run ppo "" env BUILD="$BUILD" bash bench/bench_ppo.sh 1 2 4
+fi
+
+# ---- 7. the chunked LM head --------------------------------------------------------------
+if want lmchunk; then
+  echo "== LM head in chunks vs all at once: SFT step, V=151936, width 576, 4 layers, 4 x 512 tokens"
+  for mode in chunked full; do
+    run "lmchunk_$mode" "" "$BUILD/bench/bench_lm_chunk" "$mode"
+  done
 fi
 
 # ---- reduce: median of every key ------------------------------------------------------
@@ -379,6 +390,13 @@ if want ppo; then
   printf 'PPO whole-update rate, 2 actors, sync: run.threads=0 (auto, the default) vs one thread per rank: %sx (rollouts/s %s vs %s)\n' \
     "$(fmt "$(val ppo.auto_threads_speedup)" 2)" "$(fmt "$(val ppo.sync_auto_a2.rollouts_per_s_update)")" \
     "$(fmt "$(val ppo.sync_a2.rollouts_per_s_update)")"
+fi
+if want lmchunk; then
+  printf 'LM head chunks, SFT step at V=151936, width 576, %s layers, 4 x 512 tokens, OpenBLAS %s: peak RSS chunked %s MB vs all rows %s MB (%s); step %s ms vs %s ms (%s)\n' \
+    "$(val lmchunk.layers)" "$(val lmchunk.core)" "$(fmt "$(val lmchunk.chunked.peak_rss_mb)" 0)" \
+    "$(fmt "$(val lmchunk.full.peak_rss_mb)" 0)" "$(ratio "$(val lmchunk.chunked.peak_rss_mb)" "$(val lmchunk.full.peak_rss_mb)")" \
+    "$(fmt "$(val lmchunk.chunked.step_ms)" 0)" "$(fmt "$(val lmchunk.full.step_ms)" 0)" \
+    "$(ratio "$(val lmchunk.chunked.step_ms)" "$(val lmchunk.full.step_ms)")"
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

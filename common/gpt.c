@@ -5,11 +5,13 @@
  * The per-op kernels live in ops.c; this file wires them into the model described in
  * gpt.h. It owns every buffer of a GPT (parameters, gradients, activations, cache) and
  * allocates only in gpt_init / gpt_alloc_grads / gpt_reserve / gpt_cache_reserve (and
- * once, on the first backward, the activation-gradient scratch): never per step.
+ * once, on the first backward, the activation-gradient scratch; gpt_lm_forward resizes
+ * the LM head's logits after a change of m->lm_chunk_bytes): never per step.
  * Sampling is in sample.c, the generation loop in generate.c.
  */
 #include "gpt.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,6 +310,7 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     m->temperature = 1.0f;
     m->decode_packed = 1;
     m->weights_version = -1;
+    m->lm_chunk_bytes = GPT_LM_CHUNK_BYTES;
 }
 
 const GPTTensor *gpt_find_tensor(const GPT *m, const char *name) {
@@ -395,6 +398,8 @@ struct GPTActs {
     int *lengths;     /* (B)   copy of the last gpt_score_forward's lengths */
     int *runs;        /* (B*T, 2) row ranges [start, end) the LM head computed */
     int nruns;
+    size_t logit_rows; /* rows of m->logits (LM head): min(B*T, one chunk) */
+    int lm_chunk;      /* rows per chunk of the last gpt_lm_forward, 0: resident logits */
     float *encoded;                  /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C) (L,B,T) (L,B,T) */
     float *qkv;                      /* (L,B,T,QKVW) (GPT-2: 3C) */
@@ -467,6 +472,31 @@ static void grad_scratch_reserve(GPT *m) {
     a->dlnf = xalloc_floats(BT * C);
 }
 
+int gpt_lm_chunk_rows(const GPT *m) {
+    if (m->lm_chunk_bytes == 0) return INT_MAX;
+    size_t row = (size_t)m->config.vocab_size * sizeof(float);
+    size_t rows = m->lm_chunk_bytes / row / GPT_LM_CHUNK_GRAIN * GPT_LM_CHUNK_GRAIN;
+    if (rows < GPT_LM_CHUNK_GRAIN) rows = GPT_LM_CHUNK_GRAIN;
+    return rows > INT_MAX ? INT_MAX : (int)rows;
+}
+
+int gpt_lm_logits_resident(const GPT *m) {
+    return m->acts && (size_t)gpt_lm_chunk_rows(m) >= (size_t)m->acts->B * (size_t)m->acts->T;
+}
+
+/* Size m->logits for the reserved batch and the current chunk budget: the whole batch
+ * when it fits one chunk, else one chunk. Allocates only when either changed. */
+static void logits_reserve(GPT *m) {
+    struct GPTActs *a = m->acts;
+    if (m->config.head != GPT_HEAD_LM) return;
+    size_t BT = (size_t)a->B * (size_t)a->T, rows = (size_t)gpt_lm_chunk_rows(m);
+    if (rows > BT) rows = BT;
+    if (m->logits && a->logit_rows == rows) return;
+    free(m->logits);
+    m->logits = xalloc_floats(rows * (size_t)m->config.vocab_size);
+    a->logit_rows = rows;
+}
+
 void gpt_reserve(GPT *m, int B, int T) {
     const GPTConfig *c = &m->config;
     ASSERT(B >= 1 && T >= 1 && T <= c->max_seq_len);
@@ -513,7 +543,7 @@ void gpt_reserve(GPT *m, int B, int T) {
     m->max_B = B;
     m->max_T = T;
     if (c->head == GPT_HEAD_LM) {
-        m->logits = xalloc_floats(BT * (size_t)c->vocab_size);
+        logits_reserve(m);
         m->logprobs = xalloc_floats(BT);
         m->entropy = xalloc_floats(BT);
     } else if (c->head == GPT_HEAD_VALUE) {
@@ -792,12 +822,53 @@ void gpt_lm_forward(GPT *m, const int *targets, int B, int T) {
         }
         i = e;
     }
-    for (int r = 0; r < a->nruns; r++) {
-        int s0 = a->runs[2 * r], n = a->runs[2 * r + 1] - s0;
-        lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.lm_head, n, C, V);
+    logits_reserve(m);
+    a->lm_chunk = gpt_lm_logits_resident(m) ? 0 : gpt_lm_chunk_rows(m);
+    if (a->lm_chunk == 0) {
+        for (int r = 0; r < a->nruns; r++) {
+            int s0 = a->runs[2 * r], n = a->runs[2 * r + 1] - s0;
+            lmhead_forward(m->logits + (size_t)s0 * V, a->lnf + (size_t)s0 * C, m->w.lm_head, n,
+                           C, V);
+        }
+        logprob_forward(m->logprobs, m->entropy, a->lse, m->logits, targets, m->temperature, N, V);
+    } else {
+        /* chunk by chunk through one chunk of logits; rows outside the runs have no target */
+        memset(m->logprobs, 0, (size_t)N * sizeof(float));
+        memset(m->entropy, 0, (size_t)N * sizeof(float));
+        memset(a->lse, 0, (size_t)N * sizeof(float));
+        int R = a->lm_chunk;
+        for (int r = 0; r < a->nruns; r++)
+            for (int r0 = a->runs[2 * r], e = a->runs[2 * r + 1]; r0 < e; r0 += R) {
+                int n = e - r0 < R ? e - r0 : R;
+                lmhead_forward(m->logits, a->lnf + (size_t)r0 * C, m->w.lm_head, n, C, V);
+                logprob_forward(m->logprobs + r0, m->entropy + r0, a->lse + r0, m->logits,
+                                targets + r0, m->temperature, n, V);
+            }
     }
-    logprob_forward(m->logprobs, m->entropy, a->lse, m->logits, targets, m->temperature, N, V);
     a->head_fwd = 1;
+}
+
+/* The LM head's backward for rows [r0, r0+n) whose logits are in rows (n,V): they become
+ * dLoss/dlogits in place, then dlnf and the head weight's gradient get the products. */
+static void lm_rows_backward(GPT *m, float *rows, int r0, int n, const float *dlogprobs,
+                             const float *dentropy) {
+    struct GPTActs *a = m->acts;
+    int V = m->config.vocab_size, C = m->config.n_embd;
+    logprob_backward(rows, dlogprobs + r0, dentropy ? dentropy + r0 : NULL, rows, a->lse + r0,
+                     m->entropy + r0, a->targets + r0, m->temperature, n, V);
+    lmhead_backward(a->dlnf + (size_t)r0 * C, m->g.lm_head, rows, a->lnf + (size_t)r0 * C,
+                    m->w.lm_head, n, C, V);
+}
+
+void gpt_lm_logits(GPT *m, int row0, int n, float *out) {
+    check_head_call(m, GPT_HEAD_LM, "gpt_lm_logits", m->acts ? m->acts->fwd_B : 0,
+                    m->acts ? m->acts->fwd_T : 0);
+    struct GPTActs *a = m->acts;
+    if (row0 < 0 || n < 1 || row0 + n > a->fwd_B * a->fwd_T)
+        fatal("gpt_lm_logits: rows [%d, %d) outside the last forward's %d rows", row0, row0 + n,
+              a->fwd_B * a->fwd_T);
+    int C = m->config.n_embd;
+    lmhead_forward(out, a->lnf + (size_t)row0 * C, m->w.lm_head, n, C, m->config.vocab_size);
 }
 
 void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int B, int T) {
@@ -807,15 +878,23 @@ void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int 
     int V = c->vocab_size, C = c->n_embd, N = B * T;
     struct GPTActs *a = m->acts;
     memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
-    for (int r = 0; r < a->nruns; r++) {
-        int s0 = a->runs[2 * r], e = a->runs[2 * r + 1];
-        /* dlogits replace the logits in place */
-        float *rows = m->logits + (size_t)s0 * V;
-        logprob_backward(rows, dlogprobs + s0, dentropy ? dentropy + s0 : NULL, rows,
-                         a->lse + s0, m->entropy + s0, a->targets + s0, m->temperature, e - s0,
-                         V);
-        lmhead_backward(a->dlnf + (size_t)s0 * C, m->g.lm_head, m->logits + (size_t)s0 * V,
-                        a->lnf + (size_t)s0 * C, m->w.lm_head, e - s0, C, V);
+    /* the forward's mode, whatever m->lm_chunk_bytes says now (m->logits is sized for it) */
+    if (a->lm_chunk == 0) {
+        /* the forward's logits are all there: dlogits replace them in place */
+        for (int r = 0; r < a->nruns; r++) {
+            int s0 = a->runs[2 * r];
+            lm_rows_backward(m, m->logits + (size_t)s0 * V, s0, a->runs[2 * r + 1] - s0,
+                             dlogprobs, dentropy);
+        }
+    } else {
+        /* each chunk's logits again, from the final hidden states (the forward's bits) */
+        int R = a->lm_chunk;
+        for (int r = 0; r < a->nruns; r++)
+            for (int r0 = a->runs[2 * r], e = a->runs[2 * r + 1]; r0 < e; r0 += R) {
+                int n = e - r0 < R ? e - r0 : R;
+                lmhead_forward(m->logits, a->lnf + (size_t)r0 * C, m->w.lm_head, n, C, V);
+                lm_rows_backward(m, m->logits, r0, n, dlogprobs, dentropy);
+            }
     }
     trunk_backward(m, B, T);
     a->head_fwd = 0;

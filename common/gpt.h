@@ -79,6 +79,13 @@ typedef struct {
 } GPTConfig;
 
 #define GPT_NAME_LEN 64
+/* The LM head's default chunk budget (GPT.lm_chunk_bytes): 128 MiB of logits, i.e. 192
+ * rows at Qwen's vocabulary of 151,936, 624 at GPT-2's 50,257, every row of a batch for
+ * small vocabularies. */
+#define GPT_LM_CHUNK_BYTES ((size_t)128 << 20)
+/* Chunks are whole multiples of this many rows: the row share of ops.c's OpenBLAS split
+ * (GEMM_GRAIN), so a chunk's logits have the bits of the unsplit product. */
+#define GPT_LM_CHUNK_GRAIN 48
 #define GPT_LN_EPS 1e-5f
 
 typedef struct {
@@ -144,8 +151,15 @@ typedef struct {
      * only when the label differs from the packed copy's. A caller that sets it must change
      * it whenever it changes params, or generation reads the old weights. */
     int64_t weights_version;
+    /* The training path's LM head works on chunks of rows whose logits fit this many
+     * bytes (gpt_init's default GPT_LM_CHUNK_BYTES; 0 = no limit): see gpt_lm_forward.
+     * May be changed between steps (the next gpt_lm_forward resizes m->logits; a
+     * backward follows the chunking of its forward). */
+    size_t lm_chunk_bytes;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
-    float *logits;   /* (B,T,V) LM head; rows whose target is -1 may be left uncomputed */
+    float *logits;   /* LM head, see gpt_lm_logits_resident: when resident, (B,T,V) with
+                      * rows whose target is -1 possibly uncomputed; otherwise a scratch of
+                      * one chunk (gpt_lm_chunk_rows rows) that callers must not read */
     float *logprobs; /* (B,T)   LM head: log p(targets[b,t] | tokens[b,0..t]) */
     float *entropy;  /* (B,T)   LM head: entropy of the next-token distribution */
     float *values;   /* (B,T)   value head */
@@ -199,20 +213,43 @@ void gpt_forward(GPT *m, const int *tokens, int B, int T);
 void gpt_lm_forward(GPT *m, const int *targets, int B, int T);
 /* dlogprobs, dentropy (B,T): dLoss/dlogprobs and dLoss/dentropy (dentropy may be NULL). */
 void gpt_lm_backward(GPT *m, const float *dlogprobs, const float *dentropy, int B, int T);
+/* Rows of one LM-head chunk under m->lm_chunk_bytes: the largest multiple of
+ * GPT_LM_CHUNK_GRAIN whose logits fit the budget (at least GPT_LM_CHUNK_GRAIN), or
+ * INT_MAX for no limit. */
+int gpt_lm_chunk_rows(const GPT *m);
+/* 1 when the reserved batch fits one chunk, so m->logits holds the (B,T,V) logits of the
+ * last gpt_lm_forward (the rows with targets); 0 when the head runs chunk by chunk and
+ * only the log-probs and entropies are kept (see gpt_lm_logits). */
+int gpt_lm_logits_resident(const GPT *m);
+/* The raw logits (no temperature) of rows [row0, row0+n) of the last gpt_forward's
+ * batch (row = b*T + t) into out (n,V), computed from the final hidden states: the LM
+ * head alone, whatever the chunking. Bit-identical to the training path's when row0 is
+ * the start of a row range the head computed; equal up to fp32 rounding otherwise. */
+void gpt_lm_logits(GPT *m, int row0, int n, float *out);
 /* lengths (B): the score is read at position lengths[b]-1 (the last non-pad token). */
 void gpt_score_forward(GPT *m, const int *lengths, int B, int T);
 void gpt_score_backward(GPT *m, const float *dscores, int B, int T);
 void gpt_value_forward(GPT *m, int B, int T);
 void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
 /* Notes on the training path:
- *   - gpt_lm_backward overwrites m->logits with dLoss/dlogits (the logits of a big
- *     vocabulary are the largest buffer: no second copy is kept);
+ *   - the LM head never holds more than one chunk of logits (m->lm_chunk_bytes): the
+ *     forward computes each chunk of rows, its log-probs, entropies and logsumexps and
+ *     moves on; the backward computes the chunk's logits again from the final hidden
+ *     states, turns them into dLoss/dlogits in place and runs the head's two products.
+ *     Memory is then B*T*C for the hidden states plus one chunk, instead of B*T*V.
+ *     Chunks split each row range at multiples of GPT_LM_CHUNK_GRAIN rows: the logits,
+ *     log-probs, entropies and the gradient reaching the trunk are bit-identical to the
+ *     unchunked head; the LM head weight's gradient (a sum over rows, now in a few
+ *     partial sums) equals it up to fp32 rounding (tests/test_lm_chunk.c: normalised
+ *     error 2e-7 to 7e-7 with OpenBLAS, checked <= 1e-5). When the whole reserved batch
+ *     fits one chunk (small vocabularies) the head is computed once and dLoss/dlogits
+ *     overwrite m->logits in place, as without a budget;
  *   - a head backward needs the head forward on the same gpt_forward (aborts otherwise);
  *   - gpt_alloc_grads is called by the first backward if the caller did not;
  *   - the activation-gradient scratch is allocated by the first backward (once);
  *   - activation memory for max_B x max_T: about 16 C floats per token per layer, plus
  *     the attention probabilities L*B*NH*T*T (the largest term for long sequences), plus
- *     the logits B*T*V;
+ *     the logits of one chunk, min(B*T, gpt_lm_chunk_rows)*V;
  *   - the LM head runs only on the row ranges that have targets (see m->logits). */
 
 /* ---- generation path: KV cache -------------------------------------------------

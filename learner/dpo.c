@@ -190,6 +190,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
 
     /* the reference: the same weights as the policy starts with */
     gpt_init(&s.ref, &tr.model.config);
+    s.ref.lm_chunk_bytes = tr.model.lm_chunk_bytes;
     memcpy(s.ref.params, tr.model.params, tr.model.num_params * sizeof(float));
     s.have_ref_model = 1;
 

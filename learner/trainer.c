@@ -172,6 +172,7 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
                      "data.max_prompt_len + data.max_response_len = %d exceeds the model's "
                      "max_seq_len %d: lower them",
                      need, t->model.config.max_seq_len);
+    t->model.lm_chunk_bytes = (size_t)t->cfg.run.lm_chunk_mb << 20;
     gpt_alloc_grads(&t->model);
 }
 

@@ -98,6 +98,7 @@ static void rs_init(Server *s) {
     if (s->ref.config.head != GPT_HEAD_LM)
         rs_fail_setup(s, path, "the reference model needs an LM head (an SFT checkpoint)");
     s->ref.temperature = (float)c->gen.temperature;
+    s->ref.lm_chunk_bytes = (size_t)c->run.lm_chunk_mb << 20;
 
     s->lim.vocab_size = s->ref.config.vocab_size;
     s->max_T = c->data.max_prompt_len + c->gen.max_new_tokens;
