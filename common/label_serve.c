@@ -4,7 +4,8 @@
  * at a time, so the log and the in-memory state need no further locking).
  *
  * Routes (fixed strings: nothing in a URL is ever used as a path):
- *   GET  /app.js /style.css   the embedded static files (no token needed)
+ *   GET  /app.js /style.css   the embedded static files (no token needed; /favicon.ico
+ *                             is answered 204, empty)
  *   GET  /login               the login form;  POST /login {token}: sets the cookie
  *   GET  /                    the next item for this annotator (or "nothing left")
  *   POST /judge {id,label}    append a judgment (fields per mode: MODES below)
@@ -280,7 +281,8 @@ static enum MHD_Result send_buf(Ctx *x, int status, const char *ctype, char *bod
                             "default-src 'self'; frame-ancestors 'none'; form-action 'self'");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "X-Frame-Options", "DENY");
-    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    /* (not no-referrer: with it a browser sends "Origin: null" on form posts) */
+    MHD_add_response_header(r, "Referrer-Policy", "same-origin");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (location) MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
     if (cookie) MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
@@ -601,6 +603,9 @@ static enum MHD_Result route(Server *s, Ctx *x, const char *url, const char *met
         return send_buf(x, MHD_HTTP_OK, js ? "text/javascript; charset=utf-8" : "text/css",
                         (char *)body, strlen(body), MHD_RESPMEM_PERSISTENT, NULL, NULL);
     }
+    if (strcmp(url, "/favicon.ico") == 0) /* browsers ask; there is none */
+        return send_buf(x, MHD_HTTP_NO_CONTENT, "image/x-icon", (char *)"", 0,
+                        MHD_RESPMEM_PERSISTENT, NULL, NULL);
     Handler fn = NULL;
     int want_post = 0, is_login = strcmp(url, "/login") == 0;
     for (size_t r = 0; r < sizeof(ROUTES) / sizeof(ROUTES[0]) && !fn; r++)

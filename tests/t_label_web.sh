@@ -44,7 +44,7 @@ start() {
   "$BIN" serve --port 0 "$@" >"$W/$name.out" 2>"$W/$name.err" &
   PID=$!
   PIDS+=("$PID")
-  if ! wait_for 10 grep -q "listening on" "$W/$name.out"; then
+  if ! wait_for 10 grep -qs "listening on" "$W/$name.out"; then
     echo "    server $name did not start:"; sed 's/^/    | /' "$W/$name.out" "$W/$name.err"
     return 1
   fi
