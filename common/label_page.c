@@ -23,7 +23,9 @@ static void page_addn(LabelPage *p, const char *s, size_t n) {
     p->s[p->n] = 0;
 }
 
-void label_page_add(LabelPage *p, const char *s) { page_addn(p, s, strlen(s)); }
+void label_page_add(LabelPage *p, const char *s) {
+    page_addn(p, s, strlen(s));
+}
 
 void label_page_fmt(LabelPage *p, const char *fmt, ...) {
     va_list ap;
@@ -44,12 +46,23 @@ void label_page_text(LabelPage *p, const char *s) {
     for (; *s; s++) {
         const char *ent = NULL;
         switch (*s) {
-        case '&': ent = "&amp;"; break;
-        case '<': ent = "&lt;"; break;
-        case '>': ent = "&gt;"; break;
-        case '"': ent = "&quot;"; break;
-        case '\'': ent = "&#39;"; break;
-        default: continue;
+        case '&':
+            ent = "&amp;";
+            break;
+        case '<':
+            ent = "&lt;";
+            break;
+        case '>':
+            ent = "&gt;";
+            break;
+        case '"':
+            ent = "&quot;";
+            break;
+        case '\'':
+            ent = "&#39;";
+            break;
+        default:
+            continue;
         }
         page_addn(p, run, (size_t)(s - run));
         label_page_add(p, ent);
@@ -74,10 +87,8 @@ static void page_begin(LabelPage *p, const char *title, const char *annotator, i
     label_page_text(p, title);
     label_page_add(p, " — rlhf-label</title><link rel=\"stylesheet\" href=\"/style.css\">"
                       "<script src=\"/app.js\" defer></script></head>\n");
-    if (refresh > 0)
-        label_page_fmt(p, "<body data-refresh=\"%d\">\n", refresh);
-    else
-        label_page_add(p, "<body>\n");
+    if (refresh > 0) label_page_fmt(p, "<body data-refresh=\"%d\">\n", refresh);
+    else label_page_add(p, "<body>\n");
     label_page_add(p, "<header><span class=\"brand\">rlhf-label</span>");
     if (annotator) {
         label_page_add(p, "<nav><a href=\"/\">label</a> <a href=\"/progress\">progress</a> "
@@ -89,11 +100,14 @@ static void page_begin(LabelPage *p, const char *title, const char *annotator, i
     label_page_add(p, "</header>\n<main>\n");
 }
 
-static void page_end(LabelPage *p) { label_page_add(p, "</main>\n</body></html>\n"); }
+static void page_end(LabelPage *p) {
+    label_page_add(p, "</main>\n</body></html>\n");
+}
 
 static void page_status(LabelPage *p, const LabelPageInfo *in) {
-    label_page_fmt(p, "<p class=\"status\" id=\"status\">%s mode · you have judged "
-                      "<b id=\"done\">%ld</b> of %ld items · up to %d annotator%s per item",
+    label_page_fmt(p,
+                   "<p class=\"status\" id=\"status\">%s mode · you have judged "
+                   "<b id=\"done\">%ld</b> of %ld items · up to %d annotator%s per item",
                    in->mode_name, in->n_done, in->n_items, in->overlap,
                    in->overlap == 1 ? "" : "s");
     if (in->note) {
@@ -134,13 +148,14 @@ static void item_head(LabelPage *p, const LabelItem *it) {
 
 /* one form per judgment: the item id travels with the label, so a stale page can never
  * judge another item than the one it shows */
-static void judge_button(LabelPage *p, const LabelItem *it, const char *label,
-                         const char *key, const char *text) {
+static void judge_button(LabelPage *p, const LabelItem *it, const char *label, const char *key,
+                         const char *text) {
     label_page_add(p, "<form method=\"post\" action=\"/judge\" class=\"inline\">"
                       "<input type=\"hidden\" name=\"id\" value=\"");
     label_page_text(p, it->id);
-    label_page_fmt(p, "\"><button type=\"submit\" name=\"label\" value=\"%s\" "
-                      "id=\"judge-%s\" data-key=\"%s\">%s <kbd>%s</kbd></button></form>\n",
+    label_page_fmt(p,
+                   "\"><button type=\"submit\" name=\"label\" value=\"%s\" "
+                   "id=\"judge-%s\" data-key=\"%s\">%s <kbd>%s</kbd></button></form>\n",
                    label, label, key, text, key);
 }
 
@@ -168,8 +183,8 @@ static void item_thumbs(LabelPage *p, const LabelItem *it) {
 }
 
 LabelPageItemFn label_page_mode(LabelMode m) {
-    static const LabelPageItemFn fns[] = {[LABEL_MODE_PAIR] = item_pair,
-                                          [LABEL_MODE_THUMBS] = item_thumbs};
+    static const LabelPageItemFn fns[] = {
+        [LABEL_MODE_PAIR] = item_pair, [LABEL_MODE_THUMBS] = item_thumbs};
     if ((int)m < 0 || (size_t)m >= sizeof(fns) / sizeof(fns[0])) return NULL;
     return fns[m];
 }
@@ -212,17 +227,16 @@ void label_page_done(LabelPage *p, const LabelPageInfo *in) {
 }
 
 static void cell_kappa(LabelPage *p, double k) {
-    if (isnan(k))
-        label_page_add(p, "<td>n/a</td>");
-    else
-        label_page_fmt(p, "<td>%.3f</td>", k);
+    if (isnan(k)) label_page_add(p, "<td>n/a</td>");
+    else label_page_fmt(p, "<td>%.3f</td>", k);
 }
 
 void label_page_progress(LabelPage *p, const LabelStats *st, const LabelPageInfo *in,
                          long n_items_full) {
     page_begin(p, "progress", in->annotator, 5);
-    label_page_fmt(p, "<h1>Progress</h1>\n<p id=\"summary\">%ld of %ld items have a "
-                      "judgment (skips aside); %ld have the %d wanted per item.</p>\n",
+    label_page_fmt(p,
+                   "<h1>Progress</h1>\n<p id=\"summary\">%ld of %ld items have a "
+                   "judgment (skips aside); %ld have the %d wanted per item.</p>\n",
                    st->n_items, in->n_items, n_items_full, in->overlap);
     label_page_add(p, "<table id=\"annotators\"><tr><th>annotator</th>");
     static const char *const cols[] = {"A", "B", "tie", "skip", "up", "down"};
@@ -255,17 +269,18 @@ void label_page_progress(LabelPage *p, const LabelStats *st, const LabelPageInfo
         }
         label_page_add(p, "</table>\n");
         if (st->pooled_common > 0)
-            label_page_fmt(p, "<p id=\"pooled\">All pairs: %.1f%% agreement over %ld "
-                              "comparisons.</p>\n",
+            label_page_fmt(p,
+                           "<p id=\"pooled\">All pairs: %.1f%% agreement over %ld "
+                           "comparisons.</p>\n",
                            100.0 * (double)st->pooled_agree / (double)st->pooled_common,
                            st->pooled_common);
         for (int g = 0; g < st->n_groups; g++) {
-            label_page_fmt(p, "<p class=\"fleiss\">%ld items with %d raters each: Fleiss' "
-                              "kappa ", st->groups[g].n_items, st->groups[g].n_raters);
-            if (isnan(st->groups[g].kappa))
-                label_page_add(p, "n/a");
-            else
-                label_page_fmt(p, "%.3f", st->groups[g].kappa);
+            label_page_fmt(p,
+                           "<p class=\"fleiss\">%ld items with %d raters each: Fleiss' "
+                           "kappa ",
+                           st->groups[g].n_items, st->groups[g].n_raters);
+            if (isnan(st->groups[g].kappa)) label_page_add(p, "n/a");
+            else label_page_fmt(p, "%.3f", st->groups[g].kappa);
             label_page_add(p, "</p>\n");
         }
     }

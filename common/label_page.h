@@ -39,9 +39,9 @@ void label_page_free(LabelPage *p);
 typedef struct {
     const char *annotator;
     const char *mode_name;
-    long n_items;    /* in the candidates file */
-    long n_done;     /* judged (or skipped) by this annotator */
-    int overlap;     /* K: judgments wanted per item */
+    long n_items;     /* in the candidates file */
+    long n_done;      /* judged (or skipped) by this annotator */
+    int overlap;      /* K: judgments wanted per item */
     const char *note; /* the last action's outcome ("saved: A ..."), or NULL */
 } LabelPageInfo;
 

@@ -21,8 +21,7 @@ int label_req_format(const char *ct, char *err) {
     int fmt = -1;
     if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0)
         fmt = LABEL_REQ_FORM;
-    else if (n == 16 && strncasecmp(ct, "application/json", n) == 0)
-        fmt = LABEL_REQ_JSON;
+    else if (n == 16 && strncasecmp(ct, "application/json", n) == 0) fmt = LABEL_REQ_JSON;
     if (fmt < 0) return errf(err, "Content-Type %.64s is not accepted; %s", ct, want);
     const char *p = strchr(ct, ';');
     while (p) { /* parameters: only charset=utf-8 means something here */
@@ -55,10 +54,11 @@ static int name_ok(const char *s, size_t n) {
 static int req_add(LabelReq *r, const char *name, size_t nn, const char *val, size_t vn,
                    char *err) {
     if (!name_ok(name, nn))
-        return errf(err, "field name \"%.*s\" is not accepted: 1 to %d characters of a-z, "
-                         "0-9, _", (int)(nn > 40 ? 40 : nn), name, LABEL_REQ_MAX_NAME);
-    if (r->n >= LABEL_REQ_MAX_FIELDS)
-        return errf(err, "more than %d fields", LABEL_REQ_MAX_FIELDS);
+        return errf(err,
+                    "field name \"%.*s\" is not accepted: 1 to %d characters of a-z, "
+                    "0-9, _",
+                    (int)(nn > 40 ? 40 : nn), name, LABEL_REQ_MAX_NAME);
+    if (r->n >= LABEL_REQ_MAX_FIELDS) return errf(err, "more than %d fields", LABEL_REQ_MAX_FIELDS);
     for (int i = 0; i < r->n; i++)
         if (strlen(r->f[i].name) == nn && memcmp(r->f[i].name, name, nn) == 0)
             return errf(err, "field %.*s given twice", (int)nn, name);
@@ -122,10 +122,11 @@ static int decode_form(LabelReq *r, const char *body, size_t len, char *err) {
             long nn = form_unescape(body + i, (size_t)(eq - body) - i, name);
             long vn = form_unescape(eq + 1, end - (size_t)(eq + 1 - body), val);
             if (nn < 0 || vn < 0)
-                rc = errf(err, "form field %zu: a bad %% escape (two hex digits must "
-                               "follow %%)", (size_t)r->n + 1);
-            else
-                rc = req_add(r, name, (size_t)nn, val, (size_t)vn, err);
+                rc = errf(err,
+                          "form field %zu: a bad %% escape (two hex digits must "
+                          "follow %%)",
+                          (size_t)r->n + 1);
+            else rc = req_add(r, name, (size_t)nn, val, (size_t)vn, err);
         }
         i = end + 1;
     }
@@ -154,13 +155,11 @@ static int decode_json(LabelReq *r, const char *body, size_t len, char *err) {
     return rc;
 }
 
-int label_req_decode(LabelReq *r, LabelReqFormat fmt, const char *body, size_t len,
-                     char *err) {
+int label_req_decode(LabelReq *r, LabelReqFormat fmt, const char *body, size_t len, char *err) {
     memset(r, 0, sizeof(*r));
-    if (len > LABEL_REQ_MAX_BODY)
-        return errf(err, "body longer than %d bytes", LABEL_REQ_MAX_BODY);
-    int rc = fmt == LABEL_REQ_JSON ? decode_json(r, body, len, err)
-                                   : decode_form(r, body, len, err);
+    if (len > LABEL_REQ_MAX_BODY) return errf(err, "body longer than %d bytes", LABEL_REQ_MAX_BODY);
+    int rc =
+        fmt == LABEL_REQ_JSON ? decode_json(r, body, len, err) : decode_form(r, body, len, err);
     if (rc) label_req_free(r);
     return rc;
 }

@@ -45,8 +45,7 @@ int label_req_format(const char *content_type, char *err);
 
 /* Decode a body of len bytes (not NUL-terminated). Returns 0, or -1 with err (nothing
  * to free then). An empty form body has no fields; an empty JSON body is an error. */
-int label_req_decode(LabelReq *r, LabelReqFormat fmt, const char *body, size_t len,
-                     char *err);
+int label_req_decode(LabelReq *r, LabelReqFormat fmt, const char *body, size_t len, char *err);
 
 /* The value of a field, or NULL when absent. */
 const char *label_req_get(const LabelReq *r, const char *name);

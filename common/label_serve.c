@@ -70,9 +70,9 @@ typedef struct {
     char *name;
     char *token;
     size_t token_len;
-    int cur;           /* item on their page, or -1 */
-    time_t cur_since;  /* when it was last shown (the hold) */
-    int forced;        /* item to show next (after an undo), or -1 */
+    int cur;                    /* item on their page, or -1 */
+    time_t cur_since;           /* when it was last shown (the hold) */
+    int forced;                 /* item to show next (after an undo), or -1 */
     unsigned char *skipped_now; /* skipped since the server started: not shown again */
     char note[NOTE_LEN];        /* the last action's outcome, shown once */
 } Annotator;
@@ -109,8 +109,8 @@ struct Server {
 // ----------------------------------------------------------------------------
 // modes
 
-static char *judge_kind(const Server *s, const Annotator *a, const LabelItem *it,
-                        const LabelReq *r, const char *time_iso, char *err) {
+static char *judge_kind(const Server *s, const Annotator *a, const LabelItem *it, const LabelReq *r,
+                        const char *time_iso, char *err) {
     const char *l = label_req_need(r, "label", err);
     if (!l) return NULL;
     int k = label_kind_parse(l);
@@ -159,8 +159,7 @@ static int item_load(const Server *s, const Annotator *a, int i, time_t now) {
     int n = s->n_judged[i];
     for (int k = 0; k < s->n_ann; k++) {
         const Annotator *o = &s->ann[k];
-        if (o != a && o->cur == i && now - o->cur_since < LEASE_SECONDS && !item_done(s, o, i))
-            n++;
+        if (o != a && o->cur == i && now - o->cur_since < LEASE_SECONDS && !item_done(s, o, i)) n++;
     }
     return n;
 }
@@ -188,8 +187,7 @@ static int current_item(const Server *s, Annotator *a) {
     if (a->forced >= 0) {
         a->cur = a->forced;
         a->forced = -1;
-    } else if (a->cur < 0 || item_done(s, a, a->cur) ||
-               now - a->cur_since >= LEASE_SECONDS) {
+    } else if (a->cur < 0 || item_done(s, a, a->cur) || now - a->cur_since >= LEASE_SECONDS) {
         a->cur = pick_item(s, a, now);
     }
     a->cur_since = now;
@@ -229,8 +227,8 @@ static int log_record(Server *s, char *line, char *err) {
 static int open_log(const char *path, char *err) {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return errf(err, "%s: cannot open for appending: %s; choose a writable --out path",
-                    path, strerror(errno));
+        return errf(err, "%s: cannot open for appending: %s; choose a writable --out path", path,
+                    strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
@@ -268,9 +266,9 @@ typedef struct {
     LabelReq req; /* the decoded body of a POST */
 } Ctx;
 
-static enum MHD_Result send_buf(Ctx *x, int status, const char *ctype, char *body,
-                                size_t len, enum MHD_ResponseMemoryMode mem,
-                                const char *location, const char *cookie) {
+static enum MHD_Result send_buf(Ctx *x, int status, const char *ctype, char *body, size_t len,
+                                enum MHD_ResponseMemoryMode mem, const char *location,
+                                const char *cookie) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mem);
     if (!r) {
         if (mem == MHD_RESPMEM_MUST_FREE) free(body);
@@ -287,8 +285,7 @@ static enum MHD_Result send_buf(Ctx *x, int status, const char *ctype, char *bod
     if (location) MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
     if (cookie) MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
     if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"rlhf-label\"");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rlhf-label\"");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
     enum MHD_Result rc = MHD_queue_response(x->c, (unsigned)status, r);
@@ -297,8 +294,8 @@ static enum MHD_Result send_buf(Ctx *x, int status, const char *ctype, char *bod
 }
 
 static enum MHD_Result send_page(Ctx *x, int status, LabelPage *p, const char *cookie) {
-    return send_buf(x, status, "text/html; charset=utf-8", p->s, p->n, MHD_RESPMEM_MUST_FREE,
-                    NULL, cookie);
+    return send_buf(x, status, "text/html; charset=utf-8", p->s, p->n, MHD_RESPMEM_MUST_FREE, NULL,
+                    cookie);
 }
 
 /* takes o */
@@ -311,25 +308,22 @@ static enum MHD_Result send_json(Ctx *x, int status, json_t *o, const char *cook
 }
 
 static enum MHD_Result send_redirect(Ctx *x, const char *to, const char *cookie) {
-    return send_buf(x, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", (char *)"",
-                    0, MHD_RESPMEM_PERSISTENT, to, cookie);
+    return send_buf(x, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", (char *)"", 0,
+                    MHD_RESPMEM_PERSISTENT, to, cookie);
 }
 
 static enum MHD_Result send_error(Ctx *x, int status, const char *msg) {
     if (x->json) return send_json(x, status, json_pack("{s:s}", "error", msg), NULL);
     LabelPage p = {0};
-    if (status == MHD_HTTP_UNAUTHORIZED)
-        label_page_login(&p, msg);
-    else
-        label_page_error(&p, status, msg);
+    if (status == MHD_HTTP_UNAUTHORIZED) label_page_login(&p, msg);
+    else label_page_error(&p, status, msg);
     return send_page(x, status, &p, NULL);
 }
 
 /* The outcome of a judge or undo: a form post goes back to the page (which shows the
  * note), a JSON post gets the object. A conflict (409) from a form is a note too: a
  * double click or a stale tab is not worth an error page. */
-static enum MHD_Result send_outcome(Ctx *x, Annotator *a, int status, const char *note,
-                                    json_t *o) {
+static enum MHD_Result send_outcome(Ctx *x, Annotator *a, int status, const char *note, json_t *o) {
     if (x->json) {
         if (status != MHD_HTTP_OK) {
             json_decref(o);
@@ -364,8 +358,7 @@ static Annotator *token_find(Server *s, const char *tok) {
 }
 
 static Annotator *authenticate(Server *s, struct MHD_Connection *c) {
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h && strncasecmp(h, "Bearer ", 7) == 0) return token_find(s, h + 7);
     const char *ck = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, COOKIE_NAME);
     return ck ? token_find(s, ck) : NULL;
@@ -389,8 +382,8 @@ static void cookie_for(char *out, size_t n, const char *token) {
 // handlers (the annotator is authenticated; POST bodies are decoded into x->req)
 
 static LabelPageInfo page_info(const Server *s, const Annotator *a) {
-    LabelPageInfo in = {a->name, s->m->name, s->items.n, count_done(s, a), s->overlap,
-                        a->note[0] ? a->note : NULL};
+    LabelPageInfo in = {a->name,          s->m->name, s->items.n,
+                        count_done(s, a), s->overlap, a->note[0] ? a->note : NULL};
     return in;
 }
 
@@ -398,19 +391,16 @@ static enum MHD_Result h_page(Server *s, Annotator *a, Ctx *x) {
     int i = current_item(s, a);
     LabelPageInfo in = page_info(s, a);
     LabelPage p = {0};
-    if (i >= 0)
-        label_page_item(&p, s->mode, &s->items.items[i], &in);
-    else
-        label_page_done(&p, &in);
+    if (i >= 0) label_page_item(&p, s->mode, &s->items.items[i], &in);
+    else label_page_done(&p, &in);
     a->note[0] = 0;
     return send_page(x, MHD_HTTP_OK, &p, NULL);
 }
 
 static enum MHD_Result h_next(Server *s, Annotator *a, Ctx *x) {
     int i = current_item(s, a);
-    json_t *o = json_pack("{s:b,s:s,s:I,s:I}", "done", i < 0, "annotator", a->name,
-                          "judged", (json_int_t)count_done(s, a), "items",
-                          (json_int_t)s->items.n);
+    json_t *o = json_pack("{s:b,s:s,s:I,s:I}", "done", i < 0, "annotator", a->name, "judged",
+                          (json_int_t)count_done(s, a), "items", (json_int_t)s->items.n);
     if (i >= 0) {
         const LabelItem *it = &s->items.items[i];
         json_object_set_new(o, "id", json_string(it->id));
@@ -449,8 +439,7 @@ static enum MHD_Result h_judge(Server *s, Annotator *a, Ctx *x) {
     if (a->cur == i) a->cur = -1;
     snprintf(note, sizeof(note), "saved: %s for item %.64s", label_kind_name(k), id);
     return send_outcome(x, a, MHD_HTTP_OK, note,
-                        json_pack("{s:b,s:s,s:s}", "ok", 1, "id", id, "label",
-                                  label_kind_name(k)));
+                        json_pack("{s:b,s:s,s:s}", "ok", 1, "id", id, "label", label_kind_name(k)));
 }
 
 /* Undo a's last live judgment of an item of this file (also one of an earlier run or of
@@ -476,11 +465,11 @@ static enum MHD_Result h_undo(Server *s, Annotator *a, Ctx *x) {
         return send_error(x, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
     a->skipped_now[ix] = 0;
     a->forced = ix;
-    snprintf(note, sizeof(note), "undone: %s for item %.64s; judge it again",
-             label_kind_name(was), id);
-    return send_outcome(x, a, MHD_HTTP_OK, note,
-                        json_pack("{s:b,s:s,s:s}", "ok", 1, "id", id, "undone",
-                                  label_kind_name(was)));
+    snprintf(note, sizeof(note), "undone: %s for item %.64s; judge it again", label_kind_name(was),
+             id);
+    return send_outcome(
+        x, a, MHD_HTTP_OK, note,
+        json_pack("{s:b,s:s,s:s}", "ok", 1, "id", id, "undone", label_kind_name(was)));
 }
 
 static long count_full(const Server *s) {
@@ -489,7 +478,9 @@ static long count_full(const Server *s) {
     return n;
 }
 
-static json_t *json_kappa(double k) { return isnan(k) ? json_null() : json_real(k); }
+static json_t *json_kappa(double k) {
+    return isnan(k) ? json_null() : json_real(k);
+}
 
 static json_t *progress_json(const Server *s, const LabelStats *st) {
     json_t *ann = json_array(), *pairs = json_array(), *groups = json_array();
@@ -497,25 +488,24 @@ static json_t *progress_json(const Server *s, const LabelStats *st) {
         json_t *c = json_object();
         for (int k = 0; k < LABEL_COUNT; k++)
             json_object_set_new(c, label_kind_name((LabelKind)k), json_integer(st->counts[a][k]));
-        json_array_append_new(ann, json_pack("{s:s,s:o,s:I}", "name", st->annotators[a],
-                                             "counts", c, "undone", (json_int_t)st->undone[a]));
+        json_array_append_new(ann, json_pack("{s:s,s:o,s:I}", "name", st->annotators[a], "counts",
+                                             c, "undone", (json_int_t)st->undone[a]));
     }
     for (int p = 0; p < st->n_pairs; p++) {
         const LabelPairStat *ps = &st->pairs[p];
-        json_array_append_new(pairs, json_pack("{s:s,s:s,s:I,s:I,s:o}", "a",
-                                               st->annotators[ps->a], "b", st->annotators[ps->b],
-                                               "common", (json_int_t)ps->n_common, "agree",
-                                               (json_int_t)ps->n_agree, "kappa",
-                                               json_kappa(ps->kappa)));
+        json_array_append_new(
+            pairs, json_pack("{s:s,s:s,s:I,s:I,s:o}", "a", st->annotators[ps->a], "b",
+                             st->annotators[ps->b], "common", (json_int_t)ps->n_common, "agree",
+                             (json_int_t)ps->n_agree, "kappa", json_kappa(ps->kappa)));
     }
     for (int g = 0; g < st->n_groups; g++)
         json_array_append_new(groups, json_pack("{s:i,s:I,s:o}", "raters", st->groups[g].n_raters,
-                                                "items", (json_int_t)st->groups[g].n_items,
-                                                "kappa", json_kappa(st->groups[g].kappa)));
+                                                "items", (json_int_t)st->groups[g].n_items, "kappa",
+                                                json_kappa(st->groups[g].kappa)));
     return json_pack("{s:I,s:I,s:I,s:i,s:o,s:o,s:o}", "items", (json_int_t)s->items.n,
                      "judged_items", (json_int_t)st->n_items, "full_items",
-                     (json_int_t)count_full(s), "overlap", s->overlap, "annotators", ann,
-                     "pairs", pairs, "fleiss", groups);
+                     (json_int_t)count_full(s), "overlap", s->overlap, "annotators", ann, "pairs",
+                     pairs, "fleiss", groups);
 }
 
 static enum MHD_Result h_progress(Server *s, Annotator *a, Ctx *x) {
@@ -568,15 +558,16 @@ static const struct {
     int post;
     Handler fn;
 } ROUTES[] = {
-    {"/", 0, h_page},           {"/progress", 0, h_progress}, {"/api/next", 0, h_next},
-    {"/api/progress", 0, h_progress}, {"/judge", 1, h_judge}, {"/undo", 1, h_undo},
+    {"/", 0, h_page},         {"/progress", 0, h_progress},
+    {"/api/next", 0, h_next}, {"/api/progress", 0, h_progress},
+    {"/judge", 1, h_judge},   {"/undo", 1, h_undo},
     {"/logout", 1, h_logout},
 };
 
 /* Decode a POST body into x->req: 0, or the HTTP status of the refusal with err. */
 static int decode_body(Ctx *x, char *err) {
-    const char *ct = MHD_lookup_connection_value(x->c, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (x->n == 0 && !ct) return 0; /* a bare POST (undo, logout) */
     int fmt = label_req_format(ct, err);
     if (fmt < 0) return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
@@ -633,16 +624,16 @@ static enum MHD_Result route(Server *s, Ctx *x, const char *url, const char *met
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **state) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **state) {
     (void)version;
     Ctx *x = *state;
     if (!x) { /* the headers are in: refuse an announced oversized body before it comes */
         x = xcalloc(1, sizeof(*x));
         x->c = c;
         *state = x;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > LABEL_REQ_MAX_BODY) {
             x->json = wants_json(c, url);
             return send_error(x, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
@@ -693,21 +684,22 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 static int name_check(const char *name, size_t n, const char *where, char *err) {
     if (n == 0 || n > NAME_MAX_BYTES)
-        return errf(err, "%s: an annotator name must have 1 to %d bytes", where,
-                    NAME_MAX_BYTES);
+        return errf(err, "%s: an annotator name must have 1 to %d bytes", where, NAME_MAX_BYTES);
     if (!utf8_valid(name, n, NULL)) return errf(err, "%s: the name is not valid UTF-8", where);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] <= 0x20 || name[i] == 0x7f || name[i] == ',')
-            return errf(err, "%s: the name \"%.*s\" has a space, comma or control character",
-                        where, (int)n, name);
+            return errf(err, "%s: the name \"%.*s\" has a space, comma or control character", where,
+                        (int)n, name);
     return 0;
 }
 
 /* cookie-safe characters only, and long enough not to be guessed */
 static int token_check(const char *tok, size_t n, const char *where, char *err) {
     if (n < TOKEN_MIN || n > TOKEN_MAX)
-        return errf(err, "%s: a token must have %d to %d characters (e.g. `openssl rand "
-                         "-hex 16`)", where, TOKEN_MIN, TOKEN_MAX);
+        return errf(err,
+                    "%s: a token must have %d to %d characters (e.g. `openssl rand "
+                    "-hex 16`)",
+                    where, TOKEN_MIN, TOKEN_MAX);
     for (size_t i = 0; i < n; i++) {
         char c = tok[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -746,7 +738,7 @@ static int tokens_load(Server *s, const char *path, char *err) {
     if (!buf) return -1;
     int rc = 0, lineno = 0;
     char where[600];
-    for (char *line = buf; line && !rc; ) {
+    for (char *line = buf; line && !rc;) {
         char *nl = memchr(line, '\n', (size_t)(buf + len - line));
         size_t n = nl ? (size_t)(nl - line) : strlen(line);
         lineno++;
@@ -762,8 +754,7 @@ static int tokens_load(Server *s, const char *path, char *err) {
             fl[nf] = (size_t)(line + i - f[nf]);
             nf++;
         }
-        if (nf == 1 || nf == 3)
-            rc = errf(err, "%s: expected two fields, \"name token\"", where);
+        if (nf == 1 || nf == 3) rc = errf(err, "%s: expected two fields, \"name token\"", where);
         else if (nf == 2)
             rc = name_check(f[0], fl[0], where, err) || token_check(f[1], fl[1], where, err) ||
                  ann_add(s, f[0], fl[0], f[1], fl[1], where, err);
@@ -845,18 +836,20 @@ static int parse_opts(Opts *o, int argc, char **argv) {
             return 2;
         } else if (!o->cand) o->cand = a;
         else {
-            fprintf(stderr, "rlhf-label serve: one candidates file only (got %s and %s)\n",
-                    o->cand, a);
+            fprintf(stderr, "rlhf-label serve: one candidates file only (got %s and %s)\n", o->cand,
+                    a);
             return 2;
         }
         if (bad) {
-            fprintf(stderr, "rlhf-label serve: bad value for %s: %s (--port 0..65535, "
-                            "--overlap 1..1000, --mode pair|thumbs)\n", a, v);
+            fprintf(stderr,
+                    "rlhf-label serve: bad value for %s: %s (--port 0..65535, "
+                    "--overlap 1..1000, --mode pair|thumbs)\n",
+                    a, v);
             return 2;
         }
     }
-    const char *miss = !o->cand ? "no CANDIDATES.jsonl given"
-                       : !o->out ? "--out PREFS.jsonl is required"
+    const char *miss = !o->cand                  ? "no CANDIDATES.jsonl given"
+                       : !o->out                 ? "--out PREFS.jsonl is required"
                        : !o->tokens == !o->names ? "give one of --tokens FILE and --annotators"
                                                    " A,B,..."
                                                  : NULL;
@@ -875,16 +868,14 @@ static int server_load(Server *s, const Opts *o, char *err) {
     s->out_path = o->out;
     s->out_fd = -1;
     label_log_init(&s->log);
-    if (o->tokens ? tokens_load(s, o->tokens, err) : tokens_generate(s, o->names, err))
-        return -1;
+    if (o->tokens ? tokens_load(s, o->tokens, err) : tokens_generate(s, o->names, err)) return -1;
     if (label_items_load(&s->items, o->cand, o->mode, err)) return -1;
     if (label_log_read(&s->log, o->out, 1, err)) return -1;
     for (int i = 0; i < s->log.n_warnings; i++)
         fprintf(stderr, "rlhf-label serve: warning: %s\n", s->log.warnings[i]);
     if ((s->out_fd = open_log(o->out, err)) < 0) return -1;
     s->n_judged = xcalloc((size_t)s->items.n, sizeof(int));
-    for (int k = 0; k < s->n_ann; k++)
-        s->ann[k].skipped_now = xcalloc((size_t)s->items.n, 1);
+    for (int k = 0; k < s->n_ann; k++) s->ann[k].skipped_now = xcalloc((size_t)s->items.n, 1);
     count_judged(s);
     return 0;
 }
@@ -909,8 +900,7 @@ static struct MHD_Daemon *server_start(Server *s, const Opts *o, char *url, size
     int is6 = strchr(o->bind, ':') != NULL;
     if (is6 ? inet_pton(AF_INET6, o->bind, &v6.sin6_addr) != 1
             : inet_pton(AF_INET, o->bind, &v4.sin_addr) != 1) {
-        errf(err, "--bind %s: not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
-             o->bind);
+        errf(err, "--bind %s: not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)", o->bind);
         return NULL;
     }
     v4.sin_family = AF_INET;
@@ -919,14 +909,16 @@ static struct MHD_Daemon *server_start(Server *s, const Opts *o, char *url, size
     v6.sin6_port = htons((uint16_t)o->port);
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (is6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        is6 ? (struct sockaddr *)&v6 : (struct sockaddr *)&v4, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+        flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, is6 ? (struct sockaddr *)&v6 : (struct sockaddr *)&v4,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+        MHD_OPTION_END);
     if (!d) {
-        errf(err, "cannot listen on %s port %d (%s); is the port in use? (--port 0 picks a "
-                  "free one)", o->bind, o->port, errno ? strerror(errno) : "libmicrohttpd");
+        errf(err,
+             "cannot listen on %s port %d (%s); is the port in use? (--port 0 picks a "
+             "free one)",
+             o->bind, o->port, errno ? strerror(errno) : "libmicrohttpd");
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -966,12 +958,14 @@ int label_serve_main(int argc, char **argv) {
         for (int k = 0; k < s.n_ann; k++)
             printf("rlhf-label serve: token for %s: %s\n", s.ann[k].name, s.ann[k].token);
     printf("rlhf-label serve: listening on %s (%s mode, %d items, overlap %d, %d annotators, "
-           "log %s)\n", url, s.m->name, s.items.n, s.overlap, s.n_ann, o.out);
+           "log %s)\n",
+           url, s.m->name, s.items.n, s.overlap, s.n_ann, o.out);
     fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);
     MHD_stop_daemon(d);
-    printf("rlhf-label serve: stopped by signal %d; %d judgment records in %s\n", sig, s.log.n, o.out);
+    printf("rlhf-label serve: stopped by signal %d; %d judgment records in %s\n", sig, s.log.n,
+           o.out);
     server_free(&s);
     return 0;
 }
