@@ -260,7 +260,6 @@ static int open_log(const char *path, char *err) {
 typedef struct {
     char *body;
     size_t n;
-    int too_big;
     struct MHD_Connection *c;
     int json;     /* answer in JSON (a JSON body, an Accept of JSON, or /api/) */
     LabelReq req; /* the decoded body of a POST */
@@ -640,22 +639,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         if (strcmp(method, "POST") == 0) return MHD_YES; /* the body follows */
     } else if (*upload_size) {
-        if (!x->too_big && x->n + *upload_size > LABEL_REQ_MAX_BODY) {
-            x->too_big = 1;
-            free(x->body);
-            x->body = NULL;
+        if (x->n + *upload_size > LABEL_REQ_MAX_BODY) { /* e.g. chunked: no length told */
+            x->json = wants_json(c, url);
+            return send_error(x, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
         }
-        if (!x->too_big) {
-            x->body = xrealloc(x->body, x->n + *upload_size);
-            memcpy(x->body + x->n, upload_data, *upload_size);
-            x->n += *upload_size;
-        }
+        x->body = xrealloc(x->body, x->n + *upload_size);
+        memcpy(x->body + x->n, upload_data, *upload_size);
+        x->n += *upload_size;
         *upload_size = 0;
         return MHD_YES;
-    }
-    if (x->too_big) {
-        x->json = wants_json(c, url);
-        return send_error(x, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
     }
     return route((Server *)cls, x, url, method);
 }
