@@ -794,7 +794,9 @@ static void serve_usage(FILE *f) {
                "--tokens: lines \"name token\"; --annotators: tokens are generated and "
                "printed.\n"
                "--overlap K: each item is given to up to K annotators (default 1).\n"
-               "Stops on SIGINT/SIGTERM. See docs/labelling.md.\n");
+               "Stops on SIGINT/SIGTERM. See docs/labelling.md.\n"
+               "Exit status: 0 stopped by SIGINT/SIGTERM/SIGHUP; 1 an error (bad input file, "
+               "tokens file,\nport in use, log locked); 2 a usage error.\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -824,7 +826,10 @@ static int parse_opts(Opts *o, int argc, char **argv) {
             else if (strcmp(v, "thumbs") == 0) o->mode = LABEL_MODE_THUMBS;
             else bad = 1;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "rlhf-label serve: unknown option or missing value: %s\n", a);
+            fprintf(stderr,
+                    "rlhf-label serve: unknown option or missing value: %s (see rlhf-label "
+                    "serve --help)\n",
+                    a);
             return 2;
         } else if (!o->cand) o->cand = a;
         else {
@@ -835,7 +840,7 @@ static int parse_opts(Opts *o, int argc, char **argv) {
         if (bad) {
             fprintf(stderr,
                     "rlhf-label serve: bad value for %s: %s (--port 0..65535, "
-                    "--overlap 1..1000, --mode pair|thumbs)\n",
+                    "--overlap 1..1000, --mode pair|thumbs; see rlhf-label serve --help)\n",
                     a, v);
             return 2;
         }
@@ -846,8 +851,7 @@ static int parse_opts(Opts *o, int argc, char **argv) {
                                                    " A,B,..."
                                                  : NULL;
     if (miss) {
-        fprintf(stderr, "rlhf-label serve: %s\n", miss);
-        serve_usage(stderr);
+        fprintf(stderr, "rlhf-label serve: %s (see rlhf-label serve --help)\n", miss);
         return 2;
     }
     return 0;
