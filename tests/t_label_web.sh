@@ -50,7 +50,12 @@ start() {
   fi
   URL=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$W/$name.out")
 }
-stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+# stop PID NAME: SIGTERM; the server must exit 0 (under ASan: no leak or error report)
+stop() {
+  kill "$1" 2>/dev/null; wait "$1" 2>/dev/null
+  local rc=$?
+  check "server $2 stops on SIGTERM with status 0 (got $rc)" [ $rc -eq 0 ] || sed 's/^/    | /' "$W/$2.err" | tail -20
+}
 
 # req OUT TOKEN METHOD PATH [curl args...]: the status code on stdout, headers + body in OUT
 req() {
@@ -231,7 +236,7 @@ check "restarted: alice resumes with the item she undid" eval '[ "$(next_id "$TA
 check "restarted: bob has nothing left (p2, p3, p4 judged; the first item is on alice's page)" \
   eval '[ "$(next_id "$TB")" = "" ] && body_has "$W/n" "\"done\":true" && body_has "$W/n" "\"judged\":3"'
 check "the HTML page says nothing is left for bob" eval 'code_is 200 "$W/d" "$TB" GET / && body_has "$W/d" "Nothing left for you"'
-stop "$PID"
+stop "$PID" s2
 
 # ---- overlap 2: each item to two annotators, not a third; agreement on /progress
 LOG2=$W/overlap.jsonl
@@ -257,7 +262,7 @@ check "/progress shows the pairs table" \
   eval 'code_is 200 "$W/p" "$TA" GET /progress && body_has "$W/p" "id=\"pairs\"" && body_has "$W/p" "alice / bob"'
 check "stats of the terminal tool read the same log" \
   eval '"$BIN" stats "$LOG2" >"$W/stats" 2>&1 && grep -q "alice" "$W/stats"'
-stop "$PID"
+stop "$PID" s3
 check "SIGTERM: exit 0 with a summary line" grep -q "stopped by signal 15" "$W/s3.out"
 
 # ---- thumbs mode, generated tokens
@@ -268,7 +273,7 @@ check "generated tokens are printed (32 hex digits)" eval '[[ "$TD" =~ ^[0-9a-f]
 check "thumbs: A is refused (400), up accepted" \
   eval '[ "$(json_judge "$TD" t1 A)" = 400 ] && body_has "$W/r" "up, down, skip" && [ "$(json_judge "$TD" t1 up)" = 200 ]'
 check "thumbs: the record" line_has "$W/thumbs_prefs.jsonl" 1 '"response":"<b>r</b>"' '"label":"up"' '"annotator":"dora"'
-stop "$PID"
+stop "$PID" s4
 
 # ---- command line and tokens file errors
 printf 'alice short\n' >"$W/badtok"
