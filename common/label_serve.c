@@ -203,16 +203,19 @@ static long count_done(const Server *s, const Annotator *a) {
 // ----------------------------------------------------------------------------
 // the log
 
-/* Append one record (write + fsync) and apply it in memory; takes the line. */
+/* Append one record (write + fsync) and apply it in memory; takes the line. Returns 0, or
+ * the HTTP status of the failure with err: 500 when the write fails (the file may end in a
+ * torn line now, so nothing more is written), 503 for every record after that. */
 static int log_record(Server *s, char *line, char *err) {
     if (s->broken[0]) {
         free(line);
-        return errf(err, "the log cannot be written (%s); restart the server", s->broken);
+        errf(err, "the log cannot be written (%s); restart the server", s->broken);
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
     }
     if (label_append_line(s->out_fd, line, s->out_path, err)) {
         snprintf(s->broken, sizeof(s->broken), "%s", err);
         free(line);
-        return -1;
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
     char why[ERRBUF_LEN];
     int rc = label_log_apply(&s->log, line, strlen(line) - 1, 0, 0, why);
@@ -432,7 +435,8 @@ static enum MHD_Result h_judge(Server *s, Annotator *a, Ctx *x) {
     label_time_iso8601(t, time(NULL));
     char *line = s->m->judge(s, a, &s->items.items[i], &x->req, t, err);
     if (!line) return send_error(x, MHD_HTTP_BAD_REQUEST, err);
-    if (log_record(s, line, err)) return send_error(x, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+    int st = log_record(s, line, err);
+    if (st) return send_error(x, st, err);
     LabelKind k = s->log.j[s->log.n - 1].label;
     if (k == LABEL_SKIP) a->skipped_now[i] = 1;
     if (a->cur == i) a->cur = -1;
@@ -460,8 +464,8 @@ static enum MHD_Result h_undo(Server *s, Annotator *a, Ctx *x) {
     label_time_iso8601(t, time(NULL));
     LabelKind was = s->log.j[found].label;
     const char *id = s->items.items[ix].id;
-    if (log_record(s, label_record_undo(id, a->name, t), err))
-        return send_error(x, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+    int st = log_record(s, label_record_undo(id, a->name, t), err);
+    if (st) return send_error(x, st, err);
     a->skipped_now[ix] = 0;
     a->forced = ix;
     snprintf(note, sizeof(note), "undone: %s for item %.64s; judge it again", label_kind_name(was),

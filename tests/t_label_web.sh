@@ -275,6 +275,35 @@ check "thumbs: A is refused (400), up accepted" \
 check "thumbs: the record" line_has "$W/thumbs_prefs.jsonl" 1 '"response":"<b>r</b>"' '"label":"up"' '"annotator":"dora"'
 stop "$PID" s4
 
+# ---- a failed write: the file size limit (ulimit -f, SIGXFSZ ignored) makes write(2) fail
+# with EFBIG once the log passes 2 KiB: that judgment is answered 500 and not applied,
+# every later one 503; a restart without the limit seals the torn line and resumes
+printf '{"id":"f%d","prompt":"%0200d","a":"a","b":"b"}\n' $(seq 1 30 | sed 's/$/ 0/') >"$W/full.jsonl"
+LOG3=$W/full_prefs.jsonl
+( trap '' XFSZ; ulimit -f 2; exec "$BIN" serve --port 0 --annotators fay "$W/full.jsonl" --out "$LOG3" ) \
+  >"$W/s5.out" 2>"$W/s5.err" &
+PID=$!
+PIDS+=("$PID")
+if wait_for 10 grep -qs "listening on" "$W/s5.out"; then
+  URL=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$W/s5.out")
+  TF=$(sed -n 's/.*token for fay: //p' "$W/s5.out")
+  codes=""
+  for i in $(seq 1 12); do codes="$codes $(json_judge "$TF" "$(next_id "$TF")" A)"; done
+  check "disk full: 200s, then one 500, then 503s ($codes)" \
+    eval '[[ "$codes" =~ ^( 200)+\ 500(\ 503)+$ ]] && body_has "$W/r" "restart the server"'
+  n_ok=$(grep -o 200 <<<"$codes" | wc -l)
+  stop "$PID" s5
+  start s6 --annotators fay "$W/full.jsonl" --out "$LOG3" || bad "restart after disk full"
+  check "restart: the torn line is reported, the $n_ok answered judgments are there" \
+    eval 'grep -q "torn last line" "$W/s6.err" && TF=$(sed -n "s/.*token for fay: //p" "$W/s6.out") &&
+          code_is 200 "$W/p" "$TF" GET /api/progress && body_has "$W/p" "\"A\":$n_ok,"'
+  check "restart: judging goes on after the sealed torn line" \
+    eval '[ "$(json_judge "$TF" "$(next_id "$TF")" A)" = 200 ] && line_has "$LOG3" "$(nlines "$LOG3")" "\"annotator\":\"fay\""'
+  stop "$PID" s6
+else
+  bad "the server under ulimit -f did not start"; sed 's/^/    | /' "$W/s5.err"
+fi
+
 # ---- command line and tokens file errors
 printf 'alice short\n' >"$W/badtok"
 check "a short token: exit 1 naming file:line" \
