@@ -27,7 +27,7 @@
 
 CC       ?= gcc
 BUILD    ?= build
-PKGS     := ompi-c openblas hdf5 msgpack jansson
+PKGS     := ompi-c openblas hdf5 msgpack jansson libmicrohttpd
 # Portable binaries (ARCH=portable, the default on x86-64): the programs and the base copy
 # of librlhf.so are built for x86-64-v2 (SSE4.2, POPCNT: every x86-64 server CPU since
 # 2009); two more copies of the library go to build/lib/glibc-hwcaps/x86-64-v3/ (AVX2,

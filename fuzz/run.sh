@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 OUT=build-fuzz
 CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
 [ -n "$CLANG" ] || { echo "fuzz/run.sh: clang not found; install clang and libclang-rt-14-dev (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 2; }
-PKGS="ompi-c openblas hdf5 msgpack jansson"
+PKGS="ompi-c openblas hdf5 msgpack jansson libmicrohttpd"
 PKG_CFLAGS=$(pkg-config --cflags $PKGS) || { echo "fuzz/run.sh: pkg-config $PKGS failed" >&2; exit 2; }
 PKG_LIBS=$(pkg-config --libs $PKGS)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

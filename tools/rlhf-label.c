@@ -5,6 +5,7 @@
  *              [--revisit-skips] --out PREFS.jsonl CANDIDATES.jsonl
  *   rlhf-label stats PREFS.jsonl [more.jsonl ...]
  *   rlhf-label export [--thumbs | --rankings] PREFS.jsonl [more.jsonl ...] > train.jsonl
+ *   rlhf-label serve ...   the labelling web page (common/label_serve.c)
  *
  * Labelling shows a prompt and two responses side by side (or stacked when the terminal
  * is narrow, or by flag; one response in thumbs mode) and takes one key per judgment.
@@ -46,6 +47,7 @@
 #include <unistd.h>
 
 #include "label.h"
+#include "label_serve.h"
 #include "util.h"
 
 #define MIN_COLS 40
@@ -65,6 +67,7 @@ static void usage(FILE *f) {
             "       rlhf-label stats PREFS.jsonl [more.jsonl ...]\n"
             "       rlhf-label export [--thumbs | --rankings] PREFS.jsonl [more.jsonl ...] > "
             "train.jsonl\n"
+            "       rlhf-label serve ... (the web page; rlhf-label serve --help)\n"
             "\n"
             "CANDIDATES lines: pair mode {\"prompt\",\"a\",\"b\"[,\"category\",\"id\"]},\n"
             "                  thumbs mode {\"prompt\",\"response\"[,\"category\",\"id\"]},\n"
@@ -1130,6 +1133,8 @@ static int cmd_export(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* the web page (common/label_serve.c) has its own options and --help */
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0) return label_serve_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
