@@ -239,7 +239,7 @@ void label_page_progress(LabelPage *p, const LabelStats *st, const LabelPageInfo
                    "judgment (skips aside); %ld have the %d wanted per item.</p>\n",
                    st->n_items, in->n_items, n_items_full, in->overlap);
     label_page_add(p, "<table id=\"annotators\"><tr><th>annotator</th>");
-    static const char *const cols[] = {"A", "B", "tie", "skip", "up", "down"};
+    static const char *const cols[LABEL_COUNT] = {"A", "B", "tie", "skip", "up", "down", "rank"};
     for (int k = 0; k < LABEL_COUNT; k++) label_page_fmt(p, "<th>%s</th>", cols[k]);
     label_page_add(p, "<th>undone</th></tr>\n");
     for (int a = 0; a < st->n_annotators; a++) {
