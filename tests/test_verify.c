@@ -216,6 +216,38 @@ static void test_ensemble(void) {
           ensemble_rule_from_name("max") == -1);
 }
 
+/* Random bytes and random mixes of the words the rules look for: no crash (ASan), scores
+ * only 0 or 1, and a recognised prompt's answer is in range. */
+static void test_fuzz(void) {
+    static const char *const words[] = {"what", "is", "plus", "minus", "+", "-", "count",
+                                        "from", "to", "numbers", "repeat", "say", "the", "word",
+                                        "twice", "times", "7", "19", "twenty", "one", "-3",
+                                        "\xE2\x88\x92", "1.5", "99999999999999", "\xE2\x80\x99"};
+    Rng r;
+    rng_init(&r, 5);
+    char p[600] = "", resp[600];
+    for (int it = 0; it < 20000; it++) {
+        int n = (int)(rng_uniform_double(&r) * 40), k = 0;
+        if (it % 2) {
+            for (int i = 0; i < n; i++) {
+                const char *w = words[(int)(rng_uniform_double(&r) * 25)];
+                k += snprintf(p + k, sizeof p - (size_t)k, "%s ", w);
+            }
+        } else {
+            for (int i = 0; i < n; i++) p[k++] = (char)(1 + rng_uniform_double(&r) * 255);
+            p[k] = 0;
+        }
+        memcpy(resp, p, sizeof resp);
+        for (int i = 0; k > 0 && i < 8; i++) resp[(int)(rng_uniform_double(&r) * k)] = '5';
+        VerifyQuery q;
+        VerifyKind vk = verify_parse(p, &q);
+        double sc = verify_score(&q, resp);
+        CHECK(sc == 0.0 || sc == 1.0);
+        if (vk == VERIFY_COUNT) CHECK(q.from >= 0 && q.to >= q.from && q.to - q.from <= 1000);
+        if (vk == VERIFY_REPEAT) CHECK(q.times >= 1 && q.times <= 1000 && q.word[0]);
+    }
+}
+
 int main(void) {
     TEST_RUN(test_arith);
     TEST_RUN(test_count);
@@ -225,5 +257,6 @@ int main(void) {
     TEST_RUN(test_rule_judges);
     TEST_RUN(test_route);
     TEST_RUN(test_ensemble);
+    TEST_RUN(test_fuzz);
     return TEST_EXIT();
 }
