@@ -146,6 +146,7 @@ typedef struct {
     RouteTable route;        /* judge.kind = mix: names of the judges in the log */
     int use_route;
     double judge_sum[ROUTE_MAX], judge_n[ROUTE_MAX]; /* score and count per route entry */
+    double rm_std_sum, rm_std_n; /* reward-model ensemble disagreement (K > 1) */
     int64_t version_lag_sum;
     /* micro-batch scratch (mb rows x maxT) */
     int micro;
@@ -621,6 +622,7 @@ static void ppo_assemble(Ppo *p, int64_t u) {
     p->gold_sum = p->gold_n = 0;
     memset(p->judge_sum, 0, sizeof p->judge_sum);
     memset(p->judge_n, 0, sizeof p->judge_n);
+    p->rm_std_sum = p->rm_std_n = 0;
     p->version_lag_sum = 0;
     int row = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -644,6 +646,12 @@ static void ppo_assemble(Ppo *p, int64_t u) {
                     if (gs[i] >= 0.0f) {
                         p->gold_sum += gs[i];
                         p->gold_n += 1;
+                    }
+                const float *sd = msg_batch_find_extra(b, ONLINE_EXTRA_RM_STD);
+                for (int i = 0; sd && i < b->n; i++)
+                    if (sd[i] >= 0.0f) {
+                        p->rm_std_sum += sd[i];
+                        p->rm_std_n += 1;
                     }
                 const float *jr = msg_batch_find_extra(b, ONLINE_EXTRA_JUDGE);
                 for (int i = 0; jr && p->use_route && i < b->n; i++) {
@@ -1197,6 +1205,10 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                          p.gold_sum / p.gold_n, p.gold_n);
             }
             if (p.use_route) ppo_log_judges(&p, f, sizeof f);
+            if (p.rm_std_n > 0) {
+                size_t nf = strlen(f);
+                snprintf(f + nf, sizeof f - nf, ", \"rm_std\": %.6f", p.rm_std_sum / p.rm_std_n);
+            }
             trainer_log_json(&tr, f);
             if (tr.step % c->run.log_every == 0 || tr.step == c->ppo.updates || u == 0) {
                 char text[512];

@@ -69,6 +69,7 @@ typedef struct {
     RsModel rm[RS_MAX_RM];
     int n_rm; /* reward models loaded (0: no route needs one) */
     float *ens;       /* (n_rm, max_rows) normalised scores of the RM rows */
+    float *rm_std;    /* per row: the K models' std, ONLINE_GOLD_NONE where none scored */
     int *rm_rows;     /* the batch rows the reward models score */
     int *rm_tokens, *rm_lengths;
     Judge judge;
@@ -212,6 +213,7 @@ static void rs_init(Server *s) {
     s->gold_scores = xmalloc((size_t)s->max_rows * sizeof(float));
     s->row_route = xmalloc((size_t)s->max_rows * sizeof(int));
     s->rm_rows = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->rm_std = xmalloc((size_t)s->max_rows * sizeof(float));
     s->rm_tokens = xmalloc(nt * sizeof(int));
     s->rm_lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->ens = xmalloc((size_t)(s->n_rm > 0 ? s->n_rm : 1) * (size_t)s->max_rows * sizeof(float));
@@ -233,6 +235,7 @@ static void rs_free(Server *s) {
     for (int k = 0; k < s->n_rm; k++) gpt_free(&s->rm[k].g);
     free(s->ens);
     free(s->rm_rows);
+    free(s->rm_std);
     free(s->rm_tokens);
     free(s->rm_lengths);
     free(s->row_route);
@@ -310,6 +313,8 @@ static void rs_ensemble_rows(Server *s, int n, int T, float *out) {
     }
     EnsembleRule rule = (EnsembleRule)ensemble_rule_from_name(s->cfg.judge.ensemble);
     for (int i = 0; i < n; i++)
+        s->rm_std[s->rm_rows[i]] = (float)ensemble_std(s->ens + (size_t)i * s->n_rm, s->n_rm);
+    for (int i = 0; i < n; i++)
         out[s->rm_rows[i]] = (float)ensemble_combine(s->ens + (size_t)i * s->n_rm, s->n_rm, rule,
                                                      s->cfg.judge.ensemble_lambda);
 }
@@ -379,6 +384,7 @@ static void rs_process(Server *s, int r0, int r1) {
     }
     gpt_forward(&s->ref, s->tokens, B, T);
     gpt_lm_forward(&s->ref, s->targets, B, T);
+    for (int i = 0; i < B; i++) s->rm_std[i] = ONLINE_GOLD_NONE;
     if (s->use_route)
         rs_route_rows(s, r0, r1, B, T);
     else if (s->n_rm > 0) {
@@ -410,6 +416,9 @@ static void rs_process(Server *s, int r0, int r1) {
         rp->has_ref = m->want_ref;
         float *ts = msg_batch_extra(rp, ONLINE_EXTRA_T_SERVER);
         for (int i = 0; i < b->n; i++) ts[i] = (float)per_seq;
+        if (s->n_rm > 1)
+            memcpy(msg_batch_extra(rp, ONLINE_EXTRA_RM_STD), s->rm_std + row,
+                   (size_t)b->n * sizeof(float));
         if (s->use_route) {
             float *jr = msg_batch_extra(rp, ONLINE_EXTRA_JUDGE);
             for (int i = 0; i < b->n; i++) jr[i] = (float)s->row_route[row + i];

@@ -6,8 +6,9 @@
 #     no task_ or judge_ function;
 #   - ensembles in the reward server, 2 reward models trained from different seeds, first
 #     GRPO update (synchronous, so every run samples the same rollouts): the same model
-#     twice in judge.rm_ckpts scores exactly like it alone; mean_std with lambda 0 is the
-#     average of the two models' scores, lambda 1 lower; min is at most either model;
+#     twice in judge.rm_ckpts scores exactly like it alone (and their logged std rm_std
+#     is 0); mean_std with lambda 0 is the average of the two models' scores, lambda 1
+#     lower (rm_std > 0); min is at most either model;
 #   - judge.kind = mix (verifiers for arith / count / repeat prompts, the ensemble for the
 #     rest): every metrics line counts which judge scored the rollouts (judge_n sums to
 #     the rollout batch, each verifier used at least once over the run, their mean score
@@ -68,6 +69,10 @@ launch "$T/e11" judge.kind=rm ppo.updates=1 judge.rm_ckpts="$T/rm1,$T/rm1" > "$T
 launch "$T/em" judge.kind=rm ppo.updates=1 judge.rm_ckpts="$T/rm1, $T/rm2" judge.ensemble_lambda=0 > "$T/em.log" 2>&1 || { cat "$T/em.log"; fail "mean run"; }
 launch "$T/es" judge.kind=rm ppo.updates=1 judge.rm_ckpts="$T/rm1,$T/rm2" judge.ensemble_lambda=1 > "$T/es.log" 2>&1 || { cat "$T/es.log"; fail "mean-std run"; }
 launch "$T/en" judge.kind=rm ppo.updates=1 judge.rm_ckpts="$T/rm1,$T/rm2" judge.ensemble=min > "$T/en.log" 2>&1 || { cat "$T/en.log"; fail "min run"; }
+sd() { head -1 "$T/$1/metrics.jsonl" | grep -o '"rm_std": [-0-9.e+]*' | sed 's/.*: //'; }
+[ -z "$(sd e1)" ] || fail "one reward model logged an ensemble std"
+[ "$(sd e11)" = "0.000000" ] || fail "the same model twice disagrees with itself: rm_std $(sd e11)"
+awk -v d="$(sd es)" 'BEGIN { exit !(d > 0) }' || fail "two reward models: rm_std '$(sd es)' not positive"
 s1=$(first e1); s2=$(first e2); s11=$(first e11); sm=$(first em); ss=$(first es); sn=$(first en)
 echo "rm1 $s1, rm2 $s2, rm1+rm1 $s11, mean $sm, mean-std $ss, min $sn"
 [ "$s1" = "$s11" ] || fail "rm1 twice ($s11) differs from rm1 alone ($s1)"
@@ -94,6 +99,7 @@ for k in arith count repeat; do
   echo "$k: $n rollouts"
 done
 grep -q '"gold_score": ' "$M" || fail "gold not monitored"
+grep -q '"rm_std": ' "$M" || fail "no ensemble disagreement (rm_std) logged in the mix run"
 grep -Eq '\| arith [0-9]+:[0-9.]+ \| count [0-9]+:[0-9.]+' "$T/mix.log" || fail "no judge counts in the progress line"
 grep -E '\| arith ' "$T/mix.log" | tail -1
 
