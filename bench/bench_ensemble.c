@@ -11,7 +11,9 @@
  * scores higher (a tie counts half). Rows: the record's category and, from the prompt
  * text, the verifier kinds (arith, count, repeat). Columns: each RM, the mean of the
  * single-model accuracies, the ensemble under mean, mean - L * std (default L = 1) and
- * min (common/ensemble.c), and rule:verify on the verifiable rows. The category field is
+ * min (common/ensemble.c), and rule:verify on the verifiable rows (a pair where both
+ * responses pass or both fail is a tie for it: it says nothing about style; the pairs
+ * it decides and how many of them it gets right are printed too). The category field is
  * used only to group the report. Not a test: nothing is checked.
  */
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include "dataset.h"
 #include "ensemble.h"
 #include "gpt.h"
+#include "judge.h"
 #include "ops.h"
 #include "util.h"
 #include "verify.h"
@@ -78,6 +81,28 @@ static int encode_row(BPE *tok, const char *p, const char *resp, int *row, int T
     return n;
 }
 
+static void print_table(double right[N_ROWS][N_COLS], const double *count, const double *nver,
+                        const double *ndec, const double *rdec, int K, double lambda) {
+    printf("%-9s %5s", "rows", "pairs");
+    for (int k = 0; k < K; k++) printf("   rm%-2d", k + 1);
+    printf("  single   mean  m-%.1fsd    min  verify\n", lambda);
+    for (int r = 0; r < N_ROWS; r++) {
+        if (count[r] == 0) continue;
+        double single = 0;
+        printf("%-9s %5.0f", ROW_NAMES[r], count[r]);
+        for (int k = 0; k < K; k++) {
+            printf("  %.3f", right[r][k] / count[r]);
+            single += right[r][k] / count[r] / K;
+        }
+        printf("   %.3f  %.3f   %.3f  %.3f", single, right[r][COL_MEAN] / count[r],
+               right[r][COL_MEANSTD] / count[r], right[r][COL_MIN] / count[r]);
+        if (nver[r] > 0)
+            printf("  %.3f (%.0f pairs; decides %.0f, %.0f right)", right[r][COL_VERIFY] / nver[r],
+                   nver[r], ndec[r], rdec[r]);
+        printf("\n");
+    }
+}
+
 int main(int argc, char **argv) {
     const char *rms[MAX_RM];
     int K = 0;
@@ -105,7 +130,12 @@ int main(int argc, char **argv) {
     const int T = MAXP + MAXR;
     int *tokens = xmalloc((size_t)2 * BATCH * T * sizeof(int)), lengths[2 * BATCH];
     for (int k = 0; k < K; k++) gpt_reserve(&m[k], 2 * BATCH, T);
-    double right[N_ROWS][N_COLS] = {{0}}, count[N_ROWS] = {0}, nver[N_ROWS] = {0};
+    /* table 0: against the annotators' labels; table 1: against the gold judge's order */
+    static double right[2][N_ROWS][N_COLS], count[2][N_ROWS], nver[2][N_ROWS];
+    static double ndec[2][N_ROWS], rdec[2][N_ROWS]; /* pairs the verifier decides, right ones */
+    Judge gold;
+    if (judge_init(&gold, "gold", TASK_DEFAULT_SEED, err) != 0) die("gold judge", err);
+    int gsign[BATCH];
     float sc[2 * BATCH][MAX_RM];
     int rowsof[BATCH][3];
     double vres[BATCH];
@@ -126,6 +156,11 @@ int main(int argc, char **argv) {
             rowsof[i][1] = vk != VERIFY_NONE ? 3 + (int)vk : -1;
             rowsof[i][2] = N_ROWS - 1;
             vres[i] = -1;
+            JudgeScores gc, gr;
+            gsign[i] = 0;
+            if (judge_score(&gold, rec.prompt, rec.chosen, &gc, err) == 0 &&
+                judge_score(&gold, rec.prompt, rec.rejected, &gr, err) == 0)
+                gsign[i] = gc.total > gr.total ? 1 : gc.total < gr.total ? -1 : 0;
             if (vk != VERIFY_NONE) {
                 double a = verify_score(&q, rec.chosen), b = verify_score(&q, rec.rejected);
                 vres[i] = a > b ? 1.0 : a == b ? 0.5 : 0.0;
@@ -151,35 +186,32 @@ int main(int argc, char **argv) {
             for (int e = 0; e < 3; e++)
                 col[COL_MEAN + e] = ea[e] > eb[e] ? 1.0 : ea[e] == eb[e] ? 0.5 : 0.0;
             col[COL_VERIFY] = vres[i];
-            for (int r = 0; r < 3; r++) {
-                int row = rowsof[i][r];
-                if (row < 0) continue;
-                count[row] += 1;
-                for (int c = 0; c < N_COLS; c++)
-                    if (c != COL_VERIFY) right[row][c] += col[c];
-                if (vres[i] >= 0) {
-                    right[row][COL_VERIFY] += vres[i];
-                    nver[row] += 1;
+            for (int t = 0; t < 2; t++) {
+                if (t == 1 && gsign[i] == 0) continue; /* gold ties say nothing */
+                int flip = t == 1 && gsign[i] < 0;      /* gold prefers the "rejected" */
+                for (int r = 0; r < 3; r++) {
+                    int row = rowsof[i][r];
+                    if (row < 0) continue;
+                    count[t][row] += 1;
+                    for (int c = 0; c < N_COLS; c++)
+                        if (c != COL_VERIFY) right[t][row][c] += flip ? 1.0 - col[c] : col[c];
+                    if (vres[i] >= 0) {
+                        double v = flip ? 1.0 - vres[i] : vres[i];
+                        right[t][row][COL_VERIFY] += v;
+                        nver[t][row] += 1;
+                        ndec[t][row] += v != 0.5;
+                        rdec[t][row] += v == 1.0;
+                    }
                 }
             }
         }
     }
-    printf("%-9s %5s", "rows", "pairs");
-    for (int k = 0; k < K; k++) printf("   rm%-2d", k + 1);
-    printf("  single   mean  m-%.1fsd    min  verify\n", lambda);
-    for (int r = 0; r < N_ROWS; r++) {
-        if (count[r] == 0) continue;
-        double single = 0;
-        printf("%-9s %5.0f", ROW_NAMES[r], count[r]);
-        for (int k = 0; k < K; k++) {
-            printf("  %.3f", right[r][k] / count[r]);
-            single += right[r][k] / count[r] / K;
-        }
-        printf("   %.3f  %.3f   %.3f  %.3f", single, right[r][COL_MEAN] / count[r],
-               right[r][COL_MEANSTD] / count[r], right[r][COL_MIN] / count[r]);
-        if (nver[r] > 0) printf("  %.3f (%.0f)", right[r][COL_VERIFY] / nver[r], nver[r]);
-        printf("\n");
+    for (int t = 0; t < 2; t++) {
+        printf("%s\n", t == 0 ? "accuracy against the annotators' labels"
+                              : "\naccuracy against the gold judge's order (gold ties left out)");
+        print_table(right[t], count[t], nver[t], ndec[t], rdec[t], K, lambda);
     }
+    judge_free(&gold);
     for (int k = 0; k < K; k++) gpt_free(&m[k]);
     bpe_free(&tok);
     dataset_free(&ds);

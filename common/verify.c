@@ -16,7 +16,8 @@
 #include <string.h>
 
 #define V_MAX_TOK 256
-#define V_NONINT INT_MIN /* a number that is not an integer ("7.5"): never a right answer */
+#define V_NONINT INT_MIN /* "7.5", or above V_MAX_NUM: a number that is never a right answer */
+#define V_MAX_NUM 100000000L
 
 typedef struct {
     char w[VERIFY_WORD_LEN];
@@ -55,12 +56,13 @@ static int word_number(const char *w, int *tens) {
         long v = 0;
         const char *c = w;
         for (; isdigit((unsigned char)*c); c++)
-            if (v < 1000000000L) v = v * 10 + (*c - '0');
+            if (v <= V_MAX_NUM) v = v * 10 + (*c - '0');
         if (*c == '.') {
             for (c++; *c; c++)
                 if (*c != '0') return V_NONINT;
         }
-        return *c ? -1 : (int)v;
+        if (*c) return -1;
+        return v > V_MAX_NUM ? V_NONINT : (int)v; /* so a + b cannot overflow */
     }
     for (int i = 0; i < 20; i++)
         if (strcmp(w, UNITS[i]) == 0) return i;

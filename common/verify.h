@@ -23,8 +23,9 @@
  *   repeat  1 if W occurs exactly N times as a whole word (any case)
  * Text is compared as lower-case words: runs of ASCII letters, digits and apostrophes
  * (’ folds to '); "+", "-" and "−" (U+2212) are words of their own; any other byte
- * separates. "twenty one" and "twenty-one" are 21; "7.0" is 7, "7.5" is a number that is
- * never right. Pure functions, thread-safe, no allocation.
+ * separates. "twenty one" and "twenty-one" are 21; "7.0" is 7; "7.5" and numbers above
+ * 10^8 are numbers that are never right (and no operand). Pure functions, thread-safe,
+ * no allocation.
  */
 #ifndef RLHF_VERIFY_H
 #define RLHF_VERIFY_H

@@ -38,6 +38,8 @@ static void test_arith(void) {
     CHECK(vs(p, " It is 12, not 11.") == 0.0);   /* an extra number */
     CHECK(vs(p, " 12.5") == 0.0);                /* a fraction is never right */
     CHECK(vs(p, " -12") == 0.0);                 /* a negative number is another number */
+    CHECK(vs(p, " 12 or 999999999999") == 0.0);  /* a huge number is still another number */
+    CHECK(verify_parse(P("What is 2000000000 plus 2000000000?"), &q) == VERIFY_NONE);
     CHECK(vs(p, " I can't say.") == 0.0);        /* no number */
     CHECK(vs(p, "") == 0.0);
     CHECK(vs(p, " It\xE2\x80\x99s 12 \xE2\x9C\x93") == 1.0); /* curly apostrophe, a check mark */
