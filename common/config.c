@@ -657,6 +657,9 @@ int config_validate(const RlhfConfig *c, char *err) {
     if (c->run.out_dir[0] == 0) return errf(err, "run.out_dir is empty: name an output folder");
     if (strcmp(c->judge.kind, "rule") == 0 && c->judge.rule[0] == 0)
         return errf(err, "judge.kind = rule needs judge.rule (the rule's name)");
+    if (strcmp(c->judge.kind, "mix") == 0 && c->judge.route[0] == 0)
+        return errf(err, "judge.kind = mix needs judge.route (e.g. judge.route = "
+                         "arith:rule:arith, count:rule:count, repeat:rule:repeat, *:rm)");
     if (strcmp(c->dpo.loss, "cdpo") != 0 && c->dpo.label_smoothing != 0.0)
         return errf(err, "dpo.label_smoothing = %g only applies to dpo.loss = cdpo (is %s)",
                     c->dpo.label_smoothing, c->dpo.loss);
@@ -817,7 +820,8 @@ void config_write_markdown(FILE *f) {
                "optim.lr`; `optim.micro_batch_size <= optim.batch_size`; `optim.steps` or\n"
                "`optim.epochs` > 0; `ppo.minibatch <= ppo.rollout_batch`; `model.preset =\n"
                "custom` needs every model size; `model.n_embd` divisible by\n"
-               "`model.n_head`; `judge.kind = rule` needs `judge.rule`;\n"
+               "`model.n_head`; `judge.kind = rule` needs `judge.rule`; `judge.kind = mix`\n"
+               "needs `judge.route`;\n"
                "`dpo.label_smoothing` only with `dpo.loss = cdpo`.\n");
     const char *section = NULL;
     for (int i = 0; i < config_num_keys; i++) {

@@ -150,8 +150,12 @@
     X(grpo, eps, FLOAT, 1e-4, 0.0, 1.0, "added to the group std")
 
 #define RLHF_CONFIG_KEYS_judge(X) \
-    X(judge, kind, ENUM, "rm", "rm|rule|gold", 0, "what scores responses: the reward model, a rule, or the gold judge") \
+    X(judge, kind, ENUM, "rm", "rm|rule|gold|mix", 0, "what scores responses: the reward model (or ensemble, judge.rm_ckpts), a rule, the gold judge, or mix = a judge per prompt category by judge.route (docs/rewards.md)") \
     X(judge, rule, STR, "", 0, 0, "rule name or spec for kind = rule") \
+    X(judge, route, STR, "", 0, 0, "judge.kind = mix: comma-separated CATEGORY:JUDGE[@SCALE[+|-OFFSET]] entries, the category detected from the prompt text by the verifiers (arith, count, repeat) or * for the rest (required), the judge rm, gold or rule:...; e.g. arith:rule:arith@2-1, count:rule:count@2-1, repeat:rule:repeat@2-1, *:rm") \
+    X(judge, rm_ckpts, STR, "", 0, 0, "reward-model ensemble: comma-separated checkpoints or run directories, K >= 1 reward models scored by every reward server and combined by judge.ensemble (empty = the one model of ppo.reward_ckpt)") \
+    X(judge, ensemble, ENUM, "mean_std", "mean_std|min", 0, "how K reward models' (normalised) scores combine: mean_std = mean - ensemble_lambda * std (population std over the K); min = the lowest (Coste et al. 2023)") \
+    X(judge, ensemble_lambda, FLOAT, 1.0, 0.0, 100.0, "lambda of judge.ensemble = mean_std (0 = the plain mean)") \
     X(judge, task_seed, INT, 1234, 0, INT_MAX, "seed of the bundled task world (rlhf-task gen --seed) for the gold judge") \
     X(judge, monitor_gold, BOOL, false, 0, 1, "also score every rollout with the bundled task's gold judge, for monitoring only (logged as gold_score, never a reward): reward over-optimisation shows as the RM score rising while gold falls; prompts it cannot parse are left out, gold_scored counts the rest")
 /* clang-format on */

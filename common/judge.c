@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "util.h"
+#include "verify.h"
 
 #define NT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -208,14 +209,19 @@ static int rule_score(Judge *j, const char *prompt, const char *response, JudgeS
     switch (j->rule) {
     case JUDGE_RULE_CONTAINS: s->total = task_words_find(tw, j->word, 0) >= 0 ? 1.0 : 0.0; break;
     case JUDGE_RULE_ARITH:
-        if (q.kind == TASK_KIND_ADD || q.kind == TASK_KIND_SUB) {
-            TaskExpect e;
-            task_expect(&e, &j->world, &q);
-            s->total = correctness(&e, tw) == 1.0 ? 1.0 : 0.0;
-        } else {
-            s->total = 0.0;
-        }
+    case JUDGE_RULE_COUNT:
+    case JUDGE_RULE_REPEAT:
+    case JUDGE_RULE_VERIFY: {
+        /* verify.c reads only the two texts: no task world, no gold judge */
+        VerifyQuery vq;
+        VerifyKind k = verify_parse(prompt, &vq);
+        int want = j->rule == JUDGE_RULE_ARITH   ? VERIFY_ARITH
+                   : j->rule == JUDGE_RULE_COUNT ? VERIFY_COUNT
+                   : j->rule == JUDGE_RULE_REPEAT ? VERIFY_REPEAT
+                                                  : (int)k;
+        s->total = k != VERIFY_NONE && (int)k == want ? verify_score(&vq, response) : 0.0;
         break;
+    }
     case JUDGE_RULE_LENGTH: {
         double d = fabs((double)s->words - j->length) / j->length;
         s->total = d >= 1.0 ? 0.0 : 1.0 - d;
@@ -261,7 +267,9 @@ int judge_register_backend(const char *prefix, JudgeBackendInit init, void *ctx,
     return 0;
 }
 
-#define JUDGE_SPECS "gold, rule:arith, rule:refusal, rule:contains:WORD, rule:length:N"
+#define JUDGE_SPECS                                                                        \
+    "gold, rule:arith, rule:count, rule:repeat, rule:verify, rule:refusal, "              \
+    "rule:contains:WORD, rule:length:N"
 
 int judge_init(Judge *j, const char *spec, uint64_t task_seed, char *err) {
     memset(j, 0, sizeof *j);
@@ -280,6 +288,18 @@ int judge_init(Judge *j, const char *spec, uint64_t task_seed, char *err) {
         j->ops = &RULE_OPS;
         if (!strcmp(r, "arith")) {
             j->rule = JUDGE_RULE_ARITH;
+            return 0;
+        }
+        if (!strcmp(r, "count")) {
+            j->rule = JUDGE_RULE_COUNT;
+            return 0;
+        }
+        if (!strcmp(r, "repeat")) {
+            j->rule = JUDGE_RULE_REPEAT;
+            return 0;
+        }
+        if (!strcmp(r, "verify")) {
+            j->rule = JUDGE_RULE_VERIFY;
             return 0;
         }
         if (!strcmp(r, "refusal")) {

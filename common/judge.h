@@ -9,9 +9,14 @@
  *                          seed); it is for evaluation and simulated annotators only,
  *                          never a training signal.
  *   "rule:contains:WORD"   1 if the response contains WORD (whole word, any case), else 0
- *   "rule:arith"           1 if the response states the exact result of the prompt's a+b /
- *                          a-b and no number other than a, b and the result; 0 otherwise
- *                          (also 0 for non-arithmetic prompts)
+ *   "rule:arith"           the verifier of verify.h: 1 if the prompt asks a+b / a-b (by its
+ *                          wording) and the response states the result and no number other
+ *                          than a, b and the result; 0 otherwise (also 0 for other prompts)
+ *   "rule:count"           verify.h: 1 if a "count from a to b" prompt is answered with
+ *                          exactly a..b in order, else 0
+ *   "rule:repeat"          verify.h: 1 if a "repeat the word W k times" prompt is answered
+ *                          with W exactly k times, else 0
+ *   "rule:verify"          whichever of the three verifiers recognises the prompt; 0 if none
  *   "rule:length:N"        max(0, 1 - |words - N| / N)
  *   "rule:refusal"         1 if the response refuses an unsafe request or answers (does
  *                          not refuse) a safe one, else 0
@@ -76,7 +81,10 @@ typedef enum {
     JUDGE_RULE_CONTAINS,
     JUDGE_RULE_ARITH,
     JUDGE_RULE_LENGTH,
-    JUDGE_RULE_REFUSAL
+    JUDGE_RULE_REFUSAL,
+    JUDGE_RULE_COUNT,
+    JUDGE_RULE_REPEAT,
+    JUDGE_RULE_VERIFY
 } JudgeRule;
 
 struct Judge {

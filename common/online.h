@@ -55,6 +55,13 @@
  * [0, 1], or ONLINE_GOLD_NONE where the gold judge could not score it */
 #define ONLINE_EXTRA_GOLD "gold"
 #define ONLINE_GOLD_NONE (-1.0f)
+/* extra score array with judge.kind = mix: the index of the judge.route entry (route.h)
+ * that scored each sequence */
+#define ONLINE_EXTRA_JUDGE "judge"
+/* extra score array with K > 1 reward models (judge.rm_ckpts): the std of the K
+ * normalised scores of each sequence (their disagreement), or ONLINE_GOLD_NONE where no
+ * reward model scored it (a verifier did) */
+#define ONLINE_EXTRA_RM_STD "rm_std"
 /* repetitions of the RLHF_BCAST_BENCH comparison (learner/ppo.c, actor/actor.c) */
 #define ONLINE_BCAST_REPS 5
 /* weight images larger than this are refused (MPI counts are int) */

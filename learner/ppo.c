@@ -87,6 +87,7 @@
 #include "msg.h"
 #include "online.h"
 #include "rl.h"
+#include "route.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -142,6 +143,10 @@ typedef struct {
     float *scores, *scores_raw, *seq_adv;
     double t_gen, t_score, t_server, t_actor_total;
     double gold_sum, gold_n; /* judge.monitor_gold scores of this update's rollouts */
+    RouteTable route;        /* judge.kind = mix: names of the judges in the log */
+    int use_route;
+    double judge_sum[ROUTE_MAX], judge_n[ROUTE_MAX]; /* score and count per route entry */
+    double rm_std_sum, rm_std_n; /* reward-model ensemble disagreement (K > 1) */
     int64_t version_lag_sum;
     /* micro-batch scratch (mb rows x maxT) */
     int micro;
@@ -615,6 +620,9 @@ static void ppo_assemble(Ppo *p, int64_t u) {
     p->T = 1;
     p->t_gen = p->t_score = p->t_server = p->t_actor_total = 0;
     p->gold_sum = p->gold_n = 0;
+    memset(p->judge_sum, 0, sizeof p->judge_sum);
+    memset(p->judge_n, 0, sizeof p->judge_n);
+    p->rm_std_sum = p->rm_std_n = 0;
     p->version_lag_sum = 0;
     int row = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -639,6 +647,22 @@ static void ppo_assemble(Ppo *p, int64_t u) {
                         p->gold_sum += gs[i];
                         p->gold_n += 1;
                     }
+                const float *sd = msg_batch_find_extra(b, ONLINE_EXTRA_RM_STD);
+                for (int i = 0; sd && i < b->n; i++)
+                    if (sd[i] >= 0.0f) {
+                        p->rm_std_sum += sd[i];
+                        p->rm_std_n += 1;
+                    }
+                const float *jr = msg_batch_find_extra(b, ONLINE_EXTRA_JUDGE);
+                for (int i = 0; jr && p->use_route && i < b->n; i++) {
+                    int e = (int)jr[i];
+                    if (e < 0 || e >= p->route.n || (float)e != jr[i])
+                        mpi_fatal("rollout of item %d: judge index %g is not an entry of "
+                                  "judge.route (do the reward servers use the same config?)",
+                                  k, (double)jr[i]);
+                    p->judge_sum[e] += b->scores[i];
+                    p->judge_n[e] += 1;
+                }
                 p->version_lag_sum += (u - p->msg.policy_version) * b->n;
                 row += b->n;
                 continue;
@@ -914,6 +938,9 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     if (!c.tokenizer.path[0] && !has_tok)
         ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR (vocab.json + "
                               "merges.txt, or tokenizer.json)", path);
+    RouteTable rt;
+    if (strcmp(c.judge.kind, "mix") == 0 && route_parse(&rt, c.judge.route, err) != 0)
+        ppo_fail(rank, stage, "%s", err);
     if (algo == ALGO_PPO && strcmp(c.ppo.value_init, "reward") == 0 && !c.ppo.reward_ckpt[0])
         ppo_fail(rank, stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward "
                               "model); or set ppo.value_init = sft");
@@ -923,6 +950,28 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
         if (dataset_open(&d, c.data.train, DATA_PROMPT, NULL, err) != 0)
             ppo_fail(rank, stage, "%s", err);
         dataset_free(&d);
+    }
+}
+
+/* judge.kind = mix: which judge scored this update's rollouts, appended to the JSON
+ * fields in f: "judge_n": {"arith": 12, ...} and "judge_score": {"arith": 0.75, ...}
+ * (mean score per route entry; null where it scored none). */
+static void ppo_log_judges(const Ppo *p, char *f, size_t cap) {
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = strlen(f);
+        n += (size_t)snprintf(f + n, cap - n, ", \"%s\": {", pass ? "judge_score" : "judge_n");
+        for (int e = 0; e < p->route.n && n < cap; e++) {
+            const char *sep = e ? ", " : "";
+            if (pass == 0)
+                n += (size_t)snprintf(f + n, cap - n, "%s\"%s\": %.0f", sep, p->route.e[e].cat,
+                                      p->judge_n[e]);
+            else if (p->judge_n[e] > 0)
+                n += (size_t)snprintf(f + n, cap - n, "%s\"%s\": %.6f", sep, p->route.e[e].cat,
+                                      p->judge_sum[e] / p->judge_n[e]);
+            else
+                n += (size_t)snprintf(f + n, cap - n, "%s\"%s\": null", sep, p->route.e[e].cat);
+        }
+        if (n < cap) snprintf(f + n, cap - n, "}");
     }
 }
 
@@ -949,6 +998,10 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     if (!c->model.init[0])
         ppo_fail(tr.rank, tr.stage, "model.init is empty: PPO starts from the SFT policy (a checkpoint "
                              "or run directory of `learner sft`)");
+    if (strcmp(c->judge.kind, "mix") == 0) {
+        if (route_parse(&p.route, c->judge.route, err) != 0) ppo_fail(tr.rank, tr.stage, "%s", err);
+        p.use_route = 1;
+    }
     p.G = algo == ALGO_PPO ? 1 : c->grpo.group_size;
     p.B = c->ppo.rollout_batch;
     if (p.B % p.G != 0)
@@ -1152,6 +1205,11 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                 snprintf(f + nf, sizeof f - nf, ", \"gold_score\": %.6f, \"gold_scored\": %.0f",
                          p.gold_sum / p.gold_n, p.gold_n);
             }
+            if (p.use_route) ppo_log_judges(&p, f, sizeof f);
+            if (p.rm_std_n > 0) {
+                size_t nf = strlen(f);
+                snprintf(f + nf, sizeof f - nf, ", \"rm_std\": %.6f", p.rm_std_sum / p.rm_std_n);
+            }
             trainer_log_json(&tr, f);
             if (tr.step % c->run.log_every == 0 || tr.step == c->ppo.updates || u == 0) {
                 char text[512];
@@ -1164,6 +1222,11 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                 if (p.gold_n > 0) {
                     size_t nt = strlen(text);
                     snprintf(text + nt, sizeof text - nt, " | gold %.3f", p.gold_sum / p.gold_n);
+                }
+                for (int e = 0; p.use_route && e < p.route.n; e++) {
+                    size_t nt = strlen(text);
+                    snprintf(text + nt, sizeof text - nt, " | %s %.0f:%.3f", p.route.e[e].cat,
+                             p.judge_n[e], p.judge_n[e] > 0 ? p.judge_sum[e] / p.judge_n[e] : 0.0);
                 }
                 trainer_progress(&tr, text);
             }

@@ -10,8 +10,13 @@
  *     /policy (LM head), evaluated at gen.temperature like the behaviour policy;
  *   - the judge of [judge]: kind = rm — the reward model of ppo.reward_ckpt (group
  *     /reward, score head read at the last token; with /reward_norm (mean, std) stored by
- *     `learner rm` with rm.normalize the score is (s - mean) / std); kind = rule or gold —
- *     common/judge.h on the decoded prompt and response text (special tokens dropped).
+ *     `learner rm` with rm.normalize the score is (s - mean) / std), or the K models of
+ *     judge.rm_ckpts combined by judge.ensemble (mean - lambda * std, or min), each run
+ *     over the whole batch in one pass; kind = rule or gold — common/judge.h on the
+ *     decoded prompt and response text (special tokens dropped); kind = mix — per
+ *     sequence the judge.route entry its prompt text selects (route.h: a verifier, the
+ *     gold judge or the reward model(s), which then run only on the rows routed to them),
+ *     with the entry's index sent back in the extra array "judge".
  * and answers score_req messages from any actor with a score_rep: one score per
  * sequence, the reference log-prob of every response token (when asked), and the extra
  * arrays "t_server" (its compute seconds per sequence) and, with judge.monitor_gold,
@@ -34,8 +39,10 @@
 #include <string.h>
 
 #include "online.h"
+#include "route.h"
 #include "bpe.h"
 #include "ckpt.h"
+#include "ensemble.h"
 #include "config.h"
 #include "gpt.h"
 #include "judge.h"
@@ -45,18 +52,32 @@
 #include "util.h"
 
 #define RS_MAX_PENDING 64
+#define RS_MAX_RM 8
+
+/* One reward model of the ensemble, with its /reward_norm (mean, std) if stored. */
+typedef struct {
+    GPT g;
+    double norm_mean, norm_std;
+    int has_norm;
+} RsModel;
 
 typedef struct {
     RlhfConfig cfg;
     MpiRoles *roles;
     BPE tok;
     GPT ref;
-    GPT rm;
-    int use_rm;
-    double norm_mean, norm_std;
-    int has_norm;
+    RsModel rm[RS_MAX_RM];
+    int n_rm; /* reward models loaded (0: no route needs one) */
+    float *ens;       /* (n_rm, max_rows) normalised scores of the RM rows */
+    float *rm_std;    /* per row: the K models' std, ONLINE_GOLD_NONE where none scored */
+    int *rm_rows;     /* the batch rows the reward models score */
+    int *rm_tokens, *rm_lengths;
     Judge judge;
     int use_judge;
+    RouteTable route; /* judge.kind = mix */
+    int use_route;
+    Judge route_judge[ROUTE_MAX];
+    int *row_route;   /* route entry of each row */
     Judge gold;         /* judge.monitor_gold: scored for the metrics, never the reward */
     int use_gold;
     float *gold_scores;
@@ -79,6 +100,67 @@ typedef struct {
 static void rs_fail_setup(const Server *s, const char *what, const char *err) {
     (void)s;
     mpi_fatal("reward server set-up: %s: %s", what, err);
+}
+
+/* Load one reward model (group /reward, optional /reward_norm) from path into m. */
+static void rs_load_rm(Server *s, const char *path, RsModel *m) {
+    char err[ERRBUF_LEN];
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) rs_fail_setup(s, "reward model", err);
+    if (!ckpt_has(r, "/reward")) rs_fail_setup(s, path, "no /reward group (train one with `learner rm`)");
+    if (ckpt_load_model(r, "reward", &m->g, err) != 0) rs_fail_setup(s, "reward model", err);
+    if (ckpt_has(r, "/reward_norm")) {
+        double nm[2];
+        if (ckpt_read_f64(r, "/reward_norm", nm, 2, err) != 0) rs_fail_setup(s, "reward model", err);
+        if (!isfinite(nm[0]) || !(nm[1] > 0) || !isfinite(nm[1]))
+            rs_fail_setup(s, path, "/reward_norm holds a bad (mean, std)");
+        m->norm_mean = nm[0];
+        m->norm_std = nm[1];
+        m->has_norm = 1;
+    }
+    ckpt_reader_free(r);
+    if (m->g.config.head != GPT_HEAD_SCORE) rs_fail_setup(s, path, "the reward model needs a score head");
+    if (m->g.config.vocab_size < s->lim.vocab_size) s->lim.vocab_size = m->g.config.vocab_size;
+    if (m->g.config.max_seq_len < s->max_T) s->max_T = m->g.config.max_seq_len;
+}
+
+/* The reward models: judge.rm_ckpts (comma-separated), else ppo.reward_ckpt. */
+static void rs_load_ensemble(Server *s) {
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN], key[CONFIG_STR_MAX];
+    const RlhfConfig *c = &s->cfg;
+    if (!c->judge.rm_ckpts[0]) {
+        if (online_resolve(c->ppo.reward_ckpt, "ppo.reward_ckpt", path, sizeof path, err) != 0)
+            rs_fail_setup(s, "reward model (judge.kind = rm, or a judge.route entry rm)", err);
+        rs_load_rm(s, path, &s->rm[s->n_rm++]);
+        return;
+    }
+    for (const char *p = c->judge.rm_ckpts; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) p++, len--;
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (len == 0) rs_fail_setup(s, "judge.rm_ckpts", "an empty entry (write PATH,PATH,...)");
+        if (s->n_rm == RS_MAX_RM) rs_fail_setup(s, "judge.rm_ckpts", "at most 8 reward models");
+        memcpy(key, p, len);
+        key[len] = 0;
+        if (online_resolve(key, "judge.rm_ckpts", path, sizeof path, err) != 0)
+            rs_fail_setup(s, "reward model ensemble", err);
+        rs_load_rm(s, path, &s->rm[s->n_rm++]);
+        if (!comma) break;
+        p = comma + 1;
+    }
+}
+
+/* judge.kind = mix: the routing table and a judge for each entry that is not the RM. */
+static void rs_init_route(Server *s) {
+    char err[ERRBUF_LEN];
+    if (route_parse(&s->route, s->cfg.judge.route, err) != 0) rs_fail_setup(s, "judge.route", err);
+    for (int i = 0; i < s->route.n; i++)
+        if (!s->route.e[i].is_rm &&
+            judge_init(&s->route_judge[i], s->route.e[i].spec, (uint64_t)s->cfg.judge.task_seed,
+                       err) != 0)
+            rs_fail_setup(s, "judge.route", err);
+    s->use_route = 1;
 }
 
 static void rs_init(Server *s) {
@@ -104,29 +186,11 @@ static void rs_init(Server *s) {
     s->max_T = c->data.max_prompt_len + c->gen.max_new_tokens;
     if (s->max_T > s->ref.config.max_seq_len) s->max_T = s->ref.config.max_seq_len;
 
-    if (strcmp(c->judge.kind, "rm") == 0) {
-        if (online_resolve(c->ppo.reward_ckpt, "ppo.reward_ckpt", path, sizeof path, err) != 0)
-            rs_fail_setup(s, "reward model (judge.kind = rm)", err);
-        r = ckpt_reader_open(path, err);
-        if (!r) rs_fail_setup(s, "reward model", err);
-        if (!ckpt_has(r, "/reward")) rs_fail_setup(s, path, "no /reward group (train one with `learner rm`)");
-        if (ckpt_load_model(r, "reward", &s->rm, err) != 0) rs_fail_setup(s, "reward model", err);
-        if (ckpt_has(r, "/reward_norm")) {
-            double nm[2];
-            if (ckpt_read_f64(r, "/reward_norm", nm, 2, err) != 0)
-                rs_fail_setup(s, "reward model", err);
-            if (!isfinite(nm[0]) || !(nm[1] > 0) || !isfinite(nm[1]))
-                rs_fail_setup(s, path, "/reward_norm holds a bad (mean, std)");
-            s->norm_mean = nm[0];
-            s->norm_std = nm[1];
-            s->has_norm = 1;
-        }
-        ckpt_reader_free(r);
-        if (s->rm.config.head != GPT_HEAD_SCORE)
-            rs_fail_setup(s, path, "the reward model needs a score head");
-        if (s->rm.config.vocab_size < s->lim.vocab_size) s->lim.vocab_size = s->rm.config.vocab_size;
-        if (s->rm.config.max_seq_len < s->max_T) s->max_T = s->rm.config.max_seq_len;
-        s->use_rm = 1;
+    if (strcmp(c->judge.kind, "mix") == 0) {
+        rs_init_route(s);
+        if (route_uses_rm(&s->route)) rs_load_ensemble(s);
+    } else if (strcmp(c->judge.kind, "rm") == 0) {
+        rs_load_ensemble(s);
     } else {
         char spec[CONFIG_STR_MAX + 8];
         online_judge_spec(c, spec, sizeof spec);
@@ -148,8 +212,14 @@ static void rs_init(Server *s) {
     s->lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->scores = xmalloc((size_t)s->max_rows * sizeof(float));
     s->gold_scores = xmalloc((size_t)s->max_rows * sizeof(float));
+    s->row_route = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->rm_rows = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->rm_std = xmalloc((size_t)s->max_rows * sizeof(float));
+    s->rm_tokens = xmalloc(nt * sizeof(int));
+    s->rm_lengths = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->ens = xmalloc((size_t)(s->n_rm > 0 ? s->n_rm : 1) * (size_t)s->max_rows * sizeof(float));
     gpt_reserve(&s->ref, s->max_rows, s->max_T);
-    if (s->use_rm) gpt_reserve(&s->rm, s->max_rows, s->max_T);
+    for (int k = 0; k < s->n_rm; k++) gpt_reserve(&s->rm[k].g, s->max_rows, s->max_T);
 }
 
 static void rs_free(Server *s) {
@@ -163,8 +233,15 @@ static void rs_free(Server *s) {
     free(s->scores);
     free(s->gold_scores);
     gpt_free(&s->ref);
-    gpt_free(&s->rm);
+    for (int k = 0; k < s->n_rm; k++) gpt_free(&s->rm[k].g);
+    free(s->ens);
+    free(s->rm_rows);
+    free(s->rm_std);
+    free(s->rm_tokens);
+    free(s->rm_lengths);
+    free(s->row_route);
     if (s->use_judge) judge_free(&s->judge);
+    for (int i = 0; s->use_route && i < s->route.n; i++) judge_free(&s->route_judge[i]);
     if (s->use_gold) judge_free(&s->gold);
     bpe_free(&s->tok);
 }
@@ -208,6 +285,76 @@ static void rs_judge_rows(Server *s, Judge *j, int r0, int r1, float *out, int m
     }
 }
 
+/* The reward model(s) on the n batch rows listed in rm_rows (padded batch of row
+ * stride T in s->tokens): out[rm_rows[i]] = the ensemble's combined score. Each model
+ * runs once over all n rows; rows are gathered only when they are not the whole batch. */
+static void rs_ensemble_rows(Server *s, int n, int T, float *out) {
+    if (n == 0) return;
+    const int *tok = s->tokens, *len = s->lengths;
+    int whole = 1;
+    for (int i = 0; i < n && whole; i++) whole = s->rm_rows[i] == i;
+    if (!whole) {
+        for (int i = 0; i < n; i++) {
+            memcpy(s->rm_tokens + (size_t)i * T, s->tokens + (size_t)s->rm_rows[i] * T,
+                   (size_t)T * sizeof(int));
+            s->rm_lengths[i] = s->lengths[s->rm_rows[i]];
+        }
+        tok = s->rm_tokens;
+        len = s->rm_lengths;
+    }
+    for (int k = 0; k < s->n_rm; k++) {
+        RsModel *m = &s->rm[k];
+        gpt_forward(&m->g, tok, n, T);
+        gpt_score_forward(&m->g, len, n, T);
+        for (int i = 0; i < n; i++) {
+            double v = m->g.scores[i];
+            if (m->has_norm) v = (v - m->norm_mean) / m->norm_std;
+            s->ens[(size_t)i * s->n_rm + k] = (float)v;
+        }
+    }
+    EnsembleRule rule = (EnsembleRule)ensemble_rule_from_name(s->cfg.judge.ensemble);
+    for (int i = 0; i < n; i++)
+        s->rm_std[s->rm_rows[i]] = (float)ensemble_std(s->ens + (size_t)i * s->n_rm, s->n_rm);
+    for (int i = 0; i < n; i++)
+        out[s->rm_rows[i]] = (float)ensemble_combine(s->ens + (size_t)i * s->n_rm, s->n_rm, rule,
+                                                     s->cfg.judge.ensemble_lambda);
+}
+
+/* judge.kind = mix: each row's route entry from its prompt text; text judges score their
+ * rows here, the reward model(s) the rows routed to "rm" in one pass; then the entry's
+ * scale and offset. */
+static void rs_route_rows(Server *s, int r0, int r1, int B, int T) {
+    int row = 0, n_rm = 0;
+    for (int q = r0; q < r1; q++) {
+        const MsgBatch *b = &s->req[q].batch;
+        for (int i = 0; i < b->n; i++, row++) {
+            const int32_t *seq = b->tokens + b->tok_off[i];
+            char *pt = rs_text(s, seq, b->prompt_lens[i]);
+            int e = route_pick(&s->route, pt);
+            s->row_route[row] = e;
+            if (s->route.e[e].is_rm) {
+                s->rm_rows[n_rm++] = row;
+            } else {
+                char err[ERRBUF_LEN];
+                char *rt = rs_text(s, seq + b->prompt_lens[i], b->resp_lens[i]);
+                JudgeScores js;
+                if (judge_score(&s->route_judge[e], pt, rt, &js, err) != 0)
+                    mpi_fatal("judge %s (judge.route entry %s): %s", s->route.e[e].spec,
+                              s->route.e[e].cat, err);
+                s->scores[row] = (float)js.total;
+                free(rt);
+            }
+            free(pt);
+        }
+    }
+    ASSERT(row == B);
+    rs_ensemble_rows(s, n_rm, T, s->scores);
+    for (int i = 0; i < B; i++) {
+        const RouteEntry *e = &s->route.e[s->row_route[i]];
+        s->scores[i] = (float)(e->scale * s->scores[i] + e->offset);
+    }
+}
+
 /* Score and reference log-probs of the pending requests [r0, r1), whose sequences fit in
  * max_rows; replies to each. */
 static void rs_process(Server *s, int r0, int r1) {
@@ -238,14 +385,12 @@ static void rs_process(Server *s, int r0, int r1) {
     }
     gpt_forward(&s->ref, s->tokens, B, T);
     gpt_lm_forward(&s->ref, s->targets, B, T);
-    if (s->use_rm) {
-        gpt_forward(&s->rm, s->tokens, B, T);
-        gpt_score_forward(&s->rm, s->lengths, B, T);
-        for (int i = 0; i < B; i++) {
-            double v = s->rm.scores[i];
-            if (s->has_norm) v = (v - s->norm_mean) / s->norm_std;
-            s->scores[i] = (float)v;
-        }
+    for (int i = 0; i < B; i++) s->rm_std[i] = ONLINE_GOLD_NONE;
+    if (s->use_route)
+        rs_route_rows(s, r0, r1, B, T);
+    else if (s->n_rm > 0) {
+        for (int i = 0; i < B; i++) s->rm_rows[i] = i;
+        rs_ensemble_rows(s, B, T, s->scores);
     } else {
         rs_judge_rows(s, &s->judge, r0, r1, s->scores, 0);
     }
@@ -272,6 +417,13 @@ static void rs_process(Server *s, int r0, int r1) {
         rp->has_ref = m->want_ref;
         float *ts = msg_batch_extra(rp, ONLINE_EXTRA_T_SERVER);
         for (int i = 0; i < b->n; i++) ts[i] = (float)per_seq;
+        if (s->n_rm > 1)
+            memcpy(msg_batch_extra(rp, ONLINE_EXTRA_RM_STD), s->rm_std + row,
+                   (size_t)b->n * sizeof(float));
+        if (s->use_route) {
+            float *jr = msg_batch_extra(rp, ONLINE_EXTRA_JUDGE);
+            for (int i = 0; i < b->n; i++) jr[i] = (float)s->row_route[row + i];
+        }
         if (s->use_gold)
             memcpy(msg_batch_extra(rp, ONLINE_EXTRA_GOLD), s->gold_scores + row,
                    (size_t)b->n * sizeof(float));
