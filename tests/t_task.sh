@@ -22,7 +22,7 @@ expect_fail() {
 }
 FILES="corpus.txt sft.jsonl prefs_train.jsonl prefs_eval.jsonl prompts_train.jsonl prompts_eval.jsonl prompts_redteam.jsonl ceiling.json world.json"
 
-# ---- rlhf-task gen: determinism, sizes, speed ------------------------------------------
+# ---- rlhf-task gen: determinism, sizes (its time is reported, never asserted) ------------------------------------------
 t0=$(date +%s.%N)
 "$B/rlhf-task" gen --out "$T/a" --seed 7 2>"$T/gen.log"
 t1=$(date +%s.%N)
@@ -45,8 +45,7 @@ lines() { wc -l <"$1" | tr -d ' '; }
 [ "$(lines "$T/a/prompts_eval.jsonl")" = 200 ] || fail "prompts_eval.jsonl line count"
 [ "$(lines "$T/a/prompts_redteam.jsonl")" = 100 ] || fail "prompts_redteam.jsonl line count"
 secs=$(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}')
-awk -v s="$secs" 'BEGIN { exit !(s < 5.0) }' || fail "generation took $secs s"
-ok "default sizes; generation took $secs s"
+ok "default sizes (generation took $secs s)"
 "$B/rlhf-task" gen --out "$T/s" --seed 7 --sizes sft=10,prefs=5,prefs_eval=4,prompts=3,prompts_eval=2,redteam=1 2>/dev/null
 [ "$(lines "$T/s/sft.jsonl")" = 10 ] && [ "$(lines "$T/s/prompts_redteam.jsonl")" = 1 ] || fail "--sizes not honoured"
 # a file's lines do not depend on the other files' sizes
