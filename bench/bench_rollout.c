@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
     /* warm-up: the largest cache of both parts, the packed weights */
     Job w;
     job_init(&w, 8, P > P2 ? P : P2, 2, c.vocab_size, 0, &r);
-    gpt_cache_reserve(&m, 8, (P > P2 ? P : P2) + (NEW > MAXLEN ? NEW : MAXLEN));
+    gpt_cache_reserve(&m, 8, P + NEW > P2 + MAXLEN ? P + NEW : P2 + MAXLEN);
     GenSchedule all = {.batch = 0, .inflight = 1, .share_prefill = 1};
     job_run(&m, &w, &all);
     job_free(&w);
