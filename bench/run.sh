@@ -21,6 +21,9 @@
 #      under mpirun -np $BENCH_NP, oversubscribed).
 #   6. the PPO job: rollouts/s with 1, 2, 4 actors, time split per role, learner idle
 #      fraction sync vs async (bench/bench_ppo.sh; scaling needs cores >= actors + 2).
+#   7. rollout scheduling (build/bench/bench_rollout, once per preset): a GRPO group of 8
+#      with the shared prefill vs without, random response lengths with in-flight
+#      batching vs static batches.
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -30,7 +33,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# torch io bcast ppo rollout), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -42,7 +45,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo rollout}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -92,7 +95,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_rollout; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -180,6 +183,14 @@ fi
 if want ppo; then
   echo "== PPO job: actor scaling, time split, async learner idle (bench/bench_ppo.sh)"
   run ppo "" env BUILD="$BUILD" bash bench/bench_ppo.sh 1 2 4
+fi
+
+# ---- 7. rollout scheduling ------------------------------------------------------------
+if want rollout; then
+  for p in $PRESETS; do
+    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching (one run each)"
+    run "rollout_$p" "" "$BUILD/bench/bench_rollout" "$p"
+  done
 fi
 
 # ---- reduce: median of every key ------------------------------------------------------
@@ -379,6 +390,15 @@ if want ppo; then
   printf 'PPO whole-update rate, 2 actors, sync: run.threads=0 (auto, the default) vs one thread per rank: %sx (rollouts/s %s vs %s)\n' \
     "$(fmt "$(val ppo.auto_threads_speedup)" 2)" "$(fmt "$(val ppo.sync_auto_a2.rollouts_per_s_update)")" \
     "$(fmt "$(val ppo.sync_a2.rollouts_per_s_update)")"
+fi
+if want rollout; then
+  for p in $PRESETS; do
+    printf 'rollouts %s: GRPO group of 8, shared prefill %s vs %s rollouts/s (%sx); random lengths, in-flight %s vs static %s rollouts/s (%sx); one run each\n' \
+      "$p" "$(fmt "$(val "rollout.$p.group8.shared.rollouts_per_s")" 2)" \
+      "$(fmt "$(val "rollout.$p.group8.unshared.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.group8.speedup")" 2)" \
+      "$(fmt "$(val "rollout.$p.randlen.inflight.rollouts_per_s")" 2)" \
+      "$(fmt "$(val "rollout.$p.randlen.static.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.randlen.speedup")" 2)"
+  done
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")
