@@ -14,7 +14,7 @@
  * program says so and exits 1 if not. Also printed: the time of the 7 cache copies of (a)
  * (what sharing the rows instead of copying them could save at most).
  *
- *   build/bench/bench_rollout [gpt2|tiny]
+ *   build/bench/bench_rollout [gpt2|tiny] [group8|randlen|all]
  *
  * Threads: OPENBLAS_NUM_THREADS. Output: a human summary and `RESULT <tab>
  * rollout.<preset>.<what> <tab> value <tab> unit` lines. Not a test.
@@ -109,11 +109,47 @@ static int bench_pair(GPT *m, Job *j, const char *preset, const char *what, cons
     return same ? 0 : 1;
 }
 
+/* (a) one GRPO group of 8 samples of a P-token prompt, NEW tokens each. */
+static int bench_group8(GPT *m, const char *preset, int P, int NEW, Rng *r) {
+    Job a;
+    job_init(&a, 8, P, NEW, m->config.vocab_size, 1, r);
+    GenSchedule shared = {.batch = 0, .inflight = 1, .share_prefill = 1};
+    GenSchedule unshared = {.batch = 0, .inflight = 1, .share_prefill = 0};
+    int bad = bench_pair(m, &a, preset, "group8", "shared", &shared, "unshared", &unshared);
+    double t0 = time_now();
+    for (int s = 1; s < 8; s++) gpt_cache_copy_slot(m, s, 0, P - 1);
+    double tc = time_now() - t0;
+    printf("the 7 cache copies of a %d-token prompt: %.1f ms\n", P, tc * 1e3);
+    printf("RESULT\trollout.%s.group8.copy_ms\t%.3f\tms\n", preset, tc * 1e3);
+    job_free(&a);
+    return bad;
+}
+
+/* (b) 24 distinct P-token prompts, responses stopped at random lengths in 16..maxlen,
+ * 8 slots: in-flight vs static batches. */
+static int bench_randlen(GPT *m, const char *preset, int P, int maxlen, Rng *r) {
+    Job b;
+    int N = 24;
+    job_init(&b, N, P, maxlen, m->config.vocab_size, 0, r);
+    int *caps = xcalloc((size_t)N, sizeof(int));
+    for (int i = 0; i < N; i++) caps[i] = 16 + (int)rng_below(r, (uint64_t)(maxlen - 16 + 1));
+    GenSchedule inflight = {.batch = 8, .inflight = 1, .share_prefill = 1, .max_new = caps};
+    GenSchedule stat = {.batch = 8, .inflight = 0, .share_prefill = 1, .max_new = caps};
+    int bad = bench_pair(m, &b, preset, "randlen", "inflight", &inflight, "static", &stat);
+    free(caps);
+    job_free(&b);
+    return bad;
+}
+
 int main(int argc, char **argv) {
-    const char *preset = argc > 1 ? argv[1] : "gpt2";
+    const char *preset = argc > 1 ? argv[1] : "gpt2", *part = argc > 2 ? argv[2] : "all";
+    int do_a = strcmp(part, "all") == 0 || strcmp(part, "group8") == 0;
+    int do_b = strcmp(part, "all") == 0 || strcmp(part, "randlen") == 0;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a figure shows as soon as it is measured */
     GPTConfig c;
     if (gpt_config_preset(preset, &c) != 0 || c.family != GPT_FAMILY_GPT2)
-        fatal("usage: bench_rollout [gpt2|tiny]");
+        fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|all]");
+    if (!do_a && !do_b) fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|all]");
     const char *core = ops_blas_setup(0);
     const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("bench_rollout %s: OpenBLAS core %s (OPENBLAS_CORETYPE %s), %d threads\n", preset, core,
@@ -135,29 +171,8 @@ int main(int argc, char **argv) {
     job_free(&w);
     int bad = 0;
 
-    /* (a) one group of 8 */
-    Job a;
-    job_init(&a, 8, P, NEW, c.vocab_size, 1, &r);
-    GenSchedule unshared = {.batch = 0, .inflight = 1, .share_prefill = 0};
-    bad |= bench_pair(&m, &a, preset, "group8", "shared", &all, "unshared", &unshared);
-    double t0 = time_now();
-    for (int s = 1; s < 8; s++) gpt_cache_copy_slot(&m, s, 0, P - 1);
-    double tc = time_now() - t0;
-    printf("the 7 cache copies of a %d-token prompt: %.1f ms\n", P, tc * 1e3);
-    printf("RESULT\trollout.%s.group8.copy_ms\t%.3f\tms\n", preset, tc * 1e3);
-    job_free(&a);
-
-    /* (b) random response lengths in 16..MAXLEN, 8 slots */
-    Job b;
-    int N = 24;
-    job_init(&b, N, P2, MAXLEN, c.vocab_size, 0, &r);
-    int *caps = xcalloc((size_t)N, sizeof(int));
-    for (int i = 0; i < N; i++) caps[i] = 16 + (int)rng_below(&r, (uint64_t)(MAXLEN - 16 + 1));
-    GenSchedule inflight = {.batch = 8, .inflight = 1, .share_prefill = 1, .max_new = caps};
-    GenSchedule stat = {.batch = 8, .inflight = 0, .share_prefill = 1, .max_new = caps};
-    bad |= bench_pair(&m, &b, preset, "randlen", "inflight", &inflight, "static", &stat);
-    free(caps);
-    job_free(&b);
+    if (do_a) bad |= bench_group8(&m, preset, P, NEW, &r);
+    if (do_b) bad |= bench_randlen(&m, preset, P2, MAXLEN, &r);
     gpt_free(&m);
     return bad;
 }
