@@ -881,11 +881,12 @@ struct GPTCache {
     size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
     int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
     int64_t rows_run;           /* tokens run through the network since gpt_cache_begin */
+    GPTCacheRun *runs;          /* (B) gpt_cache_prefill's runs */
 };
 
 static void cache_free(struct GPTCache *c) {
     if (!c) return;
-    free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit);
+    free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit), free(c->runs);
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
                      c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits,
                      c->packed};
@@ -916,6 +917,7 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->k = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->v = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->len = xcalloc((size_t)B, sizeof(int));
+    c->runs = xcalloc((size_t)B, sizeof(GPTCacheRun));
     c->slot = xcalloc((size_t)R, sizeof(int));
     c->pos = xcalloc((size_t)R, sizeof(int));
     c->tok = xcalloc((size_t)R, sizeof(int));
@@ -1225,11 +1227,8 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
         for (int t = 0; t < lens[b]; t++) cache_check_token(m, prompts[b][t], "gpt_cache_prefill", b, t);
     }
     gpt_cache_begin(m);
-    GPTCacheRun *runs = xcalloc((size_t)B, sizeof *runs);
-    for (int b = 0; b < B; b++) runs[b] = (GPTCacheRun){b, 0, lens[b], prompts[b]};
-    const float *logits = gpt_cache_run(m, B, runs);
-    free(runs);
-    return logits;
+    for (int b = 0; b < B; b++) c->runs[b] = (GPTCacheRun){b, 0, lens[b], prompts[b]};
+    return gpt_cache_run(m, B, c->runs);
 }
 
 const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens) {
