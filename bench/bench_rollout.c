@@ -162,9 +162,10 @@ int main(int argc, char **argv) {
     m.weights_version = 0; /* pack once, as an actor does per policy version */
     Rng r;
     rng_init(&r, 7);
-    /* warm-up: the largest cache of both parts, the packed weights */
+    /* warm-up: the largest cache of both parts, the packed weights (short prompts: the
+     * prefill itself is not what is warmed) */
     Job w;
-    job_init(&w, 8, P > P2 ? P : P2, 2, c.vocab_size, 0, &r);
+    job_init(&w, 8, 8, 2, c.vocab_size, 0, &r);
     gpt_cache_reserve(&m, 8, P + NEW > P2 + MAXLEN ? P + NEW : P2 + MAXLEN);
     GenSchedule all = {.batch = 0, .inflight = 1, .share_prefill = 1};
     job_run(&m, &w, &all);
