@@ -147,8 +147,11 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                     .top_k = a->cfg.gen.top_k,
                     .top_p = (float)a->cfg.gen.top_p,
                     .seed = (uint64_t)a->cfg.run.seed};
-    if (generate(&a->model, &gp, n, (const int *const *)prompts, plens, w->prompt_ids,
-                 w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens, err) != 0)
+    /* in-flight batches of gen.batch_size slots; a group's identical prompts prefill once */
+    GenSchedule gs = {.batch = a->cfg.gen.batch_size, .inflight = 1, .share_prefill = 1};
+    if (generate_scheduled(&a->model, &gp, &gs, n, (const int *const *)prompts, plens,
+                           w->prompt_ids, w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens,
+                           err) != 0)
         mpi_fatal("work item %llu: generate: %s", (unsigned long long)a->msg.req_id, err);
     double t_gen = time_now() - t0;
 

@@ -24,6 +24,9 @@
 #   7. the chunked LM head: peak RSS and time of one SFT learner step at Qwen's vocabulary
 #      (151,936), SmolLM2's width (576, 4 layers), 4 x 512 tokens, chunked vs all rows at
 #      once (build/bench/bench_lm_chunk, one process per mode, environment's core).
+#   8. rollout scheduling (build/bench/bench_rollout, once per preset): a GRPO group of 8
+#      with the shared prefill vs without, random response lengths with in-flight
+#      batching vs static batches.
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -33,7 +36,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# torch io bcast ppo lmchunk rollout), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -45,7 +48,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -95,7 +98,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_rollout; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -190,6 +193,14 @@ if want lmchunk; then
   echo "== LM head in chunks vs all at once: SFT step, V=151936, width 576, 4 layers, 4 x 512 tokens"
   for mode in chunked full; do
     run "lmchunk_$mode" "" "$BUILD/bench/bench_lm_chunk" "$mode"
+  done
+fi
+
+# ---- 8. rollout scheduling ------------------------------------------------------------
+if want rollout; then
+  for p in $PRESETS; do
+    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching (one run each)"
+    run "rollout_$p" "" "$BUILD/bench/bench_rollout" "$p"
   done
 fi
 
@@ -397,6 +408,15 @@ if want lmchunk; then
     "$(fmt "$(val lmchunk.full.peak_rss_mb)" 0)" "$(ratio "$(val lmchunk.chunked.peak_rss_mb)" "$(val lmchunk.full.peak_rss_mb)")" \
     "$(fmt "$(val lmchunk.chunked.step_ms)" 0)" "$(fmt "$(val lmchunk.full.step_ms)" 0)" \
     "$(ratio "$(val lmchunk.chunked.step_ms)" "$(val lmchunk.full.step_ms)")"
+fi
+if want rollout; then
+  for p in $PRESETS; do
+    printf 'rollouts %s: GRPO group of 8, shared prefill %s vs %s rollouts/s (%sx); random lengths, in-flight %s vs static %s rollouts/s (%sx); one run each\n' \
+      "$p" "$(fmt "$(val "rollout.$p.group8.shared.rollouts_per_s")" 2)" \
+      "$(fmt "$(val "rollout.$p.group8.unshared.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.group8.speedup")" 2)" \
+      "$(fmt "$(val "rollout.$p.randlen.inflight.rollouts_per_s")" 2)" \
+      "$(fmt "$(val "rollout.$p.randlen.static.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.randlen.speedup")" 2)"
+  done
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

@@ -967,11 +967,13 @@ struct GPTCache {
     float *packed;
     size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
     int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
+    int64_t rows_run;           /* tokens run through the network since gpt_cache_begin */
+    GPTCacheRun *runs;          /* (B) gpt_cache_prefill's runs */
 };
 
 static void cache_free(struct GPTCache *c) {
     if (!c) return;
-    free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit);
+    free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit), free(c->runs);
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
                      c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits,
                      c->packed};
@@ -1002,6 +1004,7 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->k = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->v = xalloc_floats(L * (size_t)B * (size_t)T * wd.KW);
     c->len = xcalloc((size_t)B, sizeof(int));
+    c->runs = xcalloc((size_t)B, sizeof(GPTCacheRun));
     c->slot = xcalloc((size_t)R, sizeof(int));
     c->pos = xcalloc((size_t)R, sizeof(int));
     c->tok = xcalloc((size_t)R, sizeof(int));
@@ -1071,6 +1074,7 @@ static void cache_attention(GPT *m, int n, const float *kl, const float *vl) {
 static void llama_cache_pass(GPT *m, int n, int out_row);
 
 static void cache_pass(GPT *m, int n, int out_row) {
+    m->cache->rows_run += n;
     if (m->config.family == GPT_FAMILY_LLAMA) {
         llama_cache_pass(m, n, out_row);
         return;
@@ -1211,15 +1215,11 @@ static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int 
               b, t, m->config.vocab_size);
 }
 
-const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const int *lens) {
+void gpt_cache_begin(GPT *m) {
     struct GPTCache *c = m->cache;
-    if (!c || B < 1 || B > c->B) fatal("gpt_cache_prefill: %d sequences exceed the reserved cache (%d)", B, c ? c->B : 0);
-    for (int b = 0; b < B; b++) {
-        if (lens[b] < 1 || lens[b] > c->T)
-            fatal("gpt_cache_prefill: prompt %d has %d tokens; must be in [1, %d]", b, lens[b], c->T);
-        for (int t = 0; t < lens[b]; t++) cache_check_token(m, prompts[b][t], "gpt_cache_prefill", b, t);
-    }
+    if (!c) fatal("gpt_cache_begin: no cache reserved (call gpt_cache_reserve first)");
     for (int b = 0; b < c->B; b++) c->len[b] = 0;
+    c->rows_run = 0;
     /* the weights may have changed since the last generation (an optimizer step, a weight
      * sync): pack them again (one pass over the trunk, small next to the token steps)
      * unless the caller labels them as the ones already packed */
@@ -1234,22 +1234,88 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
         matmul_pack_rows(pk + c->pk_off[2], w->fc_w, C, 4 * C);
         matmul_pack_rows(pk + c->pk_off[3], w->fc_proj_w, 4 * C, C);
     }
-    int n = 0, out_row = 0, emitted = 0;
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < lens[b]; t++) {
-            c->slot[n] = b, c->pos[n] = t, c->tok[n] = prompts[b][t];
-            c->emit[n] = t == lens[b] - 1;
-            emitted += c->emit[n];
-            if (++n == c->R) {
-                cache_pass(m, n, out_row);
+}
+
+/* Abort unless the n runs fit the cache: distinct slots, positions inside the slot's
+ * sequence and the reserved T, tokens in the vocabulary. */
+static void cache_check_runs(const GPT *m, int n, const GPTCacheRun *runs, const char *fn) {
+    const struct GPTCache *c = m->cache;
+    if (!c || n < 1 || n > c->B) fatal("%s: %d runs exceed the reserved cache (%d slots)", fn, n, c ? c->B : 0);
+    for (int i = 0; i < n; i++) {
+        const GPTCacheRun *r = &runs[i];
+        if (r->slot < 0 || r->slot >= c->B) fatal("%s: slot %d outside [0, %d)", fn, r->slot, c->B);
+        if (r->start < 0 || r->start > c->len[r->slot])
+            fatal("%s: run into slot %d starts at %d; the slot holds %d tokens", fn, r->slot,
+                  r->start, c->len[r->slot]);
+        if (r->count < 1 || r->count > c->T - r->start)
+            fatal("%s: run into slot %d has %d tokens from position %d; the slots hold %d", fn,
+                  r->slot, r->count, r->start, c->T);
+        for (int t = 0; t < r->count; t++) cache_check_token(m, r->tokens[t], fn, r->slot, r->start + t);
+        for (int j = 0; j < i; j++)
+            if (runs[j].slot == r->slot) fatal("%s: slot %d appears twice", fn, r->slot);
+    }
+}
+
+const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs) {
+    cache_check_runs(m, n, runs, "gpt_cache_run");
+    struct GPTCache *c = m->cache;
+    /* rows are staged run after run and sent through the network R at a time; a run cut
+     * by a pass boundary continues in the next pass (its earlier positions are cached) */
+    int rows = 0, out_row = 0, emitted = 0;
+    for (int i = 0; i < n; i++) {
+        const GPTCacheRun *r = &runs[i];
+        for (int t = 0; t < r->count; t++) {
+            c->slot[rows] = r->slot, c->pos[rows] = r->start + t, c->tok[rows] = r->tokens[t];
+            c->emit[rows] = t == r->count - 1;
+            emitted += c->emit[rows];
+            if (++rows == c->R) {
+                cache_pass(m, rows, out_row);
                 out_row += emitted;
-                n = emitted = 0;
+                rows = emitted = 0;
             }
         }
-        c->len[b] = lens[b];
+        c->len[r->slot] = r->start + r->count;
     }
-    if (n > 0) cache_pass(m, n, out_row);
+    if (rows > 0) cache_pass(m, rows, out_row);
     return c->logits;
+}
+
+void gpt_cache_copy_slot(GPT *m, int dst, int src, int ntok) {
+    struct GPTCache *c = m->cache;
+    if (!c || dst < 0 || dst >= c->B || src < 0 || src >= c->B || dst == src)
+        fatal("gpt_cache_copy_slot: slots %d <- %d: must be distinct and in [0, %d)", dst, src,
+              c ? c->B : 0);
+    if (ntok < 0 || ntok > c->len[src])
+        fatal("gpt_cache_copy_slot: %d tokens from slot %d, which holds %d", ntok, src, c->len[src]);
+    Widths wd = model_widths(&m->config);
+    /* layout (L, B, heads, T, hd): one contiguous block of ntok x hd per layer and head */
+    int heads = wd.KW / wd.hd;
+    size_t hd = (size_t)wd.hd, slot_stride = (size_t)wd.KW * c->T;
+    size_t bytes = (size_t)ntok * hd * sizeof(float);
+    for (int l = 0; l < m->config.n_layer && ntok > 0; l++) {
+        size_t base = (size_t)l * c->B * slot_stride;
+        for (int h = 0; h < heads; h++) {
+            size_t head = (size_t)h * c->T * hd;
+            memcpy(c->k + base + (size_t)dst * slot_stride + head,
+                   c->k + base + (size_t)src * slot_stride + head, bytes);
+            memcpy(c->v + base + (size_t)dst * slot_stride + head,
+                   c->v + base + (size_t)src * slot_stride + head, bytes);
+        }
+    }
+    c->len[dst] = ntok;
+}
+
+const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const int *lens) {
+    struct GPTCache *c = m->cache;
+    if (!c || B < 1 || B > c->B) fatal("gpt_cache_prefill: %d sequences exceed the reserved cache (%d)", B, c ? c->B : 0);
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1 || lens[b] > c->T)
+            fatal("gpt_cache_prefill: prompt %d has %d tokens; must be in [1, %d]", b, lens[b], c->T);
+        for (int t = 0; t < lens[b]; t++) cache_check_token(m, prompts[b][t], "gpt_cache_prefill", b, t);
+    }
+    gpt_cache_begin(m);
+    for (int b = 0; b < B; b++) c->runs[b] = (GPTCacheRun){b, 0, lens[b], prompts[b]};
+    return gpt_cache_run(m, B, c->runs);
 }
 
 const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens) {
@@ -1269,6 +1335,8 @@ const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens
     for (int i = 0; i < n; i++) c->len[slots[i]]++;
     return c->logits;
 }
+
+int64_t gpt_cache_rows(const GPT *m) { return m->cache ? m->cache->rows_run : 0; }
 
 int gpt_cache_len(const GPT *m, int slot) {
     ASSERT(m->cache && slot >= 0 && slot < m->cache->B);

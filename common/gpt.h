@@ -269,8 +269,29 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  * GPT-2 124M): decoding at small batch is bound by reading the weights, and the copy
  * turns those reads into sequential streams. */
 void gpt_cache_reserve(GPT *m, int B, int T);
-/* Reset the cache, pack the current weights (so a change of m->params since the last
- * generation is seen) and run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,
+/* Start a generation: empty every slot and pack the current weights (so a change of
+ * m->params since the last generation is seen; see GPT.weights_version). */
+void gpt_cache_begin(GPT *m);
+/* One run of a cache pass: tokens[0..count) go into `slot` at positions start,
+ * start+1, ...; start <= the slot's length (the slot's tokens from `start` on are
+ * dropped: start 0 replaces its sequence, start = its length appends). */
+typedef struct {
+    int slot, start, count;
+    const int *tokens;
+} GPTCacheRun;
+/* Run n runs (distinct slots, count >= 1, start + count <= the reserved T) through the
+ * network together: a prefill of new prompts and the decode step of running sequences
+ * share one pass over the weights. Other slots are untouched. Returns the logits (n,V):
+ * row i belongs to the token after the last one of run i; valid until the next cache
+ * call. Row-wise deterministic like every call here. */
+const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs);
+/* Copy the keys and values of the first ntok tokens of slot src into slot dst
+ * (dst != src, ntok <= src's length); dst then holds those ntok tokens. A sequence
+ * continued from the copy gets the logits it would get from its own prefill, bit for
+ * bit: K sequences sharing a prompt prefill it once (generate.h). Cost: a memcpy of
+ * 2·L·ntok·(NKV·hd) floats (GPT-2 124M, 256 tokens: 19 MB). */
+void gpt_cache_copy_slot(GPT *m, int dst, int src, int ntok);
+/* gpt_cache_begin, then run prompts[b][0..lens[b]) into slot b for b < B (lens[b] >= 1,
  * tokens in [0,V), lens[b] <= the reserved T). Returns the logits (B,V) of the token
  * that follows each prompt; valid until the next cache call. The weights must not
  * change between a prefill and the decode steps that follow it. */
@@ -278,6 +299,9 @@ const float *gpt_cache_prefill(GPT *m, int B, const int *const *prompts, const i
 /* Append tokens[i] to the sequence in slot slots[i] (at its current length) for i < n,
  * slots distinct. Returns the logits (n,V) of the token after each. */
 const float *gpt_cache_decode(GPT *m, int n, const int *slots, const int *tokens);
+/* Tokens (prompt and decode rows) run through the network since gpt_cache_begin: the
+ * work a generation did, e.g. how many prompt tokens a shared prefill saved. */
+int64_t gpt_cache_rows(const GPT *m);
 /* Number of tokens in slot's sequence. */
 int gpt_cache_len(const GPT *m, int slot);
 

@@ -10,7 +10,12 @@
  *   - sampling semantics on hand-made logits: greedy, top-k = 1 is greedy, top-k and
  *     top-p kept sets, ties, one RNG draw per token, empirical frequencies against the
  *     renormalised distribution, and agreement with a brute-force reference sampler;
- *   - bad input to generate() is an error, not a crash.
+ *   - bad input to generate() is an error, not a crash;
+ *   - scheduling (both families, GPT-2 and Llama): a shared prefill (gpt_cache_copy_slot
+ *     + the prompt's last token) gives the logits of a prefill of its own bit for bit;
+ *     generate_scheduled with any batch size (1, 3, 8, all), with and without in-flight
+ *     refill and shared prefill, with 1 and 2 threads, gives every sequence the tokens and
+ *     log-probs it gets alone; a shared prefill runs fewer prompt tokens.
  */
 #include <stdint.h>
 
@@ -369,6 +374,197 @@ static void test_bad_input(void) {
 }
 
 // ----------------------------------------------------------------------------
+// scheduling: shared prefill and in-flight batching
+
+/* A model of either family with weights large enough for peaked logits: GPT-2 as
+ * make_model, or the llama-tiny preset (GQA, rotary) cut to vocabulary V and maxT. */
+static void make_family_model(GPT *m, int llama, int V, int maxT, uint64_t seed) {
+    if (!llama) {
+        make_model(m, V, maxT, seed);
+        return;
+    }
+    GPTConfig c;
+    CHECK(gpt_config_preset("llama-tiny", &c) == 0);
+    c.vocab_size = V, c.max_seq_len = maxT, c.n_layer = 2;
+    gpt_init(m, &c);
+    gpt_init_weights(m, seed);
+    Rng r;
+    rng_init(&r, seed + 1);
+    for (size_t i = 0; i < m->num_params; i++) m->params[i] += 0.15f * rng_normal(&r);
+}
+
+/* Copying a prompt's cache rows and running its last token gives the logits of its own
+ * prefill, and the two sequences decode identically after (rotary positions continue
+ * after the copy for Llama); a mixed pass of a decode and a prefill changes neither. */
+static void test_copy_slot(void) {
+    for (int llama = 0; llama <= 1; llama++) {
+        int V = 40;
+        GPT m;
+        make_family_model(&m, llama, V, 48, 21);
+        int prompt[9], other[5] = {1, 2, 3, 4, 5};
+        for (int t = 0; t < 9; t++) prompt[t] = (int)rng_below(&g_rng, (uint64_t)V);
+        gpt_cache_reserve(&m, 4, 48);
+        gpt_cache_begin(&m);
+        GPTCacheRun r0 = {0, 0, 9, prompt};
+        float *ref = xalloc_floats((size_t)V);
+        memcpy(ref, gpt_cache_run(&m, 1, &r0), (size_t)V * sizeof(float));
+        /* slot 3 copies 8 rows; its last prompt token rides in one pass with a prefill of
+         * another prompt in slot 1 */
+        gpt_cache_copy_slot(&m, 3, 0, 8);
+        CHECK_EQ_INT(gpt_cache_len(&m, 3), 8);
+        GPTCacheRun rs[2] = {{1, 0, 5, other}, {3, 8, 1, prompt + 8}};
+        const float *lg = gpt_cache_run(&m, 2, rs);
+        CHECK_MSG(memcmp(lg + V, ref, (size_t)V * sizeof(float)) == 0,
+                  "%s: logits after a copied prompt differ from its own prefill",
+                  llama ? "llama" : "gpt2");
+        /* decode the same 6 tokens in slots 0 and 3: identical logits at every step */
+        int same = 1;
+        for (int step = 0; step < 6; step++) {
+            int slots[2] = {0, 3}, toks[2] = {step + 7, step + 7};
+            lg = gpt_cache_decode(&m, 2, slots, toks);
+            same &= memcmp(lg, lg + V, (size_t)V * sizeof(float)) == 0;
+        }
+        CHECK_MSG(same, "%s: decode after a copied prompt differs", llama ? "llama" : "gpt2");
+        CHECK_EQ_INT(gpt_cache_len(&m, 3), 15);
+        free(ref);
+        gpt_free(&m);
+    }
+}
+
+enum { SC_N = 14, SC_NEW = 20, SC_MAXP = 11 };
+
+typedef struct {
+    int toks[SC_N * SC_NEW], lens[SC_N];
+    float lps[SC_N * SC_NEW];
+} SchedOut;
+
+/* Prompts for SC_N sequences: groups of 1..4 identical prompts of different lengths,
+ * interleaved when `mix` (a group's members are not consecutive then). */
+static void sched_prompts(int V, int mix, int buf[SC_N][SC_MAXP], const int **prompts,
+                          int *plens, uint64_t *pids, uint64_t *sids, int *caps) {
+    int g = 0, b = 0;
+    while (b < SC_N) {
+        int k = 1 + g % 4, len = 1 + (int)rng_below(&g_rng, SC_MAXP);
+        int first = b;
+        for (int j = 0; j < k && b < SC_N; j++, b++) {
+            plens[b] = len, pids[b] = (uint64_t)g, sids[b] = (uint64_t)j;
+            for (int t = 0; t < len; t++)
+                buf[b][t] = b == first ? (int)rng_below(&g_rng, (uint64_t)V) : buf[first][t];
+            caps[b] = 1 + (int)rng_below(&g_rng, SC_NEW);
+        }
+        g++;
+    }
+    for (int b = 0; b < SC_N; b++) prompts[b] = buf[b];
+    if (!mix) return;
+    /* a fixed shuffle of the sequences (with their ids and caps) */
+    for (int b = SC_N - 1; b > 0; b--) {
+        int a = (int)rng_below(&g_rng, (uint64_t)b + 1);
+        const int *tp = prompts[a];
+        prompts[a] = prompts[b], prompts[b] = tp;
+        int tl = plens[a]; plens[a] = plens[b], plens[b] = tl;
+        uint64_t ti = pids[a]; pids[a] = pids[b], pids[b] = ti;
+        ti = sids[a]; sids[a] = sids[b], sids[b] = ti;
+        int tc = caps[a]; caps[a] = caps[b], caps[b] = tc;
+    }
+}
+
+/* Every sequence alone (batch 1, nothing to share), then every schedule against it. */
+static void sched_check_family(int llama, int threads, int mix) {
+    int before = ops_blas_threads();
+    ops_blas_setup(threads);
+    int V = 40;
+    GPT m;
+    make_family_model(&m, llama, V, SC_MAXP + SC_NEW, 31);
+    static int buf[SC_N][SC_MAXP];
+    const int *prompts[SC_N];
+    int plens[SC_N], caps[SC_N];
+    uint64_t pids[SC_N], sids[SC_N];
+    sched_prompts(V, mix, buf, prompts, plens, pids, sids, caps);
+    GenParams gp = {.max_new_tokens = SC_NEW, .eos_id = 7, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 4242};
+    char err[ERRBUF_LEN];
+    static SchedOut ref, got;
+    int early = 0;
+    for (int b = 0; b < SC_N; b++) {
+        GenSchedule one = {.batch = 1, .inflight = 0, .share_prefill = 0, .max_new = &caps[b]};
+        int t[SC_NEW];
+        float l[SC_NEW];
+        CHECK(generate_scheduled(&m, &gp, &one, 1, &prompts[b], &plens[b], &pids[b], &sids[b],
+                                 t, l, &ref.lens[b], err) == 0);
+        memcpy(ref.toks + b * SC_NEW, t, sizeof t);
+        memcpy(ref.lps + b * SC_NEW, l, sizeof l);
+        early += ref.lens[b] < caps[b];
+    }
+    int batches[] = {1, 3, 8, 0}, bad = 0, runs = 0;
+    int64_t rows_shared = 0, rows_unshared = 0;
+    for (int bi = 0; bi < 4; bi++)
+        for (int inflight = 0; inflight <= 1; inflight++)
+            for (int share = 0; share <= 1; share++) {
+                GenSchedule s = {batches[bi], inflight, share, caps};
+                CHECK(generate_scheduled(&m, &gp, &s, SC_N, prompts, plens, pids, sids,
+                                         got.toks, got.lps, got.lens, err) == 0);
+                runs++;
+                if (memcmp(&got, &ref, sizeof ref) != 0) {
+                    bad++;
+                    fprintf(stderr, "    differs: batch %d, inflight %d, share %d\n",
+                            batches[bi], inflight, share);
+                }
+                if (batches[bi] == 0 && share) rows_shared = gpt_cache_rows(&m);
+                if (batches[bi] == 0 && !share) rows_unshared = gpt_cache_rows(&m);
+            }
+    /* all at once: the groups' prompts run once, each decode row once */
+    int64_t expect_shared = 0, expect_unshared = 0;
+    for (int b = 0; b < SC_N; b++) {
+        int lead = 1;
+        for (int a = 0; a < b; a++)
+            lead &= !(plens[a] == plens[b] &&
+                      memcmp(prompts[a], prompts[b], (size_t)plens[b] * sizeof(int)) == 0);
+        expect_shared += (lead ? plens[b] : 0) + ref.lens[b] - 1;
+        expect_unshared += plens[b] + ref.lens[b] - 1;
+    }
+    fprintf(stderr, "    %s, %d thread(s), %s groups: %d of %d schedules identical to alone "
+            "(%d sequences ended at EOS); rows run %lld shared vs %lld not\n",
+            llama ? "llama" : "gpt2", threads, mix ? "interleaved" : "consecutive", runs - bad,
+            runs, early, (long long)rows_shared, (long long)rows_unshared);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(rows_shared == expect_shared);
+    CHECK(rows_unshared == expect_unshared);
+    CHECK(rows_shared < rows_unshared);
+    gpt_free(&m);
+    ops_blas_setup(before);
+}
+
+static void test_schedules_bit_identical(void) {
+    for (int llama = 0; llama <= 1; llama++)
+        for (int threads = 1; threads <= 2; threads++)
+            for (int mix = 0; mix <= 1; mix++) sched_check_family(llama, threads, mix);
+}
+
+static void test_schedule_bad_input(void) {
+    GPT m;
+    make_model(&m, 20, 16, 1);
+    int p0[] = {1, 2, 3}, plen = 3, toks[8], len, cap = 9;
+    const int *prompts[] = {p0};
+    float lps[8];
+    uint64_t id = 0;
+    char err[ERRBUF_LEN];
+    GenParams gp = {.max_new_tokens = 8, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 0};
+    GenSchedule s = {.batch = -1, .inflight = 1, .share_prefill = 1, .max_new = NULL};
+    CHECK(generate_scheduled(&m, &gp, &s, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(strstr(err, "batch") != NULL);
+    s.batch = 0, s.max_new = &cap;
+    CHECK(generate_scheduled(&m, &gp, &s, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    CHECK(strstr(err, "max_new[0] = 9") != NULL);
+    cap = 0;
+    CHECK(generate_scheduled(&m, &gp, &s, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == -1);
+    cap = 2;
+    CHECK(generate_scheduled(&m, &gp, &s, 1, prompts, &plen, &id, &id, toks, lps, &len, err) == 0);
+    CHECK_EQ_INT(len, 2);
+    gpt_free(&m);
+}
+
+// ----------------------------------------------------------------------------
 // sampling semantics on hand-made logits
 
 static const float *g_ref_logits;
@@ -629,6 +825,9 @@ int main(void) {
     TEST_RUN(test_thread_invariance);
     TEST_RUN(test_eos_and_padding);
     TEST_RUN(test_bad_input);
+    TEST_RUN(test_copy_slot);
+    TEST_RUN(test_schedules_bit_identical);
+    TEST_RUN(test_schedule_bad_input);
     TEST_RUN(test_sample_against_reference);
     TEST_RUN(test_sample_unfiltered);
     TEST_RUN(test_greedy_and_topk1);
