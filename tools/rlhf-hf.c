@@ -317,6 +317,9 @@ static int check_tensors(const HfWeights *w, const char *dir, const GPTTensor *t
             t->shape[1] == table[k].shape[1])
             return errf(err, "%s: score.weight has %lld rows: only one label is supported", path,
                         (long long)t->shape[0]);
+        if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+            return errf(err, "%s: tensor \"%s\" is %s; F32, F16 or BF16 expected", path, t->name,
+                        safetensors_dtype_name(t->dtype));
         int same = t->ndim == table[k].ndim && t->shape[0] == table[k].shape[0] &&
                    (t->ndim < 2 || t->shape[1] == table[k].shape[1]);
         if (!same) {
@@ -329,9 +332,6 @@ static int check_tensors(const HfWeights *w, const char *dir, const GPTTensor *t
             return errf(err, "%s: tensor \"%s\" has shape %s, expected %s for this config.json",
                         path, t->name, a, b);
         }
-        if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-            return errf(err, "%s: tensor \"%s\" is %s; F32, F16 or BF16 expected", path, t->name,
-                        safetensors_dtype_name(t->dtype));
     }
     return 0;
 }
