@@ -3,6 +3,7 @@
  */
 #include "hf_llama.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,9 @@ static int get_num(json_t *o, const char *path, const char *where, const char *f
                    double *out, char *err) {
     json_t *v = json_object_get(o, field);
     if (!v || json_is_null(v)) return errf(err, "%s: \"%s%s\" is missing", path, where, field);
-    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) <= 0)
-        return errf(err, "%s: \"%s%s\" must be a positive number", path, where, field);
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= FLT_MAX))
+        return errf(err, "%s: \"%s%s\" must be a positive number (at most %g)", path, where,
+                    field, (double)FLT_MAX);
     *out = json_number_value(v);
     return 0;
 }
@@ -221,7 +223,7 @@ static json_t *json_float(float f) {
     char buf[40];
     for (int p = 1; p <= 9; p++) {
         snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-        if (strtof(buf, NULL) == f) break;
+        if ((float)strtod(buf, NULL) == f) break; /* as a JSON reader narrows it */
     }
     return json_real(strtod(buf, NULL));
 }

@@ -24,6 +24,11 @@ the score at the last token — from an independent float64 PyTorch forward writ
 transformers' modeling_llama.py / modeling_qwen2.py / modeling_qwen3.py and
 modeling_rope_utils.py (the same formulas as tests/ref/make_llama_ref.py), evaluated on
 the weights exactly as stored (F16/BF16 values widened, not the float32 originals).
+
+`make_fixture.py --check DIR NAME` (dev time) reads a folder written by `rlhf-hf export`
+with the independent reader below (config.json fields, safetensors F32/BF16, transformers'
+key names) and prints the largest difference of its outputs from NAME_ref.txt, i.e.
+checks the export is the layout transformers would load.
 """
 import json
 import math
@@ -313,5 +318,48 @@ def main():
                 f.write(reference_line(v, P64, s) + "\n")
 
 
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b = data[e["data_offsets"][0]:e["data_offsets"][1]]
+        if e["dtype"] == "BF16":
+            a = (np.frombuffer(b, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            assert e["dtype"] == "F32", e["dtype"]
+            a = np.frombuffer(b, "<f4")
+        out[name] = torch.from_numpy(a.astype(np.float64).reshape(e["shape"]))
+    return out
+
+
+def check(d, name):
+    c = json.load(open(os.path.join(d, "config.json")))
+    rs = c.get("rope_scaling")
+    sc = (rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"],
+          rs["original_max_position_embeddings"]) if rs else None
+    v = (c["architectures"][0], c["model_type"], None, c["vocab_size"], c["hidden_size"],
+         c["num_hidden_layers"], c["num_attention_heads"], c["num_key_value_heads"],
+         c["head_dim"], c["intermediate_size"], int(c["model_type"] == "qwen2"),
+         int(c["model_type"] == "qwen3"), int(c["tie_word_embeddings"]), c["rope_theta"],
+         c["rms_norm_eps"], sc)
+    P = read_safetensors(os.path.join(d, "model.safetensors"))
+    assert sorted(P) == sorted(n for n, _ in table(v)), "tensor names differ from HF's"
+    worst = 0.0
+    for s, line in zip(SEQS, open(os.path.join(HERE, name + "_ref.txt"))):
+        got = [float(x) for x in reference_line(v, P, s).split()]
+        want = [float(x) for x in line.split()]
+        assert len(got) == len(want)
+        worst = max([worst] + [abs(a - b) for a, b in zip(got, want)])
+    print(f"{d}: {v[0]} max |difference| from {name}_ref.txt {worst:.3g}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 4 and sys.argv[1] == "--check":
+        check(sys.argv[2], sys.argv[3])
+    else:
+        main()
