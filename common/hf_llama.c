@@ -14,7 +14,9 @@
 static const char *const TYPE_NAMES[] = {"llama", "qwen2", "qwen3"};
 static const char *const ARCH_PREFIX[] = {"Llama", "Qwen2", "Qwen3"};
 
-const char *hf_llama_type_name(HfLlamaType t) { return TYPE_NAMES[t]; }
+const char *hf_llama_type_name(HfLlamaType t) {
+    return TYPE_NAMES[t];
+}
 
 int hf_llama_type_parse(const char *s, HfLlamaType *t) {
     for (int i = 0; i < 3; i++)
@@ -26,8 +28,8 @@ int hf_llama_type_parse(const char *s, HfLlamaType *t) {
 }
 
 /* An integer field in [lo, hi]: 0 found, 1 absent/null and not required, -1 err. */
-static int get_int(json_t *o, const char *path, const char *field, int required, long lo,
-                   long hi, long *out, char *err) {
+static int get_int(json_t *o, const char *path, const char *field, int required, long lo, long hi,
+                   long *out, char *err) {
     json_t *v = json_object_get(o, field);
     if (!v || json_is_null(v)) {
         if (required) return errf(err, "%s: \"%s\" is missing", path, field);
@@ -40,20 +42,20 @@ static int get_int(json_t *o, const char *path, const char *field, int required,
 }
 
 /* A positive finite number (integers too): 0, or -1 with err; where names the object. */
-static int get_num(json_t *o, const char *path, const char *where, const char *field,
-                   double *out, char *err) {
+static int get_num(json_t *o, const char *path, const char *where, const char *field, double *out,
+                   char *err) {
     json_t *v = json_object_get(o, field);
     if (!v || json_is_null(v)) return errf(err, "%s: \"%s%s\" is missing", path, where, field);
     if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= FLT_MAX))
-        return errf(err, "%s: \"%s%s\" must be a positive number (at most %g)", path, where,
-                    field, (double)FLT_MAX);
+        return errf(err, "%s: \"%s%s\" must be a positive number (at most %g)", path, where, field,
+                    (double)FLT_MAX);
     *out = json_number_value(v);
     return 0;
 }
 
 /* A boolean that must have value want when present (what rlhf-c computes). */
-static int bool_must_be(json_t *o, const char *path, const char *field, int want,
-                        const char *why, char *err) {
+static int bool_must_be(json_t *o, const char *path, const char *field, int want, const char *why,
+                        char *err) {
     json_t *v = json_object_get(o, field);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v)) return errf(err, "%s: \"%s\" must be true or false", path, field);
@@ -76,8 +78,9 @@ static int parse_arch(json_t *cfg, const char *path, HfLlamaType t, HfArch *arch
     if (strcmp(rest, "ForCausalLM") == 0) *arch = HF_ARCH_LM;
     else if (strcmp(rest, "ForSequenceClassification") == 0) *arch = HF_ARCH_SCORE;
     else if (strcmp(rest, "Model") != 0)
-        return errf(err, "%s: architectures[0] \"%s\" is not supported for model_type %s "
-                         "(%sForCausalLM, %sForSequenceClassification or %sModel)",
+        return errf(err,
+                    "%s: architectures[0] \"%s\" is not supported for model_type %s "
+                    "(%sForCausalLM, %sForSequenceClassification or %sModel)",
                     path, s, TYPE_NAMES[t], p, p, p);
     return 0;
 }
@@ -89,7 +92,8 @@ static int check_labels(json_t *cfg, const char *path, char *err) {
     if (json_is_object(id2label)) labels = (long)json_object_size(id2label);
     json_t *nl = json_object_get(cfg, "num_labels");
     if (json_is_integer(nl)) labels = (long)json_integer_value(nl);
-    if (labels != 1) return errf(err, "%s: %ld labels; a reward model has exactly one", path, labels);
+    if (labels != 1)
+        return errf(err, "%s: %ld labels; a reward model has exactly one", path, labels);
     return 0;
 }
 
@@ -109,21 +113,26 @@ static int parse_rope(json_t *cfg, const char *path, GPTConfig *c, char *err) {
     }
     c->rope_theta = (float)theta;
     if (!sc || json_is_null(sc)) return 0;
-    if (!json_is_object(sc)) return errf(err, "%s: \"rope_scaling\" must be an object or null", path);
+    if (!json_is_object(sc))
+        return errf(err, "%s: \"rope_scaling\" must be an object or null", path);
     json_t *ty = json_object_get(sc, "rope_type");
     if (!ty) ty = json_object_get(sc, "type");
     const char *type = json_is_string(ty) ? json_string_value(ty) : NULL;
     if (!ty || (type && strcmp(type, "default") == 0)) return 0;
     if (!type || strcmp(type, "llama3") != 0)
-        return errf(err, "%s: \"%srope_type\" %s is not supported (only \"llama3\" scaling, or "
-                         "none)", path, where, type ? type : "(not a string)");
+        return errf(err,
+                    "%s: \"%srope_type\" %s is not supported (only \"llama3\" scaling, or "
+                    "none)",
+                    path, where, type ? type : "(not a string)");
     double f, lo, hi, orig;
-    if (get_num(sc, path, where, "factor", &f, err) || get_num(sc, path, where, "low_freq_factor", &lo, err) ||
+    if (get_num(sc, path, where, "factor", &f, err) ||
+        get_num(sc, path, where, "low_freq_factor", &lo, err) ||
         get_num(sc, path, where, "high_freq_factor", &hi, err) ||
         get_num(sc, path, where, "original_max_position_embeddings", &orig, err))
         return -1;
     if (orig != floor(orig) || orig > (1 << 30))
-        return errf(err, "%s: \"%soriginal_max_position_embeddings\" must be an integer", path, where);
+        return errf(err, "%s: \"%soriginal_max_position_embeddings\" must be an integer", path,
+                    where);
     c->rope_factor = (float)f;
     c->rope_low_freq_factor = (float)lo;
     c->rope_high_freq_factor = (float)hi;
@@ -139,19 +148,18 @@ static int check_no_sliding(json_t *cfg, const char *path, char *err) {
     json_t *lt = json_object_get(cfg, "layer_types");
     size_t i;
     json_t *v;
-    if (json_is_array(lt))
-        json_array_foreach(lt, i, v) {
+    if (json_is_array(lt)) json_array_foreach(lt, i, v) {
             if (!json_is_string(v) || strcmp(json_string_value(v), "full_attention") != 0)
-                return errf(err, "%s: \"layer_types[%zu]\" is %s: only \"full_attention\" is "
-                                 "supported (no sliding window)", path, i,
-                            json_is_string(v) ? json_string_value(v) : "not a string");
+                return errf(err,
+                            "%s: \"layer_types[%zu]\" is %s: only \"full_attention\" is "
+                            "supported (no sliding window)",
+                            path, i, json_is_string(v) ? json_string_value(v) : "not a string");
         }
     return 0;
 }
 
 /* The sizes: every required integer field and the optional ones. */
-static int parse_sizes(json_t *cfg, const char *path, GPTConfig *c, HfLlamaInfo *info,
-                       char *err) {
+static int parse_sizes(json_t *cfg, const char *path, GPTConfig *c, HfLlamaInfo *info, char *err) {
     long v = 0, c_ = 0, nh = 0, l = 0, ff = 0, pos = 0, nkv = 0, hd = 0;
     if (get_int(cfg, path, "vocab_size", 1, 2, 1 << 24, &v, err) < 0 ||
         get_int(cfg, path, "hidden_size", 1, 1, 1 << 16, &c_, err) < 0 ||
@@ -166,9 +174,14 @@ static int parse_sizes(json_t *cfg, const char *path, GPTConfig *c, HfLlamaInfo 
     r = get_int(cfg, path, "head_dim", 0, 2, 1024, &hd, err);
     if (r < 0) return -1;
     if (r == 1 || hd * nh == c_) hd = 0; /* the default C / NH: stored as 0 (gpt.h) */
-    *c = (GPTConfig){.vocab_size = (int)v, .n_embd = (int)c_, .n_layer = (int)l,
-                     .n_head = (int)nh, .d_ff = (int)ff, .n_kv_head = (int)nkv,
-                     .head_dim = (int)hd, .family = GPT_FAMILY_LLAMA,
+    *c = (GPTConfig){.vocab_size = (int)v,
+                     .n_embd = (int)c_,
+                     .n_layer = (int)l,
+                     .n_head = (int)nh,
+                     .d_ff = (int)ff,
+                     .n_kv_head = (int)nkv,
+                     .head_dim = (int)hd,
+                     .family = GPT_FAMILY_LLAMA,
                      .max_seq_len = pos > (1 << 16) ? (1 << 16) : (int)pos};
     info->max_pos = pos;
     return 0;
@@ -187,13 +200,14 @@ int hf_llama_config_parse(json_t *cfg, const char *path, GPTConfig *c, HfLlamaIn
     if (get_num(cfg, path, "", "rms_norm_eps", &eps, err) != 0) return -1;
     c->norm_eps = (float)eps;
     json_t *act = json_object_get(cfg, "hidden_act");
-    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+    if (act && !json_is_null(act) &&
+        (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
         return errf(err, "%s: \"hidden_act\" %s is not supported (rlhf-c's MLP is SwiGLU: silu)",
                     path, json_is_string(act) ? json_string_value(act) : "(not a string)");
     if (bool_must_be(cfg, path, "mlp_bias", 0, "MLP biases are not supported", err) ||
-        (t != HF_QWEN2 && bool_must_be(cfg, path, "attention_bias", 0,
-                                       "it also biases o_proj, which rlhf-c's attention lacks",
-                                       err)))
+        (t != HF_QWEN2 &&
+         bool_must_be(cfg, path, "attention_bias", 0,
+                      "it also biases o_proj, which rlhf-c's attention lacks", err)))
         return -1;
     json_t *tie = json_object_get(cfg, "tie_word_embeddings");
     if (tie && !json_is_null(tie) && !json_is_boolean(tie))
@@ -228,7 +242,9 @@ static json_t *json_float(float f) {
     return json_real(strtod(buf, NULL));
 }
 
-static void set(json_t *o, const char *k, json_t *v) { json_object_set_new(o, k, v); }
+static void set(json_t *o, const char *k, json_t *v) {
+    json_object_set_new(o, k, v);
+}
 
 json_t *hf_llama_config_build(const GPTConfig *c, HfLlamaType t, long max_pos,
                               const char *torch_dtype) {
@@ -258,8 +274,7 @@ json_t *hf_llama_config_build(const GPTConfig *c, HfLlamaType t, long max_pos,
                       json_float(c->rope_low_freq_factor), "high_freq_factor",
                       json_float(c->rope_high_freq_factor), "original_max_position_embeddings",
                       c->rope_orig_max_pos));
-    else
-        set(o, "rope_scaling", json_null());
+    else set(o, "rope_scaling", json_null());
     set(o, "tie_word_embeddings", json_boolean(c->tie_embeddings));
     if (t == HF_LLAMA) set(o, "mlp_bias", json_false());
     if (t != HF_QWEN2) set(o, "attention_bias", json_false());

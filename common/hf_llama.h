@@ -35,8 +35,8 @@ typedef enum { HF_ARCH_UNKNOWN = 0, HF_ARCH_LM, HF_ARCH_SCORE } HfArch;
 
 typedef struct {
     HfLlamaType type;
-    HfArch arch;     /* from architectures[0]; UNKNOWN when absent or a bare ...Model */
-    long max_pos;    /* max_position_embeddings as written (may exceed c->max_seq_len) */
+    HfArch arch;  /* from architectures[0]; UNKNOWN when absent or a bare ...Model */
+    long max_pos; /* max_position_embeddings as written (may exceed c->max_seq_len) */
 } HfLlamaInfo;
 
 /* "llama", "qwen2", "qwen3". */

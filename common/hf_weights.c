@@ -20,10 +20,10 @@ static int path_is_file(const char *p) {
 /* Append file k's tensors to the flat list. */
 static void add_file_tensors(HfWeights *w, int k) {
     const SafeTensors *st = &w->files[k];
-    w->tensors = xrealloc(w->tensors, (size_t)(w->num_tensors + st->num_tensors) *
-                                          sizeof *w->tensors);
-    w->file_of = xrealloc(w->file_of, (size_t)(w->num_tensors + st->num_tensors) *
-                                          sizeof *w->file_of);
+    w->tensors =
+        xrealloc(w->tensors, (size_t)(w->num_tensors + st->num_tensors) * sizeof *w->tensors);
+    w->file_of =
+        xrealloc(w->file_of, (size_t)(w->num_tensors + st->num_tensors) * sizeof *w->file_of);
     for (int i = 0; i < st->num_tensors; i++) {
         w->tensors[w->num_tensors] = &st->tensors[i];
         w->file_of[w->num_tensors++] = k;
@@ -47,8 +47,7 @@ static int shard_slot(char **names, int n, const char *name) {
 }
 
 /* Check the weight map against the loaded shards (names[k] is file k's index name). */
-static int check_map(const HfWeights *w, json_t *map, char **names, const char *ipath,
-                     char *err) {
+static int check_map(const HfWeights *w, json_t *map, char **names, const char *ipath, char *err) {
     const char *key;
     json_t *v;
     json_object_foreach(map, key, v) {
@@ -61,8 +60,8 @@ static int check_map(const HfWeights *w, json_t *map, char **names, const char *
         const char *name = w->tensors[i]->name;
         json_t *where = json_object_get(map, name);
         if (!where)
-            return errf(err, "%s: tensor \"%s\" is not in %s's weight_map",
-                        w->paths[w->file_of[i]], name, ipath);
+            return errf(err, "%s: tensor \"%s\" is not in %s's weight_map", w->paths[w->file_of[i]],
+                        name, ipath);
         if (strcmp(json_string_value(where), names[w->file_of[i]]) != 0)
             return errf(err, "%s: tensor \"%s\" is also in %s (weight_map: %s)",
                         w->paths[w->file_of[i]], name, json_string_value(where), ipath);
@@ -141,8 +140,10 @@ int hf_weights_open(HfWeights *w, const char *dir, char *err) {
         if (!path_is_file(ipath)) {
             snprintf(ipath, sizeof ipath, "%s/pytorch_model.bin", dir);
             if (path_is_file(ipath))
-                return errf(err, "%s: only safetensors files are read (save the model with "
-                                 "safe_serialization=True)", ipath);
+                return errf(err,
+                            "%s: only safetensors files are read (save the model with "
+                            "safe_serialization=True)",
+                            ipath);
             return errf(err, "%s: missing (and no model.safetensors.index.json)", path);
         }
         rc = open_sharded(w, dir, ipath, err);
@@ -178,4 +179,6 @@ int hf_weights_read_f32(const HfWeights *w, int i, float *out, char *err) {
     return 0;
 }
 
-const char *hf_weights_path(const HfWeights *w, int i) { return w->paths[w->file_of[i]]; }
+const char *hf_weights_path(const HfWeights *w, int i) {
+    return w->paths[w->file_of[i]];
+}

@@ -18,11 +18,11 @@
 
 typedef struct {
     int num_files;
-    SafeTensors *files;  /* (num_files) */
-    char **paths;        /* (num_files) each file's path, for messages */
-    int num_tensors;     /* over all files */
+    SafeTensors *files;       /* (num_files) */
+    char **paths;             /* (num_files) each file's path, for messages */
+    int num_tensors;          /* over all files */
     const StTensor **tensors; /* (num_tensors) */
-    int *file_of;        /* (num_tensors) which file holds tensor i */
+    int *file_of;             /* (num_tensors) which file holds tensor i */
 } HfWeights;
 
 /* Open dir's model.safetensors, else its model.safetensors.index.json and shards.

@@ -508,7 +508,8 @@ int safetensors_serialize(const StWrite *t, int n, StDtype dtype, const char *co
     memcpy(buf, header, hl);
     size_t off = hl;
     for (int i = 0; i < n; i++) {
-        if (items[i].numel) memcpy(buf + off, item_bytes(&items[i], dtype, scratch), es * items[i].numel);
+        if (items[i].numel)
+            memcpy(buf + off, item_bytes(&items[i], dtype, scratch), es * items[i].numel);
         off += es * items[i].numel;
     }
     free(scratch);

@@ -708,8 +708,8 @@ static int export_weights(const GPT *m, const char *dir, StDtype dtype, char *er
         const GPTTensor *t = &m->tensors[i];
         size_t nl = strlen(t->name) + 16;
         names[i] = xmalloc(nl);
-        snprintf(names[i], nl, "%s%s", gpt2 && strcmp(t->name, "score.weight") ? "transformer." : "",
-                 t->name);
+        int prefix = gpt2 && strcmp(t->name, "score.weight") != 0;
+        snprintf(names[i], nl, "%s%s", prefix ? "transformer." : "", t->name);
         items[i] = (StWrite){.name = names[i], .ndim = t->ndim,
                              .shape = {t->shape[0], t->shape[1]},
                              .data = m->params + t->offset};
@@ -871,9 +871,11 @@ int main(int argc, char **argv) {
     else if (dtype_s && strcmp(dtype_s, "f32") != 0)
         usage_error("rlhf-hf", "--dtype %s: must be f32 or bf16", dtype_s);
     int is_import = strcmp(pos[0], "import") == 0, is_export = strcmp(pos[0], "export") == 0;
-    if ((no_tok && !is_import) || (dtype_s && !is_export) || (group && is_import))
-        usage_error("rlhf-hf", "%s%s%s does not apply to '%s'", no_tok && !is_import ? "--no-tokenizer" : "",
-                    dtype_s && !is_export ? "--dtype" : "", group && is_import ? "--group" : "", pos[0]);
+    const char *misplaced = no_tok && !is_import   ? "--no-tokenizer"
+                            : dtype_s && !is_export ? "--dtype"
+                            : group && is_import    ? "--group"
+                                                    : NULL;
+    if (misplaced) usage_error("rlhf-hf", "%s does not apply to '%s'", misplaced, pos[0]);
     int rc;
     if (is_import && np == 3) {
         rc = cmd_import(pos[1], pos[2], no_tok, err);
