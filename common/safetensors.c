@@ -380,9 +380,10 @@ static int cmp_write(const void *a, const void *b) {
 
 /* Sort and check the tensors, and build the padded header. On success *items (sorted)
  * and *header (the 8-byte length + JSON + spaces, malloc'd) are the caller's. */
-static int build_header(const StWrite *t, int n, const char *const *meta_kv, int n_meta,
-                        WriteItem **items_out, char **header, size_t *header_len,
+static int build_header(const StWrite *t, int n, StDtype dtype, const char *const *meta_kv,
+                        int n_meta, WriteItem **items_out, char **header, size_t *header_len,
                         size_t *data_len, char *err) {
+    size_t es = safetensors_dtype_size(dtype);
     WriteItem *items = xcalloc((size_t)n + 1, sizeof *items);
     json_t *root = json_object();
     char *js = NULL;
@@ -420,15 +421,15 @@ static int build_header(const StWrite *t, int n, const char *const *meta_kv, int
         json_t *shape = json_array();
         for (int d = 0; d < items[i].t->ndim; d++)
             json_array_append_new(shape, json_integer((json_int_t)items[i].t->shape[d]));
-        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape,
-                              "data_offsets", (json_int_t)off,
-                              (json_int_t)(off + 4 * items[i].numel));
+        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", safetensors_dtype_name(dtype),
+                              "shape", shape, "data_offsets", (json_int_t)off,
+                              (json_int_t)(off + es * items[i].numel));
         if (!e || json_object_set_new(root, items[i].t->name, e) != 0) {
             errf(err, "safetensors write: tensor \"%s\": cannot build the header (not UTF-8?)",
                  items[i].t->name);
             goto fail;
         }
-        off += 4 * items[i].numel;
+        off += es * items[i].numel;
     }
     if (n_meta > 0) {
         json_t *meta = json_object();
@@ -464,24 +465,64 @@ fail:
     return rc;
 }
 
-int safetensors_serialize_f32(const StWrite *t, int n, const char *const *meta_kv, int n_meta,
-                              unsigned char **out, size_t *out_len, char *err) {
+uint16_t safetensors_f32_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40); /* quiet NaN */
+    /* round to nearest, ties to even: add 0x7fff plus the lowest kept bit */
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/* Item i's data in the file's dtype: the floats themselves for F32, else converted into
+ * scratch (numel uint16 slots). */
+static const void *item_bytes(const WriteItem *it, StDtype dtype, uint16_t *scratch) {
+    if (dtype == ST_F32) return it->t->data;
+    for (size_t k = 0; k < it->numel; k++) scratch[k] = safetensors_f32_to_bf16(it->t->data[k]);
+    return scratch;
+}
+
+static size_t max_numel(const WriteItem *items, int n) {
+    size_t m = 1;
+    for (int i = 0; i < n; i++)
+        if (items[i].numel > m) m = items[i].numel;
+    return m;
+}
+
+static int check_write_dtype(StDtype dtype, char *err) {
+    if (dtype != ST_F32 && dtype != ST_BF16)
+        return errf(err, "safetensors write: dtype %s is not supported (F32 or BF16)",
+                    safetensors_dtype_name(dtype));
+    return 0;
+}
+
+int safetensors_serialize(const StWrite *t, int n, StDtype dtype, const char *const *meta_kv,
+                          int n_meta, unsigned char **out, size_t *out_len, char *err) {
     WriteItem *items;
     char *header;
-    size_t hl, dl;
-    if (build_header(t, n, meta_kv, n_meta, &items, &header, &hl, &dl, err) != 0) return -1;
+    size_t hl, dl, es = safetensors_dtype_size(dtype);
+    if (check_write_dtype(dtype, err) != 0 ||
+        build_header(t, n, dtype, meta_kv, n_meta, &items, &header, &hl, &dl, err) != 0)
+        return -1;
     unsigned char *buf = xmalloc(hl + dl + 1);
+    uint16_t *scratch = dtype == ST_F32 ? NULL : xmalloc(2 * max_numel(items, n));
     memcpy(buf, header, hl);
     size_t off = hl;
     for (int i = 0; i < n; i++) {
-        if (items[i].numel) memcpy(buf + off, items[i].t->data, 4 * items[i].numel);
-        off += 4 * items[i].numel;
+        if (items[i].numel)
+            memcpy(buf + off, item_bytes(&items[i], dtype, scratch), es * items[i].numel);
+        off += es * items[i].numel;
     }
+    free(scratch);
     free(header);
     free(items);
     *out = buf;
     *out_len = hl + dl;
     return 0;
+}
+
+int safetensors_serialize_f32(const StWrite *t, int n, const char *const *meta_kv, int n_meta,
+                              unsigned char **out, size_t *out_len, char *err) {
+    return safetensors_serialize(t, n, ST_F32, meta_kv, n_meta, out, out_len, err);
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -496,12 +537,15 @@ static int write_all(int fd, const void *p, size_t n) {
     return 0;
 }
 
-int safetensors_write_f32(const char *path, const StWrite *t, int n, const char *const *meta_kv,
-                          int n_meta, char *err) {
+int safetensors_write(const char *path, const StWrite *t, int n, StDtype dtype,
+                      const char *const *meta_kv, int n_meta, char *err) {
     WriteItem *items;
     char *header;
-    size_t hl, dl;
-    if (build_header(t, n, meta_kv, n_meta, &items, &header, &hl, &dl, err) != 0) return -1;
+    size_t hl, dl, es = safetensors_dtype_size(dtype);
+    if (check_write_dtype(dtype, err) != 0 ||
+        build_header(t, n, dtype, meta_kv, n_meta, &items, &header, &hl, &dl, err) != 0)
+        return -1;
+    uint16_t *scratch = dtype == ST_F32 ? NULL : xmalloc(2 * max_numel(items, n));
     size_t plen = strlen(path);
     char *tmp = xmalloc(plen + 5);
     memcpy(tmp, path, plen);
@@ -513,7 +557,7 @@ int safetensors_write_f32(const char *path, const StWrite *t, int n, const char 
     }
     int bad = write_all(fd, header, hl);
     for (int i = 0; i < n && !bad; i++)
-        bad = write_all(fd, items[i].t->data, 4 * items[i].numel);
+        bad = write_all(fd, item_bytes(&items[i], dtype, scratch), es * items[i].numel);
     if (bad || fsync(fd) != 0) {
         errf(err, "%s: write failed: %s", tmp, strerror(errno));
         close(fd);
@@ -527,8 +571,14 @@ int safetensors_write_f32(const char *path, const StWrite *t, int n, const char 
     }
     rc = file_sync_dir(path, err);
 done:
+    free(scratch);
     free(tmp);
     free(header);
     free(items);
     return rc;
+}
+
+int safetensors_write_f32(const char *path, const StWrite *t, int n, const char *const *meta_kv,
+                          int n_meta, char *err) {
+    return safetensors_write(path, t, n, ST_F32, meta_kv, n_meta, err);
 }

@@ -15,12 +15,12 @@
  *
  * Reading converts F32, F16, BF16 and F64 to float32; other dtypes are parsed and
  * validated but cannot be converted (rlhf-hf skips the only ones GPT-2 files carry, the
- * attention mask buffers). Writing produces F32 tensors with the header keys sorted and
+ * attention mask buffers). Writing produces F32 (or BF16) tensors with the header keys sorted and
  * padded with spaces to a multiple of 8 bytes, data in the same sorted order, written
  * atomically (path.tmp, fsync, rename).
  *
- * Not here: sharded checkpoints (model.safetensors.index.json) and memory mapping (the
- * file is read whole); little-endian hosts only.
+ * Not here: sharded checkpoints (model.safetensors.index.json, common/hf_weights.h) and
+ * memory mapping (the file is read whole); little-endian hosts only.
  */
 #ifndef RLHF_SAFETENSORS_H
 #define RLHF_SAFETENSORS_H
@@ -87,9 +87,17 @@ int safetensors_write_f32(const char *path, const StWrite *t, int n, const char 
 /* The same into a malloc'd buffer. */
 int safetensors_serialize_f32(const StWrite *t, int n, const char *const *meta_kv, int n_meta,
                               unsigned char **out, size_t *out_len, char *err);
+/* The same two with the file's dtype: ST_F32, or ST_BF16 (each float rounded to nearest,
+ * ties to even: a value that came from BF16 is written back bit for bit). */
+int safetensors_write(const char *path, const StWrite *t, int n, StDtype dtype,
+                      const char *const *meta_kv, int n_meta, char *err);
+int safetensors_serialize(const StWrite *t, int n, StDtype dtype, const char *const *meta_kv,
+                          int n_meta, unsigned char **out, size_t *out_len, char *err);
 
 /* IEEE half and bfloat16 to float (exact: every value is representable). */
 float safetensors_f16_to_f32(uint16_t h);
 float safetensors_bf16_to_f32(uint16_t h);
+/* float to bfloat16, rounded to nearest even (NaN stays NaN, overflow goes to inf). */
+uint16_t safetensors_f32_to_bf16(float f);
 
 #endif

@@ -3,7 +3,8 @@
  * trips through memory and a file, the exact header the writer produces, F16/BF16/F64
  * conversion on hand-computed bit patterns, and every kind of malformed file refused with
  * a message naming the fault (bad JSON, offsets beyond the file, overlapping ranges, wrong
- * dtype sizes, holes, huge header lengths, ...), never a crash.
+ * dtype sizes, holes, huge header lengths, ...), never a crash; the BF16 writer's rounding
+ * (nearest, ties to even) and that every bfloat16 value survives float32 and back.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -277,6 +278,41 @@ static void test_all_truncations(void) {
     free(buf);
 }
 
+static uint16_t bf16_of(float f) { return safetensors_f32_to_bf16(f); }
+
+static void test_bf16_write(void) {
+    CHECK(bf16_of(1.0f) == 0x3F80 && bf16_of(-3.0f) == 0xC040 && bf16_of(-0.0f) == 0x8000);
+    CHECK(bf16_of(1.0f + ldexpf(1, -8)) == 0x3F80);                   /* tie -> even */
+    CHECK(bf16_of(1.0f + 3 * ldexpf(1, -8)) == 0x3F82);               /* tie -> even */
+    CHECK(bf16_of(1.0f + ldexpf(1, -8) + ldexpf(1, -20)) == 0x3F81);  /* above the tie */
+    CHECK(bf16_of(3.4e38f) == 0x7F80);                                /* overflow -> inf */
+    CHECK(isnan(safetensors_bf16_to_f32(bf16_of(NAN))));
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = safetensors_bf16_to_f32((uint16_t)h);
+        if (!isnan(f) && bf16_of(f) != h) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* a BF16 file: the header says BF16, the values read back are the rounded ones */
+    float a[3] = {1.0f, 1.0f + 3 * ldexpf(1, -8), -0.15625f};
+    StWrite t = {.name = "w", .ndim = 1, .shape = {3}, .data = a};
+    unsigned char *buf;
+    size_t len;
+    char err[ERRBUF_LEN];
+    CHECK_MSG(safetensors_serialize(&t, 1, ST_BF16, NULL, 0, &buf, &len, err) == 0, "%s", err);
+    SafeTensors st;
+    CHECK_MSG(safetensors_parse(&st, buf, len, err) == 0, "%s", err);
+    const StTensor *w = safetensors_find(&st, "w");
+    float back[3];
+    CHECK(w && w->dtype == ST_BF16 && w->end - w->begin == 6);
+    CHECK(w && safetensors_read_f32(&st, w, back, err) == 0 && back[0] == 1.0f &&
+          back[1] == 1.0f + ldexpf(1, -6) && back[2] == -0.15625f);
+    safetensors_free(&st);
+    free(buf);
+    CHECK(safetensors_serialize(&t, 1, ST_F16, NULL, 0, &buf, &len, err) == -1 &&
+          strstr(err, "F16") != NULL);
+}
+
 int main(void) {
     const char *base = getenv("RLHF_TEST_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/test_st.XXXXXX", base && *base ? base : "/tmp");
@@ -288,6 +324,7 @@ int main(void) {
     TEST_RUN(test_conversions);
     TEST_RUN(test_malformed);
     TEST_RUN(test_all_truncations);
+    TEST_RUN(test_bf16_write);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
