@@ -24,6 +24,9 @@
 #   7. the chunked LM head: peak RSS and time of one SFT learner step at Qwen's vocabulary
 #      (151,936), SmolLM2's width (576, 4 layers), 4 x 512 tokens, chunked vs all rows at
 #      once (build/bench/bench_lm_chunk, one process per mode, environment's core).
+#   8. activation recomputation: peak RSS and time of one SFT learner step at 2,048 tokens
+#      (GPT-2 tiny's shape, 4 layers, max_seq_len 2048), train.recompute on vs off
+#      (build/bench/bench_recompute, one process per mode, environment's core).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -33,7 +36,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
+# torch io bcast ppo lmchunk recompute), BENCH_PRESETS (the model sizes of sgemm, model and torch: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -45,7 +48,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk recompute}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -95,7 +98,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_recompute; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -190,6 +193,14 @@ if want lmchunk; then
   echo "== LM head in chunks vs all at once: SFT step, V=151936, width 576, 4 layers, 4 x 512 tokens"
   for mode in chunked full; do
     run "lmchunk_$mode" "" "$BUILD/bench/bench_lm_chunk" "$mode"
+  done
+fi
+
+# ---- 8. activation recomputation ---------------------------------------------------------
+if want recompute; then
+  echo "== activation recomputation on vs off: SFT step, GPT-2 tiny shape, 4 layers, 1 x 2048 tokens"
+  for mode in on off; do
+    run "recompute_$mode" "" "$BUILD/bench/bench_recompute" "$mode"
   done
 fi
 
@@ -397,6 +408,14 @@ if want lmchunk; then
     "$(fmt "$(val lmchunk.full.peak_rss_mb)" 0)" "$(ratio "$(val lmchunk.chunked.peak_rss_mb)" "$(val lmchunk.full.peak_rss_mb)")" \
     "$(fmt "$(val lmchunk.chunked.step_ms)" 0)" "$(fmt "$(val lmchunk.full.step_ms)" 0)" \
     "$(ratio "$(val lmchunk.chunked.step_ms)" "$(val lmchunk.full.step_ms)")"
+fi
+if want recompute; then
+  printf 'Activation recomputation, SFT step, GPT-2 tiny shape, %s layers, 1 x %s tokens, OpenBLAS %s: peak RSS on %s MB vs off %s MB (%s); step %s ms vs %s ms (%s)\n' \
+    "$(val recompute.layers)" "$(val recompute.tokens)" "$(val recompute.core)" \
+    "$(fmt "$(val recompute.on.peak_rss_mb)" 0)" "$(fmt "$(val recompute.off.peak_rss_mb)" 0)" \
+    "$(ratio "$(val recompute.on.peak_rss_mb)" "$(val recompute.off.peak_rss_mb)")" \
+    "$(fmt "$(val recompute.on.step_ms)" 0)" "$(fmt "$(val recompute.off.step_ms)" 0)" \
+    "$(ratio "$(val recompute.on.step_ms)" "$(val recompute.off.step_ms)")"
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")
