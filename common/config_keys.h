@@ -24,7 +24,7 @@
 #include <limits.h>
 
 #define RLHF_CONFIG_SECTIONS(S)                                                           \
-    S(run) S(model) S(tokenizer) S(data) S(chat) S(optim) S(rm) S(gen) S(ppo) S(dpo) S(grpo)      \
+    S(run) S(model) S(tokenizer) S(data) S(chat) S(optim) S(train) S(rm) S(gen) S(ppo) S(dpo) S(grpo)      \
     S(judge)
 
 /* clang-format off */
@@ -94,6 +94,9 @@
     X(optim, micro_batch_size, INT, 0, 0, 16777216, "records per forward/backward on a rank, gradients accumulated (0 = the rank's whole share)") \
     X(optim, steps, INT, 200, 0, 1000000000, "optimizer steps (used when epochs = 0)") \
     X(optim, epochs, INT, 0, 0, 1000000, "passes over the training data (0 = run by steps)")
+
+#define RLHF_CONFIG_KEYS_train(X) \
+    X(train, recompute, BOOL, false, 0, 1, "activation recomputation for the models the learner trains (policy, reward model, PPO critic): the forward keeps only each block's input and the backward recomputes one block at a time into a single block-sized scratch, so activation memory is about C floats per token per layer plus ONE block (its B x heads x T x T attention probabilities included) instead of every block's; costs about one extra forward of the trunk per step. Results are the same bits either way")
 
 #define RLHF_CONFIG_KEYS_rm(X) \
     X(rm, margin, FLOAT, 0.0, 0.0, 1000.0, "Bradley-Terry margin m: loss -log sigmoid(r_w - r_l - m)") \

@@ -388,9 +388,12 @@ static Widths model_widths(const GPTConfig *c) {
 
 /* Everything the training path keeps between a forward and its backward. Per-layer
  * tensors hold L slices laid out for the B, T of the current call (slice l starts at
- * l*B*T*width), inside buffers sized for the reserved max_B x max_T. */
+ * l*B*T*width), inside buffers sized for the reserved max_B x max_T. With recompute
+ * (GPT.recompute) only res3 keeps L slices (the block outputs, i.e. every block's input);
+ * the other per-layer tensors hold one slice, the scratch of the block being computed. */
 struct GPTActs {
     int B, T;         /* reserved */
+    int recompute;    /* the mode the buffers were sized for (GPT.recompute at reserve) */
     int fwd_B, fwd_T; /* shape of the last gpt_forward, 0 before the first */
     int head_fwd;     /* 1 once the head forward ran on the current trunk forward */
     int *tokens;      /* (B,T) copy of the last gpt_forward's tokens */
@@ -500,17 +503,20 @@ static void logits_reserve(GPT *m) {
 void gpt_reserve(GPT *m, int B, int T) {
     const GPTConfig *c = &m->config;
     ASSERT(B >= 1 && T >= 1 && T <= c->max_seq_len);
-    if (m->acts && B <= m->max_B && T <= m->max_T) return;
+    if (m->acts && B <= m->max_B && T <= m->max_T && m->acts->recompute == !!m->recompute)
+        return;
     if (B < m->max_B) B = m->max_B;
     if (T < m->max_T) T = m->max_T;
     int had_grad_scratch = m->acts && m->acts->dres;
     acts_free(m->acts);
     outputs_free(m);
     struct GPTActs *a = xcalloc(1, sizeof *a);
-    size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, NH = (size_t)c->n_head;
-    size_t BT = (size_t)B * (size_t)T;
+    /* recompute: one slice (the block scratch) of every per-layer tensor but res3 */
+    size_t L = m->recompute ? 1 : (size_t)c->n_layer, C = (size_t)c->n_embd;
+    size_t NH = (size_t)c->n_head, BT = (size_t)B * (size_t)T;
     a->B = B;
     a->T = T;
+    a->recompute = !!m->recompute;
     a->tokens = xcalloc(BT, sizeof(int));
     a->targets = xcalloc(BT, sizeof(int));
     a->lengths = xcalloc((size_t)B, sizeof(int));
@@ -534,7 +540,7 @@ void gpt_reserve(GPT *m, int B, int T) {
     a->ln2_rstd = xalloc_floats(L * BT);
     a->fch = xalloc_floats(L * BT * wd.FW);
     a->fch_gelu = xalloc_floats(L * BT * wd.FGW);
-    a->res3 = xalloc_floats(L * BT * C);
+    a->res3 = xalloc_floats((size_t)c->n_layer * BT * C);
     a->lnf = xalloc_floats(BT * C);
     a->lnf_mean = xalloc_floats(BT);
     a->lnf_rstd = xalloc_floats(BT);
@@ -571,7 +577,8 @@ typedef struct {
 static LayerActs layer_acts(const GPT *m, int l, int B, int T) {
     const struct GPTActs *a = m->acts;
     size_t C = (size_t)m->config.n_embd, NH = (size_t)m->config.n_head;
-    size_t BT = (size_t)B * (size_t)T, lz = (size_t)l;
+    /* lz: the slice of the block's own tensors (recompute: the one scratch slice) */
+    size_t BT = (size_t)B * (size_t)T, lz = a->recompute ? 0 : (size_t)l;
     Widths wd = model_widths(&m->config);
     LayerActs la;
     la.ln1 = a->ln1 + lz * BT * C;
@@ -590,8 +597,8 @@ static LayerActs layer_acts(const GPT *m, int l, int B, int T) {
     la.ln2_rstd = a->ln2_rstd + lz * BT;
     la.fch = a->fch + lz * BT * wd.FW;
     la.fch_gelu = a->fch_gelu + lz * BT * wd.FGW;
-    la.res3 = a->res3 + lz * BT * C;
-    la.res_in = l == 0 ? a->encoded : a->res3 + (lz - 1) * BT * C;
+    la.res3 = a->res3 + (size_t)l * BT * C;
+    la.res_in = l == 0 ? a->encoded : a->res3 + ((size_t)l - 1) * BT * C;
     return la;
 }
 
@@ -642,10 +649,40 @@ static void llama_forward(GPT *m, const int *tokens, int B, int T) {
     rmsnorm_forward(a->lnf, a->lnf_rstd, last.res3, m->w.ln_f_w, c->norm_eps, N, 1, C, C);
 }
 
+/* One GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(.)). */
+static void gpt2_block_forward(GPT *m, const GPTBlock *w, LayerActs *la, int B, int T) {
+    int C = m->config.n_embd, NH = m->config.n_head, N = B * T;
+    layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->res_in, w->ln_1_w, w->ln_1_b, N,
+                      C);
+    matmul_forward(la->qkv, la->ln1, w->attn_w, w->attn_b, N, C, 3 * C);
+    attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
+    matmul_residual_forward(la->res2, la->atty, w->attn_proj_w, w->attn_proj_b, la->res_in, N, C,
+                            C);
+    layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->res2, w->ln_2_w, w->ln_2_b, N, C);
+    matmul_gelu_forward(la->fch, la->fch_gelu, la->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+    matmul_residual_forward(la->res3, la->fch_gelu, w->fc_proj_w, w->fc_proj_b, la->res2, N,
+                            4 * C, C);
+}
+
+/* Recompute: block l's activations again into the scratch slice from its input (the kept
+ * res3 of block l-1), with the forward's kernels on the forward's inputs, so the backward
+ * reads the forward's bits. The last block's are still there from the forward. Its output
+ * res3[l] is written again with the same bits. */
+static void block_recompute(GPT *m, LayerActs *la, int l, int B, int T) {
+    if (!m->acts->recompute || l == m->config.n_layer - 1) return;
+    if (m->config.family == GPT_FAMILY_LLAMA)
+        llama_block_forward(m, &m->w.h[l], la, B, T);
+    else
+        gpt2_block_forward(m, &m->w.h[l], la, B, T);
+}
+
 void gpt_forward(GPT *m, const int *tokens, int B, int T) {
     check_shape(m, B, T);
     const GPTConfig *c = &m->config;
-    int C = c->n_embd, NH = c->n_head, V = c->vocab_size, L = c->n_layer;
+    if (m->acts->recompute != !!m->recompute)
+        fatal("gpt_forward: m->recompute changed to %d after gpt_reserve (call gpt_reserve "
+              "again to resize the activations)", m->recompute);
+    int C = c->n_embd, V = c->vocab_size, L = c->n_layer;
     size_t BT = (size_t)B * (size_t)T;
     struct GPTActs *a = m->acts;
     for (size_t i = 0; i < BT; i++)
@@ -662,18 +699,8 @@ void gpt_forward(GPT *m, const int *tokens, int B, int T) {
     }
     encoder_forward(a->encoded, tokens, m->w.wte, m->w.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
-        const GPTBlock *w = &m->w.h[l];
         LayerActs la = layer_acts(m, l, B, T);
-        int N = (int)BT;
-        layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.res_in, w->ln_1_w, w->ln_1_b, N, C);
-        matmul_forward(la.qkv, la.ln1, w->attn_w, w->attn_b, N, C, 3 * C);
-        attention_forward(la.atty, la.att, la.qkv, B, T, C, NH);
-        matmul_residual_forward(la.res2, la.atty, w->attn_proj_w, w->attn_proj_b, la.res_in, N,
-                                C, C);
-        layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.res2, w->ln_2_w, w->ln_2_b, N, C);
-        matmul_gelu_forward(la.fch, la.fch_gelu, la.ln2, w->fc_w, w->fc_b, N, C, 4 * C);
-        matmul_residual_forward(la.res3, la.fch_gelu, w->fc_proj_w, w->fc_proj_b, la.res2, N,
-                                4 * C, C);
+        gpt2_block_forward(m, &m->w.h[l], &la, B, T);
     }
     LayerActs last = layer_acts(m, L - 1, B, T);
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last.res3, m->w.ln_f_w, m->w.ln_f_b,
@@ -745,6 +772,7 @@ static void llama_trunk_backward(GPT *m, int B, int T) {
                      C);
     for (int l = L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l, B, T);
+        block_recompute(m, &la, l, B, T);
         llama_block_backward(m, &m->w.h[l], &m->g.h[l], &la, B, T);
     }
     embedding_backward(m->g.wte, a->dres, a->tokens, N, C);
@@ -772,6 +800,7 @@ static void trunk_backward(GPT *m, int B, int T) {
         const GPTBlock *w = &m->w.h[l];
         GPTBlock *gw = &g->h[l];
         LayerActs la = layer_acts(m, l, B, T);
+        block_recompute(m, &la, l, B, T);
         matmul_gelu_backward(a->dfch, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
                              w->fc_proj_w, la.fch, N, 4 * C, C);
         matmul_backward(a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);

@@ -156,6 +156,16 @@ typedef struct {
      * May be changed between steps (the next gpt_lm_forward resizes m->logits; a
      * backward follows the chunking of its forward). */
     size_t lm_chunk_bytes;
+    /* Activation recomputation (0, gpt_init's default: off). 1: the forward keeps only
+     * every block's input (the previous block's output) and one block-sized scratch; each
+     * head backward computes a block's activations again into that scratch just before
+     * the block's backward (the last block's are still there). Costs about one more
+     * trunk forward per backward; saves (L-1) blocks of activations, the attention
+     * probabilities included. The same kernels on the same inputs: outputs and every
+     * gradient are the same bits as off, for any thread count (tests/test_recompute.c).
+     * Read by gpt_reserve, which resizes the activations when it changed; gpt_forward
+     * aborts when it differs from the mode of the reserved activations. */
+    int recompute;
     /* outputs of the last forward, valid until the next one (sized max_B x max_T):   */
     float *logits;   /* LM head, see gpt_lm_logits_resident: when resident, (B,T,V) with
                       * rows whose target is -1 possibly uncomputed; otherwise a scratch of
@@ -249,7 +259,9 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
  *   - the activation-gradient scratch is allocated by the first backward (once);
  *   - activation memory for max_B x max_T: about 16 C floats per token per layer, plus
  *     the attention probabilities L*B*NH*T*T (the largest term for long sequences), plus
- *     the logits of one chunk, min(B*T, gpt_lm_chunk_rows)*V;
+ *     the logits of one chunk, min(B*T, gpt_lm_chunk_rows)*V. With m->recompute: C
+ *     floats per token per layer (the block inputs) plus ONE block's activations
+ *     (about 15 C floats per token and B*NH*T*T), plus the same logits;
  *   - the LM head runs only on the row ranges that have targets (see m->logits). */
 
 /* ---- generation path: KV cache -------------------------------------------------

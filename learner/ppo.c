@@ -228,6 +228,7 @@ static void ppo_build_value(Ppo *p) {
         ppo_fail(t->rank, t->stage, "critic from %s: vocabulary %d / max_seq_len %d too small for the "
                            "policy's tokenizer (%d) and sequences (%d)",
                      path, mc.vocab_size, mc.max_seq_len, t->tok.vocab_size, p->maxT);
+    p->value.recompute = c->train.recompute;
     gpt_alloc_grads(&p->value);
     AdamWConfig ac = p->t->opt.cfg;
     adamw_init(&p->vopt, p->value.num_params, &ac);

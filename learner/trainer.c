@@ -173,6 +173,7 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
                      "max_seq_len %d: lower them",
                      need, t->model.config.max_seq_len);
     t->model.lm_chunk_bytes = (size_t)t->cfg.run.lm_chunk_mb << 20;
+    t->model.recompute = t->cfg.train.recompute; /* before the stage's gpt_reserve */
     gpt_alloc_grads(&t->model);
 }
 

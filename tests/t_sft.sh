@@ -3,6 +3,8 @@
 #   - SFT on the bundled task lowers the loss;
 #   - resume is bit-exact: N steps == N/2 steps (run.stop_at_step) + resume=auto + N/2
 #     (weights, AdamW m/v/step and the logged losses), with 1 and with 2 learner ranks;
+#   - train.recompute=true (activation recomputation) gives the same checkpoint and logged
+#     metrics as off, for SFT (LM head) and the reward model (score head);
 #   - the reward model trains from the SFT checkpoint (new score head), reports held-out
 #     accuracy per category, and resumes bit-exactly;
 #   - user errors (missing data file, unknown config key) give a clear message, exit != 0.
@@ -38,6 +40,11 @@ for np in 1 2; do
   diff <(strip_time "$T/full$np/metrics.jsonl") <(strip_time "$T/half$np/metrics.jsonl") || fail "logged metrics differ after resume ($np ranks)"
 done
 
+echo "== SFT with activation recomputation: the same bits as without"
+$MPIRUN 1 "$B/learner" sft $SFT run.out_dir="$T/recomp" train.recompute=true > "$T/recomp.log" 2>&1 || { cat "$T/recomp.log"; fail "sft run with train.recompute"; }
+"$B/rlhf-ckpt" diff "$T/full1/ckpt-00000008.h5" "$T/recomp/ckpt-00000008.h5" || fail "SFT with train.recompute=true is not bit-identical"
+diff <(strip_time "$T/full1/metrics.jsonl") <(strip_time "$T/recomp/metrics.jsonl") || fail "logged metrics differ with train.recompute=true"
+
 echo "== SFT lowers the loss"
 first=$(grep -m1 '"loss"' "$T/full1/metrics.jsonl" | sed -E 's/.*"loss": ([0-9.e+-]+).*/\1/')
 last=$(grep '"loss"' "$T/full1/metrics.jsonl" | tail -1 | sed -E 's/.*"loss": ([0-9.e+-]+).*/\1/')
@@ -64,6 +71,8 @@ grep '"eval_accuracy"' "$T/rm/metrics.jsonl" | tail -1 | grep -q '"per_category"
 $MPIRUN 2 "$B/learner" rm $RM run.out_dir="$T/rmh" run.stop_at_step=3 > "$T/rmh.log" 2>&1 || { cat "$T/rmh.log"; fail "rm half"; }
 $MPIRUN 2 "$B/learner" rm $RM run.out_dir="$T/rmh" run.resume=auto > "$T/rmr.log" 2>&1 || { cat "$T/rmr.log"; fail "rm resume"; }
 "$B/rlhf-ckpt" diff "$T/rm" "$T/rmh" || fail "resumed RM is not bit-identical"
+$MPIRUN 2 "$B/learner" rm $RM run.out_dir="$T/rmrc" train.recompute=true > "$T/rmrc.log" 2>&1 || { cat "$T/rmrc.log"; fail "rm with train.recompute"; }
+"$B/rlhf-ckpt" diff "$T/rm" "$T/rmrc" || fail "RM with train.recompute=true is not bit-identical"
 
 echo "== user errors"
 if "$B/learner" sft $SFT data.train="$T/nope.jsonl" run.out_dir="$T/e" > "$T/err1" 2>&1; then fail "missing file accepted"; fi
