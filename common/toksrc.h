@@ -8,7 +8,9 @@
  *     trained by rlhf-tokenize, GPT-2's own files), bpe_load_strings;
  *   - tokenizer.json: a Hugging Face tokenizer.json (Llama 3, Qwen2/3, SmolLM2 ...),
  *     hftok_load_string; a checkpoint of an imported model holds this one.
- * A folder (tokenizer.path) holds vocab.json + merges.txt, or else tokenizer.json. A
+ * A folder (tokenizer.path) holds vocab.json + merges.txt, or else tokenizer.json, and
+ * optionally tokenizer_config.json, whose "chat_template" string is kept as the chat
+ * template (chat.template = auto reads it; a non-string one is an error). A
  * checkpoint (CkptMeta) holds vocab + merges, or tok_json, or neither (an error here,
  * naming the file and the way out). The texts are kept in TokSrc so that every checkpoint
  * a run writes carries the tokenizer (and the chat template) it read, in the form it had.
