@@ -83,7 +83,7 @@ jq -c -n --arg u1 "$U1" --arg a1 "$A1" --arg u2 "$U2" --arg a2 "$A2" '{messages:
 PP="Say <|im_start|> please" PR=" ok<|endoftext|> done"
 jq -c -n --arg p "$PP" --arg r "$PR" '{prompt: $p, response: $r}' >> "$T/sft.jsonl"
 SFT="configs/sft.ini data.train=$T/sft.jsonl data.eval= model.preset=llama-tiny model.max_seq_len=96
-  data.max_prompt_len=64 data.max_response_len=32 data.shuffle=false optim.batch_size=2
+  data.max_prompt_len=64 data.max_response_len=32 gen.max_new_tokens=32 data.shuffle=false optim.batch_size=2
   optim.steps=1 optim.warmup_steps=0 run.log_every=1 run.eval_every=0 run.ckpt_every=0 run.bad_data=fail"
 RLHF_DUMP_ROWS="$T/sft.rows" $MPIRUN 1 "$B/learner" sft $SFT tokenizer.path="$T/tj" run.out_dir="$T/sft" \
   > "$T/sft.log" 2>&1 || { cat "$T/sft.log"; fail "sft on chat data"; }
@@ -103,7 +103,7 @@ P1="Which is larger, 3 or 5?" C1="5 is larger." R1="3."
 jq -c -n --arg p "$P1" --arg c "$C1" --arg r "$R1" '{prompt: [{role: "user", content: $p}],
   chosen: [{role: "assistant", content: $c}], rejected: [{role: "assistant", content: $r}]}' > "$T/pref.jsonl"
 RM="configs/rm.ini data.train=$T/pref.jsonl data.eval=$T/pref.jsonl model.init= model.preset=llama-tiny model.max_seq_len=96
-  data.max_prompt_len=64 data.max_response_len=32 optim.batch_size=1 optim.steps=1 optim.warmup_steps=0
+  data.max_prompt_len=64 data.max_response_len=32 gen.max_new_tokens=32 optim.batch_size=1 optim.steps=1 optim.warmup_steps=0
   run.log_every=1 run.eval_every=0 run.ckpt_every=0 run.bad_data=fail"
 RLHF_DUMP_ROWS="$T/rm.rows" $MPIRUN 1 "$B/learner" rm $RM tokenizer.path="$T/tj" run.out_dir="$T/rm" \
   > "$T/rm.log" 2>&1 || { cat "$T/rm.log"; fail "rm on chat preferences"; }
