@@ -43,9 +43,22 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-/* DIR/tokenizer_config.json's "chat_template" string (Hugging Face's place for it) into
- * *out (NULL when the file or the field is absent). 0, or -1 with err for a file that is
- * not JSON or a chat_template that is not a string. */
+/* Of a list of named templates [{"name": ..., "template": ...}] (transformers' form for
+ * several), the template named "default"; the list itself when there is none (refused). */
+static json_t *default_template(json_t *list) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *tmpl = json_object_get(e, "template");
+        if (name && strcmp(name, "default") == 0 && json_is_string(tmpl)) return tmpl;
+    }
+    return list;
+}
+
+/* DIR/tokenizer_config.json's "chat_template" (Hugging Face's place for it: a string, or
+ * a list of named ones whose "default" is taken) into *out (NULL when the file or the
+ * field is absent). 0, or -1 with err for a file that is not JSON or another value. */
 static int load_chat_template(const char *dir, char **out, char *err) {
     size_t n = strlen(dir) + 32, len = 0;
     char *path = xmalloc(n);
@@ -60,14 +73,15 @@ static int load_chat_template(const char *dir, char **out, char *err) {
     json_error_t je;
     json_t *root = text ? json_loadb(text, len, 0, &je) : NULL;
     json_t *ct = json_is_object(root) ? json_object_get(root, "chat_template") : NULL;
+    ct = json_is_array(ct) ? default_template(ct) : ct;
     if (!text) {
         /* file_read_all's err */
     } else if (!json_is_object(root)) {
         errf(err, "%s:%d:%d: %s", path, root ? 1 : je.line, root ? 1 : je.column,
              root ? "not a JSON object" : je.text);
     } else if (ct && !json_is_null(ct) && !json_is_string(ct)) {
-        errf(err, "%s: field \"chat_template\" must be a string (a list of named templates "
-                  "is not read): keep the default one as a string, or set chat.template",
+        errf(err, "%s: field \"chat_template\" must be a string, or a list of "
+                  "{\"name\", \"template\"} objects with one named \"default\"",
              path);
     } else {
         if (json_is_string(ct)) *out = xstrdup(json_string_value(ct));

@@ -9,8 +9,8 @@
  *   - tokenizer.json: a Hugging Face tokenizer.json (Llama 3, Qwen2/3, SmolLM2 ...),
  *     hftok_load_string; a checkpoint of an imported model holds this one.
  * A folder (tokenizer.path) holds vocab.json + merges.txt, or else tokenizer.json, and
- * optionally tokenizer_config.json, whose "chat_template" string is kept as the chat
- * template (chat.template = auto reads it; a non-string one is an error). A
+ * optionally tokenizer_config.json, whose "chat_template" (a string, or the one named
+ * "default" of a list) is kept as the chat template (chat.template = auto reads it). A
  * checkpoint (CkptMeta) holds vocab + merges, or tok_json, or neither (an error here,
  * naming the file and the way out). The texts are kept in TokSrc so that every checkpoint
  * a run writes carries the tokenizer (and the chat template) it read, in the form it had.

@@ -16,7 +16,9 @@
 #   - GRPO on chat prompts: each prompt ends with the generation prompt
 #     "<|im_start|>assistant\n" and the run stops generation at <|im_end|>'s id;
 #   - end to end: the SFT checkpoint carries the template, and an SFT run from it
-#     (model.init, chat.template unset) trains on the same rows.
+#     (model.init, chat.template unset) trains on the same rows;
+#   - a tokenizer_config.json chat_template list uses its "default" entry; one without a
+#     default, or a file that is not JSON, is refused naming the file (and line).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -139,4 +141,18 @@ RLHF_DUMP_ROWS="$T/sft2.rows" $MPIRUN 1 "$B/learner" sft $SFT model.init="$T/sft
 cmp -s <(head -2 "$T/sft.rows") <(head -2 "$T/sft2.rows") || fail "the checkpoint's template gave other rows"
 [ "$(grep -c '"stage": "sft"' "$T/sft2/metrics.jsonl")" = 3 ] || fail "expected 3 sft steps"
 grep '"stage": "sft"' "$T/sft2/metrics.jsonl" | grep -q '"loss": null' && fail "non-finite loss"
+echo "== tokenizer_config.json: a list of named templates, a bad file refused with its name"
+cp -r "$T/tj" "$T/tjbad"
+echo '{"chat_template": [{"name": "tool_use", "template": "x"}]}' > "$T/tjbad/tokenizer_config.json"
+$MPIRUN 1 "$B/learner" sft $SFT tokenizer.path="$T/tjbad" run.out_dir="$T/bad1" > "$T/bad1.log" 2>&1 && fail "a list without a default chat_template was accepted"
+grep -q "tjbad/tokenizer_config.json: field \"chat_template\" must be a string, or a list" "$T/bad1.log" || { cat "$T/bad1.log"; fail "no message naming chat_template"; }
+# the "default" entry of a list of named templates is the template: the same rows as before
+jq -c '{chat_template: [{name: "tool_use", template: "x"}, {name: "default", template: .chat_template}]}' \
+  "$T/tj/tokenizer_config.json" > "$T/tjbad/tokenizer_config.json"
+RLHF_DUMP_ROWS="$T/list.rows" $MPIRUN 1 "$B/learner" sft $SFT tokenizer.path="$T/tjbad" run.out_dir="$T/list" \
+  > "$T/list.log" 2>&1 || { cat "$T/list.log"; fail "sft with a list of named templates"; }
+cmp -s "$T/sft.rows" "$T/list.rows" || fail "the default of a template list gave other rows"
+printf '{"chat_template": "x",\n  oops}\n' > "$T/tjbad/tokenizer_config.json"
+$MPIRUN 1 "$B/learner" sft $SFT tokenizer.path="$T/tjbad" run.out_dir="$T/bad2" > "$T/bad2.log" 2>&1 && fail "malformed JSON was accepted"
+grep -q "tjbad/tokenizer_config.json:2:" "$T/bad2.log" || { cat "$T/bad2.log"; fail "no file:line for malformed JSON"; }
 echo "t_chat_learner: ok"
