@@ -56,10 +56,8 @@ static json_t *default_template(json_t *list) {
     return list;
 }
 
-/* DIR/tokenizer_config.json's "chat_template" (Hugging Face's place for it: a string, or
- * a list of named ones whose "default" is taken) into *out (NULL when the file or the
- * field is absent). 0, or -1 with err for a file that is not JSON or another value. */
-static int load_chat_template(const char *dir, char **out, char *err) {
+/* Hugging Face keeps the chat template in tokenizer_config.json, next to tokenizer.json. */
+int toksrc_dir_chat_template(const char *dir, char **out, char *err) {
     size_t n = strlen(dir) + 32, len = 0;
     char *path = xmalloc(n);
     snprintf(path, n, "%s/tokenizer_config.json", dir);
@@ -117,7 +115,7 @@ int toksrc_load_dir(BPE *t, TokSrc *keep, const char *dir, char *err) {
     free(vp);
     free(mp);
     free(jp);
-    if (rc == 0 && keep && load_chat_template(dir, &keep->chat_template, err) != 0) {
+    if (rc == 0 && keep && toksrc_dir_chat_template(dir, &keep->chat_template, err) != 0) {
         bpe_free(t);
         toksrc_free(keep);
         rc = -1;

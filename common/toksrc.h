@@ -32,6 +32,10 @@ typedef struct {
 /* Load from folder dir: vocab.json + merges.txt if vocab.json exists, else tokenizer.json.
  * keep (may be NULL) receives the texts. 0, or -1 with err naming the file. */
 int toksrc_load_dir(BPE *t, TokSrc *keep, const char *dir, char *err);
+/* DIR/tokenizer_config.json's "chat_template" (a string, or of a list of named ones the
+ * "default") into *out, malloc'd (NULL when the file or the field is absent). 0, or -1
+ * with err naming the file for one that is not JSON or another chat_template value. */
+int toksrc_dir_chat_template(const char *dir, char **out, char *err);
 /* Load from a checkpoint's metadata; path names the checkpoint in errors. */
 int toksrc_load_meta(BPE *t, TokSrc *keep, const CkptMeta *meta, const char *path, char *err);
 /* Open the checkpoint at path and load its tokenizer. */

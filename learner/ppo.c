@@ -952,8 +952,13 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) ppo_fail(rank, stage, "model.init: %s", err);
     int has_tok = toksrc_meta_has(ckpt_reader_meta(r));
+    /* chat.template = auto: the tokenizer folder's template, else the checkpoint's (as
+     * trainer_init finds it) */
+    char *chat_jinja = NULL;
+    if (c.tokenizer.path[0] && toksrc_dir_chat_template(c.tokenizer.path, &chat_jinja, err) != 0)
+        ppo_fail(rank, stage, "%s", err);
     const char *jinja = ckpt_reader_meta(r)->chat_template;
-    char *chat_jinja = jinja ? xstrdup(jinja) : NULL; /* chat.template = auto */
+    if (!chat_jinja && jinja) chat_jinja = xstrdup(jinja);
     ckpt_reader_free(r);
     if (!c.tokenizer.path[0] && !has_tok)
         ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR (vocab.json + "

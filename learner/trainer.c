@@ -109,7 +109,8 @@ static void load_tokenizer(Trainer *t, const char *init_path) {
                        "tokenizer.train_files=FILE,... or model.init=CKPT.h5");
     }
     if (rc != 0) trainer_fail(t, 0, "%s", err);
-    /* a tokenizer folder has no chat template: chat.template = auto takes the model's */
+    /* a tokenizer folder without a chat template (tokenizer_config.json): chat.template =
+     * auto takes the model.init checkpoint's */
     if (!t->tok_src.chat_template && c->tokenizer.path[0] && init_path[0]) {
         CkptReader *r = ckpt_reader_open(init_path, err);
         if (!r) trainer_fail(t, 0, "model.init: %s", err);
