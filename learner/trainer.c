@@ -512,7 +512,7 @@ void seq_batch_clear(SeqBatch *b) {
     b->T = 0;
 }
 
-/* Room for one more token in the response scratch buffer. */
+/* Room for n tokens in the response scratch buffer. */
 static void scratch_r_reserve(SeqBatch *b, int n) {
     if ((size_t)n > b->cap_r) {
         b->cap_r = (size_t)n;
