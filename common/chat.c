@@ -485,6 +485,18 @@ size_t chat_tokenize(const BPE *t, const ChatText *c, int **ids, unsigned char *
     return tokenize_pieces(t, c, ids, mask, cap); /* normalisation moved the bytes */
 }
 
+int chat_eot_id(const ChatTemplate *ct, const BPE *t) {
+    const char *eot = ct->format == CHAT_LLAMA3 ? "<|eot_id|>"
+                      : ct->format == CHAT_PLAIN ? NULL
+                                                 : "<|im_end|>";
+    if (!eot) return -1;
+    int *ids = NULL;
+    size_t cap = 0, n = bpe_encode(t, eot, strlen(eot), BPE_ENCODE_SPECIAL, &ids, &cap);
+    int id = n == 1 && bpe_is_special(t, ids[0]) ? ids[0] : -1;
+    free(ids);
+    return id;
+}
+
 void chat_text_free(ChatText *c) {
     if (!c) return;
     free(c->text);

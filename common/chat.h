@@ -111,6 +111,12 @@ void chat_text_free(ChatText *c);
 size_t chat_tokenize(const BPE *t, const ChatText *c, int **ids, unsigned char **mask,
                      size_t *cap);
 
+/* The template's end-of-turn token as a single id of t: <|im_end|> (chatml, qwen2.5,
+ * qwen3) or <|eot_id|> (llama3), when t holds that string as one special token; -1 for
+ * plain or a tokenizer without it. A chat-formatted response ends with this id (no EOS
+ * after it) and generation from a chat-formatted prompt stops at it. */
+int chat_eot_id(const ChatTemplate *ct, const BPE *t);
+
 /* Python's str.isspace for one code point (Jinja's trim). */
 int chat_is_space(unsigned cp);
 

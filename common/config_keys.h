@@ -77,7 +77,7 @@
     X(data, max_line_bytes, INT, 1048576, 64, 1073741824, "longest JSONL line accepted; longer lines are bad data")
 
 #define RLHF_CONFIG_KEYS_chat(X) \
-    X(chat, template, ENUM, "auto", "auto|chatml|qwen2.5|qwen3|llama3|plain", 0, "how conversational records ({\"messages\": [...]} and message-list prompt/chosen/rejected) become text: auto = recognise the model's chat template (/tokenizer/chat_template, from tokenizer_config.json) as one of the others; chatml (SmolLM2), qwen2.5 (ChatML with Qwen's default system prompt), qwen3 (ChatML with <think> blocks), llama3 (Llama 3.1/3.2 with the Cutting Knowledge Date system header), plain (contents concatenated, no markup); see docs/data.md") \
+    X(chat, template, ENUM, "auto", "auto|chatml|qwen2.5|qwen3|llama3|plain", 0, "how conversational records ({\"messages\": [...]} and message-list prompt/chosen/rejected) become text: auto = recognise the model's chat template (tokenizer_config.json in tokenizer.path, else the model.init checkpoint's /tokenizer/chat_template) as one of the others; chat-formatted records encode special tokens as ids, learn every assistant turn and stop generation at the end-of-turn token; chatml (SmolLM2), qwen2.5 (ChatML with Qwen's default system prompt), qwen3 (ChatML with <think> blocks), llama3 (Llama 3.1/3.2 with the Cutting Knowledge Date system header), plain (contents concatenated, no markup); see docs/data.md") \
     X(chat, date, STR, "26 Jul 2024", 0, 0, "llama3: the Today Date of the system header (the template's own default; transformers puts today's date there)") \
     X(chat, enable_thinking, BOOL, true, 0, 1, "qwen3: false ends the generation prompt with an empty <think></think> block (Qwen3's non-thinking mode)")
 

@@ -538,6 +538,10 @@ void dataset_free(Dataset *d) {
     d->fd = -1;
 }
 
+int dataset_chat_formatted(const Dataset *d, const DataRecord *r) {
+    return r->conversational && d->chat_ok && d->chat.format != CHAT_PLAIN;
+}
+
 void data_record_free(DataRecord *r) {
     if (!r) return;
     free(r->prompt), free(r->response), free(r->chosen), free(r->rejected);

@@ -116,6 +116,11 @@ typedef struct {
     ChatText conv; /* SFT conversational only; zero otherwise */
 } DataRecord;
 
+/* 1 when r's texts were rendered by a chat template with markup (not plain): they are
+ * encoded with special-token strings as ids (chat_tokenize, BPE_ENCODE_SPECIAL) and end
+ * at the template's end-of-turn token (chat_eot_id). Plain records: 0, encoded as text. */
+int dataset_chat_formatted(const Dataset *d, const DataRecord *r);
+
 /* "sft" | "pref" | "prompt" */
 const char *data_kind_name(DataKind k);
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "hftok.h"
 #include "util.h"
 
@@ -41,6 +43,54 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+/* Of a list of named templates [{"name": ..., "template": ...}] (transformers' form for
+ * several), the template named "default"; the list itself when there is none (refused). */
+static json_t *default_template(json_t *list) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *tmpl = json_object_get(e, "template");
+        if (name && strcmp(name, "default") == 0 && json_is_string(tmpl)) return tmpl;
+    }
+    return list;
+}
+
+/* Hugging Face keeps the chat template in tokenizer_config.json, next to tokenizer.json. */
+int toksrc_dir_chat_template(const char *dir, char **out, char *err) {
+    size_t n = strlen(dir) + 32, len = 0;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/tokenizer_config.json", dir);
+    *out = NULL;
+    if (!exists(path)) {
+        free(path);
+        return 0;
+    }
+    int rc = -1;
+    char *text = file_read_all(path, &len, err);
+    json_error_t je;
+    json_t *root = text ? json_loadb(text, len, 0, &je) : NULL;
+    json_t *ct = json_is_object(root) ? json_object_get(root, "chat_template") : NULL;
+    ct = json_is_array(ct) ? default_template(ct) : ct;
+    if (!text) {
+        /* file_read_all's err */
+    } else if (!json_is_object(root)) {
+        errf(err, "%s:%d:%d: %s", path, root ? 1 : je.line, root ? 1 : je.column,
+             root ? "not a JSON object" : je.text);
+    } else if (ct && !json_is_null(ct) && !json_is_string(ct)) {
+        errf(err, "%s: field \"chat_template\" must be a string, or a list of "
+                  "{\"name\", \"template\"} objects with one named \"default\"",
+             path);
+    } else {
+        if (json_is_string(ct)) *out = xstrdup(json_string_value(ct));
+        rc = 0;
+    }
+    json_decref(root);
+    free(text);
+    free(path);
+    return rc;
+}
+
 int toksrc_load_dir(BPE *t, TokSrc *keep, const char *dir, char *err) {
     size_t n = strlen(dir) + 32;
     char *vp = xmalloc(n), *mp = xmalloc(n), *jp = xmalloc(n);
@@ -65,6 +115,11 @@ int toksrc_load_dir(BPE *t, TokSrc *keep, const char *dir, char *err) {
     free(vp);
     free(mp);
     free(jp);
+    if (rc == 0 && keep && toksrc_dir_chat_template(dir, &keep->chat_template, err) != 0) {
+        bpe_free(t);
+        toksrc_free(keep);
+        rc = -1;
+    }
     return rc;
 }
 

@@ -8,7 +8,9 @@
  *     trained by rlhf-tokenize, GPT-2's own files), bpe_load_strings;
  *   - tokenizer.json: a Hugging Face tokenizer.json (Llama 3, Qwen2/3, SmolLM2 ...),
  *     hftok_load_string; a checkpoint of an imported model holds this one.
- * A folder (tokenizer.path) holds vocab.json + merges.txt, or else tokenizer.json. A
+ * A folder (tokenizer.path) holds vocab.json + merges.txt, or else tokenizer.json, and
+ * optionally tokenizer_config.json, whose "chat_template" (a string, or the one named
+ * "default" of a list) is kept as the chat template (chat.template = auto reads it). A
  * checkpoint (CkptMeta) holds vocab + merges, or tok_json, or neither (an error here,
  * naming the file and the way out). The texts are kept in TokSrc so that every checkpoint
  * a run writes carries the tokenizer (and the chat template) it read, in the form it had.
@@ -30,6 +32,10 @@ typedef struct {
 /* Load from folder dir: vocab.json + merges.txt if vocab.json exists, else tokenizer.json.
  * keep (may be NULL) receives the texts. 0, or -1 with err naming the file. */
 int toksrc_load_dir(BPE *t, TokSrc *keep, const char *dir, char *err);
+/* DIR/tokenizer_config.json's "chat_template" (a string, or of a list of named ones the
+ * "default") into *out, malloc'd (NULL when the file or the field is absent). 0, or -1
+ * with err naming the file for one that is not JSON or another chat_template value. */
+int toksrc_dir_chat_template(const char *dir, char **out, char *err);
 /* Load from a checkpoint's metadata; path names the checkpoint in errors. */
 int toksrc_load_meta(BPE *t, TokSrc *keep, const CkptMeta *meta, const char *path, char *err);
 /* Open the checkpoint at path and load its tokenizer. */

@@ -162,7 +162,20 @@ typedef struct {
     int bench_done;         /* RLHF_BCAST_BENCH ran */
     float *snap;            /* asynchronous mode: the published parameters being sent */
     MPI_Request *wreq;      /* (actors) their sends */
+    int stop_id;            /* generation stops here: EOS, or the chat end-of-turn token */
 } Ppo;
+
+/* The token generation stops at: the chat template's end-of-turn token when the prompts
+ * are chat-formatted (a model answering <|im_start|>assistant\n ends with <|im_end|>, not
+ * EOS), else EOS. One id for the whole run: a file mixing plain and chat prompts stops
+ * at the end-of-turn token. */
+static int ppo_stop_id(const Dataset *d, const BPE *tok) {
+    if (d->n_conv > 0 && d->chat_ok && d->chat.format != CHAT_PLAIN) {
+        int eot = chat_eot_id(&d->chat, tok);
+        if (eot >= 0) return eot;
+    }
+    return tok->eos_id;
+}
 
 /* A user error in the online stage: the actors and reward servers of the launch would
  * wait for the learner until the peer timeout, so the whole job is aborted (rank 0
@@ -363,7 +376,7 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
         int rc = w ? 0 : -1;
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
         if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
-        if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, t->tok.eos_id, err);
+        if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, p->stop_id, err);
         if (rc == 0) {
             rc = ckpt_writer_take_image(w, &img, &len, err);
         } else {
@@ -414,7 +427,11 @@ static void ppo_make_items(Ppo *p, int64_t w) {
         size_t cap = 0;
         if (dataset_get(&p->prompts, idx[i], &rec, err) != 0)
             mpi_fatal("%s (was the prompt file changed during the run?)", err);
-        int np = trainer_encode(t, rec.prompt, &ptok[i], &cap);
+        /* a chat-rendered prompt keeps its markup as special ids: it ends with the
+         * generation prompt (the assistant header) */
+        int np = dataset_chat_formatted(&p->prompts, &rec)
+                     ? trainer_encode_chat(t, rec.prompt, &ptok[i], &cap)
+                     : trainer_encode(t, rec.prompt, &ptok[i], &cap);
         data_truncate(ptok[i], &np, c->data.max_prompt_len,
                       strcmp(c->data.truncate_prompt, "left") == 0, NULL, NULL, 0);
         if (np == 0) { /* an empty prompt: the model starts from EOS (a document boundary) */
@@ -423,6 +440,7 @@ static void ppo_make_items(Ppo *p, int64_t w) {
             np = 1;
         }
         pn[i] = np;
+        trainer_dump_row(t, ptok[i], NULL, np);
         data_record_free(&rec);
     }
     /* the oldest policy version that may generate them: w - S (w itself when synchronous) */
@@ -935,6 +953,13 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     CkptReader *r = ckpt_reader_open(path, err);
     if (!r) ppo_fail(rank, stage, "model.init: %s", err);
     int has_tok = toksrc_meta_has(ckpt_reader_meta(r));
+    /* chat.template = auto: the tokenizer folder's template, else the checkpoint's (as
+     * trainer_init finds it) */
+    char *chat_jinja = NULL;
+    if (c.tokenizer.path[0] && toksrc_dir_chat_template(c.tokenizer.path, &chat_jinja, err) != 0)
+        ppo_fail(rank, stage, "%s", err);
+    const char *jinja = ckpt_reader_meta(r)->chat_template;
+    if (!chat_jinja && jinja) chat_jinja = xstrdup(jinja);
     ckpt_reader_free(r);
     if (!c.tokenizer.path[0] && !has_tok)
         ppo_fail(rank, stage, "%s holds no tokenizer: set tokenizer.path=DIR (vocab.json + "
@@ -948,10 +973,13 @@ static void ppo_precheck(const MpiRoles *roles, const char *stage, Algo algo,
     if (!c.data.train[0]) ppo_fail(rank, stage, "data.train is empty: give the prompts JSONL");
     Dataset d;
     if (rank == 0) {
-        if (dataset_open(&d, c.data.train, DATA_PROMPT, NULL, err) != 0)
+        DataOptions opt = data_options_from_config(&c, NULL);
+        opt.chat_jinja = chat_jinja;
+        if (dataset_open(&d, c.data.train, DATA_PROMPT, &opt, err) != 0)
             ppo_fail(rank, stage, "%s", err);
         dataset_free(&d);
     }
+    free(chat_jinja);
 }
 
 /* judge.kind = mix: which judge scored this update's rollouts, appended to the JSON
@@ -1019,8 +1047,16 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     tr.model.temperature = (float)c->gen.temperature;
     if (!c->data.train[0]) ppo_fail(tr.rank, tr.stage, "data.train is empty: give the prompts JSONL");
     DataOptions dopt = data_options_from_config(c, tr.rank == 0 ? stderr : NULL);
+    dopt.chat_jinja = tr.tok_src.chat_template; /* chat.template = auto */
     if (dataset_open(&p.prompts, c->data.train, DATA_PROMPT, &dopt, err) != 0)
         ppo_fail(tr.rank, tr.stage, "%s", err);
+    p.stop_id = ppo_stop_id(&p.prompts, &tr.tok);
+    if (tr.rank == 0 && p.stop_id != tr.tok.eos_id) {
+        size_t sl = 0;
+        const unsigned char *s = bpe_token_bytes(&tr.tok, p.stop_id, &sl);
+        printf("%s: chat-formatted prompts: generation stops at token %d (%.*s)\n", tr.stage,
+               p.stop_id, (int)sl, (const char *)s);
+    }
     data_sampler_init(&p.sampler, p.prompts.n, (uint64_t)c->run.seed, c->data.shuffle);
     tr.sampler = &p.sampler;
     if (algo == ALGO_PPO) ppo_build_value(&p);

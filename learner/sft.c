@@ -30,7 +30,21 @@ typedef struct {
     float *dlogprobs;
     int64_t *idx;    /* this rank's slice of the global batch */
     int *resp_tokens;
+    int *conv_ids;           /* a chat-formatted record's tokens (chat_tokenize) */
+    unsigned char *conv_mask;
+    size_t conv_cap;
 } Sft;
+
+/* Add record rec of d as one row; returns its learned tokens. A chat-formatted record
+ * learns every assistant turn (chat_tokenize's mask), a plain one its response + EOS. */
+static int sft_add(Sft *s, const Dataset *d, const DataRecord *rec) {
+    if (dataset_chat_formatted(d, rec) && rec->conv.n_spans > 0) {
+        size_t n = chat_tokenize(&s->t->tok, &rec->conv, &s->conv_ids, &s->conv_mask,
+                                 &s->conv_cap);
+        return seq_batch_add_conv(&s->batch, s->t, s->conv_ids, s->conv_mask, (int)n);
+    }
+    return seq_batch_add(&s->batch, s->t, rec->prompt, rec->response);
+}
 
 /* Load record i of d; a bad record (possible only if the file changed since it was
  * indexed) ends the run with the dataset's message. */
@@ -66,7 +80,7 @@ static double sft_eval(Sft *s, double *n_tokens_out) {
         seq_batch_clear(&s->batch);
         for (; i < s->eval.n && s->batch.B < s->micro; i += t->nranks) {
             get_record(s, &s->eval, i, &rec);
-            sums[1] += seq_batch_add(&s->batch, t, rec.prompt, rec.response);
+            sums[1] += sft_add(s, &s->eval, &rec);
             data_record_free(&rec);
         }
         seq_batch_finish(&s->batch, t);
@@ -106,6 +120,7 @@ int learner_sft(int argc, char **argv, MpiRoles *roles) {
     const RlhfConfig *c = &tr.cfg;
     if (!c->data.train[0]) trainer_fail(&tr, 0, "data.train is empty: give the SFT JSONL");
     DataOptions opt = data_options_from_config(c, tr.rank == 0 ? stderr : NULL);
+    opt.chat_jinja = tr.tok_src.chat_template; /* chat.template = auto */
     if (dataset_open(&s.train, c->data.train, DATA_SFT, &opt, err) != 0)
         trainer_fail(&tr, 0, "%s", err);
     if (c->data.eval[0]) {
@@ -154,7 +169,7 @@ int learner_sft(int argc, char **argv, MpiRoles *roles) {
         for (int i = 0; i < n; i++) {
             get_record(&s, &s.train, s.idx[i], &rec);
             seq_batch_clear(&s.batch);
-            counts[0] += seq_batch_add(&s.batch, &tr, rec.prompt, rec.response);
+            counts[0] += sft_add(&s, &s.train, &rec);
             data_record_free(&rec);
         }
         double global_tokens = counts[0], step_tokens = 0;
@@ -164,7 +179,7 @@ int learner_sft(int argc, char **argv, MpiRoles *roles) {
             seq_batch_clear(&s.batch);
             for (int i = i0; i < n && i < i0 + s.micro; i++) {
                 get_record(&s, &s.train, s.idx[i], &rec);
-                seq_batch_add(&s.batch, &tr, rec.prompt, rec.response);
+                sft_add(&s, &s.train, &rec);
                 data_record_free(&rec);
             }
             seq_batch_finish(&s.batch, &tr);
@@ -205,6 +220,8 @@ int learner_sft(int argc, char **argv, MpiRoles *roles) {
         printf("sft: %lld bad training lines skipped, %ld non-finite steps skipped\n",
                (long long)s.train.n_bad, tr.skipped_steps);
 
+    free(s.conv_ids);
+    free(s.conv_mask);
     free(s.dlogprobs);
     free(s.idx);
     seq_batch_free(&s.batch);

@@ -109,6 +109,15 @@ static void load_tokenizer(Trainer *t, const char *init_path) {
                        "tokenizer.train_files=FILE,... or model.init=CKPT.h5");
     }
     if (rc != 0) trainer_fail(t, 0, "%s", err);
+    /* a tokenizer folder without a chat template (tokenizer_config.json): chat.template =
+     * auto takes the model.init checkpoint's */
+    if (!t->tok_src.chat_template && c->tokenizer.path[0] && init_path[0]) {
+        CkptReader *r = ckpt_reader_open(init_path, err);
+        if (!r) trainer_fail(t, 0, "model.init: %s", err);
+        const char *jinja = ckpt_reader_meta(r)->chat_template;
+        if (jinja) t->tok_src.chat_template = xstrdup(jinja);
+        ckpt_reader_free(r);
+    }
 }
 
 /* The checkpoint group holding a model in file r: the preferred one if present, else
@@ -452,6 +461,25 @@ int trainer_encode(const Trainer *t, const char *text, int **ids, size_t *cap) {
     return (int)bpe_encode(&t->tok, text, strlen(text), 0, ids, cap);
 }
 
+int trainer_encode_chat(const Trainer *t, const char *text, int **ids, size_t *cap) {
+    return (int)bpe_encode(&t->tok, text, strlen(text), BPE_ENCODE_SPECIAL, ids, cap);
+}
+
+void trainer_dump_row(const Trainer *t, const int *ids, const unsigned char *learn, int n) {
+    const char *path = getenv("RLHF_DUMP_ROWS");
+    if (t->rank != 0 || !path || !path[0]) return;
+    FILE *f = fopen(path, "a");
+    if (!f) fatal("RLHF_DUMP_ROWS=%s: cannot open for appending", path);
+    fprintf(f, "{\"%s\": [", learn ? "tokens" : "prompt");
+    for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", ids[i]);
+    if (learn) {
+        fprintf(f, "], \"learn\": [");
+        for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", learn[i]);
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f) != 0) fatal("RLHF_DUMP_ROWS=%s: write failed", path);
+}
+
 // ----------------------------------------------------------------------------
 // padded (prompt, response) batches
 
@@ -465,6 +493,7 @@ void seq_batch_init(SeqBatch *b, int max_B, int max_T) {
     b->mask = xalloc_floats(n);
     b->lengths = xmalloc((size_t)max_B * sizeof(int));
     b->prompt_len = xmalloc((size_t)max_B * sizeof(int));
+    b->lmask = xmalloc(n);
 }
 
 void seq_batch_free(SeqBatch *b) {
@@ -473,6 +502,7 @@ void seq_batch_free(SeqBatch *b) {
     free(b->mask);
     free(b->lengths);
     free(b->prompt_len);
+    free(b->lmask);
     free(b->scratch_p);
     free(b->scratch_r);
     memset(b, 0, sizeof *b);
@@ -483,29 +513,95 @@ void seq_batch_clear(SeqBatch *b) {
     b->T = 0;
 }
 
-int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char *response) {
-    ASSERT(b->B < b->cap_B);
-    const RlhfConfig *c = &t->cfg;
-    int np = trainer_encode(t, prompt, &b->scratch_p, &b->cap_p);
-    int nr = trainer_encode(t, response, &b->scratch_r, &b->cap_r);
-    if ((size_t)nr + 1 > b->cap_r) {
-        b->cap_r = (size_t)nr + 1;
+/* Room for n tokens in the response scratch buffer. */
+static void scratch_r_reserve(SeqBatch *b, int n) {
+    if ((size_t)n > b->cap_r) {
+        b->cap_r = (size_t)n;
         b->scratch_r = xrealloc(b->scratch_r, b->cap_r * sizeof(int));
     }
-    b->scratch_r[nr++] = t->tok.eos_id; /* the model learns to stop */
+}
+
+/* The row scratch_p[0..np) + scratch_r[0..nr), truncated by the [data] policy, learned
+ * on the response; returns the response tokens kept. */
+static int add_pair_row(SeqBatch *b, const Trainer *t, int np, int nr) {
+    ASSERT(b->B < b->cap_B);
+    const RlhfConfig *c = &t->cfg;
     data_truncate(b->scratch_p, &np, c->data.max_prompt_len,
                   strcmp(c->data.truncate_prompt, "left") == 0, b->scratch_r, &nr,
                   c->data.max_response_len);
     int len = np + nr;
     ASSERT(len <= b->cap_T);
     int *row = b->tokens + (size_t)b->B * b->cap_T;
+    unsigned char *lm = b->lmask + (size_t)b->B * b->cap_T;
     memcpy(row, b->scratch_p, (size_t)np * sizeof(int));
     memcpy(row + np, b->scratch_r, (size_t)nr * sizeof(int));
+    memset(lm, 0, (size_t)np);
+    memset(lm + np, 1, (size_t)nr);
     b->lengths[b->B] = len;
     b->prompt_len[b->B] = np;
     b->B++;
     if (len > b->T) b->T = len;
     return nr;
+}
+
+int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char *response) {
+    int np = trainer_encode(t, prompt, &b->scratch_p, &b->cap_p);
+    int nr = trainer_encode(t, response, &b->scratch_r, &b->cap_r);
+    scratch_r_reserve(b, nr + 1);
+    b->scratch_r[nr++] = t->tok.eos_id; /* the model learns to stop */
+    return add_pair_row(b, t, np, nr);
+}
+
+int seq_batch_add_chat(SeqBatch *b, const Trainer *t, const char *prompt, const char *response,
+                       int eot_id) {
+    int np = trainer_encode_chat(t, prompt, &b->scratch_p, &b->cap_p);
+    int nr = trainer_encode_chat(t, response, &b->scratch_r, &b->cap_r);
+    int end = -1; /* the last end-of-turn token: the model learns to stop there */
+    for (int i = nr - 1; i >= 0 && eot_id >= 0 && end < 0; i--)
+        if (b->scratch_r[i] == eot_id) end = i + 1;
+    if (end >= 0) {
+        nr = end;
+    } else {
+        scratch_r_reserve(b, nr + 1);
+        b->scratch_r[nr++] = t->tok.eos_id;
+    }
+    return add_pair_row(b, t, np, nr);
+}
+
+int seq_batch_add_conv(SeqBatch *b, const Trainer *t, const int *ids, const unsigned char *mask,
+                       int n) {
+    ASSERT(b->B < b->cap_B);
+    const RlhfConfig *c = &t->cfg;
+    int end = n, start;
+    while (end > 0 && !mask[end - 1]) end--; /* nothing after the last turn is learned */
+    for (start = end; start > 0 && mask[start - 1];) start--;
+    /* truncate positions, not tokens, so that each mask bit follows its token */
+    int np = start, nr = end - start;
+    if ((size_t)np > b->cap_p) {
+        b->cap_p = (size_t)np;
+        b->scratch_p = xrealloc(b->scratch_p, b->cap_p * sizeof(int));
+    }
+    scratch_r_reserve(b, nr);
+    for (int i = 0; i < np; i++) b->scratch_p[i] = i;
+    for (int i = 0; i < nr; i++) b->scratch_r[i] = start + i;
+    data_truncate(b->scratch_p, &np, c->data.max_prompt_len,
+                  strcmp(c->data.truncate_prompt, "left") == 0, b->scratch_r, &nr,
+                  c->data.max_response_len);
+    int len = np + nr, learned = 0;
+    ASSERT(len <= b->cap_T);
+    int *row = b->tokens + (size_t)b->B * b->cap_T;
+    unsigned char *lm = b->lmask + (size_t)b->B * b->cap_T;
+    for (int i = 0; i < len; i++) {
+        int at = i < np ? b->scratch_p[i] : b->scratch_r[i - np];
+        row[i] = ids[at];
+        lm[i] = mask[at] != 0;
+        learned += i > 0 && lm[i]; /* token 0 has no position that predicts it */
+    }
+    b->lengths[b->B] = len;
+    b->prompt_len[b->B] = np;
+    b->B++;
+    if (len > b->T) b->T = len;
+    return learned;
 }
 
 void seq_batch_finish(SeqBatch *b, const Trainer *t) {
@@ -514,17 +610,25 @@ void seq_batch_finish(SeqBatch *b, const Trainer *t) {
     for (int r = 0; r < b->B; r++) {
         int *src = b->tokens + (size_t)r * b->cap_T, *dst = b->tokens + (size_t)r * T;
         memmove(dst, src, (size_t)b->lengths[r] * sizeof(int));
+        memmove(b->lmask + (size_t)r * T, b->lmask + (size_t)r * b->cap_T, (size_t)b->lengths[r]);
     }
     for (int r = 0; r < b->B; r++) {
         int *row = b->tokens + (size_t)r * T, *tg = b->targets + (size_t)r * T;
         float *mk = b->mask + (size_t)r * T;
-        int len = b->lengths[r], np = b->prompt_len[r];
+        const unsigned char *lm = b->lmask + (size_t)r * T;
+        int len = b->lengths[r];
         for (int i = len; i < T; i++) row[i] = t->tok.pad_id;
         for (int i = 0; i < T; i++) {
-            /* position i predicts token i+1; only response tokens are targets */
-            int is_target = i + 1 < len && i + 1 >= np;
+            /* position i predicts token i+1; only learned (response) tokens are targets */
+            int is_target = i + 1 < len && lm[i + 1];
             tg[i] = is_target ? row[i + 1] : -1;
             mk[i] = is_target ? 1.0f : 0.0f;
+        }
+        if (getenv("RLHF_DUMP_ROWS")) { /* learn[i] = 1: token i is some position's target */
+            unsigned char *learn = xmalloc((size_t)len + 1);
+            for (int i = 0; i < len; i++) learn[i] = i > 0 && lm[i];
+            trainer_dump_row(t, row, learn, len);
+            free(learn);
         }
     }
 }
@@ -538,6 +642,7 @@ void pair_data_open(PairData *p, Trainer *t) {
     memset(p, 0, sizeof *p);
     if (!c->data.train[0]) trainer_fail(t, 0, "data.train is empty: give the comparisons JSONL");
     DataOptions opt = data_options_from_config(c, t->rank == 0 ? stderr : NULL);
+    opt.chat_jinja = t->tok_src.chat_template; /* chat.template = auto */
     if (dataset_open(&p->data, c->data.train, DATA_PREF, &opt, err) != 0)
         trainer_fail(t, 0, "%s", err);
     if (c->data.eval[0]) {
@@ -575,7 +680,11 @@ void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int
         for (int i = 0; i < n; i++) {
             if (dataset_get(d, idx[i], &rec, err) != 0)
                 trainer_fail(t, 1, "%s (was the file changed during the run?)", err);
-            seq_batch_add(b, t, rec.prompt, pass == 0 ? rec.chosen : rec.rejected);
+            const char *resp = pass == 0 ? rec.chosen : rec.rejected;
+            if (dataset_chat_formatted(d, &rec))
+                seq_batch_add_chat(b, t, rec.prompt, resp, chat_eot_id(&d->chat, &t->tok));
+            else
+                seq_batch_add(b, t, rec.prompt, resp);
             if (pass == 0 && cat_of) cats[i] = cat_of(ctx, rec.category);
             data_record_free(&rec);
         }

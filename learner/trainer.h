@@ -106,8 +106,17 @@ void trainer_log_json(Trainer *t, const char *fields);
 /* Rank 0: the progress line "<stage> step s/total | <text> | tok/s | eta". */
 void trainer_progress(Trainer *t, const char *text);
 
-/* Encode text with the run's tokenizer into a growable buffer; returns the count. */
+/* Encode text with the run's tokenizer into a growable buffer; returns the count.
+ * Special-token strings stay plain text (plain records). */
 int trainer_encode(const Trainer *t, const char *text, int **ids, size_t *cap);
+/* The same with special-token strings as their single ids (BPE_ENCODE_SPECIAL): for
+ * chat-rendered texts only (dataset_chat_formatted). */
+int trainer_encode_chat(const Trainer *t, const char *text, int **ids, size_t *cap);
+
+/* RLHF_DUMP_ROWS=FILE (for tests): rank 0 appends one JSON line per token row the stage
+ * builds, {"tokens": [ids], "learn": [0|1 per token]} (learn[i] = 1 when token i is a
+ * loss target; seq_batch_finish) or {"prompt": [ids]} (PPO/GRPO prompts, learn NULL). */
+void trainer_dump_row(const Trainer *t, const int *ids, const unsigned char *learn, int n);
 
 /* A padded batch of (prompt, response) token sequences, reused across steps. */
 typedef struct {
@@ -118,6 +127,7 @@ typedef struct {
     float *mask;              /* (B,T) 1 where targets >= 0 */
     int *lengths;             /* (B) tokens in row b (prompt + response) */
     int *prompt_len;          /* (B) */
+    unsigned char *lmask;     /* (B,cap_T) 1 where token i is learned (a target of i-1) */
     int *scratch_p, *scratch_r;
     size_t cap_p, cap_r;
 } SeqBatch;
@@ -128,6 +138,19 @@ void seq_batch_clear(SeqBatch *b);
 /* Append prompt + response (+ EOS) as one row, truncated by the [data] policy; returns
  * the number of response tokens (targets) in the row. */
 int seq_batch_add(SeqBatch *b, const Trainer *t, const char *prompt, const char *response);
+/* A chat-rendered prompt + response (dataset_chat_formatted): special-token strings are
+ * single ids, and the response ends at its last end-of-turn token eot_id (chat_eot_id;
+ * what the template writes after it is not learned) with no EOS added; EOS is added only
+ * when the response holds no eot_id (eot_id -1 or a tokenizer without it). Truncated
+ * and counted as seq_batch_add. */
+int seq_batch_add_chat(SeqBatch *b, const Trainer *t, const char *prompt, const char *response,
+                       int eot_id);
+/* A whole tokenized conversation (chat_tokenize): every token with mask 1 (every
+ * assistant turn and its end-of-turn token) is learned. The row ends after the last
+ * assistant token; the [data] policy truncates as if the prompt were everything before
+ * the last assistant turn and the response that turn. Returns the learned tokens. */
+int seq_batch_add_conv(SeqBatch *b, const Trainer *t, const int *ids, const unsigned char *mask,
+                       int n);
 /* Pad every row to the longest (pad id = tokenizer pad); call before using the batch. */
 void seq_batch_finish(SeqBatch *b, const Trainer *t);
 

