@@ -190,13 +190,14 @@ int label_req_only(const LabelReq *r, const char *const *known, char *err) {
 // ----------------------------------------------------------------------------
 // the places of a ranking
 
-/* The response number of a field name "r<digits>" (no sign, no leading zero), or 0. */
+/* The response number of a field name "r<digits>" (no sign, no leading zero; numbers
+ * past 100000 count as 100000), or 0 for any other name. */
 static long rank_field_number(const char *name) {
     if (name[0] != 'r' || name[1] < '1' || name[1] > '9') return 0;
     long v = 0;
     for (const char *p = name + 1; *p; p++) {
-        if (*p < '0' || *p > '9' || v > 100000) return 0;
-        v = v * 10 + (*p - '0');
+        if (*p < '0' || *p > '9') return 0;
+        v = v >= 100000 ? 100000 : v * 10 + (*p - '0');
     }
     return v;
 }
