@@ -299,8 +299,9 @@ static void page_rank_agreement(LabelPage *p, const LabelStats *st) {
     }
     label_page_add(p, "</table>\n<p id=\"rank-pooled\">All pairs: mean Kendall tau-b ");
     fmt_stat(p, st->rank_pooled_tau);
-    label_page_fmt(p, " over %ld ranking pairs; Krippendorff's alpha (ordinal, every response "
-                      "of the items ranked by two or more) ",
+    label_page_fmt(p,
+                   " over %ld ranking pairs; Krippendorff's alpha (ordinal, every response "
+                   "of the items ranked by two or more) ",
                    st->rank_pooled_defined);
     fmt_stat(p, st->rank_alpha);
     label_page_add(p, ".</p>\n");
@@ -387,68 +388,66 @@ void label_page_error(LabelPage *p, int status, const char *message) {
  * in the terminal tool). Every step writes the place selects, which are what the form
  * sends (places of tied responses are shared, later places skipped: 1, 1, 3). Changing
  * a select by hand starts the click order afresh. */
-#define RANK_JS \
-    "function rankSetup(form) {\n" \
-    "  var sel = form.querySelectorAll('select'), k = sel.length;\n" \
-    "  var order = [], tie = [], pending = false;\n" \
-    "  var out = document.getElementById('order');\n" \
-    "  function show() {\n" \
-    "    var t = '';\n" \
-    "    for (var p = 0; p < order.length; p++)\n" \
-    "      t += (p ? (tie[p] ? ' = ' : ' > ') : '') + (order[p] + 1);\n" \
-    "    if (pending) t += ' =';\n" \
-    "    out.textContent = t ? 'order, best first: ' + t :\n" \
-    "      'place the responses best first: click them or press 1-' + k;\n" \
-    "  }\n" \
-    "  function apply() {\n" \
-    "    var r = [];\n" \
-    "    for (var p = 0; p < order.length; p++)\n" \
-    "      r[order[p]] = p > 0 && tie[p] ? r[order[p - 1]] : p + 1;\n" \
-    "    for (var i = 0; i < k; i++) sel[i].value = r[i] === undefined ? '' : String(r[i]);\n" \
-    "    show();\n" \
-    "  }\n" \
-    "  function place(i) {\n" \
-    "    if (i < 0 || i >= k || order.indexOf(i) >= 0) return;\n" \
-    "    tie.push(order.length > 0 && pending);\n" \
-    "    order.push(i);\n" \
-    "    pending = false;\n" \
-    "    apply();\n" \
-    "  }\n" \
-    "  form.querySelectorAll('button[hidden]').forEach(function (b) { b.hidden = false; });\n" \
-    "  out.hidden = false;\n" \
-    "  form.querySelectorAll('button.place').forEach(function (b) {\n" \
-    "    b.addEventListener('click', function () {\n" \
-    "      place(Number(b.getAttribute('data-resp')) - 1);\n" \
-    "    });\n" \
-    "  });\n" \
-    "  document.getElementById('rank-tie').addEventListener('click', function () {\n" \
-    "    if (order.length > 0 && order.length < k) pending = !pending;\n" \
-    "    show();\n" \
-    "  });\n" \
-    "  document.getElementById('rank-back').addEventListener('click', function () {\n" \
-    "    if (pending) pending = false;\n" \
-    "    else { order.pop(); tie.pop(); }\n" \
-    "    apply();\n" \
-    "  });\n" \
-    "  document.getElementById('judge-rank').addEventListener('click', function () {\n" \
-    "    if (order.length === k - 1)\n" \
-    "      for (var i = 0; i < k; i++) if (order.indexOf(i) < 0) place(i);\n" \
-    "  });\n" \
-    "  sel.forEach(function (s) {\n" \
-    "    s.addEventListener('change', function () {\n" \
-    "      order = []; tie = []; pending = false; show();\n" \
-    "    });\n" \
-    "  });\n" \
-    "  show();\n" \
+#define RANK_JS                                                                                    \
+    "function rankSetup(form) {\n"                                                                 \
+    "  var sel = form.querySelectorAll('select'), k = sel.length;\n"                               \
+    "  var order = [], tie = [], pending = false;\n"                                               \
+    "  var out = document.getElementById('order');\n"                                              \
+    "  function show() {\n"                                                                        \
+    "    var t = '';\n"                                                                            \
+    "    for (var p = 0; p < order.length; p++)\n"                                                 \
+    "      t += (p ? (tie[p] ? ' = ' : ' > ') : '') + (order[p] + 1);\n"                           \
+    "    if (pending) t += ' =';\n"                                                                \
+    "    out.textContent = t ? 'order, best first: ' + t :\n"                                      \
+    "      'place the responses best first: click them or press 1-' + k;\n"                        \
+    "  }\n"                                                                                        \
+    "  function apply() {\n"                                                                       \
+    "    var r = [];\n"                                                                            \
+    "    for (var p = 0; p < order.length; p++)\n"                                                 \
+    "      r[order[p]] = p > 0 && tie[p] ? r[order[p - 1]] : p + 1;\n"                             \
+    "    for (var i = 0; i < k; i++) sel[i].value = r[i] === undefined ? '' : String(r[i]);\n"     \
+    "    show();\n"                                                                                \
+    "  }\n"                                                                                        \
+    "  function place(i) {\n"                                                                      \
+    "    if (i < 0 || i >= k || order.indexOf(i) >= 0) return;\n"                                  \
+    "    tie.push(order.length > 0 && pending);\n"                                                 \
+    "    order.push(i);\n"                                                                         \
+    "    pending = false;\n"                                                                       \
+    "    apply();\n"                                                                               \
+    "  }\n"                                                                                        \
+    "  form.querySelectorAll('button[hidden]').forEach(function (b) { b.hidden = false; });\n"     \
+    "  out.hidden = false;\n"                                                                      \
+    "  form.querySelectorAll('button.place').forEach(function (b) {\n"                             \
+    "    b.addEventListener('click', function () {\n"                                              \
+    "      place(Number(b.getAttribute('data-resp')) - 1);\n"                                      \
+    "    });\n"                                                                                    \
+    "  });\n"                                                                                      \
+    "  document.getElementById('rank-tie').addEventListener('click', function () {\n"              \
+    "    if (order.length > 0 && order.length < k) pending = !pending;\n"                          \
+    "    show();\n"                                                                                \
+    "  });\n"                                                                                      \
+    "  document.getElementById('rank-back').addEventListener('click', function () {\n"             \
+    "    if (pending) pending = false;\n"                                                          \
+    "    else { order.pop(); tie.pop(); }\n"                                                       \
+    "    apply();\n"                                                                               \
+    "  });\n"                                                                                      \
+    "  document.getElementById('judge-rank').addEventListener('click', function () {\n"            \
+    "    if (order.length === k - 1)\n"                                                            \
+    "      for (var i = 0; i < k; i++) if (order.indexOf(i) < 0) place(i);\n"                      \
+    "  });\n"                                                                                      \
+    "  sel.forEach(function (s) {\n"                                                               \
+    "    s.addEventListener('change', function () {\n"                                             \
+    "      order = []; tie = []; pending = false; show();\n"                                       \
+    "    });\n"                                                                                    \
+    "  });\n"                                                                                      \
+    "  show();\n"                                                                                  \
     "}\n"
 
 /* Keyboard shortcuts: a key press clicks the button whose data-key is that key (not
  * while typing in a field, not with a modifier). A body with data-refresh="S" (the
  * progress page) reloads itself every S seconds. */
 const char label_page_js[] =
-    "'use strict';\n"
-    RANK_JS
-    "document.addEventListener('keydown', function (e) {\n"
+    "'use strict';\n" RANK_JS "document.addEventListener('keydown', function (e) {\n"
     "  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;\n"
     "  var t = e.target;\n"
     "  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' ||\n"

@@ -14,7 +14,8 @@
  * and works without it.
  *
  * Modes: label_page_mode() returns the item template of a mode (the item and its
- * buttons): pair, thumbs, rank. A new mode is one more template here and one more entry in the table.
+ * buttons): pair, thumbs, rank. A new mode is one more template here and one more entry in the
+ * table.
  *
  * What this does not do: HTTP, authentication, or choosing items (label_serve.c).
  */

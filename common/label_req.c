@@ -233,8 +233,10 @@ int label_req_ranks(const LabelReq *r, int k, int *ranks, char *err) {
         snprintf(name, sizeof(name), "r%d", i + 1);
         const char *v = label_req_get(r, name);
         if (!v || !v[0])
-            return errf(err, "field %s: response %d has no place; give each of the %d responses "
-                        "a place from 1 (best) to %d", name, i + 1, k, k);
+            return errf(err,
+                        "field %s: response %d has no place; give each of the %d responses "
+                        "a place from 1 (best) to %d",
+                        name, i + 1, k, k);
         if ((ranks[i] = place_parse(v, k)) < 0)
             return errf(err, "field %s: \"%.20s\" is not a place from 1 (best) to %d", name, v, k);
     }

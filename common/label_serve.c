@@ -135,14 +135,15 @@ static void item_json_thumbs(json_t *o, const LabelItem *it) {
 /* Rank mode: label "rank" with the places r1..rK (label_req_ranks checks them: every
  * response placed, 1..K, consistent), or "skip" without places. The record is the
  * terminal tool's (label_record_rank / label_record_judgment). */
-static char *judge_rank(const Server *s, const Annotator *a, const LabelItem *it,
-                        const LabelReq *r, const char *time_iso, char *err) {
+static char *judge_rank(const Server *s, const Annotator *a, const LabelItem *it, const LabelReq *r,
+                        const char *time_iso, char *err) {
     const char *l = label_req_need(r, "label", err);
     if (!l) return NULL;
     if (strcmp(l, "skip") == 0) {
         if (label_req_has_rank_field(r)) {
-            errf(err, "field label: a skip carries no places (r1..r%d); send label=rank to "
-                      "save the ranking",
+            errf(err,
+                 "field label: a skip carries no places (r1..r%d); send label=rank to "
+                 "save the ranking",
                  it->n_resp);
             return NULL;
         }
@@ -165,8 +166,8 @@ static void item_json_rank(json_t *o, const LabelItem *it) {
 
 _Static_assert(LABEL_REQ_RANK_MAX == LABEL_RANK_ITEM_MAX, "rank fields r1..r9 name every response");
 static const char *const KIND_FIELDS[] = {"id", "label", NULL};
-static const char *const RANK_FIELDS[] = {"id", "label", "r1", "r2", "r3", "r4", "r5",
-                                          "r6", "r7", "r8", "r9", NULL};
+static const char *const RANK_FIELDS[] = {"id", "label", "r1", "r2", "r3", "r4",
+                                          "r5", "r6",    "r7", "r8", "r9", NULL};
 static const ServeMode MODES[] = {
     [LABEL_MODE_PAIR] = {"pair", KIND_FIELDS, judge_kind, item_json_pair},
     [LABEL_MODE_THUMBS] = {"thumbs", KIND_FIELDS, judge_kind, item_json_thumbs},
@@ -529,14 +530,12 @@ static json_t *rank_json(const LabelStats *st) {
         const LabelRankPairStat *ps = &st->rank_pairs[p];
         json_array_append_new(
             pairs, json_pack("{s:s,s:s,s:I,s:I,s:o}", "a", st->annotators[ps->a], "b",
-                             st->annotators[ps->b], "common", (json_int_t)ps->n_common,
-                             "defined", (json_int_t)ps->n_defined, "tau_b",
-                             json_kappa(ps->tau_mean)));
+                             st->annotators[ps->b], "common", (json_int_t)ps->n_common, "defined",
+                             (json_int_t)ps->n_defined, "tau_b", json_kappa(ps->tau_mean)));
     }
-    return json_pack("{s:I,s:o,s:I,s:o,s:o}", "items", (json_int_t)st->n_rank_items, "pairs",
-                     pairs, "pooled_defined", (json_int_t)st->rank_pooled_defined,
-                     "pooled_tau_b", json_kappa(st->rank_pooled_tau), "alpha",
-                     json_kappa(st->rank_alpha));
+    return json_pack("{s:I,s:o,s:I,s:o,s:o}", "items", (json_int_t)st->n_rank_items, "pairs", pairs,
+                     "pooled_defined", (json_int_t)st->rank_pooled_defined, "pooled_tau_b",
+                     json_kappa(st->rank_pooled_tau), "alpha", json_kappa(st->rank_alpha));
 }
 
 static json_t *progress_json(const Server *s, const LabelStats *st) {

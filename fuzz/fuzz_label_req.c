@@ -96,7 +96,8 @@ static void check_ranks(const LabelReq *r, int k) {
     FUZZ_REQUIRE(k >= 1 && k <= LABEL_REQ_RANK_MAX);
     for (int i = 0; i < r->n; i++) { /* no place field beyond k */
         const char *nm = r->f[i].name;
-        if (nm[0] == 'r' && nm[1] >= '1' && nm[1] <= '9' && strspn(nm + 1, "0123456789") == strlen(nm + 1))
+        if (nm[0] == 'r' && nm[1] >= '1' && nm[1] <= '9' &&
+            strspn(nm + 1, "0123456789") == strlen(nm + 1))
             FUZZ_REQUIRE(strlen(nm) <= 3 && atoi(nm + 1) <= k);
     }
     char body[LABEL_REQ_RANK_MAX * 8 + 1], *o = body;

@@ -107,7 +107,8 @@ static void test_ranks(void) {
     CHECK(label_req_ranks(&r, 3, ranks, err) == -1 && strstr(err, "field r4: this item has 3"));
     label_req_free(&r);
     CHECK(decode(&r, LABEL_REQ_JSON, "{\"r1\":\"2\",\"r2\":\"2\",\"r3\":\"1\"}", err) == 0);
-    CHECK(label_req_ranks(&r, 3, ranks, err) == 0 && ranks[0] == 2 && ranks[1] == 2 && ranks[2] == 1);
+    CHECK(label_req_ranks(&r, 3, ranks, err) == 0 && ranks[0] == 2 && ranks[1] == 2 &&
+          ranks[2] == 1);
     label_req_free(&r);
     CHECK(decode(&r, LABEL_REQ_FORM, "r1=1&r2=1&r3=1", err) == 0); /* all tied */
     CHECK(label_req_ranks(&r, 3, ranks, err) == 0 && ranks[2] == 1);
@@ -126,10 +127,12 @@ static void test_ranks(void) {
         {"r1=0&r2=1&r3=2", 3, "field r1: \"0\" is not a place"},
         {"r1=1&r2=+2&r3=3", 3, "field r2: \" 2\" is not a place"},
         {"r1=1&r2=2x&r3=3", 3, "field r2: \"2x\" is not a place"},
-        {"r1=1&r2=1&r3=2", 3, "field r3: place 2 does not follow from the others: 2 responses "
-                              "are placed better, so this one is place 3"},
-        {"r1=1&r2=3&r3=3", 3, "field r2: place 3 does not follow from the others: 1 response is "
-                              "placed better, so this one is place 2"},
+        {"r1=1&r2=1&r3=2", 3,
+         "field r3: place 2 does not follow from the others: 2 responses "
+         "are placed better, so this one is place 3"},
+        {"r1=1&r2=3&r3=3", 3,
+         "field r2: place 3 does not follow from the others: 1 response is "
+         "placed better, so this one is place 2"},
         {"r1=2&r2=2&r3=3", 3, "field r1: place 2 does not follow"},
         {"r1=1&r2=2&r3=3&r12=1", 3, "field r12: this item has 3 responses"},
         {"r1=1", 0, "1 to 9 responses"},
@@ -153,9 +156,12 @@ static void test_escape(void) {
     LabelPageInfo in = {"ann<x>", "pair", 3, 1, 2, "note <n>"};
     for (int m = LABEL_MODE_PAIR; m <= LABEL_MODE_RANK; m++) {
         LabelItem im = it;
-        if (m == LABEL_MODE_RANK) im = (LabelItem){.id = it.id, .prompt = it.prompt,
-                                                   .category = it.category, .resp = resp,
-                                                   .n_resp = 3};
+        if (m == LABEL_MODE_RANK)
+            im = (LabelItem){.id = it.id,
+                             .prompt = it.prompt,
+                             .category = it.category,
+                             .resp = resp,
+                             .n_resp = 3};
         label_page_item(&p, (LabelMode)m, &im, &in);
         const char *bad[] = {"<p1>", "<a1>", "<b1>", "<c>", "i<d", "<x>", "<n>", "<r2", "<r3>"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
