@@ -182,9 +182,49 @@ static void item_thumbs(LabelPage *p, const LabelItem *it) {
     label_page_add(p, "</div>\n");
 }
 
+/* One form for the whole ranking: a place select per response (fields r1..rK, which
+ * work without the script), and the buttons the script shows (hidden without it) to
+ * place responses best first by click or key 1..K, tie the next with the previous (=),
+ * take back (Backspace); the item id travels with the places. Skip is its own form. */
+static void item_rank(LabelPage *p, const LabelItem *it) {
+    item_head(p, it);
+    int k = it->n_resp;
+    label_page_add(p, "<form method=\"post\" action=\"/judge\" id=\"rank-form\" class=\"rank\">"
+                      "<input type=\"hidden\" name=\"id\" value=\"");
+    label_page_text(p, it->id);
+    label_page_add(p, "\">\n");
+    for (int i = 1; i <= k; i++) {
+        label_page_fmt(p,
+                       "<section class=\"response\"><h2>Response %d "
+                       "<button type=\"button\" class=\"place\" id=\"place-%d\" data-key=\"%d\" "
+                       "data-resp=\"%d\" hidden>place next <kbd>%d</kbd></button> "
+                       "<label>place <select name=\"r%d\" id=\"r%d\"><option value=\"\">–</option>",
+                       i, i, i, i, i, i, i);
+        for (int v = 1; v <= k; v++) label_page_fmt(p, "<option>%d</option>", v);
+        label_page_add(p, "</select></label></h2><div class=\"text\">");
+        label_page_text(p, it->resp[i - 1]);
+        label_page_add(p, "</div></section>\n");
+    }
+    label_page_fmt(p,
+                   "<p class=\"hint\">Give each response a place: 1 is the best, equal places "
+                   "are ties, and the places a tie takes are skipped (1, 1, 3).</p>\n"
+                   "<p class=\"order\" id=\"order\" hidden></p>\n<div class=\"buttons\">"
+                   "<button type=\"button\" id=\"rank-tie\" data-key=\"=\" hidden>tie the next "
+                   "with the previous <kbd>=</kbd></button>"
+                   "<button type=\"button\" id=\"rank-back\" data-key=\"Backspace\" hidden>take "
+                   "back <kbd>Backspace</kbd></button>"
+                   "<button type=\"submit\" name=\"label\" value=\"rank\" id=\"judge-rank\" "
+                   "data-key=\"Enter\">save the ranking of %d <kbd>Enter</kbd></button></div>"
+                   "</form>\n<div class=\"buttons\">\n",
+                   k);
+    judge_button(p, it, "skip", "s", "skip");
+    label_page_add(p, "</div>\n");
+}
+
 LabelPageItemFn label_page_mode(LabelMode m) {
-    static const LabelPageItemFn fns[] = {
-        [LABEL_MODE_PAIR] = item_pair, [LABEL_MODE_THUMBS] = item_thumbs};
+    static const LabelPageItemFn fns[] = {[LABEL_MODE_PAIR] = item_pair,
+                                          [LABEL_MODE_THUMBS] = item_thumbs,
+                                          [LABEL_MODE_RANK] = item_rank};
     if ((int)m < 0 || (size_t)m >= sizeof(fns) / sizeof(fns[0])) return NULL;
     return fns[m];
 }
@@ -231,6 +271,42 @@ static void cell_kappa(LabelPage *p, double k) {
     else label_page_fmt(p, "<td>%.3f</td>", k);
 }
 
+static void fmt_stat(LabelPage *p, double v) {
+    if (isnan(v)) label_page_add(p, "n/a");
+    else label_page_fmt(p, "%.3f", v);
+}
+
+/* Kendall's tau-b per annotator pair and pooled, Krippendorff's alpha (ordinal). */
+static void page_rank_agreement(LabelPage *p, const LabelStats *st) {
+    label_page_fmt(p, "<h2>Ranking agreement</h2>\n<p id=\"rank-summary\">%ld items ranked.",
+                   st->n_rank_items);
+    if (st->n_rank_pairs == 0) {
+        label_page_add(p, " No item was ranked by two annotators yet (serve with --overlap 2 or "
+                          "more to measure agreement).</p>\n");
+        return;
+    }
+    label_page_add(p, "</p>\n<table id=\"rank-pairs\"><tr><th>annotators</th><th>items in "
+                      "common</th><th>with tau-b defined</th><th>mean Kendall tau-b</th></tr>\n");
+    for (int i = 0; i < st->n_rank_pairs; i++) {
+        const LabelRankPairStat *ps = &st->rank_pairs[i];
+        label_page_add(p, "<tr><td>");
+        label_page_text(p, st->annotators[ps->a]);
+        label_page_add(p, " / ");
+        label_page_text(p, st->annotators[ps->b]);
+        label_page_fmt(p, "</td><td>%ld</td><td>%ld</td>", ps->n_common, ps->n_defined);
+        cell_kappa(p, ps->tau_mean);
+        label_page_add(p, "</tr>\n");
+    }
+    label_page_add(p, "</table>\n<p id=\"rank-pooled\">All pairs: mean Kendall tau-b ");
+    fmt_stat(p, st->rank_pooled_tau);
+    label_page_fmt(p,
+                   " over %ld ranking pairs; Krippendorff's alpha (ordinal, every response "
+                   "of the items ranked by two or more) ",
+                   st->rank_pooled_defined);
+    fmt_stat(p, st->rank_alpha);
+    label_page_add(p, ".</p>\n");
+}
+
 void label_page_progress(LabelPage *p, const LabelStats *st, const LabelPageInfo *in,
                          long n_items_full) {
     page_begin(p, "progress", in->annotator, 5);
@@ -249,7 +325,13 @@ void label_page_progress(LabelPage *p, const LabelStats *st, const LabelPageInfo
         for (int k = 0; k < LABEL_COUNT; k++) label_page_fmt(p, "<td>%ld</td>", st->counts[a][k]);
         label_page_fmt(p, "<td>%ld</td></tr>\n", st->undone[a]);
     }
-    label_page_add(p, "</table>\n<h2>Agreement on items judged by two annotators</h2>\n");
+    label_page_add(p, "</table>\n");
+    if (st->n_rank_items > 0) page_rank_agreement(p, st);
+    if (st->n_rank_items > 0 && st->n_pairs == 0) {
+        page_end(p);
+        return;
+    }
+    label_page_add(p, "<h2>Agreement on items judged by two annotators</h2>\n");
     if (st->n_pairs == 0) {
         label_page_add(p, "<p id=\"no-pairs\">No item has two judgments yet (serve with "
                           "--overlap 2 or more to measure agreement).</p>\n");
@@ -300,15 +382,76 @@ void label_page_error(LabelPage *p, int status, const char *message) {
 // ----------------------------------------------------------------------------
 // the static files
 
+/* Rank mode: clicking a response's "place next" (or its key 1..K) places it after those
+ * placed so far, best first; "=" ties the next one placed with the previous; Backspace
+ * takes back the last step; saving with all but one placed puts the one left last (as
+ * in the terminal tool). Every step writes the place selects, which are what the form
+ * sends (places of tied responses are shared, later places skipped: 1, 1, 3). Changing
+ * a select by hand starts the click order afresh. */
+#define RANK_JS                                                                                    \
+    "function rankSetup(form) {\n"                                                                 \
+    "  var sel = form.querySelectorAll('select'), k = sel.length;\n"                               \
+    "  var order = [], tie = [], pending = false;\n"                                               \
+    "  var out = document.getElementById('order');\n"                                              \
+    "  function show() {\n"                                                                        \
+    "    var t = '';\n"                                                                            \
+    "    for (var p = 0; p < order.length; p++)\n"                                                 \
+    "      t += (p ? (tie[p] ? ' = ' : ' > ') : '') + (order[p] + 1);\n"                           \
+    "    if (pending) t += ' =';\n"                                                                \
+    "    out.textContent = t ? 'order, best first: ' + t :\n"                                      \
+    "      'place the responses best first: click them or press 1-' + k;\n"                        \
+    "  }\n"                                                                                        \
+    "  function apply() {\n"                                                                       \
+    "    var r = [];\n"                                                                            \
+    "    for (var p = 0; p < order.length; p++)\n"                                                 \
+    "      r[order[p]] = p > 0 && tie[p] ? r[order[p - 1]] : p + 1;\n"                             \
+    "    for (var i = 0; i < k; i++) sel[i].value = r[i] === undefined ? '' : String(r[i]);\n"     \
+    "    show();\n"                                                                                \
+    "  }\n"                                                                                        \
+    "  function place(i) {\n"                                                                      \
+    "    if (i < 0 || i >= k || order.indexOf(i) >= 0) return;\n"                                  \
+    "    tie.push(order.length > 0 && pending);\n"                                                 \
+    "    order.push(i);\n"                                                                         \
+    "    pending = false;\n"                                                                       \
+    "    apply();\n"                                                                               \
+    "  }\n"                                                                                        \
+    "  form.querySelectorAll('button[hidden]').forEach(function (b) { b.hidden = false; });\n"     \
+    "  out.hidden = false;\n"                                                                      \
+    "  form.querySelectorAll('button.place').forEach(function (b) {\n"                             \
+    "    b.addEventListener('click', function () {\n"                                              \
+    "      place(Number(b.getAttribute('data-resp')) - 1);\n"                                      \
+    "    });\n"                                                                                    \
+    "  });\n"                                                                                      \
+    "  document.getElementById('rank-tie').addEventListener('click', function () {\n"              \
+    "    if (order.length > 0 && order.length < k) pending = !pending;\n"                          \
+    "    show();\n"                                                                                \
+    "  });\n"                                                                                      \
+    "  document.getElementById('rank-back').addEventListener('click', function () {\n"             \
+    "    if (pending) pending = false;\n"                                                          \
+    "    else { order.pop(); tie.pop(); }\n"                                                       \
+    "    apply();\n"                                                                               \
+    "  });\n"                                                                                      \
+    "  document.getElementById('judge-rank').addEventListener('click', function () {\n"            \
+    "    if (order.length === k - 1)\n"                                                            \
+    "      for (var i = 0; i < k; i++) if (order.indexOf(i) < 0) place(i);\n"                      \
+    "  });\n"                                                                                      \
+    "  sel.forEach(function (s) {\n"                                                               \
+    "    s.addEventListener('change', function () {\n"                                             \
+    "      order = []; tie = []; pending = false; show();\n"                                       \
+    "    });\n"                                                                                    \
+    "  });\n"                                                                                      \
+    "  show();\n"                                                                                  \
+    "}\n"
+
 /* Keyboard shortcuts: a key press clicks the button whose data-key is that key (not
  * while typing in a field, not with a modifier). A body with data-refresh="S" (the
  * progress page) reloads itself every S seconds. */
 const char label_page_js[] =
-    "'use strict';\n"
-    "document.addEventListener('keydown', function (e) {\n"
+    "'use strict';\n" RANK_JS "document.addEventListener('keydown', function (e) {\n"
     "  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;\n"
     "  var t = e.target;\n"
-    "  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA')) return;\n"
+    "  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' ||\n"
+    "      t.tagName === 'SELECT')) return;\n"
     "  var buttons = document.querySelectorAll('button[data-key]');\n"
     "  for (var i = 0; i < buttons.length; i++) {\n"
     "    if (buttons[i].getAttribute('data-key') === e.key) {\n"
@@ -320,6 +463,8 @@ const char label_page_js[] =
     "});\n"
     "document.addEventListener('DOMContentLoaded', function () {\n"
     "  var s = Number(document.body.getAttribute('data-refresh'));\n"
+    "  var rf = document.getElementById('rank-form');\n"
+    "  if (rf) rankSetup(rf);\n"
     "  if (s > 0) setTimeout(function () { location.reload(); }, 1000 * s);\n"
     "  // one submission per page: a double click must not send a judgment twice\n"
     "  document.querySelectorAll('form').forEach(function (f) {\n"
@@ -353,4 +498,7 @@ const char label_page_css[] =
     "kbd { font-size: .8em; border: 1px solid #aaa; border-radius: 3px; padding: 0 .3em; }\n"
     "table { border-collapse: collapse; margin: .5em 0 1em; }\n"
     "td, th { border: 1px solid #ccc; padding: .2em .6em; text-align: right; }\n"
-    "td:first-child { text-align: left; }\n";
+    "td:first-child { text-align: left; }\n"
+    ".rank h2 { display: flex; flex-wrap: wrap; align-items: center; gap: .6em; }\n"
+    ".rank h2 label, .rank h2 button { font-size: .7em; font-weight: normal; }\n"
+    ".order { font-weight: bold; }\n";

@@ -9,11 +9,13 @@
  * & < > " ' : the candidates are model outputs and are treated as hostile, so a
  * response containing <script> is shown as text. The pages have no inline script or
  * style (the server sends Content-Security-Policy: default-src 'self'); the script only
- * adds keyboard shortcuts and the progress page's refresh: every action is a plain HTML
- * form, and works without it.
+ * adds keyboard shortcuts, the progress page's refresh and rank mode's click-to-place
+ * ordering: every action is a plain HTML form (rank mode: a place select per response),
+ * and works without it.
  *
  * Modes: label_page_mode() returns the item template of a mode (the item and its
- * buttons). A new mode is one more template here and one more entry in the table.
+ * buttons): pair, thumbs, rank. A new mode is one more template here and one more entry in the
+ * table.
  *
  * What this does not do: HTTP, authentication, or choosing items (label_serve.c).
  */

@@ -1,11 +1,13 @@
 /*
  * common/label_req.c — form and JSON request bodies of the labelling web page into named
  * string fields, with every limit of label_req.h checked (the bodies come from the
- * network; tests/test_label_req.c and fuzz/fuzz_label_req.c exercise the refusals).
+ * network; tests/test_label_req.c and fuzz/fuzz_label_req.c exercise the refusals), and
+ * the places of a rank judgment into checked ranks.
  */
 #include "label_req.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -181,6 +183,72 @@ int label_req_only(const LabelReq *r, const char *const *known, char *err) {
         int ok = 0;
         for (int k = 0; known[k] && !ok; k++) ok = strcmp(r->f[i].name, known[k]) == 0;
         if (!ok) return errf(err, "unknown field %s", r->f[i].name);
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// the places of a ranking
+
+/* The response number of a field name "r<digits>" (no sign, no leading zero; numbers
+ * past 100000 count as 100000), or 0 for any other name. */
+static long rank_field_number(const char *name) {
+    if (name[0] != 'r' || name[1] < '1' || name[1] > '9') return 0;
+    long v = 0;
+    for (const char *p = name + 1; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        v = v >= 100000 ? 100000 : v * 10 + (*p - '0');
+    }
+    return v;
+}
+
+int label_req_has_rank_field(const LabelReq *r) {
+    for (int i = 0; i < r->n; i++)
+        if (rank_field_number(r->f[i].name) > 0) return 1;
+    return 0;
+}
+
+/* A place: decimal digits only, 1..k. */
+static int place_parse(const char *v, int k) {
+    if (!v[0] || strlen(v) > 3) return -1;
+    int p = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9') return -1;
+        p = p * 10 + (*v - '0');
+    }
+    return p >= 1 && p <= k ? p : -1;
+}
+
+int label_req_ranks(const LabelReq *r, int k, int *ranks, char *err) {
+    if (k < 1 || k > LABEL_REQ_RANK_MAX)
+        return errf(err, "a ranking has 1 to %d responses, not %d", LABEL_REQ_RANK_MAX, k);
+    for (int i = 0; i < r->n; i++) {
+        long no = rank_field_number(r->f[i].name);
+        if (no > k)
+            return errf(err, "field %s: this item has %d responses (fields r1 to r%d)",
+                        r->f[i].name, k, k);
+    }
+    for (int i = 0; i < k; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "r%d", i + 1);
+        const char *v = label_req_get(r, name);
+        if (!v || !v[0])
+            return errf(err,
+                        "field %s: response %d has no place; give each of the %d responses "
+                        "a place from 1 (best) to %d",
+                        name, i + 1, k, k);
+        if ((ranks[i] = place_parse(v, k)) < 0)
+            return errf(err, "field %s: \"%.20s\" is not a place from 1 (best) to %d", name, v, k);
+    }
+    for (int i = 0; i < k; i++) {
+        int better = 0;
+        for (int j = 0; j < k; j++) better += ranks[j] < ranks[i];
+        if (ranks[i] != better + 1)
+            return errf(err,
+                        "field r%d: place %d does not follow from the others: %d response%s "
+                        "placed better, so this one is place %d (tied responses share a place "
+                        "and the places they take are skipped: 1, 1, 3)",
+                        i + 1, ranks[i], better, better == 1 ? " is" : "s are", better + 1);
     }
     return 0;
 }

@@ -2,8 +2,9 @@
  * common/label_req.h — decoding the request bodies of the labelling web page
  * (`rlhf-label serve`, common/label_serve.c): HTML form posts
  * (application/x-www-form-urlencoded) and JSON objects (application/json), both into one
- * small list of named string fields, so that each handler (judge, undo, login; a rank
- * judgment later) validates the fields it needs in the same way whatever the encoding.
+ * small list of named string fields, so that each handler (judge, undo, login) validates
+ * the fields it needs in the same way whatever the encoding; and the places of a rank
+ * judgment (fields r1..rK) into ranks, checked.
  *
  * Bodies come from the network: every limit is checked here and every refusal has a
  * message fit for a 400 response (which field, what is wrong, what is accepted):
@@ -53,6 +54,20 @@ const char *label_req_get(const LabelReq *r, const char *name);
 const char *label_req_need(const LabelReq *r, const char *name, char *err);
 /* -1 with err naming the first field not in `known` (NULL-terminated), else 0 */
 int label_req_only(const LabelReq *r, const char *const *known, char *err);
+
+/* Most responses a rank judgment names (fields r1..r9). */
+#define LABEL_REQ_RANK_MAX 9
+
+/* The places of a ranking of k responses (1 <= k <= LABEL_REQ_RANK_MAX): field "rI" is the
+ * place of response I (1-based), a decimal integer from 1 (best) to k; equal places are
+ * ties. Every response needs a place, no field rJ with J > k may be given, and the places
+ * must be consistent as the terminal tool writes them (standard competition ranking):
+ * the place of a response is 1 + the number of responses with a better place, so after
+ * two responses tied for place 1 the next place is 3. Fills ranks[0..k) and returns 0,
+ * or -1 with err naming the first bad field, what is wrong and the value to send. */
+int label_req_ranks(const LabelReq *r, int k, int *ranks, char *err);
+/* 1 if r has a field named r<digits> (a place of a ranking), else 0 */
+int label_req_has_rank_field(const LabelReq *r);
 
 void label_req_free(LabelReq *r);
 

@@ -8,7 +8,8 @@
  *                             is answered 204, empty)
  *   GET  /login               the login form;  POST /login {token}: sets the cookie
  *   GET  /                    the next item for this annotator (or "nothing left")
- *   POST /judge {id,label}    append a judgment (fields per mode: MODES below)
+ *   POST /judge {id,label}    append a judgment (fields per mode: MODES below; rank mode
+ *                             adds r1..rK, the place of each response)
  *   POST /undo                append an undo of this annotator's last judgment
  *   POST /logout              clears the cookie
  *   GET  /progress            counts per annotator, agreement (refreshes itself)
@@ -28,8 +29,8 @@
  * is held for them LEASE_SECONDS); items that others have started come first, so that
  * overlapping judgments complete and agreement can be measured early.
  *
- * A new mode (rank) is one more entry in MODES (its fields, how a request becomes a
- * record, its item as JSON) and one more item template in label_page.c.
+ * A mode is one entry in MODES (its fields, how a request becomes a record, its item as
+ * JSON) and one item template in label_page.c.
  */
 #include "label_serve.h"
 
@@ -131,10 +132,46 @@ static void item_json_thumbs(json_t *o, const LabelItem *it) {
     json_object_set_new(o, "response", json_string(it->a));
 }
 
+/* Rank mode: label "rank" with the places r1..rK (label_req_ranks checks them: every
+ * response placed, 1..K, consistent), or "skip" without places. The record is the
+ * terminal tool's (label_record_rank / label_record_judgment). */
+static char *judge_rank(const Server *s, const Annotator *a, const LabelItem *it, const LabelReq *r,
+                        const char *time_iso, char *err) {
+    const char *l = label_req_need(r, "label", err);
+    if (!l) return NULL;
+    if (strcmp(l, "skip") == 0) {
+        if (label_req_has_rank_field(r)) {
+            errf(err,
+                 "field label: a skip carries no places (r1..r%d); send label=rank to "
+                 "save the ranking",
+                 it->n_resp);
+            return NULL;
+        }
+        return label_record_judgment(it, s->mode, LABEL_SKIP, a->name, time_iso);
+    }
+    if (strcmp(l, "rank") != 0) {
+        errf(err, "field label: \"%.20s\" is not one of rank, skip", l);
+        return NULL;
+    }
+    int ranks[LABEL_RANK_ITEM_MAX];
+    if (label_req_ranks(r, it->n_resp, ranks, err)) return NULL;
+    return label_record_rank(it, ranks, a->name, time_iso);
+}
+
+static void item_json_rank(json_t *o, const LabelItem *it) {
+    json_t *arr = json_array();
+    for (int i = 0; i < it->n_resp; i++) json_array_append_new(arr, json_string(it->resp[i]));
+    json_object_set_new(o, "responses", arr);
+}
+
+_Static_assert(LABEL_REQ_RANK_MAX == LABEL_RANK_ITEM_MAX, "rank fields r1..r9 name every response");
 static const char *const KIND_FIELDS[] = {"id", "label", NULL};
+static const char *const RANK_FIELDS[] = {"id", "label", "r1", "r2", "r3", "r4",
+                                          "r5", "r6",    "r7", "r8", "r9", NULL};
 static const ServeMode MODES[] = {
     [LABEL_MODE_PAIR] = {"pair", KIND_FIELDS, judge_kind, item_json_pair},
     [LABEL_MODE_THUMBS] = {"thumbs", KIND_FIELDS, judge_kind, item_json_thumbs},
+    [LABEL_MODE_RANK] = {"rank", RANK_FIELDS, judge_rank, item_json_rank},
 };
 
 // ----------------------------------------------------------------------------
@@ -485,6 +522,22 @@ static json_t *json_kappa(double k) {
     return isnan(k) ? json_null() : json_real(k);
 }
 
+/* Ranking agreement: Kendall's tau-b per annotator pair and pooled, Krippendorff's alpha
+ * (ordinal); null where undefined. */
+static json_t *rank_json(const LabelStats *st) {
+    json_t *pairs = json_array();
+    for (int p = 0; p < st->n_rank_pairs; p++) {
+        const LabelRankPairStat *ps = &st->rank_pairs[p];
+        json_array_append_new(
+            pairs, json_pack("{s:s,s:s,s:I,s:I,s:o}", "a", st->annotators[ps->a], "b",
+                             st->annotators[ps->b], "common", (json_int_t)ps->n_common, "defined",
+                             (json_int_t)ps->n_defined, "tau_b", json_kappa(ps->tau_mean)));
+    }
+    return json_pack("{s:I,s:o,s:I,s:o,s:o}", "items", (json_int_t)st->n_rank_items, "pairs", pairs,
+                     "pooled_defined", (json_int_t)st->rank_pooled_defined, "pooled_tau_b",
+                     json_kappa(st->rank_pooled_tau), "alpha", json_kappa(st->rank_alpha));
+}
+
 static json_t *progress_json(const Server *s, const LabelStats *st) {
     json_t *ann = json_array(), *pairs = json_array(), *groups = json_array();
     for (int a = 0; a < st->n_annotators; a++) {
@@ -505,10 +558,10 @@ static json_t *progress_json(const Server *s, const LabelStats *st) {
         json_array_append_new(groups, json_pack("{s:i,s:I,s:o}", "raters", st->groups[g].n_raters,
                                                 "items", (json_int_t)st->groups[g].n_items, "kappa",
                                                 json_kappa(st->groups[g].kappa)));
-    return json_pack("{s:I,s:I,s:I,s:i,s:o,s:o,s:o}", "items", (json_int_t)s->items.n,
+    return json_pack("{s:I,s:I,s:I,s:i,s:o,s:o,s:o,s:o}", "items", (json_int_t)s->items.n,
                      "judged_items", (json_int_t)st->n_items, "full_items",
                      (json_int_t)count_full(s), "overlap", s->overlap, "annotators", ann, "pairs",
-                     pairs, "fleiss", groups);
+                     pairs, "fleiss", groups, "rankings", rank_json(st));
 }
 
 static enum MHD_Result h_progress(Server *s, Annotator *a, Ctx *x) {
@@ -791,7 +844,7 @@ typedef struct {
 static void serve_usage(FILE *f) {
     fprintf(f, "usage: rlhf-label serve [--port N] [--bind ADDR] [--tokens FILE | "
                "--annotators A,B,...]\n"
-               "                        [--overlap K] [--mode pair|thumbs] CANDIDATES.jsonl "
+               "                        [--overlap K] [--mode pair|thumbs|rank] CANDIDATES.jsonl "
                "--out PREFS.jsonl\n"
                "Serves the labelling web page (default http://127.0.0.1:8080/; --port 0 picks "
                "a free port).\n"
@@ -828,6 +881,7 @@ static int parse_opts(Opts *o, int argc, char **argv) {
             i++;
             if (strcmp(v, "pair") == 0) o->mode = LABEL_MODE_PAIR;
             else if (strcmp(v, "thumbs") == 0) o->mode = LABEL_MODE_THUMBS;
+            else if (strcmp(v, "rank") == 0) o->mode = LABEL_MODE_RANK;
             else bad = 1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr,
@@ -844,7 +898,7 @@ static int parse_opts(Opts *o, int argc, char **argv) {
         if (bad) {
             fprintf(stderr,
                     "rlhf-label serve: bad value for %s: %s (--port 0..65535, "
-                    "--overlap 1..1000, --mode pair|thumbs; see rlhf-label serve --help)\n",
+                    "--overlap 1..1000, --mode pair|thumbs|rank; see rlhf-label serve --help)\n",
                     a, v);
             return 2;
         }

@@ -2,15 +2,18 @@
 // headless chromium through puppeteer-core, as an annotator would, for
 // tests/t_label_browser.sh:
 //
-//   node tests/label_browser.js run MODE URL TOKEN ACTIONS.json   (MODE pair | thumbs)
+//   node tests/label_browser.js run MODE URL TOKEN ACTIONS.json   (MODE pair|thumbs|rank)
 //     logs in (a wrong token first: the error shows), judges items by clicking the
-//     buttons and by the keyboard shortcuts of /app.js, undoes one judgment (the item
+//     buttons and by the keyboard shortcuts of /app.js (rank mode: places responses by
+//     click and key with a tie and a take-back, the last one placed by the save, and
+//     once by the place selects alone, as without the script), undoes one judgment (the item
 //     comes back), judges it again, opens /progress; checks on the way that the hostile
 //     strings of the first item show as text (no dialog opens, the only script is
 //     /app.js) and that no page had a script error or a CSP violation. Writes the
 //     actions in order to ACTIONS.json.
 //   node tests/label_browser.js check LOG ACTIONS.json ANNOTATOR
-//     the judgment log holds exactly those actions, in order, by ANNOTATOR.
+//     the judgment log holds exactly those actions, in order, by ANNOTATOR (rankings
+//     with exactly the places expected).
 //
 // Environment: PUPPETEER_DIR (the unpacked puppeteer-core package), CHROMIUM (the
 // browser). Exit status: 0 ok, 1 a failed check (the reason on stderr), 3 the browser
@@ -57,6 +60,20 @@ async function checkHostile(page) {
   expect((await page.$$('img')).length === 0, 'an <img> of the data became markup');
 }
 
+// rank mode: the steps before the save (clicks, keys, selects), which stay on the page;
+// the order line must then read `order` (when given)
+async function prepare(page, how) {
+  for (const s of how.before || []) {
+    if (s.key) await page.keyboard.press(s.key);
+    else if (s.select) await page.select(s.select, s.value);
+    else await page.click(s.click);
+  }
+  if (how.order !== undefined) {
+    const shown = await text(page, '#order');
+    expect(shown === how.order, 'order line "' + shown + '", expected "' + how.order + '"');
+  }
+}
+
 // steps: [label, how] — judge the item on the page; 'undo' undoes and expects the
 // previous item back
 async function label(page, steps) {
@@ -64,6 +81,7 @@ async function label(page, steps) {
   let last = null;
   for (const [lab, how] of steps) {
     const id = await text(page, '#item-id');
+    await prepare(page, how);
     if (lab === 'undo') {
       await act(page, how);
       const back = await text(page, '#item-id');
@@ -75,7 +93,7 @@ async function label(page, steps) {
     await act(page, how);
     const note = await text(page, '#note');
     expect(note === 'saved: ' + lab + ' for item ' + id, 'after judging: note "' + note + '"');
-    actions.push({ id: id, label: lab });
+    actions.push(how.ranks ? { id: id, label: lab, ranks: how.ranks } : { id: id, label: lab });
     last = id;
   }
   return actions;
@@ -88,6 +106,20 @@ const STEPS = {
     ['tie', { key: 't' }],
     ['undo', { click: '#undo' }],
     ['skip', { click: '#judge-skip' }],
+  ],
+  rank: [
+    // 2 = 3 > 1, then Enter places the one left (4) last: places 3 1 1 4
+    ['rank', { before: [{ click: '#place-2' }, { key: '=' }, { key: '3' }, { key: '1' }],
+               order: 'order, best first: 2 = 3 > 1', key: 'Enter', ranks: '3,1,1,4' }],
+    ['undo', { key: 'u' }],
+    // the selects alone, as without the script: 1 > 2 = 3 > 4
+    ['rank', { before: [{ select: '#r1', value: '1' }, { select: '#r2', value: '2' },
+                        { select: '#r3', value: '2' }, { select: '#r4', value: '4' }],
+               click: '#judge-rank', ranks: '1,2,2,4' }],
+    ['skip', { key: 's' }],
+    // 3, taken back, then 1 > 2, saved by click: 3 placed last: places 1 2 3
+    ['rank', { before: [{ click: '#place-3' }, { key: 'Backspace' }, { click: '#place-1' }, { key: '2' }],
+               order: 'order, best first: 1 > 2', click: '#judge-rank', ranks: '1,2,3' }],
   ],
   thumbs: [
     ['up', { click: '#judge-up' }],
@@ -142,7 +174,8 @@ function check(log, actionsFile, annotator) {
     const r = recs[i];
     expect(r.annotator === annotator, 'record ' + (i + 1) + ': annotator ' + r.annotator);
     if (a.undo !== undefined) expect(r.undo === a.undo, 'record ' + (i + 1) + ': not the undo of ' + a.undo);
-    else expect(r.id === a.id && r.label === a.label, 'record ' + (i + 1) + ': ' + JSON.stringify(r) + ' for ' + JSON.stringify(a));
+    else expect(r.id === a.id && r.label === a.label && (a.ranks === undefined || (r.ranks || []).join() === a.ranks),
+      'record ' + (i + 1) + ': ' + JSON.stringify(r) + ' for ' + JSON.stringify(a));
   });
   console.log('label_browser: the log holds the ' + actions.length + ' actions in order');
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # tests/t_label_browser.sh — the labelling web page in a real headless browser: Debian's
 # chromium driven by puppeteer-core (tests/label_browser.js) logs in with a token, judges
-# items in pair mode and in thumbs mode by clicking buttons and pressing the page's
-# keyboard shortcuts, undoes one judgment and judges that item again; the JSONL log must
-# then hold exactly those records, in order. The first item is hostile (markup and a
-# <script> in its texts): it must show as text and open no dialog.
+# items in pair, thumbs and rank mode by clicking buttons and pressing the page's
+# keyboard shortcuts (rank mode: placing responses best first with a tie and a
+# take-back, and once by the place selects alone), undoes one judgment and judges that
+# item again; the JSONL log must then hold exactly those records, in order (rankings with
+# their places). The first item is hostile (markup and a <script> in its texts): it must
+# show as text and open no dialog.
 #
 # Needs chromium and node (tools/deps.sh installs them) and puppeteer-core with its
 # dependencies under .cache/npm/ (tools/deps.sh fetches them, pinned); without them, or
@@ -77,7 +79,13 @@ cat >"$W/thumbs.jsonl" <<'EOF'
 {"id":"t2","prompt":"two","response":"r two"}
 {"id":"t3","prompt":"three","response":"r three"}
 EOF
+cat >"$W/rank.jsonl" <<'EOF'
+{"id":"k<1>","prompt":"Rank <b>these</b>","responses":["<script>alert('pwned')</script>","<img src=x onerror=alert(3)>","three","four"]}
+{"id":"k2","prompt":"two","responses":["x","y","z"]}
+{"id":"k3","prompt":"three","responses":["p","q","r"]}
+EOF
 session pair "$W/pairs.jsonl"
 session thumbs "$W/thumbs.jsonl"
+session rank "$W/rank.jsonl"
 echo "t_label_browser: $fails failure(s)"
 [ "$fails" -eq 0 ]

@@ -6,7 +6,10 @@
 # --overlap 2 an item goes to two annotators and no third; hostile strings of the data
 # are escaped in the served HTML; bad requests get clear 400/404/405/409/413/415/403
 # answers; undo; kill -9 right after an acknowledged judgment loses nothing and a
-# restarted server resumes; a second writer of the same log is refused.
+# restarted server resumes; a second writer of the same log is refused; rank mode: the
+# page shows K responses escaped, a valid ranking (with a tie) is appended as the
+# terminal tool's record, invalid places are refused with 400s naming the field, undo,
+# skip, and tau-b on /api/progress equals the value worked out by hand.
 #
 # Each server listens on a port the kernel picks (--port 0) and the test reads the URL
 # from its "listening on" line (polled, never a fixed sleep). Needs curl (tools/deps.sh).
@@ -274,6 +277,95 @@ check "thumbs: A is refused (400), up accepted" \
   eval '[ "$(json_judge "$TD" t1 A)" = 400 ] && body_has "$W/r" "up, down, skip" && [ "$(json_judge "$TD" t1 up)" = 200 ]'
 check "thumbs: the record" line_has "$W/thumbs_prefs.jsonl" 1 '"response":"<b>r</b>"' '"label":"up"' '"annotator":"dora"'
 stop "$PID" s4
+
+# ---- rank mode: K responses placed (ties allowed), validated, the terminal tool's record
+cat >"$W/rank.jsonl" <<'EOR'
+{"id":"k<1>","prompt":"Rank <b>these</b>","responses":["<script>alert('r1')</script>","two ' \" quotes","<img src=x onerror=alert(3)>","four"],"category":"<i>rc</i>"}
+{"id":"k2","prompt":"q2","responses":["x","y","z"]}
+{"id":"k3","prompt":"q3","responses":["p","q","r"]}
+EOR
+LOG4=$W/rank_prefs.jsonl
+start s7 --mode rank --overlap 2 --tokens "$W/tokens" "$W/rank.jsonl" --out "$LOG4" || bad "rank start"
+# rank_post TOKEN ID LABEL PLACES...: a JSON-answered form post of a ranking, the status
+rank_post() {
+  local tok=$1 id=$2 lab=$3 i=1 args=(); shift 3
+  for p in "$@"; do args+=(--data-urlencode "r$i=$p"); i=$((i + 1)); done
+  req "$W/r" "$tok" POST /judge -H 'Accept: application/json' --data-urlencode "id=$id" \
+    --data-urlencode "label=$lab" "${args[@]}"
+}
+# rec_is FILE N JS: the Nth record of FILE, parsed by node as r, makes the JS expression true
+rec_is() {
+  node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").split("\n")[process.argv[2] - 1]);
+    if (!(eval(process.argv[3]))) { console.log("    record " + process.argv[2] + ": " + JSON.stringify(r)); process.exit(1); }' "$1" "$2" "$3"
+}
+check "rank: the page shows the 4 responses escaped, a place select each (r1..r4)" \
+  eval 'code_is 200 "$W/k" "$TA" GET / && body_has "$W/k" "rank mode" &&
+        body_has "$W/k" "&lt;script&gt;alert(&#39;r1&#39;)&lt;/script&gt;" &&
+        body_has "$W/k" "two &#39; &quot; quotes" && body_has "$W/k" "&lt;img src=x onerror=alert(3)&gt;" &&
+        body_has "$W/k" "value=\"k&lt;1&gt;\"" && body_has "$W/k" "&lt;i&gt;rc&lt;/i&gt;" &&
+        body_lacks "$W/k" "<script>alert" && body_lacks "$W/k" "<img" && body_lacks "$W/k" "<i>rc" &&
+        body_has "$W/k" "<select name=\"r4\"" && body_lacks "$W/k" "name=\"r5\"" &&
+        body_has "$W/k" "name=\"label\" value=\"rank\""'
+check "rank: /api/next gives the responses" \
+  eval 'req "$W/n" "$TA" GET /api/next >/dev/null &&
+        node -e "const o = JSON.parse(require(\"fs\").readFileSync(0, \"utf8\")); process.exit(o.id === \"k<1>\" && o.responses.length === 4 && o.responses[1] === \"two '"'"' \\\" quotes\" ? 0 : 1)" <"$W/n.body"'
+n0=$(nlines "$LOG4")
+check "rank: a response without a place: 400 naming r4" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 3 1 1)" = 400 ] && body_has "$W/r" "field r4: response 4 has no place"'
+check "rank: an empty place (a select left at –): 400 naming r2" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 1 "" 2 3)" = 400 ] && body_has "$W/r" "field r2: response 2 has no place"'
+check "rank: a place out of 1..K: 400 naming the field and the range" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 1 5 2 3)" = 400 ] && body_has "$W/r" "field r2: \\\"5\\\" is not a place from 1 (best) to 4"'
+check "rank: places that do not follow from each other (1 1 2 4): 400 with the right place" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 1 1 2 4)" = 400 ] &&
+        body_has "$W/r" "field r3: place 2 does not follow from the others: 2 responses are placed better, so this one is place 3"'
+check "rank: a fifth place for four responses: 400" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 1 2 3 4 5)" = 400 ] && body_has "$W/r" "field r5: this item has 4 responses"'
+check "rank: a pair label: 400 naming rank, skip" \
+  eval '[ "$(rank_post "$TA" "k<1>" A 1 2 3 4)" = 400 ] && body_has "$W/r" "is not one of rank, skip"'
+check "rank: a skip with places: 400" \
+  eval '[ "$(rank_post "$TA" "k<1>" skip 1 2 3 4)" = 400 ] && body_has "$W/r" "a skip carries no places"'
+check "rank: a place field past r9: 400 unknown field" \
+  eval 'code_is 400 "$W/b" "$TA" POST /judge -d "id=k2&label=rank&r1=1&r2=2&r3=3&r10=1" && body_has "$W/b" "unknown field r10"'
+check "rank: nothing was written by the refused rankings" [ "$(nlines "$LOG4")" -eq "$n0" ]
+check "rank: alice ranks 2 = 3 > 1 > 4 (form post): 303, note" \
+  eval 'code_is 303 "$W/k" "$TA" POST /judge --data-urlencode "id=k<1>" -d "label=rank&r1=3&r2=1&r3=1&r4=4" &&
+        code_is 200 "$W/k" "$TA" GET / && body_has "$W/k" "saved: rank for item k&lt;1&gt;"'
+check "rank: the record is the terminal tool's (fields in its order, texts verbatim)" \
+  rec_is "$LOG4" 1 'Object.keys(r).join() === "prompt,responses,ranks,annotator,time,label,id,category" &&
+    r.label === "rank" && r.annotator === "alice" && r.id === "k<1>" && r.ranks.join() === "3,1,1,4" &&
+    r.responses[0] === "<script>alert('"'"'r1'"'"')</script>" && r.category === "<i>rc</i>"'
+check "rank: bob ranks the same item 2 > 3 > 1 > 4 (JSON post): 200" \
+  eval 'code_is 200 "$W/j" "$TB" POST /judge -H "Content-Type: application/json" \
+          -d "{\"id\":\"k<1>\",\"label\":\"rank\",\"r1\":\"3\",\"r2\":\"1\",\"r3\":\"2\",\"r4\":\"4\"}" &&
+        body_has "$W/j" "\"label\":\"rank\"" && rec_is "$LOG4" 2 "r.annotator === \"bob\" && r.ranks.join() === \"3,1,2,4\""'
+check "rank: carol cannot rank it (two rankings already; overlap 2): 409" \
+  eval '[ "$(rank_post "$TC" "k<1>" rank 1 2 3 4)" = 409 ]'
+# tau-b of (3,1,1,4) and (3,1,2,4): 5 concordant pairs, none discordant, one tied in
+# the first: 5 / sqrt((6 - 1)(6 - 0)) (Kendall 1945)
+check "rank: /api/progress: tau-b alice/bob = 5/sqrt(30), alpha a number" \
+  eval 'code_is 200 "$W/p" "$TA" GET /api/progress &&
+        node -e "const o = JSON.parse(require(\"fs\").readFileSync(0, \"utf8\")).rankings, p = o.pairs[0];
+          process.exit(o.items === 1 && o.pairs.length === 1 && p.a === \"alice\" && p.b === \"bob\" && p.common === 1 &&
+            Math.abs(p.tau_b - 5 / Math.sqrt(30)) < 1e-9 && Math.abs(o.pooled_tau_b - p.tau_b) < 1e-12 &&
+            typeof o.alpha === \"number\" ? 0 : 1)" <"$W/p.body" || { head -c 600 "$W/p.body"; echo; false; }'
+check "rank: /progress shows the tau-b table and alpha" \
+  eval 'code_is 200 "$W/p" "$TA" GET /progress && body_has "$W/p" "id=\"rank-pairs\"" &&
+        body_has "$W/p" "<td>alice / bob</td><td>1</td><td>1</td><td>0.913</td>" && body_has "$W/p" "Krippendorff"'
+check "rank: the terminal tool's stats agree (tau-b 0.913)" \
+  eval '"$BIN" stats "$LOG4" >"$W/rstats" 2>&1 && grep -q "0.913" "$W/rstats"'
+check "rank: alice undoes her ranking (JSON): 200, an undo record, the item comes back" \
+  eval 'code_is 200 "$W/u" "$TA" POST /undo -H "Content-Type: application/json" -d "{}" && body_has "$W/u" "\"undone\":\"rank\"" &&
+        rec_is "$LOG4" 3 "r.undo === \"k<1>\" && r.annotator === \"alice\"" && [ "$(next_id "$TA")" = "k<1>" ]'
+check "rank: alice ranks it again, all four tied: 200" \
+  eval '[ "$(rank_post "$TA" "k<1>" rank 1 1 1 1)" = 200 ] && rec_is "$LOG4" 4 "r.ranks.join() === \"1,1,1,1\""'
+check "rank: carol skips k2 (form): the rank skip record, no ranks" \
+  eval '[ "$(next_id "$TC")" = k2 ] && code_is 303 "$W/s" "$TC" POST /judge -d "id=k2&label=skip" &&
+        rec_is "$LOG4" 5 "r.label === \"skip\" && r.responses.length === 3 && !(\"ranks\" in r) && r.annotator === \"carol\""'
+check "rank: export --rankings has the live rankings only (bob's, alice's second)" \
+  eval '"$BIN" export --rankings "$LOG4" >"$W/rx" 2>/dev/null && [ "$(nlines "$W/rx")" -eq 2 ] &&
+        grep -q "\"ranks\":\[1,1,1,1\]" "$W/rx" && ! grep -q "\"ranks\":\[3,1,1,4\]" "$W/rx"'
+stop "$PID" s7
 
 # ---- a failed write: the file size limit (ulimit -f, SIGXFSZ ignored) makes write(2) fail
 # with EFBIG once the log passes 2 KiB: that judgment is answered 500 and not applied,
