@@ -464,6 +464,7 @@ void seq_batch_init(SeqBatch *b, int max_B, int max_T) {
     b->mask = xalloc_floats(n);
     b->lengths = xmalloc((size_t)max_B * sizeof(int));
     b->prompt_len = xmalloc((size_t)max_B * sizeof(int));
+    b->p_chosen = xalloc_floats((size_t)max_B);
 }
 
 void seq_batch_free(SeqBatch *b) {
@@ -474,6 +475,7 @@ void seq_batch_free(SeqBatch *b) {
     free(b->prompt_len);
     free(b->scratch_p);
     free(b->scratch_r);
+    free(b->p_chosen);
     memset(b, 0, sizeof *b);
 }
 
@@ -570,12 +572,14 @@ void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int
     char err[ERRBUF_LEN];
     DataRecord rec = {0};
     seq_batch_clear(b);
+    b->soft = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < n; i++) {
             if (dataset_get(d, idx[i], &rec, err) != 0)
                 trainer_fail(t, 1, "%s (was the file changed during the run?)", err);
             seq_batch_add(b, t, rec.prompt, pass == 0 ? rec.chosen : rec.rejected);
             if (pass == 0 && cat_of) cats[i] = cat_of(ctx, rec.category);
+            if (pass == 0) b->p_chosen[i] = (float)rec.p_chosen, b->soft |= rec.p_chosen != 1.0;
             data_record_free(&rec);
         }
     }

@@ -407,6 +407,16 @@ static void score_rows(Model *md, Job *rows, const int *opt_len, int n, double *
     free(tg);
 }
 
+/* The pair's responses in a fixed order (x, y) whatever their order in the file (1 if
+ * that is (b, a)): the same four sequences are scored for (a, b) and (b, a), so that
+ * label(a, b) = 1 - label(b, a) to the last bit. */
+static int canonical(const Pair *p, const char **x, const char **y) {
+    int swap = strcmp(p->a, p->b) > 0;
+    *x = swap ? p->b : p->a;
+    *y = swap ? p->a : p->b;
+    return swap;
+}
+
 /* P(first option) from the two log-probs, softmax over the pair. */
 static double p_first(double l_first, double l_second) { return 1.0 / (1.0 + exp(l_second - l_first)); }
 
@@ -429,9 +439,11 @@ static int cmd_label(const Opts *o, const Constitution *cons) {
     gpt_reserve(&md.m, GEN_BATCH, md.m.config.max_seq_len);
     for (int i = 0; i < n; i++) {
         int k = pick[i] = constitution_pick(cons, o->seed, (uint64_t)i, 0);
+        const char *x, *y;
+        canonical(&pairs[i], &x, &y);
         for (int order = 0; order < 2; order++) {
-            char *q = comparison_text(pairs[i].prompt, cons->p[k].comparison,
-                                      order ? pairs[i].b : pairs[i].a, order ? pairs[i].a : pairs[i].b);
+            char *q = comparison_text(pairs[i].prompt, cons->p[k].comparison, order ? y : x,
+                                      order ? x : y);
             ChatMessage m[1] = {msg(CHAT_USER, q)};
             Job ctx;
             render_job(&md, m, 1, "The answer is:", room, &ctx);
@@ -454,9 +466,13 @@ static int cmd_label(const Opts *o, const Constitution *cons) {
     double agree = 0;
     for (int i = 0; i < n; i++) {
         const double *l = lp + 4 * i;
-        double p_ab = p_first(l[0], l[1]);       /* a shown as (A) */
-        double p_ba = 1.0 - p_first(l[2], l[3]); /* a shown as (B) */
-        double p = 0.5 * (p_ab + p_ba);
+        const char *x, *y;
+        int swap = canonical(&pairs[i], &x, &y);
+        double px_1 = p_first(l[0], l[1]);       /* x shown as (A) */
+        double px_2 = 1.0 - p_first(l[2], l[3]); /* x shown as (B) */
+        double px = 0.5 * (px_1 + px_2);
+        double p = swap ? 1.0 - px : px;
+        double p_ab = swap ? 1.0 - px_2 : px_1, p_ba = swap ? 1.0 - px_1 : px_2;
         agree += (p_ab >= 0.5) == (p_ba >= 0.5);
         int a_wins = p >= 0.5;
         json_t *rec = json_pack("{s:s, s:s, s:s, s:f, s:s, s:s, s:f, s:f, s:f, s:s}", "prompt",
