@@ -243,78 +243,114 @@ static void write_line(FILE *f, json_t *o, const char *path) {
     json_decref(o);
 }
 
-static int cmd_revise(const Opts *o, const Constitution *cons) {
+/* The texts of a revise run: per prompt i, and per (i, round r) at [i * rounds + r]. */
+typedef struct {
+    int P, R;
+    char **prompt, **initial, **cur; /* cur: the answer the next round critiques (borrowed) */
+    char **crit, **rev;
+    int *pick; /* principle of (i, r) */
+} Revise;
+
+static void revise_load_prompts(Revise *v, const char *path, int rounds) {
     char err[ERRBUF_LEN] = "";
-    Model md;
-    model_open(&md, o);
-    int room = md.m.config.max_seq_len - o->max_new;
-    if (room < 1) fatal("--max-new %d leaves no room in the context of %d tokens", o->max_new, md.m.config.max_seq_len);
     Dataset ds;
     DataOptions dopt = {.bad = DATA_BAD_FAIL};
-    if (dataset_open(&ds, o->prompts, DATA_PROMPT, &dopt, err) != 0) fatal("%s", err);
-    int P = (int)ds.n, R = o->rounds;
-    char **prompt = xcalloc((size_t)P, sizeof(char *)), **cur = xcalloc((size_t)P, sizeof(char *));
-    char **crit = xcalloc((size_t)P * R, sizeof(char *)), **rev = xcalloc((size_t)P * R, sizeof(char *));
-    int *pick = xcalloc((size_t)P * R, sizeof(int));
-    for (int i = 0; i < P; i++) {
+    if (dataset_open(&ds, path, DATA_PROMPT, &dopt, err) != 0) fatal("%s", err);
+    v->P = (int)ds.n, v->R = rounds;
+    size_t n = (size_t)v->P, nr = n * (size_t)rounds;
+    v->prompt = xcalloc(n, sizeof(char *)), v->initial = xcalloc(n, sizeof(char *));
+    v->cur = xcalloc(n, sizeof(char *));
+    v->crit = xcalloc(nr, sizeof(char *)), v->rev = xcalloc(nr, sizeof(char *));
+    v->pick = xcalloc(nr, sizeof(int));
+    for (int i = 0; i < v->P; i++) {
         DataRecord rec = {0};
         if (dataset_get(&ds, i, &rec, err) != 0) fatal("%s", err);
-        prompt[i] = xstrdup(rec.prompt);
+        v->prompt[i] = xstrdup(rec.prompt);
         data_record_free(&rec);
     }
     dataset_free(&ds);
+}
+
+/* One generation over all prompts: stage 0 the first answer; in round r, stage 1 the
+ * critique, stage 2 the revision. The text of prompt i goes to jobs[i].text. */
+static void revise_stage(Model *md, const Opts *o, const Constitution *cons, Revise *v, int r,
+                         int stage, Job *jobs) {
+    int room = md->m.config.max_seq_len - o->max_new;
+    for (int i = 0; i < v->P; i++) {
+        size_t ir = (size_t)i * v->R + r;
+        if (stage == 0) {
+            ChatMessage m[1] = {msg(CHAT_USER, v->prompt[i])};
+            render_job(md, m, 1, NULL, room, &jobs[i]);
+        } else {
+            int k = v->pick[ir] = constitution_pick(cons, o->seed, (uint64_t)i, (uint64_t)r);
+            char *cq = request_text(md, "Critique", cons->p[k].critique);
+            char *rq = request_text(md, "Revision", cons->p[k].revision);
+            ChatMessage m[5] = {msg(CHAT_USER, v->prompt[i]), msg(CHAT_ASSISTANT, v->cur[i]),
+                                msg(CHAT_USER, cq), {CHAT_ASSISTANT, "", 0}, msg(CHAT_USER, rq)};
+            if (stage == 2) m[3] = msg(CHAT_ASSISTANT, v->crit[ir]);
+            render_job(md, m, stage == 1 ? 3 : 5, NULL, room, &jobs[i]);
+            free(cq);
+            free(rq);
+        }
+        /* stage keys: 0 the answer, then 2r+1 and 2r+2 */
+        jobs[i].key1 = (uint64_t)i, jobs[i].key2 = stage == 0 ? 0 : (uint64_t)(2 * r + stage);
+    }
+    generate_jobs(md, o, jobs, v->P);
+    jobs_free_ids(jobs, v->P);
+}
+
+/* Writes the records; returns the number of empty final revisions. */
+static int revise_write(const Revise *v, const Constitution *cons, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) fatal("%s: cannot write", path);
+    int n_empty = 0;
+    for (int i = 0; i < v->P; i++) {
+        json_t *rounds = json_array();
+        for (int r = 0; r < v->R; r++) {
+            size_t ir = (size_t)i * v->R + r;
+            json_array_append_new(rounds, json_pack("{s:s, s:s, s:s}", "principle",
+                                                    cons->p[v->pick[ir]].name, "critique",
+                                                    v->crit[ir], "revision", v->rev[ir]));
+        }
+        n_empty += v->cur[i][0] == '\0';
+        write_line(f, json_pack("{s:s, s:s, s:s, s:o}", "prompt", v->prompt[i], "response",
+                                v->cur[i], "initial", v->initial[i], "rounds", rounds), path);
+    }
+    if (fclose(f) != 0) fatal("%s: write error", path);
+    return n_empty;
+}
+
+static void revise_free(Revise *v) {
+    for (int i = 0; i < v->P; i++) free(v->prompt[i]), free(v->initial[i]);
+    for (int i = 0; i < v->P * v->R; i++) free(v->crit[i]), free(v->rev[i]);
+    free(v->prompt), free(v->initial), free(v->cur), free(v->crit), free(v->rev), free(v->pick);
+}
+
+static int cmd_revise(const Opts *o, const Constitution *cons) {
+    Model md;
+    model_open(&md, o);
+    if (md.m.config.max_seq_len - o->max_new < 1)
+        fatal("--max-new %d leaves no room in the context of %d tokens", o->max_new,
+              md.m.config.max_seq_len);
+    Revise v;
+    revise_load_prompts(&v, o->prompts, o->rounds);
     gpt_reserve(&md.m, GEN_BATCH, md.m.config.max_seq_len);
     double t0 = time_now();
-    Job *jobs = xcalloc((size_t)P, sizeof(Job));
-    for (int i = 0; i < P; i++) {
-        ChatMessage m[1] = {msg(CHAT_USER, prompt[i])};
-        render_job(&md, m, 1, NULL, room, &jobs[i]);
-        jobs[i].key1 = (uint64_t)i, jobs[i].key2 = 0;
+    Job *jobs = xcalloc((size_t)v.P, sizeof(Job));
+    revise_stage(&md, o, cons, &v, 0, 0, jobs);
+    for (int i = 0; i < v.P; i++) v.initial[i] = v.cur[i] = jobs[i].text;
+    for (int r = 0; r < v.R; r++) {
+        revise_stage(&md, o, cons, &v, r, 1, jobs);
+        for (int i = 0; i < v.P; i++) v.crit[(size_t)i * v.R + r] = jobs[i].text;
+        revise_stage(&md, o, cons, &v, r, 2, jobs);
+        for (int i = 0; i < v.P; i++) v.cur[i] = v.rev[(size_t)i * v.R + r] = jobs[i].text;
     }
-    generate_jobs(&md, o, jobs, P);
-    jobs_free_ids(jobs, P);
-    char **initial = xcalloc((size_t)P, sizeof(char *));
-    for (int i = 0; i < P; i++) initial[i] = jobs[i].text, cur[i] = initial[i];
-    for (int r = 0; r < R; r++) {
-        for (int stage = 0; stage < 2; stage++) { /* 0 critique, 1 revision */
-            for (int i = 0; i < P; i++) {
-                int k = pick[(size_t)i * R + r] = constitution_pick(cons, o->seed, (uint64_t)i, (uint64_t)r);
-                char *cq = request_text(&md, "Critique", cons->p[k].critique);
-                char *rq = request_text(&md, "Revision", cons->p[k].revision);
-                ChatMessage m[5] = {msg(CHAT_USER, prompt[i]), msg(CHAT_ASSISTANT, cur[i]),
-                                    msg(CHAT_USER, cq), {CHAT_ASSISTANT, "", 0}, msg(CHAT_USER, rq)};
-                if (stage == 1) m[3] = msg(CHAT_ASSISTANT, crit[(size_t)i * R + r]);
-                render_job(&md, m, stage == 0 ? 3 : 5, NULL, room, &jobs[i]);
-                jobs[i].key1 = (uint64_t)i, jobs[i].key2 = (uint64_t)(1 + 2 * r + stage);
-                free(cq);
-                free(rq);
-            }
-            generate_jobs(&md, o, jobs, P);
-            jobs_free_ids(jobs, P);
-            for (int i = 0; i < P; i++) (stage == 0 ? crit : rev)[(size_t)i * R + r] = jobs[i].text;
-        }
-        for (int i = 0; i < P; i++) cur[i] = rev[(size_t)i * R + r];
-    }
-    FILE *f = fopen(o->out, "w");
-    if (!f) fatal("%s: cannot write", o->out);
-    int n_empty = 0;
-    for (int i = 0; i < P; i++) {
-        json_t *rounds = json_array();
-        for (int r = 0; r < R; r++)
-            json_array_append_new(rounds, json_pack("{s:s, s:s, s:s}", "principle",
-                                                    cons->p[pick[(size_t)i * R + r]].name, "critique",
-                                                    crit[(size_t)i * R + r], "revision", rev[(size_t)i * R + r]));
-        n_empty += cur[i][0] == '\0';
-        write_line(f, json_pack("{s:s, s:s, s:s, s:o}", "prompt", prompt[i], "response", cur[i],
-                                "initial", initial[i], "rounds", rounds), o->out);
-    }
-    if (fclose(f) != 0) fatal("%s: write error", o->out);
+    int n_empty = revise_write(&v, cons, o->out);
     fprintf(stderr, "rlhf-cai revise: %d prompts x %d round(s) in %.1f s -> %s (template %s; %d empty "
-            "revisions; %ld renderings cut to the context)\n", P, R, time_now() - t0, o->out,
+            "revisions; %ld renderings cut to the context)\n", v.P, v.R, time_now() - t0, o->out,
             md.chat.name, n_empty, md.n_cut);
-    for (int i = 0; i < P; i++) free(prompt[i]), free(initial[i]);
-    for (int i = 0; i < P * R; i++) free(crit[i]), free(rev[i]);
-    free(prompt), free(cur), free(crit), free(rev), free(pick), free(initial), free(jobs);
+    revise_free(&v);
+    free(jobs);
     model_free(&md);
     return 0;
 }
@@ -420,23 +456,16 @@ static int canonical(const Pair *p, const char **x, const char **y) {
 /* P(first option) from the two log-probs, softmax over the pair. */
 static double p_first(double l_first, double l_second) { return 1.0 / (1.0 + exp(l_second - l_first)); }
 
-static int cmd_label(const Opts *o, const Constitution *cons) {
-    Model md;
-    model_open(&md, o);
-    int n;
-    Pair *pairs = pairs_load(o->pairs, &n);
-    int *oa = NULL, *ob = NULL;
-    size_t ca = 0, cb = 0;
-    int la = (int)bpe_encode(&md.tok, OPT_A, strlen(OPT_A), 0, &oa, &ca);
-    int lb = (int)bpe_encode(&md.tok, OPT_B, strlen(OPT_B), 0, &ob, &cb);
-    int room = md.m.config.max_seq_len - (la > lb ? la : lb);
-    if (room < 1) fatal("the model's context (%d tokens) cannot hold the options", md.m.config.max_seq_len);
-    /* rows 4i..4i+3: order (a,b) scored " (A)", " (B)"; order (b,a) " (A)", " (B)" */
-    Job *rows = xcalloc((size_t)4 * n, sizeof(Job));
-    int *olen = xmalloc((size_t)4 * n * sizeof(int));
-    int *pick = xmalloc((size_t)n * sizeof(int));
-    double *lp = xmalloc((size_t)4 * n * sizeof(double)), t0 = time_now();
-    gpt_reserve(&md.m, GEN_BATCH, md.m.config.max_seq_len);
+/* Rows 4i..4i+3 of pair i: the question with (x, y) then (y, x) as (A), (B) (x, y the
+ * canonical order), each continued by " (A)" and by " (B)"; olen[row] option tokens. */
+static void label_rows(Model *md, const Opts *o, const Constitution *cons, const Pair *pairs,
+                       int n, Job *rows, int *olen, int *pick) {
+    int *opt[2] = {NULL, NULL}, ol[2];
+    size_t cap[2] = {0, 0};
+    ol[0] = (int)bpe_encode(&md->tok, OPT_A, strlen(OPT_A), 0, &opt[0], &cap[0]);
+    ol[1] = (int)bpe_encode(&md->tok, OPT_B, strlen(OPT_B), 0, &opt[1], &cap[1]);
+    int room = md->m.config.max_seq_len - (ol[0] > ol[1] ? ol[0] : ol[1]);
+    if (room < 1) fatal("the model's context (%d tokens) cannot hold the options", md->m.config.max_seq_len);
     for (int i = 0; i < n; i++) {
         int k = pick[i] = constitution_pick(cons, o->seed, (uint64_t)i, 0);
         const char *x, *y;
@@ -446,24 +475,30 @@ static int cmd_label(const Opts *o, const Constitution *cons) {
                                       order ? x : y);
             ChatMessage m[1] = {msg(CHAT_USER, q)};
             Job ctx;
-            render_job(&md, m, 1, "The answer is:", room, &ctx);
-            for (int opt = 0; opt < 2; opt++) {
-                int ol = opt ? lb : la;
-                Job *r = &rows[4 * i + 2 * order + opt];
-                r->ids = xmalloc((size_t)(ctx.n + ol) * sizeof(int));
+            render_job(md, m, 1, "The answer is:", room, &ctx);
+            for (int c = 0; c < 2; c++) {
+                Job *r = &rows[4 * i + 2 * order + c];
+                r->ids = xmalloc((size_t)(ctx.n + ol[c]) * sizeof(int));
                 memcpy(r->ids, ctx.ids, (size_t)ctx.n * sizeof(int));
-                memcpy(r->ids + ctx.n, opt ? ob : oa, (size_t)ol * sizeof(int));
-                r->n = ctx.n + ol;
-                olen[4 * i + 2 * order + opt] = ol;
+                memcpy(r->ids + ctx.n, opt[c], (size_t)ol[c] * sizeof(int));
+                r->n = ctx.n + ol[c];
+                olen[4 * i + 2 * order + c] = ol[c];
             }
             free(ctx.ids);
             free(q);
         }
     }
-    score_rows(&md, rows, olen, 4 * n, lp);
-    FILE *f = fopen(o->out, "w");
-    if (!f) fatal("%s: cannot write", o->out);
-    double agree = 0;
+    free(opt[0]);
+    free(opt[1]);
+}
+
+/* The records from the four log-probs of each pair; returns how many pairs both orders
+ * decide the same way. */
+static int label_write(const Pair *pairs, int n, const double *lp, const int *pick,
+                       const Constitution *cons, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) fatal("%s: cannot write", path);
+    int agree = 0;
     for (int i = 0; i < n; i++) {
         const double *l = lp + 4 * i;
         const char *x, *y;
@@ -482,18 +517,33 @@ static int cmd_label(const Opts *o, const Constitution *cons) {
                                 "p_a_ab", p_ab, "p_a_ba", p_ba, "principle", cons->p[pick[i]].name);
         if (rec && pairs[i].id) json_object_set(rec, "id", pairs[i].id);
         if (rec && pairs[i].category) json_object_set(rec, "category", pairs[i].category);
-        write_line(f, rec, o->out);
+        write_line(f, rec, path);
     }
-    if (fclose(f) != 0) fatal("%s: write error", o->out);
+    if (fclose(f) != 0) fatal("%s: write error", path);
+    return agree;
+}
+
+static int cmd_label(const Opts *o, const Constitution *cons) {
+    Model md;
+    model_open(&md, o);
+    int n;
+    Pair *pairs = pairs_load(o->pairs, &n);
+    Job *rows = xcalloc((size_t)4 * n, sizeof(Job));
+    int *olen = xmalloc((size_t)4 * n * sizeof(int)), *pick = xmalloc((size_t)n * sizeof(int));
+    double *lp = xmalloc((size_t)4 * n * sizeof(double)), t0 = time_now();
+    gpt_reserve(&md.m, GEN_BATCH, md.m.config.max_seq_len);
+    label_rows(&md, o, cons, pairs, n, rows, olen, pick);
+    score_rows(&md, rows, olen, 4 * n, lp);
+    int agree = label_write(pairs, n, lp, pick, cons, o->out);
     fprintf(stderr, "rlhf-cai label: %d pairs in %.1f s -> %s (template %s; both orders agree on "
-            "%.1f%%; %ld renderings cut to the context)\n", n, time_now() - t0, o->out,
-            md.chat.name, 100.0 * agree / n, md.n_cut);
+            "%d of the pairs; %ld renderings cut to the context)\n", n, time_now() - t0, o->out,
+            md.chat.name, agree, md.n_cut);
     for (int i = 0; i < 4 * n; i++) free(rows[i].ids);
     for (int i = 0; i < n; i++) {
         free(pairs[i].prompt), free(pairs[i].a), free(pairs[i].b);
         json_decref(pairs[i].id), json_decref(pairs[i].category);
     }
-    free(pairs), free(rows), free(olen), free(pick), free(lp), free(oa), free(ob);
+    free(pairs), free(rows), free(olen), free(pick), free(lp);
     model_free(&md);
     return 0;
 }
