@@ -138,7 +138,8 @@ static void dpo_eval(Dpo *s) {
         LossDPOStats st;
         const float *pi, *ref;
         dpo_loss_inputs(s, k, &pi, &ref);
-        loss_dpo_forward(&st, pi, pi + k, ref, ref + k, &lc, k);
+        loss_dpo_soft_forward(&st, pi, pi + k, ref, ref + k, s->batch.soft ? s->batch.p_chosen : NULL,
+                              &lc, k);
         acc[0] += st.loss * k;
         acc[1] += st.accuracy * k;
         acc[2] += st.chosen_reward * k;

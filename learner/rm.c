@@ -107,6 +107,8 @@ static void rm_eval(Rm *s) {
         for (int k = 0; k < n; k++) {
             double d = (double)sc[k] - (double)sc[n + k] - t->cfg.rm.margin;
             double l = d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d)); /* -log σ(d) */
+            double p = s->batch.p_chosen[k]; /* soft label: -[p log σ(d) + (1-p) log σ(-d)] */
+            if (p != 1.0) l = p * l + (1.0 - p) * (d < 0 ? log1p(exp(d)) : d + log1p(exp(-d)));
             double margin = (double)sc[k] - (double)sc[n + k];
             for (int which = 0; which < 2; which++) {
                 double *a = acc + (size_t)(which ? nc : cats[k]) * 4;

@@ -8,7 +8,7 @@
 #     same for the same seed, and label(b, a) = 1 - label(a, b) on every pair;
 #   - learner rm trains on the soft labels: a file whose p_chosen are all 1 gives the
 #     checkpoint of the same pairs without the field, bit for bit, and the soft labels
-#     give another; learner dpo runs on them;
+#     give another, and the held-out loss reads them; learner dpo runs on them;
 #   - bad input: a constitution or pairs file with a bad line is refused with path:line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +85,15 @@ done
 grep "rm step 3/3" "$T/rm_l_ab.log" || fail "rm on soft labels did not reach step 3"
 "$B/rlhf-ckpt" diff "$T/rm_hard" "$T/rm_one" >/dev/null || fail "p_chosen = 1 is not the hard label bit for bit"
 "$B/rlhf-ckpt" diff "$T/rm_hard" "$T/rm_l_ab" >/dev/null 2>&1 && fail "the soft labels changed nothing"
+# the held-out loss reads the soft labels too: the same model, another eval loss
+for f in l_ab hard; do
+  "$B/learner" rm $RM data.train="$T/hard.jsonl" data.eval="$T/$f.jsonl" run.out_dir="$T/rme_$f" > "$T/rme_$f.log" 2>&1 \
+    || { cat "$T/rme_$f.log"; fail "rm eval on $f"; }
+done
+e_soft=$(grep -o '"eval_loss": [0-9.e+-]*' "$T/rme_l_ab/metrics.jsonl" | tail -1)
+e_hard=$(grep -o '"eval_loss": [0-9.e+-]*' "$T/rme_hard/metrics.jsonl" | tail -1)
+echo "held-out loss, soft labels: $e_soft; hard: $e_hard"
+[ -n "$e_soft" ] && [ "$e_soft" != "$e_hard" ] || fail "the held-out loss ignores the soft labels"
 "$B/learner" dpo configs/dpo.ini model.init="$T/sft" tokenizer.path= data.train="$T/l_ab.jsonl" \
   data.eval="$T/data/prefs_eval.jsonl" data.max_prompt_len=32 data.max_response_len=32 optim.batch_size=8 \
   optim.steps=2 optim.warmup_steps=1 run.ckpt_every=0 run.eval_every=0 run.out_dir="$T/dpo" > "$T/dpo.log" 2>&1 \
