@@ -108,6 +108,26 @@ static int get_id(json_t *o, const char *name, char *buf, size_t cap, char *what
     return -1;
 }
 
+/* The optional soft label "p_chosen": a number in [0, 1] (null or absent = 1). */
+static int get_p_chosen(json_t *o, double *p, char *what, size_t cap) {
+    json_t *v = json_object_get(o, "p_chosen");
+    *p = 1.0;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) {
+        snprintf(what, cap, "field \"p_chosen\" must be a number in [0, 1] (the probability "
+                            "that chosen is preferred), found %s", json_kind(v));
+        return 1;
+    }
+    double x = json_number_value(v);
+    if (!(x >= 0.0 && x <= 1.0)) {
+        snprintf(what, cap, "field \"p_chosen\" = %g: must be in [0, 1] (the probability that "
+                            "chosen is preferred)", x);
+        return 1;
+    }
+    *p = x;
+    return 0;
+}
+
 /* 64-bit key of (annotator, id) for undo matching: FNV-1a then a mixer. */
 static uint64_t judgment_key(const char *annotator, const char *id) {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -121,6 +141,7 @@ typedef struct {
     const char *prompt, *response, *chosen, *rejected, *category, *annotator;
     int conversational; /* the texts above point into conv (rendered message lists) */
     ChatRecord conv;
+    double p_chosen; /* PREF: "p_chosen", 1 when absent */
     int is_judgment; /* PREF: the line carries "label" and "id" (rlhf-label log) */
     uint64_t key;    /* PREF: judgment or undo key */
     char undo_id[128], undo_ann[128];
@@ -220,6 +241,7 @@ static LineClass classify(json_t *o, const Dataset *d, LineInfo *info, char *wha
     }
     if (kind == DATA_PREF && get_str(o, "annotator", 0, kind, &info->annotator, what, cap))
         return LINE_BAD;
+    if (kind == DATA_PREF && get_p_chosen(o, &info->p_chosen, what, cap)) return LINE_BAD;
     if (get_str(o, "category", 0, kind, &info->category, what, cap)) return LINE_BAD;
     return LINE_RECORD;
 }
@@ -602,6 +624,7 @@ int dataset_get(Dataset *d, int64_t i, DataRecord *r, char *err) {
     r->category = dup_or_null(info.category);
     r->annotator = dup_or_null(info.annotator);
     r->conversational = info.conversational;
+    r->p_chosen = d->kind == DATA_PREF ? info.p_chosen : 1.0;
     r->conv = info.conv.conv; /* moves to the record */
     info.conv.conv = (ChatText){0};
     chat_record_free(&info.conv);

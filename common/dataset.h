@@ -6,7 +6,9 @@
  * Kinds (one JSON object per line; extra fields are ignored):
  *   DATA_SFT     {"prompt": str, "response": str}
  *   DATA_PREF    {"prompt": str, "chosen": str, "rejected": str[, "category": str,
- *                 "annotator": str]}
+ *                 "annotator": str, "p_chosen": number]}
+ * "p_chosen" is a soft label: the probability in [0, 1] that chosen is preferred to
+ * rejected (AI feedback, tools/rlhf-cai.c); absent means 1 (a hard label).
  *   DATA_PROMPT  {"prompt": str[, "category": str]}
  * "category" and "annotator" are optional in every kind (null = absent).
  * Conversational records (TRL's; chat_record.h) put message lists [{"role", "content"}]
@@ -113,7 +115,8 @@ typedef struct {
 typedef struct {
     char *prompt, *response, *chosen, *rejected, *category, *annotator;
     int conversational;
-    ChatText conv; /* SFT conversational only; zero otherwise */
+    ChatText conv;   /* SFT conversational only; zero otherwise */
+    double p_chosen; /* PREF: P(chosen preferred), 1 unless the record has "p_chosen" */
 } DataRecord;
 
 /* 1 when r's texts were rendered by a chat template with markup (not plain): they are

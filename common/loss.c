@@ -134,13 +134,29 @@ static inline double bt_pair(double d, double *dd) {
     return softplus(-d);
 }
 
+/* The soft-target term -[p log σ(d) + (1-p) log σ(-d)] and its derivative σ(d) - p. */
+static inline double bt_soft_pair(double d, double p, double *dd) {
+    *dd = sigmoid(d) - p;
+    return p * softplus(-d) + (1.0 - p) * softplus(d);
+}
+
 double loss_bt_forward(LossBTStats *stats, const float *r_w, const float *r_l,
                        const float *margin, int P, double denom) {
+    return loss_bt_soft_forward(stats, r_w, r_l, margin, NULL, P, denom);
+}
+
+void loss_bt_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
+                      const float *margin, int P, double denom) {
+    loss_bt_soft_backward(dr_w, dr_l, r_w, r_l, margin, NULL, P, denom);
+}
+
+double loss_bt_soft_forward(LossBTStats *stats, const float *r_w, const float *r_l,
+                            const float *margin, const float *p, int P, double denom) {
     double norm = denom > 0.0 ? denom : (double)P;
     double loss = 0.0, acc = 0.0, mar = 0.0, ch = 0.0, rej = 0.0, dd;
     for (int i = 0; i < P; i++) {
         double d = (double)r_w[i] - r_l[i] - (margin ? margin[i] : 0.0);
-        loss += bt_pair(d, &dd);
+        loss += p ? bt_soft_pair(d, p[i], &dd) : bt_pair(d, &dd);
         acc += r_w[i] > r_l[i] ? 1.0 : 0.0;
         mar += (double)r_w[i] - r_l[i];
         ch += r_w[i];
@@ -157,13 +173,14 @@ double loss_bt_forward(LossBTStats *stats, const float *r_w, const float *r_l,
     return loss;
 }
 
-void loss_bt_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
-                      const float *margin, int P, double denom) {
+void loss_bt_soft_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
+                           const float *margin, const float *p, int P, double denom) {
     double norm = denom > 0.0 ? denom : (double)P;
     if (!(norm > 0.0)) return;
     for (int i = 0; i < P; i++) {
         double d = (double)r_w[i] - r_l[i] - (margin ? margin[i] : 0.0), dd;
-        bt_pair(d, &dd);
+        if (p) bt_soft_pair(d, p[i], &dd);
+        else bt_pair(d, &dd);
         dr_w[i] += (float)(dd / norm);
         dr_l[i] -= (float)(dd / norm);
     }
@@ -455,6 +472,21 @@ static inline double dpo_pair(double h, const LossDPOConfig *cfg, double *dh) {
     return (1.0 - eps) * softplus(-z) + eps * softplus(z);
 }
 
+/* The same with a soft label p = P(w preferred): sigmoid with the target probability
+ * q = p (1 - eps) + (1 - p) eps; IPO with the target margin (2p - 1) / (2 beta), Azar et
+ * al.'s (p - 1/2) / tau. */
+static inline double dpo_soft_pair(double h, const LossDPOConfig *cfg, double p, double *dh) {
+    double beta = cfg->beta;
+    if (cfg->type == LOSS_DPO_IPO) {
+        double e = h - (2.0 * p - 1.0) / (2.0 * beta);
+        *dh = 2.0 * e;
+        return e * e;
+    }
+    double eps = cfg->label_smoothing, q = p * (1.0 - eps) + (1.0 - p) * eps, z = beta * h;
+    *dh = beta * (-q * sigmoid(-z) + (1.0 - q) * sigmoid(z));
+    return q * softplus(-z) + (1.0 - q) * softplus(z);
+}
+
 static void dpo_check(const LossDPOConfig *cfg) {
     char err[ERRBUF_LEN];
     if (loss_dpo_config_validate(cfg, err)) fatal("%s", err);
@@ -463,13 +495,25 @@ static void dpo_check(const LossDPOConfig *cfg) {
 double loss_dpo_forward(LossDPOStats *stats, const float *pi_w, const float *pi_l,
                         const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
                         int P) {
+    return loss_dpo_soft_forward(stats, pi_w, pi_l, ref_w, ref_l, NULL, cfg, P);
+}
+
+void loss_dpo_backward(float *dpi_w, float *dpi_l, const float *pi_w, const float *pi_l,
+                       const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
+                       int P) {
+    loss_dpo_soft_backward(dpi_w, dpi_l, pi_w, pi_l, ref_w, ref_l, NULL, cfg, P);
+}
+
+double loss_dpo_soft_forward(LossDPOStats *stats, const float *pi_w, const float *pi_l,
+                             const float *ref_w, const float *ref_l, const float *p,
+                             const LossDPOConfig *cfg, int P) {
     dpo_check(cfg);
     double norm = cfg->denom > 0.0 ? cfg->denom : (double)P;
     double loss = 0.0, acc = 0.0, cr = 0.0, rr = 0.0, dh;
     for (int i = 0; i < P; i++) {
         double dw = (double)pi_w[i] - ref_w[i], dl = (double)pi_l[i] - ref_l[i];
         double h = dw - dl;
-        loss += dpo_pair(h, cfg, &dh);
+        loss += p ? dpo_soft_pair(h, cfg, p[i], &dh) : dpo_pair(h, cfg, &dh);
         acc += h > 0.0 ? 1.0 : 0.0;
         cr += cfg->beta * dw;
         rr += cfg->beta * dl;
@@ -485,15 +529,16 @@ double loss_dpo_forward(LossDPOStats *stats, const float *pi_w, const float *pi_
     return loss;
 }
 
-void loss_dpo_backward(float *dpi_w, float *dpi_l, const float *pi_w, const float *pi_l,
-                       const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
-                       int P) {
+void loss_dpo_soft_backward(float *dpi_w, float *dpi_l, const float *pi_w, const float *pi_l,
+                            const float *ref_w, const float *ref_l, const float *p,
+                            const LossDPOConfig *cfg, int P) {
     dpo_check(cfg);
     double norm = cfg->denom > 0.0 ? cfg->denom : (double)P;
     if (!(norm > 0.0)) return;
     for (int i = 0; i < P; i++) {
         double h = ((double)pi_w[i] - ref_w[i]) - ((double)pi_l[i] - ref_l[i]), dh;
-        dpo_pair(h, cfg, &dh);
+        if (p) dpo_soft_pair(h, cfg, p[i], &dh);
+        else dpo_pair(h, cfg, &dh);
         dpi_w[i] += (float)(dh / norm);
         dpi_l[i] -= (float)(dh / norm);
     }

@@ -91,6 +91,15 @@ double loss_bt_forward(LossBTStats *stats, const float *r_w, const float *r_l,
 /* dr_w[i] += -sigmoid(-(d_i)) / N, dr_l[i] += +sigmoid(-d_i) / N with d_i = r_w-r_l-m. */
 void loss_bt_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
                       const float *margin, int P, double denom);
+/* Soft targets (AI feedback, rlhf-cai label): p[i] in [0, 1] is the probability that w is
+ * preferred, and the loss is the cross-entropy against it,
+ *   -[p log sigmoid(d) + (1 - p) log sigmoid(-d)],  d = r_w - r_l - margin,
+ * with dloss/dd = sigmoid(d) - p. p NULL is the hard label: exactly loss_bt_forward (the
+ * same code, bit for bit). Statistics as there. */
+double loss_bt_soft_forward(LossBTStats *stats, const float *r_w, const float *r_l,
+                            const float *margin, const float *p, int P, double denom);
+void loss_bt_soft_backward(float *dr_w, float *dr_l, const float *r_w, const float *r_l,
+                           const float *margin, const float *p, int P, double denom);
 
 // ----------------------------------------------------------------------------
 // Ranking loss (InstructGPT, Ouyang et al. 2022, eq. 1): G groups, group g = rows
@@ -226,6 +235,16 @@ double loss_dpo_forward(LossDPOStats *stats, const float *pi_w, const float *pi_
 void loss_dpo_backward(float *dpi_w, float *dpi_l, const float *pi_w, const float *pi_l,
                        const float *ref_w, const float *ref_l, const LossDPOConfig *cfg,
                        int P);
+/* Soft labels p[i] = P(w preferred) in [0, 1] on the implicit reward margin: sigmoid type
+ * -q log sigmoid(beta h) - (1 - q) log sigmoid(-beta h) with q = p (1 - eps) + (1 - p) eps;
+ * IPO (h - (2p - 1) / (2 beta))^2, the IPO target for a preference probability p (Azar
+ * et al. 2023). p NULL is exactly loss_dpo_forward / loss_dpo_backward. */
+double loss_dpo_soft_forward(LossDPOStats *stats, const float *pi_w, const float *pi_l,
+                             const float *ref_w, const float *ref_l, const float *p,
+                             const LossDPOConfig *cfg, int P);
+void loss_dpo_soft_backward(float *dpi_w, float *dpi_l, const float *pi_w, const float *pi_l,
+                            const float *ref_w, const float *ref_l, const float *p,
+                            const LossDPOConfig *cfg, int P);
 
 // Length-normalised negative log-likelihood of P sequences from their log-prob sums s_i
 // and token counts len_i: loss = coef * sum_i (-s_i / len_i) / denom (denom <= 0: P).

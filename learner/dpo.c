@@ -138,7 +138,8 @@ static void dpo_eval(Dpo *s) {
         LossDPOStats st;
         const float *pi, *ref;
         dpo_loss_inputs(s, k, &pi, &ref);
-        loss_dpo_forward(&st, pi, pi + k, ref, ref + k, &lc, k);
+        loss_dpo_soft_forward(&st, pi, pi + k, ref, ref + k, s->batch.soft ? s->batch.p_chosen : NULL,
+                              &lc, k);
         acc[0] += st.loss * k;
         acc[1] += st.accuracy * k;
         acc[2] += st.chosen_reward * k;
@@ -272,7 +273,8 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
             LossDPOStats ds;
             const float *pi, *ref;
             dpo_loss_inputs(&s, k, &pi, &ref);
-            st[0] += loss_dpo_forward(&ds, pi, pi + k, ref, ref + k, &lc, k);
+            const float *soft = s.batch.soft ? s.batch.p_chosen : NULL; /* AI feedback */
+            st[0] += loss_dpo_soft_forward(&ds, pi, pi + k, ref, ref + k, soft, &lc, k);
             st[1] += ds.accuracy * k;
             st[2] += ds.chosen_reward * k;
             st[3] += ds.rejected_reward * k;
@@ -281,10 +283,10 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
             memset(s.dpi, 0, (size_t)2 * k * sizeof(float));
             if (s.mean_logps) {
                 memset(s.dpiv, 0, (size_t)2 * k * sizeof(float));
-                loss_dpo_backward(s.dpiv, s.dpiv + k, pi, pi + k, ref, ref + k, &lc, k);
+                loss_dpo_soft_backward(s.dpiv, s.dpiv + k, pi, pi + k, ref, ref + k, soft, &lc, k);
                 loss_seq_mean_backward(s.dpi, s.dpiv, s.len, 2 * k);
             } else {
-                loss_dpo_backward(s.dpi, s.dpi + k, pi, pi + k, ref, ref + k, &lc, k);
+                loss_dpo_soft_backward(s.dpi, s.dpi + k, pi, pi + k, ref, ref + k, soft, &lc, k);
             }
             if (c->dpo.sft_coef > 0) {
                 dpo_row_lengths(&s);

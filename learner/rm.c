@@ -107,6 +107,8 @@ static void rm_eval(Rm *s) {
         for (int k = 0; k < n; k++) {
             double d = (double)sc[k] - (double)sc[n + k] - t->cfg.rm.margin;
             double l = d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d)); /* -log σ(d) */
+            double p = s->batch.p_chosen[k]; /* soft label: -[p log σ(d) + (1-p) log σ(-d)] */
+            if (p != 1.0) l = p * l + (1.0 - p) * (d < 0 ? log1p(exp(d)) : d + log1p(exp(-d)));
             double margin = (double)sc[k] - (double)sc[n + k];
             for (int which = 0; which < 2; which++) {
                 double *a = acc + (size_t)(which ? nc : cats[k]) * 4;
@@ -438,9 +440,10 @@ int learner_rm(int argc, char **argv, MpiRoles *roles) {
             pair_data_fill(&s.batch, &tr, &s.pd.data, rec_idx, k, NULL, NULL, NULL);
             const float *sc = rm_scores(&s);
             LossBTStats bs;
-            double l = loss_bt_forward(&bs, sc, sc + k, margins, k, (double)G);
+            const float *soft = s.batch.soft ? s.batch.p_chosen : NULL; /* AI feedback */
+            double l = loss_bt_soft_forward(&bs, sc, sc + k, margins, soft, k, (double)G);
             memset(s.dscores, 0, (size_t)2 * k * sizeof(float));
-            loss_bt_backward(s.dscores, s.dscores + k, sc, sc + k, margins, k, (double)G);
+            loss_bt_soft_backward(s.dscores, s.dscores + k, sc, sc + k, margins, soft, k, (double)G);
             gpt_score_backward(&tr.model, s.dscores, s.batch.B, s.batch.T);
             st[0] += l;
             st[1] += bs.accuracy * k;

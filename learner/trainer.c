@@ -494,6 +494,7 @@ void seq_batch_init(SeqBatch *b, int max_B, int max_T) {
     b->lengths = xmalloc((size_t)max_B * sizeof(int));
     b->prompt_len = xmalloc((size_t)max_B * sizeof(int));
     b->lmask = xmalloc(n);
+    b->p_chosen = xalloc_floats((size_t)max_B);
 }
 
 void seq_batch_free(SeqBatch *b) {
@@ -505,6 +506,7 @@ void seq_batch_free(SeqBatch *b) {
     free(b->lmask);
     free(b->scratch_p);
     free(b->scratch_r);
+    free(b->p_chosen);
     memset(b, 0, sizeof *b);
 }
 
@@ -676,6 +678,7 @@ void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int
     char err[ERRBUF_LEN];
     DataRecord rec = {0};
     seq_batch_clear(b);
+    b->soft = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < n; i++) {
             if (dataset_get(d, idx[i], &rec, err) != 0)
@@ -686,6 +689,7 @@ void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int
             else
                 seq_batch_add(b, t, rec.prompt, resp);
             if (pass == 0 && cat_of) cats[i] = cat_of(ctx, rec.category);
+            if (pass == 0) b->p_chosen[i] = (float)rec.p_chosen, b->soft |= rec.p_chosen != 1.0;
             data_record_free(&rec);
         }
     }

@@ -130,6 +130,8 @@ typedef struct {
     unsigned char *lmask;     /* (B,cap_T) 1 where token i is learned (a target of i-1) */
     int *scratch_p, *scratch_r;
     size_t cap_p, cap_r;
+    float *p_chosen;          /* (B) pair_data_fill: pair i's soft label (1 = hard) */
+    int soft;                 /* pair_data_fill: some pair has p_chosen != 1 */
 } SeqBatch;
 
 void seq_batch_init(SeqBatch *b, int max_B, int max_T);
@@ -169,7 +171,7 @@ typedef struct {
 void pair_data_open(PairData *p, Trainer *t);
 void pair_data_free(PairData *p);
 /* Fill b with n pairs (record indices idx into d): chosen rows 0..n-1 then rejected rows
- * n..2n-1. If cat_of is given, cats[i] = cat_of(ctx, category of record i). */
+ * n..2n-1, and b->p_chosen[0..n) with their soft labels (b->soft when any is not 1). If cat_of is given, cats[i] = cat_of(ctx, category of record i). */
 void pair_data_fill(SeqBatch *b, Trainer *t, Dataset *d, const int64_t *idx, int n,
                     int (*cat_of)(void *ctx, const char *category), void *ctx, int *cats);
 

@@ -124,6 +124,11 @@ static void test_bad_lines(void) {
          "field \"rejected\" must be a string, found a number", DATA_PREF},
         {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"annotator\": {}}",
          "field \"annotator\" must be a string, found an object", DATA_PREF},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"p_chosen\": 1.5}",
+         "field \"p_chosen\" = 1.5: must be in [0, 1]", DATA_PREF},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"p_chosen\": \"0.7\"}",
+         "field \"p_chosen\" must be a number in [0, 1] (the probability that chosen is "
+         "preferred), found a string", DATA_PREF},
         {"{\"category\": \"x\"}", "missing field \"prompt\" (a prompt record needs \"prompt\")",
          DATA_PROMPT},
         {"{\"prompt\": {\"text\": \"x\"}}", "field \"prompt\" must be a string, found an object",
@@ -267,7 +272,8 @@ static void test_pref_and_prompts(void) {
     const char *path =
         write_text("prefs.jsonl", "{\"prompt\": \"p1\", \"chosen\": \"good\", \"rejected\": "
                                   "\"bad\", \"category\": \"math\", \"annotator\": \"ann1\"}\n"
-                                  "{\"prompt\": \"p2\", \"chosen\": \"c\", \"rejected\": \"r\"}\n");
+                                  "{\"prompt\": \"p2\", \"chosen\": \"c\", \"rejected\": \"r\", "
+                                  "\"p_chosen\": 0.75}\n");
     Dataset d;
     CHECK(dataset_open(&d, path, DATA_PREF, NULL, err) == 0);
     CHECK_EQ_INT(d.n, 2);
@@ -277,8 +283,10 @@ static void test_pref_and_prompts(void) {
     CHECK(r.category && !strcmp(r.category, "math"));
     CHECK(r.annotator && !strcmp(r.annotator, "ann1"));
     CHECK(r.response == NULL);
+    CHECK(r.p_chosen == 1.0); /* no soft label: hard */
     CHECK(dataset_get(&d, 1, &r, err) == 0);
     CHECK(r.category == NULL && r.annotator == NULL);
+    CHECK(r.p_chosen == 0.75);
     dataset_free(&d);
     /* the same file as prompts: extra fields ignored */
     CHECK(dataset_open(&d, path, DATA_PROMPT, NULL, err) == 0);

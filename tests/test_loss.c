@@ -536,6 +536,105 @@ static void test_dpo_fd(void) {
 }
 
 // ----------------------------------------------------------------------------
+// soft preference labels (AI feedback, rlhf-cai label): BT and DPO against a target
+// probability p = P(w preferred) in x5
+
+static double bt_soft_fn(const Ctx *c) {
+    return loss_bt_soft_forward(NULL, c->x1, c->x2, c->x3, c->x5, c->P, c->denom);
+}
+
+static double dpo_soft_fn(const Ctx *c) {
+    return loss_dpo_soft_forward(NULL, c->x1, c->x2, c->x3, c->x4, c->x5,
+                                 (const LossDPOConfig *)c->cfg, c->P);
+}
+
+static void test_soft_by_hand(void) {
+    /* d = 1, p = 0.7: 0.7 softplus(-1) + 0.3 softplus(1); dloss/dd = sigmoid(1) - 0.7 */
+    float rw[1] = {1.5f}, rl[1] = {0.5f}, p[1] = {0.7f}, dw[1] = {0}, dl[1] = {0};
+    double expect = 0.7 * log1p(exp(-1.0)) + 0.3 * log1p(exp(1.0));
+    CHECK_NEAR(loss_bt_soft_forward(NULL, rw, rl, NULL, p, 1, 0), expect, 1e-7, 0);
+    loss_bt_soft_backward(dw, dl, rw, rl, NULL, p, 1, 0);
+    CHECK_NEAR(dw[0], 1.0 / (1.0 + exp(-1.0)) - 0.7, 1e-7, 0);
+    CHECK_NEAR(dl[0], -dw[0], 0, 0);
+    /* p = 0.5 at d = 0: log 2, no gradient (the optimum of an undecided label) */
+    float z[1] = {0.25f}, half[1] = {0.5f};
+    dw[0] = dl[0] = 0;
+    CHECK_NEAR(loss_bt_soft_forward(NULL, z, z, NULL, half, 1, 0), log(2.0), 1e-12, 0);
+    loss_bt_soft_backward(dw, dl, z, z, NULL, half, 1, 0);
+    CHECK_NEAR(dw[0], 0.0, 1e-12, 0);
+    /* p = 0 is the hard label with w and l swapped */
+    float a[3] = {2, -1, 0.5f}, b[3] = {0, 1, 3}, zero[3] = {0, 0, 0};
+    CHECK_NEAR(loss_bt_soft_forward(NULL, a, b, NULL, zero, 3, 0), loss_bt_forward(NULL, b, a, NULL, 3, 0),
+               1e-12, 0);
+    /* DPO: p = 1 is the hard loss (sigmoid, conservative, IPO); IPO at p = 1/2 aims at h = 0 */
+    float pw[2] = {-10, -12}, pl[2] = {-11, -9}, fw[2] = {-10.5f, -11}, fl[2] = {-10, -10},
+          one[2] = {1, 1};
+    const LossDPOConfig cfgs[3] = {{LOSS_DPO_SIGMOID, 0.1f, 0.0f, 0},
+                                   {LOSS_DPO_SIGMOID, 0.5f, 0.2f, 0},
+                                   {LOSS_DPO_IPO, 0.3f, 0.0f, 0}};
+    for (int k = 0; k < 3; k++)
+        CHECK_NEAR(loss_dpo_soft_forward(NULL, pw, pl, fw, fl, one, &cfgs[k], 2),
+                   loss_dpo_forward(NULL, pw, pl, fw, fl, &cfgs[k], 2), 1e-12, 1e-12);
+    float hw[1] = {-3}, hl[1] = {-3}, r0[1] = {0};
+    CHECK_NEAR(loss_dpo_soft_forward(NULL, hw, hl, r0, r0, half, &cfgs[2], 1), 0.0, 1e-12, 0);
+}
+
+/* NULL soft labels take the hard code path: the same bits as loss_bt_* / loss_dpo_*. */
+static void test_soft_null_is_hard(void) {
+    Rng r;
+    rng_init(&r, 21);
+    enum { P = 7 };
+    float a[P], b[P], c[P], d[P], g1[2 * P] = {0}, g2[2 * P] = {0};
+    fill_normal(&r, a, P, 0, 3);
+    fill_normal(&r, b, P, 0, 3);
+    fill_normal(&r, c, P, 0, 3);
+    fill_normal(&r, d, P, 0, 3);
+    double l1 = loss_bt_forward(NULL, a, b, c, P, 5), l2 = loss_bt_soft_forward(NULL, a, b, c, NULL, P, 5);
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0);
+    loss_bt_backward(g1, g1 + P, a, b, c, P, 5);
+    loss_bt_soft_backward(g2, g2 + P, a, b, c, NULL, P, 5);
+    CHECK(memcmp(g1, g2, sizeof g1) == 0);
+    LossDPOConfig cfg = {LOSS_DPO_SIGMOID, 0.1f, 0.1f, 0};
+    l1 = loss_dpo_forward(NULL, a, b, c, d, &cfg, P);
+    l2 = loss_dpo_soft_forward(NULL, a, b, c, d, NULL, &cfg, P);
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0);
+}
+
+static void test_soft_fd(void) {
+    Rng r;
+    rng_init(&r, 17);
+    enum { P = 6 };
+    float rw[P], rl[P], mg[P], p[P], dw[P] = {0}, dl[P] = {0};
+    fill_normal(&r, rw, P, 0, 2);
+    fill_normal(&r, rl, P, 0, 2);
+    fill_normal(&r, mg, P, 0.5f, 0.2f);
+    for (int i = 0; i < P; i++) p[i] = rng_uniform(&r);
+    p[0] = 0.0f, p[1] = 1.0f, p[2] = 0.5f;
+    Ctx c = {.P = P, .x1 = rw, .x2 = rl, .x3 = mg, .x5 = p, .denom = 4};
+    loss_bt_soft_backward(dw, dl, rw, rl, mg, p, P, 4);
+    fd_check("bt soft r_w", bt_soft_fn, &c, rw, dw, P);
+    fd_check("bt soft r_l", bt_soft_fn, &c, rl, dl, P);
+    float pw[P], pl[P], fw[P], fl[P];
+    fill_normal(&r, pw, P, -20, 5);
+    fill_normal(&r, pl, P, -20, 5);
+    for (int i = 0; i < P; i++) fw[i] = pw[i] + 3 * rng_normal(&r), fl[i] = pl[i] + 3 * rng_normal(&r);
+    const LossDPOConfig cfgs[3] = {{LOSS_DPO_SIGMOID, 0.1f, 0.0f, 0},
+                                   {LOSS_DPO_SIGMOID, 0.5f, 0.2f, 0},
+                                   {LOSS_DPO_IPO, 0.3f, 0.0f, 0}};
+    const char *names[3][2] = {{"dpo soft d/dpi_w", "dpo soft d/dpi_l"},
+                               {"cdpo soft d/dpi_w", "cdpo soft d/dpi_l"},
+                               {"ipo soft d/dpi_w", "ipo soft d/dpi_l"}};
+    for (int k = 0; k < 3; k++) {
+        Ctx q = {.P = P, .x1 = pw, .x2 = pl, .x3 = fw, .x4 = fl, .x5 = p, .cfg = &cfgs[k]};
+        memset(dw, 0, sizeof dw);
+        memset(dl, 0, sizeof dl);
+        loss_dpo_soft_backward(dw, dl, pw, pl, fw, fl, p, &cfgs[k], P);
+        fd_check(names[k][0], dpo_soft_fn, &q, pw, dw, P);
+        fd_check(names[k][1], dpo_soft_fn, &q, pl, dl, P);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // IPO on per-token mean log-probs (TRL's loss_type="ipo", dpo.ipo_logps = mean): the
 // per-token log-probs -> masked sums -> means -> IPO chain the dpo stage runs.
 
@@ -1103,6 +1202,9 @@ int main(void) {
     TEST_RUN(test_value_fd);
     TEST_RUN(test_dpo_by_hand);
     TEST_RUN(test_dpo_fd);
+    TEST_RUN(test_soft_by_hand);
+    TEST_RUN(test_soft_null_is_hard);
+    TEST_RUN(test_soft_fd);
     TEST_RUN(test_ipo_mean_by_hand);
     TEST_RUN(test_ipo_mean_fd);
     TEST_RUN(test_seq_nll);

