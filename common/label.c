@@ -6,11 +6,13 @@
 #include "label.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -751,6 +753,36 @@ int label_append_line(int fd, const char *line, const char *what, char *err) {
     if (fsync(fd) != 0 && errno != EINVAL)
         return errf(err, "%s: fsync failed: %s", what, strerror(errno));
     return 0;
+}
+
+int label_log_open(const char *path, char *err) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errf(err, "%s: cannot open for appending: %s; choose a writable --out path",
+                    path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return errf(err, "%s: another rlhf-label is writing this file; one writer (a "
+                             "labelling session or a server) per output file",
+                        path);
+        return errf(err, "%s: cannot lock: %s", path, strerror(e));
+    }
+    struct stat st;
+    char last = '\n';
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0) {
+            if (pread(rfd, &last, 1, st.st_size - 1) != 1) last = '\n';
+            close(rfd);
+        }
+    }
+    if (last != '\n' && label_append_line(fd, "\n", path, err)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 // ----------------------------------------------------------------------------

@@ -183,6 +183,11 @@ char *label_record_undo(const char *id, const char *annotator, const char *time_
 /* write(2) the whole line to fd (looping on short writes and EINTR), then fsync(2).
  * Returns 0, or -1 with err naming `what` (the path) and the errno reason. */
 int label_append_line(int fd, const char *line, const char *what, char *err);
+/* Open a judgment log for appending (created if missing), refuse a second writer (an
+ * exclusive flock: the terminal tool and the web server lock alike), and end a torn last
+ * line with a newline so the next record starts on a line of its own. Returns the fd, or
+ * -1 with err. */
+int label_log_open(const char *path, char *err);
 
 // ----------------------------------------------------------------------------
 // agreement statistics

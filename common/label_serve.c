@@ -262,37 +262,6 @@ static int log_record(Server *s, char *line, char *err) {
     return 0;
 }
 
-/* Open the log for appending, refuse a second writer (the terminal tool locks the same
- * way), and end a torn last line with a newline so the next record starts on its own. */
-static int open_log(const char *path, char *err) {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return errf(err, "%s: cannot open for appending: %s; choose a writable --out path", path,
-                    strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        return errf(err, "%s: %s", path,
-                    e == EWOULDBLOCK ? "another rlhf-label is writing this file; one writer "
-                                       "per output file"
-                                     : strerror(e));
-    }
-    struct stat st;
-    char last = '\n';
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        int rfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (rfd >= 0) {
-            if (pread(rfd, &last, 1, st.st_size - 1) != 1) last = '\n';
-            close(rfd);
-        }
-    }
-    if (last != '\n' && label_append_line(fd, "\n", path, err)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 // ----------------------------------------------------------------------------
 // responses
 
@@ -927,7 +896,7 @@ static int server_load(Server *s, const Opts *o, char *err) {
     if (label_log_read(&s->log, o->out, 1, err)) return -1;
     for (int i = 0; i < s->log.n_warnings; i++)
         fprintf(stderr, "rlhf-label serve: warning: %s\n", s->log.warnings[i]);
-    if ((s->out_fd = open_log(o->out, err)) < 0) return -1;
+    if ((s->out_fd = label_log_open(o->out, err)) < 0) return -1;
     s->n_judged = xcalloc((size_t)s->items.n, sizeof(int));
     for (int k = 0; k < s->n_ann; k++) s->ann[k].skipped_now = xcalloc((size_t)s->items.n, 1);
     count_judged(s);

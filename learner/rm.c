@@ -161,6 +161,28 @@ static void rm_eval_report(Rm *s, double *acc, const char *extra) {
     }
 }
 
+/* rm.normalize's statistics: count, sum and sum of squares of the scores seen, summed
+ * over the learner ranks, give the mean and std every score is then normalised by. */
+static void rm_norm_add(double acc[3], const float *sc, int n) {
+    for (int j = 0; j < n; j++) {
+        acc[0] += 1;
+        acc[1] += sc[j];
+        acc[2] += (double)sc[j] * sc[j];
+    }
+}
+
+static void rm_norm_finish(Rm *s, double acc[3]) {
+    Trainer *t = s->t;
+    trainer_allreduce_sum(t, acc, 3);
+    double mean = acc[1] / acc[0], var = acc[2] / acc[0] - mean * mean;
+    s->norm[0] = mean;
+    s->norm[1] = sqrt(var > 1e-12 ? var : 1e-12);
+    s->has_norm = 1;
+    if (t->rank == 0)
+        printf("rm: score normalisation over %.0f training responses: mean %.4f, std %.4f\n",
+               acc[0], s->norm[0], s->norm[1]);
+}
+
 /* rm.normalize: mean and std of the scores of up to 1024 training pairs' responses. */
 static void rm_normalize(Rm *s) {
     Trainer *t = s->t;
@@ -172,21 +194,10 @@ static void rm_normalize(Rm *s) {
         for (; i < n && k < s->micro; i += t->nranks) idx[k++] = s->pd.train_idx[i];
         pair_data_fill(&s->batch, t, &s->pd.data, idx, k, NULL, NULL, NULL);
         const float *sc = rm_scores(s);
-        for (int j = 0; j < 2 * k; j++) {
-            acc[0] += 1;
-            acc[1] += sc[j];
-            acc[2] += (double)sc[j] * sc[j];
-        }
+        rm_norm_add(acc, sc, 2 * k);
     }
-    trainer_allreduce_sum(t, acc, 3);
     free(idx);
-    double mean = acc[1] / acc[0], var = acc[2] / acc[0] - mean * mean;
-    s->norm[0] = mean;
-    s->norm[1] = sqrt(var > 1e-12 ? var : 1e-12);
-    s->has_norm = 1;
-    if (t->rank == 0)
-        printf("rm: score normalisation over %.0f training responses: mean %.4f, std %.4f\n",
-               acc[0], s->norm[0], s->norm[1]);
+    rm_norm_finish(s, acc);
 }
 
 // ----------------------------------------------------------------------------
@@ -334,21 +345,10 @@ static void rm_rank_normalize(Rm *s) {
         for (; i < n && k < s->per_fwd; i += t->nranks) idx[k++] = s->rk_train[i];
         rm_rank_fill(s, &s->rk, idx, k, NULL);
         const float *sc = rm_scores(s);
-        for (int j = 0; j < s->off[k]; j++) {
-            acc[0] += 1;
-            acc[1] += sc[j];
-            acc[2] += (double)sc[j] * sc[j];
-        }
+        rm_norm_add(acc, sc, s->off[k]);
     }
-    trainer_allreduce_sum(t, acc, 3);
     free(idx);
-    double mean = acc[1] / acc[0], var = acc[2] / acc[0] - mean * mean;
-    s->norm[0] = mean;
-    s->norm[1] = sqrt(var > 1e-12 ? var : 1e-12);
-    s->has_norm = 1;
-    if (t->rank == 0)
-        printf("rm: score normalisation over %.0f training responses: mean %.4f, std %.4f\n",
-               acc[0], s->norm[0], s->norm[1]);
+    rm_norm_finish(s, acc);
 }
 
 static int rm_save_extra(void *ctx, struct CkptWriter *w, char *err) {

@@ -779,38 +779,6 @@ static int rank_key(App *app, int c, char *err) {
 // ----------------------------------------------------------------------------
 // labelling: set-up, loop, exit
 
-/* Open the log for appending, refuse a second writer, and end a torn last line with a
- * newline so the next record starts on a line of its own. */
-static int open_output(const char *path, char *err) {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return errf(err, "%s: cannot open for appending: %s; choose a writable --out path",
-                    path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return errf(err, "%s: another rlhf-label is writing this file; one labelling "
-                             "session per output file (use one file per annotator)",
-                        path);
-        return errf(err, "%s: cannot lock: %s", path, strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        int rfd = open(path, O_RDONLY | O_CLOEXEC);
-        char last = '\n';
-        if (rfd >= 0) {
-            if (pread(rfd, &last, 1, st.st_size - 1) != 1) last = '\n';
-            close(rfd);
-        }
-        if (last != '\n' && label_append_line(fd, "\n", path, err)) {
-            close(fd);
-            return -1;
-        }
-    }
-    return fd;
-}
-
 static int check_annotator(const char *a, char *err) {
     size_t n = strlen(a);
     if (n == 0) return errf(err, "--annotator: the name is empty");
@@ -925,7 +893,7 @@ static int cmd_label(int argc, char **argv) {
         goto done;
     }
     print_warnings(&app.log);
-    app.out_fd = open_output(out_path, err);
+    app.out_fd = label_log_open(out_path, err);
     if (app.out_fd < 0) {
         fprintf(stderr, "rlhf-label: %s\n", err);
         goto done;
