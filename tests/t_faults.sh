@@ -262,10 +262,17 @@ for spec in "3:actor 1" "1:reward_server 0" "0:learner 0"; do
   while ! grep -qs '"stage": "ppo"' "$T/dead$rank/metrics.jsonl" && kill -0 "$JOB" 2>/dev/null; do sleep 0.1; done
   grep -q '"stage": "ppo"' "$T/dead$rank/metrics.jsonl" 2>/dev/null || { cat "$T/dead$rank.log"; fail "dead rank $rank: the job did not start"; }
   victim=""
-  for p in $(pgrep -s "$JOB"); do
-    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank"; then victim=$p; fi
+  for _ in $(seq 50); do   # (a process's environ can be briefly unreadable: look again)
+    for p in $(pgrep -s "$JOB"); do
+      if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank"; then victim=$p; fi
+    done
+    [ -n "$victim" ] && break
+    kill -0 "$JOB" 2>/dev/null || break; sleep 0.1
   done
-  [ -n "$victim" ] || fail "dead rank $rank: no process with OMPI_COMM_WORLD_RANK=$rank"
+  if [ -z "$victim" ]; then
+    ps -e -o sid=,pid=,stat=,args= | awk -v s="$JOB" '$1 == s'; cat "$T/dead$rank.log"
+    fail "dead rank $rank: no process with OMPI_COMM_WORLD_RANK=$rank"
+  fi
   t0=$(date +%s.%N)
   kill -9 "$victim"
   wait_job "$JOB" 30
