@@ -419,7 +419,7 @@ int config_parse_text(RlhfConfig *c, const char *text, const char *source, char 
                     errf(err,
                          "%s: unknown section [%s]; sections are [run] [model] "
                          "[tokenizer] [data] [optim] [rm] [gen] [ppo] [dpo] [grpo] "
-                         "[judge] (see docs/config.md)",
+                         "[judge] [lora] (see docs/config.md)",
                          where, name);
                 goto done;
             }

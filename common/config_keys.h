@@ -25,7 +25,7 @@
 
 #define RLHF_CONFIG_SECTIONS(S)                                                           \
     S(run) S(model) S(tokenizer) S(data) S(chat) S(optim) S(train) S(rm) S(gen) S(ppo) S(dpo) S(grpo)      \
-    S(judge)
+    S(judge) S(lora)
 
 /* clang-format off */
 #define RLHF_CONFIG_KEYS_run(X) \
@@ -162,6 +162,11 @@
     X(judge, ensemble_lambda, FLOAT, 1.0, 0.0, 100.0, "lambda of judge.ensemble = mean_std (0 = the plain mean)") \
     X(judge, task_seed, INT, 1234, 0, INT_MAX, "seed of the bundled task world (rlhf-task gen --seed) for the gold judge") \
     X(judge, monitor_gold, BOOL, false, 0, 1, "also score every rollout with the bundled task's gold judge, for monitoring only (logged as gold_score, never a reward): reward over-optimisation shows as the RM score rising while gold falls; prompts it cannot parse are left out, gold_scored counts the rest")
+#define RLHF_CONFIG_KEYS_lora(X) \
+    X(lora, rank, INT, 0, 0, 256, "LoRA rank r of the trained policy (SFT, DPO, PPO, GRPO, RLOO): 0 = off (full fine-tuning); r > 0 freezes the base weights and trains only low-rank adapters A (r,in), B (out,r) on the projections of lora.targets (docs/lora.md)") \
+    X(lora, alpha, FLOAT, 16.0, 0.0, 1e6, "LoRA alpha: the adapters' output is scaled by alpha / rank") \
+    X(lora, targets, STR, "all-linear", 0, 0, "comma list of projections that get adapters, PEFT's names: gpt2 c_attn, attn.c_proj, c_fc, mlp.c_proj; llama q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; all-linear = every one of the family") \
+    X(lora, dropout, FLOAT, 0.0, 0.0, 0.9, "dropout probability on the adapters' input in training (masks from a hash of the run seed and step, so runs stay reproducible and resumable)")
 /* clang-format on */
 
 #endif

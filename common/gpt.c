@@ -10,6 +10,7 @@
  * Sampling is in sample.c, the generation loop in generate.c.
  */
 #include "gpt.h"
+#include "lora.h"
 
 #include <limits.h>
 #include <math.h>
@@ -348,13 +349,33 @@ void gpt_init_weights(GPT *m, uint64_t seed) {
     }
 }
 
+/* LoRA: the base is frozen; the norms' and heads' weight gradients, which the kernels
+ * compute anyway, land in the adapters' sink and the big weights get none (NULL). */
+static void frozen_grads_point(GPT *m) {
+    float *s = m->lora->sink;
+    GPTWeights *g = &m->g;
+    if (!g->h) g->h = xcalloc((size_t)m->config.n_layer, sizeof(GPTBlock));
+    for (int l = 0; l < m->config.n_layer; l++) {
+        GPTBlock *b = &g->h[l];
+        memset(b, 0, sizeof *b);
+        b->ln_1_w = b->ln_1_b = b->ln_2_w = b->ln_2_b = b->q_norm_w = b->k_norm_w = s;
+    }
+    g->wte = g->wpe = g->lm_head = NULL;
+    g->ln_f_w = g->ln_f_b = g->head_w = g->head_b = s;
+}
+
 void gpt_alloc_grads(GPT *m) {
+    if (m->lora) {
+        if (!m->g.ln_f_w) frozen_grads_point(m);
+        return;
+    }
     if (m->grads) return;
     m->grads = xalloc_floats(m->num_params);
     gpt_weights_point(m, m->grads, &m->g);
 }
 
 void gpt_zero_grad(GPT *m) {
+    if (m->lora) ops_zero(m->lora->grads, m->lora->n);
     if (m->grads) ops_zero(m->grads, m->num_params);
 }
 
@@ -617,7 +638,9 @@ static void llama_block_forward(GPT *m, const GPTBlock *w, LayerActs *la, int B,
     float eps = c->norm_eps;
     const int *pos = m->acts->pos;
     rmsnorm_forward(la->ln1, la->ln1_rstd, la->res_in, w->ln_1_w, eps, N, 1, C, C);
+    int layer = (int)(w - m->w.h);
     linear_forward(la->qkv, la->ln1, w->qkv_w, w->qkv_b, N, C, wd.QKVW);
+    if (m->lora) lora_proj_forward(m->lora, layer, 0, la->ln1, N, la->qkv, wd.QKVW);
     memcpy(la->qkvr, la->qkv, (size_t)N * wd.QKVW * sizeof(float));
     if (c->qk_norm) {
         rmsnorm_forward(la->qkvr, la->qkn_rstd, la->qkv, w->q_norm_w, eps, N, NH, hd, wd.QKVW);
@@ -627,11 +650,14 @@ static void llama_block_forward(GPT *m, const GPTBlock *w, LayerActs *la, int B,
     rope_forward(la->qkvr, la->qkvr, m->rope_freq, pos, N, NH + NKV, hd, wd.QKVW);
     gqa_attention_forward(la->atty, la->att, la->qkvr, B, T, NH, NKV, hd);
     linear_forward(la->res2, la->atty, w->o_w, NULL, N, wd.QW, C);
+    if (m->lora) lora_proj_forward(m->lora, layer, 1, la->atty, N, la->res2, C);
     residual_forward(la->res2, la->res_in, la->res2, (size_t)N * C);
     rmsnorm_forward(la->ln2, la->ln2_rstd, la->res2, w->ln_2_w, eps, N, 1, C, C);
     linear_forward(la->fch, la->ln2, w->gate_up_w, NULL, N, C, wd.FW);
+    if (m->lora) lora_proj_forward(m->lora, layer, 2, la->ln2, N, la->fch, wd.FW);
     swiglu_forward(la->fch_gelu, la->fch, N, c->d_ff);
     linear_forward(la->res3, la->fch_gelu, w->down_w, NULL, N, wd.FGW, C);
+    if (m->lora) lora_proj_forward(m->lora, layer, 3, la->fch_gelu, N, la->res3, C);
     residual_forward(la->res3, la->res2, la->res3, (size_t)N * C);
 }
 
@@ -652,16 +678,27 @@ static void llama_forward(GPT *m, const int *tokens, int B, int T) {
 /* One GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(.)). */
 static void gpt2_block_forward(GPT *m, const GPTBlock *w, LayerActs *la, int B, int T) {
     int C = m->config.n_embd, NH = m->config.n_head, N = B * T;
+    Lora *lo = m->lora && m->lora->enabled ? m->lora : NULL;
+    int layer = (int)(w - m->w.h);
     layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->res_in, w->ln_1_w, w->ln_1_b, N,
                       C);
     matmul_forward(la->qkv, la->ln1, w->attn_w, w->attn_b, N, C, 3 * C);
+    if (lo) lora_proj_forward(lo, layer, 0, la->ln1, N, la->qkv, 3 * C);
     attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
     matmul_residual_forward(la->res2, la->atty, w->attn_proj_w, w->attn_proj_b, la->res_in, N, C,
                             C);
+    if (lo) lora_proj_forward(lo, layer, 1, la->atty, N, la->res2, C);
     layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->res2, w->ln_2_w, w->ln_2_b, N, C);
-    matmul_gelu_forward(la->fch, la->fch_gelu, la->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+    if (lo) { /* the adapter adds before the GELU: the unfused pair */
+        matmul_forward(la->fch, la->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+        lora_proj_forward(lo, layer, 2, la->ln2, N, la->fch, 4 * C);
+        gelu_forward(la->fch_gelu, la->fch, (size_t)N * 4 * C);
+    } else {
+        matmul_gelu_forward(la->fch, la->fch_gelu, la->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+    }
     matmul_residual_forward(la->res3, la->fch_gelu, w->fc_proj_w, w->fc_proj_b, la->res2, N,
                             4 * C, C);
+    if (lo) lora_proj_forward(lo, layer, 3, la->fch_gelu, N, la->res3, C);
 }
 
 /* Recompute: block l's activations again into the scratch slice from its input (the kept
@@ -726,6 +763,22 @@ static void backward_begin(GPT *m, const char *fn) {
     grad_scratch_reserve(m);
 }
 
+/* One projection's backward. Without LoRA: linear_backward (Llama) or matmul_backward
+ * (GPT-2's Conv1D). With LoRA the weight is frozen: only its input gradient, then the
+ * adapters' share of it and their own gradients. */
+static void proj_backward(GPT *m, int layer, int proj, float *dinp, float *dw, float *db,
+                          const float *dout, const float *inp, const float *w, int N, int C,
+                          int OC) {
+    int conv1d = m->config.family != GPT_FAMILY_LLAMA;
+    if (!m->lora) {
+        if (conv1d) matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+        else linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+        return;
+    }
+    lora_frozen_dinp(dinp, dout, w, N, C, OC, conv1d, 0);
+    lora_proj_backward(m->lora, layer, proj, inp, dout, OC, dinp, N);
+}
+
 /* The backward of llama_block_forward: from a->dres (the gradient of the block output,
  * replaced by that of its input) into the block's weight gradients gw. */
 static void llama_block_backward(GPT *m, const GPTBlock *w, GPTBlock *gw, const LayerActs *la,
@@ -734,11 +787,14 @@ static void llama_block_backward(GPT *m, const GPTBlock *w, GPTBlock *gw, const 
     Widths wd = model_widths(c);
     int C = c->n_embd, N = B * T, NH = c->n_head, NKV = c->n_kv_head, hd = wd.hd;
     struct GPTActs *a = m->acts;
-    linear_backward(a->dmlp, gw->down_w, NULL, a->dres, la->fch_gelu, w->down_w, N, wd.FGW, C);
+    int layer = (int)(w - m->w.h);
+    proj_backward(m, layer, 3, a->dmlp, gw->down_w, NULL, a->dres, la->fch_gelu, w->down_w, N,
+                  wd.FGW, C);
     swiglu_backward(a->dfch, a->dmlp, la->fch, N, c->d_ff);
-    linear_backward(a->dbtc, gw->gate_up_w, NULL, a->dfch, la->ln2, w->gate_up_w, N, C, wd.FW);
+    proj_backward(m, layer, 2, a->dbtc, gw->gate_up_w, NULL, a->dfch, la->ln2, w->gate_up_w, N, C,
+                  wd.FW);
     rmsnorm_backward(a->dres, gw->ln_2_w, a->dbtc, la->res2, w->ln_2_w, la->ln2_rstd, N, 1, C, C);
-    linear_backward(a->dbtc, gw->o_w, NULL, a->dres, la->atty, w->o_w, N, wd.QW, C);
+    proj_backward(m, layer, 1, a->dbtc, gw->o_w, NULL, a->dres, la->atty, w->o_w, N, wd.QW, C);
     gqa_attention_backward(a->dqkvr, a->datt, a->datt_slots, a->dbtc, la->qkvr, la->att, B, T,
                            NH, NKV, hd);
     rope_backward(a->dqkvr, a->dqkvr, m->rope_freq, a->pos, N, NH + NKV, hd, wd.QKVW);
@@ -757,7 +813,8 @@ static void llama_block_backward(GPT *m, const GPTBlock *w, GPTBlock *gw, const 
                          w->k_norm_w, la->qkn_rstd + (size_t)N * NH, N, NKV, hd, wd.QKVW);
         dqkv = a->dqkv;
     }
-    linear_backward(a->dbtc, gw->qkv_w, gw->qkv_b, dqkv, la->ln1, w->qkv_w, N, C, wd.QKVW);
+    proj_backward(m, layer, 0, a->dbtc, gw->qkv_w, gw->qkv_b, dqkv, la->ln1, w->qkv_w, N, C,
+                  wd.QKVW);
     rmsnorm_backward(a->dres, gw->ln_1_w, a->dbtc, la->res_in, w->ln_1_w, la->ln1_rstd, N, 1, C,
                      C);
 }
@@ -775,7 +832,7 @@ static void llama_trunk_backward(GPT *m, int B, int T) {
         block_recompute(m, &la, l, B, T);
         llama_block_backward(m, &m->w.h[l], &m->g.h[l], &la, B, T);
     }
-    embedding_backward(m->g.wte, a->dres, a->tokens, N, C);
+    if (m->g.wte) embedding_backward(m->g.wte, a->dres, a->tokens, N, C);
 }
 
 static void trunk_backward(GPT *m, int B, int T) {
@@ -801,19 +858,26 @@ static void trunk_backward(GPT *m, int B, int T) {
         GPTBlock *gw = &g->h[l];
         LayerActs la = layer_acts(m, l, B, T);
         block_recompute(m, &la, l, B, T);
-        matmul_gelu_backward(a->dfch, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
-                             w->fc_proj_w, la.fch, N, 4 * C, C);
-        matmul_backward(a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);
+        if (m->lora) { /* the adapter's input gradient joins before the GELU's */
+            proj_backward(m, l, 3, a->dfch, NULL, NULL, a->dres, la.fch_gelu, w->fc_proj_w, N,
+                          4 * C, C);
+            gelu_backward(a->dfch, la.fch, a->dfch, (size_t)N * 4 * C);
+        } else {
+            matmul_gelu_backward(a->dfch, gw->fc_proj_w, gw->fc_proj_b, a->dres, la.fch_gelu,
+                                 w->fc_proj_w, la.fch, N, 4 * C, C);
+        }
+        proj_backward(m, l, 2, a->dbtc, gw->fc_w, gw->fc_b, a->dfch, la.ln2, w->fc_w, N, C, 4 * C);
         layernorm_backward(a->dres, gw->ln_2_w, gw->ln_2_b, a->dbtc, la.res2, w->ln_2_w,
                            la.ln2_mean, la.ln2_rstd, N, C);
-        matmul_backward(a->dbtc, gw->attn_proj_w, gw->attn_proj_b, a->dres, la.atty,
-                        w->attn_proj_w, N, C, C);
+        proj_backward(m, l, 1, a->dbtc, gw->attn_proj_w, gw->attn_proj_b, a->dres, la.atty,
+                      w->attn_proj_w, N, C, C);
         attention_backward(a->dqkv, a->datt, a->datt_slots, a->dbtc, la.qkv, la.att, B, T, C, NH);
-        matmul_backward(a->dbtc, gw->attn_w, gw->attn_b, a->dqkv, la.ln1, w->attn_w, N, C, 3 * C);
+        proj_backward(m, l, 0, a->dbtc, gw->attn_w, gw->attn_b, a->dqkv, la.ln1, w->attn_w, N, C,
+                      3 * C);
         layernorm_backward(a->dres, gw->ln_1_w, gw->ln_1_b, a->dbtc, la.res_in, w->ln_1_w,
                            la.ln1_mean, la.ln1_rstd, N, C);
     }
-    encoder_backward(g->wte, g->wpe, a->dres, a->tokens, B, T, C);
+    if (g->wte) encoder_backward(g->wte, g->wpe, a->dres, a->tokens, B, T, C);
 }
 
 // ----------------------------------------------------------------------------
@@ -885,8 +949,11 @@ static void lm_rows_backward(GPT *m, float *rows, int r0, int n, const float *dl
     int V = m->config.vocab_size, C = m->config.n_embd;
     logprob_backward(rows, dlogprobs + r0, dentropy ? dentropy + r0 : NULL, rows, a->lse + r0,
                      m->entropy + r0, a->targets + r0, m->temperature, n, V);
-    lmhead_backward(a->dlnf + (size_t)r0 * C, m->g.lm_head, rows, a->lnf + (size_t)r0 * C,
-                    m->w.lm_head, n, C, V);
+    if (m->lora) /* frozen head: dlnf += dlogits @ lm_head only */
+        lora_frozen_dinp(a->dlnf + (size_t)r0 * C, rows, m->w.lm_head, n, C, V, 0, 1);
+    else
+        lmhead_backward(a->dlnf + (size_t)r0 * C, m->g.lm_head, rows, a->lnf + (size_t)r0 * C,
+                        m->w.lm_head, n, C, V);
 }
 
 void gpt_lm_logits(GPT *m, int row0, int n, float *out) {
@@ -1125,6 +1192,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
         const float *pk = c->packed ? c->packed + (size_t)l * c->pk_layer : NULL;
 #define PK(i) (pk ? pk + c->pk_off[i] : NULL)
         matmul_forward_rows_packed(c->qkv, c->ln, PK(0), w->attn_w, w->attn_b, n, C, 3 * C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 0, c->ln, n, c->qkv, 3 * C);
         for (int i = 0; i < n; i++) {
             const float *row = c->qkv + (size_t)i * 3 * C;
             float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
@@ -1137,12 +1205,15 @@ static void cache_pass(GPT *m, int n, int out_row) {
         cache_attention(m, n, kl, vl);
         matmul_forward_rows_packed(c->proj, c->atty, PK(1), w->attn_proj_w, w->attn_proj_b, n, C,
                                    C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 1, c->atty, n, c->proj, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
         matmul_forward_rows_packed(c->fch, c->ln, PK(2), w->fc_w, w->fc_b, n, C, 4 * C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 2, c->ln, n, c->fch, 4 * C);
         gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
         matmul_forward_rows_packed(c->proj, c->fch_gelu, PK(3), w->fc_proj_w, w->fc_proj_b, n,
                                    4 * C, C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 3, c->fch_gelu, n, c->proj, C);
 #undef PK
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
@@ -1198,6 +1269,7 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
         float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
         rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_1_w, eps, n, 1, C, C);
         linear_rows(c->qkv, c->ln, w->qkv_w, w->qkv_b, n, C, wd.QKVW);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 0, c->ln, n, c->qkv, wd.QKVW);
         if (cf->qk_norm) {
             rmsnorm_forward(c->qkv, c->rstd, c->qkv, w->q_norm_w, eps, n, NH, hd, wd.QKVW);
             rmsnorm_forward(c->qkv + wd.QW, c->rstd, c->qkv + wd.QW, w->k_norm_w, eps, n, NKV, hd,
@@ -1221,11 +1293,14 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
         if (work < CACHE_ATT_PAR_MIN || parts < 2) llama_cache_attention_part(&j, 0, 1);
         else ops_parallel(llama_cache_attention_part, &j, parts);
         linear_rows(c->proj, c->atty, w->o_w, NULL, n, wd.QW, C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 1, c->atty, n, c->proj, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_2_w, eps, n, 1, C, C);
         linear_rows(c->fch, c->ln, w->gate_up_w, NULL, n, C, wd.FW);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 2, c->ln, n, c->fch, wd.FW);
         swiglu_forward(c->fch_gelu, c->fch, n, cf->d_ff);
         linear_rows(c->proj, c->fch_gelu, w->down_w, NULL, n, wd.FGW, C);
+        if (m->lora) lora_proj_forward_rows(m->lora, l, 3, c->fch_gelu, n, c->proj, C);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
     int ne = 0;
@@ -1386,5 +1461,6 @@ void gpt_free(GPT *m) {
     free(m->grads);
     free(m->w.h);
     free(m->g.h);
+    lora_free(m->lora);
     memset(m, 0, sizeof *m);
 }

@@ -177,6 +177,10 @@ typedef struct {
     int max_B, max_T;
     struct GPTActs *acts;
     struct GPTCache *cache;
+    /* LoRA adapters (lora.h), NULL without: attached, the base weights are frozen (no
+     * base gradient buffer; m->grads stays NULL and m->g points at a small sink) and the
+     * backward fills lora->grads; lora->enabled 0 runs the base model (reference) */
+    struct Lora *lora;
 } GPT;
 
 /* "gpt2" or "llama" (the names checkpoints and configs use). */
