@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "online.h"
+#include "lora.h"
 #include "ckpt.h"
 #include "config.h"
 #include "generate.h"
@@ -75,6 +76,8 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
     } else {
         rc = ckpt_read_model(r, "policy", &a->model, err);
     }
+    /* a LoRA policy: the frozen base plus adapters, applied on the fly in generation */
+    if (rc == 0 && lora_ckpt_has(r)) rc = lora_ckpt_read(r, &a->model, err);
     ckpt_reader_free(r);
     if (rc != 0) mpi_fatal("weights version %lld: %s", (long long)hdr->policy_version, err);
     if (a->model.config.head != GPT_HEAD_LM)
@@ -102,6 +105,8 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
                   (long long)hdr->policy_version, hdr->format);
     if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0)
         online_weights_recv_params_p2p(online_learner_root(a->roles), hdr, &a->model);
+    else if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_LORA) == 0)
+        online_weights_recv_lora(a->wcomm, hdr, &a->model);
     else
         online_weights_recv_params(a->wcomm, hdr, &a->model);
     a->version = hdr->policy_version;
@@ -279,7 +284,8 @@ int main(int argc, char **argv) {
         if (tag == TAG_STOP) break;
         if (tag == TAG_WEIGHTS_HDR) {
             int params = strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS) == 0 ||
-                         strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0;
+                         strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0 ||
+                         strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_LORA) == 0;
             if (params)
                 actor_recv_params(&a, &a.msg);
             else
@@ -287,6 +293,7 @@ int main(int argc, char **argv) {
             /* the learner's RLHF_BCAST_BENCH comparison (ppo.c ppo_bcast_bench), at the
              * first weights of the steady-state format */
             if (getenv("RLHF_BCAST_BENCH") && !bench_done &&
+                strcmp(a.msg.format, MSG_WEIGHTS_FORMAT_LORA) != 0 &&
                 (params || strcmp(a.cfg.ppo.weight_sync, "image") == 0)) {
                 bench_done = 1;
                 for (int rep = 0; rep < ONLINE_BCAST_REPS; rep++) {

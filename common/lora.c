@@ -302,3 +302,88 @@ void lora_proj_forward_rows(const Lora *l, int layer, int proj, const float *x, 
         }
     }
 }
+
+// ----------------------------------------------------------------------------
+// checkpoints
+
+#include "ckpt.h"
+
+int lora_table(const Lora *l, GPTTensor *out) {
+    for (int i = 0; i < l->num; i++) {
+        const LoraAdapter *a = &l->ad[i];
+        GPTTensor *A = &out[2 * i], *B = &out[2 * i + 1];
+        memset(A, 0, 2 * sizeof *A);
+        snprintf(A->name, sizeof A->name, "%.40s.lora_A.weight", a->name);
+        snprintf(B->name, sizeof B->name, "%.40s.lora_B.weight", a->name);
+        A->ndim = B->ndim = 2;
+        A->shape[0] = l->rank, A->shape[1] = a->in;
+        B->shape[0] = a->out, B->shape[1] = l->rank;
+        A->offset = a->a_off, A->numel = (size_t)l->rank * a->in;
+        B->offset = a->b_off, B->numel = (size_t)a->out * l->rank;
+    }
+    return 2 * l->num;
+}
+
+int lora_ckpt_write(CkptWriter *w, const Lora *l, char *err) {
+    char buf[256];
+    GPTTensor *t = xcalloc((size_t)2 * l->num, sizeof *t);
+    int n = lora_table(l, t);
+    int rc = ckpt_write_table(w, "lora", t, n, l->params, err);
+    free(t);
+    if (rc == 0) rc = ckpt_write_attr_i64(w, "lora_rank", l->rank, err);
+    snprintf(buf, sizeof buf, "%.9g", (double)l->alpha);
+    if (rc == 0) rc = ckpt_write_attr_str(w, "lora_alpha", buf, err);
+    snprintf(buf, sizeof buf, "%.9g", (double)l->dropout);
+    if (rc == 0) rc = ckpt_write_attr_str(w, "lora_dropout", buf, err);
+    lora_targets_format(l->targets, l->family, buf, sizeof buf);
+    if (rc == 0) rc = ckpt_write_attr_str(w, "lora_targets", buf, err);
+    return rc;
+}
+
+int lora_ckpt_has(const CkptReader *r) { return ckpt_has(r, "/lora"); }
+
+/* the stored LoRA config */
+static int read_config(const CkptReader *r, GPTFamily f, int *rank, float *alpha,
+                       float *dropout, unsigned *targets, char *err) {
+    int64_t rk = 0;
+    char *sa = NULL, *sd = NULL, *st = NULL;
+    int rc = ckpt_read_attr_i64(r, "lora_rank", &rk, err);
+    if (rc == 0) rc = ckpt_read_attr_str(r, "lora_alpha", &sa, err);
+    if (rc == 0) rc = ckpt_read_attr_str(r, "lora_dropout", &sd, err);
+    if (rc == 0) rc = ckpt_read_attr_str(r, "lora_targets", &st, err);
+    if (rc == 0) rc = lora_targets_parse(st, f, targets, err);
+    if (rc == 0 && (rk < 1 || rk > 4096)) rc = errf(err, "lora_rank %lld out of range", (long long)rk);
+    if (rc == 0) *rank = (int)rk, *alpha = strtof(sa, NULL), *dropout = strtof(sd, NULL);
+    free(sa), free(sd), free(st);
+    return rc;
+}
+
+int lora_ckpt_read(const CkptReader *r, GPT *m, char *err) {
+    int rank;
+    float alpha, dropout;
+    unsigned targets;
+    if (read_config(r, m->config.family, &rank, &alpha, &dropout, &targets, err) != 0) return -1;
+    if (!m->lora) {
+        lora_attach(m, rank, alpha, targets, dropout);
+    } else if (m->lora->rank != rank || m->lora->targets != targets || m->lora->alpha != alpha) {
+        return errf(err, "the checkpoint's adapters (rank %d, alpha %g) differ from this run's "
+                         "lora.rank %d, lora.alpha %g or lora.targets: use the checkpoint's",
+                    rank, (double)alpha, m->lora->rank, (double)m->lora->alpha);
+    }
+    GPTTensor *t = xcalloc((size_t)2 * m->lora->num, sizeof *t);
+    int n = lora_table(m->lora, t);
+    int rc = ckpt_read_table(r, "lora", t, n, m->lora->params, err);
+    free(t);
+    return rc;
+}
+
+int lora_ckpt_merge(const CkptReader *r, GPT *m, char *err) {
+    if (!lora_ckpt_has(r)) return 0;
+    Lora *keep = m->lora;
+    m->lora = NULL;
+    int rc = lora_ckpt_read(r, m, err);
+    if (rc == 0) lora_merge(m->lora, m, m->params, 1.0f);
+    lora_free(m->lora);
+    m->lora = keep;
+    return rc == 0 ? 1 : -1;
+}

@@ -90,4 +90,23 @@ void lora_frozen_dinp(float *dinp, const float *dout, const float *w, int N, int
  * sign 1 merges the adapters into a copy of the base, -1 takes them out again. */
 void lora_merge(const Lora *l, const GPT *m, float *params, float sign);
 
+/* ---- checkpoints ------------------------------------------------------------------
+ * A checkpoint of a LoRA run keeps the base model's group as without LoRA (the frozen
+ * weights, so the file alone restores the run) and adds /lora/<module>.lora_A.weight
+ * (rank, in) and .lora_B.weight (out, rank) (PEFT's names without the base_model.model.
+ * prefix), with root attributes lora_rank, lora_alpha, lora_dropout, lora_targets. */
+struct CkptWriter;
+struct CkptReader;
+/* The adapters as a tensor table (2 per adapter: A then B) into out (2 * l->num). */
+int lora_table(const Lora *l, GPTTensor *out);
+int lora_ckpt_write(struct CkptWriter *w, const Lora *l, char *err);
+/* 1 if the checkpoint holds adapters, else 0. */
+int lora_ckpt_has(const struct CkptReader *r);
+/* Read the stored adapters into m: attaches them when m has none (with the stored rank,
+ * alpha, dropout and targets), else checks that m's adapters have the same config. */
+int lora_ckpt_read(const struct CkptReader *r, GPT *m, char *err);
+/* Read the stored adapters (if any) and merge them into m's base weights: the model a
+ * LoRA checkpoint stands for, as one set of weights. Returns 1 merged, 0 none, -1 err. */
+int lora_ckpt_merge(const struct CkptReader *r, GPT *m, char *err);
+
 #endif

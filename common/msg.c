@@ -381,7 +381,8 @@ void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
                         uint32_t crc32, const char *format) {
     ASSERT(policy_version >= 0 && nbytes > 0);
     ASSERT(strcmp(format, MSG_WEIGHTS_FORMAT) == 0 || strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS) == 0 ||
-           strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0);
+           strcmp(format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0 ||
+           strcmp(format, MSG_WEIGHTS_FORMAT_LORA) == 0);
     msgpack_packer pk;
     begin(buf, &pk);
     pack_header(&pk, 6, MSG_TYPE_WEIGHTS);
@@ -889,14 +890,15 @@ static int dec_weights(Dec *d, Msg *m) {
     m->crc32 = (uint32_t)u;
     if (get_str(d, K_FORMAT, &s, &n)) return -1;
     static const char *formats[] = {MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS,
-                                    MSG_WEIGHTS_FORMAT_PARAMS_P2P};
+                                    MSG_WEIGHTS_FORMAT_PARAMS_P2P, MSG_WEIGHTS_FORMAT_LORA};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
         if (n == strlen(formats[i]) && memcmp(s, formats[i], n) == 0) {
             snprintf(m->format, sizeof m->format, "%s", formats[i]);
             return 0;
         }
-    return dec_err(d, K_FORMAT, "expected \"%s\", \"%s\" or \"%s\" (%zu bytes given)",
-                   MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS, MSG_WEIGHTS_FORMAT_PARAMS_P2P, n);
+    return dec_err(d, K_FORMAT, "expected \"%s\", \"%s\", \"%s\" or \"%s\" (%zu bytes given)",
+                   MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS, MSG_WEIGHTS_FORMAT_PARAMS_P2P,
+                   MSG_WEIGHTS_FORMAT_LORA, n);
 }
 
 static int dec_stop(Dec *d, Msg *m) {

@@ -72,6 +72,7 @@
 #define MSG_WEIGHTS_FORMAT "hdf5-image"
 #define MSG_WEIGHTS_FORMAT_PARAMS "f32-params"
 #define MSG_WEIGHTS_FORMAT_PARAMS_P2P "f32-params-p2p"
+#define MSG_WEIGHTS_FORMAT_LORA "lora-adapters"
 
 typedef enum {
     MSG_TYPE_NONE = 0,
@@ -192,7 +193,8 @@ void msg_encode_score_rep(MsgBuf *buf, uint64_t req_id, const MsgBatch *b);
 /* Sends every array of b (ref_logprobs always: the batch must have has_ref set). */
 void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInfo *info,
                         const MsgBatch *b);
-/* format: MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS or MSG_WEIGHTS_FORMAT_PARAMS_P2P */
+/* format: MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS, MSG_WEIGHTS_FORMAT_PARAMS_P2P or
+ * MSG_WEIGHTS_FORMAT_LORA */
 void msg_encode_weights(MsgBuf *buf, int64_t policy_version, uint64_t nbytes,
                         uint32_t crc32, const char *format);
 /* reason: printable text (UTF-8), truncated to MSG_REASON_LEN-1 bytes at a character

@@ -4,6 +4,7 @@
 #include <limits.h>
 
 #include "online.h"
+#include "lora.h"
 
 #include "toksrc.h"
 
@@ -139,6 +140,36 @@ void online_weights_send_params(const MpiRoles *r, MPI_Comm wcomm, const GPT *m,
         mpi_send_bytes(MPI_COMM_WORLD, r->ranks[ROLE_ACTOR][a], TAG_WEIGHTS_HDR, buf->data,
                        buf->len);
     online_params_bcast(wcomm, m->params, m->num_params);
+}
+
+uint32_t online_lora_crc(const GPT *m) {
+    char s[128];
+    int n = snprintf(s, sizeof s, "lora r%d targets%u n%zu alpha%a", m->lora->rank,
+                     m->lora->targets, m->lora->n, (double)m->lora->alpha);
+    return ckpt_crc32(online_layout_crc(&m->config), s, (size_t)n);
+}
+
+void online_weights_send_lora(const MpiRoles *r, MPI_Comm wcomm, const GPT *m, int64_t version,
+                              MsgBuf *buf) {
+    msg_encode_weights(buf, version, (uint64_t)m->lora->n * sizeof(float), online_lora_crc(m),
+                       MSG_WEIGHTS_FORMAT_LORA);
+    for (int a = 0; a < r->count[ROLE_ACTOR]; a++)
+        mpi_send_bytes(MPI_COMM_WORLD, r->ranks[ROLE_ACTOR][a], TAG_WEIGHTS_HDR, buf->data,
+                       buf->len);
+    online_params_bcast(wcomm, m->lora->params, m->lora->n);
+}
+
+void online_weights_recv_lora(MPI_Comm wcomm, const Msg *hdr, GPT *m) {
+    if (!m->lora)
+        mpi_fatal("weights version %lld: LoRA adapters announced, but the actor's weight image "
+                  "had none", (long long)hdr->policy_version);
+    if (hdr->nbytes != (uint64_t)m->lora->n * sizeof(float) || hdr->crc32 != online_lora_crc(m))
+        mpi_fatal("weights version %lld: adapters of %llu bytes, layout %08x announced; this "
+                  "actor's adapters hold %zu bytes, layout %08x",
+                  (long long)hdr->policy_version, (unsigned long long)hdr->nbytes, hdr->crc32,
+                  m->lora->n * sizeof(float), online_lora_crc(m));
+    online_params_bcast(wcomm, m->lora->params, m->lora->n);
+    mpi_bytes_count(TAG_WEIGHTS_DATA, m->lora->n * sizeof(float));
 }
 
 /* The header of a parameter-buffer payload against this receiver's model: fatal on a

@@ -136,6 +136,14 @@ void online_weights_post_params(const MpiRoles *r, const float *snap, size_t n,
                                 const GPTConfig *c, int64_t version, MsgBuf *buf,
                                 MPI_Request *reqs);
 void online_weights_recv_params_p2p(int root, const Msg *hdr, GPT *m);
+/* LoRA (lora.rank > 0): the first image carries the frozen base and the adapters (lora.h's
+ * checkpoint layout); every later update is the adapter buffer alone (format
+ * lora-adapters, bytes = 4 x adapter floats, crc = online_lora_crc), broadcast on wcomm
+ * into the actor's adapters, which generation applies on the fly (gpt.c). */
+uint32_t online_lora_crc(const GPT *m);
+void online_weights_send_lora(const MpiRoles *r, MPI_Comm wcomm, const GPT *m, int64_t version,
+                              MsgBuf *buf);
+void online_weights_recv_lora(MPI_Comm wcomm, const Msg *hdr, GPT *m);
 /* The broadcast itself (both ends; root 0 of wcomm): n floats in pieces of 1 GiB (MPI
  * counts are int), under the watchdog. */
 void online_params_bcast(MPI_Comm wcomm, float *x, size_t n);

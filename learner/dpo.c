@@ -32,6 +32,7 @@
 #include "loss.h"
 #include "mpi_util.h"
 #include "trainer.h"
+#include "lora.h"
 #include "util.h"
 
 typedef struct {
@@ -83,6 +84,19 @@ static void dpo_sums(Dpo *s, GPT *m, float *out) {
     loss_seq_sum_forward(out, m->logprobs, b->mask, b->B, b->T);
 }
 
+/* Reference sums of the current batch: the reference model, or with LoRA the policy
+ * itself with its adapters off (the base weights: no second copy of the model). */
+static void dpo_ref_sums(Dpo *s, float *out) {
+    GPT *m = &s->t->model;
+    if (!m->lora) {
+        dpo_sums(s, &s->ref, out);
+        return;
+    }
+    m->lora->enabled = 0;
+    dpo_sums(s, m, out);
+    m->lora->enabled = 1;
+}
+
 /* Reference sums of records list[0..n) into out[2i], out[2i+1], chunked in a fixed way:
  * chunk c (list positions [c*micro, (c+1)*micro)) is computed by rank c % nranks. */
 static void dpo_cache_refs(Dpo *s, Dataset *d, const int64_t *list, int64_t n, float *out) {
@@ -94,7 +108,7 @@ static void dpo_cache_refs(Dpo *s, Dataset *d, const int64_t *list, int64_t n, f
         int64_t i0 = c * s->micro;
         int k = (int)(n - i0 < s->micro ? n - i0 : s->micro);
         pair_data_fill(&s->batch, t, d, list + i0, k, NULL, NULL, NULL);
-        dpo_sums(s, &s->ref, sums);
+        dpo_ref_sums(s, sums);
         for (int j = 0; j < k; j++) {
             out[2 * (i0 + j)] = sums[j];
             out[2 * (i0 + j) + 1] = sums[k + j];
@@ -115,7 +129,7 @@ static void dpo_ref_for_batch(Dpo *s, const float *cache, const int64_t *pos, in
             s->refs[k + j] = cache[2 * pos[j] + 1];
         }
     } else {
-        dpo_sums(s, &s->ref, s->refs);
+        dpo_ref_sums(s, s->refs);
     }
 }
 
@@ -190,10 +204,12 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     pair_data_open(&s.pd, &tr);
 
     /* the reference: the same weights as the policy starts with */
-    gpt_init(&s.ref, &tr.model.config);
-    s.ref.lm_chunk_bytes = tr.model.lm_chunk_bytes;
-    memcpy(s.ref.params, tr.model.params, tr.model.num_params * sizeof(float));
-    s.have_ref_model = 1;
+    if (!tr.model.lora) {
+        gpt_init(&s.ref, &tr.model.config);
+        s.ref.lm_chunk_bytes = tr.model.lm_chunk_bytes;
+        memcpy(s.ref.params, tr.model.params, tr.model.num_params * sizeof(float));
+        s.have_ref_model = 1;
+    }
 
     int G = c->optim.batch_size;
     int share = data_shard_size(G, 0, tr.nranks);
@@ -203,7 +219,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
     int maxT = c->data.max_prompt_len + c->data.max_response_len;
     seq_batch_init(&s.batch, 2 * s.micro, maxT);
     gpt_reserve(&tr.model, 2 * s.micro, maxT);
-    gpt_reserve(&s.ref, 2 * s.micro, maxT);
+    if (s.have_ref_model) gpt_reserve(&s.ref, 2 * s.micro, maxT);
     s.pi = xalloc_floats((size_t)2 * s.micro);
     s.refs = xalloc_floats((size_t)2 * s.micro);
     s.dpi = xalloc_floats((size_t)2 * s.micro);
@@ -267,7 +283,7 @@ int learner_dpo(int argc, char **argv, MpiRoles *roles) {
                 rec[k++] = s.pd.train_idx[s.idx[i]];
             }
             pair_data_fill(&s.batch, &tr, &s.pd.data, rec, k, NULL, NULL, NULL);
-            if (!s.ref_train) dpo_sums(&s, &s.ref, s.refs);
+            if (!s.ref_train) dpo_ref_sums(&s, s.refs);
             dpo_sums(&s, &tr.model, s.pi);
             if (s.ref_train) dpo_ref_for_batch(&s, s.ref_train, pos, k);
             LossDPOStats ds;

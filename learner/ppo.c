@@ -86,6 +86,7 @@
 #include "mpi_util.h"
 #include "msg.h"
 #include "online.h"
+#include "lora.h"
 #include "rl.h"
 #include "route.h"
 #include "trainer.h"
@@ -112,6 +113,7 @@ typedef struct {
     Algo algo;
     int G;                  /* samples per prompt */
     GPT value;              /* PPO critic */
+    size_t first_image_bytes; /* the first weight image's size (LoRA sync report) */
     AdamW vopt;
     AdamWSchedule vsched;
     RLKLCtl kl;
@@ -350,7 +352,19 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
     int image = p->n_published == 0 || image_mode;
     /* the comparison at the first publish of the steady-state format */
     int bench = getenv("RLHF_BCAST_BENCH") && !p->bench_done && (image_mode || !image);
-    if (!image && p->S > 0) {
+    /* LoRA: after the first image, the adapters alone (synchronous runs; an asynchronous
+     * run sends images, whose snapshot the adapter format does not keep) */
+    if (t->model.lora && !image && p->S > 0) image = 1;
+    if (t->model.lora && !image) {
+        online_weights_send_lora(p->roles, p->wcomm, &t->model, version, &p->hdr);
+        if (p->n_published == 1) {
+            size_t lb = t->model.lora->n * sizeof(float);
+            printf("learner %s: LoRA weight sync: %zu bytes per update (the first image: %zu "
+                   "bytes; %.3f%%)\n", t->stage, lb, p->first_image_bytes,
+                   100.0 * (double)lb / (double)(p->first_image_bytes ? p->first_image_bytes : 1));
+            fflush(stdout);
+        }
+    } else if (!image && p->S > 0) {
         /* asynchronous: point to point from a snapshot, completed in the background (the
          * previous publish's sends are long done by now: they are waited for first) */
         size_t n = t->model.num_params;
@@ -376,6 +390,7 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
         int rc = w ? 0 : -1;
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
         if (rc == 0) rc = ckpt_write_model(w, "policy", &t->model, err);
+        if (rc == 0 && t->model.lora) rc = lora_ckpt_write(w, t->model.lora, err);
         if (rc == 0) rc = ckpt_write_attr_i64(w, ONLINE_ATTR_EOS, p->stop_id, err);
         if (rc == 0) {
             rc = ckpt_writer_take_image(w, &img, &len, err);
@@ -384,6 +399,7 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
         }
         if (rc != 0) mpi_fatal("building the weight image: %s", err);
         online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
+        if (p->n_published == 0) p->first_image_bytes = len;
         if (bench) ppo_bcast_bench(p, version, img, len);
     }
     if (bench) p->bench_done = 1;
@@ -784,12 +800,11 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
 
 /* Sum gradients over learner ranks; returns their norm (clipping happens in the update:
  * adamw_step_scaled with adamw_clip_scale). */
-static double ppo_grad_reduce(Ppo *p, GPT *m) {
+static double ppo_grad_reduce(Ppo *p, float *grads, size_t n) {
     Trainer *t = p->t;
     if (t->nranks > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
-                                t->comm));
-    return adamw_grad_norm(m->grads, m->num_params);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads, (int)n, MPI_FLOAT, MPI_SUM, t->comm));
+    return adamw_grad_norm(grads, n);
 }
 
 typedef struct {
@@ -880,14 +895,18 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                 }
                 us->n_tok += ntk;
             }
-            if (t->rank == 0 && fault_nonfinite_at(++p->attempts)) t->model.grads[0] = NAN;
-            double gp = ppo_grad_reduce(p, &t->model);
-            double gv = p->algo == ALGO_PPO ? ppo_grad_reduce(p, &p->value) : 0;
+            /* the policy optimizer's target: the model, or its LoRA adapters (trainer.h) */
+            float *pgrads = t->opt_grads ? t->opt_grads : t->model.grads;
+            if (t->rank == 0 && fault_nonfinite_at(++p->attempts)) pgrads[0] = NAN;
+            double gp = ppo_grad_reduce(p, pgrads, t->opt_n);
+            double gv = p->algo == ALGO_PPO
+                            ? ppo_grad_reduce(p, p->value.grads, p->value.num_params)
+                            : 0;
             us->lr = adamw_schedule_lr(&t->sched, t->opt.step);
             /* policy and value step together or not at all */
             if (isfinite(gp) && isfinite(gv)) {
                 const float clip = (float)t->cfg.optim.grad_clip;
-                adamw_step_scaled(&t->opt, t->model.params, t->model.grads, us->lr,
+                adamw_step_scaled(&t->opt, t->opt_params, pgrads, us->lr,
                                   adamw_clip_scale(gp, clip));
                 if (p->algo == ALGO_PPO)
                     adamw_step_scaled(&p->vopt, p->value.params, p->value.grads,

@@ -3,6 +3,7 @@
  * data-parallel step, checkpoints and resume, metrics. See trainer.h.
  */
 #include "trainer.h"
+#include "lora.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -136,6 +137,38 @@ static const char *init_group(CkptReader *r, const char *preferred) {
     return NULL;
 }
 
+/* lora.rank > 0: adapters on the (now frozen) model, PEFT's init from the run seed; the
+ * optimizer's target becomes the adapter buffer. */
+static void attach_lora(Trainer *t, GPTHead head) {
+    char err[ERRBUF_LEN] = "";
+    GPT *m = &t->model;
+    t->opt_params = m->params, t->opt_grads = NULL, t->opt_n = m->num_params;
+    if (t->cfg.lora.rank == 0) return;
+    if (head != GPT_HEAD_LM)
+        trainer_fail(t, 0, "lora.rank = %d: LoRA trains language-model policies (sft, dpo, ppo, "
+                           "grpo, rloo); the %s stage needs lora.rank = 0",
+                     t->cfg.lora.rank, t->stage);
+    unsigned targets;
+    if (lora_targets_parse(t->cfg.lora.targets, m->config.family, &targets, err) != 0)
+        trainer_fail(t, 0, "%s", err);
+    lora_attach(m, t->cfg.lora.rank, (float)t->cfg.lora.alpha, targets,
+                (float)t->cfg.lora.dropout);
+    lora_init_weights(m->lora, (uint64_t)t->cfg.run.seed);
+    trainer_lora_key(t);
+    t->opt_params = m->lora->params, t->opt_grads = m->lora->grads, t->opt_n = m->lora->n;
+    if (t->rank == 0)
+        printf("learner %s: LoRA rank %d alpha %g on %s: %zu trainable parameters (base %zu "
+               "frozen)\n", t->stage, m->lora->rank, (double)m->lora->alpha, t->cfg.lora.targets,
+               m->lora->n, m->num_params);
+}
+
+void trainer_lora_key(Trainer *t) {
+    Lora *l = t->model.lora;
+    if (!l) return;
+    l->train = l->dropout > 0.0f;
+    l->drop_key = rng_mix64((uint64_t)t->cfg.run.seed * 0x9E3779B97F4A7C15ULL ^ (uint64_t)t->step);
+}
+
 static void build_model(Trainer *t, GPTHead head, const char *init_path) {
     char err[ERRBUF_LEN] = "";
     GPTConfig mc;
@@ -154,6 +187,12 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
         int rc;
         if (src_head == head) {
             rc = ckpt_read_model(r, grp, &t->model, err);
+            /* a LoRA run's checkpoint stands for base + adapters: start from the merge */
+            int merged = rc == 0 ? lora_ckpt_merge(r, &t->model, err) : 0;
+            if (merged < 0) rc = -1;
+            if (merged == 1 && t->rank == 0)
+                printf("learner %s: model.init's LoRA adapters merged into its weights\n",
+                       t->stage);
         } else {
             /* a new head on a trained trunk: the trunk tensors come first in the table */
             gpt_init_weights(&t->model, (uint64_t)t->cfg.run.seed);
@@ -181,6 +220,7 @@ static void build_model(Trainer *t, GPTHead head, const char *init_path) {
                      "data.max_prompt_len + data.max_response_len = %d exceeds the model's "
                      "max_seq_len %d: lower them",
                      need, t->model.config.max_seq_len);
+    attach_lora(t, head);
     t->model.lm_chunk_bytes = (size_t)t->cfg.run.lm_chunk_mb << 20;
     t->model.recompute = t->cfg.train.recompute; /* before the stage's gpt_reserve */
     gpt_alloc_grads(&t->model);
@@ -227,11 +267,13 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
                       .eps = (float)t->cfg.optim.eps,
                       .weight_decay = (float)t->cfg.optim.weight_decay};
     if (adamw_config_validate(&ac, err) != 0) trainer_fail(t, 0, "optim: %s", err);
-    adamw_init(&t->opt, t->model.num_params, &ac);
-    AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
-    int nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
-    if (adamw_set_decay_table(&t->opt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
-    free(ranges);
+    adamw_init(&t->opt, t->opt_n, &ac);
+    if (!t->model.lora) { /* adapters: every A and B decays (one range, adamw_init's) */
+        AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
+        int nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
+        if (adamw_set_decay_table(&t->opt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
+        free(ranges);
+    }
 
     if (t->rank == 0) {
         if (file_mkdirs(t->cfg.run.out_dir, err) != 0) trainer_fail(t, 0, "run.out_dir: %s", err);
@@ -279,8 +321,10 @@ void trainer_save(Trainer *t) {
         int rc = w ? 0 : -1;
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
         if (rc == 0) rc = ckpt_write_model(w, t->group, &t->model, err);
+        if (rc == 0 && t->model.lora) rc = lora_ckpt_write(w, t->model.lora, err);
         if (rc == 0)
-            rc = ckpt_write_adamw(w, t->group, t->opt.m, t->opt.v, t->opt.n, t->opt.step, err);
+            rc = ckpt_write_adamw(w, t->model.lora ? "lora" : t->group, t->opt.m, t->opt.v,
+                                  t->opt.n, t->opt.step, err);
         for (int r = 0; rc == 0 && r < t->nranks; r++) {
             Rng g;
             memcpy(g.s, states + (size_t)r * RNG_STATE_WORDS, sizeof g.s);
@@ -366,10 +410,16 @@ void trainer_resume(Trainer *t) {
     int64_t counters[2] = {0, 0};
     int64_t cur[DATA_CURSOR_WORDS];
     rc = ckpt_read_model(r, t->group, &t->model, err);
+    if (rc == 0 && !!t->model.lora != lora_ckpt_has(r))
+        rc = errf(err, "the checkpoint %s LoRA adapters but this run has lora.rank = %d: "
+                       "resume with the checkpoint's lora settings",
+                  lora_ckpt_has(r) ? "holds" : "has no", t->cfg.lora.rank);
+    if (rc == 0 && t->model.lora) rc = lora_ckpt_read(r, &t->model, err);
     long ostep = 0;
     if (rc == 0) {
         int64_t s64 = 0;
-        rc = ckpt_read_adamw(r, t->group, t->opt.m, t->opt.v, t->opt.n, &s64, err);
+        rc = ckpt_read_adamw(r, t->model.lora ? "lora" : t->group, t->opt.m, t->opt.v,
+                             t->opt.n, &s64, err);
         ostep = (long)s64;
     }
     if (rc == 0 && t->rank < 1024) rc = ckpt_read_rng(r, t->rank, &g, err);
@@ -388,6 +438,7 @@ void trainer_resume(Trainer *t) {
     t->opt.step = ostep;
     t->rng = g;
     t->step = step;
+    trainer_lora_key(t);
     t->skipped_steps = counters[0];
     t->nonfinite_streak = (int)counters[1];
     if (t->rank == 0) printf("learner %s: resumed from %s at step %ld\n", t->stage, path, step);
@@ -401,15 +452,16 @@ void trainer_allreduce_sum(Trainer *t, double *x, int n) {
 }
 
 int trainer_step(Trainer *t, double *gnorm, float *lr) {
-    GPT *m = &t->model;
-    if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) m->grads[0] = NAN;
+    /* the optimizer's target: the model, or the adapters (opt_grads set by attach_lora) */
+    float *params = t->opt_params, *grads = t->opt_grads ? t->opt_grads : t->model.grads;
+    size_t n = t->opt_n;
+    if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) grads[0] = NAN;
     fault_fatal_point("train_step");
     if (t->nranks > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
-                                t->comm));
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads, (int)n, MPI_FLOAT, MPI_SUM, t->comm));
     /* clipping is applied inside the update (adamw_step_scaled): one pass over the
      * gradients fewer than scaling them in place first, the same numbers */
-    double norm = adamw_grad_norm(m->grads, m->num_params);
+    double norm = adamw_grad_norm(grads, n);
     *gnorm = norm;
     *lr = adamw_schedule_lr(&t->sched, t->opt.step);
     if (!isfinite(norm)) {
@@ -424,12 +476,14 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
                                "lower optim.lr or check the data; the last checkpoint is intact",
                          t->nonfinite_streak, t->cfg.run.max_nonfinite);
         t->step++;
+        trainer_lora_key(t);
         return 0;
     }
     t->nonfinite_streak = 0;
-    adamw_step_scaled(&t->opt, m->params, m->grads, *lr,
+    adamw_step_scaled(&t->opt, params, grads, *lr,
                       adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
+    trainer_lora_key(t);
     if (t->rank == 0) fault_kill_point("train_step");
     return 1;
 }

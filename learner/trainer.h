@@ -47,6 +47,10 @@ typedef struct {
     BPE tok;
     TokSrc tok_src; /* the tokenizer as text (and chat template), for checkpoints */
     GPT model;
+    /* The optimizer's target (params, grads, n): the model's buffers, or with lora.rank > 0
+     * the adapters' (model.lora): what trainer_step all-reduces, clips and updates. */
+    float *opt_params, *opt_grads;
+    size_t opt_n;
     AdamW opt;
     AdamWSchedule sched;
     long step;               /* optimizer steps done */
@@ -88,6 +92,10 @@ void trainer_resume(Trainer *t);
  * AdamW at the scheduled rate. Returns 1 if the step was applied, 0 if skipped; *gnorm
  * gets the pre-clip global norm and *lr the rate used. */
 int trainer_step(Trainer *t, double *gnorm, float *lr);
+
+/* LoRA: the adapters' dropout key for the current step (a hash of run.seed and t->step,
+ * so a resumed run draws the same masks); called by trainer_step and trainer_resume. */
+void trainer_lora_key(Trainer *t);
 
 /* Sum doubles over ranks in place. */
 void trainer_allreduce_sum(Trainer *t, double *x, int n);

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "online.h"
+#include "lora.h"
 #include "route.h"
 #include "bpe.h"
 #include "ckpt.h"
@@ -176,6 +177,8 @@ static void rs_init(Server *s) {
     const char *g = online_model_group(r, "policy");
     if (!g) rs_fail_setup(s, path, "no model group in this checkpoint");
     if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
+    /* a LoRA checkpoint stands for its base + adapters: the reference is their merge */
+    if (lora_ckpt_merge(r, &s->ref, err) < 0) rs_fail_setup(s, "reference policy", err);
     ckpt_reader_free(r);
     if (s->ref.config.head != GPT_HEAD_LM)
         rs_fail_setup(s, path, "the reference model needs an LM head (an SFT checkpoint)");

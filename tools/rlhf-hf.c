@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "bpe.h"
+#include "lora.h"
 #include "ckpt.h"
 #include "gpt.h"
 #include "hf_llama.h"
@@ -749,6 +750,8 @@ static int cmd_export(const char *in, const char *dir, const char *want_group, S
     json_t *cfg = NULL;
     const char *group = pick_group(r, want_group, err);
     if (!group || ckpt_load_model(r, group, &m, err) != 0) goto done;
+    /* a LoRA run's checkpoint: export the merged weights (base + scale B A) */
+    if (lora_ckpt_merge(r, &m, err) < 0) goto done;
     const GPTConfig *c = &m.config;
     if (c->head == GPT_HEAD_VALUE) {
         errf(err, "/%s is a value-head model (TRL's v_head): transformers has no class for "

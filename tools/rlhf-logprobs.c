@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "lora.h"
 #include "gpt.h"
 #include "util.h"
 
@@ -108,6 +109,8 @@ int main(int argc, char **argv) {
     }
     GPT m;
     if (ckpt_load_model(rd, group, &m, err) != 0) fatal("%s", err);
+    /* a LoRA checkpoint: base + adapters, the adapters applied on the fly */
+    if (lora_ckpt_has(rd) && lora_ckpt_read(rd, &m, err) != 0) fatal("%s", err);
     ckpt_reader_free(rd);
     const GPTConfig *c = &m.config;
     gpt_reserve(&m, 1, c->max_seq_len);

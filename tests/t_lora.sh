@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# tests/t_lora.sh — LoRA (lora.rank > 0) through the training stages with real mpirun, on
+# a tiny custom model:
+#   - SFT with LoRA lowers the loss; the checkpoint holds the frozen base unchanged (equal
+#     to the fresh-init base of the same seed), the adapters (/lora) and their AdamW state;
+#   - resume is bit-exact: N steps == N/2 (run.stop_at_step) + resume=auto + N/2, with
+#     lora.dropout > 0 (keyed masks);
+#   - DPO with LoRA from the LoRA SFT checkpoint (its adapters merged into the start
+#     weights; the reference = adapters off, no second model) raises reward accuracy;
+#   - GRPO with LoRA: after the first image only the adapters travel to the actors
+#     (format lora-adapters), a small share of the image; actor and learner log-probs
+#     agree; the rule score rises;
+#   - export: rlhf-hf export writes the merged weights: rlhf-logprobs of the export equals
+#     rlhf-logprobs of the LoRA checkpoint (base + adapters on the fly) to fp32 rounding;
+#   - a user error: lora.rank on the reward-model stage, a bad target name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+T=$(mktemp -d "${RLHF_TEST_TMP:-/tmp}/t_lora.XXXXXX")
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 RLHF_PEER_TIMEOUT=60
+MPIRUN="mpirun --oversubscribe -np"
+fail() { echo "FAIL: $*"; exit 1; }
+strip_time() { sed -E 's/"time": [0-9.]+, //' "$1"; }
+
+"$B/rlhf-task" gen --out "$T/data" --seed 7 --sizes sft=400,prefs=300,prefs_eval=60,prompts=64,prompts_eval=10,redteam=5 >/dev/null
+"$B/rlhf-tokenize" train --vocab-size 320 --out "$T/tok" "$T/data/corpus.txt" >/dev/null 2>&1
+
+MODEL="model.preset=custom model.n_layer=2 model.n_head=2 model.n_embd=32 model.max_seq_len=64
+  data.max_prompt_len=24 data.max_response_len=24 gen.max_new_tokens=24"
+LORA="lora.rank=4 lora.alpha=8"
+SFT="configs/sft.ini data.train=$T/data/sft.jsonl data.eval=$T/data/sft.jsonl tokenizer.path=$T/tok
+  $MODEL optim.batch_size=16 optim.warmup_steps=2 optim.lr=1e-2 optim.min_lr=1e-3 run.log_every=2
+  run.ckpt_every=0 run.eval_every=0"
+evloss() { grep '"eval_loss"' "$1" | tail -1 | sed -E 's/.*"eval_loss": ([0-9.e+-]+).*/\1/'; }
+
+echo "== SFT base (full fine-tuning) for the later stages"
+$MPIRUN 1 "$B/learner" sft $SFT optim.steps=60 run.out_dir="$T/base" > "$T/base.log" 2>&1 || { cat "$T/base.log"; fail "base sft"; }
+
+echo "== SFT with LoRA from the base: eval loss falls, base frozen"
+$MPIRUN 1 "$B/learner" sft $SFT $LORA model.init="$T/base" tokenizer.path= optim.steps=40 optim.lr=3e-3 run.out_dir="$T/lsft" > "$T/lsft.log" 2>&1 || { cat "$T/lsft.log"; fail "lora sft"; }
+grep -q "LoRA rank 4 alpha 8" "$T/lsft.log" || { cat "$T/lsft.log"; fail "no LoRA line"; }
+e0=$(evloss "$T/base/metrics.jsonl"); e1=$(evloss "$T/lsft/metrics.jsonl")
+echo "eval loss: base $e0, after LoRA SFT $e1"
+awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a - 0.01) }' || fail "LoRA SFT eval loss did not fall: $e0 -> $e1"
+h5ls -r "$T/lsft/ckpt-00000040.h5" > "$T/ls.txt"
+grep -q "/lora/h.0.attn.c_attn.lora_A.weight" "$T/ls.txt" || { cat "$T/ls.txt"; fail "no adapters in the checkpoint"; }
+grep -q "/optim/lora/m" "$T/ls.txt" || fail "no adapter AdamW state"
+grep -q "/optim/policy" "$T/ls.txt" && fail "a base-size optimizer state was written"
+# the base group is the model.init weights, untouched
+h5dump -d /policy/h.1.mlp.c_fc.weight "$T/lsft/ckpt-00000040.h5" | grep -v HDF5 > "$T/w1"
+h5dump -d /policy/h.1.mlp.c_fc.weight "$T/base/ckpt-00000060.h5" | grep -v HDF5 > "$T/w0"
+diff -q "$T/w0" "$T/w1" >/dev/null || fail "the frozen base changed during LoRA SFT"
+
+echo "== LoRA SFT resume is bit-exact (with lora.dropout=0.1)"
+R="$SFT $LORA lora.dropout=0.1 model.init=$T/base tokenizer.path= optim.steps=8"
+$MPIRUN 1 "$B/learner" sft $R run.out_dir="$T/full" > "$T/full.log" 2>&1 || { cat "$T/full.log"; fail "full"; }
+$MPIRUN 1 "$B/learner" sft $R run.out_dir="$T/half" run.stop_at_step=4 > "$T/half.log" 2>&1 || { cat "$T/half.log"; fail "half"; }
+$MPIRUN 1 "$B/learner" sft $R run.out_dir="$T/half" run.resume=auto > "$T/res.log" 2>&1 || { cat "$T/res.log"; fail "resume"; }
+grep -q "resumed from .*ckpt-00000004.h5 at step 4" "$T/res.log" || { cat "$T/res.log"; fail "did not resume at 4"; }
+"$B/rlhf-ckpt" diff "$T/full/ckpt-00000008.h5" "$T/half/ckpt-00000008.h5" || fail "resumed LoRA SFT is not bit-identical"
+diff <(strip_time "$T/full/metrics.jsonl") <(strip_time "$T/half/metrics.jsonl") || fail "metrics differ after resume"
+h5diff "$T/full/ckpt-00000008.h5" "$T/half/ckpt-00000008.h5" /lora || fail "resumed adapters differ"
+h5diff "$T/full/ckpt-00000008.h5" "$T/half/ckpt-00000008.h5" /optim/lora || fail "resumed adapter AdamW state differs"
+$MPIRUN 1 "$B/learner" sft $R lora.rank=0 run.out_dir="$T/half" run.resume=auto > "$T/bad.log" 2>&1 && fail "resume of a LoRA checkpoint without lora accepted"
+grep -q "LoRA adapters" "$T/bad.log" || { cat "$T/bad.log"; fail "unclear resume error"; }
+
+echo "== export: merged weights == base + adapters on the fly"
+"$B/rlhf-hf" export "$T/lsft/ckpt-00000040.h5" "$T/hf" > /dev/null || fail "export"
+"$B/rlhf-hf" import "$T/hf" "$T/imported.h5" > /dev/null || fail "re-import"
+printf '[5, 17, 33, 2, 90, 41, 7, 12, 250, 3]\n[9, 8, 7, 6]\n' > "$T/toks.jsonl"
+"$B/rlhf-logprobs" "$T/lsft/ckpt-00000040.h5" < "$T/toks.jsonl" | tr -c '0-9.e+\n-' ' ' | tr -s ' ' '\n' | grep . > "$T/lp_lora"
+"$B/rlhf-logprobs" "$T/imported.h5" < "$T/toks.jsonl" | tr -c '0-9.e+\n-' ' ' | tr -s ' ' '\n' | grep . > "$T/lp_hf"
+"$B/rlhf-logprobs" "$T/base/ckpt-00000060.h5" < "$T/toks.jsonl" | tr -c '0-9.e+\n-' ' ' | tr -s ' ' '\n' | grep . > "$T/lp_base"
+[ "$(wc -l < "$T/lp_lora")" -ge 10 ] || fail "too few log-probs"
+d=$(paste "$T/lp_lora" "$T/lp_hf" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { print m + 0 }')
+db=$(paste "$T/lp_lora" "$T/lp_base" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { print m + 0 }')
+echo "log-probs: LoRA checkpoint vs merged export max |diff| $d; vs the base $db"
+awk -v d="$d" -v b="$db" 'BEGIN { exit !(d < 1e-4 && b > 1e-3) }' || fail "merged export differs ($d) or the adapters do nothing ($db)"
+echo "== DPO with LoRA from the LoRA SFT checkpoint"
+DPO="configs/dpo.ini model.init=$T/lsft tokenizer.path= $MODEL $LORA data.train=$T/data/prefs_train.jsonl
+  data.eval=$T/data/prefs_eval.jsonl optim.batch_size=16 optim.steps=24 optim.lr=5e-3 optim.min_lr=5e-3
+  optim.warmup_steps=1 run.log_every=4 run.eval_every=24 run.ckpt_every=0"
+$MPIRUN 2 "$B/learner" dpo $DPO run.out_dir="$T/dpo" > "$T/dpo.log" 2>&1 || { cat "$T/dpo.log"; fail "lora dpo"; }
+grep -q "adapters merged" "$T/dpo.log" || { cat "$T/dpo.log"; fail "the LoRA SFT adapters were not merged at model.init"; }
+# the reference is the start policy with adapters off: the first loss is log 2
+l0=$(grep -m1 '"loss"' "$T/dpo/metrics.jsonl" | sed -E 's/.*"loss": ([0-9.e+-]+).*/\1/')
+mg=$(grep '"eval_margin"' "$T/dpo/metrics.jsonl" | tail -1 | sed -E 's/.*"eval_margin": ([-0-9.e+]+).*/\1/')
+echo "DPO first loss $l0, held-out implicit reward margin $mg"
+awk -v l="$l0" -v m="$mg" 'BEGIN { d = l - 0.693147; if (d < 0) d = -d; exit !(d < 0.02 && m > 0.05) }' || fail "DPO with LoRA: first loss $l0 (want log 2), eval margin $mg"
+
+echo "== GRPO with LoRA: adapters-only weight sync"
+PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.init=$T/base
+  $MODEL $LORA judge.kind=rule judge.rule=contains:help ppo.reward_ckpt= ppo.ref_ckpt=
+  ppo.actor_batch=8 run.ckpt_every=0 run.log_every=1 ppo.weight_sync=params
+  ppo.rollout_batch=64 ppo.minibatch=16 ppo.epochs=2 grpo.group_size=4 optim.lr=1e-2 optim.min_lr=1e-2"
+timeout 600 mpirun -np 1 "$B/learner" grpo $PPO run.out_dir="$T/g" ppo.updates=8 \
+  : -np 1 "$B/reward_server" $PPO run.out_dir="$T/g" \
+  : -np 2 "$B/actor" $PPO run.out_dir="$T/g" > "$T/g.log" 2>&1 || { cat "$T/g.log"; fail "lora grpo"; }
+line=$(grep "LoRA weight sync" "$T/g.log") || { cat "$T/g.log"; fail "no adapter-only sync"; }
+echo "$line"
+pct=$(echo "$line" | sed -E 's/.*; ([0-9.]+)%.*/\1/')
+awk -v p="$pct" 'BEGIN { exit !(p < 25) }' || fail "adapter sync is $pct% of the image"
+M="$T/g/metrics.jsonl"
+md=$(grep -o '"lp_check_maxdiff": [-0-9.e+]*' "$M" | sed -E 's/.*: //' | sort -g | tail -1)
+[ -n "$md" ] && { awk -v m="$md" 'BEGIN { exit !(m < 1e-3) }' || fail "actor vs learner log-probs differ by $md"; echo "largest |actor - learner| log-prob: $md"; }
+s0=$(grep -m1 '"score"' "$M" | sed -E 's/.*"score": ([-0-9.e+]+).*/\1/')
+s1=$(grep '"score"' "$M" | tail -3 | sed -E 's/.*"score": ([-0-9.e+]+).*/\1/' | awk '{ s += $1 } END { print s / NR }')
+echo "grpo score: first $s0, mean of the last 3 $s1"
+awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b > a) }' || fail "GRPO with LoRA did not raise the score: $s0 -> $s1"
+
+echo "== user errors"
+$MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL $LORA optim.steps=1 run.out_dir="$T/rm" > "$T/rm.log" 2>&1 && fail "rm with lora accepted"
+grep -q "lora.rank = 0" "$T/rm.log" || { cat "$T/rm.log"; fail "unclear rm error"; }
+$MPIRUN 1 "$B/learner" sft $SFT $LORA lora.targets=q_proj optim.steps=1 run.out_dir="$T/bt" > "$T/bt.log" 2>&1 && fail "bad target accepted"
+grep -q "'q_proj' is not a gpt2 projection" "$T/bt.log" || { cat "$T/bt.log"; fail "unclear target error"; }
+echo "t_lora: ok"
