@@ -12,6 +12,9 @@
 #     agree; the rule score rises;
 #   - export: rlhf-hf export writes the merged weights: rlhf-logprobs of the export equals
 #     rlhf-logprobs of the LoRA checkpoint (base + adapters on the fly) to fp32 rounding;
+#   - export --peft: a PEFT folder (adapter_config.json, adapter_model.safetensors with
+#     PEFT's names) + the base; tests/ref/peft_lora.py applies it with PEFT's formula in
+#     plain Python and matches rlhf-logprobs of the LoRA checkpoint;
 #   - a user error: lora.rank on the reward-model stage, a bad target name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +81,16 @@ d=$(paste "$T/lp_lora" "$T/lp_hf" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d
 db=$(paste "$T/lp_lora" "$T/lp_base" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { print m + 0 }')
 echo "log-probs: LoRA checkpoint vs merged export max |diff| $d; vs the base $db"
 awk -v d="$d" -v b="$db" 'BEGIN { exit !(d < 1e-4 && b > 1e-3) }' || fail "merged export differs ($d) or the adapters do nothing ($db)"
+echo "== export --peft: a PEFT adapter folder, checked by the plain-Python PEFT reference"
+"$B/rlhf-hf" export "$T/lsft/ckpt-00000040.h5" "$T/peft" --peft > /dev/null || fail "export --peft"
+grep -q '"peft_type": "LORA"' "$T/peft/adapter_config.json" || fail "adapter_config.json"
+"$B/rlhf-logprobs" "$T/lsft/ckpt-00000040.h5" < "$T/toks.jsonl" > "$T/lp.jsonl"
+python3 tests/ref/peft_lora.py "$T/peft/base" "$T/peft" "$T/toks.jsonl" "$T/lp.jsonl" || fail "PEFT reference disagrees"
+"$B/rlhf-logprobs" "$T/base/ckpt-00000060.h5" < "$T/toks.jsonl" > "$T/lpb.jsonl"
+python3 tests/ref/peft_lora.py "$T/peft/base" "$T/peft" "$T/toks.jsonl" "$T/lpb.jsonl" > /dev/null && fail "the PEFT reference cannot tell the base from the adapted model"
+"$B/rlhf-hf" export "$T/base/ckpt-00000060.h5" "$T/nopeft" --peft > "$T/np.log" 2>&1 && fail "--peft on a checkpoint without adapters accepted"
+grep -q "holds no LoRA adapters" "$T/np.log" || { cat "$T/np.log"; fail "unclear --peft error"; }
+
 echo "== DPO with LoRA from the LoRA SFT checkpoint"
 DPO="configs/dpo.ini model.init=$T/lsft tokenizer.path= $MODEL $LORA data.train=$T/data/prefs_train.jsonl
   data.eval=$T/data/prefs_eval.jsonl optim.batch_size=16 optim.steps=24 optim.lr=5e-3 optim.min_lr=5e-3

@@ -68,13 +68,16 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: rlhf-hf import HF_DIR OUT.h5 [--no-tokenizer]\n"
             "       rlhf-hf export CKPT HF_DIR [--group policy|reward|reference] "
-            "[--dtype f32|bf16]\n"
+            "[--dtype f32|bf16] [--peft]\n"
             "       rlhf-hf info PATH [--group NAME]\n"
             "HF_DIR holds config.json and model.safetensors (or model.safetensors.index.json\n"
             "and its shards) of a GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM or\n"
             "Qwen3ForCausalLM, or the one-label ...ForSequenceClassification of these, and\n"
             "optionally its tokenizer (vocab.json + merges.txt, or tokenizer.json +\n"
             "tokenizer_config.json). --no-tokenizer: import the weights only.\n"
+            "A LoRA checkpoint exports its merged weights; --peft writes its frozen base to\n"
+            "HF_DIR/base and the adapters as a PEFT folder (adapter_config.json,\n"
+            "adapter_model.safetensors) to HF_DIR.\n"
             "CKPT is a checkpoint file or a run directory (its newest loadable checkpoint).\n"
             "Exit status: 0 done; 1 an error (unreadable or unsupported model, write "
             "failed);\n2 a usage error.\n");
@@ -741,8 +744,56 @@ static int export_hf_tokenizer(const CkptReader *r, const char *dir, char *err) 
     return rc;
 }
 
+/* --peft: the adapters as a PEFT LoRA folder: adapter_config.json and
+ * adapter_model.safetensors with PEFT's names (base_model.model.<HF module>.lora_A.weight
+ * (r, in), .lora_B.weight (out, r); GPT-2's modules under transformer., Conv1D so
+ * fan_in_fan_out true); the base it applies to is exported beside it, in base_dir. */
+static int export_peft(const GPT *m, const char *dir, const char *base_dir, StDtype dtype,
+                       char *err) {
+    const Lora *l = m->lora;
+    int gpt2 = m->config.family == GPT_FAMILY_GPT2, n = 2 * l->num;
+    GPTTensor *t = xcalloc((size_t)n, sizeof *t);
+    lora_table(l, t);
+    StWrite *items = xcalloc((size_t)n, sizeof *items);
+    char **names = xcalloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        size_t nl = strlen(t[i].name) + 40;
+        names[i] = xmalloc(nl);
+        snprintf(names[i], nl, "base_model.model.%s%s", gpt2 ? "transformer." : "", t[i].name);
+        items[i] = (StWrite){.name = names[i], .ndim = 2,
+                             .shape = {t[i].shape[0], t[i].shape[1]},
+                             .data = l->params + t[i].offset};
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    const char *st_meta[] = {"format", "pt"};
+    int rc = safetensors_write(path, items, n, dtype, st_meta, 1, err);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names), free(items), free(t);
+    if (rc != 0) return -1;
+    json_t *o = json_object(), *tm = json_array();
+    int nt;
+    const char *const *tn = lora_target_names(l->family, &nt);
+    for (int i = 0; i < nt; i++)
+        if (l->targets & (1u << i)) json_array_append_new(tm, json_string(tn[i]));
+    json_object_set_new(o, "peft_type", json_string("LORA"));
+    json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
+    json_object_set_new(o, "base_model_name_or_path", json_string(base_dir));
+    json_object_set_new(o, "r", json_integer(l->rank));
+    json_object_set_new(o, "lora_alpha", json_real(l->alpha));
+    json_object_set_new(o, "lora_dropout", json_real(l->dropout));
+    json_object_set_new(o, "target_modules", tm);
+    json_object_set_new(o, "fan_in_fan_out", json_boolean(gpt2));
+    json_object_set_new(o, "bias", json_string("none"));
+    json_object_set_new(o, "use_rslora", json_false());
+    json_object_set_new(o, "inference_mode", json_true());
+    rc = write_json(dir, "adapter_config.json", o, err);
+    json_decref(o);
+    return rc;
+}
+
 static int cmd_export(const char *in, const char *dir, const char *want_group, StDtype dtype,
-                      char *err) {
+                      int peft, char *err) {
     CkptReader *r = open_ckpt(in, err);
     if (!r) return -1;
     GPT m = {0};
@@ -750,8 +801,19 @@ static int cmd_export(const char *in, const char *dir, const char *want_group, S
     json_t *cfg = NULL;
     const char *group = pick_group(r, want_group, err);
     if (!group || ckpt_load_model(r, group, &m, err) != 0) goto done;
-    /* a LoRA run's checkpoint: export the merged weights (base + scale B A) */
-    if (lora_ckpt_merge(r, &m, err) < 0) goto done;
+    /* a LoRA run's checkpoint: the merged weights (base + scale B A), or with --peft the
+     * base in DIR/base and the adapters as a PEFT folder in DIR */
+    char base_dir[4096];
+    if (strlen(dir) > 4000) {
+        errf(err, "%s: path too long", dir);
+        goto done;
+    }
+    snprintf(base_dir, sizeof base_dir, "%.4000s%s", dir, peft ? "/base" : "");
+    if (peft && !lora_ckpt_has(r)) {
+        errf(err, "--peft: %s holds no LoRA adapters (a run with lora.rank > 0 writes them)", in);
+        goto done;
+    }
+    if (peft ? lora_ckpt_read(r, &m, err) != 0 : lora_ckpt_merge(r, &m, err) < 0) goto done;
     const GPTConfig *c = &m.config;
     if (c->head == GPT_HEAD_VALUE) {
         errf(err, "/%s is a value-head model (TRL's v_head): transformers has no class for "
@@ -766,9 +828,11 @@ static int cmd_export(const char *in, const char *dir, const char *want_group, S
         goto done;
     }
     const CkptMeta *meta = ckpt_reader_meta(r);
-    if (file_mkdirs(dir, err) != 0 || export_weights(&m, dir, dtype, err) != 0 ||
-        write_json(dir, "config.json", cfg, err) != 0)
+    if (file_mkdirs(base_dir, err) != 0 || export_weights(&m, base_dir, dtype, err) != 0 ||
+        write_json(base_dir, "config.json", cfg, err) != 0)
         goto done;
+    if (peft && export_peft(&m, dir, base_dir, dtype, err) != 0) goto done;
+    dir = base_dir; /* the tokenizer goes with the base model */
     if (meta->tok_vocab && write_text(dir, "vocab.json", meta->tok_vocab, err) != 0) goto done;
     if (meta->tok_merges && write_text(dir, "merges.txt", meta->tok_merges, err) != 0)
         goto done;
@@ -777,6 +841,8 @@ static int cmd_export(const char *in, const char *dir, const char *want_group, S
            arch_name(c), tdtype, dir, meta->tok_vocab ? ", vocab.json" : "",
            meta->tok_merges ? ", merges.txt" : "", meta->tok_json ? ", tokenizer.json" : "",
            meta->tok_json || meta->chat_template ? ", tokenizer_config.json" : "");
+    if (peft) printf("PEFT LoRA adapters (r %d, %d modules) -> adapter_config.json, "
+                     "adapter_model.safetensors beside it\n", m.lora->rank, m.lora->num);
     rc = 0;
 done:
     json_decref(cfg);
@@ -848,7 +914,7 @@ int main(int argc, char **argv) {
     char err[ERRBUF_LEN] = "";
     const char *group = NULL, *dtype_s = NULL;
     const char *pos[3];
-    int np = 0, no_tok = 0;
+    int np = 0, no_tok = 0, peft = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -862,6 +928,8 @@ int main(int argc, char **argv) {
             dtype_s = argv[++i];
         } else if (strcmp(argv[i], "--no-tokenizer") == 0) {
             no_tok = 1;
+        } else if (strcmp(argv[i], "--peft") == 0) {
+            peft = 1;
         } else if (np < 3) {
             pos[np++] = argv[i];
         } else {
@@ -876,6 +944,7 @@ int main(int argc, char **argv) {
     int is_import = strcmp(pos[0], "import") == 0, is_export = strcmp(pos[0], "export") == 0;
     const char *misplaced = no_tok && !is_import   ? "--no-tokenizer"
                             : dtype_s && !is_export ? "--dtype"
+                            : peft && !is_export    ? "--peft"
                             : group && is_import    ? "--group"
                                                     : NULL;
     if (misplaced) usage_error("rlhf-hf", "%s does not apply to '%s'", misplaced, pos[0]);
@@ -883,7 +952,7 @@ int main(int argc, char **argv) {
     if (is_import && np == 3) {
         rc = cmd_import(pos[1], pos[2], no_tok, err);
     } else if (is_export && np == 3) {
-        rc = cmd_export(pos[1], pos[2], group, dtype, err);
+        rc = cmd_export(pos[1], pos[2], group, dtype, peft, err);
     } else if (strcmp(pos[0], "info") == 0 && np == 2) {
         rc = cmd_info(pos[1], group, err);
     } else {
