@@ -1215,6 +1215,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
         if (algo == ALGO_PPO) rl_klctl_update(&p.kl, rs.kl_seq, p.B);
         double t_train = time_now() - t_t0 + (t_t0 - t_c);
         tr.step = u + 1;
+        trainer_lora_key(&tr); /* LoRA dropout: this update's masks */
         if (tr.rank == 0) fault_kill_point("ppo_update");
 
         /* metrics */
