@@ -100,7 +100,8 @@ void lora_attach(GPT *m, int rank, float alpha, unsigned targets, float dropout)
     l->ad = xcalloc((size_t)c->n_layer * nt, sizeof(LoraAdapter));
     const char *const *paths = c->family == GPT_FAMILY_LLAMA ? LLAMA_PATHS : GPT2_PATHS;
     size_t off = 0;
-    int maxw = c->n_embd;
+    /* the sink takes a norm's weight gradient: C wide, or head_dim (Qwen3's q/k norms) */
+    int maxw = c->n_embd > c->head_dim ? c->n_embd : c->head_dim;
     for (int layer = 0; layer < c->n_layer; layer++)
         for (int k = 0; k < nt; k++) {
             if (!(targets & (1u << k))) continue;
