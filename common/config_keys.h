@@ -165,7 +165,7 @@
 #define RLHF_CONFIG_KEYS_lora(X) \
     X(lora, rank, INT, 0, 0, 256, "LoRA rank r of the trained policy (SFT, DPO, PPO, GRPO, RLOO): 0 = off (full fine-tuning); r > 0 freezes the base weights and trains only low-rank adapters A (r,in), B (out,r) on the projections of lora.targets (docs/lora.md)") \
     X(lora, alpha, FLOAT, 16.0, 0.0, 1e6, "LoRA alpha: the adapters' output is scaled by alpha / rank") \
-    X(lora, targets, STR, "all-linear", 0, 0, "comma list of projections that get adapters, PEFT's names: gpt2 c_attn, attn.c_proj, c_fc, mlp.c_proj; llama q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; all-linear = every one of the family") \
+    X(lora, targets, STR, "default", 0, 0, "comma list of projections that get adapters, PEFT's names: gpt2 c_attn, attn.c_proj, c_fc, mlp.c_proj; llama q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; default = PEFT's defaults (gpt2 c_attn; llama q_proj, v_proj); all-linear = every one of the family") \
     X(lora, dropout, FLOAT, 0.0, 0.0, 0.9, "dropout probability on the adapters' input in training (masks from a hash of the run seed and step, so runs stay reproducible and resumable)")
 /* clang-format on */
 

@@ -43,6 +43,10 @@ int lora_targets_parse(const char *list, GPTFamily f, unsigned *mask, char *err)
             *mask |= (1u << nt) - 1;
             continue;
         }
+        if (strcmp(tok, "default") == 0) { /* PEFT's defaults: GPT-2 c_attn; Llama q_proj, v_proj */
+            *mask |= f == GPT_FAMILY_LLAMA ? (1u << 0) | (1u << 2) : 1u << 0;
+            continue;
+        }
         int k = -1;
         for (int i = 0; i < nt; i++)
             if (strcmp(tok, names[i]) == 0) k = i;
@@ -50,14 +54,14 @@ int lora_targets_parse(const char *list, GPTFamily f, unsigned *mask, char *err)
             char all[256] = "";
             for (int i = 0; i < nt; i++)
                 snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", names[i]);
-            snprintf(err, ERRBUF_LEN, "lora.targets: '%s' is not a %s projection (use %s or all-linear)",
+            snprintf(err, ERRBUF_LEN, "lora.targets: '%s' is not a %s projection (use %s, default or all-linear)",
                      tok, gpt_family_name(f), all);
             return -1;
         }
         *mask |= 1u << k;
     }
     if (!*mask) {
-        snprintf(err, ERRBUF_LEN, "lora.targets is empty: name at least one projection or all-linear");
+        snprintf(err, ERRBUF_LEN, "lora.targets is empty: name at least one projection, default or all-linear");
         return -1;
     }
     return 0;

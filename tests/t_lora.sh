@@ -32,7 +32,7 @@ strip_time() { sed -E 's/"time": [0-9.]+, //' "$1"; }
 
 MODEL="model.preset=custom model.n_layer=2 model.n_head=2 model.n_embd=32 model.max_seq_len=64
   data.max_prompt_len=24 data.max_response_len=24 gen.max_new_tokens=24"
-LORA="lora.rank=4 lora.alpha=8"
+LORA="lora.rank=4 lora.alpha=8 lora.targets=all-linear"
 SFT="configs/sft.ini data.train=$T/data/sft.jsonl data.eval=$T/data/sft.jsonl tokenizer.path=$T/tok
   $MODEL optim.batch_size=16 optim.warmup_steps=2 optim.lr=1e-2 optim.min_lr=1e-3 run.log_every=2
   run.ckpt_every=0 run.eval_every=0"

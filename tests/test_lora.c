@@ -213,6 +213,10 @@ static void test_targets(void) {
     CHECK(strcmp(out, "q_proj,v_proj") == 0);
     CHECK(lora_targets_parse("all-linear", GPT_FAMILY_GPT2, &mask, err) == 0);
     CHECK_EQ_INT(mask, 15);
+    CHECK(lora_targets_parse("default", GPT_FAMILY_LLAMA, &mask, err) == 0);
+    CHECK_EQ_INT(mask, 5); /* PEFT's Llama default: q_proj, v_proj */
+    CHECK(lora_targets_parse("default", GPT_FAMILY_GPT2, &mask, err) == 0);
+    CHECK_EQ_INT(mask, 1); /* PEFT's GPT-2 default: c_attn */
     CHECK(lora_targets_parse("c_attn,q_proj", GPT_FAMILY_GPT2, &mask, err) == -1);
     CHECK(strstr(err, "'q_proj'") != NULL);
     /* adapter names: PEFT's module paths */
