@@ -17,6 +17,7 @@
 #include "mpi_util.h"
 #include "ops.h"
 #include "util.h"
+#include "zero.h"
 
 // ----------------------------------------------------------------------------
 // errors
@@ -227,11 +228,17 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
                       .eps = (float)t->cfg.optim.eps,
                       .weight_decay = (float)t->cfg.optim.weight_decay};
     if (adamw_config_validate(&ac, err) != 0) trainer_fail(t, 0, "optim: %s", err);
-    adamw_init(&t->opt, t->model.num_params, &ac);
+    /* the optimizer covers the model's (params, grads) buffer; optim.zero shards it */
+    zero_init(&t->zero, comm, t->cfg.optim.zero, t->model.num_params);
     AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
     int nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
-    if (adamw_set_decay_table(&t->opt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
+    if (zero_adamw_init(&t->zero, &t->opt, &ac, ranges, nr, err) != 0)
+        trainer_fail(t, 0, "%s", err);
     free(ranges);
+    if (t->rank == 0 && t->zero.stage > 0)
+        printf("learner %s: optim.zero = %d: optimizer state %.1f MiB per rank (%zu of %zu "
+               "parameters)\n", stage, t->zero.stage,
+               (double)zero_optimizer_bytes(&t->opt) / (1 << 20), t->zero.len, t->zero.n);
 
     if (t->rank == 0) {
         if (file_mkdirs(t->cfg.run.out_dir, err) != 0) trainer_fail(t, 0, "run.out_dir: %s", err);
@@ -250,6 +257,7 @@ void trainer_free(Trainer *t) {
     if (t->metrics) fclose(t->metrics);
     gpt_free(&t->model);
     adamw_free(&t->opt);
+    zero_free(&t->zero);
     bpe_free(&t->tok);
     toksrc_free(&t->tok_src);
     free(t->cfg_text);
@@ -266,6 +274,14 @@ void trainer_save(Trainer *t) {
     if (t->rank == 0) states = xmalloc(sizeof(uint64_t) * RNG_STATE_WORDS * (size_t)t->nranks);
     MPI_CHECK(MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
                          MPI_UINT64_T, 0, t->comm));
+    if (t->pre_save) t->pre_save(t->extra_ctx);
+    /* the checkpoint holds the unsharded moments: any rank count and stage resumes it */
+    float *m_full = NULL, *v_full = NULL;
+    if (t->rank == 0) {
+        m_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
+        v_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
+    }
+    zero_gather_moments(&t->zero, &t->opt, m_full, v_full);
     int failed = 0;
     if (t->rank == 0) {
         CkptWriter *w = ckpt_writer_open_dir(t->cfg.run.out_dir, t->step, t->cfg.run.keep_last,
@@ -280,7 +296,7 @@ void trainer_save(Trainer *t) {
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
         if (rc == 0) rc = ckpt_write_model(w, t->group, &t->model, err);
         if (rc == 0)
-            rc = ckpt_write_adamw(w, t->group, t->opt.m, t->opt.v, t->opt.n, t->opt.step, err);
+            rc = ckpt_write_adamw(w, t->group, m_full, v_full, t->zero.n, t->opt.step, err);
         for (int r = 0; rc == 0 && r < t->nranks; r++) {
             Rng g;
             memcpy(g.s, states + (size_t)r * RNG_STATE_WORDS, sizeof g.s);
@@ -311,6 +327,8 @@ void trainer_save(Trainer *t) {
         }
         free(states);
     }
+    free(m_full);
+    free(v_full);
     if (any_failed(t, failed)) trainer_fail(t, 0, "stopping: cannot write checkpoints");
 }
 
@@ -369,10 +387,27 @@ void trainer_resume(Trainer *t) {
     long ostep = 0;
     if (rc == 0) {
         int64_t s64 = 0;
-        rc = ckpt_read_adamw(r, t->group, t->opt.m, t->opt.v, t->opt.n, &s64, err);
+        float *m_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
+        float *v_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
+        rc = ckpt_read_adamw(r, t->group, m_full, v_full, t->zero.n, &s64, err);
+        if (rc == 0) zero_scatter_moments(&t->zero, &t->opt, m_full, v_full);
+        free(m_full);
+        free(v_full);
         ostep = (long)s64;
     }
-    if (rc == 0 && t->rank < 1024) rc = ckpt_read_rng(r, t->rank, &g, err);
+    /* A checkpoint written by fewer ranks has no RNG state for this rank: it keeps the
+     * stream keyed by its rank (no offline stage draws from it; the data order is global) */
+    g = t->rng;
+    int rng_missing = 0;
+    if (rc == 0 && t->rank < 1024) {
+        char path_rng[64];
+        snprintf(path_rng, sizeof path_rng, "/rng/rank%d", t->rank);
+        if (ckpt_has(r, path_rng)) rc = ckpt_read_rng(r, t->rank, &g, err);
+        else rng_missing = 1;
+    }
+    if (any_failed(t, rng_missing) && t->rank == 0)
+        printf("learner %s: %s was written by fewer learner ranks: the added ranks start "
+               "fresh RNG streams\n", t->stage, path);
     if (rc == 0 && ckpt_has(r, "/train/counters"))
         rc = ckpt_read_i64(r, "/train/counters", counters, 2, err);
     if (rc == 0 && t->sampler) {
@@ -382,9 +417,7 @@ void trainer_resume(Trainer *t) {
     long step = (long)meta->step;
     ckpt_reader_free(r);
     if (rc != 0)
-        trainer_fail(t, 0, "resume from %s: %s (a checkpoint from a run with a different "
-                           "number of learner ranks keeps RNG states per rank: resume with "
-                           "the same -np)", path, err);
+        trainer_fail(t, 0, "resume from %s: %s", path, err);
     t->opt.step = ostep;
     t->rng = g;
     t->step = step;
@@ -404,16 +437,13 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
     GPT *m = &t->model;
     if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) m->grads[0] = NAN;
     fault_fatal_point("train_step");
-    if (t->nranks > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->num_params, MPI_FLOAT, MPI_SUM,
-                                t->comm));
-    /* clipping is applied inside the update (adamw_step_scaled): one pass over the
-     * gradients fewer than scaling them in place first, the same numbers */
-    double norm = adamw_grad_norm(m->grads, m->num_params);
+    /* sum over ranks (optim.zero: only this rank's shard, zero.h); clipping is applied
+     * inside the update: one pass over the gradients fewer, the same numbers */
+    double norm = zero_reduce_grads(&t->zero, m->grads);
     *gnorm = norm;
     *lr = adamw_schedule_lr(&t->sched, t->opt.step);
     if (!isfinite(norm)) {
-        /* every rank sees the same reduced gradients, so every rank skips together */
+        /* every rank sees the same global norm, so every rank skips together */
         t->nonfinite_streak++;
         t->skipped_steps++;
         if (t->rank == 0)
@@ -427,8 +457,8 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
         return 0;
     }
     t->nonfinite_streak = 0;
-    adamw_step_scaled(&t->opt, m->params, m->grads, *lr,
-                      adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
+    zero_step(&t->zero, &t->opt, m->params, m->grads, *lr,
+              adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
     if (t->rank == 0) fault_kill_point("train_step");
     return 1;
