@@ -15,6 +15,64 @@
 /* Shards are whole 64-byte lines so no two ranks' slices share a cache line. */
 #define ZERO_ALIGN 16
 
+/* Round p of the buffer: every rank's piece [displs[r] + p q, ... + cnt[r]), packed in
+ * rank order at off[r] of the scratch buffer. Returns the floats in the round. */
+static size_t zero_round(const Zero *z, size_t q, size_t p, int *cnt, int *off) {
+    size_t total = 0;
+    for (int r = 0; r < z->nranks; r++) {
+        size_t len = (size_t)z->counts[r], a = p * q < len ? p * q : len;
+        size_t b = a + q < len ? a + q : len;
+        cnt[r] = (int)(b - a);
+        off[r] = (int)total;
+        total += b - a;
+    }
+    return total;
+}
+
+/* Floats per rank per round (whole lines) and the number of rounds (the same everywhere:
+ * from the largest shard). */
+static size_t zero_rounds(const Zero *z, size_t *q) {
+    size_t per = z->round / (size_t)z->nranks / ZERO_ALIGN * ZERO_ALIGN;
+    *q = per > ZERO_ALIGN ? per : ZERO_ALIGN;
+    size_t most = 0;
+    for (int r = 0; r < z->nranks; r++) most = (size_t)z->counts[r] > most ? (size_t)z->counts[r] : most;
+    return (most + *q - 1) / *q;
+}
+
+/* Sum buf over ranks, leaving this rank's shard of the sum in buf[lo, lo + len) (the
+ * rest of buf unchanged: each rank's local values). */
+static void zero_reduce_scatter(const Zero *z, float *buf) {
+    size_t q, rounds = zero_rounds(z, &q);
+    int *cnt = xmalloc(2 * (size_t)z->nranks * sizeof(int)), *off = cnt + z->nranks;
+    float *pack = xalloc_floats(q * (size_t)z->nranks);
+    for (size_t p = 0; p < rounds; p++) {
+        zero_round(z, q, p, cnt, off);
+        for (int r = 0; r < z->nranks; r++)
+            memcpy(pack + off[r], buf + z->displs[r] + p * q, (size_t)cnt[r] * sizeof(float));
+        MPI_CHECK(MPI_Reduce_scatter(pack, buf + z->lo + p * q, cnt, MPI_FLOAT, MPI_SUM,
+                                     z->comm));
+    }
+    free(pack);
+    free(cnt);
+}
+
+/* Every rank's shard [displs[r], + counts[r]) of buf to every rank. */
+static void zero_allgather(const Zero *z, float *buf) {
+    size_t q, rounds = zero_rounds(z, &q);
+    int *cnt = xmalloc(2 * (size_t)z->nranks * sizeof(int)), *off = cnt + z->nranks;
+    float *pack = xalloc_floats(q * (size_t)z->nranks);
+    for (size_t p = 0; p < rounds; p++) {
+        zero_round(z, q, p, cnt, off);
+        MPI_CHECK(MPI_Allgatherv(buf + z->lo + p * q, cnt[z->rank], MPI_FLOAT, pack, cnt, off,
+                                 MPI_FLOAT, z->comm));
+        for (int r = 0; r < z->nranks; r++)
+            if (r != z->rank)
+                memcpy(buf + z->displs[r] + p * q, pack + off[r], (size_t)cnt[r] * sizeof(float));
+    }
+    free(pack);
+    free(cnt);
+}
+
 void zero_init(Zero *z, MPI_Comm comm, int stage, size_t n) {
     memset(z, 0, sizeof *z);
     if (stage < 0 || stage > 2) fatal("optim.zero = %d: must be 0, 1 or 2", stage);
@@ -23,6 +81,7 @@ void zero_init(Zero *z, MPI_Comm comm, int stage, size_t n) {
     z->comm = comm;
     z->stage = stage;
     z->n = n;
+    z->round = ZERO_ROUND_FLOATS;
     MPI_CHECK(MPI_Comm_rank(comm, &z->rank));
     MPI_CHECK(MPI_Comm_size(comm, &z->nranks));
     z->counts = xcalloc((size_t)z->nranks, sizeof(int));
@@ -91,17 +150,9 @@ double zero_reduce_grads(const Zero *z, float *grads) {
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads, (int)z->n, MPI_FLOAT, MPI_SUM, z->comm));
         return adamw_grad_norm(grads, z->n);
     }
-    if (z->nranks > 1) {
-        /* in place: the input is the whole buffer, this rank's reduced shard lands at its
-         * front; move it to the shard's own offset */
-        MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, grads, z->counts, MPI_FLOAT, MPI_SUM,
-                                     z->comm));
-        if (z->lo > 0 && z->len > 0) memmove(grads + z->lo, grads, z->len * sizeof(float));
-    }
+    if (z->nranks > 1) zero_reduce_scatter(z, grads);
     double s = zero_global_sumsq(z, adamw_grad_sumsq(grads + z->lo, z->len));
-    if (z->stage == 1 && z->nranks > 1)
-        MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, grads, z->counts,
-                                 z->displs, MPI_FLOAT, z->comm));
+    if (z->stage == 1 && z->nranks > 1) zero_allgather(z, grads);
     return sqrt(s);
 }
 
@@ -109,9 +160,7 @@ void zero_step(const Zero *z, AdamW *o, float *params, const float *grads, float
                float grad_scale) {
     ASSERT(o->n == z->len);
     adamw_step_scaled(o, params + z->lo, grads + z->lo, lr, grad_scale);
-    if (z->stage > 0 && z->nranks > 1)
-        MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, z->counts,
-                                 z->displs, MPI_FLOAT, z->comm));
+    if (z->stage > 0 && z->nranks > 1) zero_allgather(z, params);
 }
 
 void zero_gather_moments(const Zero *z, const AdamW *o, float *m_full, float *v_full) {

@@ -21,7 +21,10 @@
  *      shard with its shard of the moments; MPI_Allgatherv of the updated parameters.
  *   2  plus gradient sharding (P_os+g): MPI_Reduce_scatter only; the reduced gradient
  *      exists only as this rank's shard, at [lo, lo + len) of the model's gradient
- *      buffer — the rest of that buffer is left holding unspecified partial sums.
+ *      buffer — the rest of that buffer keeps this rank's local (unreduced) gradient.
+ * The sharded collectives run in rounds of at most 16 MiB packed into one scratch buffer:
+ * MPI's own temporaries grow with the message, and would otherwise add up to the size of
+ * the whole gradient to the peak memory the sharding is meant to lower.
  * What stage 2 saves here: the gradient all-gather (about n (K-1)/K floats of traffic
  * per rank per step) and any later reader of a whole reduced gradient. It saves no
  * memory: the backward pass accumulates into a full-length local gradient buffer, which
@@ -52,7 +55,16 @@ typedef struct {
     size_t n;              /* the whole buffer */
     size_t lo, len;        /* this rank's shard (stage 0: 0, n) */
     int *counts, *displs;  /* (nranks) every rank's shard, for the collectives */
+    size_t round;          /* floats per collective round over all ranks (default below;
+                              tests lower it to run many rounds on a small buffer) */
 } Zero;
+
+/* The sharded collectives move the buffer in rounds of at most this many floats (16 MiB)
+ * packed into one scratch buffer: MPI's reduce-scatter and all-gather allocate
+ * temporaries as large as the message (an in-place MPI_Reduce_scatter of GPT-2 124M's
+ * gradient added ~0.7 GiB of peak RSS per rank on 2 ranks, Open MPI 4.1), so the rounds
+ * bound what the collectives add to about 2 x 16 MiB whatever the model. */
+#define ZERO_ROUND_FLOATS ((size_t)1 << 22)
 
 /* Plan the shards of an n-float buffer over comm for stage 0, 1 or 2. Collective-free.
  * Aborts (fatal) on a stage outside 0..2 or n beyond what MPI counts address. */

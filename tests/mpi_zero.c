@@ -8,6 +8,7 @@
  * start, clipping active and weight decay on. Checked:
  *   - after the reduction the gradient buffer holds the whole reduced gradient (stages 0,
  *     1) or this rank's shard of it (stage 2);
+ *   - the collectives split in many rounds (Zero.round lowered) give the same result;
  *   - stages 1 and 2 give bit-identical parameters and moments; stage 0 agrees within
  *     TOL (the gradient sums may be added in another order; the norm is summed per shard);
  *   - every rank ends with the same parameters (the all-gather);
@@ -79,10 +80,11 @@ typedef struct {
     size_t bytes, len;
 } RunOut;
 
-static RunOut run_stage(int stage, const AdamWRange *rows, int nrows) {
+static RunOut run_stage(int stage, const AdamWRange *rows, int nrows, size_t round) {
     char err[ERRBUF_LEN];
     Zero z;
     zero_init(&z, MPI_COMM_WORLD, stage, N_PARAMS);
+    if (round > 0) z.round = round;
     AdamWConfig c = adamw_config_default();
     AdamW o;
     size_t before = heap_bytes();
@@ -151,8 +153,16 @@ int main(int argc, char **argv) {
     int nrows = decay_table(rows);
     int counting = heap_counts();
 
-    RunOut r0 = run_stage(0, rows, nrows), r1 = run_stage(1, rows, nrows),
-           r2 = run_stage(2, rows, nrows);
+    RunOut r0 = run_stage(0, rows, nrows, 0), r1 = run_stage(1, rows, nrows, 0),
+           r2 = run_stage(2, rows, nrows, 0), r2s = run_stage(2, rows, nrows, 4000);
+    /* the collectives in rounds (here ~25 of them) agree with one round: exactly where
+     * every element is a sum of two (K <= 2), else within TOL (MPI may pick another
+     * reduction order for smaller messages) */
+    check(N_PARAMS > 20 * 4000, "the small round size gives many rounds");
+    if (K <= 2)
+        check(memcmp(r2.params, r2s.params, N_PARAMS * sizeof(float)) == 0,
+              "rounds of 4000 floats: bit-identical parameters");
+    check(max_abs_diff(r2.params, r2s.params, N_PARAMS) <= TOL, "rounds of 4000 floats");
     check(memcmp(r1.params, r2.params, N_PARAMS * sizeof(float)) == 0,
           "stages 1 and 2: bit-identical parameters");
     check(memcmp(r1.m_full, r2.m_full, N_PARAMS * sizeof(float)) == 0 &&
@@ -197,8 +207,8 @@ int main(int argc, char **argv) {
                r0.bytes, r1.bytes, (double)dp, (double)dm, dn);
         if (!counting) printf("mpi_zero: note: heap counting unavailable (sanitizer allocator)\n");
     }
-    RunOut *all[] = {&r0, &r1, &r2};
-    for (int i = 0; i < 3; i++) free(all[i]->params), free(all[i]->m_full), free(all[i]->v_full);
+    RunOut *all[] = {&r0, &r1, &r2, &r2s};
+    for (int i = 0; i < 4; i++) free(all[i]->params), free(all[i]->m_full), free(all[i]->v_full);
     MPI_CHECK(MPI_Finalize());
     return 0;
 }
