@@ -30,6 +30,11 @@
 #   9. activation recomputation: peak RSS and time of one SFT learner step at 2,048 tokens
 #      (GPT-2 tiny's shape, 4 layers, max_seq_len 2048), train.recompute on vs off
 #      (build/bench/bench_recompute, one process per mode, environment's core).
+#  10. the sharded optimizer (optim.zero): optimizer bytes and peak RSS per rank and the
+#      optimizer part of a step (gradient reduction, AdamW, parameter all-gather) for
+#      K = 1, 2, 4 learner ranks x optim.zero = 0, 1, 2 at GPT-2 124M, random weights
+#      (build/bench/bench_zero under mpirun, oversubscribed; BENCH_ZERO_PRESET=tiny for a
+#      quick run).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -39,7 +44,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute zero), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -51,7 +56,8 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute zero}
+ZPRESET=${BENCH_ZERO_PRESET:-gpt2}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -101,7 +107,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_rollout bench_recompute; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_rollout bench_recompute bench_zero; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -212,6 +218,16 @@ if want recompute; then
   echo "== activation recomputation on vs off: SFT step, GPT-2 tiny shape, 4 layers, 1 x 2048 tokens"
   for mode in on off; do
     run "recompute_$mode" "" "$BUILD/bench/bench_recompute" "$mode"
+  done
+fi
+
+# ---- 10. the sharded optimizer ----------------------------------------------------------
+if want zero; then
+  echo "== optim.zero 0/1/2 with 1, 2, 4 learner ranks, $ZPRESET: optimizer bytes, peak RSS, optimizer step"
+  for k in 1 2 4; do
+    for z in 0 1 2; do
+      run "zero_np${k}_z$z" "" mpirun -np "$k" --oversubscribe "$BUILD/bench/bench_zero" "$ZPRESET" "$z" 3
+    done
   done
 fi
 
@@ -436,6 +452,16 @@ if want recompute; then
     "$(ratio "$(val recompute.on.peak_rss_mb)" "$(val recompute.off.peak_rss_mb)")" \
     "$(fmt "$(val recompute.on.step_ms)" 0)" "$(fmt "$(val recompute.off.step_ms)" 0)" \
     "$(ratio "$(val recompute.on.step_ms)" "$(val recompute.off.step_ms)")"
+fi
+if want zero; then
+  for k in 1 2 4; do
+    for z in 0 1 2; do
+      key=zero.$ZPRESET.np$k.z$z
+      printf 'optim.zero=%s, %s learner rank(s), %s: optimizer %s MiB per rank, peak RSS %s MiB (largest rank), optimizer step %s ms\n' \
+        "$z" "$k" "$ZPRESET" "$(fmt "$(val "$key.opt_mb")")" "$(fmt "$(val "$key.peak_rss_mb")" 0)" \
+        "$(fmt "$(val "$key.step_ms")" 0)"
+    done
+  done
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

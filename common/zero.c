@@ -36,6 +36,7 @@ static size_t zero_rounds(const Zero *z, size_t *q) {
     *q = per > ZERO_ALIGN ? per : ZERO_ALIGN;
     size_t most = 0;
     for (int r = 0; r < z->nranks; r++) most = (size_t)z->counts[r] > most ? (size_t)z->counts[r] : most;
+    if (most < *q) *q = most > 0 ? most : 1; /* a small buffer: one round, no larger scratch */
     return (most + *q - 1) / *q;
 }
 
