@@ -275,13 +275,15 @@ void trainer_save(Trainer *t) {
     MPI_CHECK(MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
                          MPI_UINT64_T, 0, t->comm));
     if (t->pre_save) t->pre_save(t->extra_ctx);
-    /* the checkpoint holds the unsharded moments: any rank count and stage resumes it */
+    /* the checkpoint holds the unsharded moments: any rank count and stage resumes it
+     * (sharded: gathered on rank 0 for the write) */
+    const int sharded = t->zero.len < t->zero.n;
     float *m_full = NULL, *v_full = NULL;
-    if (t->rank == 0) {
-        m_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
-        v_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
+    if (t->rank == 0 && sharded) {
+        m_full = xalloc_floats(t->zero.n);
+        v_full = xalloc_floats(t->zero.n);
     }
-    zero_gather_moments(&t->zero, &t->opt, m_full, v_full);
+    if (sharded) zero_gather_moments(&t->zero, &t->opt, m_full, v_full);
     int failed = 0;
     if (t->rank == 0) {
         CkptWriter *w = ckpt_writer_open_dir(t->cfg.run.out_dir, t->step, t->cfg.run.keep_last,
@@ -296,7 +298,8 @@ void trainer_save(Trainer *t) {
         if (rc == 0) rc = ckpt_write_meta(w, &meta, err);
         if (rc == 0) rc = ckpt_write_model(w, t->group, &t->model, err);
         if (rc == 0)
-            rc = ckpt_write_adamw(w, t->group, m_full, v_full, t->zero.n, t->opt.step, err);
+            rc = ckpt_write_adamw(w, t->group, sharded ? m_full : t->opt.m,
+                                  sharded ? v_full : t->opt.v, t->zero.n, t->opt.step, err);
         for (int r = 0; rc == 0 && r < t->nranks; r++) {
             Rng g;
             memcpy(g.s, states + (size_t)r * RNG_STATE_WORDS, sizeof g.s);
@@ -387,12 +390,15 @@ void trainer_resume(Trainer *t) {
     long ostep = 0;
     if (rc == 0) {
         int64_t s64 = 0;
-        float *m_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
-        float *v_full = xalloc_floats(t->zero.n > 0 ? t->zero.n : 1);
-        rc = ckpt_read_adamw(r, t->group, m_full, v_full, t->zero.n, &s64, err);
-        if (rc == 0) zero_scatter_moments(&t->zero, &t->opt, m_full, v_full);
-        free(m_full);
-        free(v_full);
+        if (t->zero.len == t->zero.n) { /* not sharded: straight into the moments */
+            rc = ckpt_read_adamw(r, t->group, t->opt.m, t->opt.v, t->zero.n, &s64, err);
+        } else {
+            float *m_full = xalloc_floats(t->zero.n), *v_full = xalloc_floats(t->zero.n);
+            rc = ckpt_read_adamw(r, t->group, m_full, v_full, t->zero.n, &s64, err);
+            if (rc == 0) zero_scatter_moments(&t->zero, &t->opt, m_full, v_full);
+            free(m_full);
+            free(v_full);
+        }
         ostep = (long)s64;
     }
     /* A checkpoint written by fewer ranks has no RNG state for this rank: it keeps the
