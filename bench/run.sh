@@ -33,6 +33,11 @@
 #  10. LoRA rank 16 vs full fine-tuning at the smol shape: peak RSS and time of one SFT
 #      step, and the bytes of one weight-sync update (build/bench/bench_lora, one process
 #      per mode).
+#  11. the sharded optimizer (optim.zero): optimizer bytes and peak RSS per rank and the
+#      optimizer part of a step (gradient reduction, AdamW, parameter all-gather) for
+#      K = 1, 2, 4 learner ranks x optim.zero = 0, 1, 2 at GPT-2 124M, random weights
+#      (build/bench/bench_zero under mpirun, oversubscribed; BENCH_ZERO_PRESET=tiny for a
+#      quick run).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -42,7 +47,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute lora), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute lora zero), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -54,7 +59,8 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero}
+ZPRESET=${BENCH_ZERO_PRESET:-gpt2}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -104,7 +110,7 @@ run() {
 }
 
 need() { [ -x "$1" ] || { echo "bench: $1 is missing; run make first" >&2; exit 1; }; }
-for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_rollout bench_recompute bench_lora; do need "$BUILD/bench/$b"; done
+for b in bench_sgemm bench_model bench_io bench_bcast bench_lm_chunk bench_rollout bench_recompute bench_lora bench_zero; do need "$BUILD/bench/$b"; done
 
 echo "rlhf-c benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
   "load average $(cut -d' ' -f1-3 /proc/loadavg); OPENBLAS_NUM_THREADS=$THREADS,"\
@@ -223,6 +229,16 @@ if want lora; then
   echo "== LoRA rank 16 (all-linear) vs full fine-tuning: SFT step, smol shape, 1 x 128 tokens"
   for mode in lora full; do
     run "lora_$mode" "" "$BUILD/bench/bench_lora" "$mode"
+  done
+fi
+
+# ---- 11. the sharded optimizer ----------------------------------------------------------
+if want zero; then
+  echo "== optim.zero 0/1/2 with 1, 2, 4 learner ranks, $ZPRESET: optimizer bytes, peak RSS, optimizer step"
+  for k in 1 2 4; do
+    for z in 0 1 2; do
+      run "zero_np${k}_z$z" "" mpirun -np "$k" --oversubscribe "$BUILD/bench/bench_zero" "$ZPRESET" "$z" 3
+    done
   done
 fi
 
@@ -456,6 +472,16 @@ if want lora; then
     "$(ratio "$(val lora.lora.step_ms)" "$(val lora.full.step_ms)")" \
     "$(val lora.lora.sync_bytes)" "$(val lora.full.sync_bytes)" "$(val lora.sync_pct.all_linear)" \
     "$(val lora.sync_pct.attn)" "$(val lora.sync_pct.qv)"
+fi
+if want zero; then
+  for k in 1 2 4; do
+    for z in 0 1 2; do
+      key=zero.$ZPRESET.np$k.z$z
+      printf 'optim.zero=%s, %s learner rank(s), %s: optimizer %s MiB per rank, peak RSS %s MiB (largest rank), optimizer step %s ms\n' \
+        "$z" "$k" "$ZPRESET" "$(fmt "$(val "$key.opt_mb")")" "$(fmt "$(val "$key.peak_rss_mb")" 0)" \
+        "$(fmt "$(val "$key.step_ms")" 0)"
+    done
+  done
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

@@ -250,6 +250,10 @@ static void scale_part(void *arg, int part, int nparts) {
 }
 
 double adamw_grad_norm(const float *grads, size_t n) {
+    return sqrt(adamw_grad_sumsq(grads, n));
+}
+
+double adamw_grad_sumsq(const float *grads, size_t n) {
     size_t nb = (n + ADAMW_NORM_BLOCK - 1) / ADAMW_NORM_BLOCK;
     double one, *sums = nb > 1 ? xmalloc(nb * sizeof(double)) : &one;
     NormJob j = {.g = grads, .n = n, .block_sums = sums};
@@ -259,7 +263,7 @@ double adamw_grad_norm(const float *grads, size_t n) {
     double s = 0.0;
     for (size_t b = 0; b < nb; b++) s += sums[b];
     if (sums != &one) free(sums);
-    return sqrt(s);
+    return s;
 }
 
 float adamw_clip_scale(double norm, float max_norm) {

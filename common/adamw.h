@@ -96,8 +96,11 @@ void adamw_reset(AdamW *o);
 // ----------------------------------------------------------------------------
 // gradients
 
-/* sqrt(sum g_i^2), accumulated in double. */
+/* sqrt(sum g_i^2), accumulated in double: sqrt(adamw_grad_sumsq(grads, n)). */
 double adamw_grad_norm(const float *grads, size_t n);
+/* sum g_i^2 in double (fixed association, see adamw.c): the part of a global norm one
+ * shard contributes (zero.h adds the ranks' parts). */
+double adamw_grad_sumsq(const float *grads, size_t n);
 /* Global-norm clipping: computes the L2 norm (double) and, if max_norm > 0 and the norm
  * exceeds it, multiplies every gradient by max_norm / norm, so the new norm is max_norm.
  * Returns the norm BEFORE clipping. If the norm is not finite (a NaN or Inf gradient)

@@ -90,6 +90,7 @@
     X(optim, beta2, FLOAT, 0.999, 0.0, 0.99999999, "AdamW second-moment decay") \
     X(optim, eps, FLOAT, 1e-8, 1e-30, 1.0, "AdamW epsilon") \
     X(optim, grad_clip, FLOAT, 1.0, 0.0, 1e9, "clip the global gradient L2 norm to this (0 = off)") \
+    X(optim, zero, INT, 0, 0, 2, "shard the optimizer over the learner ranks (ZeRO, docs/cluster.md): 0 = every rank holds all AdamW moments; 1 = each rank holds 1/K of them (gradient reduce-scatter, shard update, parameter all-gather); 2 = also keep only the reduced gradient's shard (saves the gradient all-gather, not memory)") \
     X(optim, batch_size, INT, 16, 1, 16777216, "global batch: records per optimizer step over all ranks") \
     X(optim, micro_batch_size, INT, 0, 0, 16777216, "records per forward/backward on a rank, gradients accumulated (0 = the rank's whole share)") \
     X(optim, steps, INT, 200, 0, 1000000000, "optimizer steps (used when epochs = 0)") \

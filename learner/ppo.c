@@ -114,7 +114,9 @@ typedef struct {
     int G;                  /* samples per prompt */
     GPT value;              /* PPO critic */
     size_t first_image_bytes; /* the first weight image's size (LoRA sync report) */
-    AdamW vopt;
+    AdamW vopt;             /* the critic's optimizer: its shard (vzero) */
+    Zero vzero;             /* optim.zero over the critic's buffer */
+    float *vm_full, *vv_full; /* rank 0, while saving: the critic's gathered moments */
     AdamWSchedule vsched;
     RLKLCtl kl;
     RLRunning sstats;       /* running score statistics (ppo.score_norm) */
@@ -246,13 +248,27 @@ static void ppo_build_value(Ppo *p) {
     p->value.recompute = c->train.recompute;
     gpt_alloc_grads(&p->value);
     AdamWConfig ac = p->t->opt.cfg;
-    adamw_init(&p->vopt, p->value.num_params, &ac);
+    zero_init(&p->vzero, t->comm, t->zero.stage, p->value.num_params);
     AdamWRange *ranges = xcalloc((size_t)p->value.num_tensors, sizeof *ranges);
     int nr = adamw_decay_table_gpt(ranges, p->value.tensors, p->value.num_tensors);
-    if (adamw_set_decay_table(&p->vopt, ranges, nr, err) != 0) ppo_fail(t->rank, t->stage, "%s", err);
+    if (zero_adamw_init(&p->vzero, &p->vopt, &ac, ranges, nr, err) != 0)
+        ppo_fail(t->rank, t->stage, "%s", err);
     free(ranges);
     if (t->rank == 0)
         printf("learner %s: critic from %s (/%s trunk, new value head)\n", t->stage, path, g);
+}
+
+/* Every rank, before rank 0 writes: the critic's moments gathered in the unsharded
+ * layout (freed by ppo_save_extra, or here by the next save if that one failed early). */
+static void ppo_pre_save(void *ctx) {
+    Ppo *p = ctx;
+    if (p->algo != ALGO_PPO) return;
+    free(p->vm_full);
+    free(p->vv_full);
+    p->vm_full = p->vv_full = NULL;
+    size_t n = p->vzero.n > 0 ? p->vzero.n : 1;
+    if (p->t->rank == 0) p->vm_full = xalloc_floats(n), p->vv_full = xalloc_floats(n);
+    zero_gather_moments(&p->vzero, &p->vopt, p->vm_full, p->vv_full);
 }
 
 static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
@@ -265,8 +281,12 @@ static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
     if (ckpt_write_i64(w, "/ppo/counters", ctr, 2, err) != 0) return -1;
     if (p->algo == ALGO_PPO) {
         if (ckpt_write_model(w, "value", &p->value, err) != 0) return -1;
-        if (ckpt_write_adamw(w, "value", p->vopt.m, p->vopt.v, p->vopt.n, p->vopt.step, err) != 0)
-            return -1;
+        int rc = ckpt_write_adamw(w, "value", p->vm_full, p->vv_full, p->vzero.n, p->vopt.step,
+                                  err);
+        free(p->vm_full);
+        free(p->vv_full);
+        p->vm_full = p->vv_full = NULL;
+        if (rc != 0) return -1;
     }
     return 0;
 }
@@ -298,7 +318,12 @@ static void ppo_resume_extra(Ppo *p) {
     if (rc == 0 && p->algo == ALGO_PPO) {
         rc = ckpt_read_model(r, "value", &p->value, err);
         int64_t st = 0;
-        if (rc == 0) rc = ckpt_read_adamw(r, "value", p->vopt.m, p->vopt.v, p->vopt.n, &st, err);
+        size_t n = p->vzero.n > 0 ? p->vzero.n : 1;
+        float *m_full = xalloc_floats(n), *v_full = xalloc_floats(n);
+        if (rc == 0) rc = ckpt_read_adamw(r, "value", m_full, v_full, p->vzero.n, &st, err);
+        if (rc == 0) zero_scatter_moments(&p->vzero, &p->vopt, m_full, v_full);
+        free(m_full);
+        free(v_full);
         p->vopt.step = (long)st;
     }
     ckpt_reader_free(r);
@@ -798,13 +823,10 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     *entropy = ntok > 0 ? ent / ntok : 0;
 }
 
-/* Sum gradients over learner ranks; returns their norm (clipping happens in the update:
- * adamw_step_scaled with adamw_clip_scale). */
-static double ppo_grad_reduce(Ppo *p, float *grads, size_t n) {
-    Trainer *t = p->t;
-    if (t->nranks > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads, (int)n, MPI_FLOAT, MPI_SUM, t->comm));
-    return adamw_grad_norm(grads, n);
+/* Sum gradients over learner ranks (optim.zero: this rank's shard only, zero.h); returns
+ * their global norm (clipping happens in the update: zero_step with adamw_clip_scale). */
+static double ppo_grad_reduce(const Zero *z, float *grads) {
+    return zero_reduce_grads(z, grads);
 }
 
 typedef struct {
@@ -898,20 +920,18 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
             /* the policy optimizer's target: the model, or its LoRA adapters (trainer.h) */
             float *pgrads = t->opt_grads ? t->opt_grads : t->model.grads;
             if (t->rank == 0 && fault_nonfinite_at(++p->attempts)) pgrads[0] = NAN;
-            double gp = ppo_grad_reduce(p, pgrads, t->opt_n);
-            double gv = p->algo == ALGO_PPO
-                            ? ppo_grad_reduce(p, p->value.grads, p->value.num_params)
-                            : 0;
+            double gp = ppo_grad_reduce(&t->zero, pgrads);
+            double gv = p->algo == ALGO_PPO ? ppo_grad_reduce(&p->vzero, p->value.grads) : 0;
             us->lr = adamw_schedule_lr(&t->sched, t->opt.step);
             /* policy and value step together or not at all */
             if (isfinite(gp) && isfinite(gv)) {
                 const float clip = (float)t->cfg.optim.grad_clip;
-                adamw_step_scaled(&t->opt, t->opt_params, pgrads, us->lr,
-                                  adamw_clip_scale(gp, clip));
+                zero_step(&t->zero, &t->opt, t->opt_params, pgrads, us->lr,
+                          adamw_clip_scale(gp, clip));
                 if (p->algo == ALGO_PPO)
-                    adamw_step_scaled(&p->vopt, p->value.params, p->value.grads,
-                                      adamw_schedule_lr(&p->vsched, p->vopt.step),
-                                      adamw_clip_scale(gv, clip));
+                    zero_step(&p->vzero, &p->vopt, p->value.params, p->value.grads,
+                              adamw_schedule_lr(&p->vsched, p->vopt.step),
+                              adamw_clip_scale(gv, clip));
             }
             if (!isfinite(gp) || !isfinite(gv)) {
                 p->skipped++;
@@ -1040,6 +1060,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     trainer_init(&tr, stage, "policy", GPT_HEAD_LM, argv[0], argc - 1, argv + 1,
                  roles->role_comm);
     tr.save_extra = ppo_save_extra;
+    tr.pre_save = ppo_pre_save;
     tr.extra_ctx = &p;
     const RlhfConfig *c = &tr.cfg;
     char err[ERRBUF_LEN];
@@ -1332,6 +1353,9 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     free(p.mseq_adv);
     gpt_free(&p.value);
     adamw_free(&p.vopt);
+    zero_free(&p.vzero);
+    free(p.vm_full);
+    free(p.vv_full);
     data_sampler_free(&p.sampler);
     dataset_free(&p.prompts);
     if (p.wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&p.wcomm));

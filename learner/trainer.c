@@ -18,6 +18,7 @@
 #include "mpi_util.h"
 #include "ops.h"
 #include "util.h"
+#include "zero.h"
 
 // ----------------------------------------------------------------------------
 // errors
@@ -267,13 +268,21 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
                       .eps = (float)t->cfg.optim.eps,
                       .weight_decay = (float)t->cfg.optim.weight_decay};
     if (adamw_config_validate(&ac, err) != 0) trainer_fail(t, 0, "optim: %s", err);
-    adamw_init(&t->opt, t->opt_n, &ac);
+    /* the optimizer covers the target's (params, grads) buffer; optim.zero shards it */
+    zero_init(&t->zero, comm, t->cfg.optim.zero, t->opt_n);
+    AdamWRange *ranges = NULL;
+    int nr = 0;
     if (!t->model.lora) { /* adapters: every A and B decays (one range, adamw_init's) */
-        AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
-        int nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
-        if (adamw_set_decay_table(&t->opt, ranges, nr, err) != 0) trainer_fail(t, 0, "%s", err);
-        free(ranges);
+        ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
+        nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
     }
+    if (zero_adamw_init(&t->zero, &t->opt, &ac, ranges, nr, err) != 0)
+        trainer_fail(t, 0, "%s", err);
+    free(ranges);
+    if (t->rank == 0 && t->zero.stage > 0)
+        printf("learner %s: optim.zero = %d: optimizer state %.1f MiB per rank (%zu of %zu "
+               "parameters)\n", stage, t->zero.stage,
+               (double)zero_optimizer_bytes(&t->opt) / (1 << 20), t->zero.len, t->zero.n);
 
     if (t->rank == 0) {
         if (file_mkdirs(t->cfg.run.out_dir, err) != 0) trainer_fail(t, 0, "run.out_dir: %s", err);
@@ -292,6 +301,7 @@ void trainer_free(Trainer *t) {
     if (t->metrics) fclose(t->metrics);
     gpt_free(&t->model);
     adamw_free(&t->opt);
+    zero_free(&t->zero);
     bpe_free(&t->tok);
     toksrc_free(&t->tok_src);
     free(t->cfg_text);
@@ -308,6 +318,16 @@ void trainer_save(Trainer *t) {
     if (t->rank == 0) states = xmalloc(sizeof(uint64_t) * RNG_STATE_WORDS * (size_t)t->nranks);
     MPI_CHECK(MPI_Gather(t->rng.s, RNG_STATE_WORDS, MPI_UINT64_T, states, RNG_STATE_WORDS,
                          MPI_UINT64_T, 0, t->comm));
+    if (t->pre_save) t->pre_save(t->extra_ctx);
+    /* the checkpoint holds the unsharded moments: any rank count and stage resumes it
+     * (sharded: gathered on rank 0 for the write) */
+    const int sharded = t->zero.len < t->zero.n;
+    float *m_full = NULL, *v_full = NULL;
+    if (t->rank == 0 && sharded) {
+        m_full = xalloc_floats(t->zero.n);
+        v_full = xalloc_floats(t->zero.n);
+    }
+    if (sharded) zero_gather_moments(&t->zero, &t->opt, m_full, v_full);
     int failed = 0;
     if (t->rank == 0) {
         CkptWriter *w = ckpt_writer_open_dir(t->cfg.run.out_dir, t->step, t->cfg.run.keep_last,
@@ -323,8 +343,9 @@ void trainer_save(Trainer *t) {
         if (rc == 0) rc = ckpt_write_model(w, t->group, &t->model, err);
         if (rc == 0 && t->model.lora) rc = lora_ckpt_write(w, t->model.lora, err);
         if (rc == 0)
-            rc = ckpt_write_adamw(w, t->model.lora ? "lora" : t->group, t->opt.m, t->opt.v,
-                                  t->opt.n, t->opt.step, err);
+            rc = ckpt_write_adamw(w, t->model.lora ? "lora" : t->group,
+                                  sharded ? m_full : t->opt.m, sharded ? v_full : t->opt.v,
+                                  t->zero.n, t->opt.step, err);
         for (int r = 0; rc == 0 && r < t->nranks; r++) {
             Rng g;
             memcpy(g.s, states + (size_t)r * RNG_STATE_WORDS, sizeof g.s);
@@ -355,6 +376,8 @@ void trainer_save(Trainer *t) {
         }
         free(states);
     }
+    free(m_full);
+    free(v_full);
     if (any_failed(t, failed)) trainer_fail(t, 0, "stopping: cannot write checkpoints");
 }
 
@@ -418,11 +441,31 @@ void trainer_resume(Trainer *t) {
     long ostep = 0;
     if (rc == 0) {
         int64_t s64 = 0;
-        rc = ckpt_read_adamw(r, t->model.lora ? "lora" : t->group, t->opt.m, t->opt.v,
-                             t->opt.n, &s64, err);
+        const char *og = t->model.lora ? "lora" : t->group;
+        if (t->zero.len == t->zero.n) { /* not sharded: straight into the moments */
+            rc = ckpt_read_adamw(r, og, t->opt.m, t->opt.v, t->zero.n, &s64, err);
+        } else {
+            float *m_full = xalloc_floats(t->zero.n), *v_full = xalloc_floats(t->zero.n);
+            rc = ckpt_read_adamw(r, og, m_full, v_full, t->zero.n, &s64, err);
+            if (rc == 0) zero_scatter_moments(&t->zero, &t->opt, m_full, v_full);
+            free(m_full);
+            free(v_full);
+        }
         ostep = (long)s64;
     }
-    if (rc == 0 && t->rank < 1024) rc = ckpt_read_rng(r, t->rank, &g, err);
+    /* A checkpoint written by fewer ranks has no RNG state for this rank: it keeps the
+     * stream keyed by its rank (no offline stage draws from it; the data order is global) */
+    g = t->rng;
+    int rng_missing = 0;
+    if (rc == 0 && t->rank < 1024) {
+        char path_rng[64];
+        snprintf(path_rng, sizeof path_rng, "/rng/rank%d", t->rank);
+        if (ckpt_has(r, path_rng)) rc = ckpt_read_rng(r, t->rank, &g, err);
+        else rng_missing = 1;
+    }
+    if (any_failed(t, rng_missing) && t->rank == 0)
+        printf("learner %s: %s was written by fewer learner ranks: the added ranks start "
+               "fresh RNG streams\n", t->stage, path);
     if (rc == 0 && ckpt_has(r, "/train/counters"))
         rc = ckpt_read_i64(r, "/train/counters", counters, 2, err);
     if (rc == 0 && t->sampler) {
@@ -432,9 +475,7 @@ void trainer_resume(Trainer *t) {
     long step = (long)meta->step;
     ckpt_reader_free(r);
     if (rc != 0)
-        trainer_fail(t, 0, "resume from %s: %s (a checkpoint from a run with a different "
-                           "number of learner ranks keeps RNG states per rank: resume with "
-                           "the same -np)", path, err);
+        trainer_fail(t, 0, "resume from %s: %s", path, err);
     t->opt.step = ostep;
     t->rng = g;
     t->step = step;
@@ -457,15 +498,13 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
     size_t n = t->opt_n;
     if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) grads[0] = NAN;
     fault_fatal_point("train_step");
-    if (t->nranks > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads, (int)n, MPI_FLOAT, MPI_SUM, t->comm));
-    /* clipping is applied inside the update (adamw_step_scaled): one pass over the
-     * gradients fewer than scaling them in place first, the same numbers */
-    double norm = adamw_grad_norm(grads, n);
+    /* sum over ranks (optim.zero: only this rank's shard, zero.h); clipping is applied
+     * inside the update: one pass over the gradients fewer, the same numbers */
+    double norm = zero_reduce_grads(&t->zero, grads);
     *gnorm = norm;
     *lr = adamw_schedule_lr(&t->sched, t->opt.step);
     if (!isfinite(norm)) {
-        /* every rank sees the same reduced gradients, so every rank skips together */
+        /* every rank sees the same global norm, so every rank skips together */
         t->nonfinite_streak++;
         t->skipped_steps++;
         if (t->rank == 0)
@@ -480,8 +519,8 @@ int trainer_step(Trainer *t, double *gnorm, float *lr) {
         return 0;
     }
     t->nonfinite_streak = 0;
-    adamw_step_scaled(&t->opt, params, grads, *lr,
-                      adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
+    zero_step(&t->zero, &t->opt, params, grads, *lr,
+              adamw_clip_scale(norm, (float)t->cfg.optim.grad_clip));
     t->step++;
     trainer_lora_key(t);
     if (t->rank == 0) fault_kill_point("train_step");

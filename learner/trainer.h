@@ -8,8 +8,10 @@
  * its DataSampler, calls trainer_resume, then loops: zero grads, forward/backward its
  * loss on this rank's slice of the global batch, trainer_step (all-reduce + update),
  * trainer_log / trainer_maybe_save. Ranks of the learner communicator are identical
- * replicas (data parallel): every rank holds the same weights and optimizer state, so
- * rank 0 alone writes checkpoints (gathering every rank's RNG state).
+ * replicas (data parallel): every rank holds the same weights; the optimizer state is
+ * replicated too, or sharded 1/K per rank with optim.zero = 1 or 2 (zero.h). Rank 0
+ * alone writes checkpoints (gathering every rank's RNG state and, sharded, the moments),
+ * in the unsharded layout: a run resumes on any rank count and any optim.zero.
  *
  * What is guaranteed across rank counts: each optimizer step sees the same global batch
  * of records whatever the number of ranks (the data cursor is global; ranks take fixed
@@ -34,6 +36,7 @@
 #include "gpt.h"
 #include "rng.h"
 #include "toksrc.h"
+#include "zero.h"
 
 struct CkptWriter;
 
@@ -48,10 +51,11 @@ typedef struct {
     TokSrc tok_src; /* the tokenizer as text (and chat template), for checkpoints */
     GPT model;
     /* The optimizer's target (params, grads, n): the model's buffers, or with lora.rank > 0
-     * the adapters' (model.lora): what trainer_step all-reduces, clips and updates. */
+     * the adapters' (model.lora): what trainer_step reduces, clips and updates. */
     float *opt_params, *opt_grads;
     size_t opt_n;
-    AdamW opt;
+    AdamW opt;               /* this rank's optimizer: its shard of the target (zero) */
+    Zero zero;               /* optim.zero: how the optimizer is sharded over comm */
     AdamWSchedule sched;
     long step;               /* optimizer steps done */
     long total_steps;
@@ -65,6 +69,9 @@ typedef struct {
     int stopped;             /* run.stop_at_step reached: checkpoint written, leave now */
     /* optional: rank 0 adds stage-specific datasets to every checkpoint it writes */
     int (*save_extra)(void *ctx, struct CkptWriter *w, char *err);
+    /* optional: every rank, collectively, before rank 0 writes (e.g. gathering sharded
+     * state that save_extra writes) */
+    void (*pre_save)(void *ctx);
     void *extra_ctx;
 } Trainer;
 
