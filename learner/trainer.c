@@ -270,12 +270,11 @@ void trainer_init(Trainer *t, const char *stage, const char *group, GPTHead head
     if (adamw_config_validate(&ac, err) != 0) trainer_fail(t, 0, "optim: %s", err);
     /* the optimizer covers the target's (params, grads) buffer; optim.zero shards it */
     zero_init(&t->zero, comm, t->cfg.optim.zero, t->opt_n);
-    AdamWRange *ranges = NULL;
-    int nr = 0;
-    if (!t->model.lora) { /* adapters: every A and B decays (one range, adamw_init's) */
-        ranges = xcalloc((size_t)t->model.num_tensors, sizeof *ranges);
+    AdamWRange *ranges = xcalloc((size_t)t->model.num_tensors + 1, sizeof *ranges);
+    int nr = 1; /* adapters: every A and B decays, one range */
+    ranges[0] = (AdamWRange){.offset = 0, .numel = t->opt_n, .decay = 1};
+    if (!t->model.lora)
         nr = adamw_decay_table_gpt(ranges, t->model.tensors, t->model.num_tensors);
-    }
     if (zero_adamw_init(&t->zero, &t->opt, &ac, ranges, nr, err) != 0)
         trainer_fail(t, 0, "%s", err);
     free(ranges);
@@ -495,7 +494,6 @@ void trainer_allreduce_sum(Trainer *t, double *x, int n) {
 int trainer_step(Trainer *t, double *gnorm, float *lr) {
     /* the optimizer's target: the model, or the adapters (opt_grads set by attach_lora) */
     float *params = t->opt_params, *grads = t->opt_grads ? t->opt_grads : t->model.grads;
-    size_t n = t->opt_n;
     if (t->rank == 0 && fault_nonfinite_at(t->step + 1)) grads[0] = NAN;
     fault_fatal_point("train_step");
     /* sum over ranks (optim.zero: only this rank's shard, zero.h); clipping is applied
