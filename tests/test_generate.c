@@ -593,6 +593,49 @@ static void test_bf16_decode(void) {
     }
 }
 
+/* Long responses: the tiny presets (GPT-2 and llama-tiny) with max_seq_len raised to
+ * 1,280 (as model.max_seq_len would) generate 1,260 tokens after 20-token prompts,
+ * three sequences at once with gen.weights f32 and bf16; each matches, token and log-prob
+ * bit for bit, the same sequence generated alone. */
+static void test_long_responses(void) {
+    enum { MAXT = 1280, P = 20, NEW = MAXT - P, NB = 3 };
+    static int prompts_buf[NB][P], toks[NB * NEW], lens[NB], tok1[NEW];
+    static float lps[NB * NEW], lp1[NEW];
+    const int *prompts[NB];
+    int plens[NB];
+    uint64_t pids[NB], sids[NB];
+    char err[ERRBUF_LEN];
+    for (int fam = 0; fam < 2; fam++)
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            GPTConfig c;
+            CHECK(gpt_config_preset(fam ? "llama-tiny" : "tiny", &c) == 0);
+            c.max_seq_len = MAXT;
+            GPT m;
+            gpt_init(&m, &c);
+            gpt_init_weights(&m, 60 + (uint64_t)fam);
+            m.decode_bf16 = bf16;
+            for (int b = 0; b < NB; b++) {
+                for (int t = 0; t < P; t++) prompts_buf[b][t] = (int)rng_below(&g_rng, (uint64_t)c.vocab_size);
+                prompts[b] = prompts_buf[b], plens[b] = P, pids[b] = 10 + (uint64_t)b, sids[b] = 1;
+            }
+            GenParams gp = {.max_new_tokens = NEW, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                            .top_p = 1.0f, .seed = 8};
+            CHECK(generate(&m, &gp, NB, prompts, plens, pids, sids, toks, lps, lens, err) == 0);
+            int bad = 0;
+            for (int b = 0; b < NB; b++) {
+                int len1;
+                CHECK(generate(&m, &gp, 1, &prompts[b], &plens[b], &pids[b], &sids[b], tok1, lp1,
+                               &len1, err) == 0);
+                bad += lens[b] != NEW || len1 != NEW ||
+                       memcmp(tok1, toks + (size_t)b * NEW, sizeof tok1) != 0 ||
+                       memcmp(lp1, lps + (size_t)b * NEW, sizeof lp1) != 0;
+            }
+            CHECK_MSG(bad == 0, "%s %s: %d of %d long responses differ from the unbatched path",
+                      fam ? "llama-tiny" : "tiny", bf16 ? "bf16" : "f32", bad, NB);
+            gpt_free(&m);
+        }
+}
+
 /* bf16_from_f32 rounds to nearest, ties to even, and keeps NaN and infinities */
 static void test_bf16_rounding(void) {
     CHECK(bf16_from_f32(1.0f) == 0x3f80);
@@ -1007,6 +1050,7 @@ int main(void) {
     TEST_RUN(test_bf16_rounding);
     TEST_RUN(test_llama_packed_matches_inplace);
     TEST_RUN(test_bf16_decode);
+    TEST_RUN(test_long_responses);
     TEST_RUN(test_schedules_bit_identical);
     TEST_RUN(test_schedule_bad_input);
     TEST_RUN(test_sample_against_reference);
