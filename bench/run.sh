@@ -30,6 +30,10 @@
 #   9. activation recomputation: peak RSS and time of one SFT learner step at 2,048 tokens
 #      (GPT-2 tiny's shape, 4 layers, max_seq_len 2048), train.recompute on vs off
 #      (build/bench/bench_recompute, one process per mode, environment's core).
+#  10. decode weights: GPT-2 124M and SmolLM2-135M's shape at batch 8 from the fp32 and
+#      the bf16 decode copy in the same process (gen.weights), each against the bound of
+#      reading its bytes once per step; then GPT-2 124M's decode step at cache positions
+#      128, 512, 1024, 2048 (build/bench/bench_model decode, one process).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -39,7 +43,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute decode), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -51,7 +55,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute decode}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
 case $REPS in '' | *[!0-9]*) echo "bench: BENCH_REPS must be a number >= 5" >&2; exit 2 ;; esac
@@ -213,6 +217,12 @@ if want recompute; then
   for mode in on off; do
     run "recompute_$mode" "" "$BUILD/bench/bench_recompute" "$mode"
   done
+fi
+
+# ---- 10. decode weights: fp32 vs bf16, long cache ----------------------------------------
+if want decode; then
+  echo "== decode at batch 8: fp32 vs bf16 decode copy (gpt2, smol); GPT-2 step at positions 128..2048"
+  run "decode" "" "$BUILD/bench/bench_model" decode 3
 fi
 
 # ---- reduce: median of every key ------------------------------------------------------
@@ -436,6 +446,17 @@ if want recompute; then
     "$(ratio "$(val recompute.on.peak_rss_mb)" "$(val recompute.off.peak_rss_mb)")" \
     "$(fmt "$(val recompute.on.step_ms)" 0)" "$(fmt "$(val recompute.off.step_ms)" 0)" \
     "$(ratio "$(val recompute.on.step_ms)" "$(val recompute.off.step_ms)")"
+fi
+if want decode; then
+  for p in gpt2 smol; do
+    printf 'decode %s, batch 8: fp32 weights %s ms per step (%s%% of its bandwidth bound), bf16 %s ms (%s%% of its bound, half the bytes): %sx; one process\n' \
+      "$p" "$(fmt "$(val "decode.$p.f32.step_ms")" 2)" "$(fmt "$(val "decode.$p.f32.pct_of_bound")" 0)" \
+      "$(fmt "$(val "decode.$p.bf16.step_ms")" 2)" "$(fmt "$(val "decode.$p.bf16.pct_of_bound")" 0)" \
+      "$(fmt "$(val "decode.$p.bf16_speedup")" 2)"
+  done
+  printf 'decode gpt2, batch 8, step at cache position 128 / 512 / 1024 / 2048: %s / %s / %s / %s ms\n' \
+    "$(fmt "$(val decode.gpt2.pos128.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos512.step_ms)" 2)" \
+    "$(fmt "$(val decode.gpt2.pos1024.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos2048.step_ms)" 2)"
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")
