@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "adamw.h"
 #include "gemm_path.h"
@@ -424,6 +425,15 @@ static double decode_weight_floats(const GPTConfig *c) {
     return L * (C * (qw + 2 * kw) + qw * C + 3.0 * C * F) + V * C;
 }
 
+/* CPU time of the process: on a shared machine a step's wall time includes the slices
+ * other processes ran; with one kernel thread this is the time the step itself ran
+ * (memory stalls included) */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -462,18 +472,29 @@ static void bench_decode_precision(const char *preset, int iters) {
     decode_model(&m[0], preset, 0, GB, STEPS, &r);
     decode_model(&m[1], preset, 1, GB, STEPS, &r);
     int slots[GB], toks[GB], V = m[0].config.vocab_size;
-    double ts[2][STEPS];
+    double ts[2][STEPS], cs[2][STEPS];
     for (int b = 0; b < GB; b++) slots[b] = b;
     (void)iters;
     for (int t = 0; t < STEPS; t++)
         for (int k = 0; k < 2; k++) {
             for (int b = 0; b < GB; b++) toks[b] = (int)rng_below(&r, (uint64_t)V);
-            double t0 = time_now();
+            double t0 = time_now(), c0 = cpu_now();
             gpt_cache_decode(&m[k], GB, slots, toks);
-            ts[k][t] = time_now() - t0;
+            ts[k][t] = time_now() - t0, cs[k][t] = cpu_now() - c0;
         }
     /* the first step of each pays for first touches: left out */
-    for (int k = 0; k < 2; k++) qsort(ts[k] + 1, STEPS - 1, sizeof(double), cmp_double);
+    for (int k = 0; k < 2; k++) {
+        qsort(ts[k] + 1, STEPS - 1, sizeof(double), cmp_double);
+        qsort(cs[k] + 1, STEPS - 1, sizeof(double), cmp_double);
+    }
+    int th = ops_blas_threads();
+    printf("   CPU time per step, fastest (median), %d kernel thread(s): fp32 %.2f ms (%.2f), bf16 "
+           "%.2f ms (%.2f): %.2fx (medians %.2fx)\n",
+           th, cs[0][1] * 1e3, cs[0][STEPS / 2] * 1e3, cs[1][1] * 1e3, cs[1][STEPS / 2] * 1e3,
+           cs[0][1] / cs[1][1], cs[0][STEPS / 2] / cs[1][STEPS / 2]);
+    printf("RESULT\tdecode.%s.cpu_speedup\t%.3f\tx\n", preset, cs[0][1] / cs[1][1]);
+    printf("RESULT\tdecode.%s.f32.cpu_ms\t%.3f\tms\n", preset, cs[0][1] * 1e3);
+    printf("RESULT\tdecode.%s.bf16.cpu_ms\t%.3f\tms\n", preset, cs[1][1] * 1e3);
     double f32 = ts[0][1], bf = ts[1][1], f32m = ts[0][STEPS / 2], bfm = ts[1][STEPS / 2];
     double wb = 4.0 * decode_weight_floats(&m[0].config);
     size_t np = m[0].num_params;
