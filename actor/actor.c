@@ -91,6 +91,7 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
     a->model.weights_version = a->version; /* the decode copy is packed once per version */
     a->model.temperature = (float)a->cfg.gen.temperature;
     a->model.decode_packed = a->cfg.gen.pack_weights;
+    a->model.decode_bf16 = strcmp(a->cfg.gen.weights, "bf16") == 0;
     a->lim.vocab_size = a->model.config.vocab_size;
     a->lim.max_seq_len = a->model.config.max_seq_len;
     a->t_weights += time_now() - t0;

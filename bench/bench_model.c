@@ -4,6 +4,8 @@
  * shapes as the training step (the ceiling the step is compared with).
  *
  *   build/bench/bench_model [tiny|gpt2|all] [iters]
+ *   build/bench/bench_model decode [iters]   fp32 vs bf16 decode copy (gpt2, smol), then long
+ *   build/bench/bench_model long [iters]     decode step at cache positions 128 .. 2048
  *
  * Shapes (the project's reference points): tiny = V512 L4 NH4 C128 T128, train 16x128,
  * generate 16 prompts of 16 tokens + 112 new; gpt2 = 124M, train 4x64, generate 8
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "adamw.h"
 #include "gemm_path.h"
@@ -412,6 +415,160 @@ static void bench_one(const Shape *s, int iters) {
     gpt_free(&m);
 }
 
+/* Bytes of the weights one decode step streams at fp32: the blocks' four linear layers
+ * and the LM head (the KV cache, norms and biases left out: the bound is optimistic). */
+static double decode_weight_floats(const GPTConfig *c) {
+    double C = c->n_embd, L = c->n_layer, V = c->vocab_size;
+    if (c->family != GPT_FAMILY_LLAMA) return 12.0 * L * C * C + V * C;
+    double hd = c->head_dim ? c->head_dim : C / c->n_head;
+    double qw = c->n_head * hd, kw = c->n_kv_head * hd, F = c->d_ff;
+    return L * (C * (qw + 2 * kw) + qw * C + 3.0 * C * F) + V * C;
+}
+
+/* CPU time of the process: on a shared machine a step's wall time includes the slices
+ * other processes ran; with one kernel thread this is the time the step itself ran
+ * (memory stalls included) */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A model of `preset` with its cache reserved for GB slots and prefilled with 16-token
+ * prompts, decoding from the fp32 (bf16 = 0) or the bf16 copy. */
+static void decode_model(GPT *m, const char *preset, int bf16, int GB, int steps, Rng *r) {
+    GPTConfig c;
+    if (gpt_config_preset(preset, &c) != 0) fatal("unknown preset %s", preset);
+    gpt_init(m, &c);
+    gpt_init_weights(m, 1);
+    m->decode_bf16 = bf16;
+    enum { P = 16 };
+    gpt_cache_reserve(m, GB, P + steps + 1);
+    int *pbuf = xcalloc((size_t)GB * P, sizeof(int)), *plens = xcalloc((size_t)GB, sizeof(int));
+    const int **prompts = xcalloc((size_t)GB, sizeof(int *));
+    for (int b = 0; b < GB; b++) {
+        for (int t = 0; t < P; t++) pbuf[b * P + t] = (int)rng_below(r, (uint64_t)c.vocab_size);
+        prompts[b] = pbuf + b * P, plens[b] = P;
+    }
+    gpt_cache_prefill(m, GB, prompts, plens);
+    free(pbuf), free(plens), free(prompts);
+}
+
+/* Decode at batch 8 from the fp32 and the bf16 copy of the same model, in one process:
+ * single steps timed alternately (fp32, bf16, fp32, ...), so both see the same machine
+ * state; the fastest step of each is the figure (on a shared machine a step that kept
+ * its cores throughout), the median printed beside it. Each is compared with the bound of
+ * reading its copy's bytes once per step at the measured read bandwidth (bf16: half). */
+static void bench_decode_precision(const char *preset, int iters) {
+    enum { GB = 8, STEPS = 40 };
+    Rng r;
+    rng_init(&r, 3);
+    GPT m[2];
+    decode_model(&m[0], preset, 0, GB, STEPS, &r);
+    decode_model(&m[1], preset, 1, GB, STEPS, &r);
+    int slots[GB], toks[GB], V = m[0].config.vocab_size;
+    double ts[2][STEPS], cs[2][STEPS];
+    for (int b = 0; b < GB; b++) slots[b] = b;
+    (void)iters;
+    for (int t = 0; t < STEPS; t++)
+        for (int k = 0; k < 2; k++) {
+            for (int b = 0; b < GB; b++) toks[b] = (int)rng_below(&r, (uint64_t)V);
+            double t0 = time_now(), c0 = cpu_now();
+            gpt_cache_decode(&m[k], GB, slots, toks);
+            ts[k][t] = time_now() - t0, cs[k][t] = cpu_now() - c0;
+        }
+    /* the first step of each pays for first touches: left out */
+    for (int k = 0; k < 2; k++) {
+        qsort(ts[k] + 1, STEPS - 1, sizeof(double), cmp_double);
+        qsort(cs[k] + 1, STEPS - 1, sizeof(double), cmp_double);
+    }
+    int th = ops_blas_threads();
+    printf("   CPU time per step, fastest (median), %d kernel thread(s): fp32 %.2f ms (%.2f), bf16 "
+           "%.2f ms (%.2f): %.2fx (medians %.2fx)\n",
+           th, cs[0][1] * 1e3, cs[0][STEPS / 2] * 1e3, cs[1][1] * 1e3, cs[1][STEPS / 2] * 1e3,
+           cs[0][1] / cs[1][1], cs[0][STEPS / 2] / cs[1][STEPS / 2]);
+    printf("RESULT\tdecode.%s.cpu_speedup\t%.3f\tx\n", preset, cs[0][1] / cs[1][1]);
+    printf("RESULT\tdecode.%s.f32.cpu_ms\t%.3f\tms\n", preset, cs[0][1] * 1e3);
+    printf("RESULT\tdecode.%s.bf16.cpu_ms\t%.3f\tms\n", preset, cs[1][1] * 1e3);
+    double f32 = ts[0][1], bf = ts[1][1], f32m = ts[0][STEPS / 2], bfm = ts[1][STEPS / 2];
+    double wb = 4.0 * decode_weight_floats(&m[0].config);
+    size_t np = m[0].num_params;
+    double bw1 = read_gbs(m[0].params, np, 1, 3), bw4 = read_gbs(m[0].params, np, 4, 3);
+    double bw = bw1 > bw4 ? bw1 : bw4, b32 = wb / (bw * 1e9), b16 = b32 / 2;
+    printf("== decode %s at batch %d (%.1fM parameters), fastest of %d steps (median): fp32 "
+           "weights %.2f ms (%.2f) = %.0f%% of the %.2f ms bound of %.0f MB at %.1f GB/s; bf16 "
+           "%.2f ms (%.2f) = %.0f%% of %.2f ms (%.0f MB): %.2fx (medians %.2fx)\n",
+           preset, GB, (double)np / 1e6, STEPS - 1, f32 * 1e3, f32m * 1e3, 100 * b32 / f32,
+           b32 * 1e3, wb / 1e6, bw, bf * 1e3, bfm * 1e3, 100 * b16 / bf, b16 * 1e3, wb / 2e6,
+           f32 / bf, f32m / bfm);
+    printf("RESULT\tdecode.%s.f32.step_ms\t%.3f\tms\n", preset, f32 * 1e3);
+    printf("RESULT\tdecode.%s.bf16.step_ms\t%.3f\tms\n", preset, bf * 1e3);
+    printf("RESULT\tdecode.%s.bf16_speedup\t%.3f\tx\n", preset, f32 / bf);
+    printf("RESULT\tdecode.%s.bf16_speedup_median\t%.3f\tx\n", preset, f32m / bfm);
+    printf("RESULT\tdecode.%s.f32.pct_of_bound\t%.1f\t%%\n", preset, 100 * b32 / f32);
+    printf("RESULT\tdecode.%s.bf16.pct_of_bound\t%.1f\t%%\n", preset, 100 * b16 / bf);
+    printf("RESULT\tdecode.%s.f32.weight_mb\t%.1f\tMB\n", preset, wb / 1e6);
+    printf("RESULT\tdecode.%s.read_gbs\t%.2f\tGB/s\n", preset, bw);
+    gpt_free(&m[0]), gpt_free(&m[1]);
+}
+
+/* The decode step of GPT-2 124M at batch 8 with the cache at positions 128 .. 2048
+ * (max_seq_len raised to 2048, the fp32 copy): one slot is prefilled to 2044 tokens once,
+ * its first p - 4 rows copied into the 8 decode slots, then 4 steps to position p (the
+ * fastest single step of iters runs after a warm-up). The
+ * weights cost the same at every position; attention grows linearly with it, so the
+ * step time is an affine function of the position (the slope per 1k positions printed
+ * between successive points should be about constant). */
+static void bench_long_context(int iters) {
+    GPTConfig c;
+    if (gpt_config_preset("gpt2", &c) != 0) fatal("unknown preset gpt2");
+    c.max_seq_len = 2048;
+    GPT m;
+    gpt_init(&m, &c);
+    gpt_init_weights(&m, 1);
+    Rng r;
+    rng_init(&r, 4);
+    enum { GB = 8, STEPS = 4, TMAX = 2048 };
+    gpt_cache_reserve(&m, GB + 1, TMAX);
+    int *src = xcalloc(TMAX, sizeof(int));
+    for (int t = 0; t < TMAX; t++) src[t] = (int)rng_below(&r, (uint64_t)c.vocab_size);
+    const int *pp[1] = {src};
+    int plen = TMAX - STEPS;
+    double t0 = time_now();
+    gpt_cache_prefill(&m, 1, pp, &plen); /* slot 0 */
+    printf("== decode GPT-2 124M at batch %d, cache positions 128..2048 (prefill of %d tokens: "
+           "%.1f s)\n", GB, plen, time_now() - t0);
+    int pos[] = {128, 512, 1024, 2048}, slots[GB], toks[GB];
+    double prev = 0;
+    for (int k = 0; k < 4; k++) {
+        int start = pos[k] - STEPS;
+        double best = 1e30;
+        for (int it = 0; it <= iters; it++) {
+            for (int b = 0; b < GB; b++) gpt_cache_copy_slot(&m, b + 1, 0, start), slots[b] = b + 1;
+            for (int s = 0; s < STEPS; s++) {
+                for (int b = 0; b < GB; b++) toks[b] = src[start + s];
+                double t1 = time_now();
+                gpt_cache_decode(&m, GB, slots, toks);
+                double dt = time_now() - t1;
+                if (it > 0 && dt < best) best = dt; /* the fastest single step */
+            }
+        }
+        if (k == 0) printf("position %4d: %.2f ms per step\n", pos[k], best * 1e3);
+        else
+            printf("position %4d: %.2f ms per step (+%.2f ms per 1k positions since %d)\n", pos[k],
+                   best * 1e3, (best - prev) * 1e3 * 1000.0 / (pos[k] - pos[k - 1]), pos[k - 1]);
+        printf("RESULT\tdecode.gpt2.pos%d.step_ms\t%.3f\tms\n", pos[k], best * 1e3);
+        prev = best;
+    }
+    free(src);
+    gpt_free(&m);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     int iters = argc > 2 ? atoi(argv[2]) : 3;
@@ -427,6 +584,14 @@ int main(int argc, char **argv) {
     printf("RESULT\tmodel.gemm_c\t%d\tflag\n", absent ? 0 : 1);
     printf("RESULT\tmodel.gemm_default\t%s\tname\n", ops_gemm_own(-1) ? "gemm.c" : "OpenBLAS");
     if (absent) printf("RESULT\tmodel.gemm_c_absent\t%s\ttext\n", absent);
+    if (strcmp(which, "decode") == 0 || strcmp(which, "long") == 0) {
+        if (strcmp(which, "decode") == 0) {
+            bench_decode_precision("gpt2", iters);
+            bench_decode_precision("smol", iters);
+        }
+        bench_long_context(iters);
+        return 0;
+    }
     Shape shapes[] = {{"tiny", 16, 128, 16, 16, 112}, {"gpt2", 4, 64, 8, 16, 48}};
     int ran = 0;
     for (int i = 0; i < 2; i++) {
@@ -435,7 +600,7 @@ int main(int argc, char **argv) {
         ran++;
     }
     if (!ran) {
-        fprintf(stderr, "usage: bench_model [tiny|gpt2|all] [iters]\n");
+        fprintf(stderr, "usage: bench_model [tiny|gpt2|all|decode|long] [iters]\n");
         return 1;
     }
     return 0;

@@ -38,6 +38,10 @@
 #      K = 1, 2, 4 learner ranks x optim.zero = 0, 1, 2 at GPT-2 124M, random weights
 #      (build/bench/bench_zero under mpirun, oversubscribed; BENCH_ZERO_PRESET=tiny for a
 #      quick run).
+#  12. decode weights: GPT-2 124M and SmolLM2-135M's shape at batch 8 from the fp32 and
+#      the bf16 decode copy in the same process (gen.weights), each against the bound of
+#      reading its bytes once per step; then GPT-2 124M's decode step at cache positions
+#      128, 512, 1024, 2048 (build/bench/bench_model decode, one process).
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -47,7 +51,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute lora zero), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute lora zero decode), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -59,7 +63,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero decode}
 ZPRESET=${BENCH_ZERO_PRESET:-gpt2}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
@@ -240,6 +244,12 @@ if want zero; then
       run "zero_np${k}_z$z" "" mpirun -np "$k" --oversubscribe "$BUILD/bench/bench_zero" "$ZPRESET" "$z" 3
     done
   done
+fi
+
+# ---- 12. decode weights: fp32 vs bf16, long cache ----------------------------------------
+if want decode; then
+  echo "== decode at batch 8: fp32 vs bf16 decode copy (gpt2, smol); GPT-2 step at positions 128..2048"
+  run "decode" "" "$BUILD/bench/bench_model" decode 3
 fi
 
 # ---- reduce: median of every key ------------------------------------------------------
@@ -482,6 +492,17 @@ if want zero; then
         "$(fmt "$(val "$key.step_ms")" 0)"
     done
   done
+fi
+if want decode; then
+  for p in gpt2 smol; do
+    printf 'decode %s, batch 8: fp32 weights %s ms per step (%s%% of its bandwidth bound), bf16 %s ms (%s%% of its bound, half the bytes): %sx; one process\n' \
+      "$p" "$(fmt "$(val "decode.$p.f32.step_ms")" 2)" "$(fmt "$(val "decode.$p.f32.pct_of_bound")" 0)" \
+      "$(fmt "$(val "decode.$p.bf16.step_ms")" 2)" "$(fmt "$(val "decode.$p.bf16.pct_of_bound")" 0)" \
+      "$(fmt "$(val "decode.$p.bf16_speedup")" 2)"
+  done
+  printf 'decode gpt2, batch 8, step at cache position 128 / 512 / 1024 / 2048: %s / %s / %s / %s ms\n' \
+    "$(fmt "$(val decode.gpt2.pos128.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos512.step_ms)" 2)" \
+    "$(fmt "$(val decode.gpt2.pos1024.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos2048.step_ms)" 2)"
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

@@ -310,6 +310,7 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     }
     m->temperature = 1.0f;
     m->decode_packed = 1;
+    m->decode_bf16 = 0;
     m->weights_version = -1;
     m->lm_chunk_bytes = GPT_LM_CHUNK_BYTES;
 }
@@ -1057,11 +1058,15 @@ struct GPTCache {
     float *scores;     /* (score_slots, T): one attention-score row per thread */
     int score_slots;
     float *logits;     /* (B, V) */
-    /* panel-major copies of every layer's four linear weights (matmul_pack_rows), made by
-     * a prefill (see GPT.weights_version): decoding reads the trunk once per token step,
-     * and packed it streams; NULL when m->decode_packed was 0 at gpt_cache_reserve */
-    float *packed;
-    size_t pk_layer, pk_off[4]; /* floats per layer; offsets of attn, attn_proj, fc, fc_proj */
+    /* panel-major copies of every layer's four linear weights (ops.h matmul_pack_*), made
+     * by a prefill (see GPT.weights_version): decoding reads the trunk once per token step,
+     * and packed it streams; float, or uint16_t bfloat16 when pk_bf16; NULL when neither
+     * m->decode_packed nor m->decode_bf16 was set at gpt_cache_reserve */
+    void *packed;
+    int pk_bf16;
+    int pk_has[4];              /* which of the four are in the copy (decode_linears) */
+    size_t pk_layer, pk_off[4]; /* elements per layer; offset of each of the four */
+    uint16_t *head_bf16;        /* pk_bf16: the LM head (V,C) in bf16, else NULL */
     int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
     int64_t rows_run;           /* tokens run through the network since gpt_cache_begin */
     GPTCacheRun *runs;          /* (B) gpt_cache_prefill's runs */
@@ -1071,10 +1076,43 @@ static void cache_free(struct GPTCache *c) {
     if (!c) return;
     free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit), free(c->runs);
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
-                     c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits,
-                     c->packed};
+                     c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c->packed), free(c->head_bf16);
     free(c);
+}
+
+/* One linear layer that decoding reads: weight (GPT-2 (IC,OC), Llama (OC,IC)), bias
+ * (or NULL), sizes. */
+typedef struct {
+    const float *w, *b;
+    int IC, OC;
+} DecodeLinear;
+
+/* Layer l's four decode linears, in the order of the packed copy: GPT-2 attn, attn_proj,
+ * fc, fc_proj; Llama qkv, o, gate_up, down. */
+static void decode_linears(const GPT *m, int l, DecodeLinear d[4]) {
+    const GPTBlock *w = &m->w.h[l];
+    int C = m->config.n_embd;
+    if (m->config.family == GPT_FAMILY_LLAMA) {
+        Widths wd = model_widths(&m->config);
+        d[0] = (DecodeLinear){w->qkv_w, w->qkv_b, C, wd.QKVW};
+        d[1] = (DecodeLinear){w->o_w, NULL, wd.QW, C};
+        d[2] = (DecodeLinear){w->gate_up_w, NULL, C, wd.FW};
+        d[3] = (DecodeLinear){w->down_w, NULL, wd.FGW, C};
+        return;
+    }
+    d[0] = (DecodeLinear){w->attn_w, w->attn_b, C, 3 * C};
+    d[1] = (DecodeLinear){w->attn_proj_w, w->attn_proj_b, C, C};
+    d[2] = (DecodeLinear){w->fc_w, w->fc_b, C, 4 * C};
+    d[3] = (DecodeLinear){w->fc_proj_w, w->fc_proj_b, 4 * C, C};
+}
+
+/* Can linear d go into the packed copy? GPT-2's OC % 16 edge columns are read in place
+ * (the (IC,OC) layout the kernel expects); Llama's (OC,IC) layout has no such edge path,
+ * so a Llama linear with OC % 16 != 0 stays in place (no preset has one). */
+static int decode_packable(const GPT *m, const DecodeLinear *d) {
+    return m->config.family != GPT_FAMILY_LLAMA || d->OC % 16 == 0;
 }
 
 void gpt_cache_reserve(GPT *m, int B, int T) {
@@ -1083,11 +1121,12 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     if (T > cf->max_seq_len)
         fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
               cf->max_seq_len);
-    /* Llama decodes from the weights in place (lmhead_forward_rows reads the (out, in)
-     * layout); the panel-major copy is GPT-2's */
-    int packed = m->decode_packed != 0 && cf->family == GPT_FAMILY_GPT2;
+    /* a bf16 decode copy is a packed one */
+    int bf16 = m->decode_bf16 != 0, packed = m->decode_packed != 0 || bf16;
     struct GPTCache *old = m->cache;
-    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == packed) return;
+    if (old && B <= old->B && T <= old->T && (old->packed != NULL) == packed &&
+        old->pk_bf16 == bf16)
+        return;
     if (old && B < old->B) B = old->B;
     if (old && T < old->T) T = old->T;
     cache_free(old);
@@ -1120,11 +1159,17 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->scores = xalloc_floats((size_t)c->score_slots * (size_t)T);
     c->logits = xalloc_floats((size_t)B * V);
     if (packed) {
-        int Ci = cf->n_embd;
-        size_t pk[4] = {matmul_packed_floats(Ci, 3 * Ci), matmul_packed_floats(Ci, Ci),
-                        matmul_packed_floats(Ci, 4 * Ci), matmul_packed_floats(4 * Ci, Ci)};
-        for (int i = 0; i < 4; i++) c->pk_off[i] = c->pk_layer, c->pk_layer += pk[i];
-        c->packed = xalloc_floats(L * c->pk_layer); /* touched here once, reused by every prefill */
+        DecodeLinear d[4];
+        decode_linears(m, 0, d); /* every layer has the same shapes */
+        for (int i = 0; i < 4; i++) {
+            c->pk_has[i] = decode_packable(m, &d[i]);
+            c->pk_off[i] = c->pk_layer;
+            if (c->pk_has[i]) c->pk_layer += matmul_packed_floats(d[i].IC, d[i].OC);
+        }
+        c->pk_bf16 = bf16;
+        /* touched here once, reused by every prefill */
+        c->packed = xcalloc(L * c->pk_layer, bf16 ? sizeof(uint16_t) : sizeof(float));
+        if (bf16) c->head_bf16 = xcalloc(V * C, sizeof(uint16_t));
     }
     c->packed_version = -1;
     m->cache = c;
@@ -1169,6 +1214,55 @@ static void cache_attention(GPT *m, int n, const float *kl, const float *vl) {
  * out_row on. Every kernel is row-wise deterministic (see gpt.h). */
 static void llama_cache_pass(GPT *m, int n, int out_row);
 
+/* out (n,OC) = inp (n,IC) @ w^T (+ bias): the batch-invariant kernel on an (out, in)
+ * weight, the bias added after (each row on its own) */
+static void linear_rows(float *out, const float *inp, const float *w, const float *bias, int n,
+                        int IC, int OC) {
+    lmhead_forward_rows(out, inp, w, n, IC, OC);
+    if (!bias) return;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] += bias[o];
+}
+
+/* out (n,OC) = inp (n,IC) through layer l's decode linear i (decode_linears): from the
+ * packed copy (fp32 or bf16) when it holds it, else in place — GPT-2 with the same panel
+ * kernel (the same bits as the fp32 copy), Llama with the (out, in) row kernel (its own
+ * summation order). */
+static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int n) {
+    struct GPTCache *c = m->cache;
+    DecodeLinear d[4];
+    decode_linears(m, l, d);
+    const DecodeLinear *dl = &d[i];
+    int llama = m->config.family == GPT_FAMILY_LLAMA;
+    /* GPT-2's edge columns (OC % 16) come from its (IC,OC) weight; Llama packs none */
+    const float *edge = llama ? NULL : dl->w;
+    if (c->packed && c->pk_has[i]) {
+        size_t off = (size_t)l * c->pk_layer + c->pk_off[i];
+        if (c->pk_bf16)
+            matmul_forward_rows_packed_bf16(out, inp, (const uint16_t *)c->packed + off, edge,
+                                            dl->b, n, dl->IC, dl->OC);
+        else
+            matmul_forward_rows_packed(out, inp, (const float *)c->packed + off, edge, dl->b, n,
+                                       dl->IC, dl->OC);
+    } else if (llama) {
+        linear_rows(out, inp, dl->w, dl->b, n, dl->IC, dl->OC);
+    } else {
+        matmul_forward_rows_packed(out, inp, NULL, dl->w, dl->b, n, dl->IC, dl->OC);
+    }
+    /* LoRA: the adapters on top of the frozen base's copy (lora.h), batch-invariant */
+    if (m->lora) lora_proj_forward_rows(m->lora, l, i, inp, n, out, dl->OC);
+}
+
+/* logits of the ne rows in c->lnf, to rows out_row.. of c->logits: from the bf16 copy
+ * of the LM head when the decode copy is bf16 */
+static void cache_lmhead(GPT *m, int out_row, int ne) {
+    struct GPTCache *c = m->cache;
+    int C = m->config.n_embd, V = m->config.vocab_size;
+    float *dst = c->logits + (size_t)out_row * V;
+    if (c->head_bf16) lmhead_forward_rows_bf16(dst, c->lnf, c->head_bf16, ne, C, V);
+    else lmhead_forward_rows(dst, c->lnf, m->w.lm_head, ne, C, V);
+}
+
 static void cache_pass(GPT *m, int n, int out_row) {
     m->cache->rows_run += n;
     if (m->config.family == GPT_FAMILY_LLAMA) {
@@ -1177,7 +1271,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
     }
     const GPTConfig *cf = &m->config;
     struct GPTCache *c = m->cache;
-    int C = cf->n_embd, NH = cf->n_head, hs = C / NH, L = cf->n_layer, V = cf->vocab_size;
+    int C = cf->n_embd, NH = cf->n_head, hs = C / NH, L = cf->n_layer;
     size_t slot_stride = (size_t)NH * c->T * hs, layer_stride = (size_t)c->B * slot_stride;
     for (int i = 0; i < n; i++) {
         const float *we = m->w.wte + (size_t)c->tok[i] * C, *pe = m->w.wpe + (size_t)c->pos[i] * C;
@@ -1188,11 +1282,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
         const GPTBlock *w = &m->w.h[l];
         float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_1_w, w->ln_1_b, n, C);
-        /* the packed copies of this layer's weights, or NULL (m->decode_packed = 0) */
-        const float *pk = c->packed ? c->packed + (size_t)l * c->pk_layer : NULL;
-#define PK(i) (pk ? pk + c->pk_off[i] : NULL)
-        matmul_forward_rows_packed(c->qkv, c->ln, PK(0), w->attn_w, w->attn_b, n, C, 3 * C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 0, c->ln, n, c->qkv, 3 * C);
+        cache_linear(m, l, 0, c->qkv, c->ln, n);
         for (int i = 0; i < n; i++) {
             const float *row = c->qkv + (size_t)i * 3 * C;
             float *kd = kl + (size_t)c->slot[i] * slot_stride + (size_t)c->pos[i] * hs;
@@ -1203,18 +1293,12 @@ static void cache_pass(GPT *m, int n, int out_row) {
             }
         }
         cache_attention(m, n, kl, vl);
-        matmul_forward_rows_packed(c->proj, c->atty, PK(1), w->attn_proj_w, w->attn_proj_b, n, C,
-                                   C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 1, c->atty, n, c->proj, C);
+        cache_linear(m, l, 1, c->proj, c->atty, n);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->ln_2_w, w->ln_2_b, n, C);
-        matmul_forward_rows_packed(c->fch, c->ln, PK(2), w->fc_w, w->fc_b, n, C, 4 * C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 2, c->ln, n, c->fch, 4 * C);
+        cache_linear(m, l, 2, c->fch, c->ln, n);
         gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
-        matmul_forward_rows_packed(c->proj, c->fch_gelu, PK(3), w->fc_proj_w, w->fc_proj_b, n,
-                                   4 * C, C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 3, c->fch_gelu, n, c->proj, C);
-#undef PK
+        cache_linear(m, l, 3, c->proj, c->fch_gelu, n);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
     int ne = 0;
@@ -1224,7 +1308,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
                           m->w.ln_f_w, m->w.ln_f_b, 1, C);
         ne++;
     }
-    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
+    if (ne > 0) cache_lmhead(m, out_row, ne);
 }
 
 /* Llama: rows [n part / nparts, n (part+1) / nparts) attend to their slots (NKV heads of
@@ -1244,23 +1328,13 @@ static void llama_cache_attention_part(void *p, int part, int nparts) {
                                   cf->n_head, cf->n_kv_head, wd.hd);
 }
 
-/* out (n,OC) = inp (n,IC) @ w^T (+ bias): the batch-invariant kernel on an (out, in)
- * weight, the bias added after (each row on its own) */
-static void linear_rows(float *out, const float *inp, const float *w, const float *bias, int n,
-                        int IC, int OC) {
-    lmhead_forward_rows(out, inp, w, n, IC, OC);
-    if (!bias) return;
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] += bias[o];
-}
-
 /* cache_pass for the Llama family: the same row-wise pipeline as llama_block_forward, each
  * kernel batch-invariant; rows are rotated at their own cache positions. */
 static void llama_cache_pass(GPT *m, int n, int out_row) {
     const GPTConfig *cf = &m->config;
     struct GPTCache *c = m->cache;
     Widths wd = model_widths(cf);
-    int C = cf->n_embd, NH = cf->n_head, NKV = cf->n_kv_head, hd = wd.hd, V = cf->vocab_size;
+    int C = cf->n_embd, NH = cf->n_head, NKV = cf->n_kv_head, hd = wd.hd;
     float eps = cf->norm_eps;
     size_t slot_stride = (size_t)wd.KW * c->T, layer_stride = (size_t)c->B * slot_stride;
     embedding_forward(c->x, c->tok, m->w.wte, n, C);
@@ -1268,8 +1342,7 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
         const GPTBlock *w = &m->w.h[l];
         float *kl = c->k + (size_t)l * layer_stride, *vl = c->v + (size_t)l * layer_stride;
         rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_1_w, eps, n, 1, C, C);
-        linear_rows(c->qkv, c->ln, w->qkv_w, w->qkv_b, n, C, wd.QKVW);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 0, c->ln, n, c->qkv, wd.QKVW);
+        cache_linear(m, l, 0, c->qkv, c->ln, n);
         if (cf->qk_norm) {
             rmsnorm_forward(c->qkv, c->rstd, c->qkv, w->q_norm_w, eps, n, NH, hd, wd.QKVW);
             rmsnorm_forward(c->qkv + wd.QW, c->rstd, c->qkv + wd.QW, w->k_norm_w, eps, n, NKV, hd,
@@ -1292,15 +1365,12 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
         int parts = n < c->score_slots ? n : c->score_slots;
         if (work < CACHE_ATT_PAR_MIN || parts < 2) llama_cache_attention_part(&j, 0, 1);
         else ops_parallel(llama_cache_attention_part, &j, parts);
-        linear_rows(c->proj, c->atty, w->o_w, NULL, n, wd.QW, C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 1, c->atty, n, c->proj, C);
+        cache_linear(m, l, 1, c->proj, c->atty, n);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
         rmsnorm_forward(c->ln, c->rstd, c->x, w->ln_2_w, eps, n, 1, C, C);
-        linear_rows(c->fch, c->ln, w->gate_up_w, NULL, n, C, wd.FW);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 2, c->ln, n, c->fch, wd.FW);
+        cache_linear(m, l, 2, c->fch, c->ln, n);
         swiglu_forward(c->fch_gelu, c->fch, n, cf->d_ff);
-        linear_rows(c->proj, c->fch_gelu, w->down_w, NULL, n, wd.FGW, C);
-        if (m->lora) lora_proj_forward_rows(m->lora, l, 3, c->fch_gelu, n, c->proj, C);
+        cache_linear(m, l, 3, c->proj, c->fch_gelu, n);
         residual_forward(c->x, c->x, c->proj, (size_t)n * C);
     }
     int ne = 0;
@@ -1310,7 +1380,7 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
                         1, C, C);
         ne++;
     }
-    if (ne > 0) lmhead_forward_rows(c->logits + (size_t)out_row * V, c->lnf, m->w.lm_head, ne, C, V);
+    if (ne > 0) cache_lmhead(m, out_row, ne);
 }
 
 static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int t) {
@@ -1327,17 +1397,34 @@ void gpt_cache_begin(GPT *m) {
     /* the weights may have changed since the last generation (an optimizer step, a weight
      * sync): pack them again (one pass over the trunk, small next to the token steps)
      * unless the caller labels them as the ones already packed */
-    int C = m->config.n_embd;
     int repack = m->weights_version < 0 || m->weights_version != c->packed_version;
     c->packed_version = m->weights_version;
-    for (int l = 0; c->packed && repack && l < m->config.n_layer; l++) {
-        const GPTBlock *w = &m->w.h[l];
-        float *pk = c->packed + (size_t)l * c->pk_layer;
-        matmul_pack_rows(pk + c->pk_off[0], w->attn_w, C, 3 * C);
-        matmul_pack_rows(pk + c->pk_off[1], w->attn_proj_w, C, C);
-        matmul_pack_rows(pk + c->pk_off[2], w->fc_w, C, 4 * C);
-        matmul_pack_rows(pk + c->pk_off[3], w->fc_proj_w, 4 * C, C);
+    if (repack) gpt_cache_pack(m);
+}
+
+void gpt_cache_pack(GPT *m) {
+    struct GPTCache *c = m->cache;
+    if (!c) fatal("gpt_cache_pack: no cache reserved (call gpt_cache_reserve first)");
+    if (!c->packed) return;
+    int llama = m->config.family == GPT_FAMILY_LLAMA;
+    for (int l = 0; l < m->config.n_layer; l++) {
+        DecodeLinear d[4];
+        decode_linears(m, l, d);
+        for (int i = 0; i < 4; i++) {
+            if (!c->pk_has[i]) continue;
+            size_t off = (size_t)l * c->pk_layer + c->pk_off[i];
+            uint16_t *h = (uint16_t *)c->packed + off;
+            float *f = (float *)c->packed + off;
+            /* Llama's (out, in) weights are transposed into the panels */
+            if (c->pk_bf16 && llama) matmul_pack_cols_bf16(h, d[i].w, d[i].IC, d[i].OC);
+            else if (c->pk_bf16) matmul_pack_rows_bf16(h, d[i].w, d[i].IC, d[i].OC);
+            else if (llama) matmul_pack_cols(f, d[i].w, d[i].IC, d[i].OC);
+            else matmul_pack_rows(f, d[i].w, d[i].IC, d[i].OC);
+        }
     }
+    if (c->head_bf16)
+        bf16_from_f32_array(c->head_bf16, m->w.lm_head,
+                            (size_t)m->config.vocab_size * m->config.n_embd);
 }
 
 /* Abort unless the n runs fit the cache: distinct slots, positions inside the slot's

@@ -143,9 +143,18 @@ typedef struct {
      * the config, shared by training and generation; NULL for GPT-2 */
     double *rope_freq;
     /* 1 (gpt_init's default): generation decodes from a packed copy of the weights (see
-     * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. The same
-     * results either way, bit for bit. Set before gpt_cache_reserve / generate. */
+     * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. GPT-2:
+     * the same results either way, bit for bit (the same kernel). Llama: the copy runs the
+     * panel kernel (each output summed in order over its inputs), in place the (out, in)
+     * row kernel (16 lanes, then a tree): equal up to fp32 rounding (tests/test_generate.c
+     * bounds the log-prob gap). Set before gpt_cache_reserve / generate. */
     int decode_packed;
+    /* 0 (gpt_init's default): the decode copy holds fp32 weights. 1 (gen.weights = bf16):
+     * it holds them as bfloat16 (rounded to nearest even), the LM head too, and every cache
+     * pass (prefill and decode) computes from it in fp32 registers: half the bytes per
+     * decoded token; results equal, bit for bit, the fp32 copy of the rounded weights.
+     * Implies a copy whatever decode_packed says. Set before gpt_cache_reserve. */
+    int decode_bf16;
     /* -1 (gpt_init's default): every prefill packs the weights again. >= 0: the caller's
      * label for the current params (the actor uses the policy version): a prefill packs
      * only when the label differs from the packed copy's. A caller that sets it must change
@@ -281,13 +290,19 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
 
 /* Size the cache for B slots of T tokens (grows, never shrinks; T <= max_seq_len). All
  * the scratch of prefill and decode is allocated here, including a panel-major copy of
- * every block's four linear weights (ops.h matmul_pack_rows; 12·L·C² floats, 340 MB for
- * GPT-2 124M): decoding at small batch is bound by reading the weights, and the copy
- * turns those reads into sequential streams. */
+ * every block's four linear weights (ops.h matmul_pack_rows / matmul_pack_cols; GPT-2
+ * 12·L·C² floats, 340 MB for 124M; half that in bf16, plus a bf16 LM head): decoding at
+ * small batch is bound by reading the weights, and the copy turns those reads into
+ * sequential streams. */
 void gpt_cache_reserve(GPT *m, int B, int T);
 /* Start a generation: empty every slot and pack the current weights (so a change of
  * m->params since the last generation is seen; see GPT.weights_version). */
 void gpt_cache_begin(GPT *m);
+/* Copy the current weights into the decode copy now (a no-op without one). gpt_cache_begin
+ * calls it when GPT.weights_version says the weights changed; a caller that changes the
+ * weights decoding should see in another way (merging adapters into them) calls it after,
+ * before the next prefill. */
+void gpt_cache_pack(GPT *m);
 /* One run of a cache pass: tokens[0..count) go into `slot` at positions start,
  * start+1, ...; start <= the slot's length (the slot's tokens from `start` on are
  * dropped: start 0 replaces its sequence, start = its length appends). */

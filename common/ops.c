@@ -38,6 +38,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#if defined(__AVX2__) /* the bf16 loads (BF16_LOAD) */
+#include <immintrin.h>
+#endif
 
 #include "cpu.h"
 #include "gemm.h"
@@ -667,6 +670,32 @@ typedef float v16f __attribute__((vector_size(64)));
  * passing a 64-byte vector by value has a target-dependent ABI (-Wpsabi) */
 #define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(v16f))
 #define V16_STORE(p, v) memcpy((p), &(v), sizeof(v16f))
+/* 16 bfloat16 into a v16f: a bf16 is the top half of a float, so zero-extend each to 32
+ * bits and shift it up (exact). AVX2 (the x86-64-v3 and v4 copies): vpmovzxwd + vpslld
+ * on two halves; plain C otherwise. */
+#if defined(__AVX2__)
+#define BF16_LOAD(v, p)                                                                    \
+    do {                                                                                   \
+        const __m128i *bp_ = (const __m128i *)(const void *)(p);                           \
+        __m256i lo_ = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(bp_)), 16);  \
+        __m256i hi_ = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(bp_ + 1)), 16); \
+        memcpy(&(v), &lo_, 32);                                                            \
+        memcpy((char *)&(v) + 32, &hi_, 32);                                               \
+    } while (0)
+#else
+#define BF16_LOAD(v, p)                                                                    \
+    do {                                                                                   \
+        uint32_t u_[16];                                                                   \
+        for (int j_ = 0; j_ < 16; j_++) u_[j_] = (uint32_t)(p)[j_] << 16;                  \
+        memcpy(&(v), u_, sizeof(v16f));                                                    \
+    } while (0)
+#endif
+/* 16 weights from a float or (bf16 set, a compile-time constant) a bfloat16 array */
+#define W16_LOAD(v, base, off, bf16)                                                       \
+    do {                                                                                   \
+        if (bf16) BF16_LOAD(v, (const uint16_t *)(base) + (off));                          \
+        else V16_LOAD(v, (const float *)(base) + (off));                                   \
+    } while (0)
 
 /* Tile of the batch-invariant matmul: nr rows (1..MM_RB) x cb columns from j0, cb a
  * compile-time 16, 32 or MM_CB (the call sites pass constants; the function is inlined
@@ -692,8 +721,8 @@ typedef float v16f __attribute__((vector_size(64)));
  * (C,OC) layout is W = weight + j0, ldw = OC, qs = 16; the packed one (matmul_pack_rows)
  * is W = the tile's first 16-column panel, ldw = 16, qs = C * 16 (the next panel). */
 static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
-                                                               const float *W, size_t ldw,
-                                                               size_t qs, int packed,
+                                                               const void *W, size_t ldw,
+                                                               size_t qs, int packed, int bf16,
                                                                const float *bias, int nr, int C,
                                                                int OC, int j0, int cb) {
     v16f acc[MM_RB][MM_CB / 16];
@@ -705,7 +734,9 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
             else acc[r][q] = (v16f){0};
         }
     for (int k = 0; k < C; k++) {
-        const float *w = W + (size_t)k * ldw;
+        /* element offset of this row; W is float, or uint16_t when bf16 (packed only) */
+        size_t wk = (size_t)k * ldw;
+        const float *w = (const float *)W + wk;
         /* In the (C,OC) layout the panel walks W with a stride of OC floats, which the
          * hardware prefetchers do not follow across pages: fetch the row MM_PF ahead (the
          * start of every 16 floats and the last float cover each cache line its cb floats
@@ -718,8 +749,11 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
          * The packed buffer ends in MM_PFP rows of slack, so the prefetch needs no bound. */
         if (packed) {
 #pragma GCC unroll 3
-            for (int q = 0; q < cb / 16; q++)
-                __builtin_prefetch(w + (size_t)MM_PFP * 16 + q * qs, 0, 2);
+            for (int q = 0; q < cb / 16; q++) {
+                if (bf16)
+                    __builtin_prefetch((const uint16_t *)W + wk + (size_t)MM_PFP * 16 + q * qs, 0, 2);
+                else __builtin_prefetch(w + (size_t)MM_PFP * 16 + q * qs, 0, 2);
+            }
         } else if (k + MM_PF < C) {
 #pragma GCC unroll 4
             for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * ldw + 16 * q);
@@ -727,7 +761,7 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
         }
         v16f wv[MM_CB / 16];
 #pragma GCC unroll 3
-        for (int q = 0; q < cb / 16; q++) V16_LOAD(wv[q], w + q * qs);
+        for (int q = 0; q < cb / 16; q++) W16_LOAD(wv[q], W, wk + q * qs, bf16);
 #pragma GCC unroll 8
         for (int r = 0; r < MM_RB; r++) {
             if (r >= nr) break;
@@ -747,17 +781,17 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
 /* All rows for the columns [j0, j0 + cb), in row tiles of MM_RB (then the rest); W, ldw,
  * qs as for mm_rows_tile. */
 static inline __attribute__((always_inline)) void mm_rows_panel(float *out, const float *inp,
-                                                                const float *W, size_t ldw,
-                                                                size_t qs, int packed,
+                                                                const void *W, size_t ldw,
+                                                                size_t qs, int packed, int bf16,
                                                                 const float *bias, int N, int C,
                                                                 int OC, int j0, int cb) {
     int n = 0;
     for (; n + MM_RB <= N; n += MM_RB)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bias, MM_RB,
-                     C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bf16, bias,
+                     MM_RB, C, OC, j0, cb);
     if (n < N)
-        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bias, N - n,
-                     C, OC, j0, cb);
+        mm_rows_tile(out + (size_t)n * OC, inp + (size_t)n * C, W, ldw, qs, packed, bf16, bias,
+                     N - n, C, OC, j0, cb);
 }
 
 /* The same per-element computation for the last OC % 16 columns, one row at a time. */
@@ -776,6 +810,7 @@ static void mm_rows_edge(float *out, const float *inp, const float *W, const flo
 typedef struct {
     float *out;
     const float *inp, *weight, *packed, *bias; /* packed: NULL or matmul_pack_rows's copy */
+    const uint16_t *packed_bf16;               /* or a bfloat16 copy (packed NULL) */
     int N, C, OC;
 } MMRowsJob;
 
@@ -788,6 +823,7 @@ static void mm_rows_part(void *p, int part, int nparts) {
     const MMRowsJob *jb = p;
     float *out = jb->out;
     const float *inp = jb->inp, *weight = jb->weight, *packed = jb->packed, *bias = jb->bias;
+    const uint16_t *pbf = jb->packed_bf16;
     int N = jb->N, C = jb->C, OC = jb->OC;
     int full = OC - OC % MM_CB, lo, hi;
     part_range(full / MM_CB, part, nparts, &lo, &hi);
@@ -795,9 +831,12 @@ static void mm_rows_part(void *p, int part, int nparts) {
     /* columns [j0, j0 + cb) from the packed copy or in place (constant flags, so each
      * layout gets its own specialised tile) */
 #define MM_PANEL(j0, cb)                                                                     \
-    (packed ? mm_rows_panel(out, inp, packed + (size_t)(j0) * C, 16, g, 1, bias, N, C, OC,  \
-                            j0, cb)                                                          \
-            : mm_rows_panel(out, inp, weight + (j0), (size_t)OC, 16, 0, bias, N, C, OC, j0, cb))
+    (pbf      ? mm_rows_panel(out, inp, pbf + (size_t)(j0) * C, 16, g, 1, 1, bias, N, C, OC, \
+                              j0, cb)                                                        \
+     : packed ? mm_rows_panel(out, inp, packed + (size_t)(j0) * C, 16, g, 1, 0, bias, N, C,  \
+                              OC, j0, cb)                                                    \
+              : mm_rows_panel(out, inp, weight + (j0), (size_t)OC, 16, 0, 0, bias, N, C, OC,  \
+                              j0, cb))
     for (int pi = lo; pi < hi; pi++) MM_PANEL(pi * MM_CB, MM_CB);
     if (full == OC || part != nparts - 1) return;
     int j0 = full;
@@ -808,6 +847,9 @@ static void mm_rows_part(void *p, int part, int nparts) {
     if (OC - j0 >= 16) MM_PANEL(j0, 16), j0 += 16;
 #endif
 #undef MM_PANEL
+    if (j0 < OC && !weight)
+        fatal("matmul_forward_rows_packed: the last %d columns (OC %% 16) need the (C,OC) weight",
+              OC - j0);
     if (j0 < OC)
         for (int n = 0; n < N; n++)
             mm_rows_edge(out + (size_t)n * OC, inp + (size_t)n * C, weight, bias, C, OC, j0,
@@ -823,12 +865,18 @@ static void mm_rows_run(const MMRowsJob *jb) {
 
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC) {
-    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, N, C, OC});
+    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, NULL, N, C, OC});
 }
 
 void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
                                 const float *weight, const float *bias, int N, int C, int OC) {
-    mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, N, C, OC});
+    mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, NULL, N, C, OC});
+}
+
+void matmul_forward_rows_packed_bf16(float *out, const float *inp, const uint16_t *packed,
+                                     const float *weight, const float *bias, int N, int C,
+                                     int OC) {
+    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, packed, N, C, OC});
 }
 
 size_t matmul_packed_floats(int C, int OC) {
@@ -865,6 +913,72 @@ static void mm_pack_part(void *p, int part, int nparts) {
 #if defined(__AVX512F__)
     _mm_sfence();
 #endif
+}
+
+typedef struct {
+    void *packed;         /* float, or uint16_t when bf16 */
+    const float *weight;  /* (C,OC), or (OC,C) when out_in */
+    int C, OC, out_in, bf16;
+} MMPackAnyJob;
+
+/* Part of the bf16 and (OC,C)-layout packs: a range of the 16-column panels, each
+ * written in order; a panel reads 16 rows of W at once when W is (OC,C). */
+static void mm_pack_any_part(void *p, int part, int nparts) {
+    const MMPackAnyJob *jb = p;
+    int lo, hi, C = jb->C, OC = jb->OC;
+    part_range(OC / 16, part, nparts, &lo, &hi);
+    for (int pi = lo; pi < hi; pi++)
+        for (int k = 0; k < C; k++) {
+            size_t d = ((size_t)pi * C + k) * 16;
+            for (int j = 0; j < 16; j++) {
+                int o = pi * 16 + j;
+                float v = jb->out_in ? jb->weight[(size_t)o * C + k] : jb->weight[(size_t)k * OC + o];
+                if (jb->bf16) ((uint16_t *)jb->packed)[d + j] = bf16_from_f32(v);
+                else ((float *)jb->packed)[d + j] = v;
+            }
+        }
+}
+
+static void mm_pack_any(void *packed, const float *weight, int C, int OC, int out_in, int bf16) {
+    MMPackAnyJob jb = {packed, weight, C, OC, out_in, bf16};
+    int panels = OC / 16;
+    size_t tail = (size_t)panels * 16 * C, slack = (size_t)MM_PFP * 16;
+    if (bf16) memset((uint16_t *)packed + tail, 0, slack * sizeof(uint16_t));
+    else memset((float *)packed + tail, 0, slack * sizeof(float));
+    if (panels < 1) return;
+    if ((double)C * OC < POOL_MIN_WORK || panels < 2) mm_pack_any_part(&jb, 0, 1);
+    else pool_run(mm_pack_any_part, &jb, panels);
+}
+
+void matmul_pack_rows_bf16(uint16_t *packed, const float *weight, int C, int OC) {
+    mm_pack_any(packed, weight, C, OC, 0, 1);
+}
+
+void matmul_pack_cols(float *packed, const float *weight, int C, int OC) {
+    mm_pack_any(packed, weight, C, OC, 1, 0);
+}
+
+void matmul_pack_cols_bf16(uint16_t *packed, const float *weight, int C, int OC) {
+    mm_pack_any(packed, weight, C, OC, 1, 1);
+}
+
+uint16_t bf16_from_f32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+void bf16_from_f32_array(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_f32(src[i]);
 }
 
 void matmul_pack_rows(float *packed, const float *weight, int C, int OC) {
@@ -993,28 +1107,32 @@ static inline __attribute__((always_inline)) void lanes_reduce16(float res[16], 
 #define LM_PFD 2 /* vocabulary rows prefetched ahead in each of a tile's two streams */
 /* nr rows x the vocabulary rows va and (nv = 2) vb: two streams through wte. */
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
-                                                               const float *wte, int nr, int C,
-                                                               int V, int va, int vb, int nv) {
+                                                               const void *wte, int bf16, int nr,
+                                                               int C, int V, int va, int vb,
+                                                               int nv) {
     int Cv = C - C % 16, vs[LM_NV] = {va, nv > 1 ? vb : va};
     v16f acc[LM_RB][LM_NV];
 #pragma GCC unroll 8
     for (int r = 0; r < LM_RB; r++)
 #pragma GCC unroll 2
         for (int u = 0; u < LM_NV; u++) acc[r][u] = (v16f){0};
-    const float *w0 = wte + (size_t)vs[0] * C, *w1 = wte + (size_t)vs[1] * C;
+    /* element offsets of the two vocabulary rows (wte is float, or uint16_t when bf16) */
+    size_t o0 = (size_t)vs[0] * C, o1 = (size_t)vs[1] * C;
+    size_t es = bf16 ? sizeof(uint16_t) : sizeof(float);
+    const char *w0 = (const char *)wte + o0 * es, *w1 = (const char *)wte + o1 * es;
     /* Each stream's row LM_PFD ahead, fetched into L2: the streams are sequential, but
      * the hardware prefetchers alone keep too few lines in flight for a loop that also
      * computes, and a core keeps more in flight over two streams than over one. 124M head
      * at batch 8, 2 threads: 9.7 ms with neither, 6.2 ms one stream prefetched a tile
      * ahead (Intel Xeon VM). Rows past the end fall back to the current ones. */
-    const float *p0 = vs[0] + LM_PFD < V ? w0 + (size_t)LM_PFD * C : w0;
-    const float *p1 = vs[1] + LM_PFD < V ? w1 + (size_t)LM_PFD * C : w1;
+    const char *p0 = vs[0] + LM_PFD < V ? w0 + (size_t)LM_PFD * C * es : w0;
+    const char *p1 = vs[1] + LM_PFD < V ? w1 + (size_t)LM_PFD * C * es : w1;
     for (int k = 0; k < Cv; k += 16) {
         v16f a, b;
-        __builtin_prefetch(p0 + k, 0, 2);
-        __builtin_prefetch(p1 + k, 0, 2);
-        V16_LOAD(a, w0 + k);
-        V16_LOAD(b, w1 + k);
+        __builtin_prefetch(p0 + k * es, 0, 2);
+        __builtin_prefetch(p1 + k * es, 0, 2);
+        W16_LOAD(a, wte, o0 + k, bf16);
+        W16_LOAD(b, wte, o1 + k, bf16);
 #pragma GCC unroll 8
         for (int r = 0; r < LM_RB; r++) {
             if (r >= nr) break;
@@ -1035,10 +1153,12 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
     for (int r = 0; r < nr; r++) {
         const float *x = inp + (size_t)r * C;
         for (int u = 0; u < nv; u++) {
-            const float *w = wte + (size_t)vs[u] * C;
+            size_t ou = (size_t)vs[u] * C;
             float l[16];
             V16_STORE(l, acc[r][u]);
-            for (int k = Cv; k < C; k++) l[k - Cv] += x[k] * w[k];
+            for (int k = Cv; k < C; k++)
+                l[k - Cv] += x[k] * (bf16 ? bf16_to_f32(((const uint16_t *)wte)[ou + k])
+                                          : ((const float *)wte)[ou + k]);
             logits[(size_t)r * V + vs[u]] = lanes_reduce(l);
         }
     }
@@ -1047,6 +1167,7 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
 typedef struct {
     float *logits;
     const float *inp, *wte;
+    const uint16_t *wte_bf16; /* or a bfloat16 copy (wte NULL) */
     int N, C, V;
 } LMRowsJob;
 
@@ -1065,19 +1186,30 @@ static void lm_rows_part(void *p, int part, int nparts) {
         const float *x = inp + (size_t)n * C;
         for (int i = 0; i < half; i++) {
             int nv = mid + i < hi ? 2 : 1;
-            if (nr == LM_RB) lm_rows_tile(lg, x, wte, LM_RB, C, V, lo + i, mid + i, nv);
-            else lm_rows_tile(lg, x, wte, nr, C, V, lo + i, mid + i, nv);
+            if (jb->wte_bf16) {
+                if (nr == LM_RB) lm_rows_tile(lg, x, jb->wte_bf16, 1, LM_RB, C, V, lo + i, mid + i, nv);
+                else lm_rows_tile(lg, x, jb->wte_bf16, 1, nr, C, V, lo + i, mid + i, nv);
+            } else if (nr == LM_RB) lm_rows_tile(lg, x, wte, 0, LM_RB, C, V, lo + i, mid + i, nv);
+            else lm_rows_tile(lg, x, wte, 0, nr, C, V, lo + i, mid + i, nv);
         }
     }
 }
 
+static void lm_rows_run(LMRowsJob *jb) {
+    double work = (double)jb->N * jb->C * jb->V;
+    int pairs = jb->V / LM_NV;
+    if (work < POOL_MIN_WORK || pairs < 2) lm_rows_part(jb, 0, 1);
+    else pool_run(lm_rows_part, jb, pairs);
+}
+
 void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
                          int V) {
-    LMRowsJob jb = {logits, inp, wte, N, C, V};
-    double work = (double)N * C * V;
-    int pairs = V / LM_NV;
-    if (work < POOL_MIN_WORK || pairs < 2) lm_rows_part(&jb, 0, 1);
-    else pool_run(lm_rows_part, &jb, pairs);
+    lm_rows_run(&(LMRowsJob){logits, inp, wte, NULL, N, C, V});
+}
+
+void lmhead_forward_rows_bf16(float *logits, const float *inp, const uint16_t *wte, int N,
+                              int C, int V) {
+    lm_rows_run(&(LMRowsJob){logits, inp, NULL, wte, N, C, V});
 }
 
 #pragma GCC pop_options

@@ -22,6 +22,7 @@
 #define RLHF_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // ----------------------------------------------------------------------------
 // BLAS set-up
@@ -116,6 +117,26 @@ size_t matmul_packed_floats(int C, int OC);
 /* packed[p][k][0..16) = weight[k][16p .. 16p+16) for every whole 16-column panel p (split
  * over the pool), the slack zeroed; packed holds matmul_packed_floats(C, OC) floats. */
 void matmul_pack_rows(float *packed, const float *weight, int C, int OC);
+/* The same panel-major layout from a weight stored (OC,C) (Llama's (out, in) linear
+ * layers): packed[p][k][j] = weight[16p + j][k]. */
+void matmul_pack_cols(float *packed, const float *weight, int C, int OC);
+/* bfloat16 copies in the same layouts (uint16_t elements, matmul_packed_floats(C, OC) of
+ * them), each weight rounded to nearest even (bf16_from_f32) */
+void matmul_pack_rows_bf16(uint16_t *packed, const float *weight, int C, int OC);
+void matmul_pack_cols_bf16(uint16_t *packed, const float *weight, int C, int OC);
+/* matmul_forward_rows_packed from a bf16 copy: each weight widened to fp32 exactly, then
+ * the same fused multiply-adds in the same order, so the result equals, bit for bit,
+ * matmul_forward_rows_packed on the weights rounded to bf16 — half the bytes streamed per
+ * decode step. `weight` ((C,OC) fp32) serves the OC % 16 edge columns as there; NULL is
+ * allowed when OC % 16 == 0. */
+void matmul_forward_rows_packed_bf16(float *out, const float *inp, const uint16_t *packed,
+                                     const float *weight, const float *bias, int N, int C,
+                                     int OC);
+/* bfloat16: the top 16 bits of an IEEE float. Conversion rounds to nearest, ties to
+ * even (NaN stays NaN); widening is exact. */
+uint16_t bf16_from_f32(float x);
+float bf16_to_f32(uint16_t h);
+void bf16_from_f32_array(uint16_t *dst, const float *src, size_t n);
 /* dinp (N,C) = dout @ weight^T (written: the input gradient of a linear layer has no
  * other contribution in GPT-2); dweight (C,OC) += inp^T @ dout; dbias (OC) += colsum
  * (accumulated, so micro-batches add up). dbias may be NULL (no bias). */
@@ -150,6 +171,10 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
 
 void lmhead_forward(float *logits, const float *inp, const float *wte, int N, int C, int V);
 /* batch-invariant variant for generation (see matmul_forward_rows) */
+/* the same from a bf16 copy of wte (bf16_from_f32_array): equal, bit for bit, to
+ * lmhead_forward_rows on the rounded weights */
+void lmhead_forward_rows_bf16(float *logits, const float *inp, const uint16_t *wte, int N,
+                              int C, int V);
 void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
                          int V);
 /* dinp (N,C) += dlogits @ wte; dwte (V,C) += dlogits^T @ inp */

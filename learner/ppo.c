@@ -143,7 +143,12 @@ typedef struct {
     /* the batch (B, T) with row stride T = this update's longest sequence */
     int T;
     int *tok, *plen, *len, *has_eos;
+    int *onpol;             /* (B) 1: the row was sampled by this update's policy version */
+    /* lp_chk: the learner's fp32 log-probs of the behaviour tokens (ppo_prepass) */
     float *mask, *lp_old, *lp_ref, *values, *rewards, *adv, *ret, *lp_chk;
+    /* gen.weights = bf16: the actors sample from bf16 weights, so the on-policy rows'
+     * behaviour log-probs are replaced by the learner's fp32 ones (ppo_prepass) */
+    int recompute_lp;
     float *scores, *scores_raw, *seq_adv;
     double t_gen, t_score, t_server, t_actor_total;
     double gold_sum, gold_n; /* judge.monitor_gold scores of this update's rollouts */
@@ -745,6 +750,7 @@ static void ppo_assemble(Ppo *p, int64_t u) {
                 }
                 p->plen[row] = np;
                 p->len[row] = l;
+                p->onpol[row] = p->msg.policy_version == u;
                 p->has_eos[row] = b->finished[i];
                 p->scores_raw[row] = b->scores[i];
             }
@@ -781,11 +787,17 @@ static int ppo_gather(Ppo *p, const int *rows, int n) {
 }
 
 /* Before the update: the critic's values (PPO) and the learner's own log-probs of the
- * behaviour tokens (a check that actor and learner agree), rows split over ranks. */
+ * behaviour tokens (a check that actor and learner agree: *lp_maxdiff), rows split over
+ * ranks. With p->recompute_lp the learner's fp32 log-probs become lp_old of the rows the
+ * current policy version sampled: they are that policy's, computed at the learner's
+ * precision, so the first minibatch's ratio is exactly 1 as in fp32 sampling. Rows from
+ * an older version (asynchronous runs) keep the actor's: the learner no longer holds
+ * those weights, and their staleness outweighs the bf16 rounding. */
 static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     Trainer *t = p->t;
     size_t BT = (size_t)p->B * p->T;
     memset(p->values, 0, BT * sizeof(float));
+    memset(p->lp_chk, 0, BT * sizeof(float));
     double ent = 0, md = 0;
     for (int r0 = t->rank * p->micro; r0 < p->B; r0 += t->nranks * p->micro) {
         int n = 0;
@@ -799,6 +811,7 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
                 if (p->mmask[d] == 0) continue;
                 double diff = fabs((double)t->model.logprobs[d] - (double)p->mlp_old[d]);
                 if (!(diff <= md)) md = diff; /* NaN propagates */
+                p->lp_chk[(size_t)p->rows[i] * p->T + x] = t->model.logprobs[d];
                 ent += t->model.entropy[d];
             }
         ppo_service(p);
@@ -815,10 +828,17 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
         if (p->algo == ALGO_PPO)
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p->values, (int)BT, MPI_FLOAT, MPI_SUM, t->comm));
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &md, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+        if (p->recompute_lp) /* each position is one rank's, zero on the others */
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p->lp_chk, (int)BT, MPI_FLOAT, MPI_SUM, t->comm));
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
     }
     double ntok = 0;
     for (size_t i = 0; i < BT; i++) ntok += p->mask[i] != 0;
+    for (int r = 0; p->recompute_lp && r < p->B; r++)
+        for (int x = 0; p->onpol[r] && x < p->T; x++) {
+            size_t at = (size_t)r * p->T + x;
+            if (p->mask[at] != 0) p->lp_old[at] = p->lp_chk[at];
+        }
     *lp_maxdiff = md;
     *entropy = ntok > 0 ? ent / ntok : 0;
 }
@@ -1131,6 +1151,8 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.plen = xmalloc((size_t)p.B * sizeof(int));
     p.len = xmalloc((size_t)p.B * sizeof(int));
     p.has_eos = xmalloc((size_t)p.B * sizeof(int));
+    p.onpol = xcalloc((size_t)p.B, sizeof(int));
+    p.recompute_lp = strcmp(c->gen.weights, "bf16") == 0;
     p.rows = xmalloc((size_t)p.B * sizeof(int));
     p.perm = xmalloc((size_t)p.B * sizeof(int));
     float **fb[] = {&p.mask, &p.lp_old, &p.lp_ref, &p.values, &p.rewards, &p.adv, &p.ret, &p.lp_chk};
@@ -1340,7 +1362,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     free(p.tok);
     free(p.plen);
     free(p.len);
-    free(p.has_eos);
+    free(p.has_eos), free(p.onpol);
     free(p.rows);
     free(p.perm);
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(*fb[i]);

@@ -4,7 +4,11 @@
 # cache rows) gives bit-identical checkpoints with gen.batch_size = 0 (a work item's 8
 # sequences at once, 2 actors), 3 (in-flight refill of 3 slots, 1 actor) and 1 (one
 # sequence at a time, 3 actors); another seed gives other weights (the diff can fail).
-# A tiny custom model after 20 SFT steps; real mpirun launches, oversubscribed.
+# With gen.weights = bf16 (the actors decode from bf16 weights, the learner recomputes the
+# behaviour log-probs in fp32): 2 actors and 1 actor (in-flight) give bit-identical
+# checkpoints, not those of fp32 decoding; the actor-vs-learner log-prob gap of both
+# precisions is printed. A tiny custom model after 20 SFT steps; real mpirun launches,
+# oversubscribed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -41,6 +45,13 @@ grpo 1 "$T/b3" gen.batch_size=3
 grpo 3 "$T/b1" gen.batch_size=1
 "$B/rlhf-ckpt" diff "$T/b0" "$T/b3" || fail "gen.batch_size=3 (in-flight) differs from all at once"
 "$B/rlhf-ckpt" diff "$T/b0" "$T/b1" || fail "gen.batch_size=1 differs from all at once"
+echo "== GRPO with gen.weights=bf16: 2 / 1 actors -> bit-identical, not the fp32 weights"
+grpo 2 "$T/h2" gen.weights=bf16
+grpo 1 "$T/h1" gen.weights=bf16 gen.batch_size=3
+"$B/rlhf-ckpt" diff "$T/h2" "$T/h1" || fail "bf16 decoding: 1 actor differs from 2"
+if "$B/rlhf-ckpt" diff "$T/b0" "$T/h2" > /dev/null 2>&1; then fail "bf16 decoding gave the fp32 run's weights"; fi
+gap() { grep -o '"lp_check_maxdiff": [^,]*' "$1/metrics.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
+echo "actor-vs-learner max |logprob| gap per update: fp32 $(gap "$T/b0")| bf16 $(gap "$T/h2")"
 grpo 2 "$T/s9" run.seed=9
 if "$B/rlhf-ckpt" diff "$T/b0" "$T/s9" > /dev/null 2>&1; then fail "another seed gave the same weights"; fi
 echo "PASS"

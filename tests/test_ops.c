@@ -691,6 +691,60 @@ static void test_grad_ops(void) {
     fprintf(stderr, "    worst normalised gradient error over all ops: %.2e\n", worst);
 }
 
+/* The bf16 kernels equal the fp32 ones on the rounded weights bit for bit: the panel
+ * matmul from a bf16 copy of a (C,OC) weight (its OC % 16 edge columns from the fp32
+ * weight passed along) and of an (OC,C) one, and the LM head with a C % 16 tail; the
+ * (OC,C) fp32 pack equals the (C,OC) pack of the transpose. 1 and 2 threads. */
+static void test_bf16_kernels(void) {
+    enum { N = 7, C = 40, OC = 53, V = 37 };
+    int before = ops_blas_threads();
+    float *w = xalloc_floats((size_t)C * OC), *wr = xalloc_floats((size_t)C * OC);
+    float *wt = xalloc_floats((size_t)C * OC), *bias = xalloc_floats(OC);
+    float *x = xalloc_floats((size_t)N * C), *a = xalloc_floats((size_t)N * OC);
+    float *b = xalloc_floats((size_t)N * OC), *lg = xalloc_floats((size_t)N * V);
+    float *lr = xalloc_floats((size_t)N * V);
+    for (size_t i = 0; i < (size_t)C * OC; i++) w[i] = rng_normal(&g_rng);
+    for (int i = 0; i < OC; i++) bias[i] = rng_normal(&g_rng);
+    for (int i = 0; i < N * C; i++) x[i] = rng_normal(&g_rng);
+    for (int k = 0; k < C; k++)
+        for (int o = 0; o < OC; o++) {
+            wr[(size_t)k * OC + o] = bf16_to_f32(bf16_from_f32(w[(size_t)k * OC + o]));
+            wt[(size_t)o * C + k] = w[(size_t)k * OC + o];
+        }
+    size_t np = matmul_packed_floats(C, OC);
+    uint16_t *ph = xcalloc(np, sizeof(uint16_t));
+    float *pf = xalloc_floats(np), *pg = xalloc_floats(np);
+    for (int th = 1; th <= 2; th++) {
+        ops_blas_setup(th);
+        matmul_pack_rows_bf16(ph, w, C, OC);
+        /* edge columns: the rounded weight, so the whole row is bf16 */
+        matmul_forward_rows_packed_bf16(a, x, ph, wr, bias, N, C, OC);
+        matmul_forward_rows(b, x, wr, bias, N, C, OC);
+        CHECK_MSG(memcmp(a, b, (size_t)N * OC * sizeof(float)) == 0,
+                  "%d threads: bf16 panel matmul differs from fp32 on the rounded weights", th);
+        matmul_pack_cols_bf16(ph, wt, C, OC);
+        matmul_forward_rows_packed_bf16(a, x, ph, wr, bias, N, C, OC);
+        CHECK(memcmp(a, b, (size_t)N * OC * sizeof(float)) == 0);
+        matmul_pack_rows(pf, w, C, OC);
+        matmul_pack_cols(pg, wt, C, OC);
+        CHECK(memcmp(pf, pg, np * sizeof(float)) == 0);
+        /* the LM head: V rows of C (C % 16 = 8 tail terms) */
+        uint16_t *hh = xcalloc((size_t)V * C, sizeof(uint16_t));
+        bf16_from_f32_array(hh, w, (size_t)V * C);
+        lmhead_forward_rows_bf16(lg, x, hh, N, C, V);
+        lmhead_forward_rows(lr, x, wr, N, C, V); /* wr is w rounded, the same (V*C) prefix */
+        CHECK_MSG(memcmp(lg, lr, (size_t)N * V * sizeof(float)) == 0,
+                  "%d threads: bf16 LM head differs from fp32 on the rounded weights", th);
+        free(hh);
+    }
+    /* and the rounding is real: the bf16 result differs from the fp32 weights' */
+    matmul_forward_rows(b, x, w, bias, N, C, OC);
+    CHECK(memcmp(a, b, (size_t)N * OC * sizeof(float)) != 0);
+    ops_blas_setup(before);
+    free(w), free(wr), free(wt), free(bias), free(x), free(a), free(b), free(lg), free(lr);
+    free(ph), free(pf), free(pg);
+}
+
 int main(void) {
     rng_init(&g_rng, 20240601);
     ops_blas_setup(0);
@@ -698,6 +752,7 @@ int main(void) {
     TEST_RUN(test_lmhead_reference);
     TEST_RUN(test_rows_batch_invariance);
     TEST_RUN(test_rows_thread_invariance);
+    TEST_RUN(test_bf16_kernels);
     TEST_RUN(test_rows_packed);
     TEST_RUN(test_train_thread_invariance);
     TEST_RUN(test_attention_reference);
