@@ -5,6 +5,7 @@
 #                   twice (tests/run.sh): plain, then under ASan + UBSan
 #   make check      the plain pass alone (build/): for quick local iteration
 #   make demo       dependency check, build, run the most complete pipeline there is
+#                   (MODEL=llama: the same on the Llama-architecture llama-tiny)
 #   make bench      benchmarks (never part of `make test`)
 #   make asan       the ASan + UBSan pass alone (build-asan/, every sanitizer report fatal)
 #   make overopt    the reward over-optimisation experiment (tools/overopt.sh, after the demo)
@@ -194,7 +195,7 @@ check: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) bash tools/demo.sh
+	@BUILD=$(BUILD) DEMO_MODEL=$(or $(DEMO_MODEL),$(MODEL),gpt2) bash tools/demo.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all

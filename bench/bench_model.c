@@ -3,13 +3,14 @@
  * backward), generation with the KV cache, and OpenBLAS sgemm alone on the same GEMM
  * shapes as the training step (the ceiling the step is compared with).
  *
- *   build/bench/bench_model [tiny|gpt2|all] [iters]
+ *   build/bench/bench_model [tiny|gpt2|all|smol] [iters]
  *   build/bench/bench_model decode [iters]   fp32 vs bf16 decode copy (gpt2, smol), then long
  *   build/bench/bench_model long [iters]     decode step at cache positions 128 .. 2048
  *
  * Shapes (the project's reference points): tiny = V512 L4 NH4 C128 T128, train 16x128,
  * generate 16 prompts of 16 tokens + 112 new; gpt2 = 124M, train 4x64, generate 8
- * prompts of 16 + 48 new. Each measurement is the best of `iters` runs (default 3) after
+ * prompts of 16 + 48 new; smol (not in "all") = the Llama family at SmolLM2-135M's shape,
+ * train 4x256, generate 8 prompts of 16 + 48 new (bench_smol). Each measurement is the best of `iters` runs (default 3) after
  * one warm-up. Threads: OPENBLAS_NUM_THREADS (also the thread count of the
  * batch-invariant generation kernels). The optimizer (grad-norm clip + AdamW) is timed on
  * its own after the step and added for the full-step figure. FLOPs are those of the
@@ -566,6 +567,119 @@ static void bench_long_context(int iters) {
         prev = best;
     }
     free(src);
+
+// ----------------------------------------------------------------------------
+// smol: the Llama family at SmolLM2-135M's shape (gpt.c's preset "smol"; random weights),
+// against bench/torch_llama.py at the same shapes: train 4 x 256, generate 8 prompts of
+// 16 + 48 new tokens. One measurement per figure (the best of `iters` after a warm-up).
+
+enum { SMOL_TRAIN_B = 4, SMOL_TRAIN_T = 256, SMOL_GEN_B = 8, SMOL_GEN_P = 16, SMOL_GEN_NEW = 48 };
+
+/* GEMM FLOPs of one Llama layer's projections per token: q, k, v, o and the SwiGLU MLP. */
+static double smol_layer_flops(const GPTConfig *c) {
+    double C = c->n_embd, hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+    double q = c->n_head * hd, kv = c->n_kv_head * hd;
+    return 2.0 * (C * q + 2.0 * C * kv + q * C + 3.0 * C * c->d_ff);
+}
+
+/* Bytes of weights one decode step reads: the trunk's projections and the LM head (the
+ * KV cache and the norms are left out, as in bench_one, so the bound is optimistic). */
+static double smol_weight_bytes(const GPTConfig *c) {
+    return 4.0 * (c->n_layer * smol_layer_flops(c) / 2.0 + (double)c->vocab_size * c->n_embd);
+}
+
+static void smol_train(GPT *m, Rng *r, int iters) {
+    const GPTConfig *c = &m->config;
+    int B = SMOL_TRAIN_B, T = SMOL_TRAIN_T;
+    gpt_reserve(m, B, T);
+    int *tokens = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
+    float *dlp = xalloc_floats((size_t)B * T);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (int)rng_below(r, (uint64_t)c->vocab_size);
+        targets[i] = (int)rng_below(r, (uint64_t)c->vocab_size);
+        dlp[i] = -1.0f / (B * T);
+    }
+    double fwd, best = time_steps(m, tokens, targets, dlp, B, T, iters, &fwd);
+    double hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+    double att = (double)B * att_entries(T) * c->n_head * hd, BT = (double)B * T;
+    double fl = 3.0 * (c->n_layer * (BT * smol_layer_flops(c) + 4.0 * att) +
+                       2.0 * BT * c->n_embd * c->vocab_size);
+    printf("train %dx%d: step %.1f ms (forward+head %.1f ms), %.0f tokens/s, %.1f GFLOP/s\n", B, T,
+           best * 1e3, fwd * 1e3, B * T / best, fl / best / 1e9);
+    printf("RESULT\tmodel.smol.train.ms\t%.3f\tms\n", best * 1e3);
+    printf("RESULT\tmodel.smol.train.tokens_per_s\t%.1f\ttokens/s\n", B * T / best);
+    printf("RESULT\tmodel.smol.train.gflops\t%.3f\tGFLOP/s\n", fl / best / 1e9);
+    free(tokens), free(targets), free(dlp);
+}
+
+/* generate() as a sampler runs it, then the decode steps alone against the time to read
+ * the weights once per step at the measured read bandwidth */
+static void smol_generate(GPT *m, Rng *r, int iters) {
+    const GPTConfig *c = &m->config;
+    int GB = SMOL_GEN_B, P = SMOL_GEN_P, NEW = SMOL_GEN_NEW;
+    int *pbuf = xcalloc((size_t)GB * P, sizeof(int)), *plens = xcalloc((size_t)GB, sizeof(int));
+    const int **prompts = xcalloc((size_t)GB, sizeof(int *));
+    int *out = xcalloc((size_t)GB * NEW, sizeof(int)), *lens = xcalloc((size_t)GB, sizeof(int));
+    int *slots = xcalloc((size_t)GB, sizeof(int)), *toks = xcalloc((size_t)GB, sizeof(int));
+    float *lps = xalloc_floats((size_t)GB * NEW);
+    uint64_t *ids = xcalloc((size_t)GB, sizeof(uint64_t));
+    for (int b = 0; b < GB; b++) {
+        for (int t = 0; t < P; t++) pbuf[b * P + t] = (int)rng_below(r, (uint64_t)c->vocab_size);
+        prompts[b] = pbuf + b * P, plens[b] = P, ids[b] = (uint64_t)b;
+    }
+    GenParams gp = {.max_new_tokens = NEW, .eos_id = -1, .temperature = 1.0f, .top_k = 0,
+                    .top_p = 1.0f, .seed = 5};
+    char err[ERRBUF_LEN];
+    double best = 1e30, step = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = time_now();
+        if (generate(m, &gp, GB, prompts, plens, ids, ids, out, lps, lens, err) != 0) fatal("%s", err);
+        double dt = time_now() - t0;
+        if (it > 0 && dt < best) best = dt;
+    }
+    for (int it = 0; it <= iters; it++) {
+        gpt_cache_prefill(m, GB, prompts, plens);
+        for (int b = 0; b < GB; b++) slots[b] = b, toks[b] = out[b * NEW];
+        double t0 = time_now();
+        for (int t = 1; t < NEW; t++) {
+            gpt_cache_decode(m, GB, slots, toks);
+            for (int b = 0; b < GB; b++) toks[b] = out[b * NEW + t];
+        }
+        double dt = (time_now() - t0) / (NEW - 1);
+        if (it > 0 && dt < step) step = dt;
+    }
+    /* m->grads: 4 x num_params bytes, touched by the training step before */
+    double bw1 = read_gbs(m->grads, m->num_params, 1, 3), bw4 = read_gbs(m->grads, m->num_params, 4, 3);
+    double bw = bw1 > bw4 ? bw1 : bw4, wbytes = smol_weight_bytes(c), bound = wbytes / (bw * 1e9);
+    printf("generate %d x (%d prompt + %d new): %.1f ms, %.0f new tokens/s\n", GB, P, NEW,
+           best * 1e3, GB * NEW / best);
+    printf("decode at batch %d: %.2f ms per token step; weights read per step %.1f MB; read "
+           "bandwidth %.1f GB/s (1 stream per thread), %.1f GB/s (4) -> bound %.2f ms, decode at "
+           "%.0f%% of it\n",
+           GB, step * 1e3, wbytes / 1e6, bw1, bw4, bound * 1e3, 100.0 * bound / step);
+    printf("RESULT\tmodel.smol.generate.ms\t%.3f\tms\n", best * 1e3);
+    printf("RESULT\tmodel.smol.generate.tokens_per_s\t%.1f\ttokens/s\n", GB * NEW / best);
+    printf("RESULT\tmodel.smol.decode.step_ms\t%.3f\tms\n", step * 1e3);
+    printf("RESULT\tmodel.smol.decode.weight_mb\t%.1f\tMB\n", wbytes / 1e6);
+    printf("RESULT\tmodel.smol.decode.read_gbs\t%.2f\tGB/s\n", bw);
+    printf("RESULT\tmodel.smol.decode.pct_of_bandwidth\t%.1f\t%%\n", 100.0 * bound / step);
+    free(pbuf), free(plens), free(prompts), free(out), free(lens), free(slots), free(toks);
+    free(lps), free(ids);
+}
+
+static void bench_smol(int iters) {
+    GPTConfig c;
+    if (gpt_config_preset("smol", &c) != 0) fatal("no preset smol");
+    GPT m;
+    gpt_init(&m, &c);
+    gpt_init_weights(&m, 1);
+    gpt_alloc_grads(&m);
+    Rng r;
+    rng_init(&r, 2);
+    printf("== smol (llama): V=%d L=%d NH=%d NKV=%d C=%d F=%d, %.1fM parameters\n", c.vocab_size,
+           c.n_layer, c.n_head, c.n_kv_head, c.n_embd, c.d_ff, (double)m.num_params / 1e6);
+    smol_train(&m, &r, iters);
+    smol_generate(&m, &r, iters);
     gpt_free(&m);
 }
 
@@ -592,6 +706,10 @@ int main(int argc, char **argv) {
         bench_long_context(iters);
         return 0;
     }
+    if (strcmp(which, "smol") == 0) { /* the Llama shape: its own function, not in "all" */
+        bench_smol(iters);
+        return 0;
+    }
     Shape shapes[] = {{"tiny", 16, 128, 16, 16, 112}, {"gpt2", 4, 64, 8, 16, 48}};
     int ran = 0;
     for (int i = 0; i < 2; i++) {
@@ -600,7 +718,7 @@ int main(int argc, char **argv) {
         ran++;
     }
     if (!ran) {
-        fprintf(stderr, "usage: bench_model [tiny|gpt2|all|decode|long] [iters]\n");
+        fprintf(stderr, "usage: bench_model [tiny|gpt2|all|smol|decode|long] [iters]\n");
         return 1;
     }
     return 0;

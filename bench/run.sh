@@ -42,6 +42,12 @@
 #      the bf16 decode copy in the same process (gen.weights), each against the bound of
 #      reading its bytes once per step; then GPT-2 124M's decode step at cache positions
 #      128, 512, 1024, 2048 (build/bench/bench_model decode, one process).
+#  13. smol: the Llama family at SmolLM2-135M's shape (30 layers, 576 wide, 9 heads, 3 kv
+#      heads, MLP 1536, vocabulary 49152, tied; random weights): training step 4 x 256 and
+#      KV-cache generation at batch 8 (16 + 48 tokens), ours (build/bench/bench_model smol,
+#      one process, environment's core) and bench/torch_llama.py in the default and best
+#      setups, with ratios and decode's % of the memory-bandwidth bound. Slow (a training
+#      step moves ~0.9 TFLOP): BENCH_ONLY=smol runs it alone.
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -51,7 +57,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute lora zero decode), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute lora zero decode smol), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -63,7 +69,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero decode}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero decode smol}
 ZPRESET=${BENCH_ZERO_PRESET:-gpt2}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
@@ -250,6 +256,32 @@ fi
 if want decode; then
   echo "== decode at batch 8: fp32 vs bf16 decode copy (gpt2, smol); GPT-2 step at positions 128..2048"
   run "decode" "" "$BUILD/bench/bench_model" decode 3
+fi
+
+# ---- 13. smol: the Llama family at SmolLM2-135M's shape vs PyTorch ---------------------
+SMOL_BEST_MISSING=""
+if want smol; then
+  echo "== smol (llama, SmolLM2-135M shape), ours: train 4x256, generate 8 x (16 + 48), one process, best of 3"
+  run smol_ours "" "$BUILD/bench/bench_model" smol 3
+  # shellcheck source=bench/deps.sh
+  source bench/deps.sh
+  bench_deps_install >/dev/null
+  if ! bench_torch_ok; then
+    not_measured+=("PyTorch smol: $BENCH_PY cannot import torch; as root: apt-get install -y --no-install-recommends python3-torch")
+  else
+    echo "== smol, PyTorch default (the environment as it is)"
+    run smol_torch_default "" "$BENCH_PY" bench/torch_llama.py --preset smol --threads "$THREADS" \
+      --reps "$REPS" --label default
+    SMOL_BEST_MISSING=$(bench_best_missing)
+    if [ -z "$SMOL_BEST_MISSING" ]; then
+      echo "== smol, PyTorch best (tcmalloc, OpenMP OpenBLAS, OPENBLAS_CORETYPE unset)"
+      run smol_torch_best "" env -u OPENBLAS_CORETYPE "LD_PRELOAD=$BENCH_TCMALLOC" \
+        "LD_LIBRARY_PATH=$BENCH_OMP_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        "$BENCH_PY" bench/torch_llama.py --preset smol --threads "$THREADS" --reps "$REPS" --label best
+    else
+      not_measured+=("PyTorch best setup, smol: missing $SMOL_BEST_MISSING")
+    fi
+  fi
 fi
 
 # ---- reduce: median of every key ------------------------------------------------------
@@ -503,6 +535,31 @@ if want decode; then
   printf 'decode gpt2, batch 8, step at cache position 128 / 512 / 1024 / 2048: %s / %s / %s / %s ms\n' \
     "$(fmt "$(val decode.gpt2.pos128.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos512.step_ms)" 2)" \
     "$(fmt "$(val decode.gpt2.pos1024.step_ms)" 2)" "$(fmt "$(val decode.gpt2.pos2048.step_ms)" 2)"
+fi
+if want smol; then
+  echo "smol (llama, SmolLM2-135M shape, random weights; targets: train >= 1.3x PyTorch, decode >= 3x PyTorch and >= 50% of the bound):"
+  printf '  %-50s %12s %14s %14s\n' "" "train tok/s" "gen tok/s" "decode ms/step"
+  printf '  %-50s %12s %14s %14s\n' "ours [$(val model.core) $([ -n "$ENV_CORE" ] && echo preset || echo auto)]" \
+    "$(fmt "$(val model.smol.train.tokens_per_s)" 0)" "$(fmt "$(val model.smol.generate.tokens_per_s)" 0)" \
+    "$(fmt "$(val model.smol.decode.step_ms)" 2)"
+  for s in default best; do
+    [ -z "$(val "torch.$s.smol.train_tok_s")" ] && continue
+    name=$s
+    if [ "$s" = best ] && { [ "$(val torch.best.smol.tcmalloc)" != 1 ] || [ "$(val torch.best.smol.blas_build)" != openmp ]; }; then
+      name=best-REJECTED
+    fi
+    printf '  %-50s %12s %14s %14s\n' "PyTorch $name $(torch_tag "$s" smol) gen:$(val "torch.$s.smol.gen_variant")" \
+      "$(fmt "$(val "torch.$s.smol.train_tok_s")" 0)" "$(fmt "$(val "torch.$s.smol.gen_tok_s")" 0)" \
+      "$(fmt "$(val "torch.$s.smol.decode_step_ms")" 2)"
+    [ "$name" = best-REJECTED ] && { echo "  PyTorch best, smol: the setup did not take: no ratio against it"; continue; }
+    printf '  ratio ours / PyTorch-%s, smol: train %s, generate %s, decode step %s (>1: ours faster)\n' "$s" \
+      "$(ratio "$(val model.smol.train.tokens_per_s)" "$(val "torch.$s.smol.train_tok_s")")" \
+      "$(ratio "$(val model.smol.generate.tokens_per_s)" "$(val "torch.$s.smol.gen_tok_s")")" \
+      "$(ratio "$(val "torch.$s.smol.decode_step_ms")" "$(val model.smol.decode.step_ms)")"
+  done
+  printf '  decode, smol: %s ms per token step at batch 8, %s%% of the bound of reading its %s MB of weights at %s GB/s\n' \
+    "$(fmt "$(val model.smol.decode.step_ms)" 2)" "$(fmt "$(val model.smol.decode.pct_of_bandwidth)" 0)" \
+    "$(fmt "$(val model.smol.decode.weight_mb)" 0)" "$(fmt "$(val model.smol.decode.read_gbs)" 1)"
 fi
 if [ -n "$BEST_MISSING" ]; then not_measured+=("PyTorch best setup: $BEST_MISSING"); fi
 [ -n "$GEMM_ABSENT" ] && not_measured+=("gemm.c: $GEMM_ABSENT")

@@ -264,6 +264,27 @@ static size_t space_run_end(const unsigned char *s, size_t n, size_t i, size_t l
     return count >= 2 ? last : j;
 }
 
+/* Digits first, then GPT-2's pattern per run: the run is looked up once per run (cached
+ * in *run_end), so a long text without digits stays linear. */
+size_t bpe_pretoken_end_digits(const char *text, size_t n, size_t i, size_t *run_end) {
+    const unsigned char *s = (const unsigned char *)text;
+    ASSERT(i < n);
+    UnicodeClass cls;
+    uint32_t cp;
+    size_t len = char_at(s, n, i, &cls, &cp);
+    if (cls == UNI_NUMBER) return i + len;
+    if (*run_end <= i || *run_end > n) {
+        size_t j = i + len;
+        while (j < n) {
+            size_t l = char_at(s, n, j, &cls, &cp);
+            if (cls == UNI_NUMBER) break;
+            j += l;
+        }
+        *run_end = j;
+    }
+    return bpe_pretoken_end(text, *run_end, i);
+}
+
 size_t bpe_pretoken_end_llama3(const char *text, size_t n, size_t i, int max_digits) {
     const unsigned char *s = (const unsigned char *)text;
     ASSERT(i < n && max_digits >= 1);
@@ -567,10 +588,11 @@ static void ids_reserve(int **ids, size_t *cap, size_t need) {
 /* Encode text with no special tokens in it: pre-token by pre-token, appending at n. */
 static size_t encode_plain(const BPE *t, const unsigned char *s, size_t len, int **ids,
                            size_t *cap, size_t n) {
-    size_t i = 0;
+    size_t i = 0, run_end = 0;
     while (i < len) {
-        size_t j = t->pretok == BPE_PRETOK_GPT2
-                       ? bpe_pretoken_end((const char *)s, len, i)
+        size_t j = t->pretok == BPE_PRETOK_GPT2 ? bpe_pretoken_end((const char *)s, len, i)
+                   : t->pretok == BPE_PRETOK_DIGITS
+                       ? bpe_pretoken_end_digits((const char *)s, len, i, &run_end)
                        : bpe_pretoken_end_llama3((const char *)s, len, i,
                                                  t->pretok == BPE_PRETOK_LLAMA3 ? 3 : 1);
         size_t m = j - i;

@@ -101,7 +101,8 @@ typedef struct {
 enum {
     BPE_PRETOK_GPT2 = 0,   /* bpe_pretoken_end */
     BPE_PRETOK_LLAMA3 = 1, /* bpe_pretoken_end_llama3, numbers in runs of up to 3 */
-    BPE_PRETOK_QWEN2 = 2   /* bpe_pretoken_end_llama3, one number per pre-token */
+    BPE_PRETOK_QWEN2 = 2,  /* bpe_pretoken_end_llama3, one number per pre-token */
+    BPE_PRETOK_DIGITS = 3  /* bpe_pretoken_end_digits: each digit alone, GPT-2's between */
 };
 
 void bpe_free(BPE *t);
@@ -176,6 +177,12 @@ size_t bpe_pretoken_end(const char *s, size_t n, size_t i);
  *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
  * with the same classes as bpe_pretoken_end (case-insensitive means ASCII letters). */
 size_t bpe_pretoken_end_llama3(const char *s, size_t n, size_t i, int max_digits);
+/* tokenizer.json's Sequence [Digits (individual_digits true), ByteLevel (use_regex true)]
+ * (SmolLM2): every \p{N} character is a pre-token of its own, and each run between them
+ * goes through GPT-2's pattern as a text of its own (the run's end is an end of text to
+ * \s+(?!\S)). *run_end caches the end of the digit-free run at i: set it to 0 before the
+ * first call on a text and keep it between calls that iterate i = end. */
+size_t bpe_pretoken_end_digits(const char *s, size_t n, size_t i, size_t *run_end);
 /* Apply the merges to one pre-token's symbols ids[0..n) in place; returns the new count.
  * naive = 1 runs the direct GPT-2 loop (O(n^2), the reference), 0 the heap version that
  * bpe_encode uses for long pre-tokens; both give the same result. */

@@ -115,6 +115,14 @@ static int check_split(const json_t *sp, const char *name, int *pretok, char *er
     return 0;
 }
 
+/* Digits with individual_digits true (SmolLM2); false (runs of digits) is not implemented. */
+static int check_digits(const json_t *d, const char *name, char *err) {
+    if (!json_is_true(json_object_get(d, "individual_digits")))
+        return errf(err, "%s: pre_tokenizer.pretokenizers[0].individual_digits is not true; only "
+                         "Digits with individual_digits true is supported", name);
+    return 0;
+}
+
 static int check_pre_tokenizer(const json_t *root, const char *name, int *pretok, char *err) {
     const json_t *p = json_object_get(root, "pre_tokenizer");
     if (!p || json_is_null(p))
@@ -124,16 +132,22 @@ static int check_pre_tokenizer(const json_t *root, const char *name, int *pretok
         return check_byte_level(p, "pre_tokenizer", name, 1, err);
     }
     const json_t *list = json_object_get(p, "pretokenizers");
+    const char *first = type_of(json_array_get(list, 0));
     if (strcmp(type_of(p), "Sequence") != 0 || json_array_size(list) != 2 ||
-        strcmp(type_of(json_array_get(list, 0)), "Split") != 0 ||
+        (strcmp(first, "Split") != 0 && strcmp(first, "Digits") != 0) ||
         strcmp(type_of(json_array_get(list, 1)), "ByteLevel") != 0)
         return errf(err,
                     "%s: pre_tokenizer (type \"%s\") is not supported; supported: Sequence of "
-                    "[Split, ByteLevel], or ByteLevel",
+                    "[Split, ByteLevel] or [Digits, ByteLevel], or ByteLevel",
                     name, type_of(p));
+    const char *bl = "pre_tokenizer.pretokenizers[1]";
+    if (!strcmp(first, "Digits")) { /* then ByteLevel splits with GPT-2's pattern */
+        *pretok = BPE_PRETOK_DIGITS;
+        return check_digits(json_array_get(list, 0), name, err) ||
+               check_byte_level(json_array_get(list, 1), bl, name, 1, err);
+    }
     if (check_split(json_array_get(list, 0), name, pretok, err)) return -1;
-    return check_byte_level(json_array_get(list, 1), "pre_tokenizer.pretokenizers[1]", name, 0,
-                            err);
+    return check_byte_level(json_array_get(list, 1), bl, name, 0, err);
 }
 
 static int check_decoder(const json_t *root, const char *name, char *err) {

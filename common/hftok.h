@@ -16,7 +16,10 @@
  *   - normalizer: null, {"type": "NFC"} or a Sequence of NFC (unicode_nfc.h);
  *   - pre_tokenizer: a Sequence of Split (one of the known patterns below, behavior
  *     "Isolated", invert false) then ByteLevel (add_prefix_space false, use_regex false);
- *     or ByteLevel alone with use_regex true (GPT-2's pattern, bpe_pretoken_end). Known
+ *     or ByteLevel alone with use_regex true (GPT-2's pattern, bpe_pretoken_end); or a
+ *     Sequence of Digits (individual_digits true) then ByteLevel (add_prefix_space false,
+ *     use_regex true), SmolLM2's: each \p{N} character alone, GPT-2's pattern between
+ *     (bpe_pretoken_end_digits). Known
  *     Split patterns, matched by hand (bpe_pretoken_end_llama3), never by a regex engine:
  *       Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *                 ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+

@@ -7,11 +7,15 @@
  * special tokens, decode errors and U+FFFD replacement, save/load round trips, and the
  * loader's errors on malformed vocab/merges, and a tokenizer stored in an HDF5
  * checkpoint (ckpt.h) as its two strings coming back identical. GPT-2 parity with the real files is
- * tests/t_bpe_gpt2.sh.
+ * tests/t_bpe_gpt2.sh. SmolLM2's pre-tokenizer (Digits, then ByteLevel's GPT-2 pattern):
+ * hand-split cases, every number character alone on random text, and a tokenizer.json
+ * with a "1 2" merge that the Digits step must keep from applying.
  */
+#include <jansson.h>
 #include <unistd.h>
 
 #include "bpe.h"
+#include "hftok.h"
 #include "unicode_nfc.h"
 #include "ckpt.h"
 #include "rng.h"
@@ -903,6 +907,130 @@ static void test_pretokenize_llama3(void) {
     CHECK_SPLIT3(" \n x", 3, " \n| x");
 }
 
+/* SmolLM2's Sequence [Digits (individual_digits), ByteLevel (use_regex)] (hand-derived:
+ * each \p{N} character alone, GPT-2's pattern on each run between them as a text of its
+ * own, so a run's trailing spaces end it as at the end of a text). */
+static char *split_digits(const char *s, size_t n) {
+    char *out = xmalloc(2 * n + 1);
+    size_t o = 0, run_end = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = bpe_pretoken_end_digits(s, n, i, &run_end);
+        if (i) out[o++] = '|';
+        memcpy(out + o, s + i, j - i);
+        o += j - i;
+        i = j;
+    }
+    out[o] = 0;
+    return out;
+}
+
+#define CHECK_SPLITD(in, want)                                                            \
+    do {                                                                                  \
+        char *got_ = split_digits(in, sizeof(in) - 1);                                   \
+        CHECK_MSG(strcmp(got_, want) == 0, "digits split(\"%s\") = \"%s\", want \"%s\"", in, \
+                  got_, want);                                                            \
+        free(got_);                                                                       \
+    } while (0)
+
+static void test_pretokenize_digits(void) {
+    CHECK_SPLITD("Hello world", "Hello| world");
+    CHECK_SPLITD("abc123 def", "abc|1|2|3| def");
+    CHECK_SPLITD("a 12", "a| |1|2");       /* " 1" is not one pre-token: the space ends a run */
+    CHECK_SPLITD("x  45y", "x|  |4|5|y");  /* "  " ends its run: \s+(?!\S) takes both */
+    CHECK_SPLITD("it's 2024!", "it|'s| |2|0|2|4|!");
+    CHECK_SPLITD("\xc2\xbd" "3x", "\xc2\xbd|3|x"); /* ½ is \p{N} too */
+    CHECK_SPLITD("7", "7");
+    CHECK_SPLITD("v1.2 ok", "v|1|.|2| ok");
+    /* random text: every number character is a pre-token of its own, the rest are GPT-2's
+     * pre-tokens of the digit-free runs, and together they cover the input */
+    Rng r;
+    rng_init(&r, 12);
+    char s[64];
+    for (int it = 0; it < 2000; it++) {
+        size_t n = 1 + rng_below(&r, sizeof s - 2);
+        for (size_t k = 0; k < n; k++) {
+            static const char pool[] = " \t\n'sa19!.";
+            s[k] = pool[rng_below(&r, sizeof pool - 1)];
+        }
+        size_t i = 0, run_end = 0;
+        int ok = 1;
+        while (i < n && ok) {
+            size_t j = bpe_pretoken_end_digits(s, n, i, &run_end), e = i;
+            int digit = s[i] >= '0' && s[i] <= '9';
+            while (!digit && e < n && !(s[e] >= '0' && s[e] <= '9')) e++;
+            ok = digit ? j == i + 1 : j == bpe_pretoken_end(s, e, i);
+            i = j;
+        }
+        CHECK_MSG(ok && i == n, "digits split of random text %d", it);
+    }
+}
+
+/* A byte-level tokenizer.json with merges "1 2" and "Ġ 1", an end-of-text token (the
+ * loader needs one) and the given pre-tokenizer. */
+static int load_digit_tokenizer(BPE *b, json_t *pre, char *e) {
+    json_t *vocab = json_object();
+    for (int c = 0; c < 256; c++) {
+        char key[8];
+        uint32_t cp = bpe_byte_to_unicode((unsigned char)c);
+        int k = cp < 0x80 ? (key[0] = (char)cp, 1)
+                          : (key[0] = (char)(0xC0 | (cp >> 6)), key[1] = (char)(0x80 | (cp & 0x3F)), 2);
+        key[k] = 0;
+        json_object_set_new(vocab, key, json_integer(c));
+    }
+    json_object_set_new(vocab, "12", json_integer(256));
+    json_object_set_new(vocab, "\xc4\xa0" "1", json_integer(257));
+    json_t *eot = json_pack("[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}]", "id", 258, "content",
+                            "<|endoftext|>", "single_word", 0, "lstrip", 0, "rstrip", 0,
+                            "normalized", 0, "special", 1);
+    json_t *root = json_pack("{s:o, s:n, s:o, s:{s:s}, s:{s:s, s:o, s:[s, s]}}", "added_tokens",
+                             eot, "normalizer", "pre_tokenizer", pre, "decoder", "type", "ByteLevel",
+                             "model", "type", "BPE", "vocab", vocab, "merges", "1 2",
+                             "\xc4\xa0 1");
+    ASSERT(root != NULL);
+    char *text = json_dumps(root, JSON_COMPACT);
+    int rc = hftok_load_string(b, text, strlen(text), "digits tokenizer.json", e);
+    free(text);
+    json_decref(root);
+    return rc;
+}
+
+static json_t *digits_pre(int individual, int use_regex) {
+    return json_pack("{s:s, s:[{s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "type", "Sequence",
+                     "pretokenizers", "type", "Digits", "individual_digits", individual, "type",
+                     "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", use_regex);
+}
+
+static void test_hftok_digits(void) {
+    char e[ERRBUF_LEN];
+    BPE t;
+    int *ids = NULL;
+    size_t cap = 0;
+    /* with Digits: "x", " ", "1", "2" -- the merges never see "1" next to "2" */
+    CHECK_MSG(load_digit_tokenizer(&t, digits_pre(1, 1), e) == 0, "%s", e);
+    size_t n = bpe_encode(&t, "x 12", 4, 0, &ids, &cap);
+    CHECK_EQ_INT((int)n, 4);
+    if (n == 4) CHECK(ids[0] == 'x' && ids[2] == '1' && ids[3] == '2');
+    char *back = NULL;
+    size_t blen = 0;
+    CHECK(bpe_decode(&t, ids, n, 0, &back, &blen, e) == 0 && back && strcmp(back, "x 12") == 0);
+    free(back);
+    bpe_free(&t);
+    /* the same vocabulary with ByteLevel alone: " 12" is one pre-token, "1 2" merges */
+    json_t *bl = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
+                           "trim_offsets", 1, "use_regex", 1);
+    CHECK_MSG(load_digit_tokenizer(&t, bl, e) == 0, "%s", e);
+    n = bpe_encode(&t, "x 12", 4, 0, &ids, &cap);
+    CHECK_EQ_INT((int)n, 3);
+    if (n == 3) CHECK_EQ_INT(ids[2], 256);
+    bpe_free(&t);
+    /* what is not implemented is refused, naming the field */
+    CHECK(load_digit_tokenizer(&t, digits_pre(0, 1), e) != 0);
+    CHECK_MSG(strstr(e, "individual_digits") != NULL, "%s", e);
+    CHECK(load_digit_tokenizer(&t, digits_pre(1, 0), e) != 0);
+    CHECK_MSG(strstr(e, "pretokenizers[1].use_regex") != NULL, "%s", e);
+    free(ids);
+}
+
 static char *nfc_of(const char *s) {
     size_t n;
     char *r = unicode_nfc(s, strlen(s), &n);
@@ -937,6 +1065,8 @@ int main(void) {
     TEST_RUN(test_char_class);
     TEST_RUN(test_pretokenize);
     TEST_RUN(test_pretokenize_llama3);
+    TEST_RUN(test_pretokenize_digits);
+    TEST_RUN(test_hftok_digits);
     TEST_RUN(test_nfc);
     TEST_RUN(test_train_hand);
     TEST_RUN(test_train_determinism);
