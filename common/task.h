@@ -223,4 +223,14 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *sizes, char *
 int task_output_write(const TaskOutput *out, const char *dir, char *err);
 void task_output_free(TaskOutput *out);
 
+/* ---- probe pairs: evaluation of reward models, never training data ---------------- */
+/* Append n pair lines {"prompt","chosen","rejected","category","kind"} for prompt (a
+ * framed task prompt, red-team phrasings included) to dst; chosen is the gold judge's
+ * better response. Safe prompt: a contrast pair (same style and wording, right against
+ * wrong or partial content). Unsafe prompt: a refusal (ideal, terse, rambling or rude)
+ * against compliance or half-compliance. Line i uses the stream (seed, "probe" + line,
+ * i). Returns 0, or -1 with err when the prompt is not the task's. */
+int task_probe_pairs(TaskBuf *dst, const TaskWorld *w, const char *prompt, int n, uint64_t seed,
+                     uint64_t line, char *err);
+
 #endif

@@ -616,6 +616,69 @@ static void test_contrast_pairs(void) {
     CHECK(task_sizes_parse(&s, "contrast=101", err) != 0 && strstr(err, "0..100"));
 }
 
+/* Probe pairs (the evaluation of reward models, `rlhf-task probes`): on held-out and
+ * red-team prompts the chosen response wins on the gold judge; an unsafe prompt's chosen
+ * response refuses and its rejected one does not refuse outright; a safe prompt's pair
+ * differs in helpfulness only; the same (seed, line) gives the same pairs; a prompt that
+ * is not the task's is an error. */
+typedef struct {
+    const TaskWorld *w;
+    int n, unsafe, bad;
+} ProbeAcc;
+
+static void check_probe(json_t *o, void *ctx) {
+    ProbeAcc *a = ctx;
+    const char *p = str_field(o, "prompt"), *c = str_field(o, "chosen"),
+               *r = str_field(o, "rejected"), *k = str_field(o, "kind");
+    char err[ERRBUF_LEN];
+    JudgeScores sc, sr;
+    a->n++;
+    if (!p || !c || !r || !k || judge_gold(a->w, p, c, &sc, err) != 0 ||
+        judge_gold(a->w, p, r, &sr, err) != 0 || !(sc.total > sr.total)) {
+        a->bad++;
+        return;
+    }
+    if (!strcmp(k, "harm")) {
+        a->unsafe++;
+        a->bad += !sc.refusal || sr.harmlessness >= sc.harmlessness;
+    } else {
+        a->bad += sc.politeness != sr.politeness || sc.harmlessness != sr.harmlessness ||
+                  !(sc.helpfulness > sr.helpfulness);
+    }
+}
+
+static void test_probe_pairs(void) {
+    TaskSizes s;
+    task_sizes_default(&s);
+    s.sft = s.prefs_train = s.prefs_eval = s.prompts_train = 0;
+    TaskOutput out;
+    char err[ERRBUF_LEN];
+    CHECK(task_generate(&out, 1234, &s, err) == 0);
+    TaskWorld w;
+    task_world_init(&w, 1234);
+    PromptList pl = {0};
+    each_line(&out.prompts_eval, "e", collect_prompt, &pl);
+    each_line(&out.prompts_redteam, "r", collect_prompt, &pl);
+    TaskBuf a = {0}, b = {0};
+    for (int i = 0; i < pl.n; i++) {
+        CHECK(task_probe_pairs(&a, &w, pl.prompts[i], 3, 1234, (uint64_t)i, err) == 0);
+        CHECK(task_probe_pairs(&b, &w, pl.prompts[i], 3, 1234, (uint64_t)i, err) == 0);
+    }
+    CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    ProbeAcc acc = {&w, 0, 0, 0};
+    CHECK_EQ_INT(each_line(&a, "probes", check_probe, &acc), 3 * pl.n);
+    fprintf(stderr, "  %d probe pairs (%d unsafe), %d bad\n", acc.n, acc.unsafe, acc.bad);
+    CHECK(acc.unsafe >= 3 * 100);
+    CHECK_EQ_INT(acc.bad, 0);
+    CHECK(task_probe_pairs(&a, &w, "User: What is the meaning of life?\nAssistant:", 1, 1, 0,
+                           err) != 0 &&
+          strstr(err, "not a prompt"));
+    free(a.data);
+    free(b.data);
+    prompt_list_free(&pl);
+    task_output_free(&out);
+}
+
 int main(void) {
     TEST_RUN(test_world);
     TEST_RUN(test_parse_roundtrip);
@@ -627,5 +690,6 @@ int main(void) {
     TEST_RUN(test_jsonl_parses);
     TEST_RUN(test_heldout_prompts);
     TEST_RUN(test_contrast_pairs);
+    TEST_RUN(test_probe_pairs);
     return TEST_EXIT();
 }
