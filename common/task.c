@@ -1340,6 +1340,7 @@ void task_sizes_default(TaskSizes *s) {
     s->prompts_eval = 200;
     s->prompts_redteam = 100;
     s->contrast_pct = TASK_CONTRAST_PCT;
+    s->prefs_arith = TASK_PREFS_ARITH;
 }
 
 int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
@@ -1351,7 +1352,7 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
         if (!eq || eq > comma)
             return errf(err,
                         "--sizes: '%.*s' is not name=N (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam, contrast)",
+                        "prompts, prompts_eval, redteam, contrast, arith)",
                         (int)(comma - p), p);
         char name[32];
         size_t nl = (size_t)(eq - p);
@@ -1371,11 +1372,12 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
                    : !strcmp(name, "redteam") || !strcmp(name, "prompts_redteam")
                        ? &s->prompts_redteam
                    : !strcmp(name, "contrast") ? &s->contrast_pct
+                   : !strcmp(name, "arith")    ? &s->prefs_arith
                                                : NULL;
         if (!dst)
             return errf(err,
                         "--sizes: unknown name '%s' (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam, contrast)",
+                        "prompts, prompts_eval, redteam, contrast, arith)",
                         name);
         if (dst == &s->contrast_pct && v > 100)
             return errf(err, "--sizes: 'contrast=%ld': a percentage, 0..100", v);
@@ -1395,7 +1397,8 @@ enum {
     STREAM_PREFS_EVAL = 3,
     STREAM_PROMPTS_TRAIN = 4,
     STREAM_PROMPTS_EVAL = 5,
-    STREAM_REDTEAM = 6
+    STREAM_REDTEAM = 6,
+    STREAM_PREFS_ARITH = 7
 };
 
 /* Category mix of every file except the red-team one: fact 40%, instruct 25%, unsafe 20%,
@@ -1571,16 +1574,26 @@ static void judge_pair(const TaskWorld *w, const char *prompt, const char *ra, c
         fatal("task: gold judge failed on a generated prompt: %s", err);
 }
 
+/* n comparison pairs; arith: every prompt an a+b or a-b question (the extra arithmetic
+ * pairs), else the task's category mix. */
 static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed, int stream,
-                      int n, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
+                      int n, int arith, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
                       AgreeAcc *per_ann) {
     char prompt[TASK_TEXT_LEN], ra[TASK_TEXT_LEN], rb[TASK_TEXT_LEN];
     for (int i = 0; i < n; i++) {
         Rng r;
         TaskQuery q;
         rng_init_keyed(&r, seed, (uint64_t)stream, (uint64_t)i);
-        TaskCategory c = sample_category(&r);
-        gen_prompt(prompt, w, &q, c, 0, &r);
+        TaskCategory c = arith ? TASK_CAT_FACT : sample_category(&r);
+        if (arith) {
+            memset(&q, 0, sizeof q);
+            q.cat = c;
+            q.kind = rng_below(&r, 2) ? TASK_KIND_SUB : TASK_KIND_ADD;
+            task_sample_args(w, 0, &r, &q);
+            render_prompt(prompt, w, &q, 0, &r);
+        } else {
+            gen_prompt(prompt, w, &q, c, 0, &r);
+        }
         TaskQuality app[TASK_N_QUALITY];
         int n_app = 0;
         for (int k = 0; k < TASK_N_QUALITY; k++)
@@ -1738,7 +1751,7 @@ static void gen_world_json(TaskBuf *b, const TaskWorld *w) {
 int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err) {
     memset(out, 0, sizeof *out);
     const int sizes[] = {s->sft,           s->prefs_train,  s->prefs_eval,
-                         s->prompts_train, s->prompts_eval, s->prompts_redteam};
+                         s->prompts_train, s->prompts_eval, s->prompts_redteam, s->prefs_arith};
     for (int i = 0; i < NT(sizes); i++)
         if (sizes[i] < 0 || sizes[i] > 10000000)
             return errf(err, "task: sizes must be in 0..10000000 (got %d)", sizes[i]);
@@ -1756,9 +1769,13 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err)
     AgreeAcc tr = {0, 0, 0}, ev = {0, 0, 0}, ev_cat[TASK_N_CAT], ev_ann[N_GEN_ANNOTATORS];
     memset(ev_cat, 0, sizeof ev_cat);
     memset(ev_ann, 0, sizeof ev_ann);
-    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train,
+    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train, 0,
               s->contrast_pct, &tr, NULL, NULL);
-    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval,
+    /* the extra arithmetic pairs follow the mixed ones, from their own stream, so they
+     * change no other line */
+    gen_prefs(&out->prefs_train, NULL, &w, seed, STREAM_PREFS_ARITH, s->prefs_arith, 1,
+              s->contrast_pct, &tr, NULL, NULL);
+    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval, 0,
               s->contrast_pct, &ev, ev_cat, ev_ann);
     HashSet train_set, eval_set, red_set;
     hs_init(&train_set, s->prompts_train);

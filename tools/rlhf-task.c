@@ -2,7 +2,7 @@
  * tools/rlhf-task.c — generate the bundled task's data sets (common/task.h).
  *
  *   build/rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,
- *                                  prompts=N,prompts_eval=N,redteam=N,contrast=PCT]
+ *                                  prompts=N,prompts_eval=N,redteam=N,contrast=PCT,arith=N]
  *   build/rlhf-task world [--seed S]             the world's facts as JSON (stdout)
  *   build/rlhf-task examples [--seed S] [--n N]  N prompts, a response of every quality
  *                                                each, with the gold judge's scores
@@ -29,16 +29,17 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,"
-            "prompts=N,prompts_eval=N,redteam=N,contrast=PCT]\n"
+            "prompts=N,prompts_eval=N,redteam=N,contrast=PCT,arith=N]\n"
             "       rlhf-task world [--seed S]\n"
             "       rlhf-task examples [--seed S] [--n N]\n"
             "       rlhf-task rank-candidates [--seed S] [--n N] [--k K (2..7)] [--stream I]\n"
             "       rlhf-task probes PROMPTS.jsonl [--seed S] [--n N (pairs per prompt)]\n"
             "defaults: --seed %d --sizes sft=6000,prefs=24000,prefs_eval=600,prompts=1000,"
-            "prompts_eval=200,redteam=100,contrast=%d\n"
-            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n"
+            "prompts_eval=200,redteam=100,contrast=%d,arith=%d\n"
+            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs;\n"
+            " arith: extra a+b / a-b comparison pairs appended to prefs_train.jsonl)\n"
             "Exit status: 0 done; 1 an error (cannot write DIR); 2 a usage error.\n",
-            TASK_DEFAULT_SEED, TASK_CONTRAST_PCT);
+            TASK_DEFAULT_SEED, TASK_CONTRAST_PCT, TASK_PREFS_ARITH);
 }
 
 static uint64_t parse_seed(const char *s) {
@@ -74,9 +75,10 @@ static int cmd_gen(int argc, char **argv) {
     if (task_generate(&out, seed, &sizes, err) != 0) fatal("%s", err);
     if (task_output_write(&out, out_dir, err) != 0) fatal("%s", err);
     fprintf(stderr,
-            "rlhf-task: wrote %s (seed %llu): sft %d, prefs %d/%d, prompts %d/%d/%d in %.2f s; "
+            "rlhf-task: wrote %s (seed %llu): sft %d, prefs %d+%d/%d, prompts %d/%d/%d in %.2f s; "
             "eval label agreement with gold: expected %.4f, observed %.4f\n",
-            out_dir, (unsigned long long)seed, sizes.sft, sizes.prefs_train, sizes.prefs_eval,
+            out_dir, (unsigned long long)seed, sizes.sft, sizes.prefs_train, sizes.prefs_arith,
+            sizes.prefs_eval,
             sizes.prompts_train, sizes.prompts_eval, sizes.prompts_redteam, time_now() - t0,
             out.eval_all.expected, out.eval_all.empirical);
     task_output_free(&out);
@@ -91,7 +93,7 @@ static int cmd_world(int argc, char **argv) {
         else
             usage_error("rlhf-task", "world: unknown argument '%s'", argv[i]);
     }
-    TaskSizes none = {0, 0, 0, 0, 0, 0, 0};
+    TaskSizes none = {0, 0, 0, 0, 0, 0, 0, 0};
     TaskOutput out;
     char err[ERRBUF_LEN];
     if (task_generate(&out, seed, &none, err) != 0) fatal("%s", err);
