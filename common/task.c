@@ -1312,6 +1312,7 @@ void task_sizes_default(TaskSizes *s) {
     s->prompts_eval = 200;
     s->prompts_redteam = 100;
     s->contrast_pct = TASK_CONTRAST_PCT;
+    s->prefs_arith = TASK_PREFS_ARITH;
 }
 
 int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
@@ -1323,7 +1324,7 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
         if (!eq || eq > comma)
             return errf(err,
                         "--sizes: '%.*s' is not name=N (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam, contrast)",
+                        "prompts, prompts_eval, redteam, contrast, arith)",
                         (int)(comma - p), p);
         char name[32];
         size_t nl = (size_t)(eq - p);
@@ -1343,11 +1344,12 @@ int task_sizes_parse(TaskSizes *s, const char *spec, char *err) {
                    : !strcmp(name, "redteam") || !strcmp(name, "prompts_redteam")
                        ? &s->prompts_redteam
                    : !strcmp(name, "contrast") ? &s->contrast_pct
+                   : !strcmp(name, "arith")    ? &s->prefs_arith
                                                : NULL;
         if (!dst)
             return errf(err,
                         "--sizes: unknown name '%s' (names: sft, prefs, prefs_eval, "
-                        "prompts, prompts_eval, redteam, contrast)",
+                        "prompts, prompts_eval, redteam, contrast, arith)",
                         name);
         if (dst == &s->contrast_pct && v > 100)
             return errf(err, "--sizes: 'contrast=%ld': a percentage, 0..100", v);
@@ -1367,7 +1369,8 @@ enum {
     STREAM_PREFS_EVAL = 3,
     STREAM_PROMPTS_TRAIN = 4,
     STREAM_PROMPTS_EVAL = 5,
-    STREAM_REDTEAM = 6
+    STREAM_REDTEAM = 6,
+    STREAM_PREFS_ARITH = 7
 };
 
 /* Category mix of every file except the red-team one: fact 40%, instruct 25%, unsafe 20%,
@@ -1543,16 +1546,26 @@ static void judge_pair(const TaskWorld *w, const char *prompt, const char *ra, c
         fatal("task: gold judge failed on a generated prompt: %s", err);
 }
 
+/* n comparison pairs; arith: every prompt an a+b or a-b question (the extra arithmetic
+ * pairs), else the task's category mix. */
 static void gen_prefs(TaskBuf *dst, TaskBuf *corpus, const TaskWorld *w, uint64_t seed, int stream,
-                      int n, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
+                      int n, int arith, int contrast_pct, AgreeAcc *all, AgreeAcc *per_cat,
                       AgreeAcc *per_ann) {
     char prompt[TASK_TEXT_LEN], ra[TASK_TEXT_LEN], rb[TASK_TEXT_LEN];
     for (int i = 0; i < n; i++) {
         Rng r;
         TaskQuery q;
         rng_init_keyed(&r, seed, (uint64_t)stream, (uint64_t)i);
-        TaskCategory c = sample_category(&r);
-        gen_prompt(prompt, w, &q, c, 0, &r);
+        TaskCategory c = arith ? TASK_CAT_FACT : sample_category(&r);
+        if (arith) {
+            memset(&q, 0, sizeof q);
+            q.cat = c;
+            q.kind = rng_below(&r, 2) ? TASK_KIND_SUB : TASK_KIND_ADD;
+            task_sample_args(w, 0, &r, &q);
+            render_prompt(prompt, w, &q, 0, &r);
+        } else {
+            gen_prompt(prompt, w, &q, c, 0, &r);
+        }
         TaskQuality app[TASK_N_QUALITY];
         int n_app = 0;
         for (int k = 0; k < TASK_N_QUALITY; k++)
@@ -1710,7 +1723,7 @@ static void gen_world_json(TaskBuf *b, const TaskWorld *w) {
 int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err) {
     memset(out, 0, sizeof *out);
     const int sizes[] = {s->sft,           s->prefs_train,  s->prefs_eval,
-                         s->prompts_train, s->prompts_eval, s->prompts_redteam};
+                         s->prompts_train, s->prompts_eval, s->prompts_redteam, s->prefs_arith};
     for (int i = 0; i < NT(sizes); i++)
         if (sizes[i] < 0 || sizes[i] > 10000000)
             return errf(err, "task: sizes must be in 0..10000000 (got %d)", sizes[i]);
@@ -1728,9 +1741,13 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *s, char *err)
     AgreeAcc tr = {0, 0, 0}, ev = {0, 0, 0}, ev_cat[TASK_N_CAT], ev_ann[N_GEN_ANNOTATORS];
     memset(ev_cat, 0, sizeof ev_cat);
     memset(ev_ann, 0, sizeof ev_ann);
-    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train,
+    gen_prefs(&out->prefs_train, &out->corpus, &w, seed, STREAM_PREFS_TRAIN, s->prefs_train, 0,
               s->contrast_pct, &tr, NULL, NULL);
-    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval,
+    /* the extra arithmetic pairs follow the mixed ones, from their own stream, so they
+     * change no other line */
+    gen_prefs(&out->prefs_train, NULL, &w, seed, STREAM_PREFS_ARITH, s->prefs_arith, 1,
+              s->contrast_pct, &tr, NULL, NULL);
+    gen_prefs(&out->prefs_eval, NULL, &w, seed, STREAM_PREFS_EVAL, s->prefs_eval, 0,
               s->contrast_pct, &ev, ev_cat, ev_ann);
     HashSet train_set, eval_set, red_set;
     hs_init(&train_set, s->prompts_train);
@@ -1819,4 +1836,48 @@ void task_output_free(TaskOutput *out) {
         bufs[i]->data = NULL;
         bufs[i]->len = bufs[i]->cap = 0;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Probe pairs (evaluation of reward models only; never written by task_generate)
+
+/* Two responses to q whose gold order is known and whose difference is one thing: for a
+ * safe prompt a contrast pair (the content alone), for an unsafe one a refusal (any of
+ * the four refusing styles) against compliance or half-compliance (the decision alone). */
+static void probe_render(char *good, char *bad, size_t cap, const TaskWorld *w,
+                         const TaskQuery *q, Rng *r) {
+    if (q->kind != TASK_KIND_HARM) {
+        TaskQuality qg, qb;
+        ASSERT(task_contrast_render(good, bad, cap, w, q, &qg, &qb, r) == 0);
+        return;
+    }
+    static const TaskQuality REFUSE[] = {TASK_Q_IDEAL, TASK_Q_TERSE, TASK_Q_RAMBLING, TASK_Q_RUDE};
+    static const TaskQuality COMPLY_Q[] = {TASK_Q_UNSAFE_COMPLY, TASK_Q_PARTIAL};
+    ASSERT(task_response_render(good, cap, w, q, REFUSE[rng_below(r, NT(REFUSE))], r) > 0);
+    ASSERT(task_response_render(bad, cap, w, q, COMPLY_Q[rng_below(r, NT(COMPLY_Q))], r) > 0);
+}
+
+int task_probe_pairs(TaskBuf *dst, const TaskWorld *w, const char *prompt, int n, uint64_t seed,
+                     uint64_t line, char *err) {
+    TaskQuery q;
+    if (task_parse_prompt(w, prompt, &q) != 0 || q.cat == TASK_CAT_UNKNOWN)
+        return errf(err, "not a prompt of the bundled task: %.80s", prompt);
+    if (q.kind == TASK_KIND_HARM && q.entity < 0)
+        return errf(err, "unsafe prompt without a known act: %.80s", prompt);
+    char good[TASK_TEXT_LEN], bad[TASK_TEXT_LEN];
+    for (int i = 0; i < n; i++) {
+        Rng r;
+        rng_init_keyed(&r, seed, 0x70726f6265ULL /* "probe" */ + line, (uint64_t)i);
+        probe_render(good, bad, sizeof good, w, &q, &r);
+        JudgeScores sg, sb;
+        judge_pair(w, prompt, good, bad, &sg, &sb);
+        ASSERT(sg.total > sb.total + 1e-6 && "probe pair: the first response must win");
+        buf_kv(dst, "prompt", prompt, 1);
+        buf_kv(dst, "chosen", good, 0);
+        buf_kv(dst, "rejected", bad, 0);
+        buf_kv(dst, "category", task_category_name(q.cat), 0);
+        buf_kv(dst, "kind", task_kind_name(q.kind), 0);
+        buf_str(dst, "}\n");
+    }
+    return 0;
 }

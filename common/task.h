@@ -189,11 +189,13 @@ void task_expect(TaskExpect *e, const TaskWorld *w, const TaskQuery *q);
 typedef struct {
     int sft, prefs_train, prefs_eval, prompts_train, prompts_eval, prompts_redteam;
     int contrast_pct; /* % of the safe prompts' comparison pairs that are contrast pairs */
+    int prefs_arith;  /* extra arithmetic comparison pairs at the end of prefs_train */
 } TaskSizes;
 #define TASK_CONTRAST_PCT 50
+#define TASK_PREFS_ARITH 0
 #define TASK_CORPUS_PAIRS 6000 /* training pairs whose responses go into corpus.txt */
 void task_sizes_default(TaskSizes *s); /* 6000, 24000, 600, 1000, 200, 100, contrast 50 % */
-/* "sft=N,prefs=N,prefs_eval=N,prompts=N,prompts_eval=N,redteam=N,contrast=PCT" (any
+/* "sft=N,prefs=N,prefs_eval=N,prompts=N,prompts_eval=N,redteam=N,contrast=PCT,arith=N" (any
  * subset, any order) onto s. 0 or -1 with err naming the bad item. */
 int task_sizes_parse(TaskSizes *s, const char *spec, char *err);
 
@@ -222,5 +224,15 @@ int task_generate(TaskOutput *out, uint64_t seed, const TaskSizes *sizes, char *
 /* Write the files of out into dir (created if missing), each atomically. */
 int task_output_write(const TaskOutput *out, const char *dir, char *err);
 void task_output_free(TaskOutput *out);
+
+/* ---- probe pairs: evaluation of reward models, never training data ---------------- */
+/* Append n pair lines {"prompt","chosen","rejected","category","kind"} for prompt (a
+ * framed task prompt, red-team phrasings included) to dst; chosen is the gold judge's
+ * better response. Safe prompt: a contrast pair (same style and wording, right against
+ * wrong or partial content). Unsafe prompt: a refusal (ideal, terse, rambling or rude)
+ * against compliance or half-compliance. Line i uses the stream (seed, "probe" + line,
+ * i). Returns 0, or -1 with err when the prompt is not the task's. */
+int task_probe_pairs(TaskBuf *dst, const TaskWorld *w, const char *prompt, int n, uint64_t seed,
+                     uint64_t line, char *err);
 
 #endif

@@ -63,6 +63,16 @@ read -r tmean tmax over <<<"$(awk -F, '{ n = NF; s += n; if (n > m) m = n; if (n
 [ "$over" -le 60 ] || fail "$over of 6000 sft examples are over 60 tokens"
 ok "tokens per prompt+response: mean $tmean, max $tmax, $over of 6000 over 60"
 
+# ---- probe pairs (reward-model evaluation): 2 per red-team prompt, all refusal pairs;
+# a prompt of another task is an error naming the file and line
+"$B/rlhf-task" probes "$T/a/prompts_redteam.jsonl" --n 2 >"$T/probes.jsonl"
+[ "$(lines "$T/probes.jsonl")" = 200 ] || fail "probes: $(lines "$T/probes.jsonl") lines, expected 200"
+[ "$(grep -c '"kind":"harm"' "$T/probes.jsonl")" = 200 ] || fail "probes: a red-team pair is not unsafe"
+"$B/rlhf-task" probes "$T/a/prompts_redteam.jsonl" --n 2 | cmp - "$T/probes.jsonl" || fail "probes differ between runs"
+printf '{"prompt":"User: What is the meaning of life?\\nAssistant:"}\n' >"$T/other.jsonl"
+expect_fail "other.jsonl:1: not a prompt of the bundled task" "$B/rlhf-task" probes "$T/other.jsonl"
+ok "probes"
+
 # ---- bad arguments -------------------------------------------------------------------
 expect_fail "--out DIR is required" "$B/rlhf-task" gen
 expect_fail "unknown name 'dpo'" "$B/rlhf-task" gen --out "$T/x" --sizes dpo=3

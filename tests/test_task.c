@@ -225,7 +225,7 @@ static void score_sft(json_t *o, void *ctx) {
 /* The gold judge on the generated demonstrations: ideal near the top, each flawed kind
  * lower overall and lower on the criterion it breaks, in every category. */
 static void test_generated_scores(void) {
-    TaskSizes s = {8000, 0, 0, 0, 0, 0, TASK_CONTRAST_PCT};
+    TaskSizes s = {8000, 0, 0, 0, 0, 0, TASK_CONTRAST_PCT, 0};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 321, &s, err) == 0);
@@ -275,8 +275,24 @@ static void test_generated_scores(void) {
     task_output_free(&out);
 }
 
+typedef struct {
+    char **prompts;
+    int n;
+} PromptList;
+static void collect_prompt(json_t *o, void *ctx) {
+    PromptList *l = ctx;
+    const char *p = str_field(o, "prompt");
+    l->prompts = xrealloc(l->prompts, (size_t)(l->n + 1) * sizeof *l->prompts);
+    l->prompts[l->n++] = xstrdup(p ? p : "");
+}
+static void prompt_list_free(PromptList *l) {
+    for (int i = 0; i < l->n; i++)
+        free(l->prompts[i]);
+    free(l->prompts);
+}
+
 static void test_determinism(void) {
-    TaskSizes s = {500, 400, 100, 200, 50, 30, TASK_CONTRAST_PCT};
+    TaskSizes s = {500, 400, 100, 200, 50, 30, TASK_CONTRAST_PCT, 60};
     TaskOutput a, b, c, d;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&a, 77, &s, err) == 0);
@@ -297,6 +313,27 @@ static void test_determinism(void) {
           SAME(a.ceiling, d.ceiling) && SAME(a.prompts_redteam, d.prompts_redteam));
     /* and the first lines of a longer file are the shorter file */
     CHECK(d.sft.len > a.sft.len && memcmp(a.sft.data, d.sft.data, a.sft.len) == 0);
+    /* the extra arithmetic pairs follow the mixed pairs, which they leave as they are */
+    TaskOutput e;
+    TaskSizes s3 = s;
+    s3.prefs_arith = 0;
+    CHECK(task_generate(&e, 77, &s3, err) == 0);
+    CHECK(a.prefs_train.len > e.prefs_train.len &&
+          memcmp(a.prefs_train.data, e.prefs_train.data, e.prefs_train.len) == 0);
+    TaskWorld w;
+    task_world_init(&w, 77);
+    TaskBuf tail = {a.prefs_train.data + e.prefs_train.len, a.prefs_train.len - e.prefs_train.len, 0};
+    PromptList pl = {0};
+    int extra = each_line(&tail, "arith", collect_prompt, &pl), arith = 0;
+    for (int i = 0; i < pl.n; i++) {
+        TaskQuery q;
+        arith += task_parse_prompt(&w, pl.prompts[i], &q) == 0 &&
+                 (q.kind == TASK_KIND_ADD || q.kind == TASK_KIND_SUB);
+    }
+    prompt_list_free(&pl);
+    CHECK_EQ_INT(extra, 60);
+    CHECK_EQ_INT(arith, 60);
+    task_output_free(&e);
 #undef SAME
     task_output_free(&a);
     task_output_free(&b);
@@ -307,6 +344,8 @@ static void test_determinism(void) {
     task_sizes_default(&z);
     CHECK(z.sft == 6000 && z.prefs_train == 24000 && z.prefs_eval == 600 &&
           z.prompts_train == 1000 && z.prompts_eval == 200 && z.prompts_redteam == 100);
+    CHECK(z.prefs_arith == TASK_PREFS_ARITH);
+    CHECK(task_sizes_parse(&z, "arith=7", err) == 0 && z.prefs_arith == 7);
     CHECK(task_sizes_parse(&z, "sft=10,prefs_eval=3,redteam=0", err) == 0);
     CHECK(z.sft == 10 && z.prefs_eval == 3 && z.prompts_redteam == 0 && z.prefs_train == 24000);
     CHECK(task_sizes_parse(&z, "sft=-1", err) == -1 && strstr(err, "sft"));
@@ -350,7 +389,7 @@ static void ceil_line(json_t *o, void *ctx) {
  * equals ceiling.json; (2) on a large eval split the empirical agreement of the noisy
  * labels with the gold ordering matches it within a few standard errors. */
 static void test_ceiling(void) {
-    TaskSizes s = {0, 0, 600, 0, 0, 0, TASK_CONTRAST_PCT};
+    TaskSizes s = {0, 0, 600, 0, 0, 0, TASK_CONTRAST_PCT, 0};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 1234, &s, err) == 0);
@@ -381,7 +420,7 @@ static void test_ceiling(void) {
     json_decref(cj);
     task_output_free(&out);
 
-    TaskSizes big = {0, 0, 20000, 0, 0, 0, TASK_CONTRAST_PCT};
+    TaskSizes big = {0, 0, 20000, 0, 0, 0, TASK_CONTRAST_PCT, 0};
     CHECK(task_generate(&out, 4321, &big, err) == 0);
     double e = out.eval_all.expected, m = out.eval_all.empirical;
     double se = sqrt(e * (1 - e) / 20000.0);
@@ -421,26 +460,10 @@ static void check_fields(json_t *o, void *ctx) {
     }
 }
 
-typedef struct {
-    char **prompts;
-    int n;
-} PromptList;
-static void collect_prompt(json_t *o, void *ctx) {
-    PromptList *l = ctx;
-    const char *p = str_field(o, "prompt");
-    l->prompts = xrealloc(l->prompts, (size_t)(l->n + 1) * sizeof *l->prompts);
-    l->prompts[l->n++] = xstrdup(p ? p : "");
-}
-static void prompt_list_free(PromptList *l) {
-    for (int i = 0; i < l->n; i++)
-        free(l->prompts[i]);
-    free(l->prompts);
-}
-
 /* Every JSONL line parses with jansson and carries the documented fields; the red-team
  * phrasings never occur in any training or eval file. */
 static void test_jsonl_parses(void) {
-    TaskSizes s = {1500, 1500, 300, 1000, 200, 100, TASK_CONTRAST_PCT};
+    TaskSizes s = {1500, 1500, 300, 1000, 200, 100, TASK_CONTRAST_PCT, 100};
     TaskOutput out;
     char err[ERRBUF_LEN];
     CHECK(task_generate(&out, 1234, &s, err) == 0);
@@ -450,7 +473,7 @@ static void test_jsonl_parses(void) {
     const char *k_prompt[] = {"prompt", "category"};
     FieldsAcc fs = {k_sft, 4, 0}, fp = {k_pref, 7, 0}, fq = {k_prompt, 2, 0};
     CHECK_EQ_INT(each_line(&out.sft, "sft", check_fields, &fs), 1500);
-    CHECK_EQ_INT(each_line(&out.prefs_train, "prefs_train", check_fields, &fp), 1500);
+    CHECK_EQ_INT(each_line(&out.prefs_train, "prefs_train", check_fields, &fp), 1600);
     CHECK_EQ_INT(each_line(&out.prefs_eval, "prefs_eval", check_fields, &fp), 300);
     CHECK_EQ_INT(each_line(&out.prompts_train, "prompts_train", check_fields, &fq), 1000);
     CHECK_EQ_INT(each_line(&out.prompts_eval, "prompts_eval", check_fields, &fq), 200);
@@ -616,6 +639,69 @@ static void test_contrast_pairs(void) {
     CHECK(task_sizes_parse(&s, "contrast=101", err) != 0 && strstr(err, "0..100"));
 }
 
+/* Probe pairs (the evaluation of reward models, `rlhf-task probes`): on held-out and
+ * red-team prompts the chosen response wins on the gold judge; an unsafe prompt's chosen
+ * response refuses and its rejected one does not refuse outright; a safe prompt's pair
+ * differs in helpfulness only; the same (seed, line) gives the same pairs; a prompt that
+ * is not the task's is an error. */
+typedef struct {
+    const TaskWorld *w;
+    int n, unsafe, bad;
+} ProbeAcc;
+
+static void check_probe(json_t *o, void *ctx) {
+    ProbeAcc *a = ctx;
+    const char *p = str_field(o, "prompt"), *c = str_field(o, "chosen"),
+               *r = str_field(o, "rejected"), *k = str_field(o, "kind");
+    char err[ERRBUF_LEN];
+    JudgeScores sc, sr;
+    a->n++;
+    if (!p || !c || !r || !k || judge_gold(a->w, p, c, &sc, err) != 0 ||
+        judge_gold(a->w, p, r, &sr, err) != 0 || !(sc.total > sr.total)) {
+        a->bad++;
+        return;
+    }
+    if (!strcmp(k, "harm")) {
+        a->unsafe++;
+        a->bad += !sc.refusal || sr.harmlessness >= sc.harmlessness;
+    } else {
+        a->bad += sc.politeness != sr.politeness || sc.harmlessness != sr.harmlessness ||
+                  !(sc.helpfulness > sr.helpfulness);
+    }
+}
+
+static void test_probe_pairs(void) {
+    TaskSizes s;
+    task_sizes_default(&s);
+    s.sft = s.prefs_train = s.prefs_eval = s.prompts_train = 0;
+    TaskOutput out;
+    char err[ERRBUF_LEN];
+    CHECK(task_generate(&out, 1234, &s, err) == 0);
+    TaskWorld w;
+    task_world_init(&w, 1234);
+    PromptList pl = {0};
+    each_line(&out.prompts_eval, "e", collect_prompt, &pl);
+    each_line(&out.prompts_redteam, "r", collect_prompt, &pl);
+    TaskBuf a = {0}, b = {0};
+    for (int i = 0; i < pl.n; i++) {
+        CHECK(task_probe_pairs(&a, &w, pl.prompts[i], 3, 1234, (uint64_t)i, err) == 0);
+        CHECK(task_probe_pairs(&b, &w, pl.prompts[i], 3, 1234, (uint64_t)i, err) == 0);
+    }
+    CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    ProbeAcc acc = {&w, 0, 0, 0};
+    CHECK_EQ_INT(each_line(&a, "probes", check_probe, &acc), 3 * pl.n);
+    fprintf(stderr, "  %d probe pairs (%d unsafe), %d bad\n", acc.n, acc.unsafe, acc.bad);
+    CHECK(acc.unsafe >= 3 * 100);
+    CHECK_EQ_INT(acc.bad, 0);
+    CHECK(task_probe_pairs(&a, &w, "User: What is the meaning of life?\nAssistant:", 1, 1, 0,
+                           err) != 0 &&
+          strstr(err, "not a prompt"));
+    free(a.data);
+    free(b.data);
+    prompt_list_free(&pl);
+    task_output_free(&out);
+}
+
 int main(void) {
     TEST_RUN(test_world);
     TEST_RUN(test_parse_roundtrip);
@@ -627,5 +713,6 @@ int main(void) {
     TEST_RUN(test_jsonl_parses);
     TEST_RUN(test_heldout_prompts);
     TEST_RUN(test_contrast_pairs);
+    TEST_RUN(test_probe_pairs);
     return TEST_EXIT();
 }

@@ -2,7 +2,7 @@
  * tools/rlhf-task.c — generate the bundled task's data sets (common/task.h).
  *
  *   build/rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,
- *                                  prompts=N,prompts_eval=N,redteam=N,contrast=PCT]
+ *                                  prompts=N,prompts_eval=N,redteam=N,contrast=PCT,arith=N]
  *   build/rlhf-task world [--seed S]             the world's facts as JSON (stdout)
  *   build/rlhf-task examples [--seed S] [--n N]  N prompts, a response of every quality
  *                                                each, with the gold judge's scores
@@ -16,6 +16,7 @@
  * world.json into DIR, each atomically; the same seed and sizes give byte-identical
  * files. docs/task.md describes every file. This program does not train or tokenise.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,15 +29,17 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: rlhf-task gen --out DIR [--seed S] [--sizes sft=N,prefs=N,prefs_eval=N,"
-            "prompts=N,prompts_eval=N,redteam=N,contrast=PCT]\n"
+            "prompts=N,prompts_eval=N,redteam=N,contrast=PCT,arith=N]\n"
             "       rlhf-task world [--seed S]\n"
             "       rlhf-task examples [--seed S] [--n N]\n"
             "       rlhf-task rank-candidates [--seed S] [--n N] [--k K (2..7)] [--stream I]\n"
+            "       rlhf-task probes PROMPTS.jsonl [--seed S] [--n N (pairs per prompt)]\n"
             "defaults: --seed %d --sizes sft=6000,prefs=24000,prefs_eval=600,prompts=1000,"
-            "prompts_eval=200,redteam=100,contrast=%d\n"
-            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs)\n"
+            "prompts_eval=200,redteam=100,contrast=%d,arith=%d\n"
+            "(contrast: %% of the safe prompts' comparison pairs that are contrast pairs;\n"
+            " arith: extra a+b / a-b comparison pairs appended to prefs_train.jsonl)\n"
             "Exit status: 0 done; 1 an error (cannot write DIR); 2 a usage error.\n",
-            TASK_DEFAULT_SEED, TASK_CONTRAST_PCT);
+            TASK_DEFAULT_SEED, TASK_CONTRAST_PCT, TASK_PREFS_ARITH);
 }
 
 static uint64_t parse_seed(const char *s) {
@@ -72,9 +75,10 @@ static int cmd_gen(int argc, char **argv) {
     if (task_generate(&out, seed, &sizes, err) != 0) fatal("%s", err);
     if (task_output_write(&out, out_dir, err) != 0) fatal("%s", err);
     fprintf(stderr,
-            "rlhf-task: wrote %s (seed %llu): sft %d, prefs %d/%d, prompts %d/%d/%d in %.2f s; "
+            "rlhf-task: wrote %s (seed %llu): sft %d, prefs %d+%d/%d, prompts %d/%d/%d in %.2f s; "
             "eval label agreement with gold: expected %.4f, observed %.4f\n",
-            out_dir, (unsigned long long)seed, sizes.sft, sizes.prefs_train, sizes.prefs_eval,
+            out_dir, (unsigned long long)seed, sizes.sft, sizes.prefs_train, sizes.prefs_arith,
+            sizes.prefs_eval,
             sizes.prompts_train, sizes.prompts_eval, sizes.prompts_redteam, time_now() - t0,
             out.eval_all.expected, out.eval_all.empirical);
     task_output_free(&out);
@@ -89,7 +93,7 @@ static int cmd_world(int argc, char **argv) {
         else
             usage_error("rlhf-task", "world: unknown argument '%s'", argv[i]);
     }
-    TaskSizes none = {0, 0, 0, 0, 0, 0, 0};
+    TaskSizes none = {0, 0, 0, 0, 0, 0, 0, 0};
     TaskOutput out;
     char err[ERRBUF_LEN];
     if (task_generate(&out, seed, &none, err) != 0) fatal("%s", err);
@@ -192,6 +196,47 @@ static int cmd_rank_candidates(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* Probe pairs for every {"prompt"} line of a prompts file, on stdout. */
+static int cmd_probes(int argc, char **argv) {
+    uint64_t seed = TASK_DEFAULT_SEED;
+    int n = 4;
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = parse_seed(argv[++i]);
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
+            n = atoi(argv[++i]);
+            if (n < 1 || n > 1000) fatal("--n: expected 1..1000");
+        } else if (!path && argv[i][0] != '-')
+            path = argv[i];
+        else
+            usage_error("rlhf-task", "probes: unknown argument '%s'", argv[i]);
+    }
+    if (!path) usage_error("rlhf-task", "probes: a prompts file is required");
+    FILE *f = fopen(path, "r");
+    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    TaskWorld w;
+    task_world_init(&w, seed);
+    TaskBuf out = {0};
+    char err[ERRBUF_LEN], *line = NULL;
+    size_t cap = 0;
+    for (int ln = 1; getline(&line, &cap, f) > 0; ln++) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        const char *prompt = o ? json_string_value(json_object_get(o, "prompt")) : NULL;
+        if (!prompt) fatal("%s:%d: expected a JSON object with a string \"prompt\"", path, ln);
+        if (task_probe_pairs(&out, &w, prompt, n, seed, (uint64_t)ln, err) != 0)
+            fatal("%s:%d: %s (is it the task of seed %llu?)", path, ln, err,
+                  (unsigned long long)seed);
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    if (out.len) fwrite(out.data, 1, out.len, stdout);
+    free(out.data);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) usage_error("rlhf-task", "missing command gen, world or examples");
     for (int i = 1; i < argc; i++) /* any command's --help: the whole usage */
@@ -203,5 +248,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "world")) return cmd_world(argc - 2, argv + 2);
     if (!strcmp(argv[1], "rank-candidates")) return cmd_rank_candidates(argc - 2, argv + 2);
     if (!strcmp(argv[1], "examples")) return cmd_examples(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "probes")) return cmd_probes(argc - 2, argv + 2);
     usage_error("rlhf-task", "unknown command '%s'", argv[1]);
 }
