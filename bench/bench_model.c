@@ -567,6 +567,7 @@ static void bench_long_context(int iters) {
         prev = best;
     }
     free(src);
+}
 
 // ----------------------------------------------------------------------------
 // smol: the Llama family at SmolLM2-135M's shape (gpt.c's preset "smol"; random weights),
