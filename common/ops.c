@@ -708,12 +708,43 @@ typedef float v16f __attribute__((vector_size(64)));
 #if defined(__AVX512F__)
 #define MM_RB 8
 #define MM_CB 48
+#define MM_VW 16 /* floats per accumulator: one AVX-512 register */
+typedef v16f mmvec;
 #else
-/* AVX2 has 16 vector registers of 8 floats: a v16f takes two, and the 8 x 48 tile would
- * spill its accumulators to the stack on every k. 6 x 16: 12 accumulator registers, 2
- * for W, 1 for x. The same arithmetic per element, so the same bits. */
+/* AVX2 has 16 vector registers of 8 floats. The accumulators are 8-float vectors here:
+ * GCC lowers a 16-float generic vector on AVX2 through the stack (every k stored and
+ * reloaded it: the 124M decode step ran at 10 % of its bandwidth bound on a Zen 3), while
+ * an 8-float one is one ymm register. 6 x 16: 12 accumulator registers, 2 for W, 1 for x.
+ * Each element sees the same arithmetic as in a 16-float lane, so the same bits. */
 #define MM_RB 6
 #define MM_CB 16
+#define MM_VW 8
+typedef float mmvec __attribute__((vector_size(32)));
+#endif
+#define MM_VG (16 / MM_VW) /* accumulators per 16-column group */
+/* MM_VW weights from a float or (bf16 set, a compile-time constant) a bfloat16 array */
+#if MM_VW == 16
+#define MM_WLOAD(v, base, off, bf16) W16_LOAD(v, base, off, bf16)
+#elif defined(__AVX2__)
+#define MM_WLOAD(v, base, off, bf16)                                                       \
+    do {                                                                                   \
+        if (bf16) {                                                                        \
+            const void *bp_ = (const uint16_t *)(base) + (off);                           \
+            __m256i w_ = _mm256_slli_epi32(                                                \
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)bp_)), 16);         \
+            memcpy(&(v), &w_, sizeof(mmvec));                                              \
+        } else memcpy(&(v), (const float *)(base) + (off), sizeof(mmvec));                 \
+    } while (0)
+#else
+#define MM_WLOAD(v, base, off, bf16)                                                       \
+    do {                                                                                   \
+        if (bf16) {                                                                        \
+            uint32_t u_[MM_VW];                                                            \
+            for (int j_ = 0; j_ < MM_VW; j_++)                                             \
+                u_[j_] = (uint32_t)((const uint16_t *)(base) + (off))[j_] << 16;           \
+            memcpy(&(v), u_, sizeof(mmvec));                                               \
+        } else memcpy(&(v), (const float *)(base) + (off), sizeof(mmvec));                 \
+    } while (0)
 #endif
 #define MM_PF 8   /* (C,OC) layout: rows of W prefetched ahead, into L1 */
 #define MM_PFP 48 /* packed layout: rows prefetched ahead in each 16-column stream, into L2 */
@@ -725,13 +756,15 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
                                                                size_t qs, int packed, int bf16,
                                                                const float *bias, int nr, int C,
                                                                int OC, int j0, int cb) {
-    v16f acc[MM_RB][MM_CB / 16];
+    enum { NA = MM_CB / MM_VW }; /* accumulators per row of the widest tile */
+    const int na = cb / MM_VW;   /* this tile's */
+    mmvec acc[MM_RB][NA];
 #pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++)
-#pragma GCC unroll 3
-        for (int q = 0; q < cb / 16; q++) {
-            if (bias) V16_LOAD(acc[r][q], bias + j0 + 16 * q);
-            else acc[r][q] = (v16f){0};
+#pragma GCC unroll 6
+        for (int a = 0; a < na; a++) {
+            if (bias) memcpy(&acc[r][a], bias + j0 + MM_VW * a, sizeof(mmvec));
+            else acc[r][a] = (mmvec){0};
         }
     for (int k = 0; k < C; k++) {
         /* element offset of this row; W is float, or uint16_t when bf16 (packed only) */
@@ -759,22 +792,24 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
             for (int q = 0; q < cb / 16; q++) __builtin_prefetch(w + (size_t)MM_PF * ldw + 16 * q);
             __builtin_prefetch(w + (size_t)MM_PF * ldw + cb - 1);
         }
-        v16f wv[MM_CB / 16];
-#pragma GCC unroll 3
-        for (int q = 0; q < cb / 16; q++) W16_LOAD(wv[q], W, wk + q * qs, bf16);
+        mmvec wv[NA];
+#pragma GCC unroll 6
+        for (int a = 0; a < na; a++)
+            MM_WLOAD(wv[a], W, wk + (a / MM_VG) * qs + (a % MM_VG) * MM_VW, bf16);
 #pragma GCC unroll 8
         for (int r = 0; r < MM_RB; r++) {
             if (r >= nr) break;
             float x = inp[(size_t)r * C + k];
-#pragma GCC unroll 3
-            for (int q = 0; q < cb / 16; q++) acc[r][q] += x * wv[q];
+#pragma GCC unroll 6
+            for (int a = 0; a < na; a++) acc[r][a] += x * wv[a];
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++) {
         if (r >= nr) break;
-#pragma GCC unroll 3
-        for (int q = 0; q < cb / 16; q++) V16_STORE(out + (size_t)r * OC + j0 + 16 * q, acc[r][q]);
+#pragma GCC unroll 6
+        for (int a = 0; a < na; a++)
+            memcpy(out + (size_t)r * OC + j0 + MM_VW * a, &acc[r][a], sizeof(mmvec));
     }
 }
 
@@ -1127,6 +1162,7 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
      * ahead (Intel Xeon VM). Rows past the end fall back to the current ones. */
     const char *p0 = vs[0] + LM_PFD < V ? w0 + (size_t)LM_PFD * C * es : w0;
     const char *p1 = vs[1] + LM_PFD < V ? w1 + (size_t)LM_PFD * C * es : w1;
+#if MM_VW == 16
     for (int k = 0; k < Cv; k += 16) {
         v16f a, b;
         __builtin_prefetch(p0 + k * es, 0, 2);
@@ -1142,6 +1178,33 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
             acc[r][1] += x * b;
         }
     }
+#else
+    /* 8-float registers (mm_rows_tile says why): the 16 lanes of one vocabulary row in two
+     * passes of 8 (lanes 0..7, then 8..15; each lane still sums k = l, l + 16, ... in
+     * order, so the same bits), LM_RB accumulators a pass; the row's C floats stay in L1
+     * for the second pass. */
+    const size_t ou[LM_NV] = {o0, o1};
+    const char *pu[LM_NV] = {p0, p1};
+    for (int u = 0; u < nv; u++)
+        for (int h = 0; h < 2; h++) {
+            mmvec a8[LM_RB];
+#pragma GCC unroll 8
+            for (int r = 0; r < LM_RB; r++) a8[r] = (mmvec){0};
+            for (int k = 8 * h; k < Cv; k += 16) {
+                if (h == 0) __builtin_prefetch(pu[u] + k * es, 0, 2);
+                mmvec w;
+                MM_WLOAD(w, wte, ou[u] + k, bf16);
+#pragma GCC unroll 8
+                for (int r = 0; r < LM_RB; r++) {
+                    if (r >= nr) break;
+                    mmvec x;
+                    memcpy(&x, inp + (size_t)r * C + k, sizeof x);
+                    a8[r] += x * w;
+                }
+            }
+            for (int r = 0; r < nr; r++) memcpy((float *)&acc[r][u] + 8 * h, &a8[r], sizeof a8[r]);
+        }
+#endif
     if (nr == LM_RB && nv == LM_NV && Cv == C) {
         /* the 16 reductions at once, lane-parallel: the same additions in the same tree */
         float res[16];
