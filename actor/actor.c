@@ -104,14 +104,17 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
     if (!a->have_model)
         mpi_fatal("weights version %lld came as %s before any weight image",
                   (long long)hdr->policy_version, hdr->format);
+    /* weights_version labels the base (m->params) the decode copy was packed from: the
+     * adapters alone leave the base and so the packed copy as they are (gpt.h) */
+    int base_changed = 1;
     if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0)
         online_weights_recv_params_p2p(online_learner_root(a->roles), hdr, &a->model);
     else if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_LORA) == 0)
-        online_weights_recv_lora(a->wcomm, hdr, &a->model);
+        online_weights_recv_lora(a->wcomm, hdr, &a->model), base_changed = 0;
     else
         online_weights_recv_params(a->wcomm, hdr, &a->model);
     a->version = hdr->policy_version;
-    a->model.weights_version = a->version;
+    if (base_changed) a->model.weights_version = a->version;
     a->t_weights += time_now() - t0;
 }
 
@@ -321,8 +324,11 @@ int main(int argc, char **argv) {
         }
     }
     if (getenv("RLHF_ACTOR_VERBOSE"))
-        fprintf(stderr, "actor %d: %ld work items, %.2f s idle, %.2f s loading weights\n",
-                roles.role_rank, items, a.t_idle, a.t_weights);
+        fprintf(stderr,
+                "actor %d: %ld work items, %.2f s idle, %.2f s loading weights, %lld decode "
+                "copy packs\n",
+                roles.role_rank, items, a.t_idle, a.t_weights,
+                (long long)gpt_cache_packs(&a.model));
     /* the learner took every rollout before it said stop */
     mpi_wait_all(ACTOR_RING, a.ring_req, "sending the last rollouts to the learner");
     online_traffic_report(&roles, "ppo", 0);
