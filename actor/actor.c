@@ -118,6 +118,16 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
     a->t_weights += time_now() - t0;
 }
 
+/* Size the KV cache for the longest item the config allows (data.max_prompt_len +
+ * gen.max_new_tokens) before generating: sized to each item's longest prompt, it grows
+ * when a later item's is longer, and growing re-allocates and re-packs the decode copy,
+ * which the adapters-only weight sync otherwise packs once per base image. */
+static void actor_reserve_cache(Actor *a, int slots) {
+    int t = a->cfg.data.max_prompt_len + a->cfg.gen.max_new_tokens;
+    if (t > a->model.config.max_seq_len) t = a->model.config.max_seq_len;
+    gpt_cache_reserve(&a->model, slots, t);
+}
+
 /* One work item: generate, score, send the rollout. */
 static void actor_run_item(Actor *a, const MPI_Status *st) {
     char err[ERRBUF_LEN], who[64];
@@ -158,6 +168,7 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                     .seed = (uint64_t)a->cfg.run.seed};
     /* in-flight batches of gen.batch_size slots; a group's identical prompts prefill once */
     GenSchedule gs = {.batch = a->cfg.gen.batch_size, .inflight = 1, .share_prefill = 1};
+    actor_reserve_cache(a, gs.batch > 0 && gs.batch < n ? gs.batch : n);
     if (generate_scheduled(&a->model, &gp, &gs, n, (const int *const *)prompts, plens,
                            w->prompt_ids, w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens,
                            err) != 0)
