@@ -3,7 +3,8 @@
 # shape (SmolLM2-135M's, random weights): peak memory of every rank, weight-sync bytes per
 # update and the time of an update, for PPO (with its critic) and GRPO (no critic).
 #
-#   BUILD=build bash bench/bench_lora_ppo.sh [updates] [rank]      (defaults: 3, 16)
+#   BUILD=build [JOBS="ppo_full ppo_lora ..."] bash bench/bench_lora_ppo.sh [updates] [rank]
+#                                                                   (defaults: all jobs, 3, 16)
 #
 # Setup (once, in a temp dir): the bundled task's generator, a 320-token BPE (its ids fit
 # the smol vocabulary of 49,152, set with model.vocab_size), a smol policy checkpoint from
@@ -19,7 +20,9 @@
 # Memory: every 0.5 s the script reads VmHWM (the kernel's peak resident set) from
 # /proc/PID/status of each rank of the launch and keeps the largest per role; VmHWM only
 # grows, so the last read before a rank exits is its peak (what a rank allocates in its
-# last 0.5 s is missed: the shutdown frees, it does not allocate).
+# last 0.5 s is missed: the shutdown frees, it does not allocate). The learner's peak
+# includes its final checkpoint write; "(updates)" is the learner's largest VmRSS sampled
+# while updates were still running, before that write.
 # Sync: bytes of every weight update after the first image: the parameter buffer (4 x
 # parameters) in full fine-tuning, the adapter buffer with LoRA (the learner's "LoRA
 # weight sync" line, which also gives the first image); "of full" = against the full
@@ -73,19 +76,25 @@ job() {
   RLHF_ACTOR_VERBOSE=1 mpirun -np 1 "$B/learner" "$stage" $PPO run.out_dir="$T/$name" "$@" \
     : -np 1 "$B/reward_server" $PPO run.out_dir="$T/$name" "$@" \
     : -np 1 "$B/actor" $PPO run.out_dir="$T/$name" "$@" >"$T/$name.log" 2>&1 &
-  local mp=$! p role kb
-  declare -A peak=([learner]=0 [reward_server]=0 [actor]=0)
+  local mp=$! p role kb rs done
+  declare -A peak=([learner]=0 [reward_server]=0 [actor]=0) upd=([learner]=0)
   while kill -0 "$mp" 2>/dev/null; do
+    # updates logged so far: once all are, the learner writes its final checkpoint
+    done=$(grep -c '"stage"' "$T/$name/metrics.jsonl" 2>/dev/null)
     for p in $(descendants "$mp"); do
       role=$(cat "/proc/$p/comm" 2>/dev/null) || continue
       [ -n "${peak[$role]+x}" ] || continue
-      kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+      read -r kb rs < <(awk '/^VmHWM:/ { h = $2 } /^VmRSS:/ { r = $2 } END { print h, r }' \
+        "/proc/$p/status" 2>/dev/null) || continue
       [ -n "$kb" ] && [ "$kb" -gt "${peak[$role]}" ] && peak[$role]=$kb
+      [ "$role" = learner ] && [ "${done:-0}" -lt "$UPDATES" ] && [ -n "$rs" ] &&
+        [ "$rs" -gt "${upd[learner]}" ] && upd[learner]=$rs
     done
     sleep 0.5
   done
   wait "$mp" || { tail -30 "$T/$name.log"; die "job $name failed"; }
   for role in learner reward_server actor; do echo "$role ${peak[$role]}"; done >"$T/$name.rss"
+  echo "learner_updates ${upd[learner]}" >>"$T/$name.rss"
 }
 rss() { awk -v r="$2" '$1 == r { printf "%.0f", $2 / 1024 }' "$T/$1.rss"; }
 col() { tail -n +2 "$T/$1/metrics.jsonl" | sed -E "s/.*\"$2\": ([-0-9.e+]+).*/\1/"; }
@@ -95,16 +104,23 @@ sync() { sed -nE 's/.*LoRA weight sync: ([0-9]+) bytes per update.*/\1/p' "$T/$1
 image() { sed -nE 's/.*the first image: ([0-9]+) bytes.*/\1/p' "$T/$1.log"; }
 packs() { sed -nE 's/.* ([0-9]+) decode copy packs.*/\1/p' "$T/$1.log"; }
 
-job ppo_full ppo
-job ppo_lora ppo $LORA lora.targets=all-linear
-job ppo_lora_qv ppo $LORA lora.targets=default
-job grpo_full grpo
-job grpo_lora grpo $LORA lora.targets=all-linear
+# JOBS (environment): a subset of the jobs below, each with its stage's full job
+JOBS=${JOBS:-ppo_full ppo_lora ppo_lora_qv grpo_full grpo_lora}
+for n in $JOBS; do
+  case $n in
+    ppo_full) job ppo_full ppo ;;
+    ppo_lora) job ppo_lora ppo $LORA lora.targets=all-linear ;;
+    ppo_lora_qv) job ppo_lora_qv ppo $LORA lora.targets=default ;;
+    grpo_full) job grpo_full grpo ;;
+    grpo_lora) job grpo_lora grpo $LORA lora.targets=all-linear ;;
+    *) die "unknown job '$n' in JOBS" ;;
+  esac
+done
 
 echo "smol: $NPARAM parameters; $UPDATES updates; peak RSS (VmHWM) per rank in MB"
-printf '%-12s %10s %10s %9s %10s %14s %8s %6s %9s %9s\n' job learner_MB server_MB actor_MB \
-  "L+S/full" "sync B/update" "of full" packs update_s train_s
-for n in ppo_full ppo_lora ppo_lora_qv grpo_full grpo_lora; do
+printf '%-12s %10s %10s %10s %9s %10s %14s %8s %6s %9s %9s\n' job learner_MB "(updates)" server_MB \
+  actor_MB "L+S/full" "sync B/update" "of full" packs update_s train_s
+for n in $JOBS; do
   st=${n%%_*}
   fl=$(rss ${st}_full learner); fs=$(rss ${st}_full reward_server)
   l=$(rss $n learner); s=$(rss $n reward_server); a=$(rss $n actor)
@@ -112,9 +128,9 @@ for n in ppo_full ppo_lora ppo_lora_qv grpo_full grpo_lora; do
   w=$(sync $n)
   pct=$(awk -v w="$w" -v f="$NPARAM" 'BEGIN { printf "%.2f%%", 100 * w / (4 * f) }')
   u=$(col $n t_update | median); tr=$(col $n t_train | median)
-  printf '%-12s %10s %10s %9s %10s %14s %8s %6s %9.2f %9.2f\n' "$n" "$l" "$s" "$a" "$share" "$w" "$pct" \
-    "$(packs $n)" "$u" "$tr"
-  for k in learner reward_server actor; do
+  printf '%-12s %10s %10s %10s %9s %10s %14s %8s %6s %9.2f %9.2f\n' "$n" "$l" "$(rss $n learner_updates)" \
+    "$s" "$a" "$share" "$w" "$pct" "$(packs $n)" "$u" "$tr"
+  for k in learner learner_updates reward_server actor; do
     printf 'RESULT\tlora_ppo.%s.%s_peak_rss_mb\t%s\tMB\n' "$n" "$k" "$(rss $n $k)"
   done
   printf 'RESULT\tlora_ppo.%s.learner_server_share\t%s\t%%\n' "$n" "${share%\%}"
@@ -122,4 +138,6 @@ for n in ppo_full ppo_lora ppo_lora_qv grpo_full grpo_lora; do
   printf 'RESULT\tlora_ppo.%s.update_s\t%s\ts\n' "$n" "$u"
   printf 'RESULT\tlora_ppo.%s.train_s\t%s\ts\n' "$n" "$tr"
 done
-echo "first weight image (base + all-linear adapters): $(image ppo_lora) bytes; $(grep -h 'LoRA weight sync' "$T/ppo_lora_qv.log")"
+for n in $JOBS; do
+  case $n in *lora*) echo "$n: $(grep -h 'LoRA weight sync' "$T/$n.log")" ;; esac
+done
