@@ -104,15 +104,28 @@ static void actor_recv_params(Actor *a, const Msg *hdr) {
     if (!a->have_model)
         mpi_fatal("weights version %lld came as %s before any weight image",
                   (long long)hdr->policy_version, hdr->format);
+    /* weights_version labels the base (m->params) the decode copy was packed from: the
+     * adapters alone leave the base and so the packed copy as they are (gpt.h) */
+    int base_changed = 1;
     if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_PARAMS_P2P) == 0)
         online_weights_recv_params_p2p(online_learner_root(a->roles), hdr, &a->model);
     else if (strcmp(hdr->format, MSG_WEIGHTS_FORMAT_LORA) == 0)
-        online_weights_recv_lora(a->wcomm, hdr, &a->model);
+        online_weights_recv_lora(a->wcomm, hdr, &a->model), base_changed = 0;
     else
         online_weights_recv_params(a->wcomm, hdr, &a->model);
     a->version = hdr->policy_version;
-    a->model.weights_version = a->version;
+    if (base_changed) a->model.weights_version = a->version;
     a->t_weights += time_now() - t0;
+}
+
+/* Size the KV cache for the longest item the config allows (data.max_prompt_len +
+ * gen.max_new_tokens) before generating: sized to each item's longest prompt, it grows
+ * when a later item's is longer, and growing re-allocates and re-packs the decode copy,
+ * which the adapters-only weight sync otherwise packs once per base image. */
+static void actor_reserve_cache(Actor *a, int slots) {
+    int t = a->cfg.data.max_prompt_len + a->cfg.gen.max_new_tokens;
+    if (t > a->model.config.max_seq_len) t = a->model.config.max_seq_len;
+    gpt_cache_reserve(&a->model, slots, t);
 }
 
 /* One work item: generate, score, send the rollout. */
@@ -155,6 +168,7 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                     .seed = (uint64_t)a->cfg.run.seed};
     /* in-flight batches of gen.batch_size slots; a group's identical prompts prefill once */
     GenSchedule gs = {.batch = a->cfg.gen.batch_size, .inflight = 1, .share_prefill = 1};
+    actor_reserve_cache(a, gs.batch > 0 && gs.batch < n ? gs.batch : n);
     if (generate_scheduled(&a->model, &gp, &gs, n, (const int *const *)prompts, plens,
                            w->prompt_ids, w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens,
                            err) != 0)
@@ -321,8 +335,11 @@ int main(int argc, char **argv) {
         }
     }
     if (getenv("RLHF_ACTOR_VERBOSE"))
-        fprintf(stderr, "actor %d: %ld work items, %.2f s idle, %.2f s loading weights\n",
-                roles.role_rank, items, a.t_idle, a.t_weights);
+        fprintf(stderr,
+                "actor %d: %ld work items, %.2f s idle, %.2f s loading weights, %lld decode "
+                "copy packs\n",
+                roles.role_rank, items, a.t_idle, a.t_weights,
+                (long long)gpt_cache_packs(&a.model));
     /* the learner took every rollout before it said stop */
     mpi_wait_all(ACTOR_RING, a.ring_req, "sending the last rollouts to the learner");
     online_traffic_report(&roles, "ppo", 0);

@@ -1068,6 +1068,7 @@ struct GPTCache {
     size_t pk_layer, pk_off[4]; /* elements per layer; offset of each of the four */
     uint16_t *head_bf16;        /* pk_bf16: the LM head (V,C) in bf16, else NULL */
     int64_t packed_version;     /* m->weights_version of the packed copy; -1: none yet */
+    int64_t packs;              /* gpt_cache_pack fills of the copy, kept across re-reserves */
     int64_t rows_run;           /* tokens run through the network since gpt_cache_begin */
     GPTCacheRun *runs;          /* (B) gpt_cache_prefill's runs */
 };
@@ -1129,8 +1130,10 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
         return;
     if (old && B < old->B) B = old->B;
     if (old && T < old->T) T = old->T;
+    int64_t packs = old ? old->packs : 0;
     cache_free(old);
     struct GPTCache *c = xcalloc(1, sizeof *c);
+    c->packs = packs;
     size_t L = (size_t)cf->n_layer, C = (size_t)cf->n_embd, V = (size_t)cf->vocab_size;
     int R = CACHE_CHUNK_ROWS > B ? CACHE_CHUNK_ROWS : B;
     Widths wd = model_widths(cf);
@@ -1396,7 +1399,9 @@ void gpt_cache_begin(GPT *m) {
     c->rows_run = 0;
     /* the weights may have changed since the last generation (an optimizer step, a weight
      * sync): pack them again (one pass over the trunk, small next to the token steps)
-     * unless the caller labels them as the ones already packed */
+     * unless the caller labels them as the ones already packed. The label covers m->params
+     * only: LoRA adapters are not in the copy (cache_linear reads them in place), so a new
+     * adapter buffer on the same base keeps the label and skips the pass. */
     int repack = m->weights_version < 0 || m->weights_version != c->packed_version;
     c->packed_version = m->weights_version;
     if (repack) gpt_cache_pack(m);
@@ -1406,6 +1411,7 @@ void gpt_cache_pack(GPT *m) {
     struct GPTCache *c = m->cache;
     if (!c) fatal("gpt_cache_pack: no cache reserved (call gpt_cache_reserve first)");
     if (!c->packed) return;
+    c->packs++;
     int llama = m->config.family == GPT_FAMILY_LLAMA;
     for (int l = 0; l < m->config.n_layer; l++) {
         DecodeLinear d[4];
@@ -1425,6 +1431,10 @@ void gpt_cache_pack(GPT *m) {
     if (c->head_bf16)
         bf16_from_f32_array(c->head_bf16, m->w.lm_head,
                             (size_t)m->config.vocab_size * m->config.n_embd);
+}
+
+int64_t gpt_cache_packs(const GPT *m) {
+    return m->cache ? m->cache->packs : 0;
 }
 
 /* Abort unless the n runs fit the cache: distinct slots, positions inside the slot's

@@ -158,7 +158,9 @@ typedef struct {
     /* -1 (gpt_init's default): every prefill packs the weights again. >= 0: the caller's
      * label for the current params (the actor uses the policy version): a prefill packs
      * only when the label differs from the packed copy's. A caller that sets it must change
-     * it whenever it changes params, or generation reads the old weights. */
+     * it whenever it changes params, or generation reads the old weights. The label covers
+     * params only: LoRA adapters (lora) are read in place by every cache pass, so a caller
+     * that replaces only the adapters keeps the label (the actor: one pack per base image). */
     int64_t weights_version;
     /* The training path's LM head works on chunks of rows whose logits fit this many
      * bytes (gpt_init's default GPT_LM_CHUNK_BYTES; 0 = no limit): see gpt_lm_forward.
@@ -303,6 +305,9 @@ void gpt_cache_begin(GPT *m);
  * weights decoding should see in another way (merging adapters into them) calls it after,
  * before the next prefill. */
 void gpt_cache_pack(GPT *m);
+/* How many times gpt_cache_pack has filled the decode copy since the first
+ * gpt_cache_reserve (0 without a copy): the actor reports it, tests count re-packs. */
+int64_t gpt_cache_packs(const GPT *m);
 /* One run of a cache pass: tokens[0..count) go into `slot` at positions start,
  * start+1, ...; start <= the slot's length (the slot's tokens from `start` on are
  * dropped: start 0 replaces its sequence, start = its length appends). */

@@ -10,6 +10,11 @@
 #   - GRPO with LoRA: after the first image only the adapters travel to the actors
 #     (format lora-adapters), a small share of the image; actor and learner log-probs
 #     agree; the rule score rises;
+#   - PPO with a critic + LoRA: the critic (trained in full) lowers its value loss, the
+#     score rises, the base stays frozen; each actor packs the base's decode copy once
+#     (adapters-only updates skip the re-pack) and the run is bit-identical to one that
+#     sends an image, and re-packs, every update; resume (run.stop_at_step + resume=auto)
+#     is bit-exact, adapters, their AdamW state and the critic included;
 #   - export: rlhf-hf export writes the merged weights: rlhf-logprobs of the export equals
 #     rlhf-logprobs of the LoRA checkpoint (base + adapters on the fly) to fp32 rounding;
 #   - export --peft: a PEFT folder (adapter_config.json, adapter_model.safetensors with
@@ -122,6 +127,64 @@ s0=$(grep -m1 '"score"' "$M" | sed -E 's/.*"score": ([-0-9.e+]+).*/\1/')
 s1=$(grep '"score"' "$M" | tail -3 | sed -E 's/.*"score": ([-0-9.e+]+).*/\1/' | awk '{ s += $1 } END { print s / NR }')
 echo "grpo score: first $s0, mean of the last 3 $s1"
 awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b > a) }' || fail "GRPO with LoRA did not raise the score: $s0 -> $s1"
+
+echo "== PPO with a critic + LoRA: the critic learns in full, the policy through adapters"
+# the actors pack the base's decode copy once (the first image) and apply each update's
+# adapters on top: RLHF_ACTOR_VERBOSE makes each actor report its packs at the end
+LP="$PPO ppo.value_init=sft ppo.epochs=4 ppo.vf_lr=1e-3 ppo.rollout_batch=32 ppo.minibatch=8"
+plaunch() {
+  local out=$1; shift
+  RLHF_ACTOR_VERBOSE=1 timeout 600 mpirun -np 1 "$B/learner" ppo $LP run.out_dir="$out" "$@" \
+    : -np 1 "$B/reward_server" $LP run.out_dir="$out" "$@" \
+    : -np 2 "$B/actor" $LP run.out_dir="$out" "$@"
+}
+packs() { grep -o "[0-9]* decode copy packs" "$1" | cut -d' ' -f1 | tr '\n' ' '; }
+plaunch "$T/p" ppo.updates=10 > "$T/p.log" 2>&1 || { cat "$T/p.log"; fail "lora ppo"; }
+grep -q "LoRA weight sync" "$T/p.log" || { cat "$T/p.log"; fail "PPO: no adapter-only sync"; }
+M="$T/p/metrics.jsonl"
+[ "$(grep -c '"stage": "ppo"' "$M")" -eq 10 ] || fail "PPO: expected 10 metrics lines"
+md=$(grep -o '"lp_check_maxdiff": [-0-9.e+]*' "$M" | sed -E 's/.*: //' | sort -g | tail -1)
+[ -n "$md" ] || fail "PPO: no lp_check_maxdiff"
+awk -v m="$md" 'BEGIN { exit !(m < 1e-3) }' || fail "PPO: actor vs learner log-probs differ by $md"
+ev() { grep -o "\"$2\": [-0-9.e+]*" "$1" | sed -E 's/.*: //'; }
+v0=$(ev "$M" value_loss | head -1); v1=$(ev "$M" value_loss | tail -3 | awk '{ s += $1 } END { print s / NR }')
+s0=$(ev "$M" score | head -1); s1=$(ev "$M" score | tail -3 | awk '{ s += $1 } END { print s / NR }')
+echo "ppo: value loss first $v0, mean of the last 3 $v1; score first $s0, mean of the last 3 $s1; largest |actor - learner| log-prob $md"
+awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(b < a) }' || fail "PPO with LoRA: the critic's value loss did not fall: $v0 -> $v1"
+awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b > a) }' || fail "PPO with LoRA did not raise the score: $s0 -> $s1"
+"$B/rlhf-ckpt" info "$T/p" > "$T/pinfo.txt"
+grep -q "/value" "$T/pinfo.txt" || { cat "$T/pinfo.txt"; fail "PPO with LoRA: no critic (/value) in the checkpoint"; }
+h5ls -r "$T/p/ckpt-00000010.h5" > "$T/pls.txt"
+grep -q "/lora/h.0.attn.c_attn.lora_A.weight" "$T/pls.txt" || fail "PPO with LoRA: no adapters in the checkpoint"
+grep -q "/optim/lora/m" "$T/pls.txt" || fail "PPO with LoRA: no adapter AdamW state"
+# the frozen base is the model.init weights, untouched by 10 updates
+h5dump -d /policy/h.1.mlp.c_fc.weight "$T/p/ckpt-00000010.h5" | grep -v HDF5 > "$T/pw1"
+diff -q "$T/w0" "$T/pw1" >/dev/null || fail "PPO with LoRA changed the frozen base"
+[ "$(packs "$T/p.log")" = "1 1 " ] || { grep "decode copy" "$T/p.log"; fail "PPO with LoRA: actors re-packed the base (packs: $(packs "$T/p.log"), want 1 each)"; }
+
+echo "== LoRA PPO, synchronous: adapters-only sync (one pack) == an image every update (a pack per version)"
+SY="ppo.updates=4"
+plaunch "$T/pa" $SY > "$T/pa.log" 2>&1 || { cat "$T/pa.log"; fail "lora ppo 4 updates"; }
+plaunch "$T/pi" $SY ppo.weight_sync=image > "$T/pi.log" 2>&1 || { cat "$T/pi.log"; fail "lora ppo, weight_sync=image"; }
+echo "decode copy packs per actor: adapters-only $(packs "$T/pa.log"); images $(packs "$T/pi.log")"
+[ "$(packs "$T/pa.log")" = "1 1 " ] || fail "adapters-only sync re-packed the base: $(packs "$T/pa.log")"
+for n in $(packs "$T/pi.log"); do [ "$n" -gt 1 ] || fail "weight_sync=image did not re-pack per version: $(packs "$T/pi.log")"; done
+"$B/rlhf-ckpt" diff "$T/pa" "$T/pi" || fail "LoRA PPO: adapters-only sync and images differ"
+for g in /lora /optim/lora; do
+  h5diff "$T/pa/ckpt-00000004.h5" "$T/pi/ckpt-00000004.h5" "$g" || fail "LoRA PPO: adapters-only sync and images: $g differs"
+done
+
+echo "== LoRA PPO resume is bit-exact: 2 + stop + resume=auto + 2 == 4"
+plaunch "$T/ph" $SY run.stop_at_step=2 > "$T/ph1.log" 2>&1 || { cat "$T/ph1.log"; fail "lora ppo half run"; }
+grep -q "stopping at step 2" "$T/ph1.log" || { cat "$T/ph1.log"; fail "no stop at step 2"; }
+plaunch "$T/ph" $SY run.resume=auto > "$T/ph2.log" 2>&1 || { cat "$T/ph2.log"; fail "lora ppo resumed run"; }
+grep -q "resumed from .*ckpt-00000002.h5 at step 2" "$T/ph2.log" || { cat "$T/ph2.log"; fail "did not resume at 2"; }
+"$B/rlhf-ckpt" diff "$T/pa/ckpt-00000004.h5" "$T/ph/ckpt-00000004.h5" || fail "resumed LoRA PPO is not bit-identical"
+for g in /lora /optim/lora /value; do
+  h5diff "$T/pa/ckpt-00000004.h5" "$T/ph/ckpt-00000004.h5" "$g" || fail "resumed LoRA PPO: $g differs"
+done
+pstrip() { sed -E 's/"time": [0-9.]+, //; s/"(t_[a-z_]+|tokens_per_s)": [0-9.e+-]+(, )?//g' "$1"; }
+diff <(pstrip "$T/pa/metrics.jsonl") <(pstrip "$T/ph/metrics.jsonl") || fail "LoRA PPO metrics differ after resume"
 
 echo "== user errors"
 $MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL $LORA optim.steps=1 run.out_dir="$T/rm" > "$T/rm.log" 2>&1 && fail "rm with lora accepted"
