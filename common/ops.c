@@ -1613,12 +1613,14 @@ void ops_zero(float *x, size_t n) { run_flat((FlatJob){zero_flat, x, NULL, NULL,
 // ----------------------------------------------------------------------------
 // GELU
 
-/* The span functions are the only GELU loops here: 16 lanes at a time with vmath.h's
- * vector formulas (the same bits as its scalar ones, which the non-AVX-512 build runs). */
+/* The span functions are the only GELU loops here: 16 lanes (AVX-512) or 8 (AVX2) at a
+ * time with vmath.h's vector formulas, the same bits as its scalar ones (the tail). */
 static inline void gelu_span_forward(float *out, const float *inp, size_t n) {
     size_t i = 0;
 #if defined(__AVX512F__)
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, vm_gelu16(_mm512_loadu_ps(inp + i)));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, vm_gelu8(_mm256_loadu_ps(inp + i)));
 #endif
     for (; i < n; i++) out[i] = vm_gelu(inp[i]);
 }
@@ -1631,6 +1633,10 @@ static inline void gelu_span_backward(float *dinp, const float *inp, const float
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dinp + i, vm_gelu_grad16(_mm512_loadu_ps(inp + i),
                                                   _mm512_loadu_ps(dout + i)));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dinp + i, vm_gelu_grad8(_mm256_loadu_ps(inp + i),
+                                                 _mm256_loadu_ps(dout + i)));
 #endif
     for (; i < n; i++) dinp[i] = vm_gelu_grad(inp[i], dout[i]);
 }
