@@ -550,6 +550,18 @@ static inline double sumsq_dev_lanes_d(const float *x, float m, int n) {
         v = _mm512_add_pd(v, _mm512_mul_pd(d, d));
     }
     _mm512_storeu_pd(s, v);
+#elif OPS_AVX2 /* the same 8 lanes in two registers of 4 doubles */
+    __m256d v0 = _mm256_setzero_pd(), v1 = _mm256_setzero_pd();
+    __m256 vm = _mm256_set1_ps(m);
+    for (int i = 0; i < nv; i += 8) {
+        __m256 dv = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dv));
+        __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dv, 1));
+        v0 = _mm256_add_pd(v0, _mm256_mul_pd(d0, d0));
+        v1 = _mm256_add_pd(v1, _mm256_mul_pd(d1, d1));
+    }
+    _mm256_storeu_pd(s, v0);
+    _mm256_storeu_pd(s + 4, v1);
 #else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) {
@@ -628,6 +640,24 @@ static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
         }
         _mm512_storeu_pd(s1, v1);
         _mm512_storeu_pd(s2, v2);
+#elif OPS_AVX2 /* the same 8 lanes, each half in a register of 4 doubles */
+        __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+        __m256d b0 = _mm256_setzero_pd(), b1 = _mm256_setzero_pd();
+        __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+        for (int i = 0; i < nv; i += 8) {
+            __m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+            __m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_loadu_ps(d + i));
+            __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dnorm));
+            __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dnorm, 1));
+            a0 = _mm256_add_pd(a0, d0);
+            a1 = _mm256_add_pd(a1, d1);
+            b0 = _mm256_add_pd(b0, _mm256_mul_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(norm))));
+            b1 = _mm256_add_pd(b1, _mm256_mul_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(norm, 1))));
+        }
+        _mm256_storeu_pd(s1, a0);
+        _mm256_storeu_pd(s1 + 4, a1);
+        _mm256_storeu_pd(s2, b0);
+        _mm256_storeu_pd(s2 + 4, b1);
 #else
         for (int i = 0; i < nv; i += 8)
             for (int l = 0; l < 8; l++) {
@@ -1095,6 +1125,18 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
      * row order), stored once instead of once per row */
     for (int b0 = c0; b0 < c1; b0 += 64) {
         int w = c1 - b0 < 64 ? c1 - b0 : 64;
+#if OPS_AVX2
+        if (w == 64) { /* in 8 registers: GCC kept acc on the stack, a load and store per row */
+            __m256 a[8];
+            for (int u = 0; u < 8; u++) a[u] = _mm256_loadu_ps(j->dbias + b0 + 8 * u);
+            for (int n = 0; n < j->N; n++) {
+                const float *d = j->dout + (size_t)n * OC + b0;
+                for (int u = 0; u < 8; u++) a[u] = _mm256_add_ps(a[u], _mm256_loadu_ps(d + 8 * u));
+            }
+            for (int u = 0; u < 8; u++) _mm256_storeu_ps(j->dbias + b0 + 8 * u, a[u]);
+            continue;
+        }
+#endif
         float acc[64];
         memcpy(acc, j->dbias + b0, (size_t)w * sizeof(float));
         for (int n = 0; n < j->N; n++) {
