@@ -330,7 +330,7 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 // ----------------------------------------------------------------------------
 // exp: vmath.h's vm_exp (a branch-free float exp; libm's expf is a scalar call, and the
 // softmax rows and GELU call it for every element). Deterministic. GCC leaves its loops
-// scalar (the clamps are branches to it), so the AVX2 build runs them through vm_exp8,
+// scalar (it treats the clamps as control flow), so the AVX2 build runs them through vm_exp8,
 // which gives every lane the scalar call's bits; the AVX-512 build keeps its own paths.
 
 #define exp_fast vm_exp

@@ -26,7 +26,8 @@
 /* Branch-free float exp: Cody–Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7
  * Taylor polynomial for e^r (truncation < 1e-8 relative) and 2^n from the exponent bits.
  * Max error about 2 ulp over the clamped range [-87, 88] (below: ~1e-38 instead of 0;
- * above: e^88). GCC vectorises it (libm's expf is a scalar call). */
+ * above: e^88). libm's expf is a scalar call; GCC does not vectorise loops that call
+ * this one either (it treats the clamps as control flow), hence vm_exp16 / vm_exp8 below. */
 static inline float vm_exp(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
