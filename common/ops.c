@@ -345,7 +345,8 @@ static inline void exp_shift_row(float *dst, const float *src, float mx, int n) 
     int i = 0;
 #if OPS_AVX2
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, vm_exp8(_mm256_sub_ps(_mm256_loadu_ps(src + i), _mm256_set1_ps(mx))));
+        _mm256_storeu_ps(dst + i,
+                         vm_exp8(_mm256_sub_ps(_mm256_loadu_ps(src + i), _mm256_set1_ps(mx))));
 #endif
     for (; i < n; i++) dst[i] = exp_fast(src[i] - mx);
 }
@@ -435,8 +436,9 @@ double softmax_row_weights(float *e, double *block, const float *x, int n, float
         int j = 0;
 #if OPS_AVX2
         for (; j + 8 <= m; j += 8) {
-            __m256 z = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
-                                     _mm256_set1_ps(mx));
+            __m256 z =
+                _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
+                              _mm256_set1_ps(mx));
             __m256 under = _mm256_cmp_ps(z, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
             _mm256_storeu_ps(eb + j, _mm256_blendv_ps(vm_exp8(z), _mm256_setzero_ps(), under));
         }
@@ -464,8 +466,9 @@ static void softmax_row_stats(const float *x, int n, float inv_t, float mx, doub
         int j = 0;
 #if OPS_AVX2
         for (; j + 8 <= m; j += 8) {
-            __m256 zc = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
-                                      _mm256_set1_ps(mx));
+            __m256 zc =
+                _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
+                              _mm256_set1_ps(mx));
             __m256 zv = _mm256_max_ps(_mm256_set1_ps(-88.0f), zc); /* NaN passes, as below */
             _mm256_storeu_ps(z + j, zv);
             _mm256_storeu_ps(e + j, vm_exp8(zv));
@@ -651,8 +654,10 @@ static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
             __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dnorm, 1));
             a0 = _mm256_add_pd(a0, d0);
             a1 = _mm256_add_pd(a1, d1);
-            b0 = _mm256_add_pd(b0, _mm256_mul_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(norm))));
-            b1 = _mm256_add_pd(b1, _mm256_mul_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(norm, 1))));
+            b0 =
+                _mm256_add_pd(b0, _mm256_mul_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(norm))));
+            b1 = _mm256_add_pd(b1,
+                               _mm256_mul_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(norm, 1))));
         }
         _mm256_storeu_pd(s1, a0);
         _mm256_storeu_pd(s1 + 4, a1);
@@ -1731,8 +1736,8 @@ static inline void gelu_span_backward(float *dinp, const float *inp, const float
                                                   _mm512_loadu_ps(dout + i)));
 #elif defined(__AVX2__)
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dinp + i, vm_gelu_grad8(_mm256_loadu_ps(inp + i),
-                                                 _mm256_loadu_ps(dout + i)));
+        _mm256_storeu_ps(dinp + i,
+                         vm_gelu_grad8(_mm256_loadu_ps(inp + i), _mm256_loadu_ps(dout + i)));
 #endif
     for (; i < n; i++) dinp[i] = vm_gelu_grad(inp[i], dout[i]);
 }
@@ -1894,8 +1899,9 @@ static void logprob_backward_range(void *p, size_t lo, size_t hi, int part) {
             int i = 0;
 #if OPS_AVX2
             for (; i + 8 <= V; i += 8) {
-                __m256 pr = vm_exp8(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
-                                                  _mm256_set1_ps(l)));
+                __m256 pr = vm_exp8(
+                    _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
+                                  _mm256_set1_ps(l)));
                 _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-dlp), pr),
                                                        _mm256_set1_ps(inv_t)));
             }
@@ -1908,8 +1914,9 @@ static void logprob_backward_range(void *p, size_t lo, size_t hi, int part) {
             int i = 0;
 #if OPS_AVX2
             for (; i + 8 <= V; i += 8) {
-                __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
-                                          _mm256_set1_ps(l));
+                __m256 lp =
+                    _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
+                                  _mm256_set1_ps(l));
                 lp = _mm256_max_ps(_mm256_set1_ps(-88.0f), lp);
                 __m256 pr = vm_exp8(lp);
                 __m256 a = _mm256_mul_ps(_mm256_set1_ps(-dlp), pr);

@@ -169,19 +169,23 @@ static inline __m256 vm_exp8(__m256 x) {
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* 1 + e^{-2u}, u = sqrt(2/pi) (x + 0.044715 x^3), as the scalar code groups it */
 static inline __m256 vm_gelu_den8(__m256 x) {
-    __m256 cube = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(VM_GELU_CUBE), x), x), x);
+    __m256 cube =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(VM_GELU_CUBE), x), x), x);
     __m256 u = _mm256_mul_ps(_mm256_set1_ps(VM_GELU_SCALE), _mm256_add_ps(x, cube));
     __m256 e = vm_exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
     return _mm256_add_ps(_mm256_set1_ps(1.0f), e);
 }
 
-static inline __m256 vm_gelu8(__m256 x) { return _mm256_div_ps(x, vm_gelu_den8(x)); }
+static inline __m256 vm_gelu8(__m256 x) {
+    return _mm256_div_ps(x, vm_gelu_den8(x));
+}
 
 static inline __m256 vm_gelu_grad8(__m256 x, __m256 dout) {
     const __m256 one = _mm256_set1_ps(1.0f);
