@@ -328,10 +328,28 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 }
 
 // ----------------------------------------------------------------------------
-// exp: vmath.h's vm_exp (a branch-free float exp that GCC vectorises; libm's expf is a
-// scalar call, and the softmax rows and GELU call it for every element). Deterministic.
+// exp: vmath.h's vm_exp (a branch-free float exp; libm's expf is a scalar call, and the
+// softmax rows and GELU call it for every element). Deterministic. GCC leaves its loops
+// scalar (it treats the clamps as control flow), so the AVX2 build runs them through vm_exp8,
+// which gives every lane the scalar call's bits; the AVX-512 build keeps its own paths.
 
 #define exp_fast vm_exp
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define OPS_AVX2 1
+#else
+#define OPS_AVX2 0
+#endif
+
+/* dst[i] = exp_fast(src[i] - mx); dst may be src */
+static inline void exp_shift_row(float *dst, const float *src, float mx, int n) {
+    int i = 0;
+#if OPS_AVX2
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i,
+                         vm_exp8(_mm256_sub_ps(_mm256_loadu_ps(src + i), _mm256_set1_ps(mx))));
+#endif
+    for (; i < n; i++) dst[i] = exp_fast(src[i] - mx);
+}
 
 #if defined(__AVX512F__)
 /* the halves of a vector */
@@ -351,6 +369,16 @@ static inline double dot_lanes_d(const float *a, const float *b, int n) {
         v = _mm512_add_pd(v, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + i)),
                                            _mm512_cvtps_pd(_mm256_loadu_ps(b + i))));
     _mm512_storeu_pd(s, v);
+#elif OPS_AVX2 /* the same 8 lanes in two registers of 4 doubles */
+    __m256d v0 = _mm256_setzero_pd(), v1 = _mm256_setzero_pd();
+    for (int i = 0; i < nv; i += 8) {
+        v0 = _mm256_add_pd(v0, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)),
+                                             _mm256_cvtps_pd(_mm_loadu_ps(b + i))));
+        v1 = _mm256_add_pd(v1, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)),
+                                             _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4))));
+    }
+    _mm256_storeu_pd(s, v0);
+    _mm256_storeu_pd(s + 4, v1);
 #else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) s[l] += (double)a[i + l] * b[i + l];
@@ -381,6 +409,14 @@ static inline double sum_lanes_d(const float *x, int n) {
     __m512d v = _mm512_setzero_pd();
     for (int i = 0; i < nv; i += 8) v = _mm512_add_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
     _mm512_storeu_pd(s, v);
+#elif OPS_AVX2
+    __m256d v0 = _mm256_setzero_pd(), v1 = _mm256_setzero_pd();
+    for (int i = 0; i < nv; i += 8) {
+        v0 = _mm256_add_pd(v0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+        v1 = _mm256_add_pd(v1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
+    }
+    _mm256_storeu_pd(s, v0);
+    _mm256_storeu_pd(s + 4, v1);
 #else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) s[l] += (double)x[i + l];
@@ -397,7 +433,17 @@ double softmax_row_weights(float *e, double *block, const float *x, int n, float
     for (int i0 = 0; i0 < n; i0 += SOFTMAX_BLOCK) {
         int m = n - i0 < SOFTMAX_BLOCK ? n - i0 : SOFTMAX_BLOCK;
         float *eb = e + i0;
-        for (int j = 0; j < m; j++) {
+        int j = 0;
+#if OPS_AVX2
+        for (; j + 8 <= m; j += 8) {
+            __m256 z =
+                _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
+                              _mm256_set1_ps(mx));
+            __m256 under = _mm256_cmp_ps(z, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+            _mm256_storeu_ps(eb + j, _mm256_blendv_ps(vm_exp8(z), _mm256_setzero_ps(), under));
+        }
+#endif
+        for (; j < m; j++) {
             float z = x[i0 + j] * inv_t - mx;
             eb[j] = z < -87.0f ? 0.0f : exp_fast(z);
         }
@@ -417,7 +463,18 @@ static void softmax_row_stats(const float *x, int n, float inv_t, float mx, doub
     float e[STATS_BLOCK], z[STATS_BLOCK];
     for (int i0 = 0; i0 < n; i0 += STATS_BLOCK) {
         int m = n - i0 < STATS_BLOCK ? n - i0 : STATS_BLOCK;
-        for (int j = 0; j < m; j++) {
+        int j = 0;
+#if OPS_AVX2
+        for (; j + 8 <= m; j += 8) {
+            __m256 zc =
+                _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i0 + j), _mm256_set1_ps(inv_t)),
+                              _mm256_set1_ps(mx));
+            __m256 zv = _mm256_max_ps(_mm256_set1_ps(-88.0f), zc); /* NaN passes, as below */
+            _mm256_storeu_ps(z + j, zv);
+            _mm256_storeu_ps(e + j, vm_exp8(zv));
+        }
+#endif
+        for (; j < m; j++) {
             /* clamped so that a -inf logit contributes e^-88 * -88 ~ 0, not 0 * -inf */
             float zc = x[i0 + j] * inv_t - mx;
             z[j] = zc < -88.0f ? -88.0f : zc;
@@ -496,6 +553,18 @@ static inline double sumsq_dev_lanes_d(const float *x, float m, int n) {
         v = _mm512_add_pd(v, _mm512_mul_pd(d, d));
     }
     _mm512_storeu_pd(s, v);
+#elif OPS_AVX2 /* the same 8 lanes in two registers of 4 doubles */
+    __m256d v0 = _mm256_setzero_pd(), v1 = _mm256_setzero_pd();
+    __m256 vm = _mm256_set1_ps(m);
+    for (int i = 0; i < nv; i += 8) {
+        __m256 dv = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dv));
+        __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dv, 1));
+        v0 = _mm256_add_pd(v0, _mm256_mul_pd(d0, d0));
+        v1 = _mm256_add_pd(v1, _mm256_mul_pd(d1, d1));
+    }
+    _mm256_storeu_pd(s, v0);
+    _mm256_storeu_pd(s + 4, v1);
 #else
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) {
@@ -574,6 +643,26 @@ static void layernorm_backward_rows(void *p, size_t lo, size_t hi, int part) {
         }
         _mm512_storeu_pd(s1, v1);
         _mm512_storeu_pd(s2, v2);
+#elif OPS_AVX2 /* the same 8 lanes, each half in a register of 4 doubles */
+        __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+        __m256d b0 = _mm256_setzero_pd(), b1 = _mm256_setzero_pd();
+        __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+        for (int i = 0; i < nv; i += 8) {
+            __m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+            __m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(weight + i), _mm256_loadu_ps(d + i));
+            __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dnorm));
+            __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dnorm, 1));
+            a0 = _mm256_add_pd(a0, d0);
+            a1 = _mm256_add_pd(a1, d1);
+            b0 =
+                _mm256_add_pd(b0, _mm256_mul_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(norm))));
+            b1 = _mm256_add_pd(b1,
+                               _mm256_mul_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(norm, 1))));
+        }
+        _mm256_storeu_pd(s1, a0);
+        _mm256_storeu_pd(s1 + 4, a1);
+        _mm256_storeu_pd(s2, b0);
+        _mm256_storeu_pd(s2 + 4, b1);
 #else
         for (int i = 0; i < nv; i += 8)
             for (int l = 0; l < 8; l++) {
@@ -1041,6 +1130,18 @@ static void colsum_range(void *p, size_t lo, size_t hi, int part) {
      * row order), stored once instead of once per row */
     for (int b0 = c0; b0 < c1; b0 += 64) {
         int w = c1 - b0 < 64 ? c1 - b0 : 64;
+#if OPS_AVX2
+        if (w == 64) { /* in 8 registers: GCC kept acc on the stack, a load and store per row */
+            __m256 a[8];
+            for (int u = 0; u < 8; u++) a[u] = _mm256_loadu_ps(j->dbias + b0 + 8 * u);
+            for (int n = 0; n < j->N; n++) {
+                const float *d = j->dout + (size_t)n * OC + b0;
+                for (int u = 0; u < 8; u++) a[u] = _mm256_add_ps(a[u], _mm256_loadu_ps(d + 8 * u));
+            }
+            for (int u = 0; u < 8; u++) _mm256_storeu_ps(j->dbias + b0 + 8 * u, a[u]);
+            continue;
+        }
+#endif
         float acc[64];
         memcpy(acc, j->dbias + b0, (size_t)w * sizeof(float));
         for (int n = 0; n < j->N; n++) {
@@ -1319,7 +1420,7 @@ static void causal_softmax_rows(float *a, int T) {
         }
 #else
         float mx = max_lanes(row, n);
-        for (int s = 0; s < n; s++) row[s] = exp_fast(row[s] - mx);
+        exp_shift_row(row, row, mx, n);
         float inv = (float)(1.0 / sum_lanes_d(row, n));
         for (int s = 0; s < n; s++) row[s] *= inv;
         for (int s = n; s < T; s++) row[s] = 0.0f;
@@ -1551,7 +1652,7 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
         const float *K = kc + (size_t)h * T * hs, *Vm = vc + (size_t)h * T * hs;
         for (int s = 0; s < n; s++) scores[s] = dot_lanes8(qh, K + (size_t)s * hs, hs) * scale;
         float mx = max_lanes(scores, n);
-        for (int s = 0; s < n; s++) scores[s] = exp_fast(scores[s] - mx);
+        exp_shift_row(scores, scores, mx, n);
         float inv = (float)(1.0 / sum_lanes_d(scores, n));
         float *o = out + (size_t)h * hs;
         for (int i = 0; i < hs; i++) o[i] = 0.0f;
@@ -1613,12 +1714,14 @@ void ops_zero(float *x, size_t n) { run_flat((FlatJob){zero_flat, x, NULL, NULL,
 // ----------------------------------------------------------------------------
 // GELU
 
-/* The span functions are the only GELU loops here: 16 lanes at a time with vmath.h's
- * vector formulas (the same bits as its scalar ones, which the non-AVX-512 build runs). */
+/* The span functions are the only GELU loops here: 16 lanes (AVX-512) or 8 (AVX2) at a
+ * time with vmath.h's vector formulas, the same bits as its scalar ones (the tail). */
 static inline void gelu_span_forward(float *out, const float *inp, size_t n) {
     size_t i = 0;
 #if defined(__AVX512F__)
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, vm_gelu16(_mm512_loadu_ps(inp + i)));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, vm_gelu8(_mm256_loadu_ps(inp + i)));
 #endif
     for (; i < n; i++) out[i] = vm_gelu(inp[i]);
 }
@@ -1631,6 +1734,10 @@ static inline void gelu_span_backward(float *dinp, const float *inp, const float
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dinp + i, vm_gelu_grad16(_mm512_loadu_ps(inp + i),
                                                   _mm512_loadu_ps(dout + i)));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dinp + i,
+                         vm_gelu_grad8(_mm256_loadu_ps(inp + i), _mm256_loadu_ps(dout + i)));
 #endif
     for (; i < n; i++) dinp[i] = vm_gelu_grad(inp[i], dout[i]);
 }
@@ -1789,12 +1896,36 @@ static void logprob_backward_range(void *p, size_t lo, size_t hi, int part) {
         float dent = j->dentropy ? j->dentropy[n] : 0.0f;
         float l = j->clse[n], H = j->centropy[n];
         if (dent == 0.0f) {
-            for (int i = 0; i < V; i++) {
+            int i = 0;
+#if OPS_AVX2
+            for (; i + 8 <= V; i += 8) {
+                __m256 pr = vm_exp8(
+                    _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
+                                  _mm256_set1_ps(l)));
+                _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-dlp), pr),
+                                                       _mm256_set1_ps(inv_t)));
+            }
+#endif
+            for (; i < V; i++) {
                 float pr = exp_fast(x[i] * inv_t - l);
                 dx[i] = -dlp * pr * inv_t;
             }
         } else {
-            for (int i = 0; i < V; i++) {
+            int i = 0;
+#if OPS_AVX2
+            for (; i + 8 <= V; i += 8) {
+                __m256 lp =
+                    _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv_t)),
+                                  _mm256_set1_ps(l));
+                lp = _mm256_max_ps(_mm256_set1_ps(-88.0f), lp);
+                __m256 pr = vm_exp8(lp);
+                __m256 a = _mm256_mul_ps(_mm256_set1_ps(-dlp), pr);
+                __m256 b = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dent), pr),
+                                         _mm256_add_ps(lp, _mm256_set1_ps(H)));
+                _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_sub_ps(a, b), _mm256_set1_ps(inv_t)));
+            }
+#endif
+            for (; i < V; i++) {
                 float lp = x[i] * inv_t - l;
                 lp = lp < -88.0f ? -88.0f : lp; /* as in the forward: -inf logits stay finite */
                 float pr = exp_fast(lp);

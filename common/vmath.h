@@ -5,7 +5,8 @@
  * scalar code compiles under -std=c11, where GCC does not contract a * b + c), so a lane
  * gives the bits of the scalar call; the GELU is defined by its 16-lane form (fused
  * multiply-adds) and its scalar calls run one lane of it. Without AVX-512 the GELU is the
- * plain scalar formula (other bits; no kernel mixes the two).
+ * plain scalar formula (other bits; no kernel mixes the two), with an 8-lane AVX2 form
+ * that gives the scalar bits in every lane.
  *
  * ops.c runs the GELU passes with them and gemm.c applies them to a GEMM tile while it
  * is still in registers; the two therefore agree bit for bit (tests/test_gemm.c).
@@ -14,7 +15,7 @@
 #define RLHF_VMATH_H
 
 #include <stdint.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -25,7 +26,8 @@
 /* Branch-free float exp: Cody–Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7
  * Taylor polynomial for e^r (truncation < 1e-8 relative) and 2^n from the exponent bits.
  * Max error about 2 ulp over the clamped range [-87, 88] (below: ~1e-38 instead of 0;
- * above: e^88). GCC vectorises it (libm's expf is a scalar call). */
+ * above: e^88). libm's expf is a scalar call; GCC does not vectorise loops that call
+ * this one either (it treats the clamps as control flow), hence vm_exp16 / vm_exp8 below. */
 static inline float vm_exp(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
@@ -143,6 +145,59 @@ static inline float vm_gelu_grad(float x, float dout) {
     float du = VM_GELU_SCALE * (1.0f + 3.0f * VM_GELU_CUBE * x * x);
     return (sg + 2.0f * x * sg * (1.0f - sg) * du) * dout;
 }
+
+#if defined(__AVX2__)
+/* 8 lanes of the scalar formulas above for the AVX2 build (-march=x86-64-v3): GCC does
+ * not vectorise the scalar loop (the GELU passes ran one float at a time), and a 16-float
+ * generic vector would live on the stack. Every lane performs the scalar code's float
+ * operations in its order, separate multiplies and adds (no FMA: the scalar code is not
+ * contracted under -std=c11), so a lane gives the bits of vm_gelu / vm_gelu_grad and the
+ * scalar tail of a pass agrees with its vector body. */
+static inline __m256 vm_exp8(__m256 x) {
+    /* operand order as the scalar ternaries: a NaN passes through */
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* 1 + e^{-2u}, u = sqrt(2/pi) (x + 0.044715 x^3), as the scalar code groups it */
+static inline __m256 vm_gelu_den8(__m256 x) {
+    __m256 cube =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(VM_GELU_CUBE), x), x), x);
+    __m256 u = _mm256_mul_ps(_mm256_set1_ps(VM_GELU_SCALE), _mm256_add_ps(x, cube));
+    __m256 e = vm_exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+    return _mm256_add_ps(_mm256_set1_ps(1.0f), e);
+}
+
+static inline __m256 vm_gelu8(__m256 x) {
+    return _mm256_div_ps(x, vm_gelu_den8(x));
+}
+
+static inline __m256 vm_gelu_grad8(__m256 x, __m256 dout) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 sg = _mm256_div_ps(one, vm_gelu_den8(x));
+    __m256 x2c = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(3.0f * VM_GELU_CUBE), x), x);
+    __m256 du = _mm256_mul_ps(_mm256_set1_ps(VM_GELU_SCALE), _mm256_add_ps(one, x2c));
+    /* ((2 x) s (1 - s)) du, then s + that, then * dout */
+    __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), x), sg);
+    t = _mm256_mul_ps(_mm256_mul_ps(t, _mm256_sub_ps(one, sg)), du);
+    return _mm256_mul_ps(_mm256_add_ps(sg, t), dout);
+}
+#endif
 
 #endif
 

@@ -324,6 +324,53 @@ static void test_attention_row_reference(void) {
     free(qkv), free(ref), free(att), free(kc), free(vc);
 }
 
+/* The GELU passes run vector lanes (16 with AVX-512, 8 with AVX2) and a scalar tail:
+ * every element must get the bits of a one-element call (the scalar code), wherever it
+ * falls, including NaN, infinities and both ends of exp's clamp. */
+static void test_gelu_lanes(void) {
+    enum { N = 77 };
+    float *x = rand_buf(N, 4.0f), *d = rand_buf(N, 1.0f);
+    float sp[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 60.0f, -60.0f, 1e-30f, -9.5f, 3e4f};
+    for (int i = 0; i < (int)(sizeof sp / sizeof sp[0]); i++) x[5 * i + 3] = sp[i];
+    float *y = xalloc_floats(N), *g = xalloc_floats(N);
+    gelu_forward(y, x, N);
+    gelu_backward(g, x, d, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        float y1, g1;
+        gelu_forward(&y1, x + i, 1);
+        gelu_backward(&g1, x + i, d + i, 1);
+        bad += memcmp(&y1, y + i, sizeof y1) != 0 || memcmp(&g1, g + i, sizeof g1) != 0;
+    }
+    CHECK_MSG(bad == 0, "%d of %d GELU values differ between vector lanes and scalar", bad, N);
+    free(x), free(d), free(y), free(g);
+}
+
+/* logprob_backward's rows run vector lanes and a scalar tail; an element's gradient
+ * depends only on its logit and the row's lse / entropy, so each must match a one-logit
+ * call on the same logit (which adds the target term: added here in the same float op). */
+static void test_logprob_lanes(void) {
+    enum { V = 45 };
+    float *x = rand_buf(V, 30.0f), *dx = xalloc_floats(V);
+    x[7] = -INFINITY, x[18] = -1e4f;
+    float lse = 2.5f, H = 1.75f, temp = 0.7f, inv_t = 1.0f / temp;
+    float dlps[2] = {-0.75f, 0.3f}, dents[2] = {0.0f, 0.4f};
+    int bad = 0;
+    for (int c = 0; c < 2; c++) {
+        int t = V - 1;
+        logprob_backward(dx, &dlps[c], &dents[c], x, &lse, &H, &t, temp, 1, V);
+        for (int i = 0; i < V - 1; i++) {
+            float one;
+            int t1 = 0;
+            logprob_backward(&one, &dlps[c], &dents[c], x + i, &lse, &H, &t1, temp, 1, 1);
+            float want = dx[i] + dlps[c] * inv_t;
+            bad += memcmp(&want, &one, sizeof one) != 0;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d logprob gradients differ between vector lanes and scalar", bad);
+    free(x), free(dx);
+}
+
 static void test_pointwise_reference(void) {
     /* GELU against the formula in double */
     float xs[] = {-6.0f, -3.0f, -1.0f, -0.5f, 0.0f, 0.3f, 1.0f, 2.5f, 8.0f};
@@ -758,6 +805,8 @@ int main(void) {
     TEST_RUN(test_attention_reference);
     TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
+    TEST_RUN(test_gelu_lanes);
+    TEST_RUN(test_logprob_lanes);
     TEST_RUN(test_logprob_reference);
     TEST_RUN(test_zero);
     TEST_RUN(test_grad_check_can_fail);
