@@ -29,15 +29,14 @@ so GFLOP/s of both sides are comparable. Output: a table and RESULT lines (key, 
 unit) that bench/run.sh collects. Not a test; never run by `make test`.
 """
 import argparse
-import ctypes
 import math
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+
+from torch_common import blas_build, loaded_libs, time_reps
 
 PRESETS = {
     # name: (V, maxT, L, NH, C, train_B, train_T, gen_B, gen_prompt, gen_new)
@@ -119,46 +118,6 @@ def train_flops(V, L, C, B, T):
 def gen_flops(V, L, C, B, P, NEW):
     ntok, nlog, avg_ctx = B * (P + NEW - 1), B * NEW, (P + NEW) / 2.0
     return ntok * L * (24.0 * C * C + 4.0 * avg_ctx * C) + nlog * 2.0 * C * V
-
-
-def time_reps(fn, reps):
-    fn()  # warm-up
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out), min(out)
-
-
-def loaded_libs():
-    """(blas path, openblas core or '', tcmalloc loaded?) from this process's mappings."""
-    blas, tc = "", False
-    with open("/proc/self/maps") as f:
-        for line in f:
-            p = line.split()[-1] if len(line.split()) >= 6 else ""
-            if "tcmalloc" in p:
-                tc = True
-            if not blas and ("openblas" in p or "libblas" in p):
-                blas = p
-    core = ""
-    if blas:
-        try:
-            lib = ctypes.CDLL(blas)
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            core = lib.openblas_get_corename().decode()
-        except (OSError, AttributeError):
-            core = ""
-    return blas, core, tc
-
-
-def blas_build(path):
-    """Which OpenBLAS build a loaded BLAS library is: openmp, pthread, serial, or its
-    file name (bench/run.sh accepts a "best" run only with the OpenMP one)."""
-    for build in ("openmp", "pthread", "serial"):
-        if f"openblas-{build}" in path:
-            return build
-    return os.path.basename(path) or "none"
 
 
 def main():
