@@ -271,6 +271,7 @@ static void ppo_pre_save(void *ctx) {
     free(p->vm_full);
     free(p->vv_full);
     p->vm_full = p->vv_full = NULL;
+    if (p->vzero.len == p->vzero.n) return; /* not sharded: rank 0 writes its own moments */
     size_t n = p->vzero.n > 0 ? p->vzero.n : 1;
     if (p->t->rank == 0) p->vm_full = xalloc_floats(n), p->vv_full = xalloc_floats(n);
     zero_gather_moments(&p->vzero, &p->vopt, p->vm_full, p->vv_full);
@@ -286,7 +287,9 @@ static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
     if (ckpt_write_i64(w, "/ppo/counters", ctr, 2, err) != 0) return -1;
     if (p->algo == ALGO_PPO) {
         if (ckpt_write_model(w, "value", &p->value, err) != 0) return -1;
-        int rc = ckpt_write_adamw(w, "value", p->vm_full, p->vv_full, p->vzero.n, p->vopt.step,
+        const int sharded = p->vzero.len < p->vzero.n; /* else no gathered copies (pre_save) */
+        int rc = ckpt_write_adamw(w, "value", sharded ? p->vm_full : p->vopt.m,
+                                  sharded ? p->vv_full : p->vopt.v, p->vzero.n, p->vopt.step,
                                   err);
         free(p->vm_full);
         free(p->vv_full);
