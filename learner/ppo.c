@@ -434,6 +434,9 @@ static void ppo_publish(Ppo *p, int64_t version, double *t_sync) {
         online_weights_send(p->roles, p->wcomm, img, len, version, &p->hdr);
         if (p->n_published == 0) p->first_image_bytes = len;
         if (bench) ppo_bcast_bench(p, version, img, len);
+        /* LoRA, synchronous, params sync: every later update is the adapters alone, so the
+         * image's buffer (the size of the model) is not needed again */
+        if (t->model.lora && p->S == 0 && !image_mode) ckpt_arena_free(&p->img_arena);
     }
     if (bench) p->bench_done = 1;
     p->n_published++;
