@@ -46,7 +46,8 @@ static inline float vm_exp(float x) {
         int32_t i;
         float f;
     } scale;
-    scale.i = ((int32_t)n + 127) << 23;
+    /* unsigned shift: a NaN x (n out of range) must not be undefined behaviour */
+    scale.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23);
     return p * scale.f;
 }
 
