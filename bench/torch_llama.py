@@ -37,6 +37,7 @@ lines (key, value, unit) that bench/run.sh collects. Not a test; never run by `m
 import argparse
 import copy
 import os
+import statistics
 import sys
 import time
 
