@@ -71,6 +71,12 @@ grep -q "resumed from .*ckpt-00000004.h5 at step 4" "$T/res.log" || { cat "$T/re
 diff <(strip_time "$T/full/metrics.jsonl") <(strip_time "$T/half/metrics.jsonl") || fail "metrics differ after resume"
 h5diff "$T/full/ckpt-00000008.h5" "$T/half/ckpt-00000008.h5" /lora || fail "resumed adapters differ"
 h5diff "$T/full/ckpt-00000008.h5" "$T/half/ckpt-00000008.h5" /optim/lora || fail "resumed adapter AdamW state differs"
+# rlhf-ckpt diff reads the adapters: another dropout stream leaves /policy (the frozen
+# base) identical and must show up in /lora and /optim/lora
+$MPIRUN 1 "$B/learner" sft $R lora.dropout=0.2 run.out_dir="$T/drop2" > "$T/drop2.log" 2>&1 || { cat "$T/drop2.log"; fail "dropout 0.2"; }
+"$B/rlhf-ckpt" diff "$T/full/ckpt-00000008.h5" "$T/drop2/ckpt-00000008.h5" > "$T/d2.txt" && { cat "$T/d2.txt"; fail "rlhf-ckpt diff: adapters trained with another dropout reported identical"; }
+grep -q "^  /lora .*DIFFER" "$T/d2.txt" && grep -q "^  /optim/lora/m .*DIFFER" "$T/d2.txt" && grep -q "^  /policy .*identical" "$T/d2.txt" \
+  || { cat "$T/d2.txt"; fail "rlhf-ckpt diff does not name the differing adapters"; }
 $MPIRUN 1 "$B/learner" sft $R lora.rank=0 run.out_dir="$T/half" run.resume=auto > "$T/bad.log" 2>&1 && fail "resume of a LoRA checkpoint without lora accepted"
 grep -q "LoRA adapters" "$T/bad.log" || { cat "$T/bad.log"; fail "unclear resume error"; }
 

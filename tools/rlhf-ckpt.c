@@ -3,7 +3,8 @@
  *
  *   build/rlhf-ckpt info CKPT.h5|RUN_DIR     stage, step, models (sizes), verification
  *                                            (checksums; every weight finite), exit 1 if bad
- *   build/rlhf-ckpt diff A.h5 B.h5           compare every model and optimizer buffer:
+ *   build/rlhf-ckpt diff A.h5 B.h5           compare every model, LoRA adapter and optimizer
+ *                                            buffer:
  *                                            exit 0 if bit-identical, 1 if not (with the
  *                                            largest difference per buffer), 2 on error
  *
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "lora.h"
 #include "toksrc.h"
 #include "util.h"
 
@@ -105,6 +107,70 @@ static int compare(const char *what, const float *a, const float *b, size_t n) {
     return 1;
 }
 
+/* AdamW's m, v and step of a group (/optim/<group>) when both files hold them; *rc = 2 on
+ * a read error. Returns 1 when they differ. */
+static int diff_adamw(const CkptReader *a, const CkptReader *b, const char *group, size_t n,
+                      int *rc) {
+    char op[96], err[ERRBUF_LEN] = "";
+    snprintf(op, sizeof op, "/optim/%s/m", group);
+    if (!ckpt_has(a, op) || !ckpt_has(b, op)) return 0;
+    int differ = 0;
+    float *m1 = xalloc_floats(n), *v1 = xalloc_floats(n), *m2 = xalloc_floats(n),
+          *v2 = xalloc_floats(n);
+    int64_t s1 = 0, s2 = 0;
+    if (ckpt_read_adamw(a, group, m1, v1, n, &s1, err) == 0 &&
+        ckpt_read_adamw(b, group, m2, v2, n, &s2, err) == 0) {
+        char what[96];
+        snprintf(what, sizeof what, "/optim/%s/m", group);
+        differ |= compare(what, m1, m2, n);
+        snprintf(what, sizeof what, "/optim/%s/v", group);
+        differ |= compare(what, v1, v2, n);
+        if (s1 != s2) {
+            printf("  /optim/%s/step DIFFER: %lld vs %lld\n", group, (long long)s1, (long long)s2);
+            differ = 1;
+        }
+    } else {
+        fprintf(stderr, "rlhf-ckpt: %s\n", err);
+        *rc = 2;
+    }
+    free(m1);
+    free(v1);
+    free(m2);
+    free(v2);
+    return differ;
+}
+
+/* The LoRA adapters of the policy (/lora, lora.h) and their AdamW state (/optim/lora):
+ * read onto the loaded policies x and y, which must then have the same adapter config. */
+static int diff_lora(const CkptReader *a, const CkptReader *b, GPT *x, GPT *y, int *rc) {
+    int ha = lora_ckpt_has(a), hb = lora_ckpt_has(b);
+    if (ha != hb) {
+        printf("  /%-23s only in %s\n", "lora", ha ? "A" : "B");
+        return 1;
+    }
+    if (!ha) return 0;
+    char err[ERRBUF_LEN] = "";
+    if (lora_ckpt_read(a, x, err) != 0 || lora_ckpt_read(b, y, err) != 0) {
+        fprintf(stderr, "rlhf-ckpt: adapters: %s\n", err);
+        *rc = 2;
+        return 0;
+    }
+    if (x->lora->n != y->lora->n || x->lora->rank != y->lora->rank ||
+        x->lora->targets != y->lora->targets) {
+        printf("  /%-23s DIFFER in shape: rank %d vs %d, %zu vs %zu parameters\n", "lora",
+               x->lora->rank, y->lora->rank, x->lora->n, y->lora->n);
+        return 1;
+    }
+    int differ = compare("/lora", x->lora->params, y->lora->params, x->lora->n);
+    if (x->lora->alpha != y->lora->alpha || x->lora->dropout != y->lora->dropout) {
+        printf("  /%-23s DIFFER: alpha %g vs %g, dropout %g vs %g\n", "lora",
+               (double)x->lora->alpha, (double)y->lora->alpha, (double)x->lora->dropout,
+               (double)y->lora->dropout);
+        differ = 1;
+    }
+    return differ | diff_adamw(a, b, "lora", x->lora->n, rc);
+}
+
 static int cmd_diff(const char *pa, const char *pb) {
     char path_a[CKPT_PATH_LEN], path_b[CKPT_PATH_LEN], err[ERRBUF_LEN] = "";
     CkptReader *a = open_any(pa, path_a, sizeof path_a), *b = a ? open_any(pb, path_b, sizeof path_b) : NULL;
@@ -149,34 +215,8 @@ static int cmd_diff(const char *pa, const char *pb) {
         } else {
             differ |= compare(gp, x.params, y.params, x.num_params);
             compared++;
-            char op[96];
-            snprintf(op, sizeof op, "/optim/%s/m", groups[g]);
-            if (ckpt_has(a, op) && ckpt_has(b, op)) {
-                size_t n = x.num_params;
-                float *m1 = xalloc_floats(n), *v1 = xalloc_floats(n), *m2 = xalloc_floats(n),
-                      *v2 = xalloc_floats(n);
-                int64_t s1 = 0, s2 = 0;
-                if (ckpt_read_adamw(a, groups[g], m1, v1, n, &s1, err) == 0 &&
-                    ckpt_read_adamw(b, groups[g], m2, v2, n, &s2, err) == 0) {
-                    char what[96];
-                    snprintf(what, sizeof what, "/optim/%s/m", groups[g]);
-                    differ |= compare(what, m1, m2, n);
-                    snprintf(what, sizeof what, "/optim/%s/v", groups[g]);
-                    differ |= compare(what, v1, v2, n);
-                    if (s1 != s2) {
-                        printf("  /optim/%s/step DIFFER: %lld vs %lld\n", groups[g],
-                               (long long)s1, (long long)s2);
-                        differ = 1;
-                    }
-                } else {
-                    fprintf(stderr, "rlhf-ckpt: %s\n", err);
-                    rc = 2;
-                }
-                free(m1);
-                free(v1);
-                free(m2);
-                free(v2);
-            }
+            differ |= diff_adamw(a, b, groups[g], x.num_params, &rc);
+            if (rc == 0 && g == 0) differ |= diff_lora(a, b, &x, &y, &rc);
         }
         gpt_free(&x);
         gpt_free(&y);
