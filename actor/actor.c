@@ -17,6 +17,11 @@
  * learner. It does not read data or the tokenizer (prompts come tokenised; the EOS id is
  * an attribute of the weight image). Any bad message or failure aborts the whole job with
  * this rank, its role and the reason (mpi_util.h).
+ *
+ * RLHF_GEN_BASELINE=1 in the environment (bench/bench_ppo.sh's before/after) decodes
+ * without in-flight batching and without the shared prompt prefill: static batches of
+ * gen.batch_size, every sequence prefilled on its own. The rollouts are the same bit for
+ * bit (generate.h); only the time differs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +63,7 @@ typedef struct {
     int ring_next;
     uint64_t next_req;
     double t_weights, t_idle;
+    int gen_baseline;       /* RLHF_GEN_BASELINE set: no in-flight batching, no shared prefill */
 } Actor;
 
 static void actor_load_weights(Actor *a, const Msg *hdr) {
@@ -166,8 +172,10 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
                     .top_k = a->cfg.gen.top_k,
                     .top_p = (float)a->cfg.gen.top_p,
                     .seed = (uint64_t)a->cfg.run.seed};
-    /* in-flight batches of gen.batch_size slots; a group's identical prompts prefill once */
-    GenSchedule gs = {.batch = a->cfg.gen.batch_size, .inflight = 1, .share_prefill = 1};
+    /* in-flight batches of gen.batch_size slots; a group's identical prompts prefill once
+     * (neither with RLHF_GEN_BASELINE: the comparison point of bench/bench_ppo.sh) */
+    const int fast = !a->gen_baseline;
+    GenSchedule gs = {.batch = a->cfg.gen.batch_size, .inflight = fast, .share_prefill = fast};
     actor_reserve_cache(a, gs.batch > 0 && gs.batch < n ? gs.batch : n);
     if (generate_scheduled(&a->model, &gp, &gs, n, (const int *const *)prompts, plens,
                            w->prompt_ids, w->sample_ids, a->gen_tokens, a->gen_lp, a->gen_lens,
@@ -260,6 +268,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     mpi_config_peer_timeout(a.cfg.run.peer_timeout);
+    const char *gb = getenv("RLHF_GEN_BASELINE");
+    a.gen_baseline = gb && gb[0] && strcmp(gb, "0") != 0;
     ops_blas_setup(mpi_threads(a.cfg.run.threads, a.cfg.ppo.max_staleness == 0));
     ops_gemm_choose(a.cfg.run.gemm);
     a.server = roles.ranks[ROLE_REWARD][roles.role_rank % roles.count[ROLE_REWARD]];

@@ -18,7 +18,8 @@
 # Then the same with N = 2 actors in asynchronous mode (ppo.max_staleness = 1): the learner
 # idle fraction = (t_learner_idle + t_sync) / t_update against the synchronous run's; and
 # N = 2 synchronous with the default thread count (run.threads = 0: the learner, whose
-# phase the others sleep through, gets every CPU) against one thread per rank.
+# phase the others sleep through, gets every CPU) against one thread per rank. Last, the
+# rollout features as a whole, before/after, for PPO and GRPO (see the end of the script).
 # Ranks outnumber cores here (2 cores: learner + server + N actors), so scaling beyond
 # N = 1 cannot show on this machine; run it where cores >= N + 2.
 # Output: a table and RESULT lines (bench/run.sh collects them). Not part of `make test`.
@@ -49,7 +50,7 @@ PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.ini
 # job NAME ACTORS [overrides...]: one launch; its metrics in $T/NAME/metrics.jsonl
 job() {
   local name=$1 na=$2; shift 2
-  timeout 900 mpirun -np 1 "$B/learner" ppo $PPO run.out_dir="$T/$name" "$@" \
+  timeout 900 mpirun -np 1 "$B/learner" "${STAGE:-ppo}" $PPO run.out_dir="$T/$name" "$@" \
     : -np 1 "$B/reward_server" $PPO run.out_dir="$T/$name" "$@" \
     : -np "$na" "$B/actor" $PPO run.out_dir="$T/$name" "$@" >"$T/$name.log" 2>&1 ||
     { tail -20 "$T/$name.log"; die "job $name failed"; }
@@ -111,4 +112,19 @@ awk -v a="$(col async_a2 t_learner_idle | sum)" -v as="$(col async_a2 t_sync | s
 awk -v a="$(rate sync_auto_a2 t_update)" -v o="$(rate sync_a2 t_update)" 'BEGIN {
   printf "sync, 2 actors: auto threads vs one thread per rank: %.2fx the whole-update rate\n", a / o
   printf "RESULT\tppo.auto_threads_speedup\t%.4f\tratio\n", a / o }'
+# The rollout features (gen.batch_size in-flight slots, the shared prompt prefill, bf16
+# decode weights) against the schedule without them (RLHF_GEN_BASELINE=1: static batches,
+# one prefill per sequence; f32 weights): 1 actor, work items of 16 sequences decoded 8 at
+# a time, PPO and GRPO (group size 8: two prompts of 8 samples per item).
+FEAT="ppo.max_staleness=0 ppo.actor_batch=16 gen.batch_size=8"
+for st in ppo grpo; do
+  RLHF_GEN_BASELINE=1 STAGE=$st job "${st}_before" 1 $FEAT gen.weights=f32 grpo.group_size=8
+  report "${st}_before" 1 "$st, before (static, f32)"
+  STAGE=$st job "${st}_after" 1 $FEAT gen.weights=bf16 grpo.group_size=8
+  report "${st}_after" 1 "$st, after (in-flight, bf16)"
+  awk -v a="$(rate "${st}_after" t_collect)" -v b="$(rate "${st}_before" t_collect)" \
+      -v ga="$(col "${st}_after" t_actor_generate | sum)" -v gb="$(col "${st}_before" t_actor_generate | sum)" -v s="$st" 'BEGIN {
+    printf "%s, 1 actor: in-flight + shared prefill + bf16 vs static + f32: %.2fx the collect rate; actor generation %.2f s -> %.2f s (updates 2..7)\n", s, a / b, gb, ga
+    printf "RESULT\tppo.features_%s_speedup\t%.4f\tratio\n", s, a / b }'
+done
 echo "cores: $(nproc), ranks per job: learner 1 + reward server 1 + actors; run.threads=1 except the auto row; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
