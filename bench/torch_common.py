@@ -1,7 +1,8 @@
 """bench/torch_common.py — what the PyTorch references of the benchmarks share
-(bench/torch_gpt2.py, bench/torch_llama.py): timing repetitions and the report of which
-BLAS library, OpenBLAS core and allocator the process really loaded, which bench/run.sh
-checks before it accepts a "best setup" run. Benchmark-only; not part of the product."""
+(bench/torch_gpt2.py, bench/torch_llama.py): timing repetitions, the report of which
+BLAS library, OpenBLAS core and allocator the process really loaded (which bench/run.sh
+checks before it accepts a "best setup" run) and the training step's report lines.
+Benchmark-only; not part of the product."""
 import ctypes
 import os
 import statistics
@@ -46,3 +47,24 @@ def blas_build(path):
         if f"openblas-{build}" in path:
             return build
     return os.path.basename(path) or "none"
+
+
+def report_setup(torch, label, extra=""):
+    """Print the process's PyTorch, BLAS and allocator, with their RESULT lines."""
+    blas, core, tc = loaded_libs()
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, BLAS {blas or '?'} "
+          f"(core {core or '?'}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}),"
+          f" tcmalloc {'yes' if tc else 'no'}{extra}")
+    print(f"RESULT\t{label}.blas_core\t{core or 'unknown'}\tname")
+    print(f"RESULT\t{label}.blas_build\t{blas_build(blas)}\tname")
+    print(f"RESULT\t{label}.tcmalloc\t{1 if tc else 0}\tflag")
+
+
+def report_train(label, B, T, flops, med, best):
+    """Print the timed training step (median and best of the repetitions)."""
+    print(f"  train {B}x{T} (fwd+bwd): median {med * 1e3:.1f} ms (min {best * 1e3:.1f}), "
+          f"{B * T / med:.0f} tokens/s, {flops / med / 1e9:.1f} GFLOP/s")
+    print(f"RESULT\t{label}.train_ms\t{med * 1e3:.3f}\tms")
+    print(f"RESULT\t{label}.train_min_ms\t{best * 1e3:.3f}\tms")
+    print(f"RESULT\t{label}.train_tok_s\t{B * T / med:.3f}\ttokens/s")
+    print(f"RESULT\t{label}.train_gflops\t{flops / med / 1e9:.3f}\tGFLOP/s")

@@ -36,7 +36,6 @@ lines (key, value, unit) that bench/run.sh collects. Not a test; never run by `m
 """
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -44,7 +43,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_common import blas_build, loaded_libs, time_reps
+from torch_common import report_setup, report_train, time_reps
 
 PRESETS = {
     # name: (V, maxT, L, NH, NKV, C, F, theta, train_B, train_T, gen_B, gen_prompt, gen_new)
@@ -226,25 +225,13 @@ def main():
         lp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1))
         (-lp.mean()).backward()
 
-    blas, core, tc = loaded_libs()
     label = f"torch.{a.label}.{a.preset}"
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, BLAS {blas or '?'} "
-          f"(core {core or '?'}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}),"
-          f" tcmalloc {'yes' if tc else 'no'}, oneDNN {torch.backends.mkldnn.is_available()}")
+    report_setup(torch, label, f", oneDNN {torch.backends.mkldnn.is_available()}")
     print(f"== torch {a.label} {a.preset}: V={V} L={L} NH={NH} NKV={NKV} C={C} F={Fd}, "
           f"{nparams / 1e6:.1f}M parameters, median of {a.reps}")
-    print(f"RESULT\t{label}.blas_core\t{core or 'unknown'}\tname")
-    print(f"RESULT\t{label}.blas_build\t{blas_build(blas)}\tname")
-    print(f"RESULT\t{label}.tcmalloc\t{1 if tc else 0}\tflag")
 
     med, best = time_reps(train_step, a.reps)
-    fl = train_flops(V, L, NH, NKV, C, Fd, B, T)
-    print(f"  train {B}x{T} (fwd+bwd): median {med * 1e3:.1f} ms (min {best * 1e3:.1f}), "
-          f"{B * T / med:.0f} tokens/s, {fl / med / 1e9:.1f} GFLOP/s")
-    print(f"RESULT\t{label}.train_ms\t{med * 1e3:.3f}\tms")
-    print(f"RESULT\t{label}.train_min_ms\t{best * 1e3:.3f}\tms")
-    print(f"RESULT\t{label}.train_tok_s\t{B * T / med:.3f}\ttokens/s")
-    print(f"RESULT\t{label}.train_gflops\t{fl / med / 1e9:.3f}\tGFLOP/s")
+    report_train(label, B, T, train_flops(V, L, NH, NKV, C, Fd, B, T), med, best)
     if a.skip_generate:
         return
 
