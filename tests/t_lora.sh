@@ -198,8 +198,8 @@ plaunch "$T/ph" ppo.updates=6 ppo.value_init=reward ppo.reward_ckpt="$T/base" ru
 grep -q "ppo.value_init" "$T/ph3.log" || { cat "$T/ph3.log"; fail "unclear value_init resume error"; }
 
 echo "== LoRA PPO, critic on a frozen copy of a reward model's trunk: 2 + resume + 2 == 4"
-$MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL optim.steps=2 optim.batch_size=8 run.out_dir="$T/rmv" > "$T/rmv.log" 2>&1 || { cat "$T/rmv.log"; fail "reward model for the critic"; }
-RV="$SY ppo.value_init=reward ppo.reward_ckpt=$T/rmv"
+$MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL data.eval= optim.steps=2 optim.batch_size=8 run.out_dir="$T/rmv" > "$T/rmv.log" 2>&1 || { cat "$T/rmv.log"; fail "reward model for the critic"; }
+RV="$SY ppo.value_init=reward ppo.reward_ckpt=$T/rmv lora.dropout=0.1"
 plaunch "$T/ra" $RV > "$T/ra.log" 2>&1 || { cat "$T/ra.log"; fail "lora ppo, value_init=reward"; }
 grep -q "critic: LoRA rank 4 on a frozen copy of the reward model's trunk" "$T/ra.log" || { cat "$T/ra.log"; fail "no reward-trunk critic set-up line"; }
 h5ls -r "$T/ra/ckpt-00000004.h5" > "$T/rls.txt"
