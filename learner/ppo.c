@@ -48,7 +48,11 @@
  * eq. 7, + ent_coef entropy bonus) and the clipped value loss; global-norm clipping and
  * AdamW for each of the two models; adaptive or fixed KL controller. The critic is a GPT
  * with a value head whose trunk comes from the reward model (ppo.value_init = reward) or
- * the SFT policy (sft).
+ * the SFT policy (sft). With lora.rank > 0 it is a LoRA critic: a frozen trunk (sft: the
+ * policy's own frozen base buffer, no copy; reward: one frozen copy of the reward
+ * model's), adapters like the policy's and a trainable value head, one buffer that its
+ * optimizer (and optim.zero) covers; checkpoints add /value_lora and /optim/value_lora
+ * (/value holds the frozen reward trunk and the head; none with sft).
  * The critic has its own AdamW (rate ppo.vf_lr) and its own global-norm clipping, so its
  * loss needs no weight against the policy's: there is no vf_coef.
  * GRPO / RLOO (Shao et al. 2024; Ahmadian et al. 2024): G samples per prompt, one
