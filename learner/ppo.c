@@ -310,7 +310,10 @@ static void ppo_build_value(Ppo *p) {
     if (from_reward || !t->model.lora) g = ppo_load_value(p, from_reward, path);
     if (t->model.lora) ppo_build_lora_value(p, from_reward);
     GPT *v = &p->value;
-    v->recompute = c->train.recompute;
+    /* A LoRA critic always recomputes its activations (gpt.h: the same bits as keeping
+     * them): they are most of what it adds to the learner (about 300 MB at the smol shape,
+     * 8 x 40 tokens), for one more critic trunk forward per backward. */
+    v->recompute = c->train.recompute || v->lora;
     gpt_alloc_grads(v);
     p->vparams = v->lora ? v->lora->params : v->params;
     p->vgrads = v->lora ? v->lora->grads : v->grads;
