@@ -433,6 +433,7 @@ static int ppo_resume_value(Ppo *p, const CkptReader *r, char *err) {
  * same checkpoint. */
 static void ppo_resume_extra(Ppo *p) {
     Trainer *t = p->t;
+    ppo_critic_key(p); /* the critic's dropout masks of the restored step */
     if (t->step == 0) return; /* fresh start */
     char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
     const char *how = t->cfg.run.resume;
