@@ -14,9 +14,13 @@
 # launch — 1 learner, 1 reward server (the reward model, judge.kind = rm, and the frozen
 # reference policy), 1 actor — of `updates` synchronous updates of 8 responses (one work
 # item), prompts up to 24 tokens and 16 new tokens, ppo.epochs 1, one thread per rank,
-# ppo.weight_sync = params. Jobs: ppo full (the critic from the reward model, as
-# InstructGPT), ppo lora all-linear, ppo lora default (PEFT's q_proj,v_proj), grpo full,
-# grpo lora all-linear (group size 4, no critic); LoRA at rank `rank`, alpha 2 x rank.
+# ppo.weight_sync = params. Jobs: ppo_full (the critic from the reward model, as
+# InstructGPT), ppo_lora all-linear, ppo_lora_default (PEFT's q_proj,v_proj; ppo_lora_qv
+# is the same job), ppo_lora_sft (default targets, ppo.value_init = sft: the LoRA critic
+# on the policy's frozen trunk), grpo_full, grpo_lora all-linear (group size 4, no
+# critic); LoRA at rank `rank`, alpha 2 x rank. With LoRA the critic is a LoRA critic
+# (frozen trunk: a copy of the reward model's with value_init = reward, the policy's own
+# base buffer with sft; adapters + a trainable value head).
 # Memory: every 0.5 s the script reads VmHWM (the kernel's peak resident set) from
 # /proc/PID/status of each rank of the launch and keeps the largest per role; VmHWM only
 # grows, so the last read before a rank exits is its peak (what a rank allocates in its
@@ -110,7 +114,8 @@ for n in $JOBS; do
   case $n in
     ppo_full) job ppo_full ppo ;;
     ppo_lora) job ppo_lora ppo $LORA lora.targets=all-linear ;;
-    ppo_lora_qv) job ppo_lora_qv ppo $LORA lora.targets=default ;;
+    ppo_lora_qv | ppo_lora_default) job $n ppo $LORA lora.targets=default ;;
+    ppo_lora_sft) job ppo_lora_sft ppo $LORA lora.targets=default ppo.value_init=sft ;;
     grpo_full) job grpo_full grpo ;;
     grpo_lora) job grpo_lora grpo $LORA lora.targets=all-linear ;;
     *) die "unknown job '$n' in JOBS" ;;

@@ -290,7 +290,8 @@ void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w) {
 // ----------------------------------------------------------------------------
 // allocation and initialisation
 
-void gpt_init(GPT *m, const GPTConfig *c) {
+/* gpt_init's work on a given parameter buffer (NULL: allocate one) */
+static void init_with(GPT *m, const GPTConfig *c, float *params) {
     char err[ERRBUF_LEN];
     memset(m, 0, sizeof *m);
     if (gpt_config_validate(c, err) != 0) fatal("invalid model config: %s", err);
@@ -300,7 +301,8 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     m->num_tensors = gpt_tensors_build(c, m->tensors, cap);
     const GPTTensor *last = &m->tensors[m->num_tensors - 1];
     m->num_params = last->offset + last->numel;
-    m->params = xalloc_floats(m->num_params);
+    m->params_borrowed = params != NULL;
+    m->params = params ? params : xalloc_floats(m->num_params);
     gpt_weights_point(m, m->params, &m->w);
     if (c->family == GPT_FAMILY_LLAMA) {
         int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
@@ -315,6 +317,18 @@ void gpt_init(GPT *m, const GPTConfig *c) {
     m->lm_chunk_bytes = GPT_LM_CHUNK_BYTES;
 }
 
+void gpt_init(GPT *m, const GPTConfig *c) { init_with(m, c, NULL); }
+
+void gpt_init_borrowed(GPT *m, const GPTConfig *c, const GPT *owner) {
+    GPTConfig oc = owner->config, mc = *c;
+    oc.head = mc.head = GPT_HEAD_LM; /* the trunks must be the same: compare as LM models */
+    oc.tie_embeddings = mc.tie_embeddings = 1;
+    ASSERT(memcmp(&oc, &mc, sizeof oc) == 0);
+    init_with(m, c, owner->params);
+    /* the head is not in the owner's buffer: it must be pointed elsewhere before use */
+    m->w.head_w = m->w.head_b = NULL;
+}
+
 const GPTTensor *gpt_find_tensor(const GPT *m, const char *name) {
     for (int i = 0; i < m->num_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
@@ -323,6 +337,7 @@ const GPTTensor *gpt_find_tensor(const GPT *m, const char *name) {
 
 void gpt_init_weights(GPT *m, uint64_t seed) {
     const GPTConfig *c = &m->config;
+    ASSERT(!m->params_borrowed); /* never write another model's buffer */
     Rng rng;
     rng_init(&rng, seed);
     float resid_std = 0.02f / sqrtf(2.0f * (float)c->n_layer);
@@ -363,6 +378,10 @@ static void frozen_grads_point(GPT *m) {
     }
     g->wte = g->wpe = g->lm_head = NULL;
     g->ln_f_w = g->ln_f_b = g->head_w = g->head_b = s;
+    if (m->lora->head_n) { /* a LoRA critic trains its value head (lora_attach_value_head) */
+        g->head_w = m->lora->grads + m->lora->head_off;
+        g->head_b = g->head_w + m->config.n_embd;
+    }
 }
 
 void gpt_alloc_grads(GPT *m) {
@@ -1027,6 +1046,7 @@ void gpt_score_backward(GPT *m, const float *dscores, int B, int T) {
 
 void gpt_value_forward(GPT *m, int B, int T) {
     check_head_call(m, GPT_HEAD_VALUE, "gpt_value_forward", B, T);
+    ASSERT(m->w.head_w); /* a borrowed trunk's head is set by lora_attach_value_head */
     rowdot_forward(m->values, m->acts->lnf, m->w.head_w, m->w.head_b, B * T, m->config.n_embd);
     m->acts->head_fwd = 1;
 }
@@ -1554,7 +1574,7 @@ void gpt_free(GPT *m) {
     outputs_free(m);
     free(m->tensors);
     free(m->rope_freq);
-    free(m->params);
+    if (!m->params_borrowed) free(m->params);
     free(m->grads);
     free(m->w.h);
     free(m->g.h);

@@ -132,7 +132,8 @@ typedef struct {
     int num_tensors;
     GPTTensor *tensors; /* the parameter table */
     size_t num_params;
-    float *params;      /* (num_params) */
+    float *params;      /* (num_params); the trunk only when params_borrowed */
+    int params_borrowed; /* 1: params is another model's buffer (gpt_init_borrowed) */
     GPTWeights w;
     float *grads;       /* (num_params), NULL until gpt_alloc_grads */
     GPTWeights g;
@@ -216,6 +217,12 @@ int gpt_trunk_tensors(const GPT *m);
 void gpt_weights_point(const GPT *m, float *buf, GPTWeights *w);
 
 void gpt_init(GPT *m, const GPTConfig *c); /* params zeroed; no activations yet */
+/* A model of config c whose trunk IS owner's parameter buffer, not a copy: c's trunk
+ * equals owner's (the head may differ). gpt_free leaves that buffer alone. For a
+ * frozen-trunk LoRA critic on the policy's frozen base: nothing may write the borrowed
+ * params (gpt_init_weights, a checkpoint read), and the head, outside owner's buffer,
+ * stays NULL until lora_attach_value_head points it at the critic's own buffer. */
+void gpt_init_borrowed(GPT *m, const GPTConfig *c, const GPT *owner);
 void gpt_free(GPT *m);
 /* GPT-2 initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)), LN weight
  * 1, biases 0, head N(0, 1/sqrt(C+1)) for score/value heads. Deterministic in seed. */

@@ -141,6 +141,23 @@ void lora_init_weights(Lora *l, uint64_t seed) {
     }
 }
 
+void lora_attach_value_head(GPT *m, const float *init) {
+    Lora *l = m->lora;
+    ASSERT(l && l->head_n == 0 && m->config.head == GPT_HEAD_VALUE);
+    size_t C = (size_t)m->config.n_embd, n = l->n + C + 1;
+    float *p = xalloc_floats(n), *g = xalloc_floats(n);
+    memcpy(p, l->params, l->n * sizeof(float));
+    memcpy(p + l->n, init, (C + 1) * sizeof(float));
+    memset(g, 0, n * sizeof(float));
+    free(l->params);
+    free(l->grads);
+    l->params = p, l->grads = g;
+    l->head_off = l->n, l->head_n = C + 1, l->n = n;
+    m->w.head_w = p + l->head_off, m->w.head_b = m->w.head_w + C;
+    if (m->g.ln_f_w) /* gradients already pointed (gpt_alloc_grads): the head's are real */
+        m->g.head_w = g + l->head_off, m->g.head_b = m->g.head_w + C;
+}
+
 const LoraAdapter *lora_find(const Lora *l, const char *name) {
     for (int i = 0; i < l->num; i++)
         if (strcmp(l->ad[i].name, name) == 0) return &l->ad[i];
@@ -313,6 +330,8 @@ void lora_proj_forward_rows(const Lora *l, int layer, int proj, const float *x, 
 
 #include "ckpt.h"
 
+int lora_table_len(const Lora *l) { return 2 * l->num + (l->head_n ? 2 : 0); }
+
 int lora_table(const Lora *l, GPTTensor *out) {
     for (int i = 0; i < l->num; i++) {
         const LoraAdapter *a = &l->ad[i];
@@ -326,12 +345,22 @@ int lora_table(const Lora *l, GPTTensor *out) {
         A->offset = a->a_off, A->numel = (size_t)l->rank * a->in;
         B->offset = a->b_off, B->numel = (size_t)a->out * l->rank;
     }
-    return 2 * l->num;
+    if (l->head_n) { /* the critic's value head, TRL's names and shapes */
+        GPTTensor *W = &out[2 * l->num], *b = W + 1;
+        memset(W, 0, 2 * sizeof *W);
+        snprintf(W->name, sizeof W->name, "v_head.summary.weight");
+        snprintf(b->name, sizeof b->name, "v_head.summary.bias");
+        W->ndim = 2, W->shape[0] = 1, W->shape[1] = (int)l->head_n - 1;
+        b->ndim = 1, b->shape[0] = 1;
+        W->offset = l->head_off, W->numel = l->head_n - 1;
+        b->offset = l->head_off + l->head_n - 1, b->numel = 1;
+    }
+    return lora_table_len(l);
 }
 
 int lora_ckpt_write(CkptWriter *w, const Lora *l, char *err) {
     char buf[256];
-    GPTTensor *t = xcalloc((size_t)2 * l->num, sizeof *t);
+    GPTTensor *t = xcalloc((size_t)lora_table_len(l), sizeof *t);
     int n = lora_table(l, t);
     int rc = ckpt_write_table(w, "lora", t, n, l->params, err);
     free(t);
@@ -375,7 +404,7 @@ int lora_ckpt_read(const CkptReader *r, GPT *m, char *err) {
                          "lora.rank %d, lora.alpha %g or lora.targets: use the checkpoint's",
                     rank, (double)alpha, m->lora->rank, (double)m->lora->alpha);
     }
-    GPTTensor *t = xcalloc((size_t)2 * m->lora->num, sizeof *t);
+    GPTTensor *t = xcalloc((size_t)lora_table_len(m->lora), sizeof *t);
     int n = lora_table(m->lora, t);
     int rc = ckpt_read_table(r, "lora", t, n, m->lora->params, err);
     free(t);

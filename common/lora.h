@@ -49,7 +49,10 @@ typedef struct Lora {
     uint64_t drop_key;           /* the dropout stream of the current step */
     int num;                     /* adapters */
     LoraAdapter *ad;
-    size_t n;                    /* floats of params (and of grads) */
+    size_t n;                    /* floats of params (and of grads): adapters, then the head */
+    /* A LoRA critic's trainable value head (lora_attach_value_head; PEFT's modules_to_save):
+     * head_n = C + 1 floats (weight, bias) at head_off, after the adapters; 0 without. */
+    size_t head_off, head_n;
     float *params, *grads;
     /* scratch, grown to the largest call: rows x rank (two) and rows x widest input */
     size_t cap_rows;
@@ -69,6 +72,12 @@ void lora_targets_format(unsigned mask, GPTFamily f, char *out, size_t cap);
 void lora_attach(GPT *m, int rank, float alpha, unsigned targets, float dropout);
 /* A Kaiming-uniform from seed, B zero (PEFT's init_lora_weights=True). */
 void lora_init_weights(Lora *l, uint64_t seed);
+/* Make m's value head trainable with the adapters: params/grads grow by C + 1 floats at
+ * head_off (the head weight (1,C), then its bias), set from init (C + 1 floats), and
+ * m->w.head_w/head_b (and, with gradients, m->g's) point there from now on, so one
+ * (params, grads, n) triple holds everything the critic trains. m has a value head and
+ * adapters (lora_attach), and no head yet. */
+void lora_attach_value_head(GPT *m, const float *init);
 const LoraAdapter *lora_find(const Lora *l, const char *name);
 void lora_free(Lora *l); /* NULL: no-op */
 
@@ -97,8 +106,10 @@ void lora_merge(const Lora *l, const GPT *m, float *params, float sign);
  * prefix), with root attributes lora_rank, lora_alpha, lora_dropout, lora_targets. */
 struct CkptWriter;
 struct CkptReader;
-/* The adapters as a tensor table (2 per adapter: A then B) into out (2 * l->num). */
+/* The adapters as a tensor table (2 per adapter: A then B, then the value head's
+ * v_head.summary.weight and .bias when it has one) into out (lora_table_len entries). */
 int lora_table(const Lora *l, GPTTensor *out);
+int lora_table_len(const Lora *l);
 int lora_ckpt_write(struct CkptWriter *w, const Lora *l, char *err);
 /* 1 if the checkpoint holds adapters, else 0. */
 int lora_ckpt_has(const struct CkptReader *r);

@@ -48,7 +48,11 @@
  * eq. 7, + ent_coef entropy bonus) and the clipped value loss; global-norm clipping and
  * AdamW for each of the two models; adaptive or fixed KL controller. The critic is a GPT
  * with a value head whose trunk comes from the reward model (ppo.value_init = reward) or
- * the SFT policy (sft).
+ * the SFT policy (sft). With lora.rank > 0 it is a LoRA critic: a frozen trunk (sft: the
+ * policy's own frozen base buffer, no copy; reward: one frozen copy of the reward
+ * model's), adapters like the policy's and a trainable value head, one buffer that its
+ * optimizer (and optim.zero) covers; checkpoints add /value_lora and /optim/value_lora
+ * (/value holds the frozen reward trunk and the head; none with sft).
  * The critic has its own AdamW (rate ppo.vf_lr) and its own global-norm clipping, so its
  * loss needs no weight against the policy's: there is no vf_coef.
  * GRPO / RLOO (Shao et al. 2024; Ahmadian et al. 2024): G samples per prompt, one
@@ -116,6 +120,10 @@ typedef struct {
     size_t first_image_bytes; /* the first weight image's size (LoRA sync report) */
     AdamW vopt;             /* the critic's optimizer: its shard (vzero) */
     Zero vzero;             /* optim.zero over the critic's buffer */
+    /* the critic optimizer's target: the value model's buffer, or with LoRA (lora.rank > 0)
+     * the critic's adapters + value head (one buffer, lora_attach_value_head) */
+    float *vparams, *vgrads;
+    size_t vn;
     float *vm_full, *vv_full; /* rank 0, while saving: the critic's gathered moments */
     AdamWSchedule vsched;
     RLKLCtl kl;
@@ -215,17 +223,17 @@ static const char *algo_stage(Algo a) {
 // ----------------------------------------------------------------------------
 // set-up
 
-/* The critic: a value head on the reward model's trunk or the SFT policy's trunk. */
-static void ppo_build_value(Ppo *p) {
+/* The critic's value model from a checkpoint: the reward model's trunk (value_init =
+ * reward) or the SFT policy's (sft), a new value head. Returns the group it read. */
+static const char *ppo_load_value(Ppo *p, int from_reward, char *path) {
     Trainer *t = p->t;
     const RlhfConfig *c = &t->cfg;
-    char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
-    int from_reward = strcmp(c->ppo.value_init, "reward") == 0;
+    char err[ERRBUF_LEN];
     const char *key = from_reward ? c->ppo.reward_ckpt : c->model.init;
     if (from_reward && !key[0])
         ppo_fail(t->rank, t->stage, "ppo.value_init = reward needs ppo.reward_ckpt (the reward model); "
                            "or set ppo.value_init = sft");
-    if (online_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, sizeof path,
+    if (online_resolve(key, from_reward ? "ppo.reward_ckpt" : "model.init", path, CKPT_PATH_LEN,
                     err) != 0)
         ppo_fail(t->rank, t->stage, "critic: %s", err);
     CkptReader *r = ckpt_reader_open(path, err);
@@ -250,17 +258,87 @@ static void ppo_build_value(Ppo *p) {
         ppo_fail(t->rank, t->stage, "critic from %s: vocabulary %d / max_seq_len %d too small for the "
                            "policy's tokenizer (%d) and sequences (%d)",
                      path, mc.vocab_size, mc.max_seq_len, t->tok.vocab_size, p->maxT);
-    p->value.recompute = c->train.recompute;
-    gpt_alloc_grads(&p->value);
+    return g;
+}
+
+/* LoRA dropout of the critic: its own stream, keyed by the step like the policy's
+ * (trainer_lora_key), so a resumed run draws the same masks. */
+static void ppo_critic_key(Ppo *p) {
+    Lora *l = p->value.lora;
+    if (!l) return;
+    l->train = l->dropout > 0.0f;
+    l->drop_key = rng_mix64(rng_mix64((uint64_t)p->t->cfg.run.seed * 0x9E3779B97F4A7C15ULL ^
+                                      (uint64_t)p->t->step) ^ 0x63726974696343ULL);
+}
+
+/* lora.rank > 0: a LoRA critic. Its trunk is frozen: with value_init = sft it IS the
+ * policy's frozen base buffer (gpt_init_borrowed: no copy); with reward, the one copy
+ * ppo_load_value read. It trains its own adapters (the policy's rank, alpha, targets and
+ * dropout; its own init stream) and its value head, one buffer (lora_attach_value_head). */
+static void ppo_build_lora_value(Ppo *p, int from_reward) {
+    Trainer *t = p->t;
+    const RlhfConfig *c = &t->cfg;
+    GPT *v = &p->value;
+    float *head = NULL;
+    if (!from_reward) {
+        GPTConfig mc = t->model.config;
+        mc.head = GPT_HEAD_VALUE;
+        gpt_init_borrowed(v, &mc, &t->model);
+        /* the head gpt_init_weights would give (N(0, 1/sqrt(C+1)), bias 0), keyed stream */
+        size_t C = (size_t)mc.n_embd;
+        head = xcalloc(C + 1, sizeof *head);
+        Rng rng;
+        rng_init_keyed(&rng, (uint64_t)c->run.seed, 0x76616c7565ULL, 1);
+        for (size_t j = 0; j < C; j++) head[j] = rng_normal(&rng) / sqrtf((float)C + 1.0f);
+    }
+    const Lora *pl = t->model.lora;
+    lora_attach(v, pl->rank, pl->alpha, pl->targets, pl->dropout);
+    lora_init_weights(v->lora, (uint64_t)c->run.seed ^ 0x76616c7565ULL);
+    lora_attach_value_head(v, head ? head : v->w.head_w); /* weight then bias: contiguous */
+    free(head);
+    ppo_critic_key(p);
+}
+
+/* The critic: a value head on the reward model's trunk or the SFT policy's trunk, trained
+ * in full, or (lora.rank > 0) frozen with LoRA adapters and a trainable head. */
+static void ppo_build_value(Ppo *p) {
+    Trainer *t = p->t;
+    const RlhfConfig *c = &t->cfg;
+    char err[ERRBUF_LEN], path[CKPT_PATH_LEN] = "";
+    int from_reward = strcmp(c->ppo.value_init, "reward") == 0;
+    const char *g = NULL;
+    if (from_reward || !t->model.lora) g = ppo_load_value(p, from_reward, path);
+    if (t->model.lora) ppo_build_lora_value(p, from_reward);
+    GPT *v = &p->value;
+    /* A LoRA critic always recomputes its activations (gpt.h: the same bits as keeping
+     * them): they are most of what it adds to the learner (about 300 MB at the smol shape,
+     * 8 x 40 tokens), for one more critic trunk forward per backward. */
+    v->recompute = c->train.recompute || v->lora;
+    gpt_alloc_grads(v);
+    p->vparams = v->lora ? v->lora->params : v->params;
+    p->vgrads = v->lora ? v->lora->grads : v->grads;
+    p->vn = v->lora ? v->lora->n : v->num_params;
     AdamWConfig ac = p->t->opt.cfg;
-    zero_init(&p->vzero, t->comm, t->zero.stage, p->value.num_params);
-    AdamWRange *ranges = xcalloc((size_t)p->value.num_tensors, sizeof *ranges);
-    int nr = adamw_decay_table_gpt(ranges, p->value.tensors, p->value.num_tensors);
+    zero_init(&p->vzero, t->comm, t->zero.stage, p->vn);
+    AdamWRange *ranges = xcalloc((size_t)v->num_tensors, sizeof *ranges);
+    int nr = 2; /* LoRA: the adapters and the head's weight decay, its bias does not */
+    if (v->lora) {
+        size_t nb = v->lora->head_off + v->lora->head_n - 1;
+        ranges[0] = (AdamWRange){.offset = 0, .numel = nb, .decay = 1};
+        ranges[1] = (AdamWRange){.offset = nb, .numel = 1, .decay = 0};
+    } else {
+        nr = adamw_decay_table_gpt(ranges, v->tensors, v->num_tensors);
+    }
     if (zero_adamw_init(&p->vzero, &p->vopt, &ac, ranges, nr, err) != 0)
         ppo_fail(t->rank, t->stage, "%s", err);
     free(ranges);
-    if (t->rank == 0)
-        printf("learner %s: critic from %s (/%s trunk, new value head)\n", t->stage, path, g);
+    if (t->rank != 0) return;
+    if (v->lora)
+        printf("learner %s: critic: LoRA rank %d on %s, %zu trainable (adapters + value head)\n",
+               t->stage, v->lora->rank,
+               from_reward ? "a frozen copy of the reward model's trunk" : "the policy's frozen trunk",
+               p->vn);
+    if (g) printf("learner %s: critic from %s (/%s trunk, new value head)\n", t->stage, path, g);
 }
 
 /* Every rank, before rank 0 writes: the critic's moments gathered in the unsharded
@@ -277,6 +355,25 @@ static void ppo_pre_save(void *ctx) {
     zero_gather_moments(&p->vzero, &p->vopt, p->vm_full, p->vv_full);
 }
 
+/* The critic's weights: /value (a full critic; or a LoRA critic's frozen copy of the
+ * reward trunk, with the trained head, so the file alone restores the run) and, with
+ * LoRA, /value_lora: its adapters and value head. A critic on the policy's trunk stores
+ * no trunk: the policy's base (/policy) is that trunk. */
+static int ppo_save_value(Ppo *p, struct CkptWriter *w, char *err) {
+    GPT *v = &p->value;
+    Lora *l = v->lora;
+    if (l && !v->params_borrowed) { /* the trained head into the model's own head slot */
+        const GPTTensor *hw = &v->tensors[v->num_tensors - 2];
+        memcpy(v->params + hw->offset, l->params + l->head_off, l->head_n * sizeof(float));
+    }
+    if (!v->params_borrowed && ckpt_write_model(w, "value", v, err) != 0) return -1;
+    if (!l) return 0;
+    GPTTensor *tab = xcalloc((size_t)lora_table_len(l), sizeof *tab);
+    int rc = ckpt_write_table(w, "value_lora", tab, lora_table(l, tab), l->params, err);
+    free(tab);
+    return rc;
+}
+
 static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
     Ppo *p = ctx;
     double kl[RL_KLCTL_STATE_LEN], ss[3] = {p->sstats.count, p->sstats.mean, p->sstats.m2};
@@ -285,18 +382,50 @@ static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
     if (ckpt_write_f64(w, "/kl_ctl", kl, RL_KLCTL_STATE_LEN, err) != 0) return -1;
     if (ckpt_write_f64(w, "/ppo/score_stats", ss, 3, err) != 0) return -1;
     if (ckpt_write_i64(w, "/ppo/counters", ctr, 2, err) != 0) return -1;
-    if (p->algo == ALGO_PPO) {
-        if (ckpt_write_model(w, "value", &p->value, err) != 0) return -1;
-        const int sharded = p->vzero.len < p->vzero.n; /* else no gathered copies (pre_save) */
-        int rc = ckpt_write_adamw(w, "value", sharded ? p->vm_full : p->vopt.m,
-                                  sharded ? p->vv_full : p->vopt.v, p->vzero.n, p->vopt.step,
-                                  err);
-        free(p->vm_full);
-        free(p->vv_full);
-        p->vm_full = p->vv_full = NULL;
-        if (rc != 0) return -1;
+    if (p->algo != ALGO_PPO) return 0;
+    int rc = ppo_save_value(p, w, err);
+    const int sharded = p->vzero.len < p->vzero.n; /* else no gathered copies (pre_save) */
+    const char *og = p->value.lora ? "value_lora" : "value";
+    if (rc == 0)
+        rc = ckpt_write_adamw(w, og, sharded ? p->vm_full : p->vopt.m,
+                              sharded ? p->vv_full : p->vopt.v, p->vzero.n, p->vopt.step, err);
+    free(p->vm_full);
+    free(p->vv_full);
+    p->vm_full = p->vv_full = NULL;
+    return rc;
+}
+
+/* The critic and its moments from checkpoint r; a critic of another kind (LoRA or full,
+ * on the policy's or the reward model's trunk) than this run's is refused. */
+static int ppo_resume_value(Ppo *p, const CkptReader *r, char *err) {
+    GPT *v = &p->value;
+    const RlhfConfig *c = &p->t->cfg;
+    int has_lora = ckpt_has(r, "/value_lora"), has_trunk = ckpt_has(r, "/value");
+    if (has_lora != !!v->lora)
+        return errf(err, "the checkpoint's critic is %s but this run has lora.rank = %d: resume "
+                         "with the checkpoint's lora settings",
+                    has_lora ? "a LoRA critic" : "trained in full", c->lora.rank);
+    if (v->lora && has_trunk == v->params_borrowed)
+        return errf(err, "the checkpoint's LoRA critic is on %s but this run has ppo.value_init "
+                         "= %s: resume with the checkpoint's ppo.value_init",
+                    has_trunk ? "the reward model's trunk" : "the policy's trunk", c->ppo.value_init);
+    int rc = v->params_borrowed ? 0 : ckpt_read_model(r, "value", v, err);
+    if (rc == 0 && v->lora) {
+        GPTTensor *tab = xcalloc((size_t)lora_table_len(v->lora), sizeof *tab);
+        rc = ckpt_read_table(r, "value_lora", tab, lora_table(v->lora, tab), v->lora->params, err);
+        free(tab);
     }
-    return 0;
+    int64_t st = 0;
+    size_t n = p->vzero.n > 0 ? p->vzero.n : 1;
+    float *m_full = xalloc_floats(n), *v_full = xalloc_floats(n);
+    if (rc == 0)
+        rc = ckpt_read_adamw(r, v->lora ? "value_lora" : "value", m_full, v_full, p->vzero.n, &st,
+                             err);
+    if (rc == 0) zero_scatter_moments(&p->vzero, &p->vopt, m_full, v_full);
+    free(m_full);
+    free(v_full);
+    p->vopt.step = (long)st;
+    return rc;
 }
 
 /* After trainer_resume restored the policy, its optimizer, the RNG, the data cursor and
@@ -304,6 +433,7 @@ static int ppo_save_extra(void *ctx, struct CkptWriter *w, char *err) {
  * same checkpoint. */
 static void ppo_resume_extra(Ppo *p) {
     Trainer *t = p->t;
+    ppo_critic_key(p); /* the critic's dropout masks of the restored step */
     if (t->step == 0) return; /* fresh start */
     char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
     const char *how = t->cfg.run.resume;
@@ -323,17 +453,7 @@ static void ppo_resume_extra(Ppo *p) {
         p->sstats = s;
     }
     if (rc == 0) rc = ckpt_read_i64(r, "/ppo/counters", ctr, 2, err);
-    if (rc == 0 && p->algo == ALGO_PPO) {
-        rc = ckpt_read_model(r, "value", &p->value, err);
-        int64_t st = 0;
-        size_t n = p->vzero.n > 0 ? p->vzero.n : 1;
-        float *m_full = xalloc_floats(n), *v_full = xalloc_floats(n);
-        if (rc == 0) rc = ckpt_read_adamw(r, "value", m_full, v_full, p->vzero.n, &st, err);
-        if (rc == 0) zero_scatter_moments(&p->vzero, &p->vopt, m_full, v_full);
-        free(m_full);
-        free(v_full);
-        p->vopt.step = (long)st;
-    }
+    if (rc == 0 && p->algo == ALGO_PPO) rc = ppo_resume_value(p, r, err);
     ckpt_reader_free(r);
     if (rc != 0) ppo_fail(t->rank, t->stage, "resume from %s: %s", path, err);
     p->skipped = ctr[0];
@@ -947,7 +1067,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
             float *pgrads = t->opt_grads ? t->opt_grads : t->model.grads;
             if (t->rank == 0 && fault_nonfinite_at(++p->attempts)) pgrads[0] = NAN;
             double gp = ppo_grad_reduce(&t->zero, pgrads);
-            double gv = p->algo == ALGO_PPO ? ppo_grad_reduce(&p->vzero, p->value.grads) : 0;
+            double gv = p->algo == ALGO_PPO ? ppo_grad_reduce(&p->vzero, p->vgrads) : 0;
             us->lr = adamw_schedule_lr(&t->sched, t->opt.step);
             /* policy and value step together or not at all */
             if (isfinite(gp) && isfinite(gv)) {
@@ -955,7 +1075,7 @@ static void ppo_train(Ppo *p, int64_t u, UpdStats *us) {
                 zero_step(&t->zero, &t->opt, t->opt_params, pgrads, us->lr,
                           adamw_clip_scale(gp, clip));
                 if (p->algo == ALGO_PPO)
-                    zero_step(&p->vzero, &p->vopt, p->value.params, p->value.grads,
+                    zero_step(&p->vzero, &p->vopt, p->vparams, p->vgrads,
                               adamw_schedule_lr(&p->vsched, p->vopt.step),
                               adamw_clip_scale(gv, clip));
             }
@@ -1265,6 +1385,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
         double t_train = time_now() - t_t0 + (t_t0 - t_c);
         tr.step = u + 1;
         trainer_lora_key(&tr); /* LoRA dropout: this update's masks */
+        ppo_critic_key(&p);
         if (tr.rank == 0) fault_kill_point("ppo_update");
 
         /* metrics */

@@ -10,11 +10,16 @@
 #   - GRPO with LoRA: after the first image only the adapters travel to the actors
 #     (format lora-adapters), a small share of the image; actor and learner log-probs
 #     agree; the rule score rises;
-#   - PPO with a critic + LoRA: the critic (trained in full) lowers its value loss, the
-#     score rises, the base stays frozen; each actor packs the base's decode copy once
-#     (adapters-only updates skip the re-pack) and the run is bit-identical to one that
-#     sends an image, and re-packs, every update; resume (run.stop_at_step + resume=auto)
-#     is bit-exact, adapters, their AdamW state and the critic included;
+#   - PPO with a LoRA critic (ppo.value_init = sft: adapters + a trainable value head on
+#     the policy's frozen trunk) lowers its value loss, the score rises, the base stays
+#     frozen, the checkpoint holds the critic's adapters + head (/value_lora) and no
+#     critic trunk; each actor packs the base's decode copy once (adapters-only updates
+#     skip the re-pack) and the run is bit-identical to one that sends an image, and
+#     re-packs, every update; resume (run.stop_at_step + resume=auto) is bit-exact,
+#     adapters, their AdamW state and the critic's included;
+#   - PPO with a LoRA critic on a frozen copy of a reward model's trunk (value_init =
+#     reward): runs, stores that trunk (/value) with the critic, resumes bit-exactly; a
+#     resume with the other value_init or with lora.rank = 0 is refused;
 #   - export: rlhf-hf export writes the merged weights: rlhf-logprobs of the export equals
 #     rlhf-logprobs of the LoRA checkpoint (base + adapters on the fly) to fp32 rounding;
 #   - export --peft: a PEFT folder (adapter_config.json, adapter_model.safetensors with
@@ -134,7 +139,7 @@ s1=$(grep '"score"' "$M" | tail -3 | sed -E 's/.*"score": ([-0-9.e+]+).*/\1/' | 
 echo "grpo score: first $s0, mean of the last 3 $s1"
 awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b > a) }' || fail "GRPO with LoRA did not raise the score: $s0 -> $s1"
 
-echo "== PPO with a critic + LoRA: the critic learns in full, the policy through adapters"
+echo "== PPO with a LoRA critic on the policy's frozen trunk, the policy through adapters"
 # the actors pack the base's decode copy once (the first image) and apply each update's
 # adapters on top: RLHF_ACTOR_VERBOSE makes each actor report its packs at the end
 LP="$PPO ppo.value_init=sft ppo.epochs=4 ppo.vf_lr=1e-3 ppo.rollout_batch=32 ppo.minibatch=8"
@@ -159,8 +164,12 @@ echo "ppo: value loss first $v0, mean of the last 3 $v1; score first $s0, mean o
 awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(b < a) }' || fail "PPO with LoRA: the critic's value loss did not fall: $v0 -> $v1"
 awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b > a) }' || fail "PPO with LoRA did not raise the score: $s0 -> $s1"
 "$B/rlhf-ckpt" info "$T/p" > "$T/pinfo.txt"
-grep -q "/value" "$T/pinfo.txt" || { cat "$T/pinfo.txt"; fail "PPO with LoRA: no critic (/value) in the checkpoint"; }
 h5ls -r "$T/p/ckpt-00000010.h5" > "$T/pls.txt"
+grep -q "/value_lora/h.0.attn.c_attn.lora_A.weight" "$T/pls.txt" || { cat "$T/pls.txt"; fail "PPO with LoRA: no critic adapters (/value_lora) in the checkpoint"; }
+grep -q "/value_lora/v_head.summary.weight" "$T/pls.txt" || fail "PPO with LoRA: no critic value head in the checkpoint"
+grep -q "/optim/value_lora/m" "$T/pls.txt" || fail "PPO with LoRA: no critic AdamW state"
+grep -q "^/value/" "$T/pls.txt" && fail "PPO with a LoRA critic on the policy's trunk stored a critic trunk"
+grep -q "critic: LoRA rank 4 on the policy's frozen trunk" "$T/p.log" || { cat "$T/p.log"; fail "no critic set-up line"; }
 grep -q "/lora/h.0.attn.c_attn.lora_A.weight" "$T/pls.txt" || fail "PPO with LoRA: no adapters in the checkpoint"
 grep -q "/optim/lora/m" "$T/pls.txt" || fail "PPO with LoRA: no adapter AdamW state"
 # the frozen base is the model.init weights, untouched by 10 updates
@@ -186,11 +195,37 @@ grep -q "stopping at step 2" "$T/ph1.log" || { cat "$T/ph1.log"; fail "no stop a
 plaunch "$T/ph" $SY run.resume=auto > "$T/ph2.log" 2>&1 || { cat "$T/ph2.log"; fail "lora ppo resumed run"; }
 grep -q "resumed from .*ckpt-00000002.h5 at step 2" "$T/ph2.log" || { cat "$T/ph2.log"; fail "did not resume at 2"; }
 "$B/rlhf-ckpt" diff "$T/pa/ckpt-00000004.h5" "$T/ph/ckpt-00000004.h5" || fail "resumed LoRA PPO is not bit-identical"
-for g in /lora /optim/lora /value; do
+for g in /lora /optim/lora /value_lora /optim/value_lora; do
   h5diff "$T/pa/ckpt-00000004.h5" "$T/ph/ckpt-00000004.h5" "$g" || fail "resumed LoRA PPO: $g differs"
 done
 pstrip() { sed -E 's/"time": [0-9.]+, //; s/"(t_[a-z_]+|tokens_per_s)": [0-9.e+-]+(, )?//g' "$1"; }
 diff <(pstrip "$T/pa/metrics.jsonl") <(pstrip "$T/ph/metrics.jsonl") || fail "LoRA PPO metrics differ after resume"
+plaunch "$T/ph" ppo.updates=6 ppo.value_init=reward ppo.reward_ckpt="$T/base" run.resume=auto > "$T/ph3.log" 2>&1 && fail "resume of a LoRA critic on the policy's trunk with value_init=reward accepted"
+grep -q "ppo.value_init" "$T/ph3.log" || { cat "$T/ph3.log"; fail "unclear value_init resume error"; }
+
+echo "== LoRA PPO, critic on a frozen copy of a reward model's trunk: 2 + resume + 2 == 4"
+$MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL data.eval= optim.steps=2 optim.batch_size=8 run.out_dir="$T/rmv" > "$T/rmv.log" 2>&1 || { cat "$T/rmv.log"; fail "reward model for the critic"; }
+RV="$SY ppo.value_init=reward ppo.reward_ckpt=$T/rmv lora.dropout=0.1"
+plaunch "$T/ra" $RV > "$T/ra.log" 2>&1 || { cat "$T/ra.log"; fail "lora ppo, value_init=reward"; }
+grep -q "critic: LoRA rank 4 on a frozen copy of the reward model's trunk" "$T/ra.log" || { cat "$T/ra.log"; fail "no reward-trunk critic set-up line"; }
+h5ls -r "$T/ra/ckpt-00000004.h5" > "$T/rls.txt"
+grep -q "^/value/h.0.attn.c_attn.weight" "$T/rls.txt" || { cat "$T/rls.txt"; fail "no frozen critic trunk (/value) in the checkpoint"; }
+grep -q "/value_lora/v_head.summary.bias" "$T/rls.txt" || fail "no critic head in /value_lora"
+# the stored trunk is the reward model's, untouched by the updates
+for d in /value/h.1.mlp.c_fc.weight:/reward/h.1.mlp.c_fc.weight; do
+  h5dump -d "${d%%:*}" "$T/ra/ckpt-00000004.h5" | grep -v "HDF5\|DATASET" > "$T/rv1"
+  h5dump -d "${d##*:}" "$T/rmv/ckpt-00000002.h5" | grep -v "HDF5\|DATASET" > "$T/rv0"
+  diff -q "$T/rv0" "$T/rv1" > /dev/null || fail "the LoRA critic's frozen trunk changed"
+done
+plaunch "$T/rh" $RV run.stop_at_step=2 > "$T/rh1.log" 2>&1 || { cat "$T/rh1.log"; fail "value_init=reward half run"; }
+plaunch "$T/rh" $RV run.resume=auto > "$T/rh2.log" 2>&1 || { cat "$T/rh2.log"; fail "value_init=reward resumed run"; }
+"$B/rlhf-ckpt" diff "$T/ra/ckpt-00000004.h5" "$T/rh/ckpt-00000004.h5" || fail "resumed LoRA PPO (value_init=reward) is not bit-identical"
+for g in /lora /optim/lora /value /value_lora /optim/value_lora; do
+  h5diff "$T/ra/ckpt-00000004.h5" "$T/rh/ckpt-00000004.h5" "$g" || fail "resumed LoRA PPO (value_init=reward): $g differs"
+done
+diff <(pstrip "$T/ra/metrics.jsonl") <(pstrip "$T/rh/metrics.jsonl") || fail "LoRA PPO (value_init=reward) metrics differ after resume"
+plaunch "$T/rh" $RV ppo.updates=6 ppo.value_init=sft run.resume=auto > "$T/rh3.log" 2>&1 && fail "resume of a reward-trunk LoRA critic with value_init=sft accepted"
+grep -q "ppo.value_init" "$T/rh3.log" || { cat "$T/rh3.log"; fail "unclear value_init resume error"; }
 
 echo "== user errors"
 $MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" model.init="$T/base" $MODEL $LORA optim.steps=1 run.out_dir="$T/rm" > "$T/rm.log" 2>&1 && fail "rm with lora accepted"

@@ -13,7 +13,9 @@
 #     uninterrupted run (8 steps move the weights by more than 1e-3: the bound means
 #     something);
 #   - DPO with zero = 2 and PPO (policy and critic) and GRPO with zero = 1 on 2 learner
-#     ranks: within 1e-5 of zero = 0, and PPO's resume with zero = 1 is bit-exact.
+#     ranks: within 1e-5 of zero = 0, and PPO's resume with zero = 1 is bit-exact;
+#   - LoRA PPO (the policy's adapters, the LoRA critic's adapters + value head) with
+#     zero = 1 on 2 learner ranks: within 1e-5 of zero = 0; resume bit-exact.
 # Tolerance: summation order (reduce-scatter vs all-reduce, 1 vs 2 vs 4 ranks) moves
 # gradients by float ulps; AdamW's m / sqrt(v) amplifies that where g is near 0. Seen:
 # at most 3.2e-7 on the weights (rank-count change), 0 for zero 0 vs 1 on 2 ranks.
@@ -126,6 +128,22 @@ within "$T/ppo0" "$T/ppo1"
 launch ppo "$T/ppoh" optim.zero=1 run.stop_at_step=2 > "$T/ppoh.log" 2>&1 || { cat "$T/ppoh.log"; fail "ppo half"; }
 launch ppo "$T/ppoh" optim.zero=1 run.resume=auto > "$T/ppor.log" 2>&1 || { cat "$T/ppor.log"; fail "ppo resume"; }
 "$B/rlhf-ckpt" diff "$T/ppo1" "$T/ppoh" || fail "PPO zero=1 resume is not bit-identical"
+
+echo "== LoRA PPO (policy adapters + a LoRA critic), zero = 1 vs 0; resume with zero = 1"
+# the critic's optimizer covers its adapters + value head (one buffer), sharded like the policy's
+LZ="lora.rank=4 lora.alpha=8 lora.targets=all-linear"
+CK4=ckpt-00000004.h5
+for z in 0 1; do
+  launch ppo "$T/lppo$z" $LZ optim.zero=$z > "$T/lppo$z.log" 2>&1 || { cat "$T/lppo$z.log"; fail "lora ppo zero=$z"; }
+done
+for g in /lora /value_lora /optim/lora /optim/value_lora; do
+  h5diff -d $TOL "$T/lppo0/$CK4" "$T/lppo1/$CK4" "$g" || fail "LoRA PPO zero=1 vs 0: $g differs by more than $TOL"
+done
+launch ppo "$T/lppoh" $LZ optim.zero=1 run.stop_at_step=2 > "$T/lppoh.log" 2>&1 || { cat "$T/lppoh.log"; fail "lora ppo half"; }
+launch ppo "$T/lppoh" $LZ optim.zero=1 run.resume=auto > "$T/lppor.log" 2>&1 || { cat "$T/lppor.log"; fail "lora ppo resume"; }
+for g in /policy /lora /value_lora /optim/lora /optim/value_lora; do
+  h5diff "$T/lppo1/$CK4" "$T/lppoh/$CK4" "$g" || fail "LoRA PPO zero=1 resume: $g is not bit-identical"
+done
 
 echo "== GRPO, zero = 1 vs 0"
 for z in 0 1; do
