@@ -1627,6 +1627,48 @@ fail:
     return rc;
 }
 
+typedef struct {
+    char **names;
+    int n, cap;
+} NameList;
+
+static herr_t names_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)g;
+    (void)info;
+    NameList *l = data;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->names = xrealloc(l->names, (size_t)l->cap * sizeof *l->names);
+    }
+    l->names[l->n++] = xstrdup(name);
+    return 0;
+}
+
+int ckpt_group_names(const CkptReader *r, const char *group, char ***names, int *n,
+                     char *err) {
+    char path[256];
+    hid_t g = -1;
+    int rc = -1;
+    NameList l = {0};
+    *names = NULL;
+    *n = 0;
+    snprintf(path, sizeof path, "/%s", group);
+    if (!name_ok(group) || !exists_path(r->file, path))
+        return errf(err, "%s: the checkpoint has no group %s", r->src, path);
+    H5TRY(g = H5Gopen2(r->file, path, H5P_DEFAULT), "%s: %s is not a group", r->src, path);
+    H5TRY(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, names_cb, &l), "%s: cannot list %s",
+          r->src, path);
+    *names = l.names;
+    *n = l.n;
+    l.names = NULL;
+    rc = 0;
+fail:
+    for (int i = 0; l.names && i < l.n; i++) free(l.names[i]);
+    free(l.names);
+    H5DROP(g);
+    return rc;
+}
+
 static int read_table(const CkptReader *r, const char *group, const GPTTensor *table, int n,
                       float *buf, int exact, char *err) {
     if (!name_ok(group)) return errf(err, "%s: group name \"%s\" is invalid", r->src, group);

@@ -186,6 +186,9 @@ int ckpt_read_adamw(const CkptReader *r, const char *group, float *m, float *v, 
 int ckpt_read_rng(const CkptReader *r, int rank, Rng *rng, char *err);
 /* Number of elements of the dataset at path (to size a buffer before reading it). */
 int ckpt_read_len(const CkptReader *r, const char *path, size_t *n, char *err);
+/* The names of the members of /group, sorted (malloc'd: free each and the array). */
+int ckpt_group_names(const CkptReader *r, const char *group, char ***names, int *n,
+                     char *err);
 /* Read a dataset of exactly n elements of the given type (type and length checked). */
 int ckpt_read_f32(const CkptReader *r, const char *path, float *out, size_t n, char *err);
 int ckpt_read_f64(const CkptReader *r, const char *path, double *out, size_t n, char *err);

@@ -224,6 +224,10 @@ for g in /lora /optim/lora /value /value_lora /optim/value_lora; do
   h5diff "$T/ra/ckpt-00000004.h5" "$T/rh/ckpt-00000004.h5" "$g" || fail "resumed LoRA PPO (value_init=reward): $g differs"
 done
 diff <(pstrip "$T/ra/metrics.jsonl") <(pstrip "$T/rh/metrics.jsonl") || fail "LoRA PPO (value_init=reward) metrics differ after resume"
+# rlhf-ckpt diff reads the critic's adapters and head too: the two critics differ there
+"$B/rlhf-ckpt" diff "$T/pa/ckpt-00000004.h5" "$T/ra/ckpt-00000004.h5" > "$T/dv.txt" && { cat "$T/dv.txt"; fail "rlhf-ckpt diff: two different LoRA critics reported identical"; }
+grep -q "^  /value_lora .*DIFFER" "$T/dv.txt" && grep -q "^  /optim/value_lora/m .*DIFFER" "$T/dv.txt" \
+  || { cat "$T/dv.txt"; fail "rlhf-ckpt diff does not name the critic's differing adapters"; }
 plaunch "$T/rh" $RV ppo.updates=6 ppo.value_init=sft run.resume=auto > "$T/rh3.log" 2>&1 && fail "resume of a reward-trunk LoRA critic with value_init=sft accepted"
 grep -q "ppo.value_init" "$T/rh3.log" || { cat "$T/rh3.log"; fail "unclear value_init resume error"; }
 

@@ -3,8 +3,8 @@
  *
  *   build/rlhf-ckpt info CKPT.h5|RUN_DIR     stage, step, models (sizes), verification
  *                                            (checksums; every weight finite), exit 1 if bad
- *   build/rlhf-ckpt diff A.h5 B.h5           compare every model, LoRA adapter and optimizer
- *                                            buffer:
+ *   build/rlhf-ckpt diff A.h5 B.h5           compare every model, LoRA adapter (policy and
+ *                                            critic) and optimizer buffer:
  *                                            exit 0 if bit-identical, 1 if not (with the
  *                                            largest difference per buffer), 2 on error
  *
@@ -171,6 +171,80 @@ static int diff_lora(const CkptReader *a, const CkptReader *b, GPT *x, GPT *y, i
     return differ | diff_adamw(a, b, "lora", x->lora->n, rc);
 }
 
+/* Every tensor of a group both files hold, in name order, as one buffer (*len floats,
+ * malloc'd); NULL + *rc = 2 on a read error. */
+static float *group_floats(const CkptReader *r, const char *group, char **names, int n,
+                           size_t *len, int *rc) {
+    char err[ERRBUF_LEN] = "", path[256];
+    size_t tot = 0, k;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "/%s/%s", group, names[i]);
+        if (ckpt_read_len(r, path, &k, err) != 0) goto fail;
+        tot += k;
+    }
+    float *buf = xalloc_floats(tot ? tot : 1);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "/%s/%s", group, names[i]);
+        if (ckpt_read_len(r, path, &k, err) != 0 || ckpt_read_f32(r, path, buf + at, k, err) != 0) {
+            free(buf);
+            goto fail;
+        }
+        at += k;
+    }
+    *len = tot;
+    return buf;
+fail:
+    fprintf(stderr, "rlhf-ckpt: %s\n", err);
+    *rc = 2;
+    return NULL;
+}
+
+/* A group of named float tensors with no model config of its own (the LoRA critic's
+ * /value_lora: adapters + value head) and its AdamW state: the same names, then every
+ * value. */
+static int diff_tensors(const CkptReader *a, const CkptReader *b, const char *group, int *rc) {
+    char gp[96], err[ERRBUF_LEN] = "";
+    snprintf(gp, sizeof gp, "/%s", group);
+    int ha = ckpt_has(a, gp), hb = ckpt_has(b, gp);
+    if (ha != hb) {
+        printf("  /%-23s only in %s\n", group, ha ? "A" : "B");
+        return 1;
+    }
+    if (!ha) return 0;
+    char **na = NULL, **nb = NULL;
+    int ca = 0, cb = 0, differ = 0;
+    if (ckpt_group_names(a, group, &na, &ca, err) != 0 ||
+        ckpt_group_names(b, group, &nb, &cb, err) != 0) {
+        fprintf(stderr, "rlhf-ckpt: %s\n", err);
+        *rc = 2;
+    }
+    int same = *rc == 0 && ca == cb;
+    for (int i = 0; same && i < ca; i++) same = strcmp(na[i], nb[i]) == 0;
+    if (*rc == 0 && !same) {
+        printf("  /%-23s DIFFER in its tensors: %d vs %d\n", group, ca, cb);
+        differ = 1;
+    }
+    if (same) {
+        size_t la = 0, lb = 0;
+        float *x = group_floats(a, group, na, ca, &la, rc);
+        float *y = x ? group_floats(b, group, nb, cb, &lb, rc) : NULL;
+        if (x && y && la != lb) {
+            printf("  /%-23s DIFFER in size: %zu vs %zu values\n", group, la, lb);
+            differ = 1;
+        } else if (x && y) {
+            differ = compare(gp, x, y, la) | diff_adamw(a, b, group, la, rc);
+        }
+        free(x);
+        free(y);
+    }
+    for (int i = 0; i < ca; i++) free(na[i]);
+    for (int i = 0; i < cb; i++) free(nb[i]);
+    free(na);
+    free(nb);
+    return differ;
+}
+
 static int cmd_diff(const char *pa, const char *pb) {
     char path_a[CKPT_PATH_LEN], path_b[CKPT_PATH_LEN], err[ERRBUF_LEN] = "";
     CkptReader *a = open_any(pa, path_a, sizeof path_a), *b = a ? open_any(pb, path_b, sizeof path_b) : NULL;
@@ -221,6 +295,7 @@ static int cmd_diff(const char *pa, const char *pb) {
         gpt_free(&x);
         gpt_free(&y);
     }
+    if (rc == 0) differ |= diff_tensors(a, b, "value_lora", &rc);
     ckpt_reader_free(a);
     ckpt_reader_free(b);
     if (rc) return rc;
