@@ -9,8 +9,8 @@
  * (token ids, global prompt indices, sample indices). It generates the responses with
  * the KV cache ([gen] sampling; every sequence's RNG keyed by (run.seed, prompt index,
  * sample index), so an item's tokens do not depend on which actor runs it), sends them
- * to its reward server (actor i -> server i mod M) for scores and reference log-probs,
- * and sends the complete rollout to learner rank 0. New weights are taken only between
+ * to its reward server (actor i -> server i mod M) for scores and reference log-probs
+ * (those only when the item asks: online_ref_on_learner, online.h), and sends the complete rollout to learner rank 0. New weights are taken only between
  * work items. A stop message from the learner ends it (exit 0).
  *
  * It holds no state that a checkpoint needs: sampling is keyed, the weights come from the
@@ -197,20 +197,26 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
     free(prompts);
     free(plens);
 
-    /* scores and reference log-probs from the reward server */
+    /* scores and (unless the learner computes them: the item's want_ref = 0, online.h)
+     * reference log-probs from the reward server */
     double t1 = time_now();
     uint64_t req = a->msg.req_id;
-    msg_encode_score_req(&a->out, req, a->version, 1, b);
+    int want_ref = a->msg.want_ref;
+    msg_encode_score_req(&a->out, req, a->version, want_ref, b);
     mpi_send_bytes(MPI_COMM_WORLD, a->server, TAG_SCORE_REQ, a->out.data, a->out.len);
     MPI_Status rst;
     int tags[1] = {TAG_SCORE_REP};
     mpi_wait_any_message(MPI_COMM_WORLD, a->server, tags, 1, &rst);
     mpi_recv_msg(MPI_COMM_WORLD, &rst, &a->buf, &a->lim, &a->rep);
-    if (msg_check_score_rep(&a->rep, req, 1, b, err) != 0)
+    if (msg_check_score_rep(&a->rep, req, want_ref, b, err) != 0)
         mpi_fatal("reply from %s: %s", mpi_describe_rank(rst.MPI_SOURCE, who, sizeof who), err);
     const MsgBatch *rb = &a->rep.batch;
     memcpy(b->scores, rb->scores, (size_t)n * sizeof(float));
-    memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
+    /* a rollout always carries ref_logprobs: zeros when the learner fills them itself */
+    if (want_ref)
+        memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
+    else
+        memset(b->ref_logprobs, 0, b->n_resp * sizeof(float));
     b->has_ref = 1;
     for (int e = 0; e < rb->n_extra; e++)
         memcpy(msg_batch_extra(b, rb->extra_names[e]), rb->extra[e], (size_t)n * sizeof(float));

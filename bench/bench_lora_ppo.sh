@@ -11,8 +11,8 @@
 # `learner sft` with one step and a smol reward model from `learner rm` with one step (the
 # weights are random: memory and time do not depend on their quality; a text judge cannot
 # score them, since random ids past the BPE's 320 do not decode). Each job is one MPMD
-# launch — 1 learner, 1 reward server (the reward model, judge.kind = rm, and the frozen
-# reference policy), 1 actor — of `updates` synchronous updates of 8 responses (one work
+# launch — 1 learner, 1 reward server (the reward model, judge.kind = rm, and, unless the
+# learner computes it, the frozen reference policy), 1 actor — of `updates` synchronous updates of 8 responses (one work
 # item), prompts up to 24 tokens and 16 new tokens, ppo.epochs 1, one thread per rank,
 # ppo.weight_sync = params. Jobs: ppo_full (the critic from the reward model, as
 # InstructGPT), ppo_lora all-linear, ppo_lora_default (PEFT's q_proj,v_proj; ppo_lora_qv
@@ -32,7 +32,11 @@
 # weight sync" line, which also gives the first image); "of full" = against the full
 # parameter buffer. Packs: how many times the actor
 # packed its decode copy (RLHF_ACTOR_VERBOSE). Time: median over updates 2.. of t_update
-# (the whole update: generation, scoring, training, sync) and of t_train, metrics.jsonl.
+# (the whole update: generation, scoring, training, sync), of t_train and of t_ref (the
+# learner's reference pass, 0 where the reward server computes the reference), metrics.jsonl.
+# The reward server loads the reference policy unless the learner computes it (LoRA with
+# ppo.ref_ckpt empty: online_ref_on_learner); REF_ON=reward_server (environment) forces
+# the server path for a before/after comparison.
 # Output: a table and RESULT lines (bench/run.sh collects them). Not part of `make test`.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -66,7 +70,7 @@ PPO="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.ini
   ppo.rollout_batch=8 ppo.actor_batch=8 ppo.minibatch=8 ppo.epochs=1 ppo.updates=$UPDATES
   ppo.max_staleness=0 ppo.weight_sync=params grpo.group_size=4 run.threads=1 run.ckpt_every=0
   run.log_every=1 optim.lr=1e-5 optim.min_lr=1e-5"
-LORA="lora.rank=$RANK lora.alpha=$((2 * RANK))"
+LORA="lora.rank=$RANK lora.alpha=$((2 * RANK)) ppo.ref_on=${REF_ON:-auto}"
 
 # the pids of every process below $1
 descendants() {
@@ -114,7 +118,7 @@ for n in $JOBS; do
   case $n in
     ppo_full) job ppo_full ppo ;;
     ppo_lora) job ppo_lora ppo $LORA lora.targets=all-linear ;;
-    ppo_lora_qv | ppo_lora_default) job $n ppo $LORA lora.targets=default ;;
+    ppo_lora_qv | ppo_lora_default) job "$n" ppo $LORA lora.targets=default ;;
     ppo_lora_sft) job ppo_lora_sft ppo $LORA lora.targets=default ppo.value_init=sft ;;
     grpo_full) job grpo_full grpo ;;
     grpo_lora) job grpo_lora grpo $LORA lora.targets=all-linear ;;
@@ -123,8 +127,8 @@ for n in $JOBS; do
 done
 
 echo "smol: $NPARAM parameters; $UPDATES updates; peak RSS (VmHWM) per rank in MB"
-printf '%-12s %10s %10s %10s %9s %10s %14s %8s %6s %9s %9s\n' job learner_MB "(updates)" server_MB \
-  actor_MB "L+S/full" "sync B/update" "of full" packs update_s train_s
+printf '%-16s %10s %10s %10s %9s %10s %14s %8s %6s %9s %9s %7s\n' job learner_MB "(updates)" server_MB \
+  actor_MB "L+S/full" "sync B/update" "of full" packs update_s train_s ref_s
 for n in $JOBS; do
   st=${n%%_*}
   fl=$(rss ${st}_full learner); fs=$(rss ${st}_full reward_server)
@@ -132,9 +136,9 @@ for n in $JOBS; do
   share=$(awk -v a="$l" -v b="$s" -v c="$fl" -v d="$fs" 'BEGIN { printf "%.1f%%", 100 * (a + b) / (c + d) }')
   w=$(sync $n)
   pct=$(awk -v w="$w" -v f="$NPARAM" 'BEGIN { printf "%.2f%%", 100 * w / (4 * f) }')
-  u=$(col $n t_update | median); tr=$(col $n t_train | median)
-  printf '%-12s %10s %10s %10s %9s %10s %14s %8s %6s %9.2f %9.2f\n' "$n" "$l" "$(rss $n learner_updates)" \
-    "$s" "$a" "$share" "$w" "$pct" "$(packs $n)" "$u" "$tr"
+  u=$(col $n t_update | median); tr=$(col $n t_train | median); rf=$(col $n t_ref | median)
+  printf '%-16s %10s %10s %10s %9s %10s %14s %8s %6s %9.2f %9.2f %7.2f\n' "$n" "$l" "$(rss $n learner_updates)" \
+    "$s" "$a" "$share" "$w" "$pct" "$(packs $n)" "$u" "$tr" "$rf"
   for k in learner learner_updates reward_server actor; do
     printf 'RESULT\tlora_ppo.%s.%s_peak_rss_mb\t%s\tMB\n' "$n" "$k" "$(rss $n $k)"
   done
@@ -142,6 +146,7 @@ for n in $JOBS; do
   printf 'RESULT\tlora_ppo.%s.sync_bytes_per_update\t%s\tbytes\n' "$n" "$w"
   printf 'RESULT\tlora_ppo.%s.update_s\t%s\ts\n' "$n" "$u"
   printf 'RESULT\tlora_ppo.%s.train_s\t%s\ts\n' "$n" "$tr"
+  printf 'RESULT\tlora_ppo.%s.ref_s\t%s\ts\n' "$n" "$rf"
 done
 for n in $JOBS; do
   case $n in *lora*) echo "$n: $(grep -h 'LoRA weight sync' "$T/$n.log")" ;; esac

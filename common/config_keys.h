@@ -133,6 +133,7 @@
     X(ppo, value_init, ENUM, "reward", "reward|sft", 0, "initialise the critic trunk from the reward model or the SFT policy") \
     X(ppo, reward_ckpt, STR, "", 0, 0, "reward model: checkpoint file or run directory (its latest checkpoint)") \
     X(ppo, ref_ckpt, STR, "", 0, 0, "frozen reference policy: checkpoint file or run directory (empty = model.init)") \
+    X(ppo, ref_on, ENUM, "auto", "auto|learner|reward_server", 0, "where the reference log-probs are computed: auto = on the learner (the policy with its adapters off, no reference copy on the reward server) when lora.rank > 0 and ppo.ref_ckpt is empty, else on the reward server; learner = the same, refused when it does not hold (no LoRA, or ppo.ref_ckpt set); reward_server = always there (a full copy of the reference, as without LoRA)") \
     X(ppo, updates, INT, 20, 1, 1000000000, "PPO updates (rollout batches) to run") \
     X(ppo, actor_batch, INT, 8, 1, 65536, "responses per work item: what one actor generates and scores in one go (the rollout batch is cut into such items)") \
     X(ppo, score_norm, BOOL, false, 0, 1, "normalise scores with the running mean/std of all scores seen so far (checkpointed)") \

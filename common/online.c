@@ -49,6 +49,23 @@ void online_judge_spec(const RlhfConfig *c, char *out, size_t n) {
         out[0] = 0;
 }
 
+int online_ref_on_learner(const RlhfConfig *c) {
+    if (strcmp(c->ppo.ref_on, "reward_server") == 0) return 0;
+    return c->lora.rank > 0 && c->ppo.ref_ckpt[0] == 0;
+}
+
+int online_ref_check(const RlhfConfig *c, char *err) {
+    if (strcmp(c->ppo.ref_on, "learner") != 0) return 0;
+    if (c->lora.rank == 0)
+        return errf(err, "ppo.ref_on = learner needs lora.rank > 0 (the reference is the "
+                         "policy's frozen base with its adapters off); use auto or reward_server");
+    if (c->ppo.ref_ckpt[0])
+        return errf(err, "ppo.ref_on = learner: ppo.ref_ckpt (%s) names a reference other than "
+                         "the policy's base, which only the reward server loads; empty "
+                         "ppo.ref_ckpt or use auto", c->ppo.ref_ckpt);
+    return 0;
+}
+
 int online_args(int argc, char **argv, const char *program, void (*usage)(FILE *)) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {

@@ -8,7 +8,10 @@
  *                                            req_id = the global work-item id,
  *                                            policy_version = the version it is for,
  *                                            prompt_ids = global prompt indices,
- *                                            sample_ids = sampling keys (see ppo.c).
+ *                                            sample_ids = sampling keys (see ppo.c),
+ *                                            want_ref = the actor asks the reward server
+ *                                            for reference log-probs (0: the learner
+ *                                            computes them, online_ref_on_learner).
  *   learner 0 -> actor     TAG_WEIGHTS_HDR   weights header (version, nbytes, crc32,
  *                                            format), then the payload by MPI_Bcast on
  *                                            the weights communicator (below): an HDF5
@@ -17,7 +20,9 @@
  *                                            ppo.weight_sync = image) or the raw
  *                                            parameter buffer (f32-params, later updates
  *                                            with ppo.weight_sync = params).
- *   actor -> reward        TAG_SCORE_REQ     score_req (prompt + response tokens, want_ref)
+ *   actor -> reward        TAG_SCORE_REQ     score_req (prompt + response tokens, want_ref
+ *                                            = the work item's: 0 when the learner computes
+ *                                            the reference, online_ref_on_learner)
  *   reward -> actor        TAG_SCORE_REP     score_rep (scores, reference log-probs, extra
  *                                            "t_server": the server's seconds per sequence)
  *   actor -> learner 0     TAG_ROLLOUT       rollout (batch_id = work-item id)
@@ -85,6 +90,19 @@ void online_traffic_report(const MpiRoles *r, const char *stage, long updates);
 /* The judge spec of [judge]: "rule:<judge.rule>" (the "rule:" prefix optional in the
  * key), "gold", or "" for the reward model. */
 void online_judge_spec(const RlhfConfig *c, char *out, size_t n);
+
+/* Where the reference policy's log-probs are computed: 1 = on the learner, 0 = on the
+ * reward servers. THE rule (learner and reward server both call it, so they cannot
+ * disagree): with lora.rank > 0 and ppo.ref_ckpt empty the reference is model.init, which
+ * is the frozen base the adapters sit on (a LoRA model.init is merged into it on load), so
+ * the learner computes it with its adapters off and no reward server loads a copy;
+ * ppo.ref_on = reward_server forces the server path. Work items then carry want_ref = 0,
+ * actors ask the server for scores only and their rollouts carry zero ref_logprobs,
+ * which the learner's pre-pass overwrites. */
+int online_ref_on_learner(const RlhfConfig *c);
+/* ppo.ref_on = learner where the rule above does not hold: -1 with err (the learner
+ * refuses the config); else 0. */
+int online_ref_check(const RlhfConfig *c, char *err);
 
 /* The command line of the actor and reward_server programs, read BEFORE mpi_roles_init
  * (so that --help needs neither mpirun nor MPI): -h or --help anywhere prints usage(stdout)

@@ -157,6 +157,11 @@ typedef struct {
     /* gen.weights = bf16: the actors sample from bf16 weights, so the on-policy rows'
      * behaviour log-probs are replaced by the learner's fp32 ones (ppo_prepass) */
     int recompute_lp;
+    /* online_ref_on_learner: lp_ref is the policy's with its adapters off (ppo_prepass),
+     * not the reward server's; t_ref = that pass's seconds this update (this rank) */
+    int ref_on_learner;
+    double t_ref;
+    FILE *ref_dump;         /* RLHF_REF_DUMP (rank 0): every update's lp_ref, as text */
     float *scores, *scores_raw, *seq_adv;
     double t_gen, t_score, t_server, t_actor_total;
     double gold_sum, gold_n; /* judge.monitor_gold scores of this update's rollouts */
@@ -628,7 +633,7 @@ static void ppo_make_items(Ppo *p, int64_t w) {
                                  ptok[pi], pn[pi], NULL, 0);
         }
         msg_encode_score_req(&sl->req[k], (uint64_t)w * (uint64_t)p->n_items + (uint64_t)k,
-                             min_version, 0, &b);
+                             min_version, !p->ref_on_learner, &b);
         sl->actor[k] = -1;
         sl->got[k] = 0;
     }
@@ -912,7 +917,43 @@ static int ppo_gather(Ppo *p, const int *rows, int n) {
     return Tm;
 }
 
-/* Before the update: the critic's values (PPO) and the learner's own log-probs of the
+/* The reference log-probs of micro-batch rows[0..n) (gathered, length Tm) into lp_ref:
+ * the same model with its adapters off is the frozen base, i.e. the reference
+ * (online_ref_on_learner). Adapters off means no dropout either; the training flag is
+ * cleared all the same so that nothing of the training forward's state reaches this pass,
+ * and both flags are restored after it. */
+static void ppo_ref_pass(Ppo *p, int n, int Tm) {
+    GPT *m = &p->t->model;
+    double t0 = time_now();
+    int train = m->lora->train;
+    m->lora->enabled = 0;
+    m->lora->train = 0;
+    gpt_forward(m, p->mtok, n, Tm);
+    gpt_lm_forward(m, p->mtgt, n, Tm);
+    m->lora->enabled = 1;
+    m->lora->train = train;
+    for (int i = 0; i < n; i++)
+        for (int x = 0; x < Tm; x++) {
+            size_t d = (size_t)i * Tm + x;
+            if (p->mmask[d] != 0) p->lp_ref[(size_t)p->rows[i] * p->T + x] = m->logprobs[d];
+        }
+    p->t_ref += time_now() - t0;
+}
+
+/* RLHF_REF_DUMP=FILE (rank 0): one line per update, "update U" and the lp_ref of every
+ * response token in batch order (%.9g: the float's exact value), for tests that compare
+ * where the reference is computed (tests/t_lora.sh). */
+static void ppo_ref_dump(Ppo *p, int64_t u) {
+    if (!p->ref_dump) return;
+    fprintf(p->ref_dump, "update %lld", (long long)u);
+    for (size_t i = 0; i < (size_t)p->B * p->T; i++)
+        if (p->mask[i] != 0) fprintf(p->ref_dump, " %.9g", (double)p->lp_ref[i]);
+    fprintf(p->ref_dump, "\n");
+    if (fflush(p->ref_dump) != 0) mpi_fatal("writing RLHF_REF_DUMP failed");
+}
+
+/* Before the update: the critic's values (PPO), the reference log-probs when the learner
+ * computes them (ppo_ref_pass) and the learner's own log-probs of the
  * behaviour tokens (a check that actor and learner agree: *lp_maxdiff), rows split over
  * ranks. With p->recompute_lp the learner's fp32 log-probs become lp_old of the rows the
  * current policy version sampled: they are that policy's, computed at the learner's
@@ -924,6 +965,8 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     size_t BT = (size_t)p->B * p->T;
     memset(p->values, 0, BT * sizeof(float));
     memset(p->lp_chk, 0, BT * sizeof(float));
+    if (p->ref_on_learner) memset(p->lp_ref, 0, BT * sizeof(float));
+    p->t_ref = 0;
     double ent = 0, md = 0;
     for (int r0 = t->rank * p->micro; r0 < p->B; r0 += t->nranks * p->micro) {
         int n = 0;
@@ -940,6 +983,7 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
                 p->lp_chk[(size_t)p->rows[i] * p->T + x] = t->model.logprobs[d];
                 ent += t->model.entropy[d];
             }
+        if (p->ref_on_learner) ppo_ref_pass(p, n, Tm);
         ppo_service(p);
         if (p->algo == ALGO_PPO) {
             gpt_forward(&p->value, p->mtok, n, Tm);
@@ -956,6 +1000,8 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &md, 1, MPI_DOUBLE, MPI_MAX, t->comm));
         if (p->recompute_lp) /* each position is one rank's, zero on the others */
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p->lp_chk, (int)BT, MPI_FLOAT, MPI_SUM, t->comm));
+        if (p->ref_on_learner) /* the same: exact sums */
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p->lp_ref, (int)BT, MPI_FLOAT, MPI_SUM, t->comm));
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
     }
     double ntok = 0;
@@ -1231,6 +1277,15 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     p.lim = (MsgLimits){.vocab_size = tr.model.config.vocab_size, .max_seq_len = p.maxT,
                         .max_batch = c->ppo.actor_batch};
     tr.model.temperature = (float)c->gen.temperature;
+    if (online_ref_check(c, err) != 0) ppo_fail(tr.rank, tr.stage, "%s", err);
+    p.ref_on_learner = online_ref_on_learner(c);
+    if (tr.rank == 0)
+        printf("learner %s: reference log-probs computed on the %s\n", tr.stage,
+               p.ref_on_learner ? "learner (policy with adapters off)" : "reward server");
+    if (tr.rank == 0 && getenv("RLHF_REF_DUMP")) {
+        p.ref_dump = fopen(getenv("RLHF_REF_DUMP"), "w");
+        if (!p.ref_dump) ppo_fail(tr.rank, tr.stage, "cannot open RLHF_REF_DUMP %s", getenv("RLHF_REF_DUMP"));
+    }
     if (!c->data.train[0]) ppo_fail(tr.rank, tr.stage, "data.train is empty: give the prompts JSONL");
     DataOptions dopt = data_options_from_config(c, tr.rank == 0 ? stderr : NULL);
     dopt.chat_jinja = tr.tok_src.chat_template; /* chat.template = auto */
@@ -1341,7 +1396,8 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
         int T = p.T;
 
         double lp_md = 0, entropy = 0;
-        ppo_prepass(&p, &lp_md, &entropy);
+        ppo_prepass(&p, &lp_md, &entropy); /* before the rewards: it may fill lp_ref */
+        if (tr.rank == 0) ppo_ref_dump(&p, u);
         /* scores: normalised by the running statistics (ppo.score_norm) */
         memcpy(p.scores, p.scores_raw, (size_t)p.B * sizeof(float));
         if (c->ppo.score_norm) {
@@ -1417,7 +1473,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                      "\"lr\": %.6g, \"t_update\": %.4f, \"t_collect\": %.4f, \"t_train\": %.4f, "
                      "\"t_sync\": %.4f, \"t_learner_idle\": %.4f, \"t_actor_generate\": %.4f, "
                      "\"t_actor_score_wait\": %.4f, \"t_actor_idle\": %.4f, \"t_server_busy\": %.4f, "
-                     "\"t_server_idle\": %.4f, \"tokens_per_s\": %.1f",
+                     "\"t_server_idle\": %.4f, \"tokens_per_s\": %.1f, \"t_ref\": %.4f",
                      raw, rs.score, rs.kl_seq, rs.kl_token, p.kl.beta, entropy, us.clipfrac,
                      us.approx_kl, us.ratio, us.pol_loss, us.v_loss, us.v_clipfrac, ev,
                      us.grpo_kl, resp_len, rs.no_eos_frac,
@@ -1426,7 +1482,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
                      na * t_collect - p.t_actor_total > 0 ? na * t_collect - p.t_actor_total : 0,
                      p.t_server,
                      nsv * t_collect - p.t_server > 0 ? nsv * t_collect - p.t_server : 0,
-                     wall > 0 ? resp_len * p.B / wall : 0);
+                     wall > 0 ? resp_len * p.B / wall : 0, p.t_ref);
             if (p.gold_n > 0) {
                 size_t nf = strlen(f);
                 snprintf(f + nf, sizeof f - nf, ", \"gold_score\": %.6f, \"gold_scored\": %.0f",
@@ -1466,6 +1522,7 @@ static int learner_online(int argc, char **argv, MpiRoles *roles, Algo algo) {
     online_traffic_report(roles, stage, (long)(tr.step - first_update));
 
     if (p.rollout_log) fclose(p.rollout_log);
+    if (p.ref_dump) fclose(p.ref_dump);
     for (int i = 0; i < p.n_slots; i++) {
         PpoSlot *sl = &p.slots[i];
         for (int k = 0; k < p.n_items; k++) {

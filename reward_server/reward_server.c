@@ -7,7 +7,10 @@
  *
  * It loads
  *   - the reference policy: ppo.ref_ckpt, default model.init (the SFT checkpoint), group
- *     /policy (LM head), evaluated at gen.temperature like the behaviour policy;
+ *     /policy (LM head), evaluated at gen.temperature like the behaviour policy — unless
+ *     the learner computes the reference (online_ref_on_learner: LoRA with the policy's
+ *     base as the reference), in which case no reference model, activations or logits
+ *     scratch exist here and a request with want_ref is refused;
  *   - the judge of [judge]: kind = rm — the reward model of ppo.reward_ckpt (group
  *     /reward, score head read at the last token; with /reward_norm (mean, std) stored by
  *     `learner rm` with rm.normalize the score is (s - mean) / std), or the K models of
@@ -67,6 +70,7 @@ typedef struct {
     MpiRoles *roles;
     BPE tok;
     GPT ref;
+    int has_ref;      /* 0: the learner computes the reference (online_ref_on_learner) */
     RsModel rm[RS_MAX_RM];
     int n_rm; /* reward models loaded (0: no route needs one) */
     float *ens;       /* (n_rm, max_rows) normalised scores of the RM rows */
@@ -164,6 +168,39 @@ static void rs_init_route(Server *s) {
     s->use_route = 1;
 }
 
+/* The reference policy from `path`, or (the learner computes the reference) only its
+ * config, which bounds the messages: vocabulary and sequence length. */
+static void rs_load_ref(Server *s, const char *path) {
+    char err[ERRBUF_LEN];
+    const RlhfConfig *c = &s->cfg;
+    s->has_ref = !online_ref_on_learner(c);
+    printf("reward server %d: reference log-probs computed on the %s\n", s->roles->role_rank,
+           s->has_ref ? "reward server (a full reference copy loaded here)"
+                      : "learner (policy with adapters off; no reference copy here)");
+    fflush(stdout);
+    CkptReader *r = ckpt_reader_open(path, err);
+    if (!r) rs_fail_setup(s, "reference policy", err);
+    const char *g = online_model_group(r, "policy");
+    if (!g) rs_fail_setup(s, path, "no model group in this checkpoint");
+    GPTConfig mc;
+    if (s->has_ref) {
+        if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
+        /* a LoRA checkpoint stands for its base + adapters: the reference is their merge */
+        if (lora_ckpt_merge(r, &s->ref, err) < 0) rs_fail_setup(s, "reference policy", err);
+        mc = s->ref.config;
+    } else if (ckpt_read_model_config(r, g, &mc, err) != 0) {
+        rs_fail_setup(s, "model.init", err);
+    }
+    ckpt_reader_free(r);
+    if (mc.head != GPT_HEAD_LM)
+        rs_fail_setup(s, path, "the reference model needs an LM head (an SFT checkpoint)");
+    s->ref.temperature = (float)c->gen.temperature;
+    s->ref.lm_chunk_bytes = (size_t)c->run.lm_chunk_mb << 20;
+    s->lim.vocab_size = mc.vocab_size;
+    s->max_T = c->data.max_prompt_len + c->gen.max_new_tokens;
+    if (s->max_T > mc.max_seq_len) s->max_T = mc.max_seq_len;
+}
+
 static void rs_init(Server *s) {
     char err[ERRBUF_LEN], path[CKPT_PATH_LEN];
     const RlhfConfig *c = &s->cfg;
@@ -172,22 +209,7 @@ static void rs_init(Server *s) {
                     sizeof path, err) != 0)
         rs_fail_setup(s, "reference policy", err);
     if (online_load_tokenizer(c, path, &s->tok, err) != 0) rs_fail_setup(s, "tokenizer", err);
-    CkptReader *r = ckpt_reader_open(path, err);
-    if (!r) rs_fail_setup(s, "reference policy", err);
-    const char *g = online_model_group(r, "policy");
-    if (!g) rs_fail_setup(s, path, "no model group in this checkpoint");
-    if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
-    /* a LoRA checkpoint stands for its base + adapters: the reference is their merge */
-    if (lora_ckpt_merge(r, &s->ref, err) < 0) rs_fail_setup(s, "reference policy", err);
-    ckpt_reader_free(r);
-    if (s->ref.config.head != GPT_HEAD_LM)
-        rs_fail_setup(s, path, "the reference model needs an LM head (an SFT checkpoint)");
-    s->ref.temperature = (float)c->gen.temperature;
-    s->ref.lm_chunk_bytes = (size_t)c->run.lm_chunk_mb << 20;
-
-    s->lim.vocab_size = s->ref.config.vocab_size;
-    s->max_T = c->data.max_prompt_len + c->gen.max_new_tokens;
-    if (s->max_T > s->ref.config.max_seq_len) s->max_T = s->ref.config.max_seq_len;
+    rs_load_ref(s, path);
 
     if (strcmp(c->judge.kind, "mix") == 0) {
         rs_init_route(s);
@@ -221,7 +243,7 @@ static void rs_init(Server *s) {
     s->rm_tokens = xmalloc(nt * sizeof(int));
     s->rm_lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->ens = xmalloc((size_t)(s->n_rm > 0 ? s->n_rm : 1) * (size_t)s->max_rows * sizeof(float));
-    gpt_reserve(&s->ref, s->max_rows, s->max_T);
+    if (s->has_ref) gpt_reserve(&s->ref, s->max_rows, s->max_T);
     for (int k = 0; k < s->n_rm; k++) gpt_reserve(&s->rm[k].g, s->max_rows, s->max_T);
 }
 
@@ -235,7 +257,7 @@ static void rs_free(Server *s) {
     free(s->lengths);
     free(s->scores);
     free(s->gold_scores);
-    gpt_free(&s->ref);
+    if (s->has_ref) gpt_free(&s->ref);
     for (int k = 0; k < s->n_rm; k++) gpt_free(&s->rm[k].g);
     free(s->ens);
     free(s->rm_rows);
@@ -386,8 +408,10 @@ static void rs_process(Server *s, int r0, int r1) {
             s->lengths[row] = len;
         }
     }
-    gpt_forward(&s->ref, s->tokens, B, T);
-    gpt_lm_forward(&s->ref, s->targets, B, T);
+    if (s->has_ref) {
+        gpt_forward(&s->ref, s->tokens, B, T);
+        gpt_lm_forward(&s->ref, s->targets, B, T);
+    }
     for (int i = 0; i < B; i++) s->rm_std[i] = ONLINE_GOLD_NONE;
     if (s->use_route)
         rs_route_rows(s, r0, r1, B, T);
@@ -498,6 +522,13 @@ int main(int argc, char **argv) {
         for (;;) {
             mpi_recv_msg(MPI_COMM_WORLD, &st, &s.buf, &s.lim, &s.req[s.n_req]);
             s.src[s.n_req] = st.MPI_SOURCE;
+            if (s.req[s.n_req].want_ref && !s.has_ref) {
+                char who[64];
+                mpi_fatal("score request from %s asks for reference log-probs, but this "
+                          "server loaded no reference (lora.rank > 0, ppo.ref_ckpt empty: "
+                          "the learner computes them); give every program the same config",
+                          mpi_describe_rank(st.MPI_SOURCE, who, sizeof who));
+            }
             rows += s.req[s.n_req].batch.n;
             s.n_req++;
             if (!batching || s.n_req == RS_MAX_PENDING) break;

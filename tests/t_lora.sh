@@ -25,7 +25,13 @@
 #   - export --peft: a PEFT folder (adapter_config.json, adapter_model.safetensors with
 #     PEFT's names) + the base; tests/ref/peft_lora.py applies it with PEFT's formula in
 #     plain Python and matches rlhf-logprobs of the LoRA checkpoint;
-#   - a user error: lora.rank on the reward-model stage, a bad target name.
+#   - a user error: lora.rank on the reward-model stage, a bad target name;
+#   - the reference log-probs on the learner (ppo.ref_on = auto: adapters off, no reference
+#     copy on the reward server): the same lp_ref (RLHF_REF_DUMP, < 1e-5) and KL as the
+#     reward server's (ppo.ref_on = reward_server), a lower reward-server peak RSS, the
+#     same lp_ref bit for bit with 2 learner ranks, 1 actor == 2 actors bit for bit; with
+#     ppo.ref_ckpt set the reward server loads the reference; ppo.ref_on = learner without
+#     LoRA is refused. (The PPO cases above run with the reference on the learner.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -236,4 +242,89 @@ $MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" 
 grep -q "lora.rank = 0" "$T/rm.log" || { cat "$T/rm.log"; fail "unclear rm error"; }
 $MPIRUN 1 "$B/learner" sft $SFT $LORA lora.targets=q_proj optim.steps=1 run.out_dir="$T/bt" > "$T/bt.log" 2>&1 && fail "bad target accepted"
 grep -q "'q_proj' is not a gpt2 projection" "$T/bt.log" || { cat "$T/bt.log"; fail "unclear target error"; }
+# ---- LoRA: the reference log-probs computed by the learner (ppo.ref_on) ----
+# With lora.rank > 0 and ppo.ref_ckpt empty (ppo.ref_on = auto) the learner computes the
+# reference log-probs with its adapters off in its pre-pass and the reward server loads no
+# reference; ppo.ref_on = reward_server forces the reward server's copy. RLHF_REF_DUMP
+# makes learner rank 0 write every update's lp_ref (the response tokens in batch order).
+# GRPO with the KL as the k3 loss term (grpo.kl_coef 0.2) uses lp_ref in the loss.
+echo "== LoRA reference on the learner == the reward server's; no reference on the server"
+RQ="$PPO ppo.rollout_batch=32 ppo.minibatch=16 ppo.epochs=2 optim.micro_batch_size=4 grpo.kl_coef=0.2
+  grpo.kl_in=loss ppo.updates=3"
+# rlaunch OUT LEARNERS ACTORS [overrides]: a GRPO launch; the reward server's peak RSS
+# (VmHWM, the largest value read from /proc every 0.2 s while it runs) into OUT.hwm, kB
+hwm_of() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+rlaunch() {
+  local out=$1 nl=$2 na=$3; shift 3
+  RLHF_REF_DUMP="$out.ref" timeout 600 mpirun -np "$nl" "$B/learner" grpo $RQ run.out_dir="$out" "$@" \
+    : -np 1 "$B/reward_server" $RQ run.out_dir="$out" "$@" \
+    : -np "$na" "$B/actor" $RQ run.out_dir="$out" "$@" > "$out.log" 2>&1 &
+  local mp=$! peak=0 p h
+  while kill -0 "$mp" 2>/dev/null; do
+    for p in $(pgrep -f "$B/reward_server .*run.out_dir=$out( |$)" || true); do
+      h=$(hwm_of "$p"); [ -n "$h" ] && [ "$h" -gt "$peak" ] && peak=$h
+    done
+    sleep 0.2
+  done
+  wait "$mp" || { cat "$out.log"; fail "GRPO launch $out"; }
+  echo "$peak" > "$out.hwm"
+}
+rlaunch "$T/rl" 1 2
+rlaunch "$T/rs" 1 2 ppo.ref_on=reward_server
+grep -q "learner grpo: reference log-probs computed on the learner" "$T/rl.log" || { cat "$T/rl.log"; fail "ref_on=auto: the learner does not say it computes the reference"; }
+grep -q "reward server 0: reference log-probs computed on the learner" "$T/rl.log" || fail "ref_on=auto: the reward server does not say the learner computes the reference"
+grep -q "reward server 0: reference log-probs computed on the reward server" "$T/rs.log" || { cat "$T/rs.log"; fail "ref_on=reward_server: no server line"; }
+grep -q "learner grpo: reference log-probs computed on the reward server" "$T/rs.log" || fail "ref_on=reward_server: no learner line"
+# per-token lp_ref of update 0 (the same rollouts: both runs start from the same policy):
+# the learner's pass (micro-batches of 4 rows padded to their longest) and the server's
+# (work items of 8 rows) differ in batch shape only, so the values agree to fp32 rounding
+cmp_ref() { # FILE_A FILE_B UPDATE -> max |a - b| over the tokens (fails if the counts differ)
+  paste -d'\n' <(sed -n "$(($3 + 1))p" "$1") <(sed -n "$(($3 + 1))p" "$2") | awk '
+    NR == 1 { n = split($0, a, " ") } NR == 2 { m = split($0, b, " ") }
+    END { if (n != m || n < 3) { print "count"; exit } md = 0
+          for (i = 3; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d; if (d > md) md = d }
+          printf "%.3g\n", md }'
+}
+d0=$(cmp_ref "$T/rl.ref" "$T/rs.ref" 0)
+echo "lp_ref, update 0: learner vs reward server max |diff| $d0 over $(($(sed -n 1p "$T/rl.ref" | wc -w) - 2)) tokens"
+[ "$d0" != count ] || fail "learner and reward-server lp_ref cover different tokens"
+awk -v d="$d0" 'BEGIN { exit !(d < 1e-5) }' || fail "lp_ref: learner vs reward server differ by $d0 (> 1e-5)"
+awk -v d="$d0" 'BEGIN { exit !(d > 0 || d == 0) }' || fail "lp_ref: not a number ($d0)"
+# the KL the metrics report, every update: the runs drift apart only by that rounding
+# (measured: equal to the 6 digits logged over 3 updates; allowed 1e-5 + 1e-3 relative)
+kls() { grep -o "\"$2\": [-0-9.e+]*" "$1/metrics.jsonl" | sed -E 's/.*: //'; }
+for k in kl grpo_kl; do
+  paste <(kls "$T/rl" $k) <(kls "$T/rs" $k) | awk -v k=$k '
+    { d = $1 - $2; if (d < 0) d = -d; s = ($2 < 0 ? -$2 : $2); if (d > 1e-5 + 1e-3 * s) bad = bad " " NR ": " $1 " vs " $2; n++ }
+    END { if (n != 3 || bad != "") { print "FAIL: " k " learner vs reward server:" bad " (" n " updates)"; exit 1 } }' || exit 1
+done
+echo "kl per update, learner: $(kls "$T/rl" kl | tr '\n' ' ')| reward server: $(kls "$T/rs" kl | tr '\n' ' ')"
+awk -v k="$(kls "$T/rl" kl | tail -1)" 'BEGIN { exit !(k > 1e-4) }' || fail "the policy did not move from the reference (kl $(kls "$T/rl" kl | tail -1)): the comparison tests nothing"
+# the reward server without the reference: a lower peak RSS in the same test
+h1=$(cat "$T/rl.hwm"); h0=$(cat "$T/rs.hwm")
+echo "reward server peak RSS: reference on the learner $h1 kB, on the server $h0 kB"
+[ "$h1" -gt 0 ] && [ "$h0" -gt 0 ] || fail "no reward server RSS sampled"
+[ "$h1" -lt "$h0" ] || fail "the reward server without the reference is not smaller: $h1 vs $h0 kB"
+# 2 learner ranks: the same micro-batches (4 rows) split over ranks give lp_ref bit for bit
+rlaunch "$T/r2" 2 2
+[ "$(sed -n 1p "$T/r2.ref")" = "$(sed -n 1p "$T/rl.ref")" ] || fail "2 learner ranks: lp_ref of update 0 differs from 1 rank's (max |diff| $(cmp_ref "$T/r2.ref" "$T/rl.ref" 0))"
+for u in 1 2; do
+  d=$(cmp_ref "$T/r2.ref" "$T/rl.ref" $u)
+  awk -v d="$d" 'BEGIN { exit !(d < 1e-3) }' || fail "2 learner ranks: lp_ref of update $u differs by $d"
+done
+echo "2 learner ranks: lp_ref of update 0 bit-identical to 1 rank; updates 1-2 within $(cmp_ref "$T/r2.ref" "$T/rl.ref" 2)"
+# synchronous: 1 actor == 2 actors, bit for bit, with the reference on the learner
+rlaunch "$T/r1a" 1 1
+"$B/rlhf-ckpt" diff "$T/rl" "$T/r1a" || fail "reference on the learner: 1 and 2 actors differ"
+for g in /lora /optim/lora; do
+  h5diff "$T/rl/ckpt-00000003.h5" "$T/r1a/ckpt-00000003.h5" "$g" || fail "reference on the learner, 1 vs 2 actors: $g differs"
+done
+cmp -s "$T/rl.ref" "$T/r1a.ref" || fail "reference on the learner: lp_ref differs between 1 and 2 actors"
+# a reference other than the base (ppo.ref_ckpt): the reward server loads it, as without LoRA
+rlaunch "$T/rc" 1 1 ppo.updates=1 ppo.ref_ckpt="$T/base"
+grep -q "learner grpo: reference log-probs computed on the reward server" "$T/rc.log" || { cat "$T/rc.log"; fail "ppo.ref_ckpt set: the learner computes the reference"; }
+grep -q "reward server 0: reference log-probs computed on the reward server" "$T/rc.log" || fail "ppo.ref_ckpt set: the reward server did not load the reference"
+# ppo.ref_on = learner where the rule does not hold is refused with the reason
+$MPIRUN 1 "$B/learner" grpo $RQ ppo.ref_on=learner lora.rank=0 run.out_dir="$T/rbad" : -np 1 "$B/reward_server" $RQ ppo.ref_on=learner lora.rank=0 run.out_dir="$T/rbad" : -np 1 "$B/actor" $RQ ppo.ref_on=learner lora.rank=0 run.out_dir="$T/rbad" > "$T/rbad.log" 2>&1 && fail "ppo.ref_on=learner without LoRA accepted"
+grep -q "ppo.ref_on = learner needs lora.rank > 0" "$T/rbad.log" || { cat "$T/rbad.log"; fail "unclear ppo.ref_on error"; }
 echo "t_lora: ok"
