@@ -113,7 +113,7 @@ image() { sed -nE 's/.*the first image: ([0-9]+) bytes.*/\1/p' "$T/$1.log"; }
 packs() { sed -nE 's/.* ([0-9]+) decode copy packs.*/\1/p' "$T/$1.log"; }
 
 # JOBS (environment): a subset of the jobs below, each with its stage's full job
-JOBS=${JOBS:-ppo_full ppo_lora ppo_lora_qv grpo_full grpo_lora}
+JOBS=${JOBS:-ppo_full ppo_lora_default ppo_lora_sft grpo_full grpo_lora}
 for n in $JOBS; do
   case $n in
     ppo_full) job ppo_full ppo ;;
