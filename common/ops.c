@@ -803,7 +803,7 @@ typedef v16f mmvec;
 /* AVX2 has 16 vector registers of 8 floats. The accumulators are 8-float vectors here:
  * GCC lowers a 16-float generic vector on AVX2 through the stack (every k stored and
  * reloaded it: the 124M decode step ran at 10 % of its bandwidth bound on a Zen 3), while
- * an 8-float one is one ymm register. 6 x 16: 12 accumulator registers, 2 for W, 1 for x.
+ * an 8-float one is one ymm register. The tiles are 4 x 24 (mm_rows_panel below).
  * Each element sees the same arithmetic as in a 16-float lane, so the same bits. */
 #define MM_RB 6
 #define MM_CB 48 /* three 16-column panels: mm_rows_panel below */
