@@ -5,6 +5,7 @@
  *
  *   build/bench/bench_model [tiny|gpt2|all|smol] [iters]
  *   build/bench/bench_model decode [iters]   fp32 vs bf16 decode copy (gpt2, smol), then long
+ *   build/bench/bench_model decode N gpt2    (or smol) that preset's fp32 vs bf16 decode alone
  *   build/bench/bench_model long [iters]     decode step at cache positions 128 .. 2048
  *
  * Shapes (the project's reference points): tiny = V512 L4 NH4 C128 T128, train 16x128,
@@ -700,11 +701,13 @@ int main(int argc, char **argv) {
     printf("RESULT\tmodel.gemm_default\t%s\tname\n", ops_gemm_own(-1) ? "gemm.c" : "OpenBLAS");
     if (absent) printf("RESULT\tmodel.gemm_c_absent\t%s\ttext\n", absent);
     if (strcmp(which, "decode") == 0 || strcmp(which, "long") == 0) {
+        /* decode [iters] [gpt2|smol]: that preset's fp32 vs bf16 step alone (no long run) */
+        const char *only = argc > 3 && strcmp(which, "decode") == 0 ? argv[3] : NULL;
         if (strcmp(which, "decode") == 0) {
-            bench_decode_precision("gpt2", iters);
-            bench_decode_precision("smol", iters);
+            if (!only || strcmp(only, "gpt2") == 0) bench_decode_precision("gpt2", iters);
+            if (!only || strcmp(only, "smol") == 0) bench_decode_precision("smol", iters);
         }
-        bench_long_context(iters);
+        if (!only) bench_long_context(iters);
         return 0;
     }
     if (strcmp(which, "smol") == 0) { /* the Llama shape: its own function, not in "all" */
