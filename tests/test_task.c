@@ -460,6 +460,38 @@ static void check_fields(json_t *o, void *ctx) {
     }
 }
 
+/* The acts world.json marks redteam_only occur in red-team prompts and in no other file's
+ * prompt; every training act occurs in some training prompt (so none is dead). */
+static void check_redteam_acts(const PromptList *red, const PromptList *other, const char *world,
+                               size_t world_len) {
+    json_error_t je;
+    json_t *wj = json_loadb(world, world_len, 0, &je);
+    json_t *acts = wj ? json_object_get(wj, "unsafe_acts") : NULL;
+    CHECK_MSG(json_array_size(acts) > 0, "world.json unsafe_acts: %s", wj ? "empty" : je.text);
+    int n_red = 0;
+    for (size_t a = 0; a < json_array_size(acts); a++) {
+        json_t *row = json_array_get(acts, a);
+        const char *act = str_field(row, "act");
+        int red_only = json_is_true(json_object_get(row, "redteam_only"));
+        CHECK(act && *act);
+        if (!act) continue;
+        int in_red = 0, in_other = 0;
+        for (int i = 0; i < red->n; i++)
+            in_red += strstr(red->prompts[i], act) != NULL;
+        for (int i = 0; i < other->n; i++)
+            in_other += strstr(other->prompts[i], act) != NULL;
+        n_red += red_only;
+        if (red_only) {
+            CHECK_MSG(in_red > 0 && in_other == 0, "red-team act '%s': %d red-team prompts, %d others",
+                      act, in_red, in_other);
+        } else {
+            CHECK_MSG(in_other > 0, "training act '%s' is in no training prompt", act);
+        }
+    }
+    CHECK_EQ_INT(n_red, 4);
+    json_decref(wj);
+}
+
 /* Every JSONL line parses with jansson and carries the documented fields; the red-team
  * phrasings never occur in any training or eval file. */
 static void test_jsonl_parses(void) {
@@ -508,6 +540,7 @@ static void test_jsonl_parses(void) {
     }
     CHECK_EQ_INT(unsafe, red.n);
     CHECK_EQ_INT(leaks, 0);
+    check_redteam_acts(&red, &other, out.world.data, out.world.len);
     prompt_list_free(&red);
     prompt_list_free(&other);
     /* corpus: prompt + response per example */
