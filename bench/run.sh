@@ -48,6 +48,11 @@
 #      one process, environment's core) and bench/torch_llama.py in the default and best
 #      setups, with ratios and decode's % of the memory-bandwidth bound. Slow (a training
 #      step moves ~0.9 TFLOP): BENCH_ONLY=smol runs it alone.
+#  14. LoRA in an online job at the smol shape (bench/bench_lora_ppo.sh: real MPMD launches
+#      of learner + reward server + actor, 3 updates each): peak RSS per rank of full
+#      fine-tuning vs LoRA rank 16 for PPO (the LoRA critic on a reward-model trunk copy
+#      and on the policy's own trunk) and GRPO, the learner + reward server share, weight-
+#      sync bytes per update. Slow (five jobs): BENCH_ONLY=lorappo runs it alone.
 #
 # Every program prints `RESULT <tab> key <tab> value <tab> unit` lines; a key seen several
 # times (repeated processes) is reduced to its median. Ratios in the table are computed
@@ -57,7 +62,7 @@
 # in; elsewhere the summary says why it is missing and prints no ratio for it.
 # Environment knobs: BENCH_REPS (>= 5, default 5), BENCH_THREADS (default 2), BENCH_NP
 # (ranks for the broadcast, default 4), BENCH_ONLY (space-separated subset of: sgemm model
-# torch io bcast ppo lmchunk rollout recompute lora zero decode smol), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
+# torch io bcast ppo lmchunk rollout recompute lora zero decode smol lorappo), BENCH_PRESETS (the model sizes of sgemm, model, torch and rollout: "tiny
 # gpt2", the default, or one of them), BENCH_FULL=1 (also the 124M model under the preset
 # core, slow); bench/deps.sh's BENCH_NO_INSTALL, BENCH_TCMALLOC, BENCH_OMP_BLAS_DIR.
 # Nothing here is part of `make test`. Exit status 1 if a benchmark program failed (the
@@ -69,7 +74,7 @@ BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_THREADS:-2}
 NP=${BENCH_NP:-4}
-ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero decode smol}
+ONLY=${BENCH_ONLY:-sgemm model torch io bcast ppo lmchunk rollout recompute lora zero decode smol lorappo}
 ZPRESET=${BENCH_ZERO_PRESET:-gpt2}
 PRESETS=${BENCH_PRESETS:-tiny gpt2}
 if [ -n "${OUT:-}" ]; then JSON=$OUT/bench.json; else JSON=bench/results.json; fi
@@ -256,6 +261,12 @@ fi
 if want decode; then
   echo "== decode at batch 8: fp32 vs bf16 decode copy (gpt2, smol); GPT-2 step at positions 128..2048"
   run "decode" "" "$BUILD/bench/bench_model" decode 3
+fi
+
+# ---- 14. LoRA in an online job at the smol shape ----------------------------------------
+if want lorappo; then
+  echo "== LoRA rank 16 vs full fine-tuning in real PPO / GRPO jobs, smol shape (bench/bench_lora_ppo.sh)"
+  run lorappo "" env BUILD="$BUILD" bash bench/bench_lora_ppo.sh 3 16
 fi
 
 # ---- 13. smol: the Llama family at SmolLM2-135M's shape vs PyTorch ---------------------
@@ -523,6 +534,14 @@ if want zero; then
         "$z" "$k" "$ZPRESET" "$(fmt "$(val "$key.opt_mb")")" "$(fmt "$(val "$key.peak_rss_mb")" 0)" \
         "$(fmt "$(val "$key.step_ms")" 0)"
     done
+  done
+fi
+if want lorappo; then
+  for n in ppo_lora_default ppo_lora_sft grpo_lora; do
+    [ -z "$(val "lora_ppo.$n.learner_peak_rss_mb")" ] && continue
+    printf 'LoRA rank 16 online job, smol, %s: learner %s MB + reward server %s MB = %s%% of full fine-tuning (target <= 50%%); sync %s bytes per update\n' \
+      "$n" "$(val "lora_ppo.$n.learner_peak_rss_mb")" "$(val "lora_ppo.$n.reward_server_peak_rss_mb")" \
+      "$(val "lora_ppo.$n.learner_server_share")" "$(val "lora_ppo.$n.sync_bytes_per_update")"
   done
 fi
 if want decode; then
