@@ -158,6 +158,17 @@ void lora_attach_value_head(GPT *m, const float *init) {
         m->g.head_w = g + l->head_off, m->g.head_b = m->g.head_w + C;
 }
 
+int lora_eval_begin(Lora *l) {
+    if (!l) return 0;
+    int train = l->train;
+    l->train = 0;
+    return train;
+}
+
+void lora_eval_end(Lora *l, int train) {
+    if (l) l->train = train;
+}
+
 const LoraAdapter *lora_find(const Lora *l, const char *name) {
     for (int i = 0; i < l->num; i++)
         if (strcmp(l->ad[i].name, name) == 0) return &l->ad[i];

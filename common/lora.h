@@ -79,6 +79,10 @@ void lora_init_weights(Lora *l, uint64_t seed);
  * adapters (lora_attach), and no head yet. */
 void lora_attach_value_head(GPT *m, const float *init);
 const LoraAdapter *lora_find(const Lora *l, const char *name);
+/* Dropout off for an evaluation pass: returns the training flag to hand to lora_eval_end,
+ * which restores it (both no-ops for NULL: a model without adapters). */
+int lora_eval_begin(Lora *l);
+void lora_eval_end(Lora *l, int train);
 void lora_free(Lora *l); /* NULL: no-op */
 
 /* y (N, ldy) += the adapters of projection proj of layer, input x (N, in). */

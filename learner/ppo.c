@@ -963,6 +963,11 @@ static void ppo_ref_dump(Ppo *p, int64_t u) {
 static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
     Trainer *t = p->t;
     size_t BT = (size_t)p->B * p->T;
+    /* LoRA dropout is for the training forwards: the behaviour log-probs, the entropy
+     * and the critic's values of the pre-pass are the models' own (the actors sample
+     * without dropout), so both run in eval mode here and get their flags back after */
+    int pol_train = lora_eval_begin(t->model.lora);
+    int val_train = p->algo == ALGO_PPO ? lora_eval_begin(p->value.lora) : 0;
     memset(p->values, 0, BT * sizeof(float));
     memset(p->lp_chk, 0, BT * sizeof(float));
     if (p->ref_on_learner) memset(p->lp_ref, 0, BT * sizeof(float));
@@ -1013,6 +1018,8 @@ static void ppo_prepass(Ppo *p, double *lp_maxdiff, double *entropy) {
         }
     *lp_maxdiff = md;
     *entropy = ntok > 0 ? ent / ntok : 0;
+    lora_eval_end(t->model.lora, pol_train);
+    if (p->algo == ALGO_PPO) lora_eval_end(p->value.lora, val_train);
 }
 
 /* Sum gradients over learner ranks (optim.zero: this rank's shard only, zero.h); returns

@@ -214,6 +214,11 @@ $MPIRUN 1 "$B/learner" rm configs/rm.ini data.train="$T/data/prefs_train.jsonl" 
 RV="$SY ppo.value_init=reward ppo.reward_ckpt=$T/rmv lora.dropout=0.1"
 plaunch "$T/ra" $RV > "$T/ra.log" 2>&1 || { cat "$T/ra.log"; fail "lora ppo, value_init=reward"; }
 grep -q "critic: LoRA rank 4 on a frozen copy of the reward model's trunk" "$T/ra.log" || { cat "$T/ra.log"; fail "no reward-trunk critic set-up line"; }
+# the pre-pass runs without dropout (the actors sample without it): learner and actor
+# log-probs agree as without dropout
+md=$(grep -o '"lp_check_maxdiff": [-0-9.e+]*' "$T/ra/metrics.jsonl" | sed -E 's/.*: //' | sort -g | tail -1)
+echo "lora.dropout=0.1: largest |actor - learner| log-prob $md"
+awk -v m="$md" 'BEGIN { exit !(m != "" && m < 1e-4) }' || fail "lora.dropout=0.1: actor vs learner log-probs differ by $md (dropout in the pre-pass?)"
 h5ls -r "$T/ra/ckpt-00000004.h5" > "$T/rls.txt"
 grep -q "^/value/h.0.attn.c_attn.weight" "$T/rls.txt" || { cat "$T/rls.txt"; fail "no frozen critic trunk (/value) in the checkpoint"; }
 grep -q "/value_lora/v_head.summary.bias" "$T/rls.txt" || fail "no critic head in /value_lora"
