@@ -138,6 +138,7 @@ static void dpo_eval(Dpo *s) {
     double acc[6] = {0}; /* loss sum, correct, chosen reward, rejected reward, margin, n */
     int64_t *pos = xmalloc((size_t)s->micro * sizeof(int64_t));
     int64_t *rec = xmalloc((size_t)s->micro * sizeof(int64_t));
+    int train = lora_eval_begin(t->model.lora); /* no LoRA dropout in evaluation */
     for (int64_t i = t->rank; i < s->pd.n_eval;) {
         int k = 0;
         for (; i < s->pd.n_eval && k < s->micro; i += t->nranks) {
@@ -161,6 +162,7 @@ static void dpo_eval(Dpo *s) {
         acc[4] += st.margin * k;
         acc[5] += k;
     }
+    lora_eval_end(t->model.lora, train);
     free(pos);
     free(rec);
     trainer_allreduce_sum(t, acc, 6);

@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "learner.h"
 #include "loss.h"
+#include "lora.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -76,6 +77,7 @@ static double sft_eval(Sft *s, double *n_tokens_out) {
     Trainer *t = s->t;
     DataRecord rec = {0};
     double sums[2] = {0, 0}; /* nll sum, tokens */
+    int train = lora_eval_begin(t->model.lora); /* no LoRA dropout in evaluation */
     for (int64_t i = t->rank; i < s->eval.n;) {
         seq_batch_clear(&s->batch);
         for (; i < s->eval.n && s->batch.B < s->micro; i += t->nranks) {
@@ -86,6 +88,7 @@ static double sft_eval(Sft *s, double *n_tokens_out) {
         seq_batch_finish(&s->batch, t);
         sums[0] += sft_micro_step(s, 1.0, 0);
     }
+    lora_eval_end(t->model.lora, train);
     trainer_allreduce_sum(t, sums, 2);
     *n_tokens_out = sums[1];
     return sums[1] > 0 ? sums[0] / sums[1] : 0.0;

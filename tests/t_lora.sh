@@ -89,6 +89,14 @@ $MPIRUN 1 "$B/learner" sft $R lora.dropout=0.2 run.out_dir="$T/drop2" > "$T/drop
 grep -q "^  /lora .*DIFFER" "$T/d2.txt" && grep -q "^  /optim/lora/m .*DIFFER" "$T/d2.txt" && grep -q "^  /policy .*identical" "$T/d2.txt" \
   || { cat "$T/d2.txt"; fail "rlhf-ckpt diff does not name the differing adapters"; }
 $MPIRUN 1 "$B/learner" sft $R lora.rank=0 run.out_dir="$T/half" run.resume=auto > "$T/bad.log" 2>&1 && fail "resume of a LoRA checkpoint without lora accepted"
+# evaluation runs without dropout: the run's final eval loss (adapters on the fly) is the
+# eval loss of its checkpoint merged into plain weights (one step at learning rate 0)
+$MPIRUN 1 "$B/learner" sft $R lora.dropout=0.5 run.out_dir="$T/d5" > "$T/d5.log" 2>&1 || { cat "$T/d5.log"; fail "dropout 0.5"; }
+$MPIRUN 1 "$B/learner" sft $SFT model.init="$T/d5" tokenizer.path= optim.steps=1 optim.lr=0 optim.min_lr=0 optim.warmup_steps=0 run.out_dir="$T/d5e" > "$T/d5e.log" 2>&1 || { cat "$T/d5e.log"; fail "eval of the merged checkpoint"; }
+e5=$(evloss "$T/d5/metrics.jsonl"); e5m=$(evloss "$T/d5e/metrics.jsonl")
+echo "lora.dropout=0.5: final eval loss $e5, of the merged checkpoint $e5m"
+awk -v a="$e5" -v b="$e5m" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d < 1e-4) }' \
+  || fail "LoRA eval loss $e5 is not the merged model's $e5m (dropout in evaluation?)"
 grep -q "LoRA adapters" "$T/bad.log" || { cat "$T/bad.log"; fail "unclear resume error"; }
 
 echo "== export: merged weights == base + adapters on the fly"
