@@ -919,19 +919,15 @@ static int ppo_gather(Ppo *p, const int *rows, int n) {
 
 /* The reference log-probs of micro-batch rows[0..n) (gathered, length Tm) into lp_ref:
  * the same model with its adapters off is the frozen base, i.e. the reference
- * (online_ref_on_learner). Adapters off means no dropout either; the training flag is
- * cleared all the same so that nothing of the training forward's state reaches this pass,
- * and both flags are restored after it. */
+ * (online_ref_on_learner). Called from ppo_prepass, which runs in eval mode (no LoRA
+ * dropout: lora_eval_begin). */
 static void ppo_ref_pass(Ppo *p, int n, int Tm) {
     GPT *m = &p->t->model;
     double t0 = time_now();
-    int train = m->lora->train;
     m->lora->enabled = 0;
-    m->lora->train = 0;
     gpt_forward(m, p->mtok, n, Tm);
     gpt_lm_forward(m, p->mtgt, n, Tm);
     m->lora->enabled = 1;
-    m->lora->train = train;
     for (int i = 0; i < n; i++)
         for (int x = 0; x < Tm; x++) {
             size_t d = (size_t)i * Tm + x;
