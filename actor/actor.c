@@ -212,12 +212,10 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
         mpi_fatal("reply from %s: %s", mpi_describe_rank(rst.MPI_SOURCE, who, sizeof who), err);
     const MsgBatch *rb = &a->rep.batch;
     memcpy(b->scores, rb->scores, (size_t)n * sizeof(float));
-    /* a rollout always carries ref_logprobs: zeros when the learner fills them itself */
-    if (want_ref)
-        memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
-    else
-        memset(b->ref_logprobs, 0, b->n_resp * sizeof(float));
-    b->has_ref = 1;
+    /* the rollout carries ref_logprobs iff the reward server computed them (otherwise
+     * the learner does, and 4 bytes per response token stay off the wire) */
+    if (want_ref) memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
+    b->has_ref = want_ref;
     for (int e = 0; e < rb->n_extra; e++)
         memcpy(msg_batch_extra(b, rb->extra_names[e]), rb->extra[e], (size_t)n * sizeof(float));
     double t_score = time_now() - t1;

@@ -346,11 +346,11 @@ void msg_encode_score_rep(MsgBuf *buf, uint64_t req_id, const MsgBatch *b) {
 void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInfo *info,
                         const MsgBatch *b) {
     ASSERT(policy_version >= 0 && info->actor_rank >= 0 && info->micro_batch >= 0);
-    ASSERT(b->has_ref);
     assert_batch(b, 1);
     msgpack_packer pk;
     begin(buf, &pk);
-    pack_header(&pk, 13 + seq_fields(b) + (b->n_extra ? 1 : 0), MSG_TYPE_ROLLOUT);
+    pack_header(&pk, 12 + (b->has_ref ? 1 : 0) + seq_fields(b) + (b->n_extra ? 1 : 0),
+                MSG_TYPE_ROLLOUT);
     pack_key(&pk, "policy_version");
     msgpack_pack_int64(&pk, policy_version);
     pack_key(&pk, "actor_rank");
@@ -362,8 +362,10 @@ void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInf
     pack_seqs(&pk, b);
     pack_key(&pk, "logprobs");
     pack_bin_le(&pk, b->logprobs, b->n_resp, 4);
-    pack_key(&pk, "ref_logprobs");
-    pack_bin_le(&pk, b->ref_logprobs, b->n_resp, 4);
+    if (b->has_ref) {
+        pack_key(&pk, "ref_logprobs");
+        pack_bin_le(&pk, b->ref_logprobs, b->n_resp, 4);
+    }
     pack_key(&pk, "scores");
     pack_bin_le(&pk, b->scores, (size_t)b->n, 4);
     pack_key(&pk, "finished");
@@ -560,8 +562,8 @@ static const uint32_t keys_required[MSG_TYPE_COUNT] = {
                            B(K_SCORES),
     [MSG_TYPE_ROLLOUT] = B(K_V) | B(K_TYPE) | B(K_POLICY_VERSION) | B(K_ACTOR_RANK) |
                          B(K_BATCH_ID) | B(K_MICRO_BATCH) | SEQ_KEYS | B(K_LOGPROBS) |
-                         B(K_REF_LOGPROBS) | B(K_SCORES) | B(K_FINISHED) | B(K_T_GENERATE) |
-                         B(K_T_SCORE) | B(K_T_TOTAL),
+                         B(K_SCORES) | B(K_FINISHED) | B(K_T_GENERATE) | B(K_T_SCORE) |
+                         B(K_T_TOTAL),
     [MSG_TYPE_WEIGHTS] = B(K_V) | B(K_TYPE) | B(K_POLICY_VERSION) | B(K_NBYTES) |
                          B(K_CRC32) | B(K_FORMAT),
     [MSG_TYPE_STOP] = B(K_V) | B(K_TYPE) | B(K_REASON),
@@ -569,7 +571,7 @@ static const uint32_t keys_required[MSG_TYPE_COUNT] = {
 static const uint32_t keys_optional[MSG_TYPE_COUNT] = {
     [MSG_TYPE_SCORE_REQ] = B(K_CATEGORIES),
     [MSG_TYPE_SCORE_REP] = B(K_REF_LOGPROBS) | B(K_EXTRA),
-    [MSG_TYPE_ROLLOUT] = B(K_CATEGORIES) | B(K_EXTRA),
+    [MSG_TYPE_ROLLOUT] = B(K_REF_LOGPROBS) | B(K_CATEGORIES) | B(K_EXTRA),
 };
 
 typedef struct {
@@ -866,8 +868,13 @@ static int dec_rollout(Dec *d, Msg *m) {
     if (dec_seqs(d, b)) return -1;
     const char *per_tok = "4 bytes x sum(resp_lens)";
     if (get_floats(d, K_LOGPROBS, b->n_resp, per_tok, 0.0f, b->logprobs)) return -1;
-    if (get_floats(d, K_REF_LOGPROBS, b->n_resp, per_tok, 0.0f, b->ref_logprobs)) return -1;
-    b->has_ref = 1;
+    /* absent when the learner computes the reference log-probs itself: zeros */
+    b->has_ref = d->f[K_REF_LOGPROBS] != NULL;
+    if (b->has_ref) {
+        if (get_floats(d, K_REF_LOGPROBS, b->n_resp, per_tok, 0.0f, b->ref_logprobs)) return -1;
+    } else if (b->n_resp) {
+        memset(b->ref_logprobs, 0, b->n_resp * sizeof(float));
+    }
     if (get_floats(d, K_SCORES, (size_t)b->n, "n x f32", INFINITY, b->scores)) return -1;
     const uint8_t *p = NULL;
     if (get_bin(d, K_FINISHED, (size_t)b->n, "n x u8", &p)) return -1;

@@ -27,10 +27,12 @@
  *   rollout    R policy_version int>=0, actor_rank int>=0, batch_id u64,
  *                micro_batch int>=0, n, prompt_ids, sample_ids, prompt_lens, resp_lens,
  *                tokens (as score_req), logprobs f32[sum(resp_lens)] (behaviour policy),
- *                ref_logprobs f32[sum(resp_lens)], scores f32[n], finished u8[n] (1 if
- *                the response ended with EOS), t_generate, t_score, t_total (float
- *                seconds >= 0: generating, waiting for scores, whole batch)
- *              O categories i32[n], extra map {name -> f32[n]}
+ *                scores f32[n], finished u8[n] (1 if the response ended with EOS),
+ *                t_generate, t_score, t_total (float seconds >= 0: generating, waiting
+ *                for scores, whole batch)
+ *              O ref_logprobs f32[sum(resp_lens)] (present iff the reward server computed
+ *                them; absent when the learner does, online.h), categories i32[n], extra
+ *                map {name -> f32[n]}
  *   weights    R policy_version int>=0, nbytes u64 (> 0), crc32 u32, format str, one of
  *                "hdf5-image": the payload is a checkpoint image (ckpt.h) and crc32 is
  *                  the CRC-32/IEEE of the payload, ckpt_crc32(0, payload, nbytes);
@@ -190,7 +192,7 @@ void msg_encode_score_req(MsgBuf *buf, uint64_t req_id, int64_t policy_version,
                           int want_ref, const MsgBatch *b);
 /* Sends scores, resp_lens, ref_logprobs iff b->has_ref, the extra arrays. */
 void msg_encode_score_rep(MsgBuf *buf, uint64_t req_id, const MsgBatch *b);
-/* Sends every array of b (ref_logprobs always: the batch must have has_ref set). */
+/* Sends every array of b (ref_logprobs iff b->has_ref). */
 void msg_encode_rollout(MsgBuf *buf, int64_t policy_version, const MsgRolloutInfo *info,
                         const MsgBatch *b);
 /* format: MSG_WEIGHTS_FORMAT, MSG_WEIGHTS_FORMAT_PARAMS, MSG_WEIGHTS_FORMAT_PARAMS_P2P or

@@ -827,6 +827,10 @@ static void ppo_assemble(Ppo *p, int64_t u) {
             if (msg_decode(sl->roll[k].data, sl->roll[k].len, &p->lim, &p->msg, err) != 0)
                 mpi_fatal("rollout of item %d: %s", k, err);
             const MsgBatch *b = &p->msg.batch;
+            if (!b->has_ref && !p->ref_on_learner)
+                mpi_fatal("rollout of item %d carries no ref_logprobs, and this learner does "
+                          "not compute them (ppo.ref_on): do the actors and reward servers "
+                          "use the same config?", k);
             if (pass == 0) {
                 for (int i = 0; i < b->n; i++) {
                     int l = b->prompt_lens[i] + b->resp_lens[i];
