@@ -5,12 +5,15 @@
 #   2. SFT the tiny model on mixed-quality demonstrations (trains the BPE tokenizer too)
 #   3. train the reward model on simulated-annotator comparisons (Bradley-Terry)
 #   4. DPO from the SFT model on the same comparisons
-#   5. PPO and GRPO with actors + reward server + learner under mpirun (when built)
+#   5. PPO (reward model) and GRPO (verifiers where a prompt is checkable, the reward
+#      model elsewhere: judge.kind = mix) with actors + reward server + learner
+#      under mpirun (when built)
 #   6. evaluate every policy against SFT with the gold judge (rlhf-eval) and plot
 #
 # Everything lands in $RUN (default runs/demo, runs/demo-llama for the Llama model).
 # Environment: RUN, NP (learner ranks for the offline stages, default 2), SEED (training
-# seed of every stage, default the configs' 1234), DEMO_FAST=1 (a much shorter smoke
+# seed of every stage, default the configs' 1234), GRPO_KL, GRPO_ROUTE (GRPO's KL
+# coefficient and judge.route; GRPO_ROUTE= for the reward model alone), DEMO_FAST=1 (a much shorter smoke
 # version), DEMO_MODEL = gpt2 (default: preset tiny, L4 NH4 C128) | llama (preset
 # llama-tiny: the same depth, width and heads with RMSNorm, rotary positions, SwiGLU and
 # 2 kv heads, 0.8 M parameters against 0.9 M, so the two families' results compare).
@@ -74,6 +77,10 @@ else
   SFT_STEPS=${SFT_STEPS:-1200}; RM_STEPS=${RM_STEPS:-1500}; DPO_STEPS=${DPO_STEPS:-600}; PPO_UPDATES=${PPO_UPDATES:-180}; GRPO_UPDATES=${GRPO_UPDATES:-90}; K=${K:-2}; SIZES=""
 fi
 RL_LR=${RL_LR:-1e-4}     # GRPO's learning rate
+GRPO_KL=${GRPO_KL:-0.1}  # GRPO's KL coefficient (in the reward); 0.3 won 0.614, 0.1 0.645-0.657 (docs/rewards.md)
+# GRPO's judge: the verifiers for the prompts they recognise, the reward model for the rest
+# (docs/rewards.md); GRPO_ROUTE= (empty) scores every prompt with the reward model
+GRPO_ROUTE=${GRPO_ROUTE-arith:rule:arith@2-1,count:rule:count@2-1,repeat:rule:repeat@2-1,*:rm}
 PPO_LR=${PPO_LR:-5e-5}   # PPO's (at 1e-4 one seed of three collapsed to terse answers; docs/task.md)
 SEEDARG=${SEED:+run.seed=$SEED}   # training seed of every stage (the task data stays seed 1234)
 mkdir -p "$RUN"
@@ -113,10 +120,12 @@ if [ -x tools/rlhf-run ] && "$B/learner" --help 2>&1 | grep -q '^  ppo'; then
     data.eval= ppo.updates="$PPO_UPDATES" optim.lr="$PPO_LR" optim.min_lr="$PPO_LR" ppo.kl_coef=0.3 ppo.kl_target=3 judge.monitor_gold=true run.ckpt_every=0 $SEEDARG run.log_every=5
   MODELS+=(--model "ppo=$RUN/ppo")
   if "$B/learner" --help 2>&1 | grep -q '^  grpo'; then
-    stamp "5b/6 GRPO ($GRPO_UPDATES updates)"
+    JUDGE_ARGS=(judge.kind=rm); [ -n "$GRPO_ROUTE" ] && JUDGE_ARGS=(judge.kind=mix "judge.route=$GRPO_ROUTE")
+    stamp "5b/6 GRPO ($GRPO_UPDATES updates, judge ${JUDGE_ARGS[*]})"
     tools/rlhf-run configs/grpo.ini -s grpo -l 1 -r 1 -a 2 --oversubscribe "${MODEL_ARGS[@]}" run.out_dir="$RUN/grpo" model.init="$RUN/sft" \
       ppo.reward_ckpt="$RUN/rm" ppo.ref_ckpt="$RUN/sft" data.train="$D/prompts_train.jsonl" \
-      data.eval= ppo.updates="$GRPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" grpo.kl_coef=0.3 run.ckpt_every=0 $SEEDARG run.log_every=5
+      data.eval= ppo.updates="$GRPO_UPDATES" optim.lr="$RL_LR" optim.min_lr="$RL_LR" grpo.kl_coef="$GRPO_KL" "${JUDGE_ARGS[@]}" \
+      run.ckpt_every=0 $SEEDARG run.log_every=5
     MODELS+=(--model "grpo=$RUN/grpo")
   fi
 fi

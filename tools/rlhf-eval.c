@@ -521,6 +521,7 @@ int main(int argc, char **argv) {
                 json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:f, s:o, s:i}", "model", models[mi].name,
                                       "prompt", ptext[j / K], "response", s->resp[j], "sample", j % K,
                                       "gold", (double)s->gold[j], "kl", kl, "length", s->len[j]);
+                if (o && have_rm) json_object_set_new(o, "rm", json_real((double)s->rm[j]));
                 char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
                 if (line) fprintf(sf, "%s\n", line);
                 free(line);
