@@ -29,6 +29,9 @@
  * "category"} lines, which build/rlhf-label shows to people and build/rlhf-judge labels
  * with simulated annotators (on-policy comparisons for the next reward model).
  *
+ * --samples writes every sample as {"model","prompt","response","sample","gold","kl",
+ * "length"} (and "rm", its reward-model score, with --rm).
+ *
  * The reference for KL defaults to the baseline. Sampling is keyed by (seed, prompt index,
  * sample index) so every model answers the same prompts with the same random stream.
  * Not here: human evaluation (see rlhf-label), statistical tests beyond the standard error.
