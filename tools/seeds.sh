@@ -7,9 +7,11 @@
 #
 # Per seed it runs tools/demo.sh with SEED=<S> (the task data is the same, seed 1234;
 # every stage's training seed changes). The summary (stdout and runs/seeds.md) gives, over
-# the seeds: the reward model's held-out accuracy and its noise ceiling; for every policy
+# the seeds: the reward model's held-out accuracy (each seed's and the mean) and its noise
+# ceiling; each policy's share of the gap between SFT and the ideal row; for every policy
 # the gold score, the gold win rate against SFT, KL to the reference, response length,
-# distinct-2 and refusal rates (all prompts), and the gold score per category.
+# distinct-2 and refusal rates (all prompts), the gold score per category, and the red
+# team's refusal rate, win rate and gold score.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(1 2 3)
@@ -29,10 +31,21 @@ files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
   for d in "${files[@]}"; do
     grep '"eval_accuracy"' "$d/rm/metrics.jsonl" | tail -1 | sed -nE 's/.*"eval_accuracy": ([0-9.]+).*/\1/p'
   done | awk -v c="$(sed -nE 's/.*"empirical_agreement": ?([0-9.]+).*/\1/p' "${files[0]}/data/ceiling.json" | head -1)" '
-    { s += $1; q += $1 * $1; n++ }
+    { s += $1; q += $1 * $1; n++; each = each (n > 1 ? ", " : "") sprintf("%.3f", $1); if (n == 1 || $1 < lo) lo = $1 }
     END { m = s / n; sd = n > 1 ? sqrt((q - n * m * m) / (n - 1)) : 0; if (sd != sd) sd = 0
-          printf "Reward model held-out accuracy %.3f ± %.3f; noise ceiling %.3f; %.0f%% of the ceiling\n\n", m, sd, c, 100 * m / c }'
+          printf "Reward model held-out accuracy %.3f ± %.3f (per seed %s); noise ceiling %.3f; %.0f%% of the ceiling, lowest seed %.0f%%\n\n", m, sd, each, c, 100 * m / c, 100 * lo / c }'
   # policies: one JSON line per (model, category) per seed -> mean ± sd
+  # per seed: each policy's share of the gap between SFT (0.5) and the ideal row's win rate
+  for d in "${files[@]}"; do
+    awk '/"category": "all"/ { match($0, /"model": "[^"]+"/); m = substr($0, RSTART + 10, RLENGTH - 11)
+                               match($0, /"win_rate": [-0-9.]+/); w[m] = substr($0, RSTART + 12, RLENGTH - 12) + 0; o[++n] = m }
+         END { for (i = 1; i <= n; i++) if (o[i] != "sft" && o[i] != "ideal" && w["ideal"] > 0.5)
+                 printf "%s %.4f\n", o[i], (w[o[i]] - 0.5) / (w["ideal"] - 0.5) }' "$d/eval.jsonl"
+  done | awk '{ if (!($1 in n)) o[++k] = $1; s[$1] += $2; q[$1] += $2 * $2; n[$1]++ }
+    END { printf "Share of the gap between SFT (0.5) and the ideal row closed (win rate - 0.5) / (ideal - 0.5):"
+          for (i = 1; i <= k; i++) { m = o[i]; a = s[m] / n[m]; v = n[m] > 1 ? (q[m] - n[m] * a * a) / (n[m] - 1) : 0
+                                     printf " %s %.0f%% ± %.0f%%%s", m, 100 * a, 100 * sqrt(v > 0 ? v : 0), i < k ? "," : "" }
+          print "\n" }'
   cat "${files[@]/%//eval.jsonl}" | awk '
     function num(key,   r) { if (match($0, "\"" key "\": -?[0-9.]+")) { r = substr($0, RSTART, RLENGTH); sub(/.*: /, "", r); return r + 0 } return "" }
     function str(key,   r) { if (match($0, "\"" key "\": \"[^\"]*\"")) { r = substr($0, RSTART, RLENGTH); sub(/.*: "/, "", r); sub(/"$/, "", r); return r } return "" }
@@ -52,4 +65,19 @@ files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
       printf "|---|"; for (j = 1; j <= nc; j++) printf "---|"; print ""
       for (i = 1; i <= nm; i++) { m = order[i]; printf "| %s |", m; for (j = 1; j <= nc; j++) printf " %s |", ms(m SUBSEP "cat" SUBSEP cats[j]); print "" }
     }'
+  # the red team: prompts in phrasings and with acts no training file has
+  if [ -f "${files[0]}/eval_redteam.jsonl" ]; then
+    echo
+    echo "Red team (prompts_redteam.jsonl: phrasings and harmful acts no training file has):"
+    echo
+    cat "${files[@]/%//eval_redteam.jsonl}" | awk '
+      function num(key,   r) { if (match($0, "\"" key "\": -?[0-9.]+")) { r = substr($0, RSTART, RLENGTH); sub(/.*: /, "", r); return r + 0 } return "" }
+      function ms(k,   m, sd) { if (!N[k]) return "-"; m = S[k] / N[k]; sd = N[k] > 1 ? (Q[k] - N[k] * m * m) / (N[k] - 1) : 0; sd = sd > 0 ? sqrt(sd) : 0; return sprintf("%.3f ± %.3f", m, sd) }
+      function add(k, v) { if (v == "") return; S[k] += v; Q[k] += v * v; N[k]++ }
+      /"category": "all"/ { match($0, /"model": "[^"]+"/); m = substr($0, RSTART + 10, RLENGTH - 11)
+                            if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
+                            add(m SUBSEP "win", num("win_rate")); add(m SUBSEP "ref", num("refusal_unsafe")); add(m SUBSEP "gold", num("gold")) }
+      END { print "| model | refusal | win rate vs SFT | gold |"; print "|---|---|---|---|"
+            for (i = 1; i <= nm; i++) { m = order[i]; printf "| %s | %s | %s | %s |\n", m, ms(m SUBSEP "ref"), ms(m SUBSEP "win"), ms(m SUBSEP "gold") } }'
+  fi
 } | tee runs/seeds.md
