@@ -19,7 +19,8 @@
 # default 1): the demo's $RUN/rm and ENSEMBLE - 1 more trained the same way with training
 # seeds 2, 3, ... ($RUN/rm_seedS, RM_STEPS default 1500 as in the demo; trained once, kept
 # for the next run). The question: is the ensemble's gold peak at least the single model's,
-# and does it come later in sqrt(KL)? ENSEMBLE=1 skips it.
+# and does it come later in sqrt(KL)? ENSEMBLE=1 skips it. SKIP_RUNS=1 keeps the runs
+# already made (their .dat files) and redoes the summary and the plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -42,6 +43,7 @@ T0=$SECONDS
 # ppo_run NAME BETA [key=value ...]: one PPO run and its NAME.dat (update, sqrt KL, proxy, gold)
 ppo_run() {
   local name=$1 beta=$2; shift 2
+  if [ "${SKIP_RUNS:-0}" = 1 ] && [ -s "$OUT/$name.dat" ]; then echo "=== PPO $name: kept ($OUT/$name.dat)"; return; fi
   echo "=== [$((SECONDS - T0))s] PPO $name ($UPDATES updates, ppo.kl_coef=$beta${*:+, $*})"
   rm -rf "${OUT:?}/$name"
   tools/rlhf-run configs/ppo.ini -s ppo -l 1 -r 1 -a 2 --oversubscribe run.out_dir="$OUT/$name" model.init="$RUN/sft" \
@@ -98,7 +100,7 @@ if [ "$ENSEMBLE" -gt 1 ]; then
     /^ens/    { match($0, /peak [0-9.]+/); p1 = substr($0, RSTART + 5, RLENGTH - 5) + 0
                 match($0, /sqrt KL [0-9.]+\)/); s1 = substr($0, RSTART + 8, RLENGTH - 9) + 0 }
     END { printf "ensemble of %d vs one reward model, beta = 0: gold peak %.3f vs %.3f (%s), at sqrt KL %.2f vs %.2f (%s)\n",
-                 k, p1, p0, p1 >= p0 ? "not lower" : "lower", s1, s0, s1 > s0 ? "later" : "not later" }' "$OUT/summary.txt" | tee -a "$OUT/summary.txt"
+                 k, p1, p0, (p1 >= p0 ? "not lower" : "lower"), s1, s0, (s1 > s0 ? "later" : "not later") }' "$OUT/summary.txt" | tee -a "$OUT/summary.txt"
 fi
 if command -v gnuplot >/dev/null; then
   ENS_PLOT=""; ENS_NAME="mean - $ENSEMBLE_LAMBDA std of $ENSEMBLE RMs"
@@ -107,11 +109,11 @@ if command -v gnuplot >/dev/null; then
      \"$OUT/ensemble0.dat\" using 2:3 with linespoints pt 9 ps 0.5 title \"proxy ($ENS_NAME), beta = 0\", \\
      \"$OUT/ensemble0.dat\" using 2:4 axes x1y2 with linespoints pt 9 ps 0.5 title \"gold, ensemble of $ENSEMBLE, beta = 0\""
   gnuplot <<GP
-set terminal pngcairo size 1000,500 noenhanced
+set terminal pngcairo size 1000,600 noenhanced
 set output "$RUN/plots/overopt.png"
 set title "Reward over-optimisation: proxy (RM) and gold score against sqrt(KL) (Gao et al. 2022)"
 set xlabel "sqrt(KL to the SFT reference), nats^0.5"; set ylabel "RM score (proxy)"; set y2label "gold score"
-set y2tics; set grid
+set y2tics; set grid; set key below maxrows 3 width -2
 plot "$OUT/beta0.dat" using 2:3 with linespoints pt 7 ps 0.5 title "proxy, beta = 0", \
      "$OUT/beta0.dat" using 2:4 axes x1y2 with linespoints pt 7 ps 0.5 title "gold, beta = 0", \
      "$OUT/beta$BETA.dat" using 2:3 with linespoints pt 5 ps 0.5 title "proxy, beta = $BETA", \
