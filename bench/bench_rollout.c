@@ -16,6 +16,8 @@
  *
  *   build/bench/bench_rollout [gpt2|tiny] [group8|randlen|all]
  *
+ * Each comparison runs its two schedules BENCH_ROLLOUT_REPS times (default 3), alternating,
+ * and reports the median rates and the median ratio of the pairs.
  * Threads: OPENBLAS_NUM_THREADS. Output: a human summary and `RESULT <tab>
  * rollout.<preset>.<what> <tab> value <tab> unit` lines. Not a test.
  */
@@ -82,30 +84,53 @@ static int same_outputs(const Job *j, const int *out, const float *lps, const in
            memcmp(lens, j->lens, (size_t)j->N * sizeof(int)) == 0;
 }
 
-/* Run s1 then s2 on j; print and report both rates and their ratio. 0, or 1 when the
- * outputs differ. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Run s1 then s2 on j, REPS times alternating (BENCH_ROLLOUT_REPS, default 3: a shared VM's
+ * speed drifts between runs, so one pair is not a ratio); print every pair and report the
+ * median rates and the median of the per-pair ratios. 0, or 1 when any outputs differ. */
 static int bench_pair(GPT *m, Job *j, const char *preset, const char *what, const char *n1,
                       const GenSchedule *s1, const char *n2, const GenSchedule *s2) {
-    double t1 = job_run(m, j, s1);
-    int64_t rows1 = gpt_cache_rows(m);
+    const char *env = getenv("BENCH_ROLLOUT_REPS");
+    int reps = env && atoi(env) > 0 ? atoi(env) : 3;
+    double *t1 = xcalloc((size_t)reps, sizeof(double)), *t2 = xcalloc((size_t)reps, sizeof(double));
+    double *ratio = xcalloc((size_t)reps, sizeof(double));
     int *out = xcalloc((size_t)j->N * j->NEW, sizeof(int)), *lens = xcalloc((size_t)j->N, sizeof(int));
     float *lps = xalloc_floats((size_t)j->N * j->NEW);
-    memcpy(out, j->out, (size_t)j->N * j->NEW * sizeof(int));
-    memcpy(lps, j->lps, (size_t)j->N * j->NEW * sizeof(float));
-    memcpy(lens, j->lens, (size_t)j->N * sizeof(int));
-    double t2 = job_run(m, j, s2);
-    int64_t rows2 = gpt_cache_rows(m);
-    int same = same_outputs(j, out, lps, lens);
+    int same = 1;
     long long ntok = 0;
-    for (int b = 0; b < j->N; b++) ntok += j->lens[b];
-    printf("%s: %s %.2f s (%.2f rollouts/s, %lld rows run), %s %.2f s (%.2f rollouts/s, %lld "
-           "rows run): %.2fx; %lld response tokens; outputs %s\n",
-           what, n1, t1, j->N / t1, (long long)rows1, n2, t2, j->N / t2, (long long)rows2,
-           t2 / t1, ntok, same ? "identical" : "DIFFER");
-    printf("RESULT\trollout.%s.%s.%s.rollouts_per_s\t%.4f\trollouts/s\n", preset, what, n1, j->N / t1);
-    printf("RESULT\trollout.%s.%s.%s.rollouts_per_s\t%.4f\trollouts/s\n", preset, what, n2, j->N / t2);
-    printf("RESULT\trollout.%s.%s.speedup\t%.3f\tx\n", preset, what, t2 / t1);
-    free(out), free(lens), free(lps);
+    for (int r = 0; r < reps; r++) {
+        t1[r] = job_run(m, j, s1);
+        int64_t rows1 = gpt_cache_rows(m);
+        memcpy(out, j->out, (size_t)j->N * j->NEW * sizeof(int));
+        memcpy(lps, j->lps, (size_t)j->N * j->NEW * sizeof(float));
+        memcpy(lens, j->lens, (size_t)j->N * sizeof(int));
+        t2[r] = job_run(m, j, s2);
+        int64_t rows2 = gpt_cache_rows(m);
+        same &= same_outputs(j, out, lps, lens);
+        ratio[r] = t2[r] / t1[r];
+        ntok = 0;
+        for (int b = 0; b < j->N; b++) ntok += j->lens[b];
+        printf("%s %d/%d: %s %.2f s (%.2f rollouts/s, %lld rows run), %s %.2f s (%.2f rollouts/s, "
+               "%lld rows run): %.2fx\n",
+               what, r + 1, reps, n1, t1[r], j->N / t1[r], (long long)rows1, n2, t2[r],
+               j->N / t2[r], (long long)rows2, ratio[r]);
+    }
+    qsort(t1, (size_t)reps, sizeof(double), cmp_double);
+    qsort(t2, (size_t)reps, sizeof(double), cmp_double);
+    qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
+    double m1 = t1[reps / 2], m2 = t2[reps / 2], mr = ratio[reps / 2];
+    printf("%s: median %s %.2f rollouts/s, %s %.2f rollouts/s, ratio %.2fx (pairs %.2f-%.2fx); "
+           "%lld response tokens; outputs %s\n",
+           what, n1, j->N / m1, n2, j->N / m2, mr, ratio[0], ratio[reps - 1], ntok,
+           same ? "identical" : "DIFFER");
+    printf("RESULT\trollout.%s.%s.%s.rollouts_per_s\t%.4f\trollouts/s\n", preset, what, n1, j->N / m1);
+    printf("RESULT\trollout.%s.%s.%s.rollouts_per_s\t%.4f\trollouts/s\n", preset, what, n2, j->N / m2);
+    printf("RESULT\trollout.%s.%s.speedup\t%.3f\tx\n", preset, what, mr);
+    free(out), free(lens), free(lps), free(t1), free(t2), free(ratio);
     return same ? 0 : 1;
 }
 

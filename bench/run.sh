@@ -226,7 +226,7 @@ fi
 # ---- 8. rollout scheduling ------------------------------------------------------------
 if want rollout; then
   for p in $PRESETS; do
-    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching (one run each)"
+    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching (median of 3 alternating pairs each)"
     run "rollout_$p" "" "$BUILD/bench/bench_rollout" "$p"
   done
 fi
