@@ -24,6 +24,14 @@ if [ "${SKIP_RUNS:-0}" != 1 ]; then
   done
 fi
 files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
+# awk helpers of the tables: a JSON number or string field of the line, and mean ± sd
+# accumulators (add, then ms) keyed by any string
+AWK_LIB='
+  function num(key,   r) { if (match($0, "\"" key "\": -?[0-9.]+")) { r = substr($0, RSTART, RLENGTH); sub(/.*: /, "", r); return r + 0 } return "" }
+  function str(key,   r) { if (match($0, "\"" key "\": \"[^\"]*\"")) { r = substr($0, RSTART, RLENGTH); sub(/.*: "/, "", r); sub(/"$/, "", r); return r } return "" }
+  function add(k, v) { if (v == "") return; S[k] += v; Q[k] += v * v; N[k]++ }
+  function ms(k,   m, sd) { if (!N[k]) return "-"; m = S[k] / N[k]; sd = N[k] > 1 ? (Q[k] - N[k] * m * m) / (N[k] - 1) : 0; sd = sd > 0 ? sqrt(sd) : 0; return sprintf("%.3f ± %.3f", m, sd) }
+'
 {
   echo "Over seeds ${SEEDS[*]} (mean ± sd; the task data is seed 1234 in every run)"
   echo
@@ -46,11 +54,7 @@ files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
           for (i = 1; i <= k; i++) { m = o[i]; a = s[m] / n[m]; v = n[m] > 1 ? (q[m] - n[m] * a * a) / (n[m] - 1) : 0
                                      printf " %s %.0f%% ± %.0f%%%s", m, 100 * a, 100 * sqrt(v > 0 ? v : 0), i < k ? "," : "" }
           print "\n" }'
-  cat "${files[@]/%//eval.jsonl}" | awk '
-    function num(key,   r) { if (match($0, "\"" key "\": -?[0-9.]+")) { r = substr($0, RSTART, RLENGTH); sub(/.*: /, "", r); return r + 0 } return "" }
-    function str(key,   r) { if (match($0, "\"" key "\": \"[^\"]*\"")) { r = substr($0, RSTART, RLENGTH); sub(/.*: "/, "", r); sub(/"$/, "", r); return r } return "" }
-    function add(k, v) { if (v == "") return; S[k] += v; Q[k] += v * v; N[k]++ }
-    function ms(k,   m, sd) { if (!N[k]) return "-"; m = S[k] / N[k]; sd = N[k] > 1 ? (Q[k] - N[k] * m * m) / (N[k] - 1) : 0; sd = sd > 0 ? sqrt(sd) : 0; return sprintf("%.3f ± %.3f", m, sd) }
+  cat "${files[@]/%//eval.jsonl}" | awk "$AWK_LIB"'
     { m = str("model"); c = str("category"); if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
       if (c == "all") { add(m SUBSEP "gold", num("gold")); add(m SUBSEP "win", num("win_rate")); add(m SUBSEP "kl", num("kl"))
                         add(m SUBSEP "len", num("length")); add(m SUBSEP "d2", num("distinct2"))
@@ -70,10 +74,7 @@ files=(); for s in "${SEEDS[@]}"; do files+=("runs/seed$s"); done
     echo
     echo "Red team (prompts_redteam.jsonl: phrasings and harmful acts no training file has):"
     echo
-    cat "${files[@]/%//eval_redteam.jsonl}" | awk '
-      function num(key,   r) { if (match($0, "\"" key "\": -?[0-9.]+")) { r = substr($0, RSTART, RLENGTH); sub(/.*: /, "", r); return r + 0 } return "" }
-      function ms(k,   m, sd) { if (!N[k]) return "-"; m = S[k] / N[k]; sd = N[k] > 1 ? (Q[k] - N[k] * m * m) / (N[k] - 1) : 0; sd = sd > 0 ? sqrt(sd) : 0; return sprintf("%.3f ± %.3f", m, sd) }
-      function add(k, v) { if (v == "") return; S[k] += v; Q[k] += v * v; N[k]++ }
+    cat "${files[@]/%//eval_redteam.jsonl}" | awk "$AWK_LIB"'
       /"category": "all"/ { match($0, /"model": "[^"]+"/); m = substr($0, RSTART + 10, RLENGTH - 11)
                             if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
                             add(m SUBSEP "win", num("win_rate")); add(m SUBSEP "ref", num("refusal_unsafe")); add(m SUBSEP "gold", num("gold")) }
