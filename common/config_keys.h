@@ -110,7 +110,7 @@
     X(gen, top_k, INT, 0, 0, 16777216, "sample from the k most likely tokens (0 = off)") \
     X(gen, top_p, FLOAT, 1.0, 1e-6, 1.0, "nucleus sampling mass (1 = off)") \
     X(gen, batch_size, INT, 0, 0, 65536, "sequences an actor decodes together (KV-cache slots); when one ends, its slot takes the work item's next pending sequence in the same step (in-flight batching); 0 = all of a work item's sequences at once. Identical prompts (grpo group_size) prefill once either way; responses are the same bit for bit for any value") \
-    X(gen, pack_weights, BOOL, true, 0, 1, "decode from a panel-major copy of the blocks' linear weights (actors pack it once per policy version): ~1.7x faster generation at batch 8 (GPT-2 124M) for 12*n_layer*n_embd^2 more floats (340 MB at GPT-2 124M)") \
+    X(gen, pack_weights, BOOL, true, 0, 1, "decode from a panel-major copy of the blocks' linear weights and the LM head (actors pack it once per policy version): ~1.7x faster generation at batch 8 (GPT-2 124M) for 12*n_layer*n_embd^2 + vocab*n_embd more floats (494 MB at GPT-2 124M)") \
     X(gen, weights, ENUM, "f32", "f32|bf16", 0, "precision of the actors' decode copy of the weights: f32; bf16 = the blocks' linear weights and the LM head rounded to bfloat16 (nearest even), computed in fp32 (a copy whatever gen.pack_weights says): half the bytes streamed per decoded token. The learner and reward server stay fp32; the learner recomputes the on-policy behaviour log-probs in fp32 (docs/ppo.md)")
 
 #define RLHF_CONFIG_KEYS_ppo(X) \

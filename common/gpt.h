@@ -144,11 +144,12 @@ typedef struct {
      * the config, shared by training and generation; NULL for GPT-2 */
     double *rope_freq;
     /* 1 (gpt_init's default): generation decodes from a packed copy of the weights (see
-     * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. GPT-2:
-     * the same results either way, bit for bit (the same kernel). Llama: the copy runs the
-     * panel kernel (each output summed in order over its inputs), in place the (out, in)
-     * row kernel (16 lanes, then a tree): equal up to fp32 rounding (tests/test_generate.c
-     * bounds the log-prob gap). Set before gpt_cache_reserve / generate. */
+     * gpt_cache_reserve); 0: it reads them in place and the cache holds no copy. The copy
+     * runs the panel kernel (each output summed in order over its inputs) on every linear
+     * and the LM head; in place, GPT-2's (in, out) linears run the same kernel (the same
+     * bits) while Llama's (out, in) linears and both LM heads run the row kernel (16
+     * lanes, then a tree): equal up to fp32 rounding (tests/test_generate.c bounds the
+     * log-prob gap). Set before gpt_cache_reserve / generate. */
     int decode_packed;
     /* 0 (gpt_init's default): the decode copy holds fp32 weights. 1 (gen.weights = bf16):
      * it holds them as bfloat16 (rounded to nearest even), the LM head too, and every cache
@@ -299,10 +300,10 @@ void gpt_value_backward(GPT *m, const float *dvalues, int B, int T);
 
 /* Size the cache for B slots of T tokens (grows, never shrinks; T <= max_seq_len). All
  * the scratch of prefill and decode is allocated here, including a panel-major copy of
- * every block's four linear weights (ops.h matmul_pack_rows / matmul_pack_cols; GPT-2
- * 12·L·C² floats, 340 MB for 124M; half that in bf16, plus a bf16 LM head): decoding at
- * small batch is bound by reading the weights, and the copy turns those reads into
- * sequential streams. */
+ * every block's four linear weights and of the LM head (ops.h matmul_pack_rows /
+ * matmul_pack_cols; GPT-2 12·L·C² + V·C floats, 494 MB for 124M; half that in bf16) in
+ * 2 MB pages: decoding at small batch is bound by reading the weights, and the copy turns
+ * those reads into sequential streams. */
 void gpt_cache_reserve(GPT *m, int B, int T);
 /* Start a generation: empty every slot and pack the current weights (so a change of
  * m->params since the last generation is seen; see GPT.weights_version). */

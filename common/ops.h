@@ -132,6 +132,17 @@ void matmul_pack_cols_bf16(uint16_t *packed, const float *weight, int C, int OC)
 void matmul_forward_rows_packed_bf16(float *out, const float *inp, const uint16_t *packed,
                                      const float *weight, const float *bias, int N, int C,
                                      int OC);
+/* The LM head logits (N,V) = inp (N,C) @ wte^T through the panel kernel, from
+ * matmul_pack_cols's copy of the (V,C) embedding (fp32, or bf16 widened exactly): each
+ * logit is matmul_forward_rows's chain (k = 0..C-1 in order from 0), so the results are
+ * those of matmul_forward_rows on wte^T, bit for bit, and do not depend on the batch.
+ * The V % 16 last vocabulary rows are read from `wte` itself (rounded to bf16 first for
+ * the bf16 copy). The decode copy's head (gpt.c): the dot-product kernel below reads the
+ * (V,C) rows in place but is held back by its loads of x and lane reductions. */
+void lmhead_forward_rows_packed(float *logits, const float *inp, const float *packed,
+                                const float *wte, int N, int C, int V);
+void lmhead_forward_rows_packed_bf16(float *logits, const float *inp, const uint16_t *packed,
+                                     const float *wte, int N, int C, int V);
 /* bfloat16: the top 16 bits of an IEEE float. Conversion rounds to nearest, ties to
  * even (NaN stays NaN); widening is exact. */
 uint16_t bf16_from_f32(float x);

@@ -290,7 +290,9 @@ static void test_thread_invariance(void) {
                   "generation with %d threads differs from 1 thread", th);
     }
     /* and with the weights read in place instead of from the packed copy (gen.pack_weights
-     * = false): the same bits */
+     * = false): the trunk gives the same bits, the LM head sums each logit in another order
+     * (16 lanes and a tree in place, input order in the panels), so the same tokens and
+     * log-probs within 1e-5 */
     ops_blas_setup(2);
     GPT m;
     GPTConfig c = {.vocab_size = V, .max_seq_len = MAXT, .n_layer = 2, .n_head = 4,
@@ -300,10 +302,13 @@ static void test_thread_invariance(void) {
     m.decode_packed = 0;
     CHECK(generate(&m, &gp, NB, prompts, plens, pids, sids, toks[0], lps[0], lens[0], err) == 0);
     gpt_free(&m);
+    double gap = 0;
+    for (size_t i = 0; i < sizeof lps[0] / sizeof lps[0][0]; i++)
+        gap = fmax(gap, fabs((double)lps[0][i] - lps[1][i]));
+    fprintf(stderr, "    max |logprob packed - in place| = %.2e\n", gap);
     CHECK_MSG(memcmp(lens[0], lens[1], sizeof lens[1]) == 0 &&
-                  memcmp(toks[0], toks[1], sizeof toks[1]) == 0 &&
-                  memcmp(lps[0], lps[1], sizeof lps[1]) == 0,
-              "generation from the unpacked weights differs from the packed");
+                  memcmp(toks[0], toks[1], sizeof toks[1]) == 0 && gap < 1e-5,
+              "generation from the unpacked weights differs from the packed (log-prob gap %.2e)", gap);
     ops_blas_setup(before);
 }
 

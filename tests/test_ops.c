@@ -176,6 +176,63 @@ static void test_rows_packed(void) {
     ops_blas_setup(before);
 }
 
+/* The decode copy's LM head: matmul_pack_cols of the (V,C) embedding read by the panel
+ * kernel gives matmul_forward_rows's bits on wte^T for every logit, the V % 16 edge rows
+ * included (read from wte), for every batch size and 1-3 threads; the bf16 copy gives the
+ * fp32 copy's bits on the rounded embedding; and a row's logits do not depend on the rows
+ * beside it. V = 16 x 40 + 7 (above the pool threshold at C 96), C 96 and 40 (C % 16 = 8). */
+static void test_lmhead_packed(void) {
+    int before = ops_blas_threads();
+    int shapes[][2] = {{96, 647}, {40, 53}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int C = shapes[s][0], V = shapes[s][1], NMAX = 11;
+        size_t np = matmul_packed_floats(C, V);
+        float *x = rand_buf((size_t)NMAX * C, 1.0f), *wte = rand_buf((size_t)V * C, 0.2f);
+        float *wr = xalloc_floats((size_t)V * C), *wt = xalloc_floats((size_t)C * V);
+        float *wrt = xalloc_floats((size_t)C * V), *pk = xalloc_floats(np);
+        float *pkr = xalloc_floats(np);
+        uint16_t *ph = xcalloc(np, sizeof(uint16_t));
+        float *ref = xalloc_floats((size_t)NMAX * V), *out = xalloc_floats((size_t)NMAX * V);
+        float *one = xalloc_floats((size_t)V);
+        for (int v = 0; v < V; v++)
+            for (int k = 0; k < C; k++) {
+                float w = wte[(size_t)v * C + k];
+                wr[(size_t)v * C + k] = bf16_to_f32(bf16_from_f32(w));
+                wt[(size_t)k * V + v] = w, wrt[(size_t)k * V + v] = wr[(size_t)v * C + k];
+            }
+        int bad = 0, bad_bf = 0, bad_row = 0;
+        for (int th = 1; th <= 3; th++) {
+            ops_blas_setup(th);
+            matmul_pack_cols(pk, wte, C, V);
+            matmul_pack_cols(pkr, wr, C, V);
+            matmul_pack_cols_bf16(ph, wte, C, V);
+            for (int N = 1; N <= NMAX; N += (N < 9 ? 1 : 2)) {
+                matmul_forward_rows(ref, x, wt, NULL, N, C, V);
+                lmhead_forward_rows_packed(out, x, pk, wte, N, C, V);
+                bad += memcmp(out, ref, (size_t)N * V * sizeof(float)) != 0;
+                lmhead_forward_rows_packed(ref, x, pkr, wr, N, C, V);
+                lmhead_forward_rows_packed_bf16(out, x, ph, wte, N, C, V);
+                bad_bf += memcmp(out, ref, (size_t)N * V * sizeof(float)) != 0;
+                lmhead_forward_rows_packed(out, x, pk, wte, 1, C, V);
+                matmul_forward_rows(one, x, wt, NULL, 1, C, V);
+                bad_row += memcmp(out, one, (size_t)V * sizeof(float)) != 0;
+            }
+        }
+        CHECK_MSG(bad == 0, "packed LM head C %d V %d: %d calls differ from the panel kernel on wte^T",
+                  C, V, bad);
+        CHECK_MSG(bad_bf == 0, "bf16 packed LM head C %d V %d: %d calls differ from fp32 on the "
+                  "rounded weights", C, V, bad_bf);
+        CHECK_EQ_INT(bad_row, 0);
+        /* the bf16 rounding is real */
+        lmhead_forward_rows_packed(ref, x, pk, wte, 1, C, V);
+        lmhead_forward_rows_packed_bf16(out, x, ph, wte, 1, C, V);
+        CHECK(memcmp(out, ref, (size_t)V * sizeof(float)) != 0);
+        free(x), free(wte), free(wr), free(wt), free(wrt), free(pk), free(pkr), free(ph);
+        free(ref), free(out), free(one);
+    }
+    ops_blas_setup(before);
+}
+
 /* The training kernels split rows, columns or (b, h) pairs over the pool: the forward
  * and backward of each must give the same bits with 1, 2 and 3 threads (shapes above the
  * pool's size threshold, widths that are not multiples of the 16-column groups, T over
@@ -801,6 +858,7 @@ int main(void) {
     TEST_RUN(test_rows_thread_invariance);
     TEST_RUN(test_bf16_kernels);
     TEST_RUN(test_rows_packed);
+    TEST_RUN(test_lmhead_packed);
     TEST_RUN(test_train_thread_invariance);
     TEST_RUN(test_attention_reference);
     TEST_RUN(test_attention_row_reference);
