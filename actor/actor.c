@@ -31,6 +31,7 @@
 #include "lora.h"
 #include "ckpt.h"
 #include "config.h"
+#include "fault.h"
 #include "generate.h"
 #include "gpt.h"
 #include "mpi_util.h"
@@ -215,7 +216,7 @@ static void actor_run_item(Actor *a, const MPI_Status *st) {
     /* the rollout carries ref_logprobs iff the reward server computed them (otherwise
      * the learner does, and 4 bytes per response token stay off the wire) */
     if (want_ref) memcpy(b->ref_logprobs, rb->ref_logprobs, b->n_resp * sizeof(float));
-    b->has_ref = want_ref;
+    b->has_ref = want_ref && !fault_drop_point("rollout_ref");
     for (int e = 0; e < rb->n_extra; e++)
         memcpy(msg_batch_extra(b, rb->extra_names[e]), rb->extra[e], (size_t)n * sizeof(float));
     double t_score = time_now() - t1;

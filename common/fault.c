@@ -24,12 +24,16 @@ static struct {
     char fatal_point[32];
     long fatal_at;   /* the visit that calls fatal(), 0 = none */
     long fatal_seen;
+    char drop_point[32];
+    long drop_at;    /* the visit that leaves a field out, 0 = none */
+    long drop_seen;
 } F;
 
 /* The points RLHF_FAULT_KILL and RLHF_FAULT_FATAL may name (fault.h says where each is). */
 static const char *const kill_points[] = {"ckpt_commit", "ckpt_data", "ckpt_saved",
                                           "train_step", "ppo_update", NULL};
 static const char *const fatal_points[] = {"train_step", NULL};
+static const char *const drop_points[] = {"rollout_ref", NULL};
 
 /* VAR=POINT:N with POINT one of known[]: the point into point[cap] and N into *at. */
 static void parse_point(const char *var, const char *const *known, char *point, size_t cap,
@@ -80,6 +84,7 @@ static void fault_load(void) {
     parse_point("RLHF_FAULT_KILL", kill_points, F.kill_point, sizeof F.kill_point, &F.kill_at);
     parse_point("RLHF_FAULT_FATAL", fatal_points, F.fatal_point, sizeof F.fatal_point,
                 &F.fatal_at);
+    parse_point("RLHF_FAULT_DROP", drop_points, F.drop_point, sizeof F.drop_point, &F.drop_at);
 }
 
 int fault_nonfinite_at(long step) {
@@ -123,4 +128,13 @@ void fault_fatal_point(const char *point) {
     if (++F.fatal_seen != F.fatal_at) return;
     fatal("fault injection: internal error at %s (visit %ld, RLHF_FAULT_FATAL)", point,
           F.fatal_seen);
+}
+
+int fault_drop_point(const char *point) {
+    fault_load();
+    if (F.drop_at == 0 || strcmp(point, F.drop_point) != 0) return 0;
+    if (++F.drop_seen != F.drop_at) return 0;
+    fprintf(stderr, "rlhf-c: fault injection: %s left out (visit %ld, RLHF_FAULT_DROP)\n", point,
+            F.drop_seen);
+    return 1;
 }

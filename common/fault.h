@@ -20,6 +20,10 @@
  *                    before any checkpoint of that step (the step is lost and redone);
  *       ppo_update   learner rank 0 of PPO / GRPO / RLOO after an update's training,
  *                    before its checkpoint and before the actors get the new weights;
+ *   RLHF_FAULT_DROP=POINT:N        the process leaves something out of a message the N-th
+ *                                  time it reaches POINT, as a peer with a bug would:
+ *       rollout_ref  an actor sends a rollout without the ref_logprobs its work item
+ *                    asked for (the learner must stop with a message, not train on zeros);
  *   RLHF_FAULT_LOG=PATH            a kill's message is appended to PATH too (mpirun can
  *                                  end a job before it forwards a killed rank's stderr).
  *   RLHF_FAULT_FATAL=POINT:N       the process calls fatal() the N-th time it reaches
@@ -48,5 +52,8 @@ void fault_kill_point(const char *point);
 
 /* fatal() here if RLHF_FAULT_FATAL names this point and this is its N-th visit. */
 void fault_fatal_point(const char *point);
+
+/* 1 if RLHF_FAULT_DROP names this point and this is its N-th visit. */
+int fault_drop_point(const char *point);
 
 #endif

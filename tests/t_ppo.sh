@@ -19,6 +19,8 @@
 #   - GRPO and RLOO (no critic, G samples per prompt): GRPO raises the rule score, with
 #     grpo.scale_by_std=false (Dr. GRPO) too, and is reproducible across actor counts; RLOO
 #     raises the rule score on held-out prompts by more than noise can;
+#   - actors that leave the requested ref_logprobs out of a rollout (RLHF_FAULT_DROP): the
+#     learner stops with a message naming the item and ppo.ref_on, no checkpoint;
 #   - malformed messages injected (tests/fx_garbage.c as an extra rank) into the learner
 #     and into a reward server: the job exits non-zero with an error naming the sender,
 #     within the time limit (no hang); a launch without a reward server is refused.
@@ -97,6 +99,23 @@ launch 1 1 2 ppo "$T/wi" $SYNC ppo.weight_sync=image > "$T/wi.log" 2>&1 || { cat
 "$B/rlhf-ckpt" diff "$T/a2" "$T/wi" || fail "weight_sync=image and =params differ"
 launch 1 1 2 ppo "$T/s9" $SYNC run.seed=9 > "$T/s9.log" 2>&1 || { cat "$T/s9.log"; fail "run s9"; }
 if "$B/rlhf-ckpt" diff "$T/a2" "$T/s9" > /dev/null 2>&1; then fail "another seed gave the same weights"; fi
+
+echo "== an actor that leaves out the reference log-probs: the learner stops, naming the item"
+# RLHF_FAULT_DROP=rollout_ref:1 (common/fault.h): each actor's first rollout goes out
+# without the ref_logprobs its work item asked for, as a buggy peer's would
+set +e
+timeout 300 mpirun -np 1 "$B/learner" ppo $PPO run.out_dir="$T/noref" $SYNC \
+  : -np 1 "$B/reward_server" $PPO run.out_dir="$T/noref" $SYNC \
+  : -np 2 env RLHF_FAULT_DROP=rollout_ref:1 "$B/actor" $PPO run.out_dir="$T/noref" $SYNC \
+  > "$T/noref.log" 2>&1
+rc=$?
+set -e
+[ $rc -ne 124 ] || { cat "$T/noref.log"; fail "missing ref_logprobs: the job hung"; }
+[ $rc -ne 0 ] || { cat "$T/noref.log"; fail "missing ref_logprobs: the job exited 0"; }
+grep -q 'role learner\].*rollout of item [0-9]* carries no ref_logprobs.*ppo.ref_on' "$T/noref.log" \
+  || { cat "$T/noref.log"; fail "missing ref_logprobs: no learner message naming the item and ppo.ref_on"; }
+ls "$T/noref"/ckpt-*.h5 > /dev/null 2>&1 && fail "missing ref_logprobs: the learner trained and saved"
+echo "exit $rc: $(grep -o 'rollout of item [0-9]* carries no ref_logprobs' "$T/noref.log" | head -1)"
 
 echo "== transport: TCP only (the path between nodes) gives the same weights and traffic"
 # ob1 with the tcp and self BTLs only: no shared memory (vader) and no UCX, so every byte
