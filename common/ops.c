@@ -1416,7 +1416,7 @@ static inline __attribute__((always_inline)) void lanes_reduce8x8(float res[8], 
 }
 #endif
 
-#define LM_STAGE_MAX 16384 /* widest C whose row tile lm_rows_part stages on its stack */
+#define LM_STAGE_MAX 8192 /* widest C whose row tile lm_rows_part stages on its stack (256 KiB) */
 #define LM_PFD 2 /* vocabulary rows prefetched ahead in each of a tile's two streams */
 /* nr rows x the vocabulary rows va and (nv = 2) vb: two streams through wte. */
 static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, const float *inp,
@@ -1545,7 +1545,7 @@ static void lm_rows_part(void *p, int part, int nparts) {
      * 8 rows fall in different L1 sets (rows C = 2048 floats apart all map to one set and
      * evict each other). Same values, same operations: the same bits. 124M head at batch
      * 8, 1 thread, weights in cache (Zen 3 VM): 21.8 -> 28.8 GFMA/s. */
-    size_t ldx = ((size_t)C + 15) / 16 * 16 + 16;
+    size_t ldx = (((size_t)C + 15) / 16 | 1) * 16;
     int stage = C <= LM_STAGE_MAX;
     float xbuf[stage ? LM_RB * ldx + 16 : 1];
     float *xs = (float *)(((uintptr_t)xbuf + 63) & ~(uintptr_t)63);
