@@ -1280,8 +1280,8 @@ static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int
     if (m->lora) lora_proj_forward_rows(m->lora, l, i, inp, n, out, dl->OC);
 }
 
-/* logits of the ne rows in c->lnf, to rows out_row.. of c->logits: from the bf16 copy
- * of the LM head when the decode copy is bf16 */
+/* logits of the ne rows in c->lnf, to rows out_row.. of c->logits: from the decode copy's
+ * packed head (fp32 or bf16) when there is a copy, else from the (V,C) weight in place */
 static void cache_lmhead(GPT *m, int out_row, int ne) {
     struct GPTCache *c = m->cache;
     int C = m->config.n_embd, V = m->config.vocab_size;

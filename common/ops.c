@@ -1527,7 +1527,6 @@ static inline __attribute__((always_inline)) void lm_rows_tile(float *logits, co
 typedef struct {
     float *logits;
     const float *inp, *wte;
-    const uint16_t *wte_bf16; /* or a bfloat16 copy (wte NULL) */
     int N, C, V;
 } LMRowsJob;
 
@@ -1560,10 +1559,7 @@ static void lm_rows_part(void *p, int part, int nparts) {
         }
         for (int i = 0; i < half; i++) {
             int nv = mid + i < hi ? 2 : 1;
-            if (jb->wte_bf16) {
-                if (nr == LM_RB) lm_rows_tile(lg, x, ldx, jb->wte_bf16, 1, LM_RB, C, V, lo + i, mid + i, nv);
-                else lm_rows_tile(lg, x, ldx, jb->wte_bf16, 1, nr, C, V, lo + i, mid + i, nv);
-            } else if (nr == LM_RB) lm_rows_tile(lg, x, ldx, wte, 0, LM_RB, C, V, lo + i, mid + i, nv);
+            if (nr == LM_RB) lm_rows_tile(lg, x, ldx, wte, 0, LM_RB, C, V, lo + i, mid + i, nv);
             else lm_rows_tile(lg, x, ldx, wte, 0, nr, C, V, lo + i, mid + i, nv);
         }
     }
@@ -1578,12 +1574,7 @@ static void lm_rows_run(LMRowsJob *jb) {
 
 void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
                          int V) {
-    lm_rows_run(&(LMRowsJob){logits, inp, wte, NULL, N, C, V});
-}
-
-void lmhead_forward_rows_bf16(float *logits, const float *inp, const uint16_t *wte, int N,
-                              int C, int V) {
-    lm_rows_run(&(LMRowsJob){logits, inp, NULL, wte, N, C, V});
+    lm_rows_run(&(LMRowsJob){logits, inp, wte, N, C, V});
 }
 
 #pragma GCC pop_options

@@ -181,11 +181,8 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
 // LM head tied to the token embedding: logits (N,V) = inp (N,C) @ wte (V,C)^T
 
 void lmhead_forward(float *logits, const float *inp, const float *wte, int N, int C, int V);
-/* batch-invariant variant for generation (see matmul_forward_rows) */
-/* the same from a bf16 copy of wte (bf16_from_f32_array): equal, bit for bit, to
- * lmhead_forward_rows on the rounded weights */
-void lmhead_forward_rows_bf16(float *logits, const float *inp, const uint16_t *wte, int N,
-                              int C, int V);
+/* batch-invariant variant for generation (see matmul_forward_rows): 16 lanes over k, then
+ * a fixed tree, reading wte in place (the decode copy packs it: lmhead_forward_rows_packed) */
 void lmhead_forward_rows(float *logits, const float *inp, const float *wte, int N, int C,
                          int V);
 /* dinp (N,C) += dlogits @ wte; dwte (V,C) += dlogits^T @ inp */

@@ -832,14 +832,18 @@ static void test_bf16_kernels(void) {
         matmul_pack_rows(pf, w, C, OC);
         matmul_pack_cols(pg, wt, C, OC);
         CHECK(memcmp(pf, pg, np * sizeof(float)) == 0);
-        /* the LM head: V rows of C (C % 16 = 8 tail terms) */
-        uint16_t *hh = xcalloc((size_t)V * C, sizeof(uint16_t));
-        bf16_from_f32_array(hh, w, (size_t)V * C);
-        lmhead_forward_rows_bf16(lg, x, hh, N, C, V);
-        lmhead_forward_rows(lr, x, wr, N, C, V); /* wr is w rounded, the same (V*C) prefix */
+        /* the LM head: V rows of C (C % 16 = 8 tail terms, V % 16 = 5 edge rows); w and wr
+         * read as (V,C) prefixes, wr being w rounded */
+        size_t nh = matmul_packed_floats(C, V);
+        uint16_t *hh = xcalloc(nh, sizeof(uint16_t));
+        float *hf = xalloc_floats(nh);
+        matmul_pack_cols_bf16(hh, w, C, V);
+        matmul_pack_cols(hf, wr, C, V);
+        lmhead_forward_rows_packed_bf16(lg, x, hh, w, N, C, V);
+        lmhead_forward_rows_packed(lr, x, hf, wr, N, C, V);
         CHECK_MSG(memcmp(lg, lr, (size_t)N * V * sizeof(float)) == 0,
                   "%d threads: bf16 LM head differs from fp32 on the rounded weights", th);
-        free(hh);
+        free(hh), free(hf);
     }
     /* and the rounding is real: the bf16 result differs from the fp32 weights' */
     matmul_forward_rows(b, x, w, bias, N, C, OC);
