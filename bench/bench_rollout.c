@@ -150,16 +150,46 @@ static int bench_group8(GPT *m, const char *preset, int P, int NEW, Rng *r) {
     return bad;
 }
 
-/* (b) 24 distinct P-token prompts, responses stopped at random lengths in 16..maxlen,
- * 8 slots: in-flight vs static batches. */
+/* The passes (weight streams) a schedule of S slots runs for N sequences of caps[i] new
+ * tokens each: every pass gives each running sequence one token, the first from its
+ * prompt's prefill. Static: a batch runs for its longest member. In-flight: a freed slot
+ * takes the next sequence in the following pass. */
+static int sched_passes(const int *caps, int N, int S, int inflight) {
+    int passes = 0;
+    if (!inflight) {
+        for (int i = 0; i < N; i += S) {
+            int longest = 0;
+            for (int k = i; k < N && k < i + S; k++) longest = caps[k] > longest ? caps[k] : longest;
+            passes += longest;
+        }
+        return passes;
+    }
+    int *end = xcalloc((size_t)S, sizeof(int)); /* pass after which each slot is free */
+    for (int i = 0; i < N; i++) {
+        int s = 0;
+        for (int k = 1; k < S; k++) if (end[k] < end[s]) s = k;
+        end[s] += caps[i];
+        passes = end[s] > passes ? end[s] : passes;
+    }
+    free(end);
+    return passes;
+}
+
+/* (b) N distinct P-token prompts (BENCH_ROLLOUT_PROMPTS, default 24), responses stopped at
+ * random lengths in 16..maxlen, 8 slots: in-flight vs static batches. */
 static int bench_randlen(GPT *m, const char *preset, int P, int maxlen, Rng *r) {
     Job b;
-    int N = 24;
+    const char *env = getenv("BENCH_ROLLOUT_PROMPTS");
+    int N = env && atoi(env) >= 8 ? atoi(env) : 24;
     job_init(&b, N, P, maxlen, m->config.vocab_size, 0, r);
     int *caps = xcalloc((size_t)N, sizeof(int));
     for (int i = 0; i < N; i++) caps[i] = 16 + (int)rng_below(r, (uint64_t)(maxlen - 16 + 1));
     GenSchedule inflight = {.batch = 8, .inflight = 1, .share_prefill = 1, .max_new = caps};
     GenSchedule stat = {.batch = 8, .inflight = 0, .share_prefill = 1, .max_new = caps};
+    int pi = sched_passes(caps, N, 8, 1), ps = sched_passes(caps, N, 8, 0);
+    printf("randlen: %d prompts, 8 slots: in-flight runs %d passes, static %d (%.2fx fewer: the "
+           "speed-up if a pass cost the same at any occupancy)\n", N, pi, ps, (double)ps / pi);
+    printf("RESULT\trollout.%s.randlen.pass_ratio\t%.3f\tx\n", preset, (double)ps / pi);
     int bad = bench_pair(m, &b, preset, "randlen", "inflight", &inflight, "static", &stat);
     free(caps);
     job_free(&b);

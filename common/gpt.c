@@ -1093,11 +1093,27 @@ struct GPTCache {
     int64_t packs;              /* gpt_cache_pack fills of the copy, kept across re-reserves */
     int64_t rows_run;           /* tokens run through the network since gpt_cache_begin */
     GPTCacheRun *runs;          /* (B) gpt_cache_prefill's runs */
+    int *row_run, *row_t;       /* (R) each staged row's run and its index in the run */
+    struct CacheScore *score;   /* gpt_cache_score's state (its first call allocates it) */
+};
+
+/* What gpt_cache_score asked for, and its head scratch (allocated on its first call). */
+#define CACHE_SCORE_ROWS 64 /* LM-head rows per block: 64 x V floats of logits */
+struct CacheScore {
+    int active; /* inside a gpt_cache_score call */
+    const GPTCacheRun *runs;
+    const int *const *targets;
+    float *const *lp;
+    float *scores;
+    float *lg, *lp_blk, *ent, *lse; /* (CACHE_SCORE_ROWS, V), then 3 x (CACHE_SCORE_ROWS) */
+    int *tg, *blk_row;              /* (CACHE_SCORE_ROWS) targets; the block's pass rows */
 };
 
 static void cache_free(struct GPTCache *c) {
     if (!c) return;
     free(c->len), free(c->slot), free(c->pos), free(c->tok), free(c->emit), free(c->runs);
+    free(c->row_run), free(c->row_t);
+    if (c->score) free(c->score->lg), free(c->score->lp_blk), free(c->score->tg), free(c->score);
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
                      c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -1169,6 +1185,8 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
     c->pos = xcalloc((size_t)R, sizeof(int));
     c->tok = xcalloc((size_t)R, sizeof(int));
     c->emit = xcalloc((size_t)R, sizeof(int));
+    c->row_run = xcalloc((size_t)R, sizeof(int));
+    c->row_t = xcalloc((size_t)R, sizeof(int));
     c->x = xalloc_floats((size_t)R * C);
     c->ln = xalloc_floats((size_t)R * C);
     c->qkv = xalloc_floats((size_t)R * wd.QKVW);
@@ -1282,14 +1300,52 @@ static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int
 
 /* logits of the ne rows in c->lnf, to rows out_row.. of c->logits: from the decode copy's
  * packed head (fp32 or bf16) when there is a copy, else from the (V,C) weight in place */
-static void cache_lmhead(GPT *m, int out_row, int ne) {
+static void cache_head(GPT *m, float *dst, const float *lnf, int ne) {
     struct GPTCache *c = m->cache;
     int C = m->config.n_embd, V = m->config.vocab_size;
-    float *dst = c->logits + (size_t)out_row * V;
     if (c->head_pk && c->pk_bf16)
-        lmhead_forward_rows_packed_bf16(dst, c->lnf, c->head_pk, m->w.lm_head, ne, C, V);
-    else if (c->head_pk) lmhead_forward_rows_packed(dst, c->lnf, c->head_pk, m->w.lm_head, ne, C, V);
-    else lmhead_forward_rows(dst, c->lnf, m->w.lm_head, ne, C, V);
+        lmhead_forward_rows_packed_bf16(dst, lnf, c->head_pk, m->w.lm_head, ne, C, V);
+    else if (c->head_pk) lmhead_forward_rows_packed(dst, lnf, c->head_pk, m->w.lm_head, ne, C, V);
+    else lmhead_forward_rows(dst, lnf, m->w.lm_head, ne, C, V);
+}
+
+/* gpt_cache_score's outputs for the pass's ne emitting rows (their final norms in
+ * c->lnf, in row order): the score head on each run's last row; the log-probs of the
+ * rows with a target, the LM head CACHE_SCORE_ROWS rows at a time. */
+static void cache_score_rows(GPT *m, int n, int ne) {
+    struct GPTCache *c = m->cache;
+    struct CacheScore *sc = c->score;
+    int C = m->config.n_embd, V = m->config.vocab_size, k = 0, nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (!c->emit[i]) continue;
+        int r = c->row_run[i], t = c->row_t[i];
+        const float *h = c->lnf + (size_t)k * C;
+        if (sc->scores && t == sc->runs[r].count - 1) rowdot_forward(&sc->scores[r], h, m->w.head_w, NULL, 1, C);
+        int tg = sc->targets ? sc->targets[r][t] : -1;
+        if (tg >= 0) {
+            memmove(c->lnf + (size_t)nb * C, h, (size_t)C * sizeof(float)); /* nb <= k */
+            sc->tg[nb] = tg, sc->blk_row[nb++] = i;
+        }
+        k++;
+        if (nb == CACHE_SCORE_ROWS || (k == ne && nb > 0)) {
+            cache_head(m, sc->lg, c->lnf, nb);
+            logprob_forward(sc->lp_blk, sc->ent, sc->lse, sc->lg, sc->tg, m->temperature, nb, V);
+            for (int j = 0; j < nb; j++) {
+                int row = sc->blk_row[j];
+                sc->lp[c->row_run[row]][c->row_t[row]] = sc->lp_blk[j];
+            }
+            nb = 0;
+        }
+    }
+}
+
+/* The pass's outputs for its ne emitting rows: logits to rows out_row.. of c->logits,
+ * or gpt_cache_score's. */
+static void cache_emit(GPT *m, int n, int out_row, int ne) {
+    struct GPTCache *c = m->cache;
+    if (ne == 0) return;
+    if (c->score && c->score->active) cache_score_rows(m, n, ne);
+    else cache_head(m, c->logits + (size_t)out_row * m->config.vocab_size, c->lnf, ne);
 }
 
 static void cache_pass(GPT *m, int n, int out_row) {
@@ -1337,7 +1393,7 @@ static void cache_pass(GPT *m, int n, int out_row) {
                           m->w.ln_f_w, m->w.ln_f_b, 1, C);
         ne++;
     }
-    if (ne > 0) cache_lmhead(m, out_row, ne);
+    cache_emit(m, n, out_row, ne);
 }
 
 /* Llama: rows [n part / nparts, n (part+1) / nparts) attend to their slots (NKV heads of
@@ -1409,7 +1465,7 @@ static void llama_cache_pass(GPT *m, int n, int out_row) {
                         1, C, C);
         ne++;
     }
-    if (ne > 0) cache_lmhead(m, out_row, ne);
+    cache_emit(m, n, out_row, ne);
 }
 
 static void cache_check_token(const GPT *m, int tok, const char *fn, int b, int t) {
@@ -1483,17 +1539,21 @@ static void cache_check_runs(const GPT *m, int n, const GPTCacheRun *runs, const
     }
 }
 
-const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs) {
-    cache_check_runs(m, n, runs, "gpt_cache_run");
+/* Rows are staged run after run and sent through the network R at a time; a run cut by a
+ * pass boundary continues in the next pass (its earlier positions are cached). Without
+ * c->score each run's last row emits logits; with it, the rows gpt_cache_score wants. */
+static void cache_run_rows(GPT *m, int n, const GPTCacheRun *runs) {
     struct GPTCache *c = m->cache;
-    /* rows are staged run after run and sent through the network R at a time; a run cut
-     * by a pass boundary continues in the next pass (its earlier positions are cached) */
+    const struct CacheScore *sc = c->score && c->score->active ? c->score : NULL;
     int rows = 0, out_row = 0, emitted = 0;
     for (int i = 0; i < n; i++) {
         const GPTCacheRun *r = &runs[i];
         for (int t = 0; t < r->count; t++) {
+            int last = t == r->count - 1;
             c->slot[rows] = r->slot, c->pos[rows] = r->start + t, c->tok[rows] = r->tokens[t];
-            c->emit[rows] = t == r->count - 1;
+            c->row_run[rows] = i, c->row_t[rows] = t;
+            c->emit[rows] = sc ? (sc->scores && last) || (sc->targets && sc->targets[i][t] >= 0)
+                               : last;
             emitted += c->emit[rows];
             if (++rows == c->R) {
                 cache_pass(m, rows, out_row);
@@ -1504,7 +1564,43 @@ const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs) {
         c->len[r->slot] = r->start + r->count;
     }
     if (rows > 0) cache_pass(m, rows, out_row);
-    return c->logits;
+}
+
+const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs) {
+    cache_check_runs(m, n, runs, "gpt_cache_run");
+    cache_run_rows(m, n, runs);
+    return m->cache->logits;
+}
+
+void gpt_cache_score(GPT *m, int n, const GPTCacheRun *runs, const int *const *targets,
+                     float *const *lp, float *scores) {
+    cache_check_runs(m, n, runs, "gpt_cache_score");
+    struct GPTCache *c = m->cache;
+    int V = m->config.vocab_size;
+    if (scores && !m->w.head_w) fatal("gpt_cache_score: scores asked of a model without a score head");
+    if ((targets == NULL) != (lp == NULL)) fatal("gpt_cache_score: targets and lp go together");
+    if (targets) {
+        if (!(m->temperature > 0.0f) || !isfinite(m->temperature))
+            fatal("gpt_cache_score: temperature %g must be a positive finite number", (double)m->temperature);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < runs[i].count; t++)
+                if (targets[i][t] >= V)
+                    fatal("gpt_cache_score: target %d (run %d, row %d) is outside the vocabulary [0, %d)",
+                          targets[i][t], i, t, V);
+    }
+    if (!c->score) {
+        struct CacheScore *sc = c->score = xcalloc(1, sizeof *sc);
+        sc->lg = xalloc_floats((size_t)CACHE_SCORE_ROWS * V);
+        sc->lp_blk = xalloc_floats(3 * CACHE_SCORE_ROWS);
+        sc->ent = sc->lp_blk + CACHE_SCORE_ROWS, sc->lse = sc->ent + CACHE_SCORE_ROWS;
+        sc->tg = xcalloc(2 * CACHE_SCORE_ROWS, sizeof(int));
+        sc->blk_row = sc->tg + CACHE_SCORE_ROWS;
+    }
+    struct CacheScore *sc = c->score;
+    sc->runs = runs, sc->targets = targets, sc->lp = lp, sc->scores = scores;
+    sc->active = 1;
+    cache_run_rows(m, n, runs);
+    sc->active = 0;
 }
 
 void gpt_cache_copy_slot(GPT *m, int dst, int src, int ntok) {

@@ -329,6 +329,15 @@ typedef struct {
  * row i belongs to the token after the last one of run i; valid until the next cache
  * call. Row-wise deterministic like every call here. */
 const float *gpt_cache_run(GPT *m, int n, const GPTCacheRun *runs);
+/* Score n runs through the cache as gpt_cache_run runs them (the same rows, the same
+ * bits), for a scorer instead of a sampler: lp[i][t] = log p(targets[i][t] | the slot's
+ * tokens up to and including runs[i].tokens[t]) at m->temperature, for each t with
+ * targets[i][t] >= 0 (targets and lp both NULL: no log-probs); scores[i] = the score head
+ * on the final norm of run i's last token (NULL: none; the model needs a score head).
+ * Only the rows asked for go through the LM head. The reward server scores the responses
+ * of a GRPO group this way after one prefill of their prompt (gpt_cache_copy_slot). */
+void gpt_cache_score(GPT *m, int n, const GPTCacheRun *runs, const int *const *targets,
+                     float *const *lp, float *scores);
 /* Copy the keys and values of the first ntok tokens of slot src into slot dst
  * (dst != src, ntok <= src's length); dst then holds those ntok tokens. A sequence
  * continued from the copy gets the logits it would get from its own prefill, bit for

@@ -475,6 +475,99 @@ static const char *copy_model_name(int k) {
     return names[k];
 }
 
+/* gpt_cache_score: the reward server's scoring through the cache */
+
+/* Three sequences of 12 tokens, the first two sharing a 7-token prompt: log-probs of
+ * tokens 7..11 and the score at the last token. gpt_cache_score after one prefill of the
+ * shared prompt (copied to the second slot) gives bit for bit what each sequence's own
+ * cache pass gives (gpt_cache_run's logits through logprob_forward; a score model's head
+ * on the same rows), and the training path's figures within fp32 rounding; for both
+ * families, the packed copy and in place, at a temperature. */
+static void test_cache_score(void) {
+    enum { N = 3, T = 12, P = 7 };
+    int V = 40;
+    for (int k = 0; k < 5; k++)
+        for (int packed = 0; packed <= 1; packed++) {
+            GPT m, sm; /* a policy (LM head) and a score model of the same family */
+            make_copy_model(&m, k, V, 16, 31 + (uint64_t)k);
+            make_copy_model(&sm, k, V, 16, 41 + (uint64_t)k);
+            GPTConfig sc = sm.config;
+            gpt_free(&sm);
+            sc.head = GPT_HEAD_SCORE;
+            gpt_init(&sm, &sc);
+            gpt_init_weights(&sm, 43);
+            for (size_t i = 0; i < sm.num_params; i++) sm.params[i] += 0.15f * rng_normal(&g_rng);
+            m.temperature = 0.7f;
+            m.decode_packed = sm.decode_packed = packed;
+            int seq[N][T], tg[N][T];
+            for (int b = 0; b < N; b++)
+                for (int t = 0; t < T; t++)
+                    seq[b][t] = b == 1 && t < P ? seq[0][t] : (int)rng_below(&g_rng, (uint64_t)V);
+            /* own passes: sequence b's prefix 0..t in slot 0, logits of its last row */
+            float want[N][T], got[N][T], wscore[N], gscore[N];
+            for (int b = 0; b < N; b++) {
+                gpt_cache_reserve(&m, N, T);
+                for (int t = P - 1; t < T - 1; t++) {
+                    gpt_cache_begin(&m);
+                    GPTCacheRun r = {0, 0, t + 1, seq[b]};
+                    float ent, lse;
+                    logprob_forward(&want[b][t], &ent, &lse, gpt_cache_run(&m, 1, &r), &seq[b][t + 1],
+                                    m.temperature, 1, V);
+                }
+                for (int t = 0; t < T; t++) tg[b][t] = t >= P - 1 && t + 1 < T ? seq[b][t + 1] : -1;
+            }
+            /* shared: the prompt's first P - 1 tokens once in slot 0, copied to slot 1; the
+             * third sequence from position 0 in slot 2 */
+            gpt_cache_begin(&m);
+            GPTCacheRun pre = {0, 0, P - 1, seq[0]};
+            gpt_cache_score(&m, 1, &pre, NULL, NULL, NULL);
+            gpt_cache_copy_slot(&m, 1, 0, P - 1);
+            GPTCacheRun runs[N] = {{0, P - 1, T - P + 1, seq[0] + P - 1},
+                                   {1, P - 1, T - P + 1, seq[1] + P - 1},
+                                   {2, 0, T, seq[2]}};
+            const int *tgs[N] = {tg[0] + P - 1, tg[1] + P - 1, tg[2]};
+            float *lps[N] = {got[0] + P - 1, got[1] + P - 1, got[2]};
+            gpt_cache_score(&m, N, runs, tgs, lps, NULL);
+            int same = 1;
+            for (int b = 0; b < N; b++)
+                for (int t = P - 1; t < T - 1; t++) same &= memcmp(&got[b][t], &want[b][t], sizeof(float)) == 0;
+            CHECK_MSG(same, "%s packed %d: shared-prompt log-probs differ from own passes",
+                      copy_model_name(k), packed);
+            /* the training path */
+            gpt_reserve(&m, N, T);
+            gpt_forward(&m, &seq[0][0], N, T);
+            gpt_lm_forward(&m, &tg[0][0], N, T);
+            double worst = 0;
+            for (int b = 0; b < N; b++)
+                for (int t = P - 1; t < T - 1; t++)
+                    worst = fmax(worst, fabs((double)got[b][t] - m.logprobs[b * T + t]));
+            CHECK_MSG(worst < 2e-5, "%s: cache log-probs vs gpt_lm_forward %.2e", copy_model_name(k), worst);
+            /* scores: own full pass per sequence vs the shared prompt, then the training path */
+            gpt_cache_reserve(&sm, N, T);
+            for (int b = 0; b < N; b++) {
+                gpt_cache_begin(&sm);
+                GPTCacheRun r = {0, 0, T, seq[b]};
+                gpt_cache_score(&sm, 1, &r, NULL, NULL, &wscore[b]);
+            }
+            gpt_cache_begin(&sm);
+            gpt_cache_score(&sm, 1, &pre, NULL, NULL, NULL);
+            gpt_cache_copy_slot(&sm, 1, 0, P - 1);
+            gpt_cache_score(&sm, N, runs, NULL, NULL, gscore);
+            CHECK_MSG(memcmp(gscore, wscore, sizeof gscore) == 0, "%s packed %d: shared-prompt scores differ",
+                      copy_model_name(k), packed);
+            int lens[N] = {T, T, T};
+            gpt_reserve(&sm, N, T);
+            gpt_forward(&sm, &seq[0][0], N, T);
+            gpt_score_forward(&sm, lens, N, T);
+            for (int b = 0; b < N; b++)
+                CHECK_MSG(fabs((double)gscore[b] - sm.scores[b]) < 1e-5 * fmax(1.0, fabs(sm.scores[b])),
+                          "%s: cache score %g vs gpt_score_forward %g", copy_model_name(k),
+                          (double)gscore[b], (double)sm.scores[b]);
+            gpt_free(&m);
+            gpt_free(&sm);
+        }
+}
+
 /* Teacher-forced cache logits: toks[0..T) through one slot (a 3-token prefill, then one
  * decode step per token); logits (T - 2, V) of positions 2..T-1. */
 static void cache_logits(GPT *m, const int *toks, int T, float *logits) {
@@ -1052,6 +1145,7 @@ int main(void) {
     TEST_RUN(test_eos_and_padding);
     TEST_RUN(test_bad_input);
     TEST_RUN(test_copy_slot);
+    TEST_RUN(test_cache_score);
     TEST_RUN(test_bf16_rounding);
     TEST_RUN(test_llama_packed_matches_inplace);
     TEST_RUN(test_bf16_decode);
