@@ -89,8 +89,18 @@ typedef struct {
     MsgLimits lim;
     int max_rows, max_T;
     /* a padded batch of the pending requests' sequences */
-    int *tokens, *targets, *lengths;
+    int *tokens, *targets, *lengths, *plens;
     float *scores;
+    /* ppo.shared_prompt: this batch goes through the models' KV caches, each prompt
+     * shared by several rows once (rs_cache_rows) */
+    int shared;
+    int *lead;            /* per row: the first row with the same prompt */
+    int *src_slot;        /* (max_rows) rs_cache_rows: the slot each row's prompt is copied from */
+    GPTCacheRun *runs;    /* (max_rows) */
+    const int **run_tg;   /* (max_rows) each run's targets */
+    float **run_lp;       /* (max_rows) where each run's log-probs go */
+    float *ref_lp;        /* (max_rows, max_T) the reference log-probs, s->ref.logprobs' layout */
+    float *cache_scores;  /* (max_rows) */
     /* the pending requests */
     int n_req;
     Msg req[RS_MAX_PENDING];
@@ -99,12 +109,19 @@ typedef struct {
     MsgBatch rep;
     char *ptext_buf;
     double t_busy, t_idle;
-    long n_seqs;
+    long n_seqs, n_cached; /* sequences scored; of them through the KV caches */
 } Server;
 
 static void rs_fail_setup(const Server *s, const char *what, const char *err) {
     (void)s;
     mpi_fatal("reward server set-up: %s: %s", what, err);
+}
+
+/* A frozen model's KV-cache settings (ppo.shared_prompt): a panel-major decode copy of
+ * its weights, made by the first cache pass and kept (the weights never change here). */
+static void rs_frozen_for_cache(GPT *g) {
+    g->decode_packed = 1;
+    g->weights_version = 0;
 }
 
 /* Load one reward model (group /reward, optional /reward_norm) from path into m. */
@@ -114,6 +131,7 @@ static void rs_load_rm(Server *s, const char *path, RsModel *m) {
     if (!r) rs_fail_setup(s, "reward model", err);
     if (!ckpt_has(r, "/reward")) rs_fail_setup(s, path, "no /reward group (train one with `learner rm`)");
     if (ckpt_load_model(r, "reward", &m->g, err) != 0) rs_fail_setup(s, "reward model", err);
+    rs_frozen_for_cache(&m->g);
     if (ckpt_has(r, "/reward_norm")) {
         double nm[2];
         if (ckpt_read_f64(r, "/reward_norm", nm, 2, err) != 0) rs_fail_setup(s, "reward model", err);
@@ -187,6 +205,7 @@ static void rs_load_ref(Server *s, const char *path) {
         if (ckpt_load_model(r, g, &s->ref, err) != 0) rs_fail_setup(s, "reference policy", err);
         /* a LoRA checkpoint stands for its base + adapters: the reference is their merge */
         if (lora_ckpt_merge(r, &s->ref, err) < 0) rs_fail_setup(s, "reference policy", err);
+        rs_frozen_for_cache(&s->ref);
         mc = s->ref.config;
     } else if (ckpt_read_model_config(r, g, &mc, err) != 0) {
         rs_fail_setup(s, "model.init", err);
@@ -243,6 +262,14 @@ static void rs_init(Server *s) {
     s->rm_tokens = xmalloc(nt * sizeof(int));
     s->rm_lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->ens = xmalloc((size_t)(s->n_rm > 0 ? s->n_rm : 1) * (size_t)s->max_rows * sizeof(float));
+    s->plens = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->lead = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->src_slot = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->runs = xmalloc((size_t)s->max_rows * sizeof(GPTCacheRun));
+    s->run_tg = xmalloc((size_t)s->max_rows * sizeof(int *));
+    s->run_lp = xmalloc((size_t)s->max_rows * sizeof(float *));
+    s->cache_scores = xmalloc((size_t)s->max_rows * sizeof(float));
+    s->ref_lp = strcmp(c->ppo.shared_prompt, "off") != 0 && s->has_ref ? xalloc_floats(nt) : NULL;
     if (s->has_ref) gpt_reserve(&s->ref, s->max_rows, s->max_T);
     for (int k = 0; k < s->n_rm; k++) gpt_reserve(&s->rm[k].g, s->max_rows, s->max_T);
 }
@@ -257,6 +284,8 @@ static void rs_free(Server *s) {
     free(s->lengths);
     free(s->scores);
     free(s->gold_scores);
+    free(s->plens), free(s->lead), free(s->src_slot), free(s->runs), free(s->run_tg);
+    free(s->run_lp), free(s->cache_scores), free(s->ref_lp);
     if (s->has_ref) gpt_free(&s->ref);
     for (int k = 0; k < s->n_rm; k++) gpt_free(&s->rm[k].g);
     free(s->ens);
@@ -310,14 +339,65 @@ static void rs_judge_rows(Server *s, Judge *j, int r0, int r1, float *out, int m
     }
 }
 
+/* ppo.shared_prompt: lead[i] = the first row with row i's prompt; whether this batch of
+ * B rows of stride T goes through the KV caches (on, or auto when that runs fewer rows
+ * than the padded forward by the cache kernels' rate, ~0.8x the forward's). */
+#define RS_CACHE_COST 1.25
+static int rs_plan_shared(Server *s, int B, int T) {
+    const char *mode = s->cfg.ppo.shared_prompt;
+    if (strcmp(mode, "off") == 0) return 0;
+    long rows = 0;
+    int groups = 0;
+    for (int i = 0; i < B; i++) {
+        int P = s->plens[i];
+        s->lead[i] = i;
+        for (int j = 0; j < i && s->lead[i] == i; j++)
+            if (s->lead[j] == j && s->plens[j] == P &&
+                memcmp(s->tokens + (size_t)i * T, s->tokens + (size_t)j * T, (size_t)P * sizeof(int)) == 0)
+                s->lead[i] = j;
+        rows += s->lengths[i] - (s->lead[i] == i ? 0 : P - 1);
+        groups += s->lead[i] != i;
+    }
+    if (strcmp(mode, "on") == 0) return 1;
+    return groups > 0 && (double)rows * RS_CACHE_COST <= (double)B * T;
+}
+
+/* Model g over the n batch rows rows[0..n) through its KV cache: each prompt once (the
+ * first P - 1 tokens into the slot of its first row, copied to the slots of the other
+ * rows with that prompt), then every row from its prompt's last token to its end.
+ * lp: the log-probs of s->targets into lp (row stride T, the layout of gpt_lm_forward's);
+ * scores: the score head at each row's last token, scores[i] for rows[i]. Row-wise
+ * deterministic: a row's figures do not depend on the other rows (gpt.h). */
+static void rs_cache_rows(Server *s, GPT *g, const int *rows, int n, int T, float *lp, float *scores) {
+    gpt_cache_reserve(g, s->max_rows, s->max_T);
+    gpt_cache_begin(g);
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        int r = rows[i], P = s->plens[r], k = 0;
+        while (s->lead[rows[k]] != s->lead[r]) k++; /* k <= i: the prompt's first row here */
+        s->src_slot[i] = k;
+        if (k == i && P > 1) s->runs[nl++] = (GPTCacheRun){i, 0, P - 1, s->tokens + (size_t)r * T};
+    }
+    if (nl > 0) gpt_cache_score(g, nl, s->runs, NULL, NULL, NULL);
+    for (int i = 0; i < n; i++) {
+        int r = rows[i], P = s->plens[r];
+        if (s->src_slot[i] != i && P > 1) gpt_cache_copy_slot(g, i, s->src_slot[i], P - 1);
+        s->runs[i] = (GPTCacheRun){i, P - 1, s->lengths[r] - P + 1, s->tokens + (size_t)r * T + P - 1};
+        if (!lp) continue;
+        s->run_tg[i] = s->targets + (size_t)r * T + P - 1;
+        s->run_lp[i] = lp + (size_t)r * T + P - 1;
+    }
+    gpt_cache_score(g, n, s->runs, lp ? s->run_tg : NULL, lp ? s->run_lp : NULL, scores);
+}
+
 /* The reward model(s) on the n batch rows listed in rm_rows (padded batch of row
  * stride T in s->tokens): out[rm_rows[i]] = the ensemble's combined score. Each model
  * runs once over all n rows; rows are gathered only when they are not the whole batch. */
 static void rs_ensemble_rows(Server *s, int n, int T, float *out) {
     if (n == 0) return;
     const int *tok = s->tokens, *len = s->lengths;
-    int whole = 1;
-    for (int i = 0; i < n && whole; i++) whole = s->rm_rows[i] == i;
+    int whole = 1; /* the forward needs the rows gathered; the caches read them in place */
+    for (int i = 0; i < n && whole; i++) whole = s->shared || s->rm_rows[i] == i;
     if (!whole) {
         for (int i = 0; i < n; i++) {
             memcpy(s->rm_tokens + (size_t)i * T, s->tokens + (size_t)s->rm_rows[i] * T,
@@ -329,10 +409,16 @@ static void rs_ensemble_rows(Server *s, int n, int T, float *out) {
     }
     for (int k = 0; k < s->n_rm; k++) {
         RsModel *m = &s->rm[k];
-        gpt_forward(&m->g, tok, n, T);
-        gpt_score_forward(&m->g, len, n, T);
+        const float *raw = s->cache_scores;
+        if (s->shared) {
+            rs_cache_rows(s, &m->g, s->rm_rows, n, T, NULL, s->cache_scores);
+        } else {
+            gpt_forward(&m->g, tok, n, T);
+            gpt_score_forward(&m->g, len, n, T);
+            raw = m->g.scores;
+        }
         for (int i = 0; i < n; i++) {
-            double v = m->g.scores[i];
+            double v = raw[i];
             if (m->has_norm) v = (v - m->norm_mean) / m->norm_std;
             s->ens[(size_t)i * s->n_rm + k] = (float)v;
         }
@@ -406,9 +492,14 @@ static void rs_process(Server *s, int r0, int r1) {
                 tg[t] = (t >= np - 1 && t + 1 < len) ? seq[t + 1] : -1;
             }
             s->lengths[row] = len;
+            s->plens[row] = np;
         }
     }
-    if (s->has_ref) {
+    s->shared = rs_plan_shared(s, B, T);
+    if (s->has_ref && s->shared) {
+        for (int i = 0; i < B; i++) s->rm_rows[i] = i;
+        rs_cache_rows(s, &s->ref, s->rm_rows, B, T, s->ref_lp, NULL);
+    } else if (s->has_ref) {
         gpt_forward(&s->ref, s->tokens, B, T);
         gpt_lm_forward(&s->ref, s->targets, B, T);
     }
@@ -436,7 +527,8 @@ static void rs_process(Server *s, int r0, int r1) {
                                          b->resp_lens[i]);
             rp->scores[k] = s->scores[row + i];
             if (m->want_ref) {
-                const float *lp = s->ref.logprobs + (size_t)(row + i) * T + b->prompt_lens[i] - 1;
+                const float *lp = (s->shared ? s->ref_lp : s->ref.logprobs) + (size_t)(row + i) * T +
+                                  b->prompt_lens[i] - 1;
                 memcpy(rp->ref_logprobs + rp->resp_off[k], lp,
                        (size_t)b->resp_lens[i] * sizeof(float));
             }
@@ -458,6 +550,7 @@ static void rs_process(Server *s, int r0, int r1) {
         msg_encode_score_rep(&s->out, m->req_id, rp);
         mpi_send_bytes(MPI_COMM_WORLD, s->src[q], TAG_SCORE_REP, s->out.data, s->out.len);
         s->n_seqs += b->n;
+        if (s->shared) s->n_cached += b->n;
     }
     s->t_busy += time_now() - t0;
 }
@@ -540,8 +633,8 @@ int main(int argc, char **argv) {
         rs_process(&s, 0, s.n_req);
     }
     if (getenv("RLHF_ACTOR_VERBOSE"))
-        fprintf(stderr, "reward %d: %ld sequences, %.2f s busy, %.2f s idle\n", roles.role_rank,
-                s.n_seqs, s.t_busy, s.t_idle);
+        fprintf(stderr, "reward %d: %ld sequences (%ld through the KV caches, ppo.shared_prompt), "
+                "%.2f s busy, %.2f s idle\n", roles.role_rank, s.n_seqs, s.n_cached, s.t_busy, s.t_idle);
     online_traffic_report(&roles, "ppo", 0);
     rs_free(&s);
     if (wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&wcomm));

@@ -13,6 +13,9 @@
 #     rest): every metrics line counts which judge scored the rollouts (judge_n sums to
 #     the rollout batch, each verifier used at least once over the run, their mean score
 #     a fraction in [0, 1]) and the progress line shows them; gold is monitored;
+#   - ppo.shared_prompt: the reward server's KV-cache path (a GRPO group's prompt once)
+#     and the batched forward score the first update's rollouts alike (fp32 rounding),
+#     with a first-update KL of ~0 either way, and each says which path it took;
 #   - a routing table without '*' is refused before any rank starts work, naming
 #     judge.route.
 set -euo pipefail
@@ -82,6 +85,27 @@ awk -v a="$s1" -v b="$s2" -v m="$sm" 'BEGIN { d = m - (a + b) / 2; exit !(d < 2e
 awk -v m="$sm" -v s="$ss" 'BEGIN { exit !(s < m - 1e-4) }' || fail "mean - std ($ss) not below the mean ($sm)"
 awk -v a="$s1" -v b="$s2" -v n="$sn" 'BEGIN { exit !(n <= a + 1e-6 && n <= b + 1e-6 && n < (a + b) / 2) }' \
   || fail "min ($sn) above a model's mean score"
+
+echo "== ppo.shared_prompt: the reward server's KV-cache path against the batched forward"
+# the first update's rollouts do not depend on the reward server, so both runs score the
+# same sequences: one prefill per GRPO group through the reference and the reward model's
+# caches (on) against every sequence through the training forward (off) agree to fp32
+# rounding; at the first update the policy is the reference, so its KL is ~0 either way
+# (a log-prob off by one position would not be)
+for m in on off; do
+  RLHF_ACTOR_VERBOSE=1 launch "$T/sp_$m" judge.kind=rm ppo.updates=1 ppo.reward_ckpt="$T/rm1" \
+    ppo.shared_prompt=$m > "$T/sp_$m.log" 2>&1 || { cat "$T/sp_$m.log"; fail "shared_prompt=$m run"; }
+done
+grep -q "reward 0: 32 sequences (32 through the KV caches" "$T/sp_on.log" || { grep "reward 0" "$T/sp_on.log"; fail "shared_prompt=on did not use the caches"; }
+grep -q "reward 0: 32 sequences (0 through the KV caches" "$T/sp_off.log" || { grep "reward 0" "$T/sp_off.log"; fail "shared_prompt=off used the caches"; }
+kl1() { head -1 "$T/$1/metrics.jsonl" | field /dev/stdin kl; }
+son=$(first sp_on); soff=$(first sp_off); kon=$(kl1 sp_on); koff=$(kl1 sp_off)
+echo "first update: score $son (cache) vs $soff (forward); KL $kon vs $koff"
+awk -v a="$son" -v b="$soff" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }' || fail "scores differ: $son vs $soff"
+awk -v a="$kon" -v b="$koff" 'BEGIN { exit !(a < 1e-4 && a > -1e-4 && b < 1e-4 && b > -1e-4) }' \
+  || fail "first-update KL not ~0: $kon (cache), $koff (forward)"
+[ "$son" = "$s1" ] || awk -v a="$son" -v b="$s1" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }' \
+  || fail "shared_prompt=on score $son vs the default run's $s1"
 
 echo "== judge.kind = mix"
 ROUTE="arith:rule:arith, count:rule:count, repeat:rule:repeat, *:rm"
