@@ -44,6 +44,7 @@
 #include "online.h"
 #include "lora.h"
 #include "route.h"
+#include "score.h"
 #include "bpe.h"
 #include "ckpt.h"
 #include "ensemble.h"
@@ -94,11 +95,9 @@ typedef struct {
     /* ppo.shared_prompt: this batch goes through the models' KV caches, each prompt
      * shared by several rows once (rs_cache_rows) */
     int shared;
-    int *lead;            /* per row: the first row with the same prompt */
-    int *src_slot;        /* (max_rows) rs_cache_rows: the slot each row's prompt is copied from */
-    GPTCacheRun *runs;    /* (max_rows) */
-    const int **run_tg;   /* (max_rows) each run's targets */
-    float **run_lp;       /* (max_rows) where each run's log-probs go */
+    const int **seq_ptr, **tg_ptr; /* (max_rows) rs_cache_rows' sequences and targets */
+    float **lp_ptr;
+    int *sub_len, *sub_plen;
     float *ref_lp;        /* (max_rows, max_T) the reference log-probs, s->ref.logprobs' layout */
     float *cache_scores;  /* (max_rows) */
     /* the pending requests */
@@ -263,11 +262,11 @@ static void rs_init(Server *s) {
     s->rm_lengths = xmalloc((size_t)s->max_rows * sizeof(int));
     s->ens = xmalloc((size_t)(s->n_rm > 0 ? s->n_rm : 1) * (size_t)s->max_rows * sizeof(float));
     s->plens = xmalloc((size_t)s->max_rows * sizeof(int));
-    s->lead = xmalloc((size_t)s->max_rows * sizeof(int));
-    s->src_slot = xmalloc((size_t)s->max_rows * sizeof(int));
-    s->runs = xmalloc((size_t)s->max_rows * sizeof(GPTCacheRun));
-    s->run_tg = xmalloc((size_t)s->max_rows * sizeof(int *));
-    s->run_lp = xmalloc((size_t)s->max_rows * sizeof(float *));
+    s->seq_ptr = xmalloc((size_t)s->max_rows * sizeof(int *));
+    s->tg_ptr = xmalloc((size_t)s->max_rows * sizeof(int *));
+    s->lp_ptr = xmalloc((size_t)s->max_rows * sizeof(float *));
+    s->sub_len = xmalloc((size_t)s->max_rows * sizeof(int));
+    s->sub_plen = xmalloc((size_t)s->max_rows * sizeof(int));
     s->cache_scores = xmalloc((size_t)s->max_rows * sizeof(float));
     s->ref_lp = strcmp(c->ppo.shared_prompt, "off") != 0 && s->has_ref ? xalloc_floats(nt) : NULL;
     if (s->has_ref) gpt_reserve(&s->ref, s->max_rows, s->max_T);
@@ -284,8 +283,8 @@ static void rs_free(Server *s) {
     free(s->lengths);
     free(s->scores);
     free(s->gold_scores);
-    free(s->plens), free(s->lead), free(s->src_slot), free(s->runs), free(s->run_tg);
-    free(s->run_lp), free(s->cache_scores), free(s->ref_lp);
+    free(s->plens), free(s->seq_ptr), free(s->tg_ptr), free(s->lp_ptr), free(s->sub_len);
+    free(s->sub_plen), free(s->cache_scores), free(s->ref_lp);
     if (s->has_ref) gpt_free(&s->ref);
     for (int k = 0; k < s->n_rm; k++) gpt_free(&s->rm[k].g);
     free(s->ens);
@@ -339,55 +338,34 @@ static void rs_judge_rows(Server *s, Judge *j, int r0, int r1, float *out, int m
     }
 }
 
-/* ppo.shared_prompt: lead[i] = the first row with row i's prompt; whether this batch of
- * B rows of stride T goes through the KV caches (on, or auto when that runs fewer rows
- * than the padded forward by the cache kernels' rate, ~0.8x the forward's). */
+/* ppo.shared_prompt: whether this batch of B rows of stride T goes through the KV caches
+ * (score.h): on; or auto, when a prompt is shared and the caches run fewer rows than the
+ * padded forward by the cache kernels' rate (~0.8x the forward's on GPT-2 124M). */
 #define RS_CACHE_COST 1.25
 static int rs_plan_shared(Server *s, int B, int T) {
     const char *mode = s->cfg.ppo.shared_prompt;
     if (strcmp(mode, "off") == 0) return 0;
-    long rows = 0;
-    int groups = 0;
-    for (int i = 0; i < B; i++) {
-        int P = s->plens[i];
-        s->lead[i] = i;
-        for (int j = 0; j < i && s->lead[i] == i; j++)
-            if (s->lead[j] == j && s->plens[j] == P &&
-                memcmp(s->tokens + (size_t)i * T, s->tokens + (size_t)j * T, (size_t)P * sizeof(int)) == 0)
-                s->lead[i] = j;
-        rows += s->lengths[i] - (s->lead[i] == i ? 0 : P - 1);
-        groups += s->lead[i] != i;
-    }
     if (strcmp(mode, "on") == 0) return 1;
-    return groups > 0 && (double)rows * RS_CACHE_COST <= (double)B * T;
+    for (int i = 0; i < B; i++) s->seq_ptr[i] = s->tokens + (size_t)i * T;
+    long rows = score_cache_rows(B, s->seq_ptr, s->lengths, s->plens), all = 0;
+    for (int i = 0; i < B; i++) all += s->lengths[i];
+    return rows < all && (double)rows * RS_CACHE_COST <= (double)B * T;
 }
 
-/* Model g over the n batch rows rows[0..n) through its KV cache: each prompt once (the
- * first P - 1 tokens into the slot of its first row, copied to the slots of the other
- * rows with that prompt), then every row from its prompt's last token to its end.
- * lp: the log-probs of s->targets into lp (row stride T, the layout of gpt_lm_forward's);
- * scores: the score head at each row's last token, scores[i] for rows[i]. Row-wise
- * deterministic: a row's figures do not depend on the other rows (gpt.h). */
+/* Model g over the n batch rows rows[0..n) through its KV cache, each shared prompt once
+ * (score_shared_prompts): lp = the log-probs of s->targets (row stride T, gpt_lm_forward's
+ * layout), scores[i] = the score of rows[i]; either may be NULL. */
 static void rs_cache_rows(Server *s, GPT *g, const int *rows, int n, int T, float *lp, float *scores) {
     gpt_cache_reserve(g, s->max_rows, s->max_T);
-    gpt_cache_begin(g);
-    int nl = 0;
     for (int i = 0; i < n; i++) {
-        int r = rows[i], P = s->plens[r], k = 0;
-        while (s->lead[rows[k]] != s->lead[r]) k++; /* k <= i: the prompt's first row here */
-        s->src_slot[i] = k;
-        if (k == i && P > 1) s->runs[nl++] = (GPTCacheRun){i, 0, P - 1, s->tokens + (size_t)r * T};
+        int r = rows[i];
+        s->seq_ptr[i] = s->tokens + (size_t)r * T;
+        s->sub_len[i] = s->lengths[r], s->sub_plen[i] = s->plens[r];
+        s->tg_ptr[i] = s->targets + (size_t)r * T;
+        s->lp_ptr[i] = lp ? lp + (size_t)r * T : NULL;
     }
-    if (nl > 0) gpt_cache_score(g, nl, s->runs, NULL, NULL, NULL);
-    for (int i = 0; i < n; i++) {
-        int r = rows[i], P = s->plens[r];
-        if (s->src_slot[i] != i && P > 1) gpt_cache_copy_slot(g, i, s->src_slot[i], P - 1);
-        s->runs[i] = (GPTCacheRun){i, P - 1, s->lengths[r] - P + 1, s->tokens + (size_t)r * T + P - 1};
-        if (!lp) continue;
-        s->run_tg[i] = s->targets + (size_t)r * T + P - 1;
-        s->run_lp[i] = lp + (size_t)r * T + P - 1;
-    }
-    gpt_cache_score(g, n, s->runs, lp ? s->run_tg : NULL, lp ? s->run_lp : NULL, scores);
+    score_shared_prompts(g, n, s->seq_ptr, s->sub_len, s->sub_plen, lp ? s->tg_ptr : NULL,
+                         lp ? s->lp_ptr : NULL, scores);
 }
 
 /* The reward model(s) on the n batch rows listed in rm_rows (padded batch of row

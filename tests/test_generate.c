@@ -24,6 +24,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "sample.h"
+#include "score.h"
 #include "test.h"
 #include "util.h"
 
@@ -481,8 +482,9 @@ static const char *copy_model_name(int k) {
  * tokens 7..11 and the score at the last token. gpt_cache_score after one prefill of the
  * shared prompt (copied to the second slot) gives bit for bit what each sequence's own
  * cache pass gives (gpt_cache_run's logits through logprob_forward; a score model's head
- * on the same rows), and the training path's figures within fp32 rounding; for both
- * families, the packed copy and in place, at a temperature. */
+ * on the same rows), and so does score_shared_prompts (score.h) on them in another order;
+ * the training path's figures within fp32 rounding; for both families, the packed copy
+ * and in place, at a temperature. */
 static void test_cache_score(void) {
     enum { N = 3, T = 12, P = 7 };
     int V = 40;
@@ -533,6 +535,22 @@ static void test_cache_score(void) {
                 for (int t = P - 1; t < T - 1; t++) same &= memcmp(&got[b][t], &want[b][t], sizeof(float)) == 0;
             CHECK_MSG(same, "%s packed %d: shared-prompt log-probs differ from own passes",
                       copy_model_name(k), packed);
+            /* score_shared_prompts on the same three in another order (the shared prompt's
+             * first sequence now in slot 1): the same bits */
+            {
+                const int *sq[N] = {seq[2], seq[0], seq[1]}, *tq[N] = {tg[2], tg[0], tg[1]};
+                float lq[N][T];
+                float *lo[N] = {lq[0], lq[1], lq[2]};
+                int lens[N] = {T, T, T}, pl[N] = {P, P, P}, order[N] = {2, 0, 1};
+                score_shared_prompts(&m, N, sq, lens, pl, tq, lo, NULL);
+                int same2 = 1;
+                for (int i = 0; i < N; i++)
+                    for (int t = P - 1; t < T - 1; t++)
+                        same2 &= memcmp(&lq[i][t], &want[order[i]][t], sizeof(float)) == 0;
+                CHECK_MSG(same2, "%s packed %d: score_shared_prompts differs from own passes",
+                          copy_model_name(k), packed);
+                CHECK(score_cache_rows(N, sq, lens, pl) == 3L * T - (P - 1));
+            }
             /* the training path */
             gpt_reserve(&m, N, T);
             gpt_forward(&m, &seq[0][0], N, T);
