@@ -8,19 +8,27 @@
  *       stopped at its own length drawn uniformly from 16..256 (GenSchedule.max_new, as
  *       an EOS at that step would), 8 slots; in-flight batching (a finished sequence's
  *       slot takes the next prompt at once) vs static batches of 8 (the next 8 start when
- *       the longest of the batch ends).
+ *       the longest of the batch ends). BENCH_ROLLOUT_PROMPTS sets the number of prompts
+ *       (>= 8). Also printed: the passes over the weights the two schedules run (their
+ *       ratio is the speed-up if a pass cost the same at any occupancy).
  * Each variant runs once after one warm-up call (the cache is reserved and the weights
  * packed there). Both variants of a pair must give identical tokens and log-probs; the
  * program says so and exits 1 if not. Also printed: the time of the 7 cache copies of (a)
  * (what sharing the rows instead of copying them could save at most).
  *
- *   build/bench/bench_rollout [gpt2|tiny] [group8|randlen|all]
+ *   (c) the reward server's side of (a): the reference log-probs of the 8 responses and a
+ *       reward model's score of each (two models of the preset's shape), through the KV
+ *       caches with the prompt once (score.h, ppo.shared_prompt = on) vs the batched
+ *       training forward over the 8 full sequences (off); the two must agree to 1e-3.
+ *
+ *   build/bench/bench_rollout [gpt2|tiny] [group8|randlen|score8|all]
  *
  * Each comparison runs its two schedules BENCH_ROLLOUT_REPS times (default 3), alternating,
  * and reports the median rates and the median ratio of the pairs.
  * Threads: OPENBLAS_NUM_THREADS. Output: a human summary and `RESULT <tab>
  * rollout.<preset>.<what> <tab> value <tab> unit` lines. Not a test.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,7 @@
 #include "gpt.h"
 #include "ops.h"
 #include "rng.h"
+#include "score.h"
 #include "util.h"
 
 typedef struct {
@@ -159,7 +168,8 @@ static int sched_passes(const int *caps, int N, int S, int inflight) {
     if (!inflight) {
         for (int i = 0; i < N; i += S) {
             int longest = 0;
-            for (int k = i; k < N && k < i + S; k++) longest = caps[k] > longest ? caps[k] : longest;
+            for (int k = i; k < N && k < i + S; k++)
+                if (caps[k] > longest) longest = caps[k];
             passes += longest;
         }
         return passes;
@@ -175,36 +185,111 @@ static int sched_passes(const int *caps, int N, int S, int inflight) {
     return passes;
 }
 
-/* (b) N distinct P-token prompts (BENCH_ROLLOUT_PROMPTS, default 24), responses stopped at
- * random lengths in 16..maxlen, 8 slots: in-flight vs static batches. */
-static int bench_randlen(GPT *m, const char *preset, int P, int maxlen, Rng *r) {
+/* (b) N distinct P-token prompts, responses stopped at random lengths in 16..maxlen,
+ * 8 slots: in-flight vs static batches; reported as `what`. */
+static int bench_randlen(GPT *m, const char *preset, const char *what, int N, int P, int maxlen,
+                         Rng *r) {
     Job b;
-    const char *env = getenv("BENCH_ROLLOUT_PROMPTS");
-    int N = env && atoi(env) >= 8 ? atoi(env) : 24;
     job_init(&b, N, P, maxlen, m->config.vocab_size, 0, r);
     int *caps = xcalloc((size_t)N, sizeof(int));
     for (int i = 0; i < N; i++) caps[i] = 16 + (int)rng_below(r, (uint64_t)(maxlen - 16 + 1));
     GenSchedule inflight = {.batch = 8, .inflight = 1, .share_prefill = 1, .max_new = caps};
     GenSchedule stat = {.batch = 8, .inflight = 0, .share_prefill = 1, .max_new = caps};
     int pi = sched_passes(caps, N, 8, 1), ps = sched_passes(caps, N, 8, 0);
-    printf("randlen: %d prompts, 8 slots: in-flight runs %d passes, static %d (%.2fx fewer: the "
-           "speed-up if a pass cost the same at any occupancy)\n", N, pi, ps, (double)ps / pi);
-    printf("RESULT\trollout.%s.randlen.pass_ratio\t%.3f\tx\n", preset, (double)ps / pi);
-    int bad = bench_pair(m, &b, preset, "randlen", "inflight", &inflight, "static", &stat);
+    printf("%s: %d prompts, 8 slots: in-flight runs %d passes, static %d (%.2fx fewer: the "
+           "speed-up if a pass cost the same at any occupancy)\n",
+           what, N, pi, ps, (double)ps / pi);
+    printf("RESULT\trollout.%s.%s.pass_ratio\t%.3f\tx\n", preset, what, (double)ps / pi);
+    int bad = bench_pair(m, &b, preset, what, "inflight", &inflight, "static", &stat);
     free(caps);
     job_free(&b);
     return bad;
+}
+
+/* (c) the reward server's work for one GRPO group of 8 (prompt P, responses NEW): the
+ * reference log-probs of the responses and a reward model's score, through the KV caches
+ * with the prompt once (score_shared_prompts, ppo.shared_prompt = on) vs the batched
+ * training forward over the 8 full sequences (off). Times alternate BENCH_ROLLOUT_REPS
+ * times; the log-probs and scores of the two must agree to fp32 rounding. */
+static int bench_score8(GPT *ref, const char *preset, int P, int NEW, Rng *r) {
+    enum { G = 8 };
+    GPTConfig sc = ref->config;
+    sc.head = GPT_HEAD_SCORE;
+    GPT rm;
+    gpt_init(&rm, &sc);
+    gpt_init_weights(&rm, 3);
+    rm.weights_version = 0;
+    int T = P + NEW, V = ref->config.vocab_size;
+    int *tok = xcalloc((size_t)G * T, sizeof(int)), *tg = xcalloc((size_t)G * T, sizeof(int));
+    for (int b = 0; b < G; b++)
+        for (int t = 0; t < T; t++)
+            tok[b * T + t] = b > 0 && t < P ? tok[t] : (int)rng_below(r, (uint64_t)V);
+    for (int i = 0; i < G * T; i++) tg[i] = i % T >= P - 1 && i % T < T - 1 ? tok[i + 1] : -1;
+    const int *seqs[G], *tgs[G];
+    float *lp = xalloc_floats((size_t)G * T), *lps[G], scores[G];
+    int lens[G], plens[G];
+    for (int b = 0; b < G; b++) {
+        seqs[b] = tok + b * T, tgs[b] = tg + b * T, lps[b] = lp + (size_t)b * T;
+        lens[b] = T, plens[b] = P;
+    }
+    gpt_reserve(ref, G, T);
+    gpt_reserve(&rm, G, T);
+    gpt_cache_reserve(ref, G, T);
+    gpt_cache_reserve(&rm, G, T);
+    const char *env = getenv("BENCH_ROLLOUT_REPS");
+    int reps = env && atoi(env) > 0 ? atoi(env) : 3;
+    double *tc = xcalloc((size_t)reps + 1, sizeof(double));
+    double *tf = xcalloc((size_t)reps + 1, sizeof(double));
+    double *ratio = xcalloc((size_t)reps, sizeof(double)), lp_gap = 0, sc_gap = 0;
+    int lens_all[G];
+    for (int b = 0; b < G; b++) lens_all[b] = T;
+    for (int k = 0; k <= reps; k++) { /* k = 0: warm-up (the decode copies are packed there) */
+        double t0 = time_now();
+        score_shared_prompts(ref, G, seqs, lens, plens, tgs, lps, NULL);
+        score_shared_prompts(&rm, G, seqs, lens, plens, NULL, NULL, scores);
+        double t1 = time_now();
+        gpt_forward(ref, tok, G, T);
+        gpt_lm_forward(ref, tg, G, T);
+        gpt_forward(&rm, tok, G, T);
+        gpt_score_forward(&rm, lens_all, G, T);
+        double t2 = time_now();
+        tc[k] = t1 - t0, tf[k] = t2 - t1;
+        if (k == 0) continue;
+        ratio[k - 1] = tf[k] / tc[k];
+        printf("score8 %d/%d: shared prompt %.2f s, forward %.2f s: %.2fx\n", k, reps, tc[k],
+               tf[k], ratio[k - 1]);
+    }
+    for (int i = 0; i < G * T; i++)
+        if (tg[i] >= 0) lp_gap = fmax(lp_gap, fabs((double)lp[i] - ref->logprobs[i]));
+    for (int b = 0; b < G; b++) sc_gap = fmax(sc_gap, fabs((double)scores[b] - rm.scores[b]));
+    qsort(tc + 1, (size_t)reps, sizeof(double), cmp_double);
+    qsort(tf + 1, (size_t)reps, sizeof(double), cmp_double);
+    qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
+    double mc = tc[1 + reps / 2], mf = tf[1 + reps / 2], mr = ratio[reps / 2];
+    int ok = lp_gap < 1e-3 && sc_gap < 1e-3;
+    printf("score8: reference log-probs + reward-model score of a group of 8 (prompt %d + %d): "
+           "median shared prompt %.2f s, forward %.2f s, ratio %.2fx (pairs %.2f-%.2fx); max gap "
+           "log-prob %.1e, score %.1e%s\n", P, NEW, mc, mf, mr, ratio[0], ratio[reps - 1], lp_gap,
+           sc_gap, ok ? "" : " (TOO LARGE)");
+    printf("RESULT\trollout.%s.score8.shared.rollouts_per_s\t%.4f\trollouts/s\n", preset, G / mc);
+    printf("RESULT\trollout.%s.score8.forward.rollouts_per_s\t%.4f\trollouts/s\n", preset, G / mf);
+    printf("RESULT\trollout.%s.score8.speedup\t%.3f\tx\n", preset, mr);
+    free(tok), free(tg), free(lp), free(tc), free(tf), free(ratio);
+    gpt_free(&rm);
+    return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
     const char *preset = argc > 1 ? argv[1] : "gpt2", *part = argc > 2 ? argv[2] : "all";
     int do_a = strcmp(part, "all") == 0 || strcmp(part, "group8") == 0;
     int do_b = strcmp(part, "all") == 0 || strcmp(part, "randlen") == 0;
+    int do_c = strcmp(part, "all") == 0 || strcmp(part, "score8") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0); /* a figure shows as soon as it is measured */
     GPTConfig c;
     if (gpt_config_preset(preset, &c) != 0 || c.family != GPT_FAMILY_GPT2)
-        fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|all]");
-    if (!do_a && !do_b) fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|all]");
+        fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|score8|all]");
+    if (!do_a && !do_b && !do_c)
+        fatal("usage: bench_rollout [gpt2|tiny] [group8|randlen|score8|all]");
     const char *core = ops_blas_setup(0);
     const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("bench_rollout %s: OpenBLAS core %s (OPENBLAS_CORETYPE %s), %d threads\n", preset, core,
@@ -228,7 +313,10 @@ int main(int argc, char **argv) {
     int bad = 0;
 
     if (do_a) bad |= bench_group8(&m, preset, P, NEW, &r);
-    if (do_b) bad |= bench_randlen(&m, preset, P2, MAXLEN, &r);
+    const char *np = getenv("BENCH_ROLLOUT_PROMPTS");
+    int N2 = np && atoi(np) >= 8 ? atoi(np) : 24;
+    if (do_b) bad |= bench_randlen(&m, preset, "randlen", N2, P2, MAXLEN, &r);
+    if (do_c) bad |= bench_score8(&m, preset, P, NEW, &r);
     gpt_free(&m);
     return bad;
 }

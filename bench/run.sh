@@ -26,7 +26,9 @@
 #      once (build/bench/bench_lm_chunk, one process per mode, environment's core).
 #   8. rollout scheduling (build/bench/bench_rollout, once per preset): a GRPO group of 8
 #      with the shared prefill vs without, random response lengths with in-flight
-#      batching vs static batches.
+#      batching vs static batches, and the reward server's scoring of
+#      the group (reference log-probs + reward-model score) with the prompt once through
+#      the KV caches vs the batched forward.
 #   9. activation recomputation: peak RSS and time of one SFT learner step at 2,048 tokens
 #      (GPT-2 tiny's shape, 4 layers, max_seq_len 2048), train.recompute on vs off
 #      (build/bench/bench_recompute, one process per mode, environment's core).
@@ -226,7 +228,7 @@ fi
 # ---- 8. rollout scheduling ------------------------------------------------------------
 if want rollout; then
   for p in $PRESETS; do
-    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching (median of 3 alternating pairs each)"
+    echo "== rollout scheduling, $p: shared prefill (GRPO group of 8), in-flight batching, shared-prompt scoring (median of 3 alternating pairs each)"
     run "rollout_$p" "" "$BUILD/bench/bench_rollout" "$p"
   done
 fi
@@ -502,11 +504,15 @@ if want lmchunk; then
 fi
 if want rollout; then
   for p in $PRESETS; do
-    printf 'rollouts %s: GRPO group of 8, shared prefill %s vs %s rollouts/s (%sx); random lengths, in-flight %s vs static %s rollouts/s (%sx); one run each\n' \
+    printf 'rollouts %s: GRPO group of 8, shared prefill %s vs %s rollouts/s (%sx); random lengths, in-flight %s vs static %s rollouts/s (%sx; %sx fewer passes); medians of alternating pairs\n' \
       "$p" "$(fmt "$(val "rollout.$p.group8.shared.rollouts_per_s")" 2)" \
       "$(fmt "$(val "rollout.$p.group8.unshared.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.group8.speedup")" 2)" \
       "$(fmt "$(val "rollout.$p.randlen.inflight.rollouts_per_s")" 2)" \
-      "$(fmt "$(val "rollout.$p.randlen.static.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.randlen.speedup")" 2)"
+      "$(fmt "$(val "rollout.$p.randlen.static.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.randlen.speedup")" 2)" \
+      "$(fmt "$(val "rollout.$p.randlen.pass_ratio")" 2)"
+    printf 'scoring %s (reward server): GRPO group of 8, reference log-probs + reward-model score, prompt once through the KV caches %s vs batched forward %s rollouts/s (%sx)\n' \
+      "$p" "$(fmt "$(val "rollout.$p.score8.shared.rollouts_per_s")" 2)" \
+      "$(fmt "$(val "rollout.$p.score8.forward.rollouts_per_s")" 2)" "$(fmt "$(val "rollout.$p.score8.speedup")" 2)"
   done
 fi
 if want recompute; then

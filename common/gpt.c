@@ -1320,7 +1320,8 @@ static void cache_score_rows(GPT *m, int n, int ne) {
         if (!c->emit[i]) continue;
         int r = c->row_run[i], t = c->row_t[i];
         const float *h = c->lnf + (size_t)k * C;
-        if (sc->scores && t == sc->runs[r].count - 1) rowdot_forward(&sc->scores[r], h, m->w.head_w, NULL, 1, C);
+        if (sc->scores && t == sc->runs[r].count - 1)
+            rowdot_forward(&sc->scores[r], h, m->w.head_w, NULL, 1, C);
         int tg = sc->targets ? sc->targets[r][t] : -1;
         if (tg >= 0) {
             memmove(c->lnf + (size_t)nb * C, h, (size_t)C * sizeof(float)); /* nb <= k */
@@ -1577,16 +1578,18 @@ void gpt_cache_score(GPT *m, int n, const GPTCacheRun *runs, const int *const *t
     cache_check_runs(m, n, runs, "gpt_cache_score");
     struct GPTCache *c = m->cache;
     int V = m->config.vocab_size;
-    if (scores && !m->w.head_w) fatal("gpt_cache_score: scores asked of a model without a score head");
+    if (scores && !m->w.head_w)
+        fatal("gpt_cache_score: scores asked of a model without a score head");
     if ((targets == NULL) != (lp == NULL)) fatal("gpt_cache_score: targets and lp go together");
     if (targets) {
         if (!(m->temperature > 0.0f) || !isfinite(m->temperature))
-            fatal("gpt_cache_score: temperature %g must be a positive finite number", (double)m->temperature);
+            fatal("gpt_cache_score: temperature %g must be a positive finite number",
+                  (double)m->temperature);
         for (int i = 0; i < n; i++)
             for (int t = 0; t < runs[i].count; t++)
                 if (targets[i][t] >= V)
-                    fatal("gpt_cache_score: target %d (run %d, row %d) is outside the vocabulary [0, %d)",
-                          targets[i][t], i, t, V);
+                    fatal("gpt_cache_score: target %d (run %d, row %d) is outside the "
+                          "vocabulary [0, %d)", targets[i][t], i, t, V);
     }
     if (!c->score) {
         struct CacheScore *sc = c->score = xcalloc(1, sizeof *sc);

@@ -355,7 +355,8 @@ static int rs_plan_shared(Server *s, int B, int T) {
 /* Model g over the n batch rows rows[0..n) through its KV cache, each shared prompt once
  * (score_shared_prompts): lp = the log-probs of s->targets (row stride T, gpt_lm_forward's
  * layout), scores[i] = the score of rows[i]; either may be NULL. */
-static void rs_cache_rows(Server *s, GPT *g, const int *rows, int n, int T, float *lp, float *scores) {
+static void rs_cache_rows(Server *s, GPT *g, const int *rows, int n, int T, float *lp,
+                          float *scores) {
     gpt_cache_reserve(g, s->max_rows, s->max_T);
     for (int i = 0; i < n; i++) {
         int r = rows[i];
@@ -505,8 +506,8 @@ static void rs_process(Server *s, int r0, int r1) {
                                          b->resp_lens[i]);
             rp->scores[k] = s->scores[row + i];
             if (m->want_ref) {
-                const float *lp = (s->shared ? s->ref_lp : s->ref.logprobs) + (size_t)(row + i) * T +
-                                  b->prompt_lens[i] - 1;
+                const float *ref_lp = s->shared ? s->ref_lp : s->ref.logprobs;
+                const float *lp = ref_lp + (size_t)(row + i) * T + b->prompt_lens[i] - 1;
                 memcpy(rp->ref_logprobs + rp->resp_off[k], lp,
                        (size_t)b->resp_lens[i] * sizeof(float));
             }
@@ -611,8 +612,10 @@ int main(int argc, char **argv) {
         rs_process(&s, 0, s.n_req);
     }
     if (getenv("RLHF_ACTOR_VERBOSE"))
-        fprintf(stderr, "reward %d: %ld sequences (%ld through the KV caches, ppo.shared_prompt), "
-                "%.2f s busy, %.2f s idle\n", roles.role_rank, s.n_seqs, s.n_cached, s.t_busy, s.t_idle);
+        fprintf(stderr,
+                "reward %d: %ld sequences (%ld through the KV caches, ppo.shared_prompt), "
+                "%.2f s busy, %.2f s idle\n",
+                roles.role_rank, s.n_seqs, s.n_cached, s.t_busy, s.t_idle);
     online_traffic_report(&roles, "ppo", 0);
     rs_free(&s);
     if (wcomm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&wcomm));

@@ -513,8 +513,8 @@ static void test_cache_score(void) {
                     gpt_cache_begin(&m);
                     GPTCacheRun r = {0, 0, t + 1, seq[b]};
                     float ent, lse;
-                    logprob_forward(&want[b][t], &ent, &lse, gpt_cache_run(&m, 1, &r), &seq[b][t + 1],
-                                    m.temperature, 1, V);
+                    logprob_forward(&want[b][t], &ent, &lse, gpt_cache_run(&m, 1, &r),
+                                    &seq[b][t + 1], m.temperature, 1, V);
                 }
                 for (int t = 0; t < T; t++) tg[b][t] = t >= P - 1 && t + 1 < T ? seq[b][t + 1] : -1;
             }
@@ -532,7 +532,8 @@ static void test_cache_score(void) {
             gpt_cache_score(&m, N, runs, tgs, lps, NULL);
             int same = 1;
             for (int b = 0; b < N; b++)
-                for (int t = P - 1; t < T - 1; t++) same &= memcmp(&got[b][t], &want[b][t], sizeof(float)) == 0;
+                for (int t = P - 1; t < T - 1; t++)
+                    same &= memcmp(&got[b][t], &want[b][t], sizeof(float)) == 0;
             CHECK_MSG(same, "%s packed %d: shared-prompt log-probs differ from own passes",
                       copy_model_name(k), packed);
             /* score_shared_prompts on the same three in another order (the shared prompt's
@@ -559,7 +560,8 @@ static void test_cache_score(void) {
             for (int b = 0; b < N; b++)
                 for (int t = P - 1; t < T - 1; t++)
                     worst = fmax(worst, fabs((double)got[b][t] - m.logprobs[b * T + t]));
-            CHECK_MSG(worst < 2e-5, "%s: cache log-probs vs gpt_lm_forward %.2e", copy_model_name(k), worst);
+            CHECK_MSG(worst < 2e-5, "%s: cache log-probs vs gpt_lm_forward %.2e",
+                      copy_model_name(k), worst);
             /* scores: own full pass per sequence vs the shared prompt, then the training path */
             gpt_cache_reserve(&sm, N, T);
             for (int b = 0; b < N; b++) {
@@ -571,8 +573,8 @@ static void test_cache_score(void) {
             gpt_cache_score(&sm, 1, &pre, NULL, NULL, NULL);
             gpt_cache_copy_slot(&sm, 1, 0, P - 1);
             gpt_cache_score(&sm, N, runs, NULL, NULL, gscore);
-            CHECK_MSG(memcmp(gscore, wscore, sizeof gscore) == 0, "%s packed %d: shared-prompt scores differ",
-                      copy_model_name(k), packed);
+            CHECK_MSG(memcmp(gscore, wscore, sizeof gscore) == 0,
+                      "%s packed %d: shared-prompt scores differ", copy_model_name(k), packed);
             int lens[N] = {T, T, T};
             gpt_reserve(&sm, N, T);
             gpt_forward(&sm, &seq[0][0], N, T);
