@@ -113,18 +113,21 @@ awk -v a="$(rate sync_auto_a2 t_update)" -v o="$(rate sync_a2 t_update)" 'BEGIN 
   printf "sync, 2 actors: auto threads vs one thread per rank: %.2fx the whole-update rate\n", a / o
   printf "RESULT\tppo.auto_threads_speedup\t%.4f\tratio\n", a / o }'
 # The rollout features (gen.batch_size in-flight slots, the shared prompt prefill, bf16
-# decode weights) against the schedule without them (RLHF_GEN_BASELINE=1: static batches,
-# one prefill per sequence; f32 weights): 1 actor, work items of 16 sequences decoded 8 at
-# a time, PPO and GRPO (group size 8: two prompts of 8 samples per item).
+# decode weights; the reward server's reference pass with each prompt once,
+# ppo.shared_prompt = on) against the schedule without them (RLHF_GEN_BASELINE=1: static
+# batches, one prefill per sequence; f32 weights; ppo.shared_prompt = off): 1 actor, work
+# items of 16 sequences decoded 8 at a time, PPO and GRPO (group size 8: two prompts of 8
+# samples per item).
 FEAT="ppo.max_staleness=0 ppo.actor_batch=16 gen.batch_size=8"
 for st in ppo grpo; do
-  RLHF_GEN_BASELINE=1 STAGE=$st job "${st}_before" 1 $FEAT gen.weights=f32 grpo.group_size=8
+  RLHF_GEN_BASELINE=1 STAGE=$st job "${st}_before" 1 $FEAT gen.weights=f32 grpo.group_size=8 ppo.shared_prompt=off
   report "${st}_before" 1 "$st, before (static, f32)"
-  STAGE=$st job "${st}_after" 1 $FEAT gen.weights=bf16 grpo.group_size=8
+  STAGE=$st job "${st}_after" 1 $FEAT gen.weights=bf16 grpo.group_size=8 ppo.shared_prompt=on
   report "${st}_after" 1 "$st, after (in-flight, bf16)"
   awk -v a="$(rate "${st}_after" t_collect)" -v b="$(rate "${st}_before" t_collect)" \
-      -v ga="$(col "${st}_after" t_actor_generate | sum)" -v gb="$(col "${st}_before" t_actor_generate | sum)" -v s="$st" 'BEGIN {
-    printf "%s, 1 actor: in-flight + shared prefill + bf16 vs static + f32: %.2fx the collect rate; actor generation %.2f s -> %.2f s (updates 2..7)\n", s, a / b, gb, ga
+      -v ga="$(col "${st}_after" t_actor_generate | sum)" -v gb="$(col "${st}_before" t_actor_generate | sum)" \
+      -v va="$(col "${st}_after" t_server_busy | sum)" -v vb="$(col "${st}_before" t_server_busy | sum)" -v s="$st" 'BEGIN {
+    printf "%s, 1 actor: in-flight + shared prefill + bf16 + shared-prompt scoring vs static + f32 + forward scoring: %.2fx the collect rate; actor generation %.2f s -> %.2f s, reward server busy %.2f s -> %.2f s (updates 2..7)\n", s, a / b, gb, ga, vb, va
     printf "RESULT\tppo.features_%s_speedup\t%.4f\tratio\n", s, a / b }'
 done
 echo "cores: $(nproc), ranks per job: learner 1 + reward server 1 + actors; run.threads=1 except the auto row; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
