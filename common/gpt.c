@@ -1298,7 +1298,7 @@ static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int
     if (m->lora) lora_proj_forward_rows(m->lora, l, i, inp, n, out, dl->OC);
 }
 
-/* logits of the ne rows in c->lnf, to rows out_row.. of c->logits: from the decode copy's
+/* dst (ne,V) = the logits of the ne final-norm rows lnf (ne,C): from the decode copy's
  * packed head (fp32 or bf16) when there is a copy, else from the (V,C) weight in place */
 static void cache_head(GPT *m, float *dst, const float *lnf, int ne) {
     struct GPTCache *c = m->cache;

@@ -33,6 +33,12 @@
  * requests happen to wait together depends on timing — computing each work item alone
  * keeps runs with 1, 2 or 4 actors bit-identical.
  *
+ * Shared prompts (ppo.shared_prompt, rs_plan_shared): when sequences of a batch share a
+ * prompt (GRPO/RLOO groups) the reference and the reward model(s) run through their KV
+ * caches instead (score.h): each prompt once, copied to the slots of its other
+ * sequences, then only the responses, with the row-wise kernels of decoding (a row's
+ * figures do not depend on the rest of the batch). Same results up to fp32 rounding.
+ *
  * Any malformed message aborts the job naming its sender (mpi_recv_msg). It holds no
  * state a checkpoint needs.
  */
