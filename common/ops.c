@@ -1830,6 +1830,15 @@ void attention_backward(float *dqkv, float *scratch, int slots, const float *dou
     run_range(attention_backward_range, &j, pairs, pairs * T * T, slots);
 }
 
+/* 8 floats as one value (two SSE registers in the x86-64-v2 build, one ymm above) */
+typedef float att8 __attribute__((vector_size(32)));
+
+/* The lane tree of every score: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). */
+static inline float att_lanes_sum(const att8 *v) {
+    const float *a = (const float *)v;
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
 /* Dot product with 8 fixed lanes and a fixed reduction: vectorisable without
  * -ffast-math and independent of anything but the two vectors. */
 static inline float dot_lanes8(const float *a, const float *b, int n) {
@@ -1838,10 +1847,64 @@ static inline float dot_lanes8(const float *a, const float *b, int n) {
     for (int i = 0; i < nv; i += 8)
         for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
     for (int i = nv; i < n; i++) acc[i - nv] += a[i] * b[i];
-    float s4[4], s2[2];
-    for (int l = 0; l < 4; l++) s4[l] = acc[l] + acc[l + 4];
-    for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
-    return s2[0] + s2[1];
+    att8 v;
+    memcpy(&v, acc, sizeof v);
+    return att_lanes_sum(&v);
+}
+
+void attention_qk_row(float *scores, const float *q, const float *K, int n, int hd, float scale) {
+    int s = 0;
+    /* four keys at a time: four independent lane chains, each key's the same as alone
+     * (one chain of adds is latency-bound) */
+    if (hd % 8 == 0)
+        for (; s + 4 <= n; s += 4) {
+            att8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, x, k;
+            const float *k0 = K + (size_t)s * hd;
+            for (int i = 0; i < hd; i += 8) {
+                memcpy(&x, q + i, sizeof x);
+                memcpy(&k, k0 + i, sizeof k), a0 += x * k;
+                memcpy(&k, k0 + hd + i, sizeof k), a1 += x * k;
+                memcpy(&k, k0 + 2 * hd + i, sizeof k), a2 += x * k;
+                memcpy(&k, k0 + 3 * hd + i, sizeof k), a3 += x * k;
+            }
+            scores[s] = att_lanes_sum(&a0) * scale, scores[s + 1] = att_lanes_sum(&a1) * scale;
+            scores[s + 2] = att_lanes_sum(&a2) * scale, scores[s + 3] = att_lanes_sum(&a3) * scale;
+        }
+    for (; s < n; s++) scores[s] = dot_lanes8(q, K + (size_t)s * hd, hd) * scale;
+}
+
+void attention_pv_row(float *o, const float *p, float inv, const float *V, int n, int hd) {
+    int i0 = 0;
+    /* 32 outputs at a time in registers (o may alias nothing the loop reads, but the
+     * compiler cannot know that of a pointer) */
+    for (; i0 + 32 <= hd; i0 += 32) {
+        att8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
+        for (int s = 0; s < n; s++) {
+            float ps = p[s] * inv;
+            att8 pv = {ps, ps, ps, ps, ps, ps, ps, ps};
+            const float *vs = V + (size_t)s * hd + i0;
+            memcpy(&v, vs, sizeof v), a0 += pv * v;
+            memcpy(&v, vs + 8, sizeof v), a1 += pv * v;
+            memcpy(&v, vs + 16, sizeof v), a2 += pv * v;
+            memcpy(&v, vs + 24, sizeof v), a3 += pv * v;
+        }
+        memcpy(o + i0, &a0, sizeof a0), memcpy(o + i0 + 8, &a1, sizeof a1);
+        memcpy(o + i0 + 16, &a2, sizeof a2), memcpy(o + i0 + 24, &a3, sizeof a3);
+    }
+    for (; i0 + 8 <= hd; i0 += 8) {
+        att8 a = {0}, v;
+        for (int s = 0; s < n; s++) {
+            float ps = p[s] * inv;
+            att8 pv = {ps, ps, ps, ps, ps, ps, ps, ps};
+            memcpy(&v, V + (size_t)s * hd + i0, sizeof v), a += pv * v;
+        }
+        memcpy(o + i0, &a, sizeof a);
+    }
+    for (; i0 < hd; i0++) {
+        float a = 0.0f;
+        for (int s = 0; s < n; s++) a += p[s] * inv * V[(size_t)s * hd + i0];
+        o[i0] = a;
+    }
 }
 
 void attention_row_forward(float *out, float *scores, const float *q, const float *kc,
@@ -1849,19 +1912,12 @@ void attention_row_forward(float *out, float *scores, const float *q, const floa
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     for (int h = 0; h < NH; h++) {
-        const float *qh = q + (size_t)h * hs;
         const float *K = kc + (size_t)h * T * hs, *Vm = vc + (size_t)h * T * hs;
-        for (int s = 0; s < n; s++) scores[s] = dot_lanes8(qh, K + (size_t)s * hs, hs) * scale;
+        attention_qk_row(scores, q + (size_t)h * hs, K, n, hs, scale);
         float mx = max_lanes(scores, n);
         exp_shift_row(scores, scores, mx, n);
         float inv = (float)(1.0 / sum_lanes_d(scores, n));
-        float *o = out + (size_t)h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (int s = 0; s < n; s++) {
-            float p = scores[s] * inv;
-            const float *v = Vm + (size_t)s * hs;
-            for (int i = 0; i < hs; i++) o[i] += p * v[i];
-        }
+        attention_pv_row(out + (size_t)h * hs, scores, inv, Vm, n, hs);
     }
 }
 

@@ -218,6 +218,14 @@ void attention_backward(float *dqkv, float *scratch, int slots, const float *dou
  * out (C); scores (n) scratch; q (C); n <= T keys. Fixed-order loops (batch-invariant). */
 void attention_row_forward(float *out, float *scores, const float *q, const float *kc,
                            const float *vc, int n, int T, int C, int NH);
+/* Its two halves, shared with Llama's grouped-query row (ops_llama.h):
+ * scores[s] = scale * (q . K[s]) for s < n (K (n,hd)), each dot summed in 8 lanes
+ * (element i into lane i % 8, in order) then ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7));
+ * o[i] = sum over s in order of (p[s] * inv) * V[s][i] (V (n,hd)), from 0.
+ * Products and sums rounded separately (no contraction): the same bits as the plain
+ * loops, for any n. */
+void attention_qk_row(float *scores, const float *q, const float *K, int n, int hd, float scale);
+void attention_pv_row(float *o, const float *p, float inv, const float *V, int n, int hd);
 
 // ----------------------------------------------------------------------------
 // GELU, tanh approximation (Hendrycks & Gimpel 2016, sec. 2):

@@ -476,30 +476,14 @@ void gqa_attention_row_forward(float *out, float *scores, const float *q, const 
     for (int h = 0; h < NH; h++) {
         const float *qh = q + (size_t)h * hd;
         const float *K = kc + (size_t)(h / rep) * T * hd, *V = vc + (size_t)(h / rep) * T * hd;
+        attention_qk_row(scores, qh, K, n, hd, scale);
         float mx = -INFINITY;
-        for (int s = 0; s < n; s++) {
-            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            const float *k = K + (size_t)s * hd;
-            int nv = hd - hd % 8;
-            for (int i = 0; i < nv; i += 8)
-                for (int l = 0; l < 8; l++) acc[l] += qh[i + l] * k[i + l];
-            for (int i = nv; i < hd; i++) acc[i - nv] += qh[i] * k[i];
-            float d = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-            scores[s] = d * scale;
-            mx = scores[s] > mx ? scores[s] : mx;
-        }
+        for (int s = 0; s < n; s++) mx = scores[s] > mx ? scores[s] : mx;
         double sum = 0.0;
         for (int s = 0; s < n; s++) {
             scores[s] = expf(scores[s] - mx);
             sum += scores[s];
         }
-        float inv = (float)(1.0 / sum);
-        float *o = out + (size_t)h * hd;
-        for (int i = 0; i < hd; i++) o[i] = 0.0f;
-        for (int s = 0; s < n; s++) {
-            float pr = scores[s] * inv;
-            const float *v = V + (size_t)s * hd;
-            for (int i = 0; i < hd; i++) o[i] += pr * v[i];
-        }
+        attention_pv_row(out + (size_t)h * hd, scores, (float)(1.0 / sum), V, n, hd);
     }
 }

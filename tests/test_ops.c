@@ -357,6 +357,41 @@ static void test_attention_reference(void) {
     }
 }
 
+/* attention_qk_row / attention_pv_row (four keys, 32 outputs at a time) against the plain
+ * per-key and per-output loops they replace: the same bits, for head sizes with and
+ * without a multiple of 8 or 32 and any key count. */
+static void test_attention_row_halves(void) {
+    int hds[] = {4, 12, 64, 80, 128}, ns[] = {1, 3, 4, 5, 8, 37, 300};
+    int same_qk = 1, same_pv = 1;
+    for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) {
+            int hd = hds[a], n = ns[b];
+            float *q = rand_buf((size_t)hd, 1.0f), *K = rand_buf((size_t)n * hd, 1.0f);
+            float *V = rand_buf((size_t)n * hd, 1.0f), *p = rand_buf((size_t)n, 1.0f);
+            float *got = xalloc_floats((size_t)(n > hd ? n : hd)), *want = xalloc_floats((size_t)n);
+            float *o = xalloc_floats((size_t)hd), *ow = xalloc_floats((size_t)hd);
+            float scale = 0.37f, inv = 0.81f;
+            attention_qk_row(got, q, K, n, hd, scale);
+            for (int s = 0; s < n; s++) {
+                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (int i = 0; i < hd; i++) acc[i % 8] += q[i] * K[(size_t)s * hd + i];
+                want[s] = (((acc[0] + acc[4]) + (acc[2] + acc[6])) +
+                           ((acc[1] + acc[5]) + (acc[3] + acc[7]))) * scale;
+            }
+            same_qk &= memcmp(got, want, (size_t)n * sizeof(float)) == 0;
+            attention_pv_row(o, p, inv, V, n, hd);
+            for (int i = 0; i < hd; i++) ow[i] = 0.0f;
+            for (int s = 0; s < n; s++) {
+                float ps = p[s] * inv;
+                for (int i = 0; i < hd; i++) ow[i] += ps * V[(size_t)s * hd + i];
+            }
+            same_pv &= memcmp(o, ow, (size_t)hd * sizeof(float)) == 0;
+            free(q), free(K), free(V), free(p), free(got), free(want), free(o), free(ow);
+        }
+    CHECK_MSG(same_qk, "attention_qk_row differs from the per-key loop");
+    CHECK_MSG(same_pv, "attention_pv_row differs from the per-output loop");
+}
+
 /* the decode kernel: one query row against a (head, position, hs) cache */
 static void test_attention_row_reference(void) {
     int T = 11, C = 24, NH = 3, hs = 8;
@@ -865,6 +900,7 @@ int main(void) {
     TEST_RUN(test_lmhead_packed);
     TEST_RUN(test_train_thread_invariance);
     TEST_RUN(test_attention_reference);
+    TEST_RUN(test_attention_row_halves);
     TEST_RUN(test_attention_row_reference);
     TEST_RUN(test_pointwise_reference);
     TEST_RUN(test_gelu_lanes);
