@@ -3,7 +3,8 @@
 # (G = 4 samples per prompt, so every prompt prefills once and its other samples copy the
 # cache rows) gives bit-identical checkpoints with gen.batch_size = 0 (a work item's 8
 # sequences at once, 2 actors), 3 (in-flight refill of 3 slots, 1 actor) and 1 (one
-# sequence at a time, 3 actors); another seed gives other weights (the diff can fail).
+# sequence at a time, 3 actors), and with 2 reward servers scoring each group's prompt
+# once (ppo.shared_prompt = on); another seed gives other weights (the diff can fail).
 # With gen.weights = bf16 (the actors decode from bf16 weights, the learner recomputes the
 # behaviour log-probs in fp32): 2 actors and 1 actor (in-flight) give bit-identical
 # checkpoints, not those of fp32 decoding; the actor-vs-learner log-prob gap of both
@@ -36,7 +37,7 @@ RUN="configs/ppo.ini data.train=$T/data/prompts_train.jsonl data.eval= model.ini
 grpo() {
   local na=$1 out=$2; shift 2
   timeout 600 mpirun -np 1 "$B/learner" grpo $RUN run.out_dir="$out" "$@" \
-    : -np 1 "$B/reward_server" $RUN run.out_dir="$out" "$@" \
+    : -np "${NR:-1}" "$B/reward_server" $RUN run.out_dir="$out" "$@" \
     : -np "$na" "$B/actor" $RUN run.out_dir="$out" "$@" > "$out.log" 2>&1 || { cat "$out.log"; fail "grpo run $out"; }
 }
 echo "== GRPO: gen.batch_size 0 / 3 (in-flight) / 1, 2 / 1 / 3 actors -> bit-identical"
@@ -45,6 +46,11 @@ grpo 1 "$T/b3" gen.batch_size=3
 grpo 3 "$T/b1" gen.batch_size=1
 "$B/rlhf-ckpt" diff "$T/b0" "$T/b3" || fail "gen.batch_size=3 (in-flight) differs from all at once"
 "$B/rlhf-ckpt" diff "$T/b0" "$T/b1" || fail "gen.batch_size=1 differs from all at once"
+echo "== GRPO with ppo.shared_prompt=on: 1 reward server / 2 -> bit-identical"
+# the reward server scores each group's prompt once through its KV caches
+grpo 2 "$T/o1" ppo.shared_prompt=on
+NR=2 grpo 3 "$T/o2" gen.batch_size=3 ppo.shared_prompt=on
+"$B/rlhf-ckpt" diff "$T/o1" "$T/o2" || fail "ppo.shared_prompt=on: 2 reward servers differ from 1"
 echo "== GRPO with gen.weights=bf16: 2 / 1 actors -> bit-identical, not the fp32 weights"
 grpo 2 "$T/h2" gen.weights=bf16
 grpo 1 "$T/h1" gen.weights=bf16 gen.batch_size=3
