@@ -834,8 +834,8 @@ static void test_grad_ops(void) {
  * matmul from a bf16 copy of a (C,OC) weight (its OC % 16 edge columns from the fp32
  * weight passed along) and of an (OC,C) one, and the LM head with a C % 16 tail; the
  * (OC,C) fp32 pack equals the (C,OC) pack of the transpose. 1 and 2 threads. */
-static void test_bf16_kernels(void) {
-    enum { N = 7, C = 40, OC = 53, V = 37 };
+static void test_bf16_kernels_at(int N, int C) {
+    enum { OC = 53, V = 37 };
     int before = ops_blas_threads();
     float *w = xalloc_floats((size_t)C * OC), *wr = xalloc_floats((size_t)C * OC);
     float *wt = xalloc_floats((size_t)C * OC), *bias = xalloc_floats(OC);
@@ -867,7 +867,7 @@ static void test_bf16_kernels(void) {
         matmul_pack_rows(pf, w, C, OC);
         matmul_pack_cols(pg, wt, C, OC);
         CHECK(memcmp(pf, pg, np * sizeof(float)) == 0);
-        /* the LM head: V rows of C (C % 16 = 8 tail terms, V % 16 = 5 edge rows); w and wr
+        /* the LM head: V rows of C (V % 16 = 5 edge rows); w and wr
          * read as (V,C) prefixes, wr being w rounded */
         size_t nh = matmul_packed_floats(C, V);
         uint16_t *hh = xcalloc(nh, sizeof(uint16_t));
@@ -886,6 +886,16 @@ static void test_bf16_kernels(void) {
     ops_blas_setup(before);
     free(w), free(wr), free(wt), free(bias), free(x), free(a), free(b), free(lg), free(lr);
     free(ph), free(pf), free(pg);
+}
+
+/* C even and odd (the bf16 copy stores rows in pairs, an odd C's last row alone), within
+ * one block of W's rows and across several (the AVX2 kernel's 64-row blocks); batches
+ * within one row tile and across two */
+static void test_bf16_kernels(void) {
+    test_bf16_kernels_at(7, 40);
+    test_bf16_kernels_at(7, 41);
+    test_bf16_kernels_at(11, 131);
+    test_bf16_kernels_at(3, 130);
 }
 
 int main(void) {
