@@ -67,6 +67,17 @@ typedef struct {
     int gen_baseline;       /* RLHF_GEN_BASELINE set: no in-flight batching, no shared prefill */
 } Actor;
 
+/* GPT.decode_bf16 for gen.weights and gen.bf16_dot on this actor's CPU */
+static int actor_decode_precision(const Actor *a) {
+    if (strcmp(a->cfg.gen.weights, "bf16") != 0) return 0;
+    int dot = ops_bf16_dot_supported();
+    if (strcmp(a->cfg.gen.bf16_dot, "on") == 0 && !dot)
+        mpi_fatal("gen.bf16_dot = on: this actor's CPU (or its copy of the library) has no "
+                  "AVX512-BF16; set gen.bf16_dot = auto (it then widens the bf16 weights) or "
+                  "off");
+    return strcmp(a->cfg.gen.bf16_dot, "off") != 0 && dot ? 2 : 1;
+}
+
 static void actor_load_weights(Actor *a, const Msg *hdr) {
     char err[ERRBUF_LEN];
     double t0 = time_now();
@@ -98,7 +109,7 @@ static void actor_load_weights(Actor *a, const Msg *hdr) {
     a->model.weights_version = a->version; /* the decode copy is packed once per version */
     a->model.temperature = (float)a->cfg.gen.temperature;
     a->model.decode_packed = a->cfg.gen.pack_weights;
-    a->model.decode_bf16 = strcmp(a->cfg.gen.weights, "bf16") == 0;
+    a->model.decode_bf16 = actor_decode_precision(a);
     a->lim.vocab_size = a->model.config.vocab_size;
     a->lim.max_seq_len = a->model.config.max_seq_len;
     a->t_weights += time_now() - t0;
@@ -352,9 +363,12 @@ int main(int argc, char **argv) {
     if (getenv("RLHF_ACTOR_VERBOSE"))
         fprintf(stderr,
                 "actor %d: %ld work items, %.2f s idle, %.2f s loading weights, %lld decode "
-                "copy packs\n",
+                "copy packs (%s)\n",
                 roles.role_rank, items, a.t_idle, a.t_weights,
-                (long long)gpt_cache_packs(&a.model));
+                (long long)gpt_cache_packs(&a.model),
+                a.model.decode_bf16 == 2   ? "bf16 weights, AVX512-BF16 dot products"
+                : a.model.decode_bf16 == 1 ? "bf16 weights widened to fp32"
+                                           : "fp32 weights");
     /* the learner took every rollout before it said stop */
     mpi_wait_all(ACTOR_RING, a.ring_req, "sending the last rollouts to the learner");
     online_traffic_report(&roles, "ppo", 0);

@@ -457,7 +457,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* A model of `preset` with its cache reserved for GB slots and prefilled with 16-token
- * prompts, decoding from the fp32 (bf16 = 0) or the bf16 copy. */
+ * prompts, decoding from the fp32 (bf16 = 0) or the bf16 copy (GPT.decode_bf16). */
 static void decode_model(GPT *m, const char *preset, int bf16, int GB, int steps, Rng *r) {
     GPTConfig c;
     if (gpt_config_preset(preset, &c) != 0) fatal("unknown preset %s", preset);
@@ -476,62 +476,68 @@ static void decode_model(GPT *m, const char *preset, int bf16, int GB, int steps
     free(pbuf), free(plens), free(prompts);
 }
 
-/* Decode at batch 8 from the fp32 and the bf16 copy of the same model, in one process:
- * single steps timed alternately (fp32, bf16, fp32, ...), so both see the same machine
- * state; the fastest step of each is the figure (on a shared machine a step that kept
- * its cores throughout), the median printed beside it. Each is compared with the bound of
- * reading its copy's bytes once per step at the measured read bandwidth (bf16: half). */
+/* Decode at batch 8 from the fp32 and the bf16 copy of the same model, in one process
+ * (bf16 with each weight widened to fp32; and, where ops_bf16_dot_supported(), with the
+ * AVX512-BF16 dot products that gen.bf16_dot = auto then picks): single steps timed in
+ * turn (fp32, bf16, ...), so all see the same machine state; the fastest step of each is
+ * the figure (on a shared machine a step that kept its cores throughout), the median
+ * printed beside it. Each is compared with the bound of reading its copy's bytes once per
+ * step at the measured read bandwidth (bf16: half). "bf16" in the RESULT keys is what
+ * gen.weights = bf16 runs by default on this CPU. */
 static void bench_decode_precision(const char *preset, int iters) {
     enum { GB = 8, STEPS = 40 };
+    static const char *const name[3] = {"fp32", "bf16 widened", "bf16 dot (AVX512-BF16)"};
     Rng r;
     rng_init(&r, 3);
-    GPT m[2];
-    decode_model(&m[0], preset, 0, GB, STEPS, &r);
-    decode_model(&m[1], preset, 1, GB, STEPS, &r);
+    GPT m[3];
+    int K = ops_bf16_dot_supported() ? 3 : 2;
+    for (int k = 0; k < K; k++) decode_model(&m[k], preset, k, GB, STEPS, &r);
     int slots[GB], toks[GB], V = m[0].config.vocab_size;
-    double ts[2][STEPS], cs[2][STEPS];
+    double ts[3][STEPS], cs[3][STEPS];
     for (int b = 0; b < GB; b++) slots[b] = b;
     (void)iters;
     for (int t = 0; t < STEPS; t++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < K; k++) {
             for (int b = 0; b < GB; b++) toks[b] = (int)rng_below(&r, (uint64_t)V);
             double t0 = time_now(), c0 = cpu_now();
             gpt_cache_decode(&m[k], GB, slots, toks);
             ts[k][t] = time_now() - t0, cs[k][t] = cpu_now() - c0;
         }
     /* the first step of each pays for first touches: left out */
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < K; k++) {
         qsort(ts[k] + 1, STEPS - 1, sizeof(double), cmp_double);
         qsort(cs[k] + 1, STEPS - 1, sizeof(double), cmp_double);
     }
-    int th = ops_blas_threads();
-    printf("   CPU time per step, fastest (median), %d kernel thread(s): fp32 %.2f ms (%.2f), bf16 "
-           "%.2f ms (%.2f): %.2fx (medians %.2fx)\n",
-           th, cs[0][1] * 1e3, cs[0][STEPS / 2] * 1e3, cs[1][1] * 1e3, cs[1][STEPS / 2] * 1e3,
-           cs[0][1] / cs[1][1], cs[0][STEPS / 2] / cs[1][STEPS / 2]);
-    printf("RESULT\tdecode.%s.cpu_speedup\t%.3f\tx\n", preset, cs[0][1] / cs[1][1]);
-    printf("RESULT\tdecode.%s.f32.cpu_ms\t%.3f\tms\n", preset, cs[0][1] * 1e3);
-    printf("RESULT\tdecode.%s.bf16.cpu_ms\t%.3f\tms\n", preset, cs[1][1] * 1e3);
-    double f32 = ts[0][1], bf = ts[1][1], f32m = ts[0][STEPS / 2], bfm = ts[1][STEPS / 2];
     double wb = 4.0 * decode_weight_floats(&m[0].config);
     size_t np = m[0].num_params;
     double bw1 = read_gbs(m[0].params, np, 1, 3), bw4 = read_gbs(m[0].params, np, 4, 3);
     double bw = bw1 > bw4 ? bw1 : bw4, b32 = wb / (bw * 1e9), b16 = b32 / 2;
-    printf("== decode %s at batch %d (%.1fM parameters), fastest of %d steps (median): fp32 "
-           "weights %.2f ms (%.2f) = %.0f%% of the %.2f ms bound of %.0f MB at %.1f GB/s; bf16 "
-           "%.2f ms (%.2f) = %.0f%% of %.2f ms (%.0f MB): %.2fx (medians %.2fx)\n",
-           preset, GB, (double)np / 1e6, STEPS - 1, f32 * 1e3, f32m * 1e3, 100 * b32 / f32,
-           b32 * 1e3, wb / 1e6, bw, bf * 1e3, bfm * 1e3, 100 * b16 / bf, b16 * 1e3, wb / 2e6,
-           f32 / bf, f32m / bfm);
-    printf("RESULT\tdecode.%s.f32.step_ms\t%.3f\tms\n", preset, f32 * 1e3);
-    printf("RESULT\tdecode.%s.bf16.step_ms\t%.3f\tms\n", preset, bf * 1e3);
-    printf("RESULT\tdecode.%s.bf16_speedup\t%.3f\tx\n", preset, f32 / bf);
-    printf("RESULT\tdecode.%s.bf16_speedup_median\t%.3f\tx\n", preset, f32m / bfm);
-    printf("RESULT\tdecode.%s.f32.pct_of_bound\t%.1f\t%%\n", preset, 100 * b32 / f32);
-    printf("RESULT\tdecode.%s.bf16.pct_of_bound\t%.1f\t%%\n", preset, 100 * b16 / bf);
+    printf("== decode %s at batch %d (%.1fM parameters), fastest of %d steps (median), %d "
+           "kernel thread(s); the bound: reading the copy once per step at %.1f GB/s\n",
+           preset, GB, (double)np / 1e6, STEPS - 1, ops_blas_threads(), bw);
+    for (int k = 0; k < K; k++) {
+        double bound = k ? b16 : b32;
+        printf("   %-24s %6.2f ms (%6.2f) = %3.0f%% of %.2f ms (%.0f MB); %.2fx fp32 (medians "
+               "%.2fx); CPU time %.2f ms\n",
+               name[k], ts[k][1] * 1e3, ts[k][STEPS / 2] * 1e3, 100 * bound / ts[k][1],
+               bound * 1e3, (k ? wb / 2 : wb) / 1e6, ts[0][1] / ts[k][1],
+               ts[0][STEPS / 2] / ts[k][STEPS / 2], cs[k][1] * 1e3);
+    }
+    int d = K - 1; /* gen.bf16_dot = auto */
+    printf("RESULT\tdecode.%s.bf16_kernel\t%s\tname\n", preset, d == 2 ? "dot" : "widen");
+    printf("RESULT\tdecode.%s.f32.step_ms\t%.3f\tms\n", preset, ts[0][1] * 1e3);
+    printf("RESULT\tdecode.%s.bf16.step_ms\t%.3f\tms\n", preset, ts[d][1] * 1e3);
+    if (d == 2) printf("RESULT\tdecode.%s.bf16_widen.step_ms\t%.3f\tms\n", preset, ts[1][1] * 1e3);
+    printf("RESULT\tdecode.%s.bf16_speedup\t%.3f\tx\n", preset, ts[0][1] / ts[d][1]);
+    printf("RESULT\tdecode.%s.bf16_speedup_median\t%.3f\tx\n", preset,
+           ts[0][STEPS / 2] / ts[d][STEPS / 2]);
+    printf("RESULT\tdecode.%s.f32.pct_of_bound\t%.1f\t%%\n", preset, 100 * b32 / ts[0][1]);
+    printf("RESULT\tdecode.%s.bf16.pct_of_bound\t%.1f\t%%\n", preset, 100 * b16 / ts[d][1]);
+    printf("RESULT\tdecode.%s.f32.cpu_ms\t%.3f\tms\n", preset, cs[0][1] * 1e3);
+    printf("RESULT\tdecode.%s.bf16.cpu_ms\t%.3f\tms\n", preset, cs[d][1] * 1e3);
     printf("RESULT\tdecode.%s.f32.weight_mb\t%.1f\tMB\n", preset, wb / 1e6);
     printf("RESULT\tdecode.%s.read_gbs\t%.2f\tGB/s\n", preset, bw);
-    gpt_free(&m[0]), gpt_free(&m[1]);
+    for (int k = 0; k < K; k++) gpt_free(&m[k]);
 }
 
 /* The decode step of GPT-2 124M at batch 8 with the cache at positions 128 .. 2048

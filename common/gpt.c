@@ -1083,7 +1083,8 @@ struct GPTCache {
      * and packed it streams; float, or uint16_t bfloat16 when pk_bf16; NULL when neither
      * m->decode_packed nor m->decode_bf16 was set at gpt_cache_reserve */
     void *packed;
-    int pk_bf16;
+    int pk_bf16;                /* m->decode_bf16 at the reserve: 0 fp32, 1 bf16, 2 bf16 dot */
+    uint32_t *xpairs;           /* pk_bf16 2: a pass's inputs as bf16 pairs, (R, widest / 2) */
     int pk_has[4];              /* which of the four are in the copy (decode_linears) */
     size_t pk_layer, pk_off[4]; /* elements per layer; offset of each of the four */
     /* the LM head's (V,C) weight in the same panels (matmul_pack_cols, fp32 or bf16 like
@@ -1117,7 +1118,7 @@ static void cache_free(struct GPTCache *c) {
     float *bufs[] = {c->k,    c->v,    c->x,    c->ln,   c->qkv,  c->atty,   c->proj,
                      c->fch,  c->fch_gelu, c->mean, c->rstd, c->lnf, c->scores, c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(c->packed), free(c->head_pk);
+    free(c->packed), free(c->head_pk), free(c->xpairs);
     free(c);
 }
 
@@ -1161,7 +1162,11 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
         fatal("gpt_cache_reserve: %d tokens per sequence exceed the model's max_seq_len %d", T,
               cf->max_seq_len);
     /* a bf16 decode copy is a packed one */
-    int bf16 = m->decode_bf16 != 0, packed = m->decode_packed != 0 || bf16;
+    int bf16 = m->decode_bf16, packed = m->decode_packed != 0 || bf16;
+    if (bf16 == 2 && !ops_bf16_dot_supported())
+        fatal("gpt_cache_reserve: bf16 dot-product decoding needs AVX512-BF16 (and the "
+              "x86-64-v4 copy of the library); this CPU has not got it: decode with the "
+              "widening bf16 kernels instead (gen.bf16_dot = off or auto)");
     struct GPTCache *old = m->cache;
     if (old && B <= old->B && T <= old->T && (old->packed != NULL) == packed &&
         old->pk_bf16 == bf16)
@@ -1215,6 +1220,11 @@ void gpt_cache_reserve(GPT *m, int B, int T) {
         size_t hn = matmul_packed_floats((int)C, (int)V);
         c->packed = xalloc_floats(bf16 ? (L * c->pk_layer + 1) / 2 : L * c->pk_layer);
         c->head_pk = xalloc_floats(bf16 ? (hn + 1) / 2 : hn);
+        if (bf16 == 2) { /* the widest input of a linear or the head */
+            int wide = (int)C;
+            for (int i = 0; i < 4; i++) wide = d[i].IC > wide ? d[i].IC : wide;
+            c->xpairs = xcalloc((size_t)R * (size_t)((wide + 1) / 2), sizeof(uint32_t));
+        }
     }
     c->packed_version = -1;
     m->cache = c;
@@ -1283,7 +1293,11 @@ static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int
     const float *edge = llama ? NULL : dl->w;
     if (c->packed && c->pk_has[i]) {
         size_t off = (size_t)l * c->pk_layer + c->pk_off[i];
-        if (c->pk_bf16)
+        if (c->pk_bf16 == 2)
+            matmul_forward_rows_packed_bf16dot(out, inp, c->xpairs,
+                                               (const uint16_t *)c->packed + off, edge, dl->b,
+                                               n, dl->IC, dl->OC);
+        else if (c->pk_bf16)
             matmul_forward_rows_packed_bf16(out, inp, (const uint16_t *)c->packed + off, edge,
                                             dl->b, n, dl->IC, dl->OC);
         else
@@ -1303,7 +1317,10 @@ static void cache_linear(GPT *m, int l, int i, float *out, const float *inp, int
 static void cache_head(GPT *m, float *dst, const float *lnf, int ne) {
     struct GPTCache *c = m->cache;
     int C = m->config.n_embd, V = m->config.vocab_size;
-    if (c->head_pk && c->pk_bf16)
+    if (c->head_pk && c->pk_bf16 == 2)
+        lmhead_forward_rows_packed_bf16dot(dst, lnf, c->xpairs, c->head_pk, m->w.lm_head, ne, C,
+                                           V);
+    else if (c->head_pk && c->pk_bf16)
         lmhead_forward_rows_packed_bf16(dst, lnf, c->head_pk, m->w.lm_head, ne, C, V);
     else if (c->head_pk) lmhead_forward_rows_packed(dst, lnf, c->head_pk, m->w.lm_head, ne, C, V);
     else lmhead_forward_rows(dst, lnf, m->w.lm_head, ne, C, V);

@@ -155,7 +155,11 @@ typedef struct {
      * it holds them as bfloat16 (rounded to nearest even), the LM head too, and every cache
      * pass (prefill and decode) computes from it in fp32 registers: half the bytes per
      * decoded token; results equal, bit for bit, the fp32 copy of the rounded weights.
-     * Implies a copy whatever decode_packed says. Set before gpt_cache_reserve. */
+     * 2 (gen.bf16_dot): the same copy, and the linears' and LM head's inputs rounded to
+     * bf16 too, multiplied in pairs by AVX512-BF16 (ops.h *_bf16dot: half the
+     * instructions; only where ops_bf16_dot_supported(), gpt_cache_reserve fails
+     * elsewhere). Implies a copy whatever decode_packed says. Set before
+     * gpt_cache_reserve. */
     int decode_bf16;
     /* -1 (gpt_init's default): every prefill packs the weights again. >= 0: the caller's
      * label for the current params (the actor uses the policy version): a prefill packs

@@ -1104,14 +1104,18 @@ static inline __attribute__((always_inline)) void mm_rows_panel(float *out, cons
 
 /* The same per-element computation for the last OC % 16 columns, one row at a time,
  * from a weight stored (OC,C) (the LM head's (V,C) embedding), each weight rounded to
- * bf16 first when `round` (the packed copy is bf16): the chain of mm_rows_edge. */
+ * bf16 first when `round` (the packed copy is bf16): the chain of mm_rows_edge. round 2
+ * (the bf16 dot-product kernels): each input rounded to bf16 as well; the products are
+ * then exact and summed in order, one rounding per term. */
 static void mm_rows_edge_vc(float *out, const float *inp, const float *W, int round, int C,
                             int j0, int nj) {
     for (int j = 0; j < nj; j++) {
         const float *w = W + (size_t)(j0 + j) * C;
         float acc = 0.0f;
-        for (int k = 0; k < C; k++)
-            acc = MM_FMA1(inp[k], round ? bf16_to_f32(bf16_from_f32(w[k])) : w[k], acc);
+        for (int k = 0; k < C; k++) {
+            float x = round == 2 ? bf16_to_f32(bf16_from_f32(inp[k])) : inp[k];
+            acc = MM_FMA1(x, round ? bf16_to_f32(bf16_from_f32(w[k])) : w[k], acc);
+        }
         out[j0 + j] = acc;
     }
 }
@@ -1129,12 +1133,90 @@ static void mm_rows_edge(float *out, const float *inp, const float *W, const flo
     memcpy(out + j0, acc, (size_t)nj * sizeof(float));
 }
 
+#if MM_VW == 16
+#define MM_HAVE_DOT 1
+/* The bf16 dot-product tile (AVX512-BF16, x86-64-v4 copy on a CPU that has it): nr
+ * (1..MM_RB) rows x 16 na columns from j0, the inputs as bf16 pairs (bf16_pairs_from_f32,
+ * P pairs a row), the weights as the bf16 copy's row pairs (mm_bf16_index). Each output:
+ * acc = bias (or 0); for each pair i in order, acc = vdpbf16ps(acc, x pair i, w pair i)
+ * (acc + x[2i] w[2i] + x[2i+1] w[2i+1], the products exact, fp32 accumulation); an odd
+ * C's last row is the pair (x, 0) against (w, 0). Every output's chain depends on its
+ * own row only: the same bits whatever the batch, tile or thread. Two multiply-adds per
+ * lane per instruction and no widening: half the instructions of mm_rows_tile_bf16. */
+static inline __attribute__((always_inline, target("avx512bf16"))) void mm_dot_tile(
+    float *out, const uint32_t *xp, int P, const uint16_t *W, size_t qs, const float *bias,
+    int nr, int C, int OC, int j0, int na) {
+    __m512 acc[MM_RB][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < MM_RB; r++)
+#pragma GCC unroll 3
+        for (int a = 0; a < na; a++)
+            acc[r][a] = bias ? _mm512_loadu_ps(bias + j0 + 16 * a) : _mm512_setzero_ps();
+    for (int i = 0; i < C / 2; i++) {
+        const uint16_t *w = W + (size_t)i * 32;
+#pragma GCC unroll 3
+        for (int a = 0; a < na; a++) __builtin_prefetch(w + (size_t)MM_PFP * 16 + a * qs, 0, 2);
+        __m512bh wv[3];
+#pragma GCC unroll 3
+        for (int a = 0; a < na; a++) wv[a] = (__m512bh)_mm512_loadu_si512((const void *)(w + a * qs));
+#pragma GCC unroll 8
+        for (int r = 0; r < MM_RB; r++) {
+            if (r >= nr) break;
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)xp[(size_t)r * P + i]);
+#pragma GCC unroll 3
+            for (int a = 0; a < na; a++) acc[r][a] = _mm512_dpbf16_ps(acc[r][a], x, wv[a]);
+        }
+    }
+    if (C & 1) { /* the last row, stored alone: (w, 0) pairs */
+        __m512bh wv[3];
+        const uint16_t *w = W + (size_t)(C - 1) * 16;
+#pragma GCC unroll 3
+        for (int a = 0; a < na; a++)
+            wv[a] = (__m512bh)_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(w + a * qs)));
+#pragma GCC unroll 8
+        for (int r = 0; r < MM_RB; r++) {
+            if (r >= nr) break;
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)xp[(size_t)r * P + C / 2]);
+#pragma GCC unroll 3
+            for (int a = 0; a < na; a++) acc[r][a] = _mm512_dpbf16_ps(acc[r][a], x, wv[a]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MM_RB; r++) {
+        if (r >= nr) break;
+#pragma GCC unroll 3
+        for (int a = 0; a < na; a++) _mm512_storeu_ps(out + (size_t)r * OC + j0 + 16 * a, acc[r][a]);
+    }
+}
+
+/* All N rows for the columns [j0, j0 + cb) (cb 16, 32 or 48) of a bf16 copy's panels
+ * from j0 (W: the first panel, qs elements apart), in row tiles of MM_RB then the rest */
+__attribute__((target("avx512bf16"))) static void mm_dot_panel(float *out, const uint32_t *xp,
+                                                               const uint16_t *W, size_t qs,
+                                                               const float *bias, int N, int C,
+                                                               int OC, int j0, int cb) {
+    int P = (C + 1) / 2;
+    for (int n = 0; n < N; n += MM_RB) {
+        int nr = N - n < MM_RB ? N - n : MM_RB;
+        float *o = out + (size_t)n * OC;
+        const uint32_t *x = xp + (size_t)n * P;
+        if (cb == 48 && nr == MM_RB) mm_dot_tile(o, x, P, W, qs, bias, MM_RB, C, OC, j0, 3);
+        else if (cb == 48) mm_dot_tile(o, x, P, W, qs, bias, nr, C, OC, j0, 3);
+        else if (cb == 32) mm_dot_tile(o, x, P, W, qs, bias, nr, C, OC, j0, 2);
+        else mm_dot_tile(o, x, P, W, qs, bias, nr, C, OC, j0, 1);
+    }
+}
+#else
+#define MM_HAVE_DOT 0
+#endif
+
 typedef struct {
     float *out;
     const float *inp, *weight, *packed, *bias; /* packed: NULL or matmul_pack_rows's copy */
     const uint16_t *packed_bf16;               /* or a bfloat16 copy (packed NULL) */
     int N, C, OC;
     const float *edge_vc; /* weight NULL: the OC % 16 edge columns from this (OC,C) weight */
+    const uint32_t *xpairs; /* with packed_bf16: the bf16 dot-product kernel on these inputs */
 } MMRowsJob;
 
 /* Part of matmul_forward_rows: a contiguous range of the MM_CB-wide column panels; the
@@ -1153,8 +1235,14 @@ static void mm_rows_part(void *p, int part, int nparts) {
     size_t g = (size_t)C * 16; /* floats of one packed 16-column panel */
     /* columns [j0, j0 + cb) from the packed copy or in place (constant flags, so each
      * layout gets its own specialised tile) */
+#if MM_HAVE_DOT
+#define MM_DOT_PANEL(j0, cb) mm_dot_panel(out, jb->xpairs, pbf + (size_t)(j0) * C, g, bias, N, C, OC, j0, cb)
+#else
+#define MM_DOT_PANEL(j0, cb) fatal("ops: the bf16 dot-product kernel is not in this build")
+#endif
 #define MM_PANEL(j0, cb)                                                                     \
-    (pbf      ? mm_rows_panel(out, inp, pbf + (size_t)(j0) * C, 16, g, 1, 1, bias, N, C, OC, \
+    (jb->xpairs ? MM_DOT_PANEL(j0, cb) :                                                     \
+     pbf      ? mm_rows_panel(out, inp, pbf + (size_t)(j0) * C, 16, g, 1, 1, bias, N, C, OC, \
                               j0, cb)                                                        \
      : packed ? mm_rows_panel(out, inp, packed + (size_t)(j0) * C, 16, g, 1, 0, bias, N, C,  \
                               OC, j0, cb)                                                    \
@@ -1170,10 +1258,11 @@ static void mm_rows_part(void *p, int part, int nparts) {
     if (OC - j0 >= 16) MM_PANEL(j0, 16), j0 += 16;
 #endif
 #undef MM_PANEL
+#undef MM_DOT_PANEL
     if (j0 < OC && !weight && jb->edge_vc) {
         for (int n = 0; n < N; n++)
-            mm_rows_edge_vc(out + (size_t)n * OC, inp + (size_t)n * C, jb->edge_vc, pbf != NULL,
-                            C, j0, OC - j0);
+            mm_rows_edge_vc(out + (size_t)n * OC, inp + (size_t)n * C, jb->edge_vc,
+                            jb->xpairs ? 2 : pbf != NULL, C, j0, OC - j0);
         return;
     }
     if (j0 < OC && !weight)
@@ -1194,28 +1283,88 @@ static void mm_rows_run(const MMRowsJob *jb) {
 
 void matmul_forward_rows(float *out, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC) {
-    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, NULL, N, C, OC, NULL});
+    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, NULL, N, C, OC, NULL, NULL});
 }
 
 void matmul_forward_rows_packed(float *out, const float *inp, const float *packed,
                                 const float *weight, const float *bias, int N, int C, int OC) {
-    mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, NULL, N, C, OC, NULL});
+    mm_rows_run(&(MMRowsJob){out, inp, weight, packed, bias, NULL, N, C, OC, NULL, NULL});
 }
 
 void matmul_forward_rows_packed_bf16(float *out, const float *inp, const uint16_t *packed,
                                      const float *weight, const float *bias, int N, int C,
                                      int OC) {
-    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, packed, N, C, OC, NULL});
+    mm_rows_run(&(MMRowsJob){out, inp, weight, NULL, bias, packed, N, C, OC, NULL, NULL});
 }
 
 void lmhead_forward_rows_packed(float *logits, const float *inp, const float *packed,
                                 const float *wte, int N, int C, int V) {
-    mm_rows_run(&(MMRowsJob){logits, inp, NULL, packed, NULL, NULL, N, C, V, wte});
+    mm_rows_run(&(MMRowsJob){logits, inp, NULL, packed, NULL, NULL, N, C, V, wte, NULL});
 }
 
 void lmhead_forward_rows_packed_bf16(float *logits, const float *inp, const uint16_t *packed,
                                      const float *wte, int N, int C, int V) {
-    mm_rows_run(&(MMRowsJob){logits, inp, NULL, NULL, NULL, packed, N, C, V, wte});
+    mm_rows_run(&(MMRowsJob){logits, inp, NULL, NULL, NULL, packed, N, C, V, wte, NULL});
+}
+
+int ops_bf16_dot_supported(void) {
+#if MM_HAVE_DOT
+    return __builtin_cpu_supports("avx512bf16") != 0;
+#else
+    return 0;
+#endif
+}
+
+/* one float's bf16 bits (bf16_from_f32) in the low half of a 32-bit lane, 16 at a time */
+#if defined(__AVX512F__)
+static inline __m512i bf16_bits16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                         _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+}
+#endif
+
+void bf16_pairs_from_f32(uint32_t *dst, const float *src, int N, int C) {
+    int P = (C + 1) / 2;
+    for (int n = 0; n < N; n++) {
+        const float *x = src + (size_t)n * C;
+        uint32_t *d = dst + (size_t)n * P;
+        int k = 0;
+#if defined(__AVX512F__)
+        for (; k + 16 <= C; k += 16) /* 8 pairs: the 16 low halves packed in order */
+            _mm256_storeu_si256((__m256i *)(void *)(d + k / 2),
+                                _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(x + k))));
+#endif
+        for (; k + 1 < C; k += 2)
+            d[k / 2] = (uint32_t)bf16_from_f32(x[k]) | (uint32_t)bf16_from_f32(x[k + 1]) << 16;
+        if (k < C) d[k / 2] = bf16_from_f32(x[k]);
+    }
+}
+
+/* the dot-product kernels' job: the inputs converted once, then every panel */
+static void mm_dot_run(MMRowsJob jb, uint32_t *xpairs) {
+    if (!ops_bf16_dot_supported())
+        fatal("ops: the bf16 dot-product kernel needs AVX512-BF16 and the x86-64-v4 copy of "
+              "the library; this CPU or build has not got it (ops_bf16_dot_supported)");
+    bf16_pairs_from_f32(xpairs, jb.inp, jb.N, jb.C);
+    jb.xpairs = xpairs;
+    mm_rows_run(&jb);
+}
+
+void matmul_forward_rows_packed_bf16dot(float *out, const float *inp, uint32_t *xpairs,
+                                        const uint16_t *packed, const float *weight,
+                                        const float *bias, int N, int C, int OC) {
+    mm_dot_run((MMRowsJob){out, inp, weight, NULL, bias, packed, N, C, OC, NULL, NULL}, xpairs);
+}
+
+void lmhead_forward_rows_packed_bf16dot(float *logits, const float *inp, uint32_t *xpairs,
+                                        const uint16_t *packed, const float *wte, int N, int C,
+                                        int V) {
+    mm_dot_run((MMRowsJob){logits, inp, NULL, NULL, NULL, packed, N, C, V, wte, NULL}, xpairs);
 }
 
 size_t matmul_packed_floats(int C, int OC) {

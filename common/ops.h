@@ -120,8 +120,11 @@ void matmul_pack_rows(float *packed, const float *weight, int C, int OC);
 /* The same panel-major layout from a weight stored (OC,C) (Llama's (out, in) linear
  * layers): packed[p][k][j] = weight[16p + j][k]. */
 void matmul_pack_cols(float *packed, const float *weight, int C, int OC);
-/* bfloat16 copies in the same layouts (uint16_t elements, matmul_packed_floats(C, OC) of
- * them), each weight rounded to nearest even (bf16_from_f32) */
+/* bfloat16 copies (uint16_t elements, matmul_packed_floats(C, OC) of them), each weight
+ * rounded to nearest even (bf16_from_f32), in the same panels; within a panel the
+ * x86-64-v4 copy of the library stores W's rows in pairs (the layout of the AVX512-BF16
+ * dot product), the others one after the other — read them only through the kernels below,
+ * in the process that packed them. */
 void matmul_pack_rows_bf16(uint16_t *packed, const float *weight, int C, int OC);
 void matmul_pack_cols_bf16(uint16_t *packed, const float *weight, int C, int OC);
 /* matmul_forward_rows_packed from a bf16 copy: each weight widened to fp32 exactly, then
@@ -143,6 +146,28 @@ void lmhead_forward_rows_packed(float *logits, const float *inp, const float *pa
                                 const float *wte, int N, int C, int V);
 void lmhead_forward_rows_packed_bf16(float *logits, const float *inp, const uint16_t *packed,
                                      const float *wte, int N, int C, int V);
+/* The bf16 dot-product kernels: matmul_forward_rows_packed_bf16 and
+ * lmhead_forward_rows_packed_bf16 with the inputs rounded to bf16 as well, multiplied two
+ * input rows at a time by AVX512-BF16's vdpbf16ps (acc + x[k] w[k] + x[k+1] w[k+1], the
+ * products exact, fp32 accumulation) — half the instructions of widening each weight, for
+ * the compute-bound part of a bf16 decode step. Each output's chain depends on its own
+ * row only, so the results do not depend on the batch or the thread count; they differ
+ * from the fp32 kernels' by the inputs' rounding (about 2^-9 relative per input) and may
+ * differ between CPU makers in the last bit. xpairs: scratch of N * ((C + 1) / 2) words
+ * (the inputs as bf16_pairs_from_f32 writes them). The OC % 16 (V % 16) edge columns are
+ * computed as by the widening kernels (the LM head's with the inputs rounded too). Only
+ * where ops_bf16_dot_supported() (the x86-64-v4 copy on a CPU with AVX512-BF16); a fatal
+ * error elsewhere. */
+int ops_bf16_dot_supported(void);
+void matmul_forward_rows_packed_bf16dot(float *out, const float *inp, uint32_t *xpairs,
+                                        const uint16_t *packed, const float *weight,
+                                        const float *bias, int N, int C, int OC);
+void lmhead_forward_rows_packed_bf16dot(float *logits, const float *inp, uint32_t *xpairs,
+                                        const uint16_t *packed, const float *wte, int N, int C,
+                                        int V);
+/* each row of src (N,C) as (C + 1) / 2 words: bf16(x[2i]) | bf16(x[2i+1]) << 16, an odd
+ * C's last word bf16(x[C-1]) alone (bf16_from_f32's rounding) */
+void bf16_pairs_from_f32(uint32_t *dst, const float *src, int N, int C);
 /* bfloat16: the top 16 bits of an IEEE float. Conversion rounds to nearest, ties to
  * even (NaN stays NaN); widening is exact. */
 uint16_t bf16_from_f32(float x);

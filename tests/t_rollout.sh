@@ -7,8 +7,10 @@
 # once (ppo.shared_prompt = on); another seed gives other weights (the diff can fail).
 # With gen.weights = bf16 (the actors decode from bf16 weights, the learner recomputes the
 # behaviour log-probs in fp32): 2 actors and 1 actor (in-flight) give bit-identical
-# checkpoints, not those of fp32 decoding; the actor-vs-learner log-prob gap of both
-# precisions is printed. A tiny custom model after 20 SFT steps; real mpirun launches,
+# checkpoints, not those of fp32 decoding; gen.bf16_dot = off (each weight widened to
+# fp32) gives other weights than the default where the CPU has AVX512-BF16 (the default
+# then uses its dot products) and the same where it has not; the actor-vs-learner
+# log-prob gap of both precisions is printed. A tiny custom model after 20 SFT steps; real mpirun launches,
 # oversubscribed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,10 +54,20 @@ grpo 2 "$T/o1" ppo.shared_prompt=on
 NR=2 grpo 3 "$T/o2" gen.batch_size=3 ppo.shared_prompt=on
 "$B/rlhf-ckpt" diff "$T/o1" "$T/o2" || fail "ppo.shared_prompt=on: 2 reward servers differ from 1"
 echo "== GRPO with gen.weights=bf16: 2 / 1 actors -> bit-identical, not the fp32 weights"
-grpo 2 "$T/h2" gen.weights=bf16
+RLHF_ACTOR_VERBOSE=1 grpo 2 "$T/h2" gen.weights=bf16
 grpo 1 "$T/h1" gen.weights=bf16 gen.batch_size=3
 "$B/rlhf-ckpt" diff "$T/h2" "$T/h1" || fail "bf16 decoding: 1 actor differs from 2"
 if "$B/rlhf-ckpt" diff "$T/b0" "$T/h2" > /dev/null 2>&1; then fail "bf16 decoding gave the fp32 run's weights"; fi
+echo "== gen.bf16_dot=off (bf16 weights widened): 1 actor in-flight; vs the default (auto)"
+grpo 1 "$T/w1" gen.weights=bf16 gen.bf16_dot=off gen.batch_size=3
+if grep -q "AVX512-BF16 dot products" "$T/h2.log"; then
+  echo "the default used the AVX512-BF16 dot products: off must give other weights"
+  if "$B/rlhf-ckpt" diff "$T/h2" "$T/w1" > /dev/null 2>&1; then fail "gen.bf16_dot=off gave the dot products' weights"; fi
+else
+  grep -q "bf16 weights widened to fp32" "$T/h2.log" || { cat "$T/h2.log"; fail "the actor did not report its bf16 kernel"; }
+  echo "no AVX512-BF16 here: auto widened, so off must give the same weights"
+  "$B/rlhf-ckpt" diff "$T/h2" "$T/w1" || fail "gen.bf16_dot=off differs from auto without AVX512-BF16"
+fi
 gap() { grep -o '"lp_check_maxdiff": [^,]*' "$1/metrics.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
 echo "actor-vs-learner max |logprob| gap per update: fp32 $(gap "$T/b0")| bf16 $(gap "$T/h2")"
 grpo 2 "$T/s9" run.seed=9

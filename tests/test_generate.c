@@ -711,10 +711,44 @@ static void test_bf16_decode(void) {
     }
 }
 
+/* gen.bf16_dot: the AVX512-BF16 dot products (the inputs of every linear and the LM head
+ * rounded to bf16 too) give log-probs within 0.2 of the fp32 weights' for tokens with
+ * probability >= 1e-3 (the bound of the widening kernels above; printed beside theirs),
+ * and not the widening kernels' bits. */
+static void test_bf16_dot_decode(void) {
+    if (!ops_bf16_dot_supported()) {
+        TEST_SKIP("no AVX512-BF16 here: the dot-product decode runs in the x86-64-v4 copy "
+                  "of the library on a CPU that has it");
+        return;
+    }
+    enum { V = 64, T = 40 };
+    int toks[T];
+    for (int t = 0; t < T; t++) toks[t] = (int)rng_below(&g_rng, V);
+    static float f32[T * V], wid[T * V], dot[T * V];
+    for (int k = 0; k < 5; k++) {
+        float *out[3] = {f32, wid, dot};
+        for (int prec = 0; prec < 3; prec++) {
+            GPT m;
+            make_copy_model(&m, k, V, T, 70 + (uint64_t)k);
+            m.decode_bf16 = prec;
+            cache_logits(&m, toks, T, out[prec]);
+            gpt_free(&m);
+        }
+        double gd = logprob_gap_min(dot, f32, T - 2, V, 1e-3);
+        double gw = logprob_gap_min(wid, f32, T - 2, V, 1e-3);
+        fprintf(stderr, "    %s: max |logprob - fp32| (p >= 1e-3): bf16 dot %.2e, widened %.2e\n",
+                copy_model_name(k), gd, gw);
+        CHECK_MSG(gd < 0.2, "%s: bf16 dot decode log-probs %.2e from fp32", copy_model_name(k), gd);
+        CHECK_MSG(memcmp(dot, wid, sizeof dot) != 0,
+                  "%s: the dot products gave the widening kernels' bits", copy_model_name(k));
+    }
+}
+
 /* Long responses: the tiny presets (GPT-2 and llama-tiny) with max_seq_len raised to
  * 1,280 (as model.max_seq_len would) generate 1,260 tokens after 20-token prompts,
- * three sequences at once with gen.weights f32 and bf16; each matches, token and log-prob
- * bit for bit, the same sequence generated alone. */
+ * three sequences at once with gen.weights f32 and bf16 (and bf16 dot products where the
+ * CPU has them); each matches, token and log-prob bit for bit, the same sequence
+ * generated alone. */
 static void test_long_responses(void) {
     enum { MAXT = 1280, P = 20, NEW = MAXT - P, NB = 3 };
     static int prompts_buf[NB][P], toks[NB * NEW], lens[NB], tok1[NEW];
@@ -724,7 +758,7 @@ static void test_long_responses(void) {
     uint64_t pids[NB], sids[NB];
     char err[ERRBUF_LEN];
     for (int fam = 0; fam < 2; fam++)
-        for (int bf16 = 0; bf16 <= 1; bf16++) {
+        for (int bf16 = 0; bf16 <= (ops_bf16_dot_supported() ? 2 : 1); bf16++) {
             GPTConfig c;
             CHECK(gpt_config_preset(fam ? "llama-tiny" : "tiny", &c) == 0);
             c.max_seq_len = MAXT;
@@ -749,7 +783,8 @@ static void test_long_responses(void) {
                        memcmp(lp1, lps + (size_t)b * NEW, sizeof lp1) != 0;
             }
             CHECK_MSG(bad == 0, "%s %s: %d of %d long responses differ from the unbatched path",
-                      fam ? "llama-tiny" : "tiny", bf16 ? "bf16" : "f32", bad, NB);
+                      fam ? "llama-tiny" : "tiny", bf16 == 2 ? "bf16 dot" : bf16 ? "bf16" : "f32",
+                      bad, NB);
             gpt_free(&m);
         }
 }
@@ -1169,6 +1204,7 @@ int main(void) {
     TEST_RUN(test_bf16_rounding);
     TEST_RUN(test_llama_packed_matches_inplace);
     TEST_RUN(test_bf16_decode);
+    TEST_RUN(test_bf16_dot_decode);
     TEST_RUN(test_long_responses);
     TEST_RUN(test_schedules_bit_identical);
     TEST_RUN(test_schedule_bad_input);

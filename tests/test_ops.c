@@ -888,6 +888,107 @@ static void test_bf16_kernels_at(int N, int C) {
     free(ph), free(pf), free(pg);
 }
 
+/* bf16_pairs_from_f32 packs bf16_from_f32's rounding of each input two to a word, the
+ * vector loop (16 at a time) and the tail alike: ties, NaN, infinities, odd C */
+static void test_bf16_pairs(void) {
+    enum { N = 3 };
+    const int Cs[] = {1, 2, 15, 16, 17, 33, 64};
+    for (size_t ci = 0; ci < sizeof Cs / sizeof Cs[0]; ci++) {
+        int C = Cs[ci], P = (C + 1) / 2, bad = 0;
+        float *x = xalloc_floats((size_t)N * C);
+        uint32_t *d = xcalloc((size_t)N * P, sizeof(uint32_t));
+        for (int i = 0; i < N * C; i++) x[i] = rng_normal(&g_rng) * 100.0f;
+        x[0] = 1.0f + 0x1p-8f; /* a tie: to even (down) */
+        if (N * C > 1) x[1] = NAN;
+        if (N * C > 2) x[2] = -INFINITY;
+        if (N * C > 3) x[3] = 1.0f + 3 * 0x1p-8f; /* a tie: to even (up) */
+        if (N * C > 20) x[20] = 3.4028235e38f;     /* past bf16's largest: infinity */
+        bf16_pairs_from_f32(d, x, N, C);
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < C; k++) {
+                uint32_t w = d[(size_t)n * P + k / 2];
+                uint16_t got = (uint16_t)(k % 2 ? w >> 16 : w & 0xffff);
+                if (got != bf16_from_f32(x[(size_t)n * C + k])) bad++;
+                if (k == C - 1 && C % 2 && (w >> 16) != 0) bad++;
+            }
+        CHECK_MSG(bad == 0, "C %d: %d inputs packed differently from bf16_from_f32", C, bad);
+        free(x), free(d);
+    }
+}
+
+/* The bf16 dot-product kernels (AVX512-BF16): every row's outputs the same bits whatever
+ * the batch and thread count; each within 2^-16 x (sum of |terms|) of the exact sum of
+ * the bf16-rounded products (a double reference); and (the inputs are rounded) not the
+ * widening kernel's result. */
+static void test_bf16_dot_at(int C, int OC, int lmhead) {
+    enum { N = 11 };
+    int before = ops_blas_threads(), P = (C + 1) / 2;
+    float *w = xalloc_floats((size_t)C * OC), *bias = xalloc_floats(OC);
+    float *x = xalloc_floats((size_t)N * C), *a = xalloc_floats((size_t)N * OC);
+    float *b = xalloc_floats((size_t)N * OC), *one = xalloc_floats(OC);
+    uint32_t *xp = xcalloc((size_t)N * P, sizeof(uint32_t));
+    for (size_t i = 0; i < (size_t)C * OC; i++) w[i] = rng_normal(&g_rng);
+    for (int i = 0; i < OC; i++) bias[i] = rng_normal(&g_rng);
+    for (int i = 0; i < N * C; i++) x[i] = rng_normal(&g_rng);
+    uint16_t *ph = xcalloc(matmul_packed_floats(C, OC), sizeof(uint16_t));
+    /* lmhead: w read as the (V,C) embedding; else as a (C,OC) linear, its edge columns
+     * (OC % 16) from w in place */
+    if (lmhead) matmul_pack_cols_bf16(ph, w, C, OC);
+    else matmul_pack_rows_bf16(ph, w, C, OC);
+#define DOT(out, in, n)                                                                  \
+    (lmhead ? lmhead_forward_rows_packed_bf16dot(out, in, xp, ph, w, n, C, OC)           \
+            : matmul_forward_rows_packed_bf16dot(out, in, xp, ph, w, bias, n, C, OC))
+    int bad = 0, far = 0;
+    double worst = 0;
+    for (int th = 1; th <= 2; th++) {
+        ops_blas_setup(th);
+        DOT(a, x, N);
+        for (int n = 0; n < N; n++) {
+            DOT(one, x + (size_t)n * C, 1);
+            if (memcmp(one, a + (size_t)n * OC, (size_t)OC * sizeof(float))) bad++;
+        }
+    }
+    int edge0 = OC - OC % 16; /* the linear's edge columns are fp32 (w in place) */
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double ref = lmhead ? 0 : bias[o], mag = fabs(ref);
+            for (int k = 0; k < C; k++) {
+                float wk = lmhead ? w[(size_t)o * C + k] : w[(size_t)k * OC + o];
+                double xr = bf16_to_f32(bf16_from_f32(x[(size_t)n * C + k]));
+                double wr = bf16_to_f32(bf16_from_f32(wk));
+                if (!lmhead && o >= edge0) xr = x[(size_t)n * C + k], wr = wk;
+                ref += xr * wr, mag += fabs(xr * wr);
+            }
+            double e = fabs(a[(size_t)n * OC + o] - ref) / (mag + 1e-30);
+            if (e > worst) worst = e;
+            if (e > 0x1p-16) far++;
+        }
+    fprintf(stderr, "    bf16 dot %s C %d OC %d: worst error %.2e of the sum of |terms|\n",
+            lmhead ? "LM head" : "linear", C, OC, worst);
+    CHECK_MSG(bad == 0, "C %d OC %d: %d rows differ from the row computed alone", C, OC, bad);
+    CHECK_MSG(far == 0, "C %d OC %d: %d outputs far from the bf16 products' sum", C, OC, far);
+    /* the inputs are really rounded: not the widening kernel's result */
+    if (lmhead) lmhead_forward_rows_packed_bf16(b, x, ph, w, N, C, OC);
+    else matmul_forward_rows_packed_bf16(b, x, ph, w, bias, N, C, OC);
+    CHECK(memcmp(a, b, (size_t)N * OC * sizeof(float)) != 0);
+#undef DOT
+    ops_blas_setup(before);
+    free(w), free(bias), free(x), free(a), free(b), free(one), free(xp), free(ph);
+}
+
+static void test_bf16_dot_kernels(void) {
+    if (!ops_bf16_dot_supported()) {
+        TEST_SKIP("no AVX512-BF16 here: these kernels run in the x86-64-v4 copy of the "
+                  "library on a CPU that has it (AMD Zen 4 and 5, Intel Sapphire Rapids on)");
+        return;
+    }
+    test_bf16_dot_at(40, 53, 0);  /* one 48-column panel, the edge */
+    test_bf16_dot_at(41, 96, 0);  /* odd C: the last row alone; two panels */
+    test_bf16_dot_at(131, 80, 0); /* a 48 and a 32 panel */
+    test_bf16_dot_at(130, 37, 1); /* the LM head, V % 16 = 5 edge rows */
+    test_bf16_dot_at(33, 160, 1);
+}
+
 /* C even and odd (the bf16 copy stores rows in pairs, an odd C's last row alone), within
  * one block of W's rows and across several (the AVX2 kernel's 64-row blocks); batches
  * within one row tile and across two */
@@ -906,6 +1007,8 @@ int main(void) {
     TEST_RUN(test_rows_batch_invariance);
     TEST_RUN(test_rows_thread_invariance);
     TEST_RUN(test_bf16_kernels);
+    TEST_RUN(test_bf16_pairs);
+    TEST_RUN(test_bf16_dot_kernels);
     TEST_RUN(test_rows_packed);
     TEST_RUN(test_lmhead_packed);
     TEST_RUN(test_train_thread_invariance);
