@@ -41,7 +41,8 @@
 #      (build/bench/bench_zero under mpirun, oversubscribed; BENCH_ZERO_PRESET=tiny for a
 #      quick run).
 #  12. decode weights: GPT-2 124M and SmolLM2-135M's shape at batch 8 from the fp32 and
-#      the bf16 decode copy in the same process (gen.weights), each against the bound of
+#      the bf16 decode copy in the same process (gen.weights; bf16 widened, and with the
+#      AVX512-BF16 dot products where the CPU has them), each against the bound of
 #      reading its bytes once per step; then GPT-2 124M's decode step at cache positions
 #      128, 512, 1024, 2048 (build/bench/bench_model decode, one process).
 #  13. smol: the Llama family at SmolLM2-135M's shape (30 layers, 576 wide, 9 heads, 3 kv
@@ -552,8 +553,9 @@ if want lorappo; then
 fi
 if want decode; then
   for p in gpt2 smol; do
-    printf 'decode %s, batch 8: fp32 weights %s ms per step (%s%% of its bandwidth bound), bf16 %s ms (%s%% of its bound, half the bytes): %sx; one process\n' \
+    printf 'decode %s, batch 8: fp32 weights %s ms per step (%s%% of its bandwidth bound), bf16 (%s) %s ms (%s%% of its bound, half the bytes): %sx; one process\n' \
       "$p" "$(fmt "$(val "decode.$p.f32.step_ms")" 2)" "$(fmt "$(val "decode.$p.f32.pct_of_bound")" 0)" \
+      "$(val "decode.$p.bf16_kernel")" \
       "$(fmt "$(val "decode.$p.bf16.step_ms")" 2)" "$(fmt "$(val "decode.$p.bf16.pct_of_bound")" 0)" \
       "$(fmt "$(val "decode.$p.bf16_speedup")" 2)"
   done
