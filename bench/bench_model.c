@@ -249,6 +249,25 @@ static double time_steps(GPT *m, const int *tokens, const int *targets, const fl
     return best;
 }
 
+/* The step with gemm.c (where compiled in), then right after it with OpenBLAS for the same
+ * products: *own (0 without gemm.c) and *blas. Returns the time of the path the product
+ * takes by default (run.gemm = auto), *fwd its forward + LM head part. */
+static double time_steps_paths(GPT *m, const int *tokens, const int *targets, const float *dlp,
+                               int B, int T, int iters, double *fwd, double *own, double *blas) {
+    int own_default = ops_gemm_own(-1);
+    double fwd_own = 0.0, fwd_blas = 0.0;
+    *own = 0.0;
+    if (gemm_f32_available()) {
+        ops_gemm_own(1);
+        *own = time_steps(m, tokens, targets, dlp, B, T, iters, &fwd_own);
+    }
+    ops_gemm_own(0);
+    *blas = time_steps(m, tokens, targets, dlp, B, T, iters, &fwd_blas);
+    ops_gemm_own(own_default);
+    *fwd = own_default ? fwd_own : fwd_blas;
+    return own_default ? *own : *blas;
+}
+
 static void bench_one(const Shape *s, int iters) {
     GPTConfig c;
     if (gpt_config_preset(s->name, &c) != 0) fatal("unknown preset %s", s->name);
@@ -277,18 +296,10 @@ static void bench_one(const Shape *s, int iters) {
      * differently (tiny: 80 ms back to back, 105 ms after a 0.3 s pause). */
     Replica rp;
     replica_init(&rp, &c, B, T);
-    /* the step with gemm.c (where compiled in), then right after it with OpenBLAS for
-     * the same products; "ours" below is the path the product takes by default */
-    int own_default = ops_gemm_own(-1), have_own = gemm_f32_available();
-    double fwd_own = 0.0, fwd_blas = 0.0, best_own = 0.0, sg = 1e30;
-    if (have_own) {
-        ops_gemm_own(1);
-        best_own = time_steps(&m, tokens, targets, dlp, B, T, iters, &fwd_own);
-    }
-    ops_gemm_own(0);
-    double best_blas = time_steps(&m, tokens, targets, dlp, B, T, iters, &fwd_blas);
-    ops_gemm_own(own_default);
-    double best = own_default ? best_own : best_blas, best_fwd = own_default ? fwd_own : fwd_blas;
+    int own_default = ops_gemm_own(-1);
+    double best_own, best_blas, best_fwd, sg = 1e30;
+    double best = time_steps_paths(&m, tokens, targets, dlp, B, T, iters, &best_fwd, &best_own,
+                                   &best_blas);
     for (int it = 0; it <= iters; it++) {
         double ts = replica_run(&rp);
         if (it > 0 && ts < sg) sg = ts;
@@ -342,7 +353,7 @@ static void bench_one(const Shape *s, int iters) {
     printf("RESULT\tmodel.%s.train.gflops\t%.3f\tGFLOP/s\n", s->name, fl / best / 1e9);
     printf("RESULT\tmodel.%s.train.sgemm_gflops\t%.3f\tGFLOP/s\n", s->name, sg_fl / sg / 1e9);
     printf("RESULT\tmodel.%s.train.pct_of_sgemm\t%.1f\t%%\n", s->name, pct);
-    print_gemm_paths(s->name, have_own ? best_own : 0.0, best_blas, own_default);
+    print_gemm_paths(s->name, best_own, best_blas, own_default);
     printf("optimizer (grad-norm clip + AdamW): %.1f ms; full step (fwd+bwd+optimizer) %.1f ms, "
            "%.0f tokens/s\n",
            best_opt * 1e3, (best + best_opt) * 1e3, B * T / (best + best_opt));
@@ -622,7 +633,8 @@ static void smol_train(GPT *m, Rng *r, int iters) {
         targets[i] = (int)rng_below(r, (uint64_t)c->vocab_size);
         dlp[i] = -1.0f / (B * T);
     }
-    double fwd, best = time_steps(m, tokens, targets, dlp, B, T, iters, &fwd);
+    double fwd, own, blas;
+    double best = time_steps_paths(m, tokens, targets, dlp, B, T, iters, &fwd, &own, &blas);
     double hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
     double att = (double)B * att_entries(T) * c->n_head * hd, BT = (double)B * T;
     double fl = 3.0 * (c->n_layer * (BT * smol_layer_flops(c) + 4.0 * att) +
@@ -632,6 +644,7 @@ static void smol_train(GPT *m, Rng *r, int iters) {
     printf("RESULT\tmodel.smol.train.ms\t%.3f\tms\n", best * 1e3);
     printf("RESULT\tmodel.smol.train.tokens_per_s\t%.1f\ttokens/s\n", B * T / best);
     printf("RESULT\tmodel.smol.train.gflops\t%.3f\tGFLOP/s\n", fl / best / 1e9);
+    print_gemm_paths("smol", own, blas, ops_gemm_own(-1));
     free(tokens), free(targets), free(dlp);
 }
 

@@ -6,6 +6,8 @@
 # dynamic loader picks the best copy for the CPU. qemu-user runs the programs as another
 # CPU would (its CPUID, its instruction set: an instruction the CPU lacks is SIGILL):
 #   - natively, the copy loaded is the best this CPU supports (v4 with AVX-512, else v3);
+#     with AVX-512, run.gemm = auto takes gemm.c when OpenBLAS is forced onto its Haswell
+#     kernels, and on its SkylakeX kernels gemm.c on Intel, OpenBLAS elsewhere;
 #   - as a Haswell (AVX2, no AVX-512) the v3 copy is loaded, as a Nehalem (SSE4.2) the v2
 #     copy, and unit tests that compare the kernels with independent references (the
 #     PyTorch GPT-2 fixture of test_gpt, the float64 losses and AdamW, the GEMM reference)
@@ -59,6 +61,20 @@ kernel=$(field kernel <<<"$native")
 { [ $v4 -eq 1 ] && [ "$kernel" = avx512 ]; } || { [ $v4 -eq 0 ] && [ "$kernel" = none ]; } &&
   ok "gemm.c's AVX-512 kernel compiled into the loaded copy: $kernel" ||
   bad "gemm.c's kernel in the loaded copy is '$kernel' with AVX-512 support $v4"
+# run.gemm = auto: gemm.c on Intel CPUs and wherever OpenBLAS runs kernels without AVX-512,
+# OpenBLAS on its AVX-512 kernels elsewhere
+if [ $v4 -eq 1 ]; then
+  out=$(OPENBLAS_CORETYPE=Haswell "$B/tests/fx_cpu")
+  [ "$(field gemm <<<"$out")" = own ] &&
+    ok "OpenBLAS forced onto its Haswell kernels on this AVX-512 CPU: run.gemm=auto takes gemm.c" ||
+    bad "OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU: run.gemm=auto chose $(field gemm <<<"$out")"
+  vendor=$(field vendor <<<"$native") want_gemm=openblas
+  [ "$vendor" = GenuineIntel ] && want_gemm=own
+  out=$(OPENBLAS_CORETYPE=SkylakeX "$B/tests/fx_cpu")
+  [ "$(field gemm <<<"$out")" = $want_gemm ] &&
+    ok "OpenBLAS on its SkylakeX kernels, $vendor CPU: run.gemm=auto takes $want_gemm" ||
+    bad "OPENBLAS_CORETYPE=SkylakeX, $vendor CPU: run.gemm=auto chose $(field gemm <<<"$out"), expected $want_gemm"
+fi
 for pair in Haswell:x86-64-v3 Nehalem:x86-64-v2; do
   cpu=${pair%%:*} lvl=${pair#*:}
   out=$(emu "$cpu" "$B/tests/fx_cpu") || { bad "fx_cpu failed as a $cpu"; continue; }
