@@ -866,6 +866,15 @@ typedef float mmvec __attribute__((vector_size(32)));
 #endif
 #define MM_PF 8   /* (C,OC) layout: rows of W prefetched ahead, into L1 */
 #define MM_PFP 48 /* packed layout: rows prefetched ahead in each 16-column stream, into L2 */
+/* The tiles' inner step: acc[r][a] += x[r][k] * wv[a] for the nr (of at most rb) rows of
+ * the tile's input and its na weight vectors, rows and vectors unrolled (acc then stays
+ * in registers). One statement, so it can follow an if. */
+#define MM_TILE_FMA(acc, inp, C, k, wv, nr, na, rb)                                         \
+    _Pragma("GCC unroll 8") for (int r_ = 0; r_ < (rb); r_++) {                             \
+        if (r_ >= (nr)) break;                                                              \
+        float x_ = (inp)[(size_t)r_ * (C) + (k)];                                           \
+        _Pragma("GCC unroll 6") for (int a_ = 0; a_ < (na); a_++) (acc)[r_][a_] += x_ * (wv)[a_]; \
+    }
 #if MM_VW == 16
 /* mm_rows_tile's rows from a bf16 copy: each pair of W's rows is one 64-byte line per
  * panel (mm_bf16_index), 32-bit lane j holding w[k][j] | w[k + 1][j] << 16; row k is the
@@ -891,32 +900,14 @@ static inline __attribute__((always_inline)) void mm_rows_tile_bf16(
             memcpy(&we[a], &e, sizeof(mmvec));
             memcpy(&wo[a], &o, sizeof(mmvec));
         }
-#pragma GCC unroll 8
-        for (int r = 0; r < MM_RB; r++) {
-            if (r >= nr) break;
-            float x = inp[(size_t)r * C + k];
-#pragma GCC unroll 3
-            for (int a = 0; a < na; a++) acc[r][a] += x * we[a];
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < MM_RB; r++) {
-            if (r >= nr) break;
-            float x = inp[(size_t)r * C + k + 1];
-#pragma GCC unroll 3
-            for (int a = 0; a < na; a++) acc[r][a] += x * wo[a];
-        }
+        MM_TILE_FMA(acc, inp, C, k, we, nr, na, MM_RB);
+        MM_TILE_FMA(acc, inp, C, k + 1, wo, nr, na, MM_RB);
     }
     if (k < C) { /* an odd C's last row */
         mmvec wv[NA];
 #pragma GCC unroll 3
         for (int a = 0; a < na; a++) BF16_LOAD(wv[a], W + (size_t)k * 16 + a * qs);
-#pragma GCC unroll 8
-        for (int r = 0; r < MM_RB; r++) {
-            if (r >= nr) break;
-            float x = inp[(size_t)r * C + k];
-#pragma GCC unroll 3
-            for (int a = 0; a < na; a++) acc[r][a] += x * wv[a];
-        }
+        MM_TILE_FMA(acc, inp, C, k, wv, nr, na, MM_RB);
     }
 }
 
@@ -968,13 +959,7 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
 #pragma GCC unroll 6
         for (int a = 0; a < na; a++)
             MM_WLOAD(wv[a], W, wk + (a / MM_VG) * qs + (a % MM_VG) * MM_VW, 0);
-#pragma GCC unroll 8
-        for (int r = 0; r < MM_RB; r++) {
-            if (r >= nr) break;
-            float x = inp[(size_t)r * C + k];
-#pragma GCC unroll 6
-            for (int a = 0; a < na; a++) acc[r][a] += x * wv[a];
-        }
+        MM_TILE_FMA(acc, inp, C, k, wv, nr, na, MM_RB);
     }
 store:
 #pragma GCC unroll 8
@@ -1058,13 +1043,7 @@ static inline __attribute__((always_inline)) void mm_rows_block(float *out, cons
         mmvec wv[MM_KV] = {{0}}; /* those past nv stay unused */
 #pragma GCC unroll 3
         for (int a = 0; a < nv; a++) MM_WLOAD(wv[a], W, wk + wo[a], bf16);
-#pragma GCC unroll 4
-        for (int r = 0; r < MM_KR; r++) {
-            if (r >= nr) break;
-            float x = inp[(size_t)r * C + k];
-#pragma GCC unroll 3
-            for (int a = 0; a < nv; a++) acc[r][a] += x * wv[a];
-        }
+        MM_TILE_FMA(acc, inp, C, k, wv, nr, nv, MM_KR);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < MM_KR; r++) {
