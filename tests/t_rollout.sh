@@ -9,9 +9,10 @@
 # behaviour log-probs in fp32): 2 actors and 1 actor (in-flight) give bit-identical
 # checkpoints, not those of fp32 decoding; gen.bf16_dot = off (each weight widened to
 # fp32) gives other weights than the default where the CPU has AVX512-BF16 (the default
-# then uses its dot products) and the same where it has not; the actor-vs-learner
-# log-prob gap of both precisions is printed. A tiny custom model after 20 SFT steps; real mpirun launches,
-# oversubscribed.
+# then uses its dot products) and the same where it has not; gen.bf16_dot = on with the
+# x86-64-v3 copy of the library (no AVX512-BF16 kernels) ends the job with the reason; the
+# actor-vs-learner log-prob gap of both precisions is printed. A tiny custom model after
+# 20 SFT steps; real mpirun launches, oversubscribed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -67,6 +68,19 @@ else
   grep -q "bf16 weights widened to fp32" "$T/h2.log" || { cat "$T/h2.log"; fail "the actor did not report its bf16 kernel"; }
   echo "no AVX512-BF16 here: auto widened, so off must give the same weights"
   "$B/rlhf-ckpt" diff "$T/h2" "$T/w1" || fail "gen.bf16_dot=off differs from auto without AVX512-BF16"
+fi
+if [ -d "$B/lib/glibc-hwcaps/x86-64-v3" ]; then
+  echo "== gen.bf16_dot=on where the actor has no AVX512-BF16 (the x86-64-v3 copy): a clear error, the job ends"
+  set +e
+  LD_LIBRARY_PATH="$B/lib/glibc-hwcaps/x86-64-v3" timeout 120 mpirun -np 1 "$B/learner" grpo $RUN run.out_dir="$T/d1" gen.weights=bf16 gen.bf16_dot=on \
+    : -np 1 "$B/reward_server" $RUN run.out_dir="$T/d1" gen.weights=bf16 gen.bf16_dot=on \
+    : -np 1 "$B/actor" $RUN run.out_dir="$T/d1" gen.weights=bf16 gen.bf16_dot=on > "$T/d1.log" 2>&1
+  rc=$?
+  set -e
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$T/d1.log"; fail "gen.bf16_dot=on without AVX512-BF16: exit $rc"; }
+  grep -q "gen.bf16_dot = on: this actor's CPU (or its copy of the library) has no AVX512-BF16" "$T/d1.log" ||
+    { cat "$T/d1.log"; fail "gen.bf16_dot=on without AVX512-BF16: no reason given"; }
+  echo "$(grep -m1 'gen.bf16_dot = on' "$T/d1.log" | cut -c1-160)"
 fi
 gap() { grep -o '"lp_check_maxdiff": [^,]*' "$1/metrics.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
 echo "actor-vs-learner max |logprob| gap per update: fp32 $(gap "$T/b0")| bf16 $(gap "$T/h2")"
