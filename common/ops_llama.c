@@ -19,6 +19,7 @@
 
 #include "ops.h"
 #include "util.h"
+#include "vmath.h"
 
 // ----------------------------------------------------------------------------
 // splitting work over the pool
@@ -267,15 +268,74 @@ typedef struct {
     int F;
 } SwiGLUJob;
 
+/* One row of silu(g) * u (Shazeer 2020), e^-g by vm_exp: 16 lanes (AVX-512) or 8 (AVX2)
+ * at a time, each lane the scalar tail's operations in its order (separate divides,
+ * multiplies and adds), so the bits do not depend on where a column falls. libm's expf
+ * is a scalar call per element: at SmolLM2-135M's shape a decode step at batch 8 called
+ * it 368,640 times. */
+static void swiglu_row_forward(float *o, const float *g, const float *u, int F) {
+    int i = 0;
+#if defined(__AVX512F__)
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    for (; i + 16 <= F; i += 16) {
+        __m512 gv = _mm512_loadu_ps(g + i);
+        __m512 e = vm_exp16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(gv), sign)));
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+#elif defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= F; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 e = vm_exp8(_mm256_xor_ps(gv, sign));
+        __m256 s = _mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < F; i++) o[i] = g[i] / (1.0f + vm_exp(-g[i])) * u[i];
+}
+
+/* One row of swiglu's gradient: s = sigmoid(g), dg = d u s (1 + g (1 - s)),
+ * du = d g s; lanes as in swiglu_row_forward */
+static void swiglu_row_backward(float *dg, float *du, const float *g, const float *u,
+                                const float *d, int F) {
+    int i = 0;
+#if defined(__AVX512F__)
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= F; i += 16) {
+        __m512 gv = _mm512_loadu_ps(g + i), dv = _mm512_loadu_ps(d + i);
+        __m512 e = vm_exp16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(gv), sign)));
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __m512 t = _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(gv, _mm512_sub_ps(one, s))));
+        _mm512_storeu_ps(dg + i, _mm512_mul_ps(_mm512_mul_ps(dv, _mm512_loadu_ps(u + i)), t));
+        _mm512_storeu_ps(du + i, _mm512_mul_ps(dv, _mm512_mul_ps(gv, s)));
+    }
+#elif defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= F; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i), dv = _mm256_loadu_ps(d + i);
+        __m256 e = vm_exp8(_mm256_xor_ps(gv, sign));
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        __m256 t = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(gv, _mm256_sub_ps(one, s))));
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(dv, _mm256_loadu_ps(u + i)), t));
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(dv, _mm256_mul_ps(gv, s)));
+    }
+#endif
+    for (; i < F; i++) {
+        float s = 1.0f / (1.0f + vm_exp(-g[i]));
+        float silu = g[i] * s;
+        dg[i] = d[i] * u[i] * (s * (1.0f + g[i] * (1.0f - s)));
+        du[i] = d[i] * silu;
+    }
+}
+
 static void swiglu_forward_range(void *p, size_t lo, size_t hi, int part) {
     (void)part;
     const SwiGLUJob *j = p;
     int F = j->F;
-    for (size_t n = lo; n < hi; n++) {
-        const float *g = j->inp + n * 2 * F, *u = g + F;
-        float *o = j->out + n * F;
-        for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    for (size_t n = lo; n < hi; n++)
+        swiglu_row_forward(j->out + n * F, j->inp + n * 2 * F, j->inp + n * 2 * F + F, F);
 }
 
 static void swiglu_backward_range(void *p, size_t lo, size_t hi, int part) {
@@ -283,14 +343,9 @@ static void swiglu_backward_range(void *p, size_t lo, size_t hi, int part) {
     const SwiGLUJob *j = p;
     int F = j->F;
     for (size_t n = lo; n < hi; n++) {
-        const float *g = j->inp + n * 2 * F, *u = g + F, *d = j->dout + n * F;
-        float *dg = j->out + n * 2 * F, *du = dg + F;
-        for (int i = 0; i < F; i++) {
-            float s = 1.0f / (1.0f + expf(-g[i]));
-            float silu = g[i] * s;
-            dg[i] = d[i] * u[i] * (s * (1.0f + g[i] * (1.0f - s)));
-            du[i] = d[i] * silu;
-        }
+        const float *g = j->inp + n * 2 * F;
+        float *dg = j->out + n * 2 * F;
+        swiglu_row_backward(dg, dg + F, g, g + F, j->dout + n * F, F);
     }
 }
 

@@ -14,6 +14,7 @@
 
 #include "ops.h"
 #include "ops_llama.h"
+#include "vmath.h"
 #include "rng.h"
 #include "test.h"
 #include "util.h"
@@ -392,6 +393,29 @@ static void test_grad_check_can_fail(void) {
 // thread-count invariance: shapes above the pool's threshold, widths not multiples of 16
 
 #define TL_N 600
+/* swiglu's vector lanes (16 or 8 at a time) give the bits of the scalar tail's formula
+ * (vm_exp) at every column: F = 37 puts columns in both */
+static void test_swiglu_lanes(void) {
+    int N = 3, F = 37, bad = 0;
+    float *x = rand_buf((size_t)N * 2 * F, 4.0f), *d = rand_buf((size_t)N * F, 1.0f);
+    float *y = xalloc_floats((size_t)N * F), *dx = xalloc_floats((size_t)N * 2 * F);
+    x[5] = -100.0f, x[6] = 100.0f, x[7] = 0.0f, x[8] = -0.0f;
+    swiglu_forward(y, x, N, F);
+    swiglu_backward(dx, d, x, N, F);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < F; i++) {
+            float g = x[n * 2 * F + i], u = x[n * 2 * F + F + i], dd = d[n * F + i];
+            float s = 1.0f / (1.0f + vm_exp(-g));
+            float yo = g / (1.0f + vm_exp(-g)) * u;
+            float dg = dd * u * (s * (1.0f + g * (1.0f - s))), du = dd * (g * s);
+            bad += memcmp(&yo, &y[n * F + i], sizeof yo) != 0;
+            bad += memcmp(&dg, &dx[n * 2 * F + i], sizeof dg) != 0;
+            bad += memcmp(&du, &dx[n * 2 * F + F + i], sizeof du) != 0;
+        }
+    CHECK_MSG(bad == 0, "%d swiglu outputs differ from the scalar formula's bits", bad);
+    free(x), free(d), free(y), free(dx);
+}
+
 #define TL_C 72
 #define TL_G 3
 #define TL_HD 24
@@ -466,6 +490,7 @@ int main(void) {
     TEST_RUN(test_rmsnorm_reference);
     TEST_RUN(test_rope_reference);
     TEST_RUN(test_swiglu_reference);
+    TEST_RUN(test_swiglu_lanes);
     TEST_RUN(test_gqa_reference);
     TEST_RUN(test_linear_reference);
     TEST_RUN(test_grad_ops);
