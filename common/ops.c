@@ -911,28 +911,11 @@ static inline __attribute__((always_inline)) void mm_rows_tile_bf16(
     }
 }
 
-/* The column group q (16 floats) of row k of the tile is at W + k * ldw + q * qs: the
- * (C,OC) layout is W = weight + j0, ldw = OC, qs = 16; the packed one (matmul_pack_rows)
- * is W = the tile's first 16-column panel, ldw = 16, qs = C * 16 (the next panel). */
-static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
-                                                               const void *W, size_t ldw,
-                                                               size_t qs, int packed, int bf16,
-                                                               const float *bias, int nr, int C,
-                                                               int OC, int j0, int cb) {
-    enum { NA = MM_CB / MM_VW }; /* accumulators per row of the widest tile */
-    const int na = cb / MM_VW;   /* this tile's */
-    mmvec acc[MM_RB][NA];
-#pragma GCC unroll 8
-    for (int r = 0; r < MM_RB; r++)
-#pragma GCC unroll 6
-        for (int a = 0; a < na; a++) {
-            if (bias) memcpy(&acc[r][a], bias + j0 + MM_VW * a, sizeof(mmvec));
-            else acc[r][a] = (mmvec){0};
-        }
-    if (bf16) { /* packed bf16: rows in pairs (matmul_pack_rows_bf16), two per load */
-        mm_rows_tile_bf16(acc, inp, (const uint16_t *)W, qs, nr, C, na);
-        goto store;
-    }
+/* mm_rows_tile's rows from fp32 weights, packed or in place (W, ldw, qs as there) */
+static inline __attribute__((always_inline)) void mm_rows_tile_f32(
+    mmvec acc[MM_RB][MM_CB / MM_VW], const float *inp, const void *W, size_t ldw, size_t qs,
+    int packed, int nr, int C, int cb, int na) {
+    enum { NA = MM_CB / MM_VW };
     for (int k = 0; k < C; k++) {
         /* element offset of this row; W is float */
         size_t wk = (size_t)k * ldw;
@@ -961,7 +944,30 @@ static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const
             MM_WLOAD(wv[a], W, wk + (a / MM_VG) * qs + (a % MM_VG) * MM_VW, 0);
         MM_TILE_FMA(acc, inp, C, k, wv, nr, na, MM_RB);
     }
-store:
+}
+
+/* The column group q (16 floats) of row k of the tile is at W + k * ldw + q * qs: the
+ * (C,OC) layout is W = weight + j0, ldw = OC, qs = 16; the packed one (matmul_pack_rows)
+ * is W = the tile's first 16-column panel, ldw = 16, qs = C * 16 (the next panel). */
+static inline __attribute__((always_inline)) void mm_rows_tile(float *out, const float *inp,
+                                                               const void *W, size_t ldw,
+                                                               size_t qs, int packed, int bf16,
+                                                               const float *bias, int nr, int C,
+                                                               int OC, int j0, int cb) {
+    enum { NA = MM_CB / MM_VW }; /* accumulators per row of the widest tile */
+    const int na = cb / MM_VW;   /* this tile's */
+    mmvec acc[MM_RB][NA];
+#pragma GCC unroll 8
+    for (int r = 0; r < MM_RB; r++)
+#pragma GCC unroll 6
+        for (int a = 0; a < na; a++) {
+            if (bias) memcpy(&acc[r][a], bias + j0 + MM_VW * a, sizeof(mmvec));
+            else acc[r][a] = (mmvec){0};
+        }
+    if (bf16) /* packed bf16: rows in pairs (matmul_pack_rows_bf16), two per load */
+        mm_rows_tile_bf16(acc, inp, (const uint16_t *)W, qs, nr, C, na);
+    else
+        mm_rows_tile_f32(acc, inp, W, ldw, qs, packed, nr, C, cb, na);
 #pragma GCC unroll 8
     for (int r = 0; r < MM_RB; r++) {
         if (r >= nr) break;
