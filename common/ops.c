@@ -360,16 +360,7 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 #define OPS_AVX2 0
 #endif
 
-/* dst[i] = exp_fast(src[i] - mx); dst may be src */
-static inline void exp_shift_row(float *dst, const float *src, float mx, int n) {
-    int i = 0;
-#if OPS_AVX2
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i,
-                         vm_exp8(_mm256_sub_ps(_mm256_loadu_ps(src + i), _mm256_set1_ps(mx))));
-#endif
-    for (; i < n; i++) dst[i] = exp_fast(src[i] - mx);
-}
+#define exp_shift_row vm_exp_shift_row /* dst[i] = exp_fast(src[i] - mx) (vmath.h) */
 
 #if defined(__AVX512F__)
 /* the halves of a vector */

@@ -202,4 +202,21 @@ static inline __m256 vm_gelu_grad8(__m256 x, __m256 dout) {
 
 #endif
 
+/* dst[i] = vm_exp(src[i] - mx) for i < n (dst may be src), the exponentials of a softmax
+ * row: 16 (AVX-512) or 8 (AVX2) lanes at a time, each lane the scalar call's bits, then
+ * the scalar tail */
+static inline void vm_exp_shift_row(float *dst, const float *src, float mx, int n) {
+    int i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i,
+                         vm_exp16(_mm512_sub_ps(_mm512_loadu_ps(src + i), _mm512_set1_ps(mx))));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i,
+                         vm_exp8(_mm256_sub_ps(_mm256_loadu_ps(src + i), _mm256_set1_ps(mx))));
+#endif
+    for (; i < n; i++) dst[i] = vm_exp(src[i] - mx);
+}
+
 #endif
