@@ -8,6 +8,8 @@
 #   - natively, the copy loaded is the best this CPU supports (v4 with AVX-512, else v3);
 #     with AVX-512, run.gemm = auto takes gemm.c when OpenBLAS is forced onto its Haswell
 #     kernels, and on its SkylakeX kernels gemm.c on Intel, OpenBLAS elsewhere;
+#   - natively, with the loader pointed at one copy, the v3 copy (where this CPU has AVX2)
+#     and the v2 copy pass test_ops, test_ops_llama and test_generate;
 #   - as a Haswell (AVX2, no AVX-512) the v3 copy is loaded, as a Nehalem (SSE4.2) the v2
 #     copy, and unit tests that compare the kernels with independent references (the
 #     PyTorch GPT-2 fixture of test_gpt, the float64 losses and AdamW, the GEMM reference)
@@ -83,6 +85,27 @@ for pair in Haswell:x86-64-v3 Nehalem:x86-64-v2; do
     bad "as a $cpu: expected the $lvl copy, loaded $got"
   [ "$(field kernel <<<"$out")" = none ] && [ "$(field gemm <<<"$out")" = openblas ] &&
     ok "as a $cpu: no AVX-512 kernel, OpenBLAS chosen" || bad "as a $cpu: $(tr '\n' ' ' <<<"$out")"
+done
+
+echo "== each copy's kernel tests natively (the loader pointed at that copy alone)"
+# make test's other suites run the copy this CPU loads; these run the others on this CPU
+# (a copy only uses instructions this CPU has): the batch-invariant decode kernels, the
+# Llama ops and generation, whose bits differ between copies
+mkdir -p "$T/v2"
+cp "$B/lib/librlhf.so" "$T/v2/"
+copies="$T/v2:x86-64-v2"
+[ "$want" != x86-64-v2 ] && copies="$B/lib/glibc-hwcaps/x86-64-v3:x86-64-v3 $copies"
+for pair in $copies; do
+  dir=${pair%%:*} lvl=${pair#*:}
+  got=$(LD_LIBRARY_PATH=$dir "$B/tests/fx_cpu" | field arch)
+  [ "$got" = "$lvl" ] || { bad "LD_LIBRARY_PATH=$dir loaded the $got copy, not $lvl"; continue; }
+  for t in test_ops test_ops_llama test_generate; do
+    if LD_LIBRARY_PATH=$dir "$B/tests/$t" >"$T/$lvl.$t.log" 2>&1; then
+      ok "the $lvl copy: $t ($(grep -E "checks, [0-9]+ failed" "$T/$lvl.$t.log" | tail -n 1))"
+    else
+      bad "the $lvl copy: $t failed"; grep -E "FAIL" "$T/$lvl.$t.log" | head -n 5 | sed 's/^/    | /'
+    fi
+  done
 done
 
 echo "== unit tests against their references, as other CPUs"
