@@ -4,7 +4,9 @@
  * shapes as the training step (the ceiling the step is compared with).
  *
  *   build/bench/bench_model [tiny|gpt2|all|smol] [iters]
- *   build/bench/bench_model decode [iters]   fp32 vs bf16 decode copy (gpt2, smol), then long
+ *   build/bench/bench_model decode [iters]   fp32 vs bf16 decode copy (widened; and the
+ *                                            AVX512-BF16 dot products where the CPU has
+ *                                            them) (gpt2, smol), then long
  *   build/bench/bench_model decode N gpt2    (or smol) that preset's fp32 vs bf16 decode alone
  *   build/bench/bench_model long [iters]     decode step at cache positions 128 .. 2048
  *

@@ -350,8 +350,9 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
 // ----------------------------------------------------------------------------
 // exp: vmath.h's vm_exp (a branch-free float exp; libm's expf is a scalar call, and the
 // softmax rows and GELU call it for every element). Deterministic. GCC leaves its loops
-// scalar (it treats the clamps as control flow), so the AVX2 build runs them through vm_exp8,
-// which gives every lane the scalar call's bits; the AVX-512 build keeps its own paths.
+// scalar (it treats the clamps as control flow), so the vector builds run them through
+// vm_exp16 / vm_exp8 (a softmax row: vm_exp_shift_row), which give every lane the scalar
+// call's bits; some AVX-512 passes below keep their own fused paths.
 
 #define exp_fast vm_exp
 #if defined(__AVX2__) && !defined(__AVX512F__)

@@ -1,6 +1,7 @@
 /*
  * common/vmath.h — the element-wise formulas that more than one kernel file evaluates:
- * exp (ops.c's exp_fast) and the GELU with its derivative. With AVX-512: vm_exp16 performs
+ * exp (ops.c's exp_fast; a softmax row's exponentials, vm_exp_shift_row, for ops.c's
+ * attention rows) and the GELU with its derivative. With AVX-512: vm_exp16 performs
  * vm_exp's float operations in the same order (separate multiplies and adds, as the
  * scalar code compiles under -std=c11, where GCC does not contract a * b + c), so a lane
  * gives the bits of the scalar call; the GELU is defined by its 16-lane form (fused
